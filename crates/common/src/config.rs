@@ -1,0 +1,528 @@
+//! Typed settings with three layers: built-in defaults → optional YAML file → environment.
+//!
+//! - The file comes from `--config FILE` on the command line or the `MALL_CONFIG` variable.
+//! - Environment variables `MALL__SECTION__KEY` override single keys, e.g.
+//!   `MALL__DATABASE__URL=mysql://root@127.0.0.1:3306/mall_{service}`.
+//! - `{service}` in `database.url` is replaced by the service name, so one file or one variable
+//!   gives every service of a fleet its own database.
+//!
+//! Every setting has a default, so a binary runs with no file at all. [`Settings::validate`] runs
+//! at start and names the offending key in its error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The environment variable naming the YAML config file (same as `--config FILE`).
+pub const CONFIG_FILE_ENV: &str = "MALL_CONFIG";
+/// Prefix of the per-key environment overrides (`MALL__SECTION__KEY`).
+pub const ENV_PREFIX: &str = "MALL";
+
+/// The seven services with their well-known gRPC ports (API.md). Admin ports are gRPC + 1000.
+pub const SERVICE_PORTS: [(&str, u16); 7] = [
+    ("auth", 8000),
+    ("user", 8001),
+    ("cart", 8002),
+    ("product", 8003),
+    ("order", 8004),
+    ("payment", 8005),
+    ("checkout", 8006),
+];
+
+/// Offset between a service's gRPC port and its admin HTTP port.
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+
+/// The well-known gRPC port of a service, if `name` is one of the seven.
+pub fn default_port(name: &str) -> Option<u16> {
+    SERVICE_PORTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+}
+
+/// A configuration that cannot be loaded or is invalid; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or parsed into the typed settings.
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but breaks a rule.
+    #[error("invalid configuration: `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `database.url`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the process runs; `online` refuses unsafe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A developer laptop: pretty logs, everything embedded.
+    #[default]
+    Dev,
+    /// Automated tests.
+    Test,
+    /// Production: JSON logs, no default secrets, no open admin access.
+    Online,
+}
+
+/// Settings every service shares, plus the service's own sections in `ext`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings<E = NoExtra> {
+    /// The service name (`product`, ...); set by the loader, not by files.
+    #[serde(default)]
+    pub service: String,
+    /// Deployment profile.
+    #[serde(default)]
+    pub profile: Profile,
+    /// Listening addresses and shutdown behaviour.
+    pub server: ServerSettings,
+    /// The service's SQL database.
+    pub database: DatabaseSettings,
+    /// Shared cache (memory or Redis).
+    pub cache: CacheSettings,
+    /// How other services are found.
+    pub discovery: DiscoverySettings,
+    /// Outgoing gRPC calls.
+    pub client: ClientSettings,
+    /// Logs and metrics.
+    pub telemetry: TelemetrySettings,
+    /// Sections only this service reads (e.g. `catalog` for product).
+    #[serde(flatten)]
+    pub ext: E,
+}
+
+/// The empty service-specific extension.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NoExtra {}
+
+/// `server.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSettings {
+    /// Interface to bind, e.g. `0.0.0.0` or `127.0.0.1`.
+    pub host: IpAddr,
+    /// gRPC port; 0 picks a free one (tests).
+    pub port: u16,
+    /// Admin HTTP port (`/metrics`, `/healthz`, `/readyz`); default gRPC port + 1000, 0 if the
+    /// gRPC port is 0.
+    pub admin_port: Option<u16>,
+    /// How long health reports NOT_SERVING before the listener closes, so balancers notice.
+    pub drain_delay_ms: u64,
+    /// How long in-flight calls may take to finish after shutdown starts.
+    pub shutdown_grace_ms: u64,
+}
+
+impl ServerSettings {
+    /// The admin port actually used.
+    pub fn admin_port(&self) -> u16 {
+        match (self.admin_port, self.port) {
+            (Some(p), _) => p,
+            (None, 0) => 0,
+            (None, p) => p.saturating_add(ADMIN_PORT_OFFSET),
+        }
+    }
+}
+
+/// `database.*`
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `mysql://user:pass@host:port/db`; `{service}` is replaced by
+    /// the service name. May hold a password: never log it, use [`redact_url`].
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection before the call fails `UNAVAILABLE`.
+    pub acquire_timeout_ms: u64,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .finish()
+    }
+}
+
+/// `cache.*`
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CacheSettings {
+    /// `memory://` (in-process) or `redis://host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key, so several fleets (or tests) can share one Redis.
+    pub namespace: String,
+    /// Entry limit of the in-process cache.
+    pub memory_capacity: u64,
+}
+
+impl fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheSettings")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("memory_capacity", &self.memory_capacity)
+            .finish()
+    }
+}
+
+/// `discovery.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoverySettings {
+    /// `static` (addresses below). `consul` arrives with the discovery issue.
+    pub kind: String,
+    /// Static addresses per service name, `host:port`.
+    #[serde(rename = "static")]
+    pub static_addrs: BTreeMap<String, Vec<String>>,
+}
+
+/// `client.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientSettings {
+    /// TCP connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Deadline of a call that sets none, sent as `grpc-timeout`.
+    pub request_timeout_ms: u64,
+}
+
+/// `telemetry.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelemetrySettings {
+    /// `pretty`, `compact` or `json`.
+    pub log_format: String,
+    /// An `EnvFilter` directive, e.g. `info,sqlx=warn`. `RUST_LOG` wins when set.
+    pub log_filter: String,
+}
+
+impl Settings<NoExtra> {
+    /// The built-in defaults of a service (no file, no environment).
+    pub fn defaults(service: &str) -> Self {
+        Settings::with_ext(service, NoExtra {})
+    }
+}
+
+impl<E> Settings<E> {
+    /// The built-in defaults with the service's own extension.
+    pub fn with_ext(service: &str, ext: E) -> Self {
+        let static_addrs = SERVICE_PORTS
+            .iter()
+            .map(|(name, port)| (name.to_string(), vec![format!("127.0.0.1:{port}")]))
+            .collect();
+        Settings {
+            service: service.to_string(),
+            profile: Profile::Dev,
+            server: ServerSettings {
+                host: IpAddr::from([0, 0, 0, 0]),
+                port: default_port(service).unwrap_or(0),
+                admin_port: None,
+                drain_delay_ms: 0,
+                shutdown_grace_ms: 30_000,
+            },
+            database: DatabaseSettings {
+                url: "sqlite://data/{service}.db?mode=rwc".into(),
+                max_connections: 10,
+                acquire_timeout_ms: 5_000,
+            },
+            cache: CacheSettings {
+                url: "memory://".into(),
+                namespace: "mall".into(),
+                memory_capacity: 100_000,
+            },
+            discovery: DiscoverySettings {
+                kind: "static".into(),
+                static_addrs,
+            },
+            client: ClientSettings {
+                connect_timeout_ms: 1_000,
+                request_timeout_ms: 5_000,
+            },
+            telemetry: TelemetrySettings {
+                log_format: "pretty".into(),
+                log_filter: "info".into(),
+            },
+            ext,
+        }
+    }
+
+    /// The database URL with `{service}` substituted.
+    pub fn database_url(&self) -> String {
+        self.database.url.replace("{service}", &self.service)
+    }
+
+    /// Checks every rule a value must meet; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("mysql://")) {
+            return Err(ConfigError::invalid(
+                "database.url",
+                format!(
+                    "unsupported scheme in `{}` (expected sqlite:// or mysql://)",
+                    redact_url(&url)
+                ),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if !(self.cache.url.starts_with("memory://") || self.cache.url.starts_with("redis://")) {
+            return Err(ConfigError::invalid(
+                "cache.url",
+                format!(
+                    "unsupported scheme in `{}` (expected memory:// or redis://)",
+                    redact_url(&self.cache.url)
+                ),
+            ));
+        }
+        if self.discovery.kind != "static" {
+            return Err(ConfigError::invalid(
+                "discovery.kind",
+                format!(
+                    "`{}` is not supported (expected `static`)",
+                    self.discovery.kind
+                ),
+            ));
+        }
+        for (name, addrs) in &self.discovery.static_addrs {
+            for addr in addrs {
+                if crate::client::parse_authority(addr).is_none() {
+                    return Err(ConfigError::invalid(
+                        "discovery.static",
+                        format!("`{addr}` for `{name}` is not host:port"),
+                    ));
+                }
+            }
+        }
+        if !matches!(
+            self.telemetry.log_format.as_str(),
+            "pretty" | "compact" | "json"
+        ) {
+            return Err(ConfigError::invalid(
+                "telemetry.log_format",
+                format!(
+                    "`{}` (expected pretty, compact or json)",
+                    self.telemetry.log_format
+                ),
+            ));
+        }
+        if self.client.request_timeout_ms == 0 || self.client.connect_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "client",
+                "connect_timeout_ms and request_timeout_ms must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the settings come from; [`Source::from_process`] reads the real process.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The YAML file, if any.
+    pub file: Option<PathBuf>,
+    /// Environment variables to apply (only `MALL__*` ones matter).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Source {
+    /// `--config FILE` (or `--config=FILE`) from the arguments, else `MALL_CONFIG`; and the
+    /// process environment.
+    pub fn from_process() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let mut file = None;
+        let mut iter = args.iter().skip(1);
+        while let Some(arg) = iter.next() {
+            if arg == "--config" {
+                file = iter.next().map(PathBuf::from);
+            } else if let Some(path) = arg.strip_prefix("--config=") {
+                file = Some(PathBuf::from(path));
+            }
+        }
+        let file = file.or_else(|| std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from));
+        Source {
+            file,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// Loads the settings of `service`: `defaults` → the source's file → its `MALL__*` variables,
+/// then validates them.
+pub fn load<E>(
+    service: &str,
+    defaults: Settings<E>,
+    source: &Source,
+) -> Result<Settings<E>, ConfigError>
+where
+    E: Serialize + DeserializeOwned,
+{
+    let mut builder = config::Config::builder().add_source(config::Config::try_from(&defaults)?);
+    if let Some(file) = &source.file {
+        builder =
+            builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Yaml));
+    }
+    let mut env = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .source(Some(source.env.clone().into_iter().collect()));
+    for (name, _) in SERVICE_PORTS {
+        env = env.with_list_parse_key(&format!("discovery.static.{name}"));
+    }
+    builder = builder.add_source(env);
+    let mut settings: Settings<E> = builder.build()?.try_deserialize()?;
+    settings.service = service.to_string();
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Hides the password (and anything after `?` that could hold one) of a URL for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{user}:***@{host}")
+        }
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Source {
+        Source {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_give_the_well_known_ports() {
+        let s = load("product", Settings::defaults("product"), &Source::default()).unwrap();
+        assert_eq!(s.server.port, 8003);
+        assert_eq!(s.server.admin_port(), 9003);
+        assert_eq!(s.database_url(), "sqlite://data/product.db?mode=rwc");
+        assert_eq!(s.discovery.static_addrs["auth"], vec!["127.0.0.1:8000"]);
+    }
+
+    #[test]
+    fn environment_overrides_single_keys() {
+        let s = load(
+            "product",
+            Settings::defaults("product"),
+            &env(&[
+                ("MALL__SERVER__PORT", "7003"),
+                (
+                    "MALL__DATABASE__URL",
+                    "mysql://root:pw@db:3306/mall_{service}",
+                ),
+                (
+                    "MALL__DISCOVERY__STATIC__CART",
+                    "10.0.0.1:8002,10.0.0.2:8002",
+                ),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 7003);
+        assert_eq!(s.server.admin_port(), 8003);
+        assert_eq!(s.database_url(), "mysql://root:pw@db:3306/mall_product");
+        assert_eq!(
+            s.discovery.static_addrs["cart"],
+            vec!["10.0.0.1:8002", "10.0.0.2:8002"]
+        );
+    }
+
+    #[test]
+    fn yaml_file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("mall-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(
+            &file,
+            "server:\n  port: 7100\n  drain_delay_ms: 5\ncache:\n  namespace: shop\n",
+        )
+        .unwrap();
+        let mut source = env(&[("MALL__SERVER__PORT", "7200")]);
+        source.file = Some(file);
+        let s = load("product", Settings::defaults("product"), &source).unwrap();
+        assert_eq!(s.server.port, 7200, "env wins over file");
+        assert_eq!(s.server.drain_delay_ms, 5, "file wins over defaults");
+        assert_eq!(s.cache.namespace, "shop");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = load(
+            "product",
+            Settings::defaults("product"),
+            &env(&[("MALL__DATABASE__URL", "postgres://u:secret@h/db")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`database.url`"), "{err}");
+        assert!(!err.contains("secret"), "password leaked: {err}");
+
+        let err = load(
+            "product",
+            Settings::defaults("product"),
+            &env(&[("MALL__SERVER__PORT", "not-a-port")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.port"), "{err}");
+
+        let err = load(
+            "product",
+            Settings::defaults("product"),
+            &env(&[("MALL__TELEMETRY__LOG_FORMAT", "xml")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`telemetry.log_format`"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        assert_eq!(
+            redact_url("mysql://root:hunter2@db:3306/x"),
+            "mysql://root:***@db:3306/x"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        let s = Settings::defaults("product");
+        let mut s2 = s.clone();
+        s2.database.url = "mysql://a:topsecret@h/d".into();
+        assert!(!format!("{:?}", s2.database).contains("topsecret"));
+    }
+}

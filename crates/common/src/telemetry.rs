@@ -1,0 +1,177 @@
+//! Logs and metrics.
+//!
+//! - [`init_logging`] installs the process-wide tracing subscriber (pretty for dev, JSON for
+//!   online), filtered by `telemetry.log_filter` or `RUST_LOG`.
+//! - [`Metrics`] is a per-server Prometheus registry holding the RED metrics of every RPC
+//!   (`grpc_server_handled_total`, `grpc_server_handling_seconds` by service, method and code).
+//!   Registries are per server, not global, so several services (and tests) share a process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::TelemetrySettings;
+
+/// Installs the global tracing subscriber once; later calls (tests, the fleet) are no-ops.
+pub fn init_logging(settings: &TelemetrySettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match settings.log_format.as_str() {
+        "json" => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        "compact" => builder.compact().try_init(),
+        _ => builder.pretty().try_init(),
+    };
+}
+
+/// Labels of the per-RPC metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// Fully-qualified gRPC service, e.g. `tiktokmall.product.v1.ProductCatalogService`.
+    pub service: String,
+    /// RPC name, e.g. `GetProduct`.
+    pub method: String,
+    /// gRPC status code name, e.g. `OK`, `InvalidArgument`.
+    pub code: String,
+}
+
+/// Labels of the per-service in-flight gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// Fully-qualified gRPC service.
+    pub service: String,
+}
+
+type HistogramFamily = Family<RpcLabels, Histogram, fn() -> Histogram>;
+
+/// Bucket bounds of the handling-time histogram, in seconds (1 ms … 10 s).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The RED metrics of one gRPC server.
+#[derive(Clone)]
+pub struct RpcMetrics {
+    handled: Family<RpcLabels, Counter>,
+    seconds: HistogramFamily,
+    in_flight: Family<ServiceLabels, Gauge>,
+}
+
+impl RpcMetrics {
+    /// Registers the server metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let handled = Family::<RpcLabels, Counter>::default();
+        let seconds: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let in_flight = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "grpc_server_handled",
+            "RPCs completed on the server, by gRPC status code",
+            handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Time from receiving an RPC to sending its status",
+            seconds.clone(),
+        );
+        registry.register(
+            "grpc_server_in_flight",
+            "RPCs being handled right now",
+            in_flight.clone(),
+        );
+        RpcMetrics {
+            handled,
+            seconds,
+            in_flight,
+        }
+    }
+
+    /// Counts one RPC start (for the in-flight gauge).
+    pub fn started(&self, service: &str) {
+        self.in_flight
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records one finished RPC.
+    pub fn finished(&self, service: &str, method: &str, code: tonic::Code, elapsed: Duration) {
+        self.in_flight
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .dec();
+        let labels = RpcLabels {
+            service: service.to_string(),
+            method: method.to_string(),
+            code: code_name(code).to_string(),
+        };
+        self.handled.get_or_create(&labels).inc();
+        self.seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The Prometheus registry of one server, shared with the admin HTTP port.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+}
+
+impl Metrics {
+    /// Freezes a registry for serving.
+    pub fn new(registry: Registry) -> Self {
+        Metrics {
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// The registry in the Prometheus/OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// The canonical name of a gRPC code as used in metric labels (`OK`, `InvalidArgument`, ...).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}

@@ -1,0 +1,128 @@
+//! Runs any set of TikTokMall services in one process.
+//!
+//! The `mall` binary uses [`Fleet::start`] to run the whole fleet on the well-known ports with the
+//! embedded defaults; black-box tests use [`testing::TestFleet`] to run the services they need on
+//! port 0 with a fresh database each. Services are started in dependency order and each one is
+//! told where the ones before it listen, through the same `MALL__*` keys an operator would set.
+#![forbid(unsafe_code)]
+
+pub mod testing;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use mall_common::client::Clients;
+use mall_common::config::{self, Source};
+use mall_common::server::BoundServer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The services the fleet can run, in start order (a service only calls ones listed before it).
+pub const SERVICES: &[&str] = &["product"];
+
+/// Where one running service listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    /// gRPC.
+    pub grpc: SocketAddr,
+    /// Admin HTTP (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
+}
+
+/// A set of services running in this process.
+pub struct Fleet {
+    endpoints: BTreeMap<&'static str, Endpoints>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    clients: Clients,
+}
+
+async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
+    match name {
+        product::NAME => {
+            let settings = config::load(name, product::default_settings(), source)?;
+            product::build(settings).await
+        }
+        other => anyhow::bail!("unknown service `{other}` (known: {})", SERVICES.join(", ")),
+    }
+}
+
+impl Fleet {
+    /// Starts `names` (a subset of [`SERVICES`]) with settings from `source`.
+    pub async fn start(names: &[&str], source: Source) -> anyhow::Result<Fleet> {
+        let mut source = source;
+        let (stop, stopped) = watch::channel(false);
+        let mut fleet = Fleet {
+            endpoints: BTreeMap::new(),
+            stop,
+            tasks: Vec::new(),
+            clients: Clients::new(
+                &config::Settings::defaults("mall").discovery,
+                &config::Settings::defaults("mall").client,
+            ),
+        };
+        for name in SERVICES.iter().copied().filter(|s| names.contains(s)) {
+            let bound = build(name, &source)
+                .await
+                .with_context(|| format!("starting {name}"))?;
+            let endpoints = Endpoints {
+                grpc: bound.grpc_addr,
+                admin: bound.admin_addr,
+            };
+            // Later services find this one where it actually listens (port 0 in tests).
+            source.env.insert(
+                format!("MALL__DISCOVERY__STATIC__{}", name.to_uppercase()),
+                format!("127.0.0.1:{}", endpoints.grpc.port()),
+            );
+            let mut stopped = stopped.clone();
+            let task = tokio::spawn(bound.serve(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+            fleet.endpoints.insert(name, endpoints);
+            fleet.tasks.push((name, task));
+        }
+        for unknown in names.iter().filter(|n| !SERVICES.contains(n)) {
+            fleet.shutdown().await?;
+            anyhow::bail!(
+                "unknown service `{unknown}` (known: {})",
+                SERVICES.join(", ")
+            );
+        }
+        let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
+        fleet.clients = Clients::new(&settings.discovery, &settings.client);
+        Ok(fleet)
+    }
+
+    /// Where `name` listens.
+    pub fn endpoints(&self, name: &str) -> Option<Endpoints> {
+        self.endpoints.get(name).copied()
+    }
+
+    /// Every running service and where it listens.
+    pub fn all_endpoints(&self) -> &BTreeMap<&'static str, Endpoints> {
+        &self.endpoints
+    }
+
+    /// Clients that reach this fleet's services.
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// Starts graceful shutdown of every service and waits for all to finish draining.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        for (name, task) in self.tasks {
+            let result = match task.await {
+                Ok(r) => r,
+                Err(e) => Err(anyhow::anyhow!("{name} task failed: {e}")),
+            };
+            if let Err(e) = result {
+                tracing::error!(service = name, error = %e, "service stopped with an error");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

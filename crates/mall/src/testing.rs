@@ -1,0 +1,140 @@
+//! Test support: a fleet on port 0 with its own databases and cache namespace.
+//!
+//! By default each service gets an SQLite file in a temporary directory and the in-process
+//! cache. With `MALL_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306`) each service gets a
+//! fresh MariaDB/MySQL database, dropped when the fleet is stopped or dropped; with
+//! `MALL_TEST_REDIS_URL` the cache is Redis under a fresh namespace.
+
+use mall_common::client::FromChannel;
+use mall_common::config::Source;
+use tonic::Status;
+
+use crate::{Endpoints, Fleet};
+
+/// Env var naming the MySQL server tests use (no database part).
+pub const MYSQL_ENV: &str = "MALL_TEST_MYSQL_URL";
+/// Env var naming the Redis server tests use.
+pub const REDIS_ENV: &str = "MALL_TEST_REDIS_URL";
+
+/// A running test fleet; stop it with [`TestFleet::stop`] (dropping also cleans up).
+pub struct TestFleet {
+    fleet: Option<Fleet>,
+    database_urls: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// The database URL template tests use for service `{service}` (a fresh database per fleet).
+fn database_template(dir: &std::path::Path, run: &str) -> String {
+    match std::env::var(MYSQL_ENV) {
+        Ok(base) => format!("{}/t_{run}_{{service}}", base.trim_end_matches('/')),
+        Err(_) => format!("sqlite://{}/{{service}}.db?mode=rwc", dir.display()),
+    }
+}
+
+impl TestFleet {
+    /// Starts `names` with test defaults.
+    pub async fn start(names: &[&str]) -> TestFleet {
+        Self::start_with(names, &[]).await
+    }
+
+    /// Starts `names` with test defaults plus `MALL__*` overrides.
+    pub async fn start_with(names: &[&str], overrides: &[(&str, &str)]) -> TestFleet {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let template = database_template(dir.path(), &run);
+        let mut env = std::collections::BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            env.insert(k.to_string(), v);
+        };
+        put("MALL__PROFILE", "test".into());
+        put("MALL__SERVER__HOST", "127.0.0.1".into());
+        put("MALL__SERVER__PORT", "0".into());
+        put("MALL__SERVER__SHUTDOWN_GRACE_MS", "5000".into());
+        put("MALL__DATABASE__URL", template.clone());
+        put("MALL__CACHE__NAMESPACE", format!("test-{run}"));
+        if let Ok(redis) = std::env::var(REDIS_ENV) {
+            put("MALL__CACHE__URL", redis);
+        }
+        put("MALL__CATALOG__SEED_DEMO", "false".into());
+        for (k, v) in overrides {
+            put(k, (*v).to_string());
+        }
+        let database_urls = names
+            .iter()
+            .map(|n| env["MALL__DATABASE__URL"].replace("{service}", n))
+            .collect();
+        let source = Source { file: None, env };
+        let fleet = Fleet::start(names, source)
+            .await
+            .unwrap_or_else(|e| panic!("test fleet failed to start: {e:#}"));
+        TestFleet {
+            fleet: Some(fleet),
+            database_urls,
+            _dir: dir,
+        }
+    }
+
+    fn fleet(&self) -> &Fleet {
+        self.fleet.as_ref().expect("fleet is running")
+    }
+
+    /// Where `name` listens.
+    pub fn endpoints(&self, name: &str) -> Endpoints {
+        self.fleet()
+            .endpoints(name)
+            .unwrap_or_else(|| panic!("{name} is not running"))
+    }
+
+    /// A typed client for `name`.
+    pub fn client<T: FromChannel>(&self, name: &str) -> T {
+        self.fleet()
+            .clients()
+            .client(name)
+            .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    /// The database URL service `name` uses.
+    pub fn database_url(&self, name: &str) -> String {
+        self.database_urls
+            .iter()
+            .find(|u| u.contains(name))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Shuts the fleet down gracefully and drops its databases.
+    pub async fn stop(mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.shutdown().await.expect("clean shutdown");
+        }
+        for url in std::mem::take(&mut self.database_urls) {
+            let _ = mall_common::store::drop_database(&url).await;
+        }
+    }
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        let urls: Vec<String> = std::mem::take(&mut self.database_urls)
+            .into_iter()
+            .filter(|u| u.starts_with("mysql://"))
+            .collect();
+        if urls.is_empty() {
+            return;
+        }
+        // A panicking test never reached `stop`: drop its MySQL databases on a side runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    for url in urls {
+                        let _ = mall_common::store::drop_database(&url).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}

@@ -1,0 +1,99 @@
+//! The product catalog service (port 8003): browsing and search, admin writes, and the stock
+//! reservations checkout relies on.
+//!
+//! [`build`] opens the database and cache, seeds the demo catalog when asked, and binds the
+//! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod domain;
+pub mod service;
+pub mod store;
+
+use std::time::Duration;
+
+use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::store::Database;
+use mall_common::{cache, config};
+use mall_proto::product::v1::product_catalog_service_server::ProductCatalogServiceServer;
+use serde::{Deserialize, Serialize};
+
+/// The service name used in config, discovery and the database URL.
+pub const NAME: &str = "product";
+
+/// Product's own settings, the `catalog` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extra {
+    /// `catalog.*`
+    pub catalog: CatalogSettings,
+}
+
+/// `catalog.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogSettings {
+    /// Load the demo catalog into an empty database at start.
+    pub seed_demo: bool,
+    /// How long `GetProduct` answers are cached.
+    pub cache_ttl_secs: u64,
+}
+
+/// Product's settings: the platform sections plus `catalog`.
+pub type Settings = config::Settings<Extra>;
+
+/// The built-in defaults.
+pub fn default_settings() -> Settings {
+    config::Settings::with_ext(
+        NAME,
+        Extra {
+            catalog: CatalogSettings {
+                seed_demo: true,
+                cache_ttl_secs: 300,
+            },
+        },
+    )
+}
+
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
+pub fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load(NAME, default_settings(), &config::Source::from_process())
+}
+
+/// Stored ids are positive `BIGINT`s; the API speaks `uint64`.
+pub(crate) fn api_id(id: i64) -> u64 {
+    mall_common::store::id_to_api(id)
+}
+
+/// Opens the database and cache, seeds the demo catalog if configured, and binds the ports.
+pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
+    let db = Database::connect(
+        &settings.database_url(),
+        &settings.database,
+        &store::MIGRATIONS,
+    )
+    .await?;
+    let cache = cache::connect(&settings.cache).await?;
+    let catalog = store::Catalog::new(db.clone());
+    if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()).await? {
+        tracing::info!("loaded the demo catalog");
+    }
+    let service = service::CatalogService::new(
+        catalog,
+        cache.clone(),
+        Duration::from_secs(settings.ext.catalog.cache_ttl_secs),
+    );
+    tracing::info!(backend = ?db.backend(), "product catalog ready");
+    ServerBuilder::new(&settings)
+        .add_service(ProductCatalogServiceServer::new(service), service::ACCESS)
+        .ready_database(&db)
+        .ready_cache(&cache)
+        .bind()
+        .await
+}
+
+/// Builds and serves until `shutdown` completes.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    build(settings).await?.serve(shutdown).await
+}

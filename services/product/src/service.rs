@@ -1,0 +1,237 @@
+//! The gRPC edge of the catalog: parse the request into domain types, call the store (through
+//! the cache for reads by id), map errors to statuses. Access rules are in [`ACCESS`] and are
+//! enforced by the server before any handler runs.
+
+use std::time::Duration;
+
+use mall_common::access::{Access, AccessTable};
+use mall_common::cache::{self, SharedCache};
+use mall_common::paging::Page;
+use mall_proto::product::v1 as pb;
+use mall_proto::product::v1::product_catalog_service_server::ProductCatalogService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{
+    self, Error, NewProduct, Product, ProductPatch, Reservation, Search, batch_ids, product_id,
+};
+use crate::store::{Catalog, Reserved};
+
+/// Who may call what: browsing is public, writes are admin-only, stock and batch reads are for
+/// other services.
+pub const ACCESS: AccessTable = AccessTable {
+    service: "tiktokmall.product.v1.ProductCatalogService",
+    rules: &[
+        ("ListProducts", Access::Public),
+        ("GetProduct", Access::Public),
+        ("SearchProducts", Access::Public),
+        ("BatchGetProducts", Access::Internal),
+        ("CreateProduct", Access::Admin),
+        ("UpdateProduct", Access::Admin),
+        ("DeleteProduct", Access::Admin),
+        ("ReserveStock", Access::Internal),
+        ("ReleaseStock", Access::Internal),
+    ],
+};
+
+/// The `ProductCatalogService` implementation.
+#[derive(Clone)]
+pub struct CatalogService {
+    catalog: Catalog,
+    cache: SharedCache,
+    cache_ttl: Duration,
+}
+
+fn cache_key(id: i64) -> String {
+    format!("product:v1:{id}")
+}
+
+fn to_pb(p: Product) -> pb::Product {
+    pb::Product {
+        id: crate::api_id(p.id),
+        name: p.name,
+        description: p.description,
+        picture: p.picture,
+        price_cents: p.price_cents,
+        stock: u32::try_from(p.stock.max(0)).unwrap_or(u32::MAX),
+        categories: p.categories,
+    }
+}
+
+impl CatalogService {
+    /// A service over `catalog`, caching products by id for `cache_ttl`.
+    pub fn new(catalog: Catalog, cache: SharedCache, cache_ttl: Duration) -> Self {
+        CatalogService {
+            catalog,
+            cache,
+            cache_ttl,
+        }
+    }
+
+    /// Drops cached copies of products after a write. A failure is logged, not returned: the
+    /// write is committed and cached entries expire after `catalog.cache_ttl_secs` anyway.
+    async fn invalidate(&self, ids: &[i64]) {
+        for id in ids {
+            if let Err(e) = cache::invalidate(self.cache.as_ref(), &cache_key(*id)).await {
+                tracing::error!(product = id, error = %e, "cache invalidation failed");
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ProductCatalogService for CatalogService {
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsReq>,
+    ) -> Result<Response<pb::ListProductsResp>, Status> {
+        let req = request.into_inner();
+        let page = Page::parse(req.page, req.page_size)?;
+        let category = req.category_name.trim();
+        let category = (!category.is_empty()).then_some(category);
+        let (products, total) = self.catalog.list(category, page).await?;
+        Ok(Response::new(pb::ListProductsResp {
+            products: products.into_iter().map(to_pb).collect(),
+            total,
+        }))
+    }
+
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductReq>,
+    ) -> Result<Response<pb::GetProductResp>, Status> {
+        let id = product_id(request.into_inner().id, "id").map_err(Error::from)?;
+        let catalog = self.catalog.clone();
+        let product = cache::read_through(
+            self.cache.as_ref(),
+            &cache_key(id),
+            self.cache_ttl,
+            || async move { catalog.get(id).await },
+        )
+        .await?
+        .ok_or(Error::ProductNotFound(crate::api_id(id)))?;
+        Ok(Response::new(pb::GetProductResp {
+            product: Some(to_pb(product)),
+        }))
+    }
+
+    async fn search_products(
+        &self,
+        request: Request<pb::SearchProductsReq>,
+    ) -> Result<Response<pb::SearchProductsResp>, Status> {
+        let req = request.into_inner();
+        let search = Search::parse(&req.query).map_err(Error::from)?;
+        let page = Page::parse(req.page, req.page_size)?;
+        let (results, total) = self.catalog.search(&search, page).await?;
+        Ok(Response::new(pb::SearchProductsResp {
+            results: results.into_iter().map(to_pb).collect(),
+            total,
+        }))
+    }
+
+    async fn batch_get_products(
+        &self,
+        request: Request<pb::BatchGetProductsReq>,
+    ) -> Result<Response<pb::BatchGetProductsResp>, Status> {
+        let ids = batch_ids(&request.into_inner().ids).map_err(Error::from)?;
+        let products = self.catalog.batch_get(&ids).await?;
+        let missing_ids = ids
+            .iter()
+            .filter(|id| !products.iter().any(|p| p.id == **id))
+            .map(|id| crate::api_id(*id))
+            .collect();
+        Ok(Response::new(pb::BatchGetProductsResp {
+            products: products.into_iter().map(to_pb).collect(),
+            missing_ids,
+        }))
+    }
+
+    async fn create_product(
+        &self,
+        request: Request<pb::CreateProductReq>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let req = request.into_inner();
+        let new = NewProduct::parse(
+            &req.name,
+            &req.description,
+            &req.picture,
+            req.price_cents,
+            req.stock,
+            &req.categories,
+        )
+        .map_err(Error::from)?;
+        let product = self.catalog.create(&new).await?;
+        tracing::info!(product = product.id, "product created");
+        Ok(Response::new(to_pb(product)))
+    }
+
+    async fn update_product(
+        &self,
+        request: Request<pb::UpdateProductReq>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let req = request.into_inner();
+        let patch = ProductPatch::parse(
+            req.id,
+            &req.name,
+            &req.description,
+            &req.picture,
+            req.price_cents,
+            &req.categories,
+        )
+        .map_err(Error::from)?;
+        let updated = self.catalog.update(&patch).await;
+        // Invalidate even when the write failed half-way: a stale entry is worse than a miss.
+        self.invalidate(&[patch.id]).await;
+        let product = updated?.ok_or(Error::ProductNotFound(req.id))?;
+        tracing::info!(product = product.id, "product updated");
+        Ok(Response::new(to_pb(product)))
+    }
+
+    async fn delete_product(
+        &self,
+        request: Request<pb::DeleteProductReq>,
+    ) -> Result<Response<pb::DeleteProductResp>, Status> {
+        let raw = request.into_inner().id;
+        let id = product_id(raw, "id").map_err(Error::from)?;
+        let deleted = self.catalog.delete(id).await;
+        self.invalidate(&[id]).await;
+        if !deleted? {
+            return Err(Error::ProductNotFound(raw).into());
+        }
+        tracing::info!(product = id, "product deleted");
+        Ok(Response::new(pb::DeleteProductResp {}))
+    }
+
+    async fn reserve_stock(
+        &self,
+        request: Request<pb::ReserveStockReq>,
+    ) -> Result<Response<pb::ReserveStockResp>, Status> {
+        let req = request.into_inner();
+        let items: Vec<(u64, i32)> = req
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect();
+        let reservation = Reservation::parse(&req.reservation_id, &items).map_err(Error::from)?;
+        let outcome = self.catalog.reserve(&reservation).await?;
+        if outcome == Reserved::Now {
+            let ids: Vec<i64> = reservation.lines.iter().map(|(id, _)| *id).collect();
+            self.invalidate(&ids).await;
+            tracing::info!(reservation = %reservation.id, lines = ids.len(), "stock reserved");
+        }
+        Ok(Response::new(pb::ReserveStockResp {}))
+    }
+
+    async fn release_stock(
+        &self,
+        request: Request<pb::ReleaseStockReq>,
+    ) -> Result<Response<pb::ReleaseStockResp>, Status> {
+        let id =
+            domain::reservation_id(&request.into_inner().reservation_id).map_err(Error::from)?;
+        let touched = self.catalog.release(&id).await?;
+        if !touched.is_empty() {
+            self.invalidate(&touched).await;
+            tracing::info!(reservation = %id, "stock released");
+        }
+        Ok(Response::new(pb::ReleaseStockResp {}))
+    }
+}

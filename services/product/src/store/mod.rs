@@ -1,0 +1,460 @@
+//! The catalog's SQL. One implementation for both backends: statements use `?` placeholders and
+//! portable types; the two that differ (category upsert, last-insert id) switch on
+//! [`Backend`]. Stock changes are single conditional `UPDATE`s inside one transaction, never
+//! read-then-write, so concurrent reservations cannot oversell.
+
+use std::collections::HashMap;
+
+use mall_common::paging::Page;
+use mall_common::store::{Backend, Database, Migrations, is_unique_violation, unix_now};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+use crate::domain::{Error, NewProduct, Product, ProductPatch, Reservation, Search};
+
+/// The catalog's migrations, one set per backend.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("./migrations/sqlite"),
+    mysql: sqlx::migrate!("./migrations/mysql"),
+};
+
+const PRODUCT_COLUMNS: &str = "id, name, description, picture, price_cents, stock";
+
+/// What `reserve` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// Stock was taken now.
+    Now,
+    /// The same reservation was already in place; nothing changed.
+    Already,
+}
+
+/// The product catalog's repository.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    db: Database,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: i64,
+    name: String,
+    description: String,
+    picture: String,
+    price_cents: i64,
+    stock: i64,
+}
+
+impl ProductRow {
+    fn into_product(self, categories: Vec<String>) -> Product {
+        Product {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            picture: self.picture,
+            price_cents: self.price_cents,
+            stock: self.stock,
+            categories,
+        }
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl Catalog {
+    /// A repository on an open, migrated database.
+    pub fn new(db: Database) -> Self {
+        Catalog { db }
+    }
+
+    /// The database (for readiness checks).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Attaches category names to rows, keeping the rows' order.
+    async fn with_categories(&self, rows: Vec<ProductRow>) -> Result<Vec<Product>, Error> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT pc.product_id, c.name FROM product_categories pc \
+             JOIN categories c ON c.id = pc.category_id \
+             WHERE pc.product_id IN ({}) ORDER BY c.name",
+            placeholders(rows.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for row in &rows {
+            query = query.bind(row.id);
+        }
+        let mut by_product: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in query.fetch_all(self.db.pool()).await? {
+            by_product
+                .entry(r.try_get::<i64, _>(0)?)
+                .or_default()
+                .push(r.try_get::<String, _>(1)?);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let cats = by_product.remove(&row.id).unwrap_or_default();
+                row.into_product(cats)
+            })
+            .collect())
+    }
+
+    /// Live products by id order, optionally in one category, with the total count.
+    pub async fn list(
+        &self,
+        category: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<Product>, u64), Error> {
+        let filter = match category {
+            Some(_) => {
+                "WHERE p.deleted_at IS NULL AND EXISTS (SELECT 1 FROM product_categories pc \
+                 JOIN categories c ON c.id = pc.category_id \
+                 WHERE pc.product_id = p.id AND LOWER(c.name) = LOWER(?))"
+            }
+            None => "WHERE p.deleted_at IS NULL",
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM products p {filter}");
+        let page_sql = format!(
+            "SELECT p.id, p.name, p.description, p.picture, p.price_cents, p.stock \
+             FROM products p {filter} ORDER BY p.id LIMIT ? OFFSET ?"
+        );
+        let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
+        let mut rows = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(page_sql));
+        if let Some(name) = category {
+            count = count.bind(name.to_string());
+            rows = rows.bind(name.to_string());
+        }
+        let total = count.fetch_one(self.db.pool()).await?;
+        let rows = rows
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok((
+            self.with_categories(rows).await?,
+            u64::try_from(total).unwrap_or(0),
+        ))
+    }
+
+    /// Live products whose name or description contains the search text, case-insensitively.
+    pub async fn search(&self, search: &Search, page: Page) -> Result<(Vec<Product>, u64), Error> {
+        const FILTER: &str = "WHERE deleted_at IS NULL \
+             AND (LOWER(name) LIKE ? ESCAPE '!' OR LOWER(description) LIKE ? ESCAPE '!')";
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM products {FILTER}"
+        )))
+        .bind(&search.pattern)
+        .bind(&search.pattern)
+        .fetch_one(self.db.pool())
+        .await?;
+        let rows = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products {FILTER} ORDER BY id LIMIT ? OFFSET ?"
+        )))
+        .bind(&search.pattern)
+        .bind(&search.pattern)
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok((
+            self.with_categories(rows).await?,
+            u64::try_from(total).unwrap_or(0),
+        ))
+    }
+
+    /// One live product.
+    pub async fn get(&self, id: i64) -> Result<Option<Product>, Error> {
+        Ok(self.batch_get(&[id]).await?.pop())
+    }
+
+    /// The live products among `ids`, in the order asked.
+    pub async fn batch_get(&self, ids: &[i64]) -> Result<Vec<Product>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL AND id IN ({})",
+            placeholders(ids.len())
+        );
+        let mut query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let mut rows = query.fetch_all(self.db.pool()).await?;
+        rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+        self.with_categories(rows).await
+    }
+
+    async fn link_categories(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        product: i64,
+        names: &[String],
+    ) -> Result<(), Error> {
+        let upsert = match self.db.backend() {
+            Backend::Sqlite => {
+                "INSERT INTO categories (name) VALUES (?) ON CONFLICT (name) DO NOTHING"
+            }
+            Backend::MySql => {
+                "INSERT INTO categories (name) VALUES (?) ON DUPLICATE KEY UPDATE id = id"
+            }
+        };
+        for name in names {
+            sqlx::query(upsert).bind(name).execute(&mut **tx).await?;
+            let category: i64 = sqlx::query_scalar("SELECT id FROM categories WHERE name = ?")
+                .bind(name)
+                .fetch_one(&mut **tx)
+                .await?;
+            sqlx::query("INSERT INTO product_categories (product_id, category_id) VALUES (?, ?)")
+                .bind(product)
+                .bind(category)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts one product row and its category links; returns the new id.
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        new: &NewProduct,
+        now: i64,
+    ) -> Result<i64, Error> {
+        let done = sqlx::query(
+            "INSERT INTO products (name, description, picture, price_cents, stock, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(&new.picture)
+        .bind(new.price_cents)
+        .bind(new.stock)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        let id = done
+            .last_insert_id()
+            .ok_or_else(|| sqlx::Error::Protocol("no id for the new product".into()))?;
+        self.link_categories(tx, id, &new.categories).await?;
+        Ok(id)
+    }
+
+    /// Inserts a product and its categories in one transaction.
+    pub async fn create(&self, new: &NewProduct) -> Result<Product, Error> {
+        let now = unix_now();
+        let mut tx = self.db.begin_write().await?;
+        let id = self.insert(&mut tx, new, now).await?;
+        tx.commit().await?;
+        self.get(id)
+            .await?
+            .ok_or(Error::ProductNotFound(crate::api_id(id)))
+    }
+
+    /// Applies a patch to a live product; `None` when there is none with that id.
+    pub async fn update(&self, patch: &ProductPatch) -> Result<Option<Product>, Error> {
+        let mut tx = self.db.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE products SET name = COALESCE(?, name), description = COALESCE(?, description), \
+             picture = COALESCE(?, picture), price_cents = COALESCE(?, price_cents), updated_at = ? \
+             WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(patch.name.clone())
+        .bind(patch.description.clone())
+        .bind(patch.picture.clone())
+        .bind(patch.price_cents)
+        .bind(unix_now())
+        .bind(patch.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if let Some(categories) = &patch.categories {
+            sqlx::query("DELETE FROM product_categories WHERE product_id = ?")
+                .bind(patch.id)
+                .execute(&mut *tx)
+                .await?;
+            self.link_categories(&mut tx, patch.id, categories).await?;
+        }
+        tx.commit().await?;
+        self.get(patch.id).await
+    }
+
+    /// Soft-deletes a live product; false when there is none with that id.
+    pub async fn delete(&self, id: i64) -> Result<bool, Error> {
+        let now = unix_now();
+        let done = sqlx::query(
+            "UPDATE products SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Takes the reservation's stock, all lines or none. Idempotent per reservation id.
+    pub async fn reserve(&self, r: &Reservation) -> Result<Reserved, Error> {
+        let now = unix_now();
+        let mut tx = self.db.begin_write().await?;
+        // Claim the id first: a replay (or a concurrent twin) fails here and changes nothing.
+        let claimed = sqlx::query(
+            "INSERT INTO stock_reservations (reservation_id, status, created_at) VALUES (?, 'reserved', ?)",
+        )
+        .bind(&r.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match claimed {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                return self.existing_reservation(r).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for (product, quantity) in &r.lines {
+            let taken = sqlx::query(
+                "UPDATE products SET stock = stock - ?, updated_at = ? \
+                 WHERE id = ? AND deleted_at IS NULL AND stock >= ?",
+            )
+            .bind(*quantity)
+            .bind(now)
+            .bind(*product)
+            .bind(*quantity)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() == 0 {
+                let live: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM products WHERE id = ? AND deleted_at IS NULL",
+                )
+                .bind(*product)
+                .fetch_optional(&mut *tx)
+                .await?;
+                // Dropping the transaction rolls back the lines already taken.
+                return Err(match live {
+                    Some(_) => Error::InsufficientStock(crate::api_id(*product)),
+                    None => Error::ProductNotFound(crate::api_id(*product)),
+                });
+            }
+            sqlx::query(
+                "INSERT INTO stock_reservation_items (reservation_id, product_id, quantity) VALUES (?, ?, ?)",
+            )
+            .bind(&r.id)
+            .bind(*product)
+            .bind(*quantity)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Reserved::Now)
+    }
+
+    /// A replayed reservation: fine if it is the same and still held.
+    async fn existing_reservation(&self, r: &Reservation) -> Result<Reserved, Error> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM stock_reservations WHERE reservation_id = ?")
+                .bind(&r.id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let lines = self.reservation_lines(&r.id).await?;
+        match status.as_deref() {
+            Some("reserved") if lines == r.lines => Ok(Reserved::Already),
+            Some("released") => Err(Error::ReservationReleased(r.id.clone())),
+            _ => Err(Error::ReservationConflict(r.id.clone())),
+        }
+    }
+
+    /// `(product, quantity)` lines of a reservation, by product id.
+    pub async fn reservation_lines(&self, id: &str) -> Result<Vec<(i64, i64)>, Error> {
+        let rows = sqlx::query(
+            "SELECT product_id, quantity FROM stock_reservation_items \
+             WHERE reservation_id = ? ORDER BY product_id",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::from)
+    }
+
+    /// Puts a held reservation's stock back, once. Returns the products touched (empty when the
+    /// reservation is unknown or already released).
+    pub async fn release(&self, id: &str) -> Result<Vec<i64>, Error> {
+        let now = unix_now();
+        let mut tx = self.db.begin_write().await?;
+        // Flipping the status is the claim: only one concurrent release can do it.
+        let flipped = sqlx::query(
+            "UPDATE stock_reservations SET status = 'released', released_at = ? \
+             WHERE reservation_id = ? AND status = 'reserved'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if flipped.rows_affected() == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT product_id, quantity FROM stock_reservation_items \
+             WHERE reservation_id = ? ORDER BY product_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut touched = Vec::with_capacity(rows.len());
+        for row in rows {
+            let product: i64 = row.try_get(0)?;
+            let quantity: i64 = row.try_get(1)?;
+            // Deleted products get their units back too, so the books balance.
+            sqlx::query("UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?")
+                .bind(quantity)
+                .bind(now)
+                .bind(product)
+                .execute(&mut *tx)
+                .await?;
+            touched.push(product);
+        }
+        tx.commit().await?;
+        Ok(touched)
+    }
+
+    /// Loads `products` when the catalog has never been seeded and is empty. Safe with several
+    /// instances starting at once: the `demo_seeded` marker is claimed in the same transaction.
+    pub async fn seed_if_empty(&self, products: &[NewProduct]) -> Result<bool, Error> {
+        let mut tx = self.db.begin_write().await?;
+        let claimed =
+            sqlx::query("INSERT INTO catalog_meta (name, created_at) VALUES ('demo_seeded', ?)")
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await;
+        match claimed {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+            .fetch_one(&mut *tx)
+            .await?;
+        if existing > 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let now = unix_now();
+        for new in products {
+            self.insert(&mut tx, new, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
