@@ -206,6 +206,23 @@ fn sqlite_parent_dir(url: &str) -> Option<&std::path::Path> {
         .filter(|p| !p.as_os_str().is_empty())
 }
 
+/// The id of the row an `INSERT` just created on `conn`: the driver reports it on MySQL; on
+/// SQLite (which `Any` does not report) it is read back with `last_insert_rowid()` on the same
+/// connection.
+pub async fn inserted_id(
+    done: &sqlx::any::AnyQueryResult,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<i64, sqlx::Error> {
+    match done.last_insert_id() {
+        Some(id) => Ok(id),
+        None => {
+            sqlx::query_scalar("SELECT last_insert_rowid()")
+                .fetch_one(conn)
+                .await
+        }
+    }
+}
+
 /// Pool exhaustion and lost connections: the client may retry (`UNAVAILABLE`).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(

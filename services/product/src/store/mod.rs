@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use mall_common::paging::Page;
-use mall_common::store::{Backend, Database, Migrations, is_unique_violation, unix_now};
+use mall_common::store::{
+    Backend, Database, Migrations, inserted_id, is_unique_violation, unix_now,
+};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::domain::{Error, NewProduct, Product, ProductPatch, Reservation, Search};
@@ -239,9 +241,7 @@ impl Catalog {
         .bind(now)
         .execute(&mut **tx)
         .await?;
-        let id = done
-            .last_insert_id()
-            .ok_or_else(|| sqlx::Error::Protocol("no id for the new product".into()))?;
+        let id = inserted_id(&done, &mut **tx).await?;
         self.link_categories(tx, id, &new.categories).await?;
         Ok(id)
     }
