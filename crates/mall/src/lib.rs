@@ -51,6 +51,12 @@ async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
 impl Fleet {
     /// Starts `names` (a subset of [`SERVICES`]) with settings from `source`.
     pub async fn start(names: &[&str], source: Source) -> anyhow::Result<Fleet> {
+        if let Some(unknown) = names.iter().find(|n| !SERVICES.contains(n)) {
+            anyhow::bail!(
+                "unknown service `{unknown}` (known: {})",
+                SERVICES.join(", ")
+            );
+        }
         let mut source = source;
         let (stop, stopped) = watch::channel(false);
         let mut fleet = Fleet {
@@ -81,13 +87,6 @@ impl Fleet {
             }));
             fleet.endpoints.insert(name, endpoints);
             fleet.tasks.push((name, task));
-        }
-        for unknown in names.iter().filter(|n| !SERVICES.contains(n)) {
-            fleet.shutdown().await?;
-            anyhow::bail!(
-                "unknown service `{unknown}` (known: {})",
-                SERVICES.join(", ")
-            );
         }
         let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
         fleet.clients = Clients::new(&settings.discovery, &settings.client);

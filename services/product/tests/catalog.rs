@@ -18,7 +18,12 @@ async fn fleet() -> (TestFleet, Client) {
     (fleet, client)
 }
 
-fn new_product(name: &str, price_cents: i64, stock: u32, categories: &[&str]) -> pb::CreateProductReq {
+fn new_product(
+    name: &str,
+    price_cents: i64,
+    stock: u32,
+    categories: &[&str],
+) -> pb::CreateProductReq {
     pb::CreateProductReq {
         name: name.into(),
         description: format!("{name}, described"),
@@ -29,7 +34,13 @@ fn new_product(name: &str, price_cents: i64, stock: u32, categories: &[&str]) ->
     }
 }
 
-async fn create(client: &mut Client, name: &str, price_cents: i64, stock: u32, categories: &[&str]) -> pb::Product {
+async fn create(
+    client: &mut Client,
+    name: &str,
+    price_cents: i64,
+    stock: u32,
+    categories: &[&str],
+) -> pb::Product {
     client
         .create_product(new_product(name, price_cents, stock, categories))
         .await
@@ -84,10 +95,10 @@ async fn release(client: &mut Client, id: &str) -> Result<(), tonic::Status> {
 
 #[tokio::test]
 async fn reflection_and_health_list_the_catalog() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
     let (fleet, _) = fleet().await;
     let addr = fleet.endpoints("product").grpc;
@@ -114,7 +125,10 @@ async fn reflection_and_health_list_the_catalog() {
     names.sort();
     assert_eq!(
         names,
-        vec!["grpc.health.v1.Health", "tiktokmall.product.v1.ProductCatalogService"]
+        vec![
+            "grpc.health.v1.Health",
+            "tiktokmall.product.v1.ProductCatalogService"
+        ]
     );
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -127,7 +141,10 @@ async fn reflection_and_health_list_the_catalog() {
             .unwrap()
             .into_inner()
             .status;
-        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
     }
     fleet.stop().await;
 }
@@ -137,35 +154,85 @@ async fn listing_pages_by_id_with_totals_and_filters_by_category() {
     let (fleet, mut client) = fleet().await;
     let mut ids = Vec::new();
     for i in 0..25 {
-        let cats: &[&str] = if i % 5 == 0 { &["Books", "Gifts"] } else { &["Toys"] };
-        ids.push(create(&mut client, &format!("item-{i:02}"), 100 + i, 5, cats).await.id);
+        let cats: &[&str] = if i % 5 == 0 {
+            &["Books", "Gifts"]
+        } else {
+            &["Toys"]
+        };
+        ids.push(
+            create(&mut client, &format!("item-{i:02}"), 100 + i, 5, cats)
+                .await
+                .id,
+        );
     }
     let page = |page, page_size, category: &str| pb::ListProductsReq {
         page,
         page_size,
         category_name: category.into(),
     };
-    let first = client.list_products(page(0, 0, "")).await.unwrap().into_inner();
+    let first = client
+        .list_products(page(0, 0, ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first.total, 25);
     assert_eq!(first.products.len(), 20, "default page size is 20");
-    let second = client.list_products(page(2, 20, "")).await.unwrap().into_inner();
-    let got: Vec<u64> = first.products.iter().chain(&second.products).map(|p| p.id).collect();
+    let second = client
+        .list_products(page(2, 20, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<u64> = first
+        .products
+        .iter()
+        .chain(&second.products)
+        .map(|p| p.id)
+        .collect();
     assert_eq!(got, ids, "ordered by id, no overlap between pages");
-    let beyond = client.list_products(page(9, 20, "")).await.unwrap().into_inner();
+    let beyond = client
+        .list_products(page(9, 20, ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(beyond.products.is_empty());
     assert_eq!(beyond.total, 25);
 
-    let books = client.list_products(page(1, 100, "books")).await.unwrap().into_inner();
+    let books = client
+        .list_products(page(1, 100, "books"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(books.total, 5, "category match ignores case");
-    assert!(books.products.iter().all(|p| p.categories == vec!["Books", "Gifts"]));
-    let unknown = client.list_products(page(1, 10, "Nope")).await.unwrap().into_inner();
+    assert!(
+        books
+            .products
+            .iter()
+            .all(|p| p.categories == vec!["Books", "Gifts"])
+    );
+    let unknown = client
+        .list_products(page(1, 10, "Nope"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((unknown.total, unknown.products.len()), (0, 0));
 
-    let clamped = client.list_products(page(1, 1_000_000, "")).await.unwrap().into_inner();
-    assert_eq!(clamped.products.len(), 25, "huge page sizes are clamped, not refused");
+    let clamped = client
+        .list_products(page(1, 1_000_000, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        clamped.products.len(),
+        25,
+        "huge page sizes are clamped, not refused"
+    );
     for (p, size) in [(-1, 10), (1, -1)] {
         let err = client.list_products(page(p, size, "")).await.unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "page {p} size {size}: {err}");
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "page {p} size {size}: {err}"
+        );
     }
     fleet.stop().await;
 }
@@ -177,21 +244,45 @@ async fn get_product_validates_ids_and_hides_deleted_products() {
     let got = get(&mut client, p.id).await.unwrap();
     assert_eq!(got, p);
     assert_eq!(got.price_cents, 2_500);
-    assert_eq!(get(&mut client, 0).await.unwrap_err().code(), Code::InvalidArgument);
-    assert_eq!(get(&mut client, 999_999).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(get(&mut client, u64::MAX).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        get(&mut client, 0).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        get(&mut client, 999_999).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        get(&mut client, u64::MAX).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
 
-    client.delete_product(pb::DeleteProductReq { id: p.id }).await.unwrap();
-    assert_eq!(get(&mut client, p.id).await.unwrap_err().code(), Code::NotFound);
+    client
+        .delete_product(pb::DeleteProductReq { id: p.id })
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&mut client, p.id).await.unwrap_err().code(),
+        Code::NotFound
+    );
     assert_eq!(total(&mut client).await, 0);
-    let again = client.delete_product(pb::DeleteProductReq { id: p.id }).await.unwrap_err();
+    let again = client
+        .delete_product(pb::DeleteProductReq { id: p.id })
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
     let search = client
-        .search_products(pb::SearchProductsReq { query: "lamp".into(), ..Default::default() })
+        .search_products(pb::SearchProductsReq {
+            query: "lamp".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert!(search.results.is_empty(), "deleted products are not found by search");
+    assert!(
+        search.results.is_empty(),
+        "deleted products are not found by search"
+    );
     fleet.stop().await;
 }
 
@@ -211,15 +302,35 @@ async fn search_is_case_insensitive_and_treats_wildcards_literally() {
         page_size: 0,
     };
     let ids = |r: pb::SearchProductsResp| r.results.into_iter().map(|p| p.id).collect::<Vec<_>>();
-    let r = client.search_products(search("50%")).await.unwrap().into_inner();
+    let r = client
+        .search_products(search("50%"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ids(r), vec![sale.id], "% matches only itself");
-    let r = client.search_products(search("e_c")).await.unwrap().into_inner();
+    let r = client
+        .search_products(search("e_c"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ids(r), vec![under.id], "_ matches only itself");
-    let r = client.search_products(search("mug")).await.unwrap().into_inner();
+    let r = client
+        .search_products(search("mug"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.total, 3);
     assert!(ids(r).contains(&teapot.id), "description matches too");
-    let r = client.search_products(search("no such thing")).await.unwrap().into_inner();
-    assert_eq!((r.total, r.results.len()), (0, 0), "no match is an empty list");
+    let r = client
+        .search_products(search("no such thing"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.total, r.results.len()),
+        (0, 0),
+        "no match is an empty list"
+    );
     for bad in ["", "   "] {
         let err = client.search_products(search(bad)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
@@ -233,13 +344,21 @@ async fn batch_get_reports_missing_ids() {
     let (fleet, mut client) = fleet().await;
     let a = create(&mut client, "a", 100, 1, &[]).await;
     let b = create(&mut client, "b", 200, 1, &[]).await;
-    client.delete_product(pb::DeleteProductReq { id: b.id }).await.unwrap();
+    client
+        .delete_product(pb::DeleteProductReq { id: b.id })
+        .await
+        .unwrap();
     let r = client
-        .batch_get_products(pb::BatchGetProductsReq { ids: vec![b.id, 424_242, a.id, a.id] })
+        .batch_get_products(pb::BatchGetProductsReq {
+            ids: vec![b.id, 424_242, a.id, a.id],
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.products.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
+    assert_eq!(
+        r.products.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![a.id]
+    );
     assert_eq!(r.missing_ids, vec![b.id, 424_242]);
     for ids in [vec![0], (1..=101).collect::<Vec<u64>>()] {
         let err = client
@@ -257,42 +376,83 @@ async fn bad_writes_are_invalid_argument_and_write_nothing() {
     let p = create(&mut client, "kept", 1_000, 1, &["A"]).await;
     let huge = "x".repeat(10 * 1024);
     let cases: Vec<(&str, pb::CreateProductReq)> = vec![
-        ("10 KB name", pb::CreateProductReq { name: huge.clone(), ..new_product("n", 100, 1, &[]) }),
-        ("empty name", pb::CreateProductReq { name: " ".into(), ..new_product("n", 100, 1, &[]) }),
+        (
+            "10 KB name",
+            pb::CreateProductReq {
+                name: huge.clone(),
+                ..new_product("n", 100, 1, &[])
+            },
+        ),
+        (
+            "empty name",
+            pb::CreateProductReq {
+                name: " ".into(),
+                ..new_product("n", 100, 1, &[])
+            },
+        ),
         ("negative price", new_product("n", -1, 1, &[])),
         ("zero price", new_product("n", 0, 1, &[])),
         ("absurd price", new_product("n", i64::MAX, 1, &[])),
         ("empty category", new_product("n", 100, 1, &[""])),
-        ("long category", pb::CreateProductReq { categories: vec![huge.clone()], ..new_product("n", 100, 1, &[]) }),
-        ("control characters", new_product("bad\u{0}name", 100, 1, &[])),
+        (
+            "long category",
+            pb::CreateProductReq {
+                categories: vec![huge.clone()],
+                ..new_product("n", 100, 1, &[])
+            },
+        ),
+        (
+            "control characters",
+            new_product("bad\u{0}name", 100, 1, &[]),
+        ),
     ];
     for (what, req) in cases {
         let err = client.create_product(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err}");
     }
     let err = client
-        .update_product(pb::UpdateProductReq { id: p.id, name: huge, ..Default::default() })
+        .update_product(pb::UpdateProductReq {
+            id: p.id,
+            name: huge,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = client
-        .update_product(pb::UpdateProductReq { id: p.id, price_cents: -5, ..Default::default() })
+        .update_product(pb::UpdateProductReq {
+            id: p.id,
+            price_cents: -5,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = client
-        .update_product(pb::UpdateProductReq { id: 0, name: "x".into(), ..Default::default() })
+        .update_product(pb::UpdateProductReq {
+            id: 0,
+            name: "x".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = client
-        .update_product(pb::UpdateProductReq { id: 777, name: "x".into(), ..Default::default() })
+        .update_product(pb::UpdateProductReq {
+            id: 777,
+            name: "x".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     assert_eq!(total(&mut client).await, 1, "nothing was written");
-    assert_eq!(get(&mut client, p.id).await.unwrap(), p, "the product is unchanged");
+    assert_eq!(
+        get(&mut client, p.id).await.unwrap(),
+        p,
+        "the product is unchanged"
+    );
     fleet.stop().await;
 }
 
@@ -316,7 +476,10 @@ async fn update_changes_only_the_given_fields_and_replaces_categories() {
     assert_eq!(updated.stock, 4);
     assert_eq!(updated.categories, vec!["Garden"]);
     let office = client
-        .list_products(pb::ListProductsReq { category_name: "Office".into(), ..Default::default() })
+        .list_products(pb::ListProductsReq {
+            category_name: "Office".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -333,13 +496,23 @@ async fn get_product_never_serves_a_price_older_than_the_last_update() {
         assert!(get(&mut client, p.id).await.is_ok());
         let price = 1_000 + round;
         client
-            .update_product(pb::UpdateProductReq { id: p.id, price_cents: price, ..Default::default() })
+            .update_product(pb::UpdateProductReq {
+                id: p.id,
+                price_cents: price,
+                ..Default::default()
+            })
             .await
             .unwrap();
-        assert_eq!(get(&mut client, p.id).await.unwrap().price_cents, price, "round {round}");
+        assert_eq!(
+            get(&mut client, p.id).await.unwrap().price_cents,
+            price,
+            "round {round}"
+        );
     }
     // Stock changes invalidate too.
-    reserve(&mut client, "cache-check", &[(p.id, 7)]).await.unwrap();
+    reserve(&mut client, "cache-check", &[(p.id, 7)])
+        .await
+        .unwrap();
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 43);
     release(&mut client, "cache-check").await.unwrap();
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 50);
@@ -359,7 +532,10 @@ async fn fifty_concurrent_reservations_never_oversell_ten_units() {
     assert_eq!(ok, 10, "exactly the stock is sold");
     for err in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
-        assert_eq!(err.message(), format!("insufficient stock for product {}", p.id));
+        assert_eq!(
+            err.message(),
+            format!("insufficient stock for product {}", p.id)
+        );
     }
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 0);
     fleet.stop().await;
@@ -371,15 +547,31 @@ async fn reservations_are_idempotent_and_released_once() {
     let p = create(&mut client, "widget", 100, 10, &[]).await;
     reserve(&mut client, "order-1", &[(p.id, 3)]).await.unwrap();
     reserve(&mut client, "order-1", &[(p.id, 3)]).await.unwrap();
-    assert_eq!(get(&mut client, p.id).await.unwrap().stock, 7, "a replay reserves nothing");
-    let conflict = reserve(&mut client, "order-1", &[(p.id, 4)]).await.unwrap_err();
+    assert_eq!(
+        get(&mut client, p.id).await.unwrap().stock,
+        7,
+        "a replay reserves nothing"
+    );
+    let conflict = reserve(&mut client, "order-1", &[(p.id, 4)])
+        .await
+        .unwrap_err();
     assert_eq!(conflict.code(), Code::AlreadyExists);
 
     release(&mut client, "order-1").await.unwrap();
     release(&mut client, "order-1").await.unwrap();
-    assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10, "released once");
-    let reused = reserve(&mut client, "order-1", &[(p.id, 3)]).await.unwrap_err();
-    assert_eq!(reused.code(), Code::FailedPrecondition, "a released id cannot reserve again");
+    assert_eq!(
+        get(&mut client, p.id).await.unwrap().stock,
+        10,
+        "released once"
+    );
+    let reused = reserve(&mut client, "order-1", &[(p.id, 3)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reused.code(),
+        Code::FailedPrecondition,
+        "a released id cannot reserve again"
+    );
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10);
 
     // Unknown reservation: a no-op (API.md), nothing changes.
@@ -404,18 +596,34 @@ async fn reservations_are_all_or_nothing() {
     let (fleet, mut client) = fleet().await;
     let plenty = create(&mut client, "plenty", 100, 100, &[]).await;
     let scarce = create(&mut client, "scarce", 100, 1, &[]).await;
-    let err = reserve(&mut client, "mixed", &[(plenty.id, 5), (scarce.id, 2)]).await.unwrap_err();
+    let err = reserve(&mut client, "mixed", &[(plenty.id, 5), (scarce.id, 2)])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains(&scarce.id.to_string()), "{}", err.message());
-    assert_eq!(get(&mut client, plenty.id).await.unwrap().stock, 100, "no partial reservation");
+    assert!(
+        err.message().contains(&scarce.id.to_string()),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        get(&mut client, plenty.id).await.unwrap().stock,
+        100,
+        "no partial reservation"
+    );
     // The failed attempt left no reservation behind: the id is still free.
-    reserve(&mut client, "mixed", &[(plenty.id, 5), (scarce.id, 1)]).await.unwrap();
+    reserve(&mut client, "mixed", &[(plenty.id, 5), (scarce.id, 1)])
+        .await
+        .unwrap();
     assert_eq!(get(&mut client, scarce.id).await.unwrap().stock, 0);
     // Repeated lines for one product are added up.
-    reserve(&mut client, "merged", &[(plenty.id, 2), (plenty.id, 3)]).await.unwrap();
+    reserve(&mut client, "merged", &[(plenty.id, 2), (plenty.id, 3)])
+        .await
+        .unwrap();
     assert_eq!(get(&mut client, plenty.id).await.unwrap().stock, 90);
 
-    let missing = reserve(&mut client, "ghost", &[(plenty.id, 1), (31_337, 1)]).await.unwrap_err();
+    let missing = reserve(&mut client, "ghost", &[(plenty.id, 1), (31_337, 1)])
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     assert_eq!(get(&mut client, plenty.id).await.unwrap().stock, 90);
 
@@ -439,7 +647,10 @@ async fn reservations_are_all_or_nothing() {
 async fn admin_port_serves_metrics_health_and_readiness() {
     let (fleet, mut client) = fleet().await;
     let _ = get(&mut client, 0).await;
-    let _ = client.list_products(pb::ListProductsReq::default()).await.unwrap();
+    let _ = client
+        .list_products(pb::ListProductsReq::default())
+        .await
+        .unwrap();
     let admin = fleet.endpoints("product").admin;
     let (status, body) = http_get(admin, "/metrics").await;
     assert_eq!(status, 200);
@@ -449,8 +660,14 @@ async fn admin_port_serves_metrics_health_and_readiness() {
         ),
         "{body}"
     );
-    assert!(body.contains(r#"method="ListProducts",code="OK""#), "{body}");
-    assert!(body.contains("grpc_server_handling_seconds_bucket"), "{body}");
+    assert!(
+        body.contains(r#"method="ListProducts",code="OK""#),
+        "{body}"
+    );
+    assert!(
+        body.contains("grpc_server_handling_seconds_bucket"),
+        "{body}"
+    );
     assert_eq!(http_get(admin, "/healthz").await.0, 200);
     let (status, body) = http_get(admin, "/readyz").await;
     assert_eq!((status, body.trim()), (200, "ready"));
@@ -461,11 +678,19 @@ async fn admin_port_serves_metrics_health_and_readiness() {
 async fn request_ids_are_echoed_or_generated() {
     let (fleet, mut client) = fleet().await;
     let mut req = Request::new(pb::ListProductsReq::default());
-    req.metadata_mut().insert("x-request-id", "trace-me-42".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().unwrap());
     let resp = client.list_products(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-request-id").unwrap(), "trace-me-42");
-    let resp = client.list_products(pb::ListProductsReq::default()).await.unwrap();
-    assert_eq!(resp.metadata().get("x-request-id").unwrap().len(), 36, "a generated UUID");
+    let resp = client
+        .list_products(pb::ListProductsReq::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.metadata().get("x-request-id").unwrap().len(),
+        36,
+        "a generated UUID"
+    );
     fleet.stop().await;
 }
 
@@ -474,12 +699,19 @@ async fn demo_catalog_is_loaded_once_into_an_empty_database() {
     let fleet = TestFleet::start_with(&["product"], &[("MALL__CATALOG__SEED_DEMO", "true")]).await;
     let mut client = fleet.client::<Client>("product");
     let all = client
-        .list_products(pb::ListProductsReq { page_size: 100, ..Default::default() })
+        .list_products(pb::ListProductsReq {
+            page_size: 100,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(all.total, 30);
-    let mut categories: Vec<String> = all.products.iter().flat_map(|p| p.categories.clone()).collect();
+    let mut categories: Vec<String> = all
+        .products
+        .iter()
+        .flat_map(|p| p.categories.clone())
+        .collect();
     categories.sort();
     categories.dedup();
     assert_eq!(categories.len(), 5, "{categories:?}");

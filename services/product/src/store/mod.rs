@@ -241,7 +241,7 @@ impl Catalog {
         .bind(now)
         .execute(&mut **tx)
         .await?;
-        let id = inserted_id(&done, &mut **tx).await?;
+        let id = inserted_id(&done, tx).await?;
         self.link_categories(tx, id, &new.categories).await?;
         Ok(id)
     }

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole CI run, on a fresh clone:
+#   1. make sure MariaDB and Redis are installed and running (fails if they stay unreachable);
+#   2. cargo fmt --check, cargo clippy -D warnings;
+#   3. the README's test command (`cargo test --workspace`) with MALL_TEST_MYSQL_URL and
+#      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends;
+#   4. the same tests once more on the embedded defaults (SQLite + in-process cache);
+#   5. the deploy files: promtool on the Prometheus config and rules, compose/YAML syntax;
+#   6. a smoke test: the release `mall` binary called with the real grpcurl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Reuse one build directory across runs (CI runs in a fresh clone).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiktokmall-target}"
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+step "backends"
+apt_install mariadb-server mariadb-client redis-server redis-tools prometheus python3-yaml
+if ! mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then
+  echo "starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+for _ in $(seq 1 60); do
+  mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1 && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break
+  sleep 1
+done
+mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1 || { echo "MariaDB is unreachable on 127.0.0.1:3306"; exit 1; }
+redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { echo "Redis is unreachable on 127.0.0.1:6379"; exit 1; }
+echo "MariaDB and Redis are up"
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests on MariaDB + Redis (README: cargo test --workspace)"
+MALL_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 \
+MALL_TEST_REDIS_URL=redis://127.0.0.1:6379 \
+  cargo test --workspace
+
+step "tests on the embedded defaults (SQLite + in-process cache)"
+env -u MALL_TEST_MYSQL_URL -u MALL_TEST_REDIS_URL cargo test --workspace
+
+step "deploy files"
+scripts/check-deploy.sh
+
+step "smoke: release fleet + grpcurl"
+scripts/smoke.sh
+
+echo
+echo "CI passed"

