@@ -31,6 +31,8 @@ impl From<redis::RedisError> for CacheError {
 pub trait Cache: Send + Sync + 'static {
     /// The value under `key`, if present and not expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
+    /// The values under several keys at once (one round trip on Redis).
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError>;
     /// Stores `value` under `key` for `ttl`, replacing any value.
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError>;
     /// Stores `value` only if `key` is absent; true when it was stored.
@@ -51,7 +53,10 @@ pub type SharedCache = Arc<dyn Cache>;
 pub async fn connect(settings: &CacheSettings) -> Result<SharedCache, CacheError> {
     let prefix = format!("{}:", settings.namespace);
     if settings.url.starts_with("memory://") {
-        Ok(Arc::new(MemoryCache::new(prefix, settings.memory_capacity)))
+        Ok(Arc::new(MemoryCache::shared(
+            prefix,
+            settings.memory_capacity,
+        )))
     } else if settings.url.starts_with("redis://") {
         Ok(Arc::new(RedisCache::connect(&settings.url, prefix).await?))
     } else {
@@ -109,6 +114,22 @@ impl MemoryCache {
         }
     }
 
+    /// The process-wide in-process cache (created by the first caller with its capacity), so
+    /// services of one embedded fleet share revocations and counters like they would in Redis.
+    pub fn shared(prefix: String, capacity: u64) -> Self {
+        static SHARED: std::sync::OnceLock<moka::future::Cache<String, Entry>> =
+            std::sync::OnceLock::new();
+        let inner = SHARED
+            .get_or_init(|| {
+                moka::future::Cache::builder()
+                    .max_capacity(capacity)
+                    .expire_after(EntryExpiry)
+                    .build()
+            })
+            .clone();
+        MemoryCache { prefix, inner }
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
@@ -124,6 +145,14 @@ impl Cache for MemoryCache {
             .await
             .filter(|e| e.live(now))
             .map(|e| e.data.as_ref().clone()))
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
@@ -249,6 +278,15 @@ impl Cache for RedisCache {
             .arg(self.key(key))
             .query_async(&mut c)
             .await?)
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.key(key));
+        }
+        Ok(cmd.query_async(&mut c).await?)
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {

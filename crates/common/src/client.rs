@@ -19,6 +19,7 @@ use tonic::body::Body;
 use tonic::transport::Endpoint;
 use tower::{Service, ServiceExt};
 
+use crate::auth::Tokens;
 use crate::config::{ClientSettings, DiscoverySettings};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +31,59 @@ pub fn parse_authority(addr: &str) -> Option<(&str, u16)> {
     (!host.is_empty() && !host.contains('/')).then_some((host, port))
 }
 
+/// The calling service's name and keys, for minting service tokens.
+#[derive(Clone)]
+pub struct ServiceIdentity {
+    /// This service's name (the token's subject).
+    pub name: String,
+    /// The fleet's token keys.
+    pub tokens: Arc<Tokens>,
+}
+
+/// What a channel sends as `authorization` when the request carries none.
+#[derive(Clone)]
+enum Credentials {
+    None,
+    /// A service token, re-minted shortly before it expires.
+    Service {
+        identity: ServiceIdentity,
+        current: Arc<Mutex<Option<(String, i64)>>>,
+    },
+    /// A fixed bearer token (an end user's, or an admin's in tests and tools).
+    Bearer(Arc<str>),
+}
+
+impl Credentials {
+    fn header(&self) -> Result<Option<http::HeaderValue>, Status> {
+        let token = match self {
+            Credentials::None => return Ok(None),
+            Credentials::Bearer(token) => token.to_string(),
+            Credentials::Service { identity, current } => {
+                let mut current = current
+                    .lock()
+                    .map_err(|_| Status::internal("token cache poisoned"))?;
+                let now = crate::store::unix_now();
+                match current.as_ref() {
+                    Some((token, exp)) if *exp - now > SERVICE_TOKEN_REFRESH_MARGIN_SECS => {
+                        token.clone()
+                    }
+                    _ => {
+                        let (token, exp) = identity.tokens.issue_service(&identity.name)?;
+                        *current = Some((token.clone(), exp));
+                        token
+                    }
+                }
+            }
+        };
+        http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map(Some)
+            .map_err(|_| Status::internal("token is not a valid header value"))
+    }
+}
+
+/// A service token is replaced when it has less than this left.
+pub const SERVICE_TOKEN_REFRESH_MARGIN_SECS: i64 = 15;
+
 /// A channel to every known instance of one service; calls are spread round-robin.
 #[derive(Clone)]
 pub struct Channel {
@@ -37,6 +91,7 @@ pub struct Channel {
     instances: Arc<Vec<tonic::transport::Channel>>,
     next: Arc<AtomicUsize>,
     default_timeout: Duration,
+    credentials: Credentials,
 }
 
 impl Channel {
@@ -61,6 +116,15 @@ impl Service<http::Request<Body>> for Channel {
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let picked = self.pick();
         let service = self.service.clone();
+        if !req.headers().contains_key(http::header::AUTHORIZATION) {
+            match self.credentials.header() {
+                Ok(Some(value)) => {
+                    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                }
+                Ok(None) => {}
+                Err(status) => return Box::pin(std::future::ready(Err(status.into()))),
+            }
+        }
         let timeout = match req.headers().get("grpc-timeout") {
             Some(v) => parse_grpc_timeout(v).unwrap_or(self.default_timeout),
             None => {
@@ -146,22 +210,37 @@ from_channel!(
 pub struct Clients {
     discovery: Arc<DiscoverySettings>,
     settings: ClientSettings,
+    identity: Option<ServiceIdentity>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Clients {
-    /// Clients resolving names through `discovery`.
-    pub fn new(discovery: &DiscoverySettings, settings: &ClientSettings) -> Self {
+    /// Clients resolving names through `discovery`; with an `identity`, every call carries a
+    /// service token unless the request sets `authorization` itself.
+    pub fn new(
+        discovery: &DiscoverySettings,
+        settings: &ClientSettings,
+        identity: Option<ServiceIdentity>,
+    ) -> Self {
         Clients {
             discovery: Arc::new(discovery.clone()),
             settings: settings.clone(),
+            identity,
             channels: Arc::default(),
         }
     }
 
-    /// A typed client for `service` (e.g. `"product"`).
+    /// A typed client for `service` (e.g. `"product"`), calling as this service.
     pub fn client<T: FromChannel>(&self, service: &str) -> Result<T, Status> {
         Ok(T::from_channel(self.channel(service)?))
+    }
+
+    /// A typed client for `service` that sends `bearer` (an end user's or admin's access
+    /// token) instead of the service token.
+    pub fn client_as<T: FromChannel>(&self, service: &str, bearer: &str) -> Result<T, Status> {
+        let mut channel = self.channel(service)?;
+        channel.credentials = Credentials::Bearer(Arc::from(bearer));
+        Ok(T::from_channel(channel))
     }
 
     /// The shared channel to `service`; `UNAVAILABLE` when no address is configured.
@@ -194,6 +273,13 @@ impl Clients {
             instances: Arc::new(instances),
             next: Arc::default(),
             default_timeout: Duration::from_millis(self.settings.request_timeout_ms),
+            credentials: match &self.identity {
+                Some(identity) => Credentials::Service {
+                    identity: identity.clone(),
+                    current: Arc::default(),
+                },
+                None => Credentials::None,
+            },
         };
         channels.insert(service.to_string(), channel.clone());
         Ok(channel)

@@ -103,6 +103,8 @@ pub struct Settings<E = NoExtra> {
     pub client: ClientSettings,
     /// Logs and metrics.
     pub telemetry: TelemetrySettings,
+    /// Token signing and lifetimes.
+    pub auth: AuthSettings,
     /// Sections only this service reads (e.g. `catalog` for product).
     #[serde(flatten)]
     pub ext: E,
@@ -210,6 +212,28 @@ pub struct TelemetrySettings {
     pub log_filter: String,
 }
 
+/// `auth.*`: what every service needs to verify and mint tokens.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AuthSettings {
+    /// HS256 signing key shared by the fleet, at least 32 bytes. Set it from the environment
+    /// (`MALL__AUTH__JWT_SECRET`); the `online` profile refuses the built-in development key.
+    pub jwt_secret: String,
+    /// Lifetime of access tokens.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of service-to-service tokens.
+    pub service_token_ttl_secs: u64,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &"***")
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("service_token_ttl_secs", &self.service_token_ttl_secs)
+            .finish()
+    }
+}
+
 impl Settings<NoExtra> {
     /// The built-in defaults of a service (no file, no environment).
     pub fn defaults(service: &str) -> Self {
@@ -255,6 +279,11 @@ impl<E> Settings<E> {
             telemetry: TelemetrySettings {
                 log_format: "pretty".into(),
                 log_filter: "info".into(),
+            },
+            auth: AuthSettings {
+                jwt_secret: crate::auth::DEFAULT_JWT_SECRET.into(),
+                access_token_ttl_secs: 900,
+                service_token_ttl_secs: 60,
             },
             ext,
         }
@@ -321,6 +350,26 @@ impl<E> Settings<E> {
                     "`{}` (expected pretty, compact or json)",
                     self.telemetry.log_format
                 ),
+            ));
+        }
+        if self.auth.jwt_secret.len() < crate::auth::MIN_SECRET_BYTES {
+            return Err(ConfigError::invalid(
+                "auth.jwt_secret",
+                format!("must be at least {} bytes", crate::auth::MIN_SECRET_BYTES),
+            ));
+        }
+        if self.profile == Profile::Online
+            && self.auth.jwt_secret == crate::auth::DEFAULT_JWT_SECRET
+        {
+            return Err(ConfigError::invalid(
+                "auth.jwt_secret",
+                "the online profile refuses the built-in development key; set MALL__AUTH__JWT_SECRET",
+            ));
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.service_token_ttl_secs == 0 {
+            return Err(ConfigError::invalid(
+                "auth",
+                "token lifetimes must be positive",
             ));
         }
         if self.client.request_timeout_ms == 0 || self.client.connect_timeout_ms == 0 {
@@ -508,6 +557,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`telemetry.log_format`"), "{err}");
+    }
+
+    #[test]
+    fn online_profile_refuses_the_development_signing_key() {
+        let err = load(
+            "product",
+            Settings::defaults("product"),
+            &env(&[("MALL__PROFILE", "online")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`auth.jwt_secret`"), "{err}");
+        let ok = load(
+            "product",
+            Settings::defaults("product"),
+            &env(&[
+                ("MALL__PROFILE", "online"),
+                (
+                    "MALL__AUTH__JWT_SECRET",
+                    "a-production-key-of-more-than-32-bytes",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            !format!("{ok:?}").contains("production-key"),
+            "secret in Debug output"
+        );
     }
 
     #[test]

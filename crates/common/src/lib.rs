@@ -10,15 +10,19 @@
 //! - [`cache`]: the [`cache::Cache`] trait with in-process (moka) and Redis implementations;
 //! - [`error`]: turning failures into safe `tonic::Status`es, logging the cause once;
 //! - [`client`]: `Clients::client::<T>("product")`, a ready tonic client for a named service;
-//! - [`access`]: which RPCs are public, internal or admin-only, enforced by the server.
+//! - [`access`]: which RPCs are public, for users, internal or admin-only;
+//! - [`auth`]: access and service tokens, the [`auth::Caller`], revocation;
+//! - [`platform`]: database + cache + tokens + clients, opened in one call at start.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod paging;
+pub mod platform;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -46,8 +46,10 @@ use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::access::{Access, AccessTable, Gate};
-use crate::config::{Profile, Settings};
+use crate::access::AccessTable;
+use crate::auth::{Caller, Tokens};
+use crate::config::Settings;
+use crate::platform::Platform;
 use crate::telemetry::{Metrics, RpcMetrics};
 
 /// Metadata key carrying the request id across services and back to the client.
@@ -60,7 +62,6 @@ type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send 
 /// Builds a server; see the module docs.
 pub struct ServerBuilder {
     name: String,
-    profile: Profile,
     host: std::net::IpAddr,
     port: u16,
     admin_port: u16,
@@ -69,17 +70,18 @@ pub struct ServerBuilder {
     routes: Routes,
     service_names: Vec<&'static str>,
     access: Vec<AccessTable>,
-    gate: Arc<dyn Gate>,
+    tokens: Arc<Tokens>,
     ready_checks: Vec<(String, ReadyCheck)>,
     registry: Registry,
 }
 
 impl ServerBuilder {
-    /// A server for the service named in `settings`, listening where `settings.server` says.
-    pub fn new<E>(settings: &Settings<E>) -> Self {
-        ServerBuilder {
+    /// A server for the service named in `settings`, listening where `settings.server` says,
+    /// verifying tokens with the platform's keys; `/readyz` checks the platform's database and
+    /// cache.
+    pub fn new<E>(settings: &Settings<E>, platform: &Platform) -> Self {
+        let builder = ServerBuilder {
             name: settings.service.clone(),
-            profile: settings.profile,
             host: settings.server.host,
             port: settings.server.port,
             admin_port: settings.server.admin_port(),
@@ -88,10 +90,13 @@ impl ServerBuilder {
             routes: Routes::default(),
             service_names: Vec::new(),
             access: Vec::new(),
-            gate: crate::access::default_gate(),
+            tokens: platform.tokens.clone(),
             ready_checks: Vec::new(),
             registry: Registry::default(),
-        }
+        };
+        builder
+            .ready_database(&platform.db)
+            .ready_cache(&platform.cache)
     }
 
     /// Adds a gRPC service with its access rules.
@@ -110,12 +115,6 @@ impl ServerBuilder {
         self.service_names.push(S::NAME);
         self.access.push(access);
         self.routes = self.routes.add_service(svc);
-        self
-    }
-
-    /// Replaces the access gate (the identity layer installs token verification here).
-    pub fn gate(mut self, gate: Arc<dyn Gate>) -> Self {
-        self.gate = gate;
         self
     }
 
@@ -155,13 +154,6 @@ impl ServerBuilder {
 
     /// Binds the gRPC and admin ports (port 0 picks free ones) and marks the services SERVING.
     pub async fn bind(mut self) -> anyhow::Result<BoundServer> {
-        if self.profile == Profile::Online && self.gate.is_open() {
-            anyhow::bail!(
-                "refusing to start `{}` in the online profile: the access gate admits internal \
-                 and admin RPCs without credentials",
-                self.name
-            );
-        }
         let grpc = TcpListener::bind(SocketAddr::new(self.host, self.port))
             .await
             .map_err(|e| anyhow::anyhow!("binding gRPC port {}: {e}", self.port))?;
@@ -192,7 +184,7 @@ impl ServerBuilder {
             ctx: Arc::new(RpcContext {
                 metrics: rpc_metrics,
                 access: self.access,
-                gate: self.gate,
+                tokens: self.tokens,
             }),
         };
         tracing::info!(service = %self.name, %grpc_addr, %admin_addr, "listening");
@@ -395,16 +387,25 @@ pub async fn shutdown_signal() {
 struct RpcContext {
     metrics: RpcMetrics,
     access: Vec<AccessTable>,
-    gate: Arc<dyn Gate>,
+    tokens: Arc<Tokens>,
 }
 
 impl RpcContext {
-    /// `None` for services without a table (health, reflection): those are public.
-    fn access(&self, service: &str, method: &str) -> Option<Result<Access, Status>> {
-        let table = self.access.iter().find(|t| t.service == service)?;
-        Some(table.access(method).ok_or_else(|| {
+    /// Verifies the caller against the method's access rule. Services without a table
+    /// (health, reflection) are public; a method missing from its table is refused.
+    async fn admit(
+        &self,
+        service: &str,
+        method: &str,
+        bearer: Option<&str>,
+    ) -> Result<Option<Caller>, Status> {
+        let Some(table) = self.access.iter().find(|t| t.service == service) else {
+            return Ok(None);
+        };
+        let access = table.access(method).ok_or_else(|| {
             Status::permission_denied(format!("no access rule for {service}/{method}"))
-        }))
+        })?;
+        self.tokens.admit(access, bearer).await
     }
 }
 
@@ -478,24 +479,29 @@ where
             done: false,
         };
 
-        let admitted = match ctx.access(&completion.service, &completion.method) {
-            None => Ok(()),
-            Some(Ok(access)) => ctx.gate.admit(access, req.headers()),
-            Some(Err(status)) => Err(status),
-        };
-        if let Err(status) = admitted {
-            let code = status.code();
-            let mut resp = status.into_http::<Body>();
-            set_request_id(&mut resp, &request_id);
-            completion.finish(code);
-            return Box::pin(std::future::ready(Ok(resp)));
-        }
+        let bearer = crate::auth::bearer(req.headers()).map(str::to_string);
 
         // The clone that was driven to readiness serves this call; a fresh clone stays behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(
             async move {
+                let admitted = ctx
+                    .admit(&completion.service, &completion.method, bearer.as_deref())
+                    .await;
+                match admitted {
+                    Ok(Some(caller)) => {
+                        req.extensions_mut().insert(caller);
+                    }
+                    Ok(None) => {}
+                    Err(status) => {
+                        let code = status.code();
+                        let mut resp = status.into_http::<Body>();
+                        set_request_id(&mut resp, &request_id);
+                        completion.finish(code);
+                        return Ok(resp);
+                    }
+                }
                 let Ok(resp) = inner.call(req).await;
                 let (mut parts, body) = resp.into_parts();
                 if let Ok(v) = http::HeaderValue::from_str(&request_id) {

@@ -10,9 +10,11 @@ pub mod testing;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use mall_common::client::Clients;
+use mall_common::auth::Tokens;
+use mall_common::client::{Clients, ServiceIdentity};
 use mall_common::config::{self, Source};
 use mall_common::server::BoundServer;
 use tokio::sync::watch;
@@ -36,6 +38,7 @@ pub struct Fleet {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     clients: Clients,
+    tokens: Option<Arc<Tokens>>,
 }
 
 async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
@@ -66,7 +69,9 @@ impl Fleet {
             clients: Clients::new(
                 &config::Settings::defaults("mall").discovery,
                 &config::Settings::defaults("mall").client,
+                None,
             ),
+            tokens: None,
         };
         for name in SERVICES.iter().copied().filter(|s| names.contains(s)) {
             let bound = build(name, &source)
@@ -89,7 +94,17 @@ impl Fleet {
             fleet.tasks.push((name, task));
         }
         let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
-        fleet.clients = Clients::new(&settings.discovery, &settings.client);
+        let cache = mall_common::cache::connect(&settings.cache).await?;
+        let tokens = Arc::new(Tokens::new(&settings.auth, cache));
+        fleet.clients = Clients::new(
+            &settings.discovery,
+            &settings.client,
+            Some(ServiceIdentity {
+                name: "mall".into(),
+                tokens: tokens.clone(),
+            }),
+        );
+        fleet.tokens = Some(tokens);
         Ok(fleet)
     }
 
@@ -103,9 +118,14 @@ impl Fleet {
         &self.endpoints
     }
 
-    /// Clients that reach this fleet's services.
+    /// Clients that reach this fleet's services (calling as the service `mall`).
     pub fn clients(&self) -> &Clients {
         &self.clients
+    }
+
+    /// The fleet's token keys (to mint tokens for tools and tests).
+    pub fn tokens(&self) -> Option<&Arc<Tokens>> {
+        self.tokens.as_ref()
     }
 
     /// Starts graceful shutdown of every service and waits for all to finish draining.

@@ -16,6 +16,9 @@ pub const MYSQL_ENV: &str = "MALL_TEST_MYSQL_URL";
 /// Env var naming the Redis server tests use.
 pub const REDIS_ENV: &str = "MALL_TEST_REDIS_URL";
 
+/// The user id of [`TestFleet::admin_token`]'s synthetic admin.
+pub const ADMIN_USER_ID: u64 = 4_000_000_000;
+
 /// A running test fleet; stop it with [`TestFleet::stop`] (dropping also cleans up).
 pub struct TestFleet {
     fleet: Option<Fleet>,
@@ -85,12 +88,54 @@ impl TestFleet {
             .unwrap_or_else(|| panic!("{name} is not running"))
     }
 
-    /// A typed client for `name`.
+    /// A typed client for `name` calling with a service token (internal RPCs).
     pub fn client<T: FromChannel>(&self, name: &str) -> T {
         self.fleet()
             .clients()
             .client(name)
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    /// A typed client for `name` that sends `token` as its bearer.
+    pub fn client_as<T: FromChannel>(&self, name: &str, token: &str) -> T {
+        self.fleet()
+            .clients()
+            .client_as(name, token)
+            .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    /// The fleet's token keys.
+    pub fn tokens(&self) -> &mall_common::auth::Tokens {
+        self.fleet().tokens().expect("fleet has token keys")
+    }
+
+    /// An access token for a synthetic admin (admin checks are local to each service, so no
+    /// account is needed).
+    pub fn admin_token(&self) -> String {
+        let sid = uuid::Uuid::new_v4().to_string();
+        self.tokens()
+            .issue_access(
+                ADMIN_USER_ID,
+                "test-admin",
+                mall_common::auth::ROLE_ADMIN,
+                &sid,
+            )
+            .expect("sign admin token")
+            .0
+    }
+
+    /// An access token for a synthetic end user `user_id`.
+    pub fn user_token(&self, user_id: u64) -> String {
+        let sid = uuid::Uuid::new_v4().to_string();
+        self.tokens()
+            .issue_access(
+                user_id,
+                &format!("user{user_id}"),
+                mall_common::auth::ROLE_USER,
+                &sid,
+            )
+            .expect("sign user token")
+            .0
     }
 
     /// The database URL service `name` uses.

@@ -12,9 +12,9 @@ pub mod store;
 
 use std::time::Duration;
 
+use mall_common::config;
+use mall_common::platform::Platform;
 use mall_common::server::{BoundServer, ServerBuilder};
-use mall_common::store::Database;
-use mall_common::{cache, config};
 use mall_proto::product::v1::product_catalog_service_server::ProductCatalogServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -65,27 +65,18 @@ pub(crate) fn api_id(id: i64) -> u64 {
 
 /// Opens the database and cache, seeds the demo catalog if configured, and binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
-    let db = Database::connect(
-        &settings.database_url(),
-        &settings.database,
-        &store::MIGRATIONS,
-    )
-    .await?;
-    let cache = cache::connect(&settings.cache).await?;
-    let catalog = store::Catalog::new(db.clone());
+    let platform = Platform::open(&settings, &store::MIGRATIONS).await?;
+    let catalog = store::Catalog::new(platform.db.clone());
     if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()).await? {
         tracing::info!("loaded the demo catalog");
     }
     let service = service::CatalogService::new(
         catalog,
-        cache.clone(),
+        platform.cache.clone(),
         Duration::from_secs(settings.ext.catalog.cache_ttl_secs),
     );
-    tracing::info!(backend = ?db.backend(), "product catalog ready");
-    ServerBuilder::new(&settings)
+    ServerBuilder::new(&settings, &platform)
         .add_service(ProductCatalogServiceServer::new(service), service::ACCESS)
-        .ready_database(&db)
-        .ready_cache(&cache)
         .bind()
         .await
 }

@@ -12,10 +12,16 @@ use tonic::{Code, Request};
 
 type Client = ProductCatalogServiceClient<Channel>;
 
+/// A fleet and a client signed in as an admin (catalog writes).
 async fn fleet() -> (TestFleet, Client) {
     let fleet = TestFleet::start(&["product"]).await;
-    let client = fleet.client::<Client>("product");
+    let client = fleet.client_as::<Client>("product", &fleet.admin_token());
     (fleet, client)
+}
+
+/// A client calling as a service (stock and batch RPCs are internal).
+fn service_client(fleet: &TestFleet) -> Client {
+    fleet.client::<Client>("product")
 }
 
 fn new_product(
@@ -342,13 +348,14 @@ async fn search_is_case_insensitive_and_treats_wildcards_literally() {
 #[tokio::test]
 async fn batch_get_reports_missing_ids() {
     let (fleet, mut client) = fleet().await;
+    let mut svc = service_client(&fleet);
     let a = create(&mut client, "a", 100, 1, &[]).await;
     let b = create(&mut client, "b", 200, 1, &[]).await;
     client
         .delete_product(pb::DeleteProductReq { id: b.id })
         .await
         .unwrap();
-    let r = client
+    let r = svc
         .batch_get_products(pb::BatchGetProductsReq {
             ids: vec![b.id, 424_242, a.id, a.id],
         })
@@ -361,7 +368,7 @@ async fn batch_get_reports_missing_ids() {
     );
     assert_eq!(r.missing_ids, vec![b.id, 424_242]);
     for ids in [vec![0], (1..=101).collect::<Vec<u64>>()] {
-        let err = client
+        let err = svc
             .batch_get_products(pb::BatchGetProductsReq { ids })
             .await
             .unwrap_err();
@@ -490,6 +497,7 @@ async fn update_changes_only_the_given_fields_and_replaces_categories() {
 #[tokio::test]
 async fn get_product_never_serves_a_price_older_than_the_last_update() {
     let (fleet, mut client) = fleet().await;
+    let mut svc = service_client(&fleet);
     let p = create(&mut client, "clock", 1_000, 50, &[]).await;
     for round in 1..=20 {
         // Warm the cache, then write, then read: the read must see the write.
@@ -510,11 +518,11 @@ async fn get_product_never_serves_a_price_older_than_the_last_update() {
         );
     }
     // Stock changes invalidate too.
-    reserve(&mut client, "cache-check", &[(p.id, 7)])
+    reserve(&mut svc, "cache-check", &[(p.id, 7)])
         .await
         .unwrap();
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 43);
-    release(&mut client, "cache-check").await.unwrap();
+    release(&mut svc, "cache-check").await.unwrap();
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 50);
     fleet.stop().await;
 }
@@ -522,10 +530,11 @@ async fn get_product_never_serves_a_price_older_than_the_last_update() {
 #[tokio::test]
 async fn fifty_concurrent_reservations_never_oversell_ten_units() {
     let (fleet, mut client) = fleet().await;
+    let svc = service_client(&fleet);
     let p = create(&mut client, "limited", 999, 10, &[]).await;
     let calls = (0..50).map(|i| {
-        let mut client = client.clone();
-        async move { reserve(&mut client, &format!("race-{i}"), &[(p.id, 1)]).await }
+        let mut svc = svc.clone();
+        async move { reserve(&mut svc, &format!("race-{i}"), &[(p.id, 1)]).await }
     });
     let results = futures::future::join_all(calls).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -544,27 +553,28 @@ async fn fifty_concurrent_reservations_never_oversell_ten_units() {
 #[tokio::test]
 async fn reservations_are_idempotent_and_released_once() {
     let (fleet, mut client) = fleet().await;
+    let mut svc = service_client(&fleet);
     let p = create(&mut client, "widget", 100, 10, &[]).await;
-    reserve(&mut client, "order-1", &[(p.id, 3)]).await.unwrap();
-    reserve(&mut client, "order-1", &[(p.id, 3)]).await.unwrap();
+    reserve(&mut svc, "order-1", &[(p.id, 3)]).await.unwrap();
+    reserve(&mut svc, "order-1", &[(p.id, 3)]).await.unwrap();
     assert_eq!(
         get(&mut client, p.id).await.unwrap().stock,
         7,
         "a replay reserves nothing"
     );
-    let conflict = reserve(&mut client, "order-1", &[(p.id, 4)])
+    let conflict = reserve(&mut svc, "order-1", &[(p.id, 4)])
         .await
         .unwrap_err();
     assert_eq!(conflict.code(), Code::AlreadyExists);
 
-    release(&mut client, "order-1").await.unwrap();
-    release(&mut client, "order-1").await.unwrap();
+    release(&mut svc, "order-1").await.unwrap();
+    release(&mut svc, "order-1").await.unwrap();
     assert_eq!(
         get(&mut client, p.id).await.unwrap().stock,
         10,
         "released once"
     );
-    let reused = reserve(&mut client, "order-1", &[(p.id, 3)])
+    let reused = reserve(&mut svc, "order-1", &[(p.id, 3)])
         .await
         .unwrap_err();
     assert_eq!(
@@ -575,14 +585,14 @@ async fn reservations_are_idempotent_and_released_once() {
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10);
 
     // Unknown reservation: a no-op (API.md), nothing changes.
-    release(&mut client, "never-made").await.unwrap();
+    release(&mut svc, "never-made").await.unwrap();
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10);
 
     // Concurrent releases of one reservation restore the stock once.
-    reserve(&mut client, "order-2", &[(p.id, 5)]).await.unwrap();
+    reserve(&mut svc, "order-2", &[(p.id, 5)]).await.unwrap();
     let releases = (0..8).map(|_| {
-        let mut client = client.clone();
-        async move { release(&mut client, "order-2").await }
+        let mut svc = svc.clone();
+        async move { release(&mut svc, "order-2").await }
     });
     for r in futures::future::join_all(releases).await {
         r.unwrap();
@@ -594,9 +604,10 @@ async fn reservations_are_idempotent_and_released_once() {
 #[tokio::test]
 async fn reservations_are_all_or_nothing() {
     let (fleet, mut client) = fleet().await;
+    let mut svc = service_client(&fleet);
     let plenty = create(&mut client, "plenty", 100, 100, &[]).await;
     let scarce = create(&mut client, "scarce", 100, 1, &[]).await;
-    let err = reserve(&mut client, "mixed", &[(plenty.id, 5), (scarce.id, 2)])
+    let err = reserve(&mut svc, "mixed", &[(plenty.id, 5), (scarce.id, 2)])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
@@ -611,17 +622,17 @@ async fn reservations_are_all_or_nothing() {
         "no partial reservation"
     );
     // The failed attempt left no reservation behind: the id is still free.
-    reserve(&mut client, "mixed", &[(plenty.id, 5), (scarce.id, 1)])
+    reserve(&mut svc, "mixed", &[(plenty.id, 5), (scarce.id, 1)])
         .await
         .unwrap();
     assert_eq!(get(&mut client, scarce.id).await.unwrap().stock, 0);
     // Repeated lines for one product are added up.
-    reserve(&mut client, "merged", &[(plenty.id, 2), (plenty.id, 3)])
+    reserve(&mut svc, "merged", &[(plenty.id, 2), (plenty.id, 3)])
         .await
         .unwrap();
     assert_eq!(get(&mut client, plenty.id).await.unwrap().stock, 90);
 
-    let missing = reserve(&mut client, "ghost", &[(plenty.id, 1), (31_337, 1)])
+    let missing = reserve(&mut svc, "ghost", &[(plenty.id, 1), (31_337, 1)])
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -634,10 +645,10 @@ async fn reservations_are_all_or_nothing() {
         ("zero-id", vec![(0, 1)]),
         ("no-lines", vec![]),
     ] {
-        let err = reserve(&mut client, id, &lines).await.unwrap_err();
+        let err = reserve(&mut svc, id, &lines).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{id}: {err}");
     }
-    let err = release(&mut client, "").await.unwrap_err();
+    let err = release(&mut svc, "").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(get(&mut client, plenty.id).await.unwrap().stock, 90);
     fleet.stop().await;
@@ -716,5 +727,52 @@ async fn demo_catalog_is_loaded_once_into_an_empty_database() {
     categories.dedup();
     assert_eq!(categories.len(), 5, "{categories:?}");
     assert!(all.products.iter().all(|p| p.price_cents > 0));
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn access_rules_guard_admin_and_internal_rpcs() {
+    let fleet = TestFleet::start(&["product"]).await;
+    let mut admin = fleet.client_as::<Client>("product", &fleet.admin_token());
+    let mut user = fleet.client_as::<Client>("product", &fleet.user_token(42));
+    let mut anonymous = fleet.client_as::<Client>("product", "");
+    let mut svc = service_client(&fleet);
+    let p = create(&mut admin, "guarded", 100, 5, &[]).await;
+
+    // Browsing needs no token.
+    assert!(get(&mut anonymous, p.id).await.is_ok());
+    // Admin RPCs: no token → UNAUTHENTICATED; a user or a service → PERMISSION_DENIED.
+    let err = anonymous
+        .create_product(new_product("x", 1, 1, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = user
+        .create_product(new_product("x", 1, 1, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = svc
+        .delete_product(pb::DeleteProductReq { id: p.id })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Internal RPCs: end-user tokens (even an admin's) → PERMISSION_DENIED.
+    for client in [&mut user, &mut admin] {
+        let err = reserve(client, "nope", &[(p.id, 1)]).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+    let err = reserve(&mut anonymous, "nope", &[(p.id, 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut forged = fleet.client_as::<Client>("product", "not.a.token");
+    let err = forged
+        .create_product(new_product("x", 1, 1, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    reserve(&mut svc, "ok", &[(p.id, 1)]).await.unwrap();
+    assert_eq!(get(&mut anonymous, p.id).await.unwrap().stock, 4);
     fleet.stop().await;
 }

@@ -9,6 +9,27 @@ use mall_proto::product::v1 as pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use sqlx::{Connection, Executor};
 
+/// Kills the child process if the test fails half-way, so no server outlives the test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A service token signed with the binary's (default, development) key: ReserveStock is
+/// internal.
+fn service_token() -> String {
+    let settings = mall_common::Settings::defaults("test");
+    let cache = std::sync::Arc::new(mall_common::cache::MemoryCache::new("t:".into(), 10));
+    mall_common::auth::Tokens::new(&settings.auth, cache)
+        .issue_service("shutdown-test")
+        .unwrap()
+        .0
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -25,7 +46,7 @@ async fn a_call_in_flight_when_sigterm_arrives_completes() {
         dir.path().join("product.db").display()
     );
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_product"))
+    let child = Command::new(env!("CARGO_BIN_EXE_product"))
         .env_remove("MALL_CONFIG")
         .env("MALL__SERVER__HOST", "127.0.0.1")
         .env("MALL__SERVER__PORT", port.to_string())
@@ -36,6 +57,7 @@ async fn a_call_in_flight_when_sigterm_arrives_completes() {
         .stdout(Stdio::null())
         .spawn()
         .expect("start the product binary");
+    let mut child = KillOnDrop(child);
 
     let endpoint =
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
@@ -55,17 +77,18 @@ async fn a_call_in_flight_when_sigterm_arrives_completes() {
     // Hold SQLite's write lock so the next reservation waits inside the server.
     let mut lock = sqlx::SqliteConnection::connect(&db_url).await.unwrap();
     lock.execute("BEGIN IMMEDIATE").await.unwrap();
-    let in_flight = tokio::spawn(async move {
-        client
-            .reserve_stock(pb::ReserveStockReq {
-                reservation_id: "in-flight".into(),
-                items: vec![CartItem {
-                    product_id: 1,
-                    quantity: 2,
-                }],
-            })
-            .await
+    let mut request = tonic::Request::new(pb::ReserveStockReq {
+        reservation_id: "in-flight".into(),
+        items: vec![CartItem {
+            product_id: 1,
+            quantity: 2,
+        }],
     });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", service_token()).parse().unwrap(),
+    );
+    let in_flight = tokio::spawn(async move { client.reserve_stock(request).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
         !in_flight.is_finished(),
@@ -73,14 +96,14 @@ async fn a_call_in_flight_when_sigterm_arrives_completes() {
     );
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!in_flight.is_finished(), "still in flight after SIGTERM");
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "the process waits for the call before exiting"
     );
 
@@ -93,16 +116,13 @@ async fn a_call_in_flight_when_sigterm_arrives_completes() {
 
     let mut status = None;
     for _ in 0..100 {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             status = Some(s);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = status.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("the process did not exit after draining")
-    });
+    let status = status.expect("the process exits after draining");
     assert!(status.success(), "clean exit: {status}");
 
     let stock: i64 = sqlx::query_scalar("SELECT stock FROM products WHERE id = 1")

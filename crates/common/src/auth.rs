@@ -1,0 +1,463 @@
+//! Tokens and callers, used by every service.
+//!
+//! - Access tokens are HS256 JWTs (`sub`, `name`, `role`, `jti`, `iat`, `exp`, plus `sid`, the
+//!   session they belong to). Every service verifies them locally with the shared key — no call
+//!   to auth on the hot path — and checks revocation in the shared cache (Redis in a fleet, the
+//!   process-wide memory cache in the embedded one), so a logout is seen everywhere at once.
+//! - Service tokens (`typ = service`, a minute long) are minted by [`crate::client`] with the same
+//!   key and attached to every outgoing call; internal RPCs accept only those.
+//! - The server verifies the bearer token before the handler runs (see [`crate::server`]) and
+//!   puts the [`Caller`] in the request; handlers read it with [`caller`] and check ownership
+//!   with [`Caller::authorize`].
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+
+use crate::access::Access;
+use crate::cache::SharedCache;
+use crate::config::AuthSettings;
+use crate::store::unix_now;
+
+/// The development signing key; the `online` profile refuses to start with it.
+pub const DEFAULT_JWT_SECRET: &str = "tiktokmall-development-signing-key-do-not-use-online";
+/// Shortest accepted signing key, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// `iss` of every token.
+pub const ISSUER: &str = "tiktokmall";
+/// Allowed clock difference between instances when checking `exp`.
+pub const CLOCK_LEEWAY_SECS: u64 = 5;
+
+/// Role of an end user.
+pub const ROLE_USER: &str = "user";
+/// Role of an administrator.
+pub const ROLE_ADMIN: &str = "admin";
+const TYP_ACCESS: &str = "access";
+const TYP_SERVICE: &str = "service";
+
+/// The claims of every token we sign.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// User id (access) or service name (service).
+    pub sub: String,
+    /// Username (access) or service name.
+    pub name: String,
+    /// `user`, `admin` or `service`.
+    pub role: String,
+    /// Unique token id (revocation key).
+    pub jti: String,
+    /// Issued at, unix seconds.
+    pub iat: i64,
+    /// Expires at, unix seconds.
+    pub exp: i64,
+    /// Session (refresh-token family) of an access token; empty for service tokens.
+    #[serde(default)]
+    pub sid: String,
+    /// `access` or `service`.
+    pub typ: String,
+    /// Always [`ISSUER`].
+    pub iss: String,
+}
+
+/// Who is calling, as established by the server from the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An end user (or admin) with a valid access token.
+    User {
+        /// Account id.
+        user_id: u64,
+        /// Username at the time the token was issued.
+        username: String,
+        /// `user` or `admin`.
+        role: String,
+        /// The token's claims (for logout).
+        claims: Box<Claims>,
+    },
+    /// Another service of the fleet.
+    Service {
+        /// Its name, e.g. `checkout`.
+        name: String,
+    },
+}
+
+impl Caller {
+    /// The user id of an end-user caller.
+    pub fn user_id(&self) -> Option<u64> {
+        match self {
+            Caller::User { user_id, .. } => Some(*user_id),
+            Caller::Service { .. } => None,
+        }
+    }
+
+    /// True for the `admin` role.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Caller::User { role, .. } if role == ROLE_ADMIN)
+    }
+
+    /// May this caller act on `user_id`'s data? Their own data, an admin, or a service acting
+    /// for a user; anyone else is `PERMISSION_DENIED`.
+    pub fn authorize(&self, user_id: u64) -> Result<(), Status> {
+        match self {
+            Caller::Service { .. } => Ok(()),
+            Caller::User { user_id: me, .. } if *me == user_id => Ok(()),
+            Caller::User { role, .. } if role == ROLE_ADMIN => Ok(()),
+            Caller::User { .. } => Err(Status::permission_denied(
+                "not allowed to act on another user's data",
+            )),
+        }
+    }
+}
+
+/// The [`Caller`] the server attached to `request` (RPCs that need one are never public, so a
+/// missing caller is `UNAUTHENTICATED`).
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<&Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .ok_or_else(|| Status::unauthenticated("missing access token"))
+}
+
+/// The bearer token in `authorization` metadata, if any.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Signs and verifies tokens and keeps the revocation list.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: Duration,
+    service_ttl: Duration,
+    cache: SharedCache,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_ttl", &self.access_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn revoked_token_key(jti: &str) -> String {
+    format!("auth:revoked:jti:{jti}")
+}
+fn revoked_session_key(sid: &str) -> String {
+    format!("auth:revoked:sid:{sid}")
+}
+fn revoked_user_key(user_id: u64) -> String {
+    format!("auth:revoked:user:{user_id}")
+}
+
+impl Tokens {
+    /// Tokens signed with `settings.jwt_secret`, revocations kept in `cache`.
+    pub fn new(settings: &AuthSettings, cache: SharedCache) -> Self {
+        let secret = settings.jwt_secret.as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = CLOCK_LEEWAY_SECS;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss"]);
+        validation.validate_aud = false;
+        Tokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl: Duration::from_secs(settings.access_token_ttl_secs),
+            service_ttl: Duration::from_secs(settings.service_token_ttl_secs),
+            cache,
+        }
+    }
+
+    /// Lifetime of access tokens.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, Status> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| crate::error::internal(&e))
+    }
+
+    /// Issues an access token for a user session `sid`; returns it with its claims.
+    pub fn issue_access(
+        &self,
+        user_id: u64,
+        username: &str,
+        role: &str,
+        sid: &str,
+    ) -> Result<(String, Claims), Status> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            name: username.to_string(),
+            role: role.to_string(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: now + i64::try_from(self.access_ttl.as_secs()).unwrap_or(900),
+            sid: sid.to_string(),
+            typ: TYP_ACCESS.into(),
+            iss: ISSUER.into(),
+        };
+        Ok((self.sign(&claims)?, claims))
+    }
+
+    /// Issues a short-lived service token for `service`; returns it with its expiry.
+    pub fn issue_service(&self, service: &str) -> Result<(String, i64), Status> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: service.to_string(),
+            name: service.to_string(),
+            role: "service".into(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: now + i64::try_from(self.service_ttl.as_secs()).unwrap_or(60),
+            sid: String::new(),
+            typ: TYP_SERVICE.into(),
+            iss: ISSUER.into(),
+        };
+        Ok((self.sign(&claims)?, claims.exp))
+    }
+
+    /// Checks signature, algorithm, issuer and expiry (not revocation).
+    pub fn decode(&self, token: &str) -> Result<Claims, Status> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| Status::unauthenticated("invalid or expired token"))
+    }
+
+    /// Decodes `token` and checks it has not been revoked; returns the caller.
+    pub async fn verify(&self, token: &str) -> Result<Caller, Status> {
+        let claims = self.decode(token)?;
+        match claims.typ.as_str() {
+            TYP_SERVICE => Ok(Caller::Service { name: claims.sub }),
+            TYP_ACCESS => {
+                let user_id: u64 = claims
+                    .sub
+                    .parse()
+                    .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
+                self.check_not_revoked(&claims, user_id).await?;
+                Ok(Caller::User {
+                    user_id,
+                    username: claims.name.clone(),
+                    role: claims.role.clone(),
+                    claims: Box::new(claims),
+                })
+            }
+            _ => Err(Status::unauthenticated("invalid or expired token")),
+        }
+    }
+
+    async fn check_not_revoked(&self, claims: &Claims, user_id: u64) -> Result<(), Status> {
+        let keys = [
+            revoked_token_key(&claims.jti),
+            revoked_session_key(&claims.sid),
+            revoked_user_key(user_id),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let values = self
+            .cache
+            .get_many(&keys)
+            .await
+            .map_err(|e| crate::error::unavailable("revocation list", &e))?;
+        if values[0].is_some() || (!claims.sid.is_empty() && values[1].is_some()) {
+            return Err(Status::unauthenticated("token has been revoked"));
+        }
+        if let Some(cutoff) = values[2]
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            && claims.iat <= cutoff
+        {
+            return Err(Status::unauthenticated("token has been revoked"));
+        }
+        Ok(())
+    }
+
+    fn until_exp(exp: i64) -> Duration {
+        Duration::from_secs(u64::try_from(exp - unix_now()).unwrap_or(0) + CLOCK_LEEWAY_SECS + 1)
+    }
+
+    /// Revokes one access token until it would have expired anyway.
+    pub async fn revoke_token(&self, claims: &Claims) -> Result<(), Status> {
+        self.cache
+            .set(
+                &revoked_token_key(&claims.jti),
+                b"1",
+                Self::until_exp(claims.exp),
+            )
+            .await
+            .map_err(|e| crate::error::unavailable("revocation list", &e))
+    }
+
+    /// Revokes every access token of a session (refresh-token family).
+    pub async fn revoke_session(&self, sid: &str) -> Result<(), Status> {
+        let ttl = self.access_ttl + Duration::from_secs(CLOCK_LEEWAY_SECS + 1);
+        self.cache
+            .set(&revoked_session_key(sid), b"1", ttl)
+            .await
+            .map_err(|e| crate::error::unavailable("revocation list", &e))
+    }
+
+    /// Revokes every access token of a user issued up to now.
+    pub async fn revoke_user(&self, user_id: u64) -> Result<(), Status> {
+        let ttl = self.access_ttl + Duration::from_secs(CLOCK_LEEWAY_SECS + 1);
+        self.cache
+            .set(
+                &revoked_user_key(user_id),
+                unix_now().to_string().as_bytes(),
+                ttl,
+            )
+            .await
+            .map_err(|e| crate::error::unavailable("revocation list", &e))
+    }
+
+    /// Decides whether a call with `bearer` may reach an RPC of `access`; returns the caller to
+    /// attach (none for public RPCs).
+    pub async fn admit(
+        &self,
+        access: Access,
+        bearer: Option<&str>,
+    ) -> Result<Option<Caller>, Status> {
+        if access == Access::Public {
+            return Ok(None);
+        }
+        let token = bearer.ok_or_else(|| Status::unauthenticated("missing access token"))?;
+        let caller = self.verify(token).await?;
+        let allowed = match access {
+            Access::Public => true,
+            Access::User => true,
+            Access::Internal => matches!(caller, Caller::Service { .. }),
+            Access::Admin => caller.is_admin(),
+        };
+        if !allowed {
+            return Err(Status::permission_denied(match access {
+                Access::Internal => "internal RPC: service credentials required",
+                _ => "admin role required",
+            }));
+        }
+        Ok(Some(caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn tokens() -> Tokens {
+        let settings = crate::config::Settings::defaults("test").auth;
+        let cache = Arc::new(crate::cache::MemoryCache::new("t:".into(), 100));
+        Tokens::new(&settings, cache)
+    }
+
+    #[tokio::test]
+    async fn access_tokens_round_trip_and_revoke() {
+        let t = tokens();
+        let (token, claims) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        let caller = t.verify(&token).await.unwrap();
+        assert_eq!(caller.user_id(), Some(7));
+        assert!(caller.authorize(7).is_ok());
+        assert_eq!(
+            caller.authorize(8).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        t.revoke_token(&claims).await.unwrap();
+        assert_eq!(
+            t.verify(&token).await.unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+    }
+
+    #[tokio::test]
+    async fn forged_tokens_are_unauthenticated() {
+        use base64::Engine as _;
+        let t = tokens();
+        let (token, _) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let parts: Vec<&str> = token.split('.').collect();
+        // Tampered payload (role escalated), original signature.
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        claims["role"] = "admin".into();
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(claims.to_string()),
+            parts[2]
+        );
+        // alg=none, no signature.
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        // Signed with another key.
+        let other = {
+            let mut s = crate::config::Settings::defaults("test").auth;
+            s.jwt_secret = "another-key-that-is-long-enough-to-be-used-here".into();
+            let cache = Arc::new(crate::cache::MemoryCache::new("o:".into(), 10));
+            Tokens::new(&s, cache)
+                .issue_access(7, "alice", ROLE_ADMIN, "s1")
+                .unwrap()
+                .0
+        };
+        // Expired long ago.
+        let expired = {
+            let mut c: Claims = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+            c.iat -= 3600;
+            c.exp = c.iat + 60;
+            t.sign(&c).unwrap()
+        };
+        for (what, bad) in [
+            ("tampered", tampered),
+            ("none", none),
+            ("other key", other),
+            ("expired", expired),
+            ("garbage", "x.y.z".into()),
+        ] {
+            let err = t.verify(&bad).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Unauthenticated, "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn access_levels() {
+        let t = tokens();
+        let (user, _) = t.issue_access(1, "u", ROLE_USER, "s").unwrap();
+        let (admin, _) = t.issue_access(2, "a", ROLE_ADMIN, "s").unwrap();
+        let (service, _) = t.issue_service("checkout").unwrap();
+        let code = |r: Result<Option<Caller>, Status>| r.err().map(|e| e.code());
+        assert_eq!(code(t.admit(Access::Public, None).await), None);
+        assert_eq!(
+            code(t.admit(Access::User, None).await),
+            Some(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(code(t.admit(Access::User, Some(&user)).await), None);
+        assert_eq!(
+            code(t.admit(Access::Internal, Some(&user)).await),
+            Some(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(
+            code(t.admit(Access::Internal, Some(&admin)).await),
+            Some(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(code(t.admit(Access::Internal, Some(&service)).await), None);
+        assert_eq!(
+            code(t.admit(Access::Admin, Some(&user)).await),
+            Some(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(
+            code(t.admit(Access::Admin, Some(&service)).await),
+            Some(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(code(t.admit(Access::Admin, Some(&admin)).await), None);
+    }
+}
