@@ -222,6 +222,34 @@ pub struct AuthSettings {
     pub access_token_ttl_secs: u64,
     /// Lifetime of service-to-service tokens.
     pub service_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens (auth service).
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins for one username within the window that lock it (auth service).
+    pub lockout_threshold: u32,
+    /// The window failed logins are counted in.
+    pub lockout_window_secs: u64,
+    /// How long a locked username stays locked.
+    pub lockout_secs: u64,
+    /// Argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// An admin account created at start when missing (off while `username` is empty). Give
+    /// the password through `MALL__AUTH__BOOTSTRAP_ADMIN__PASSWORD`.
+    pub bootstrap_admin: BootstrapAdmin,
+}
+
+/// `auth.bootstrap_admin.*`
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct BootstrapAdmin {
+    /// Username; empty disables the bootstrap.
+    pub username: String,
+    /// Password (secret).
+    pub password: String,
+    /// Email.
+    pub email: String,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -230,6 +258,14 @@ impl fmt::Debug for AuthSettings {
             .field("jwt_secret", &"***")
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("service_token_ttl_secs", &self.service_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("lockout_threshold", &self.lockout_threshold)
+            .field("lockout_window_secs", &self.lockout_window_secs)
+            .field("lockout_secs", &self.lockout_secs)
+            .field("argon2_memory_kib", &self.argon2_memory_kib)
+            .field("argon2_iterations", &self.argon2_iterations)
+            .field("argon2_parallelism", &self.argon2_parallelism)
+            .field("bootstrap_admin", &self.bootstrap_admin.username)
             .finish()
     }
 }
@@ -284,6 +320,14 @@ impl<E> Settings<E> {
                 jwt_secret: crate::auth::DEFAULT_JWT_SECRET.into(),
                 access_token_ttl_secs: 900,
                 service_token_ttl_secs: 60,
+                refresh_token_ttl_secs: 7 * 24 * 3600,
+                lockout_threshold: 5,
+                lockout_window_secs: 900,
+                lockout_secs: 900,
+                argon2_memory_kib: 19_456,
+                argon2_iterations: 2,
+                argon2_parallelism: 1,
+                bootstrap_admin: BootstrapAdmin::default(),
             },
             ext,
         }

@@ -13,8 +13,8 @@ use crate::store::{Database, Migrations};
 /// The opened platform of one service.
 #[derive(Clone)]
 pub struct Platform {
-    /// The service's own database.
-    pub db: Database,
+    /// The service's own database (`None` for a service that owns no tables, like user).
+    pub db: Option<Database>,
     /// The shared cache (revocations, counters, read-through entries).
     pub cache: SharedCache,
     /// Token signing, verification and revocation.
@@ -24,13 +24,18 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Opens everything `settings` names; fails with a clear error when a backend is missing.
+    /// Opens everything `settings` names, migrating the database with `migrations` (`None` for a
+    /// service without tables); fails with a clear error when a backend is missing.
     pub async fn open<E>(
         settings: &Settings<E>,
-        migrations: &Migrations,
+        migrations: Option<&Migrations>,
     ) -> anyhow::Result<Platform> {
-        let db =
-            Database::connect(&settings.database_url(), &settings.database, migrations).await?;
+        let db = match migrations {
+            Some(m) => {
+                Some(Database::connect(&settings.database_url(), &settings.database, m).await?)
+            }
+            None => None,
+        };
         let cache = cache::connect(&settings.cache).await?;
         let tokens = Arc::new(Tokens::new(&settings.auth, cache.clone()));
         let clients = Clients::new(
@@ -41,12 +46,23 @@ impl Platform {
                 tokens: tokens.clone(),
             }),
         );
-        tracing::info!(service = %settings.service, backend = ?db.backend(), "platform ready");
+        tracing::info!(
+            service = %settings.service,
+            backend = ?db.as_ref().map(Database::backend),
+            "platform ready"
+        );
         Ok(Platform {
             db,
             cache,
             tokens,
             clients,
         })
+    }
+
+    /// The database of a service that opened one.
+    pub fn database(&self) -> anyhow::Result<&Database> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this service was opened without a database"))
     }
 }

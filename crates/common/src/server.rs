@@ -94,9 +94,11 @@ impl ServerBuilder {
             ready_checks: Vec::new(),
             registry: Registry::default(),
         };
-        builder
-            .ready_database(&platform.db)
-            .ready_cache(&platform.cache)
+        let builder = builder.ready_cache(&platform.cache);
+        match &platform.db {
+            Some(db) => builder.ready_database(db),
+            None => builder,
+        }
     }
 
     /// Adds a gRPC service with its access rules.

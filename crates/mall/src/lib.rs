@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The services the fleet can run, in start order (a service only calls ones listed before it).
-pub const SERVICES: &[&str] = &["product"];
+pub const SERVICES: &[&str] = &["auth", "product", "user"];
 
 /// Where one running service listens.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +43,17 @@ pub struct Fleet {
 
 async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
     match name {
+        auth::NAME => {
+            let settings = config::load(name, auth::default_settings(), source)?;
+            auth::build(settings).await
+        }
         product::NAME => {
             let settings = config::load(name, product::default_settings(), source)?;
             product::build(settings).await
+        }
+        user::NAME => {
+            let settings = config::load(name, user::default_settings(), source)?;
+            user::build(settings).await
         }
         other => anyhow::bail!("unknown service `{other}` (known: {})", SERVICES.join(", ")),
     }

@@ -59,6 +59,9 @@ impl TestFleet {
             put("MALL__CACHE__URL", redis);
         }
         put("MALL__CATALOG__SEED_DEMO", "false".into());
+        // Cheap password hashing: tests hash hundreds of passwords in debug builds.
+        put("MALL__AUTH__ARGON2_MEMORY_KIB", "256".into());
+        put("MALL__AUTH__ARGON2_ITERATIONS", "1".into());
         for (k, v) in overrides {
             put(k, (*v).to_string());
         }

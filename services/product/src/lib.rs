@@ -65,8 +65,8 @@ pub(crate) fn api_id(id: i64) -> u64 {
 
 /// Opens the database and cache, seeds the demo catalog if configured, and binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
-    let platform = Platform::open(&settings, &store::MIGRATIONS).await?;
-    let catalog = store::Catalog::new(platform.db.clone());
+    let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
+    let catalog = store::Catalog::new(platform.database()?.clone());
     if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()).await? {
         tracing::info!("loaded the demo catalog");
     }

@@ -1,0 +1,284 @@
+//! Identity rules: what a valid username, password, email and phone are, password hashing
+//! (Argon2id), and the service's error type.
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tonic::Status;
+
+/// The one message for an unknown user and a wrong password (no enumeration).
+pub const BAD_CREDENTIALS: &str = "invalid username or password";
+
+/// Everything that can go wrong in auth.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The username is taken.
+    #[error("username is already taken")]
+    UsernameTaken,
+    /// No active account with that id.
+    #[error("account not found")]
+    AccountNotFound,
+    /// The account is banned or deleted.
+    #[error("account is disabled")]
+    AccountDisabled,
+    /// Unknown user or wrong password.
+    #[error("{BAD_CREDENTIALS}")]
+    BadCredentials,
+    /// Too many failed logins for this username.
+    #[error("too many failed logins; try again later")]
+    LockedOut,
+    /// A refresh token that is unknown, expired or revoked.
+    #[error("invalid refresh token")]
+    BadRefreshToken,
+    /// A rotated refresh token was presented again: the session is revoked.
+    #[error("refresh token reuse detected; the session was revoked")]
+    RefreshTokenReused,
+    /// Hashing failed.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// A status from the platform (tokens, cache) passed through.
+    #[error("{0}")]
+    Status(#[from] Status),
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(m) => Status::invalid_argument(m),
+            Error::UsernameTaken => Status::already_exists(e.to_string()),
+            Error::AccountNotFound => Status::not_found(e.to_string()),
+            Error::AccountDisabled => Status::permission_denied(e.to_string()),
+            Error::BadCredentials | Error::BadRefreshToken | Error::RefreshTokenReused => {
+                Status::unauthenticated(e.to_string())
+            }
+            Error::LockedOut => Status::resource_exhausted(e.to_string()),
+            Error::Hashing(_) => mall_common::error::internal(&e),
+            Error::Database(e) => mall_common::error::database(&e),
+            Error::Status(s) => s,
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::Invalid(msg.into())
+}
+
+/// A username: 4–31 characters of `[A-Za-z0-9_]`.
+pub fn username(value: &str) -> Result<String, Error> {
+    let ok = (4..=31).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(
+            "username must be 4-31 characters of letters, digits and _",
+        ))
+    }
+}
+
+/// A password: 8–128 characters.
+pub fn password(value: &str) -> Result<&str, Error> {
+    let chars = value.chars().count();
+    if (8..=128).contains(&chars) {
+        Ok(value)
+    } else {
+        Err(invalid("password must be 8-128 characters"))
+    }
+}
+
+/// An email address: one `@`, a non-empty local part, a dotted domain, no spaces, at most 254.
+pub fn email(value: &str) -> Result<String, Error> {
+    let value = value.trim();
+    let valid = value.len() <= 254
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match value.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..")
+            }
+            None => false,
+        };
+    if valid {
+        Ok(value.to_lowercase())
+    } else {
+        Err(invalid("email is not a valid address"))
+    }
+}
+
+/// A phone number: empty, a mainland-China mobile (`1[3-9]` + 9 digits) or E.164 (`+` then
+/// 7–15 digits, not starting with 0).
+pub fn phone(value: &str) -> Result<String, Error> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let valid = value.is_empty()
+        || (value.len() == 11
+            && digits(value)
+            && value.starts_with('1')
+            && matches!(value.as_bytes()[1], b'3'..=b'9'))
+        || value.strip_prefix('+').is_some_and(|rest| {
+            digits(rest) && (7..=15).contains(&rest.len()) && !rest.starts_with('0')
+        });
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(
+            "phone must be a mobile number like 13800138000 or E.164 like +4915112345678",
+        ))
+    }
+}
+
+/// A valid registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Username.
+    pub username: String,
+    /// Email (lower-cased).
+    pub email: String,
+    /// Phone or empty.
+    pub phone: String,
+}
+
+impl Registration {
+    /// Validates the request fields (the password separately, see [`password`]).
+    pub fn parse(user: &str, mail: &str, tel: &str) -> Result<Self, Error> {
+        Ok(Registration {
+            username: username(user)?,
+            email: email(mail)?,
+            phone: phone(tel)?,
+        })
+    }
+}
+
+/// A valid account update: `None` leaves a field unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    /// New username.
+    pub username: Option<String>,
+    /// New email.
+    pub email: Option<String>,
+    /// New phone.
+    pub phone: Option<String>,
+}
+
+impl AccountPatch {
+    /// Validates the request; empty fields mean "unchanged".
+    pub fn parse(user: &str, mail: &str, tel: &str) -> Result<Self, Error> {
+        Ok(AccountPatch {
+            username: (!user.is_empty()).then(|| username(user)).transpose()?,
+            email: (!mail.is_empty()).then(|| email(mail)).transpose()?,
+            phone: (!tel.is_empty()).then(|| phone(tel)).transpose()?,
+        })
+    }
+}
+
+/// Argon2id with the configured cost.
+#[derive(Clone)]
+pub struct PasswordHashing {
+    params: Params,
+    /// A hash of a random password, verified against when the user does not exist so both
+    /// paths take the same time.
+    decoy: String,
+}
+
+impl PasswordHashing {
+    /// Hashing with memory `memory_kib`, `iterations` passes and `parallelism` lanes.
+    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, Error> {
+        let params = Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| Error::Hashing(e.to_string()))?;
+        let mut hashing = PasswordHashing {
+            params,
+            decoy: String::new(),
+        };
+        hashing.decoy = hashing.hash(&uuid::Uuid::new_v4().to_string())?;
+        Ok(hashing)
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// A PHC string for `password` with a fresh salt.
+    pub fn hash(&self, password: &str) -> Result<String, Error> {
+        self.argon2()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Hashing(e.to_string()))
+    }
+
+    /// True when `password` matches `hash`; with no hash, spends the same effort and says no.
+    pub fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+        let target = hash.unwrap_or(&self.decoy);
+        let ok = self
+            .argon2()
+            .verify_password(password.as_bytes(), target)
+            .is_ok();
+        ok && hash.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_rules() {
+        assert!(username("alice_01").is_ok());
+        for bad in [
+            "abc",
+            "has space",
+            "way_too_long_username_over_31chars",
+            "ümlaut",
+        ] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+        assert!(password("12345678").is_ok());
+        assert!(password("1234567").is_err());
+        assert!(password(&"x".repeat(129)).is_err());
+        assert_eq!(email(" Alice@Example.COM ").unwrap(), "alice@example.com");
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.com",
+            "a@@b.com",
+            "a b@c.com",
+            "a@.com",
+            "a@b..com",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+        for good in ["", "13800138000", "+4915112345678", "+1234567"] {
+            assert!(phone(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "12800138000",
+            "1380013800",
+            "+0123456789",
+            "+12345",
+            "phone",
+        ] {
+            assert!(phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashes_verify_and_decoys_never_do() {
+        let h = PasswordHashing::new(256, 1, 1).unwrap();
+        let hash = h.hash("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(h.verify("correct horse", Some(&hash)));
+        assert!(!h.verify("wrong horse", Some(&hash)));
+        assert!(!h.verify("correct horse", None));
+    }
+}

@@ -1,0 +1,264 @@
+//! The gRPC edge of the profile API: authenticate the caller, call auth, map its answers to the
+//! original TikTokMall responses, and keep `Info` profiles in the shared cache. Access rules are
+//! in [`ACCESS`]; see [`ProfileService::authenticate`] for why four of them are checked here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mall_common::access::{Access, AccessTable};
+use mall_common::auth::{self, Caller, Tokens};
+use mall_common::cache::{self, SharedCache};
+use mall_common::client::{Channel, Clients};
+use mall_common::platform::Platform;
+use mall_proto::auth::v1 as auth_pb;
+use mall_proto::auth::v1::auth_service_client::AuthServiceClient;
+use mall_proto::common::v1::BaseResp;
+use mall_proto::user::v1 as pb;
+use mall_proto::user::v1::user_service_server::UserService;
+use tonic::{Code, Request, Response, Status};
+
+use crate::domain::{Error, Profile, profile_cache_key};
+
+/// Who may call what. Register and Login need no token. Logout, Delete, Update and Info act on
+/// the caller's own account, yet are `Public` here: their token may arrive in the request's
+/// `token` field, which the server's gate cannot read, so their handlers authenticate the
+/// caller themselves ([`ProfileService::authenticate`]).
+pub const ACCESS: AccessTable = AccessTable {
+    service: "tiktokmall.user.v1.UserService",
+    rules: &[
+        ("Register", Access::Public),
+        ("Login", Access::Public),
+        ("Logout", Access::Public),
+        ("Delete", Access::Public),
+        ("Update", Access::Public),
+        ("Info", Access::Public),
+    ],
+};
+
+type AuthClient = AuthServiceClient<Channel>;
+
+/// The `UserService` implementation.
+#[derive(Clone)]
+pub struct ProfileService {
+    tokens: Arc<Tokens>,
+    cache: SharedCache,
+    clients: Clients,
+    profile_ttl: Duration,
+}
+
+/// An end user proven by an access token.
+struct EndUser {
+    user_id: u64,
+    /// The token that proved it (Logout revokes exactly this one).
+    token: String,
+}
+
+/// The `BaseResp` of every successful answer (errors are statuses).
+fn success() -> Option<BaseResp> {
+    Some(BaseResp {
+        code: 0,
+        message: "success".into(),
+    })
+}
+
+impl ProfileService {
+    /// A service calling auth through `platform`'s clients and caching profiles for
+    /// `profile_ttl`.
+    pub fn new(platform: &Platform, profile_ttl: Duration) -> Self {
+        ProfileService {
+            tokens: platform.tokens.clone(),
+            cache: platform.cache.clone(),
+            clients: platform.clients.clone(),
+            profile_ttl,
+        }
+    }
+
+    /// A client for auth; calls carry this service's token.
+    fn auth(&self) -> Result<AuthClient, Error> {
+        Ok(self.clients.client::<AuthClient>("auth")?)
+    }
+
+    /// The end user behind a token-taking RPC: the token is the request's `token` field when
+    /// set, else the `authorization: Bearer` metadata.
+    ///
+    /// These RPCs are `Public` in [`ACCESS`] because the server's gate only sees metadata, so
+    /// this is where they are authenticated: signature, expiry and revocation, like the gate
+    /// would. No token, or a bad one, is `UNAUTHENTICATED`; a service token is
+    /// `PERMISSION_DENIED`, since each of these RPCs acts on the caller's own account.
+    async fn authenticate<T>(&self, request: &Request<T>, field: &str) -> Result<EndUser, Error> {
+        let field = field.trim();
+        let token = if field.is_empty() {
+            auth::bearer(request.metadata().as_ref()).ok_or(Error::MissingToken)?
+        } else {
+            field
+        };
+        match self.tokens.verify(token).await? {
+            Caller::User { user_id, .. } => Ok(EndUser {
+                user_id,
+                token: token.to_string(),
+            }),
+            Caller::Service { .. } => Err(Error::NotAnEndUser),
+        }
+    }
+
+    /// The profile of `user_id`, from the cache or from auth's `GetAccount`.
+    async fn profile(&self, user_id: u64) -> Result<Profile, Error> {
+        let mut auth = self.auth()?;
+        let load = || async move {
+            match auth.get_account(auth_pb::GetAccountReq { user_id }).await {
+                Ok(account) => {
+                    let account = account.into_inner();
+                    Ok(Some(Profile {
+                        user_id: account.user_id,
+                        username: account.username,
+                        email: account.email,
+                        phone: account.phone,
+                    }))
+                }
+                Err(status) if status.code() == Code::NotFound => Ok(None),
+                Err(status) => Err(Error::from(status)),
+            }
+        };
+        cache::read_through(
+            self.cache.as_ref(),
+            &profile_cache_key(user_id),
+            self.profile_ttl,
+            load,
+        )
+        .await?
+        .ok_or(Error::AccountNotFound(user_id))
+    }
+
+    /// Drops the cached profile after a change. A failure is logged, not returned: the change
+    /// is made and the entry expires after `profile_cache.ttl_secs` anyway.
+    async fn forget_profile(&self, user_id: u64) {
+        if let Err(e) = cache::invalidate(self.cache.as_ref(), &profile_cache_key(user_id)).await {
+            tracing::error!(user = user_id, error = %e, "profile cache invalidation failed");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for ProfileService {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterReq>,
+    ) -> Result<Response<pb::RegisterResp>, Status> {
+        let req = request.into_inner();
+        let data = self
+            .auth()?
+            .register(auth_pb::RegisterRequest {
+                username: req.username,
+                password: req.password,
+                email: req.email,
+                phone: req.phone,
+            })
+            .await
+            .map_err(Error::from)?
+            .into_inner()
+            .data
+            .ok_or(Error::IncompleteAnswer("Register"))?;
+        tracing::info!(user = data.user_id, "user registered");
+        Ok(Response::new(pb::RegisterResp {
+            base: success(),
+            user_id: data.user_id,
+            token: data.token,
+        }))
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginReq>,
+    ) -> Result<Response<pb::LoginResp>, Status> {
+        let req = request.into_inner();
+        let data = self
+            .auth()?
+            .login(auth_pb::LoginRequest {
+                username: req.username,
+                password: req.password,
+            })
+            .await
+            .map_err(Error::from)?
+            .into_inner()
+            .data
+            .ok_or(Error::IncompleteAnswer("Login"))?;
+        Ok(Response::new(pb::LoginResp {
+            base: success(),
+            token: data.token,
+            refresh_token: data.refresh_token,
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutReq>,
+    ) -> Result<Response<pb::LogoutResp>, Status> {
+        let user = self
+            .authenticate(&request, &request.get_ref().token)
+            .await?;
+        self.auth()?
+            .logout(auth_pb::LogoutRequest { token: user.token })
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(user = user.user_id, "user logged out");
+        Ok(Response::new(pb::LogoutResp { base: success() }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteReq>,
+    ) -> Result<Response<pb::DeleteResp>, Status> {
+        let user = self
+            .authenticate(&request, &request.get_ref().token)
+            .await?;
+        let deleted = self
+            .auth()?
+            .delete_account(auth_pb::DeleteAccountReq {
+                user_id: user.user_id,
+            })
+            .await;
+        // Forget the profile even when the call failed: auth may have deleted the account
+        // before the answer was lost, and a stale entry is worse than a miss.
+        self.forget_profile(user.user_id).await;
+        deleted.map_err(Error::from)?;
+        tracing::info!(user = user.user_id, "account deleted");
+        Ok(Response::new(pb::DeleteResp { base: success() }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateReq>,
+    ) -> Result<Response<pb::UpdateResp>, Status> {
+        let user = self
+            .authenticate(&request, &request.get_ref().token)
+            .await?;
+        let req = request.into_inner();
+        let updated = self
+            .auth()?
+            .update_account(auth_pb::UpdateAccountReq {
+                user_id: user.user_id,
+                new_username: req.new_username,
+                new_email: req.new_email,
+                new_phone: req.new_phone,
+            })
+            .await;
+        self.forget_profile(user.user_id).await;
+        updated.map_err(Error::from)?;
+        tracing::info!(user = user.user_id, "profile updated");
+        Ok(Response::new(pb::UpdateResp { base: success() }))
+    }
+
+    async fn info(&self, request: Request<pb::InfoReq>) -> Result<Response<pb::InfoResp>, Status> {
+        let user = self
+            .authenticate(&request, &request.get_ref().token)
+            .await?;
+        let profile = self.profile(user.user_id).await?;
+        Ok(Response::new(pb::InfoResp {
+            base: success(),
+            user_id: profile.user_id,
+            username: profile.username,
+            email: profile.email,
+            phone: profile.phone,
+        }))
+    }
+}
