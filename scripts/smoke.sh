@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test: build the release `mall` binary, start it on a fresh data directory, call it with
-# the real grpcurl (list services, GetProduct, health, /readyz), stop it with SIGTERM and check
-# it exits cleanly.
+# the real grpcurl (list services, GetProduct, health, /readyz, register/login/info/logout),
+# stop it with SIGTERM and check it exits cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiktokmall-target}"
@@ -18,7 +18,7 @@ cleanup() { kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 for _ in $(seq 1 100); do
-  grpcurl -plaintext 127.0.0.1:8003 list >/dev/null 2>&1 && break
+  grpcurl -plaintext 127.0.0.1:8003 list >/dev/null 2>&1 && grpcurl -plaintext 127.0.0.1:8001 list >/dev/null 2>&1 && break
   sleep 0.2
 done
 
@@ -48,6 +48,24 @@ grep -q 'InvalidArgument' <<<"$bad" || fail "id 0 was not InvalidArgument: $bad"
 ready=$(curl -fsS http://127.0.0.1:9003/readyz) || fail "/readyz failed"
 [ "$ready" = "ready" ] || fail "/readyz said: $ready"
 curl -fsS http://127.0.0.1:9003/metrics | grep -q 'grpc_server_handled_total' || fail "no RED metrics"
+
+# The identity flow through the user service (which calls auth), then product's admin gate.
+user=tiktokmall.user.v1.UserService
+name="smoke_$RANDOM"
+registered=$(grpcurl -plaintext -d "{\"username\": \"$name\", \"password\": \"smoke-pass-123\", \"email\": \"$name@example.com\"}" \
+  127.0.0.1:8001 $user/Register) || fail "Register failed"
+token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$registered") || fail "no token: $registered"
+login=$(grpcurl -plaintext -d "{\"username\": \"$name\", \"password\": \"smoke-pass-123\"}" 127.0.0.1:8001 $user/Login) \
+  || fail "Login failed"
+grep -q '"refreshToken"' <<<"$login" || fail "Login returned no refresh token: $login"
+info=$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Info) || fail "Info failed"
+grep -q "\"username\": \"$name\"" <<<"$info" || fail "Info did not return the user: $info"
+denied=$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{"name": "x", "price_cents": 1}' \
+  127.0.0.1:8003 tiktokmall.product.v1.ProductCatalogService/CreateProduct 2>&1 || true)
+grep -q PermissionDenied <<<"$denied" || fail "a user token reached an admin RPC: $denied"
+grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Logout >/dev/null || fail "Logout failed"
+revoked=$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Info 2>&1 || true)
+grep -q Unauthenticated <<<"$revoked" || fail "token still accepted after Logout: $revoked"
 
 kill -TERM "$pid"
 for _ in $(seq 1 50); do

@@ -129,6 +129,21 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The token of an RPC that may carry it in its body (user's `Info`, auth's `Logout`, ...): the
+/// `field` when set, else the bearer token in `authorization` metadata. Such RPCs are public at
+/// the gate (which sees only metadata) and verify this token in the handler with
+/// [`Tokens::verify_end_user`].
+pub fn token_from_field_or_metadata<'a>(
+    field: &'a str,
+    metadata: &'a tonic::metadata::MetadataMap,
+) -> Option<&'a str> {
+    if field.is_empty() {
+        bearer(metadata.as_ref())
+    } else {
+        Some(field)
+    }
+}
+
 /// Signs and verifies tokens and keeps the revocation list.
 pub struct Tokens {
     encoding: EncodingKey,
@@ -252,6 +267,20 @@ impl Tokens {
                 })
             }
             _ => Err(Status::unauthenticated("invalid or expired token")),
+        }
+    }
+
+    /// Like [`Tokens::verify`], for RPCs that act on the caller's own account: a missing token
+    /// is `UNAUTHENTICATED`, a service token `PERMISSION_DENIED`.
+    pub async fn verify_end_user(&self, token: Option<&str>) -> Result<(u64, Claims), Status> {
+        let token = token.ok_or_else(|| Status::unauthenticated("missing access token"))?;
+        match self.verify(token).await? {
+            Caller::User {
+                user_id, claims, ..
+            } => Ok((user_id, *claims)),
+            Caller::Service { .. } => Err(Status::permission_denied(
+                "this RPC acts on an end user's own account; service tokens are not accepted",
+            )),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod paging;
 pub mod platform;
+pub mod reply;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::access::{Access, AccessTable};
-use mall_common::auth::{Caller, ROLE_USER, Tokens};
+use mall_common::auth::{Caller, ROLE_USER, Tokens, token_from_field_or_metadata};
 use mall_common::cache::SharedCache;
 use mall_common::config::AuthSettings;
+use mall_common::reply::success as ok;
 use mall_common::store::{id_from_api, id_to_api, unix_now};
 use mall_proto::auth::v1 as pb;
 use mall_proto::auth::v1::auth_service_server::AuthService;
-use mall_proto::common::v1::BaseResp;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
@@ -37,13 +37,6 @@ pub const ACCESS: AccessTable = AccessTable {
 
 /// Longest password accepted at login before hashing (bounds the work a caller can cause).
 const MAX_LOGIN_INPUT_BYTES: usize = 1024;
-
-fn ok() -> Option<BaseResp> {
-    Some(BaseResp {
-        code: 0,
-        message: "success".into(),
-    })
-}
 
 fn hash_refresh_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -214,10 +207,8 @@ impl AuthServiceImpl {
     }
 
     /// Revokes `token` and its session, given the token itself.
-    async fn logout(&self, token: &str) -> Result<(), Error> {
-        let Caller::User { claims, .. } = self.tokens.verify(token).await? else {
-            return Err(Error::Invalid("token is not a user's access token".into()));
-        };
+    async fn logout(&self, token: Option<&str>) -> Result<(), Error> {
+        let (_, claims) = self.tokens.verify_end_user(token).await?;
         self.tokens.revoke_token(&claims).await?;
         if !claims.sid.is_empty() {
             self.accounts.revoke_family(&claims.sid).await?;
@@ -318,17 +309,6 @@ fn anyhow_err(e: Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// The token from the body when set, else from `authorization` metadata.
-fn token_from<T>(field: &str, request: &Request<T>) -> Option<String> {
-    if !field.is_empty() {
-        return Some(field.to_string());
-    }
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .then(|| token.trim().to_string())
-}
-
 #[tonic::async_trait]
 impl AuthService for AuthServiceImpl {
     async fn register(
@@ -386,9 +366,8 @@ impl AuthService for AuthServiceImpl {
         &self,
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let token = token_from(&request.get_ref().token, &request)
-            .ok_or_else(|| Status::unauthenticated("missing access token"))?;
-        AuthServiceImpl::logout(self, &token).await?;
+        let token = token_from_field_or_metadata(&request.get_ref().token, request.metadata());
+        AuthServiceImpl::logout(self, token).await?;
         Ok(Response::new(pb::LogoutResponse { base: ok() }))
     }
 

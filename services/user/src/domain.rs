@@ -27,12 +27,6 @@ pub fn profile_cache_key(user_id: u64) -> String {
 /// Everything that can go wrong in the user service.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Neither the `token` field nor `authorization` metadata carries a token.
-    #[error("missing access token")]
-    MissingToken,
-    /// A valid token that is not an end user's (a service token).
-    #[error("an end user's access token is required")]
-    NotAnEndUser,
     /// Auth has no live account for a valid token (deleted a moment ago).
     #[error("account {0} not found")]
     AccountNotFound(u64),
@@ -49,8 +43,6 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::MissingToken => Status::unauthenticated(e.to_string()),
-            Error::NotAnEndUser => Status::permission_denied(e.to_string()),
             Error::AccountNotFound(_) => Status::not_found(e.to_string()),
             Error::IncompleteAnswer(_) => mall_common::error::internal(&e),
             Error::Upstream(status) => {
@@ -81,12 +73,8 @@ mod tests {
     #[test]
     fn own_errors_map_to_auth_codes() {
         assert_eq!(
-            Status::from(Error::MissingToken).code(),
-            Code::Unauthenticated
-        );
-        assert_eq!(
-            Status::from(Error::NotAnEndUser).code(),
-            Code::PermissionDenied
+            Status::from(Error::AccountNotFound(7)).code(),
+            Code::NotFound
         );
         let internal = Status::from(Error::IncompleteAnswer("Login"));
         assert_eq!(internal.code(), Code::Internal);

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::access::{Access, AccessTable};
-use mall_common::auth::{self, Caller, Tokens};
+use mall_common::auth::{self, Tokens};
 use mall_common::cache::{self, SharedCache};
 use mall_common::client::{Channel, Clients};
 use mall_common::platform::Platform;
+use mall_common::reply::success;
 use mall_proto::auth::v1 as auth_pb;
 use mall_proto::auth::v1::auth_service_client::AuthServiceClient;
-use mall_proto::common::v1::BaseResp;
 use mall_proto::user::v1 as pb;
 use mall_proto::user::v1::user_service_server::UserService;
 use tonic::{Code, Request, Response, Status};
@@ -53,14 +53,6 @@ struct EndUser {
     token: String,
 }
 
-/// The `BaseResp` of every successful answer (errors are statuses).
-fn success() -> Option<BaseResp> {
-    Some(BaseResp {
-        code: 0,
-        message: "success".into(),
-    })
-}
-
 impl ProfileService {
     /// A service calling auth through `platform`'s clients and caching profiles for
     /// `profile_ttl`.
@@ -86,19 +78,12 @@ impl ProfileService {
     /// would. No token, or a bad one, is `UNAUTHENTICATED`; a service token is
     /// `PERMISSION_DENIED`, since each of these RPCs acts on the caller's own account.
     async fn authenticate<T>(&self, request: &Request<T>, field: &str) -> Result<EndUser, Error> {
-        let field = field.trim();
-        let token = if field.is_empty() {
-            auth::bearer(request.metadata().as_ref()).ok_or(Error::MissingToken)?
-        } else {
-            field
-        };
-        match self.tokens.verify(token).await? {
-            Caller::User { user_id, .. } => Ok(EndUser {
-                user_id,
-                token: token.to_string(),
-            }),
-            Caller::Service { .. } => Err(Error::NotAnEndUser),
-        }
+        let token = auth::token_from_field_or_metadata(field, request.metadata());
+        let (user_id, _) = self.tokens.verify_end_user(token).await?;
+        Ok(EndUser {
+            user_id,
+            token: token.unwrap_or_default().to_string(),
+        })
     }
 
     /// The profile of `user_id`, from the cache or from auth's `GetAccount`.
