@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The services the fleet can run, in start order (a service only calls ones listed before it).
-pub const SERVICES: &[&str] = &["auth", "product", "user"];
+pub const SERVICES: &[&str] = &["auth", "product", "user", "payment", "cart", "order"];
 
 /// Where one running service listens.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,18 @@ async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
         user::NAME => {
             let settings = config::load(name, user::default_settings(), source)?;
             user::build(settings).await
+        }
+        payment::NAME => {
+            let settings = config::load(name, payment::default_settings(), source)?;
+            payment::build(settings).await
+        }
+        cart::NAME => {
+            let settings = config::load(name, cart::default_settings(), source)?;
+            cart::build(settings).await
+        }
+        order::NAME => {
+            let settings = config::load(name, order::default_settings(), source)?;
+            order::build(settings).await
         }
         other => anyhow::bail!("unknown service `{other}` (known: {})", SERVICES.join(", ")),
     }

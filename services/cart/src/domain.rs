@@ -1,0 +1,239 @@
+//! Cart rules: what a valid owner, line and quantity are, and the ways a request can fail.
+//! Requests are parsed into these types at the edge (`service.rs`), so the store never sees
+//! unchecked input.
+
+use tonic::{Code, Status};
+
+/// Most units one cart line holds.
+pub const MAX_LINE_QUANTITY: i64 = 999;
+
+/// A rule a request broke; becomes `INVALID_ARGUMENT` with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
+
+/// Everything that can go wrong in the cart service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The catalog has no (live) product with this id.
+    #[error("product {0} not found")]
+    ProductNotFound(u64),
+    /// Adding would take the line past [`MAX_LINE_QUANTITY`].
+    #[error("cart line for product {0} would exceed {MAX_LINE_QUANTITY}")]
+    LineFull(u64),
+    /// The line kept changing under concurrent writers; the client may retry.
+    #[error("cart line for product {0} is changing concurrently; retry")]
+    Contended(u64),
+    /// The catalog refused or failed the existence check.
+    #[error("product catalog answered {}: {}", .0.code(), .0.message())]
+    Catalog(Status),
+    /// The catalog answered without the data its contract promises.
+    #[error("product catalog answered GetProduct without a product")]
+    IncompleteAnswer,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(e) => Status::invalid_argument(e.0),
+            Error::ProductNotFound(_) => Status::not_found(e.to_string()),
+            Error::LineFull(_) => Status::failed_precondition(e.to_string()),
+            Error::Contended(_) => Status::unavailable(e.to_string()),
+            Error::Catalog(ref status) => match status.code() {
+                Code::Unavailable => mall_common::error::unavailable("product catalog", &e),
+                Code::DeadlineExceeded => {
+                    tracing::warn!(error = %e, "product catalog timed out");
+                    Status::deadline_exceeded("product catalog did not answer in time")
+                }
+                // Anything else from the catalog is a bug on one side; its message is not ours
+                // to echo.
+                _ => mall_common::error::internal(&e),
+            },
+            Error::IncompleteAnswer => mall_common::error::internal(&e),
+            Error::Database(e) => mall_common::error::database(&e),
+        }
+    }
+}
+
+/// A stored id from an API id: positive and storable.
+fn id(id: u64, field: &str, what: &str) -> Result<i64, Invalid> {
+    if id == 0 {
+        return Err(invalid(format!("{field} must be a positive {what} id")));
+    }
+    mall_common::store::id_from_api(id)
+        .ok_or_else(|| invalid(format!("{field} {id} is out of range")))
+}
+
+/// The owner of a cart from a request's `user_id`.
+pub fn user_id(id: u64) -> Result<i64, Invalid> {
+    self::id(id, "user_id", "user")
+}
+
+/// A product id from a request.
+pub fn product_id(id: u64, field: &str) -> Result<i64, Invalid> {
+    self::id(id, field, "product")
+}
+
+/// A valid `AddItem`: add `quantity` (1..=999) units of `product_id` to `user_id`'s cart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addition {
+    /// The cart's owner.
+    pub user_id: i64,
+    /// The product to add.
+    pub product_id: i64,
+    /// Units to add, 1..=999.
+    pub quantity: i64,
+}
+
+impl Addition {
+    /// Validates the request fields; `item` is `(product_id, quantity)`, `None` when missing.
+    pub fn parse(user_id: u64, item: Option<(u64, i32)>) -> Result<Self, Invalid> {
+        let user_id = self::user_id(user_id)?;
+        let (product, quantity) = item.ok_or_else(|| invalid("item is required"))?;
+        let product_id = product_id(product, "item.product_id")?;
+        let quantity = i64::from(quantity);
+        if !(1..=MAX_LINE_QUANTITY).contains(&quantity) {
+            return Err(invalid(format!(
+                "item.quantity must be between 1 and {MAX_LINE_QUANTITY}, got {quantity}"
+            )));
+        }
+        Ok(Addition {
+            user_id,
+            product_id,
+            quantity,
+        })
+    }
+}
+
+/// A valid `UpdateItem`: set a line's quantity, or remove it (quantity 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineUpdate {
+    /// Set the line of `product_id` to `quantity` (1..=999), creating it when missing.
+    Set {
+        /// The cart's owner.
+        user_id: i64,
+        /// The product of the line.
+        product_id: i64,
+        /// The new quantity, 1..=999.
+        quantity: i64,
+    },
+    /// Remove the line of `product_id` (a missing line is fine).
+    Remove {
+        /// The cart's owner.
+        user_id: i64,
+        /// The product of the line.
+        product_id: i64,
+    },
+}
+
+impl LineUpdate {
+    /// Validates the request fields; `item` is `(product_id, quantity)`, `None` when missing.
+    pub fn parse(user_id: u64, item: Option<(u64, i32)>) -> Result<Self, Invalid> {
+        let user_id = self::user_id(user_id)?;
+        let (product, quantity) = item.ok_or_else(|| invalid("item is required"))?;
+        let product_id = product_id(product, "item.product_id")?;
+        let quantity = i64::from(quantity);
+        match quantity {
+            0 => Ok(LineUpdate::Remove {
+                user_id,
+                product_id,
+            }),
+            1..=MAX_LINE_QUANTITY => Ok(LineUpdate::Set {
+                user_id,
+                product_id,
+                quantity,
+            }),
+            _ => Err(invalid(format!(
+                "item.quantity must be between 0 and {MAX_LINE_QUANTITY} (0 removes the line), \
+                 got {quantity}"
+            ))),
+        }
+    }
+}
+
+/// One line of a cart as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CartLine {
+    /// The product.
+    pub product_id: i64,
+    /// Units, 1..=999.
+    pub quantity: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn additions_take_one_to_999_units_of_a_real_id() {
+        let a = Addition::parse(7, Some((3, 2))).unwrap();
+        assert_eq!((a.user_id, a.product_id, a.quantity), (7, 3, 2));
+        assert!(Addition::parse(7, Some((3, 999))).is_ok());
+        for (user, item) in [
+            (7, Some((3, 0))),
+            (7, Some((3, -1))),
+            (7, Some((3, 1000))),
+            (7, Some((0, 1))),
+            (7, Some((u64::MAX, 1))),
+            (0, Some((3, 1))),
+            (u64::MAX, Some((3, 1))),
+            (7, None),
+        ] {
+            assert!(Addition::parse(user, item).is_err(), "{user} {item:?}");
+        }
+        let err = Addition::parse(7, Some((3, 1000))).unwrap_err();
+        assert!(err.0.contains("item.quantity"), "{err}");
+        let err = Addition::parse(0, Some((3, 1))).unwrap_err();
+        assert!(err.0.contains("user_id"), "{err}");
+    }
+
+    #[test]
+    fn updates_to_zero_remove_the_line() {
+        assert_eq!(
+            LineUpdate::parse(7, Some((3, 0))).unwrap(),
+            LineUpdate::Remove {
+                user_id: 7,
+                product_id: 3
+            }
+        );
+        assert_eq!(
+            LineUpdate::parse(7, Some((3, 999))).unwrap(),
+            LineUpdate::Set {
+                user_id: 7,
+                product_id: 3,
+                quantity: 999
+            }
+        );
+        assert!(LineUpdate::parse(7, Some((3, -1))).is_err());
+        assert!(LineUpdate::parse(7, Some((3, 1000))).is_err());
+        assert!(LineUpdate::parse(7, Some((0, 0))).is_err());
+        assert!(LineUpdate::parse(7, None).is_err());
+    }
+
+    #[test]
+    fn errors_map_to_the_contract_codes() {
+        assert_eq!(
+            Status::from(Error::ProductNotFound(5)).code(),
+            Code::NotFound
+        );
+        let full = Status::from(Error::LineFull(5));
+        assert_eq!(full.code(), Code::FailedPrecondition);
+        assert_eq!(full.message(), "cart line for product 5 would exceed 999");
+        let down = Status::from(Error::Catalog(Status::unavailable("connection refused")));
+        assert_eq!(down.code(), Code::Unavailable);
+        assert!(!down.message().contains("refused"), "{}", down.message());
+        let odd = Status::from(Error::Catalog(Status::invalid_argument("SELECT ...")));
+        assert_eq!(odd.code(), Code::Internal);
+        assert!(!odd.message().contains("SELECT"), "{}", odd.message());
+    }
+}

@@ -1,0 +1,55 @@
+//! The cart service (port 8002): each user's shopping cart — add, change, remove and list lines,
+//! and empty the cart after checkout.
+//!
+//! [`build`] opens the database, cache, token keys and the product client, and binds the
+//! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod service;
+pub mod store;
+
+use mall_common::config;
+use mall_common::platform::Platform;
+use mall_common::server::{BoundServer, ServerBuilder};
+use mall_proto::cart::v1::cart_service_server::CartServiceServer;
+
+/// The service name used in config, discovery and the database URL.
+pub const NAME: &str = "cart";
+
+/// Cart's settings: the platform sections only.
+pub type Settings = config::Settings;
+
+/// The built-in defaults.
+pub fn default_settings() -> Settings {
+    config::Settings::defaults(NAME)
+}
+
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
+pub fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load(NAME, default_settings(), &config::Source::from_process())
+}
+
+/// Stored ids are positive `BIGINT`s; the API speaks `uint64`.
+pub(crate) fn api_id(id: i64) -> u64 {
+    mall_common::store::id_to_api(id)
+}
+
+/// Opens the database, cache, token keys and the product client, and binds the ports.
+pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
+    let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
+    let carts = store::Carts::new(platform.database()?.clone());
+    let service = service::ShoppingCartService::new(carts, platform.clients.clone());
+    ServerBuilder::new(&settings, &platform)
+        .add_service(CartServiceServer::new(service), service::ACCESS)
+        .bind()
+        .await
+}
+
+/// Builds and serves until `shutdown` completes.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    build(settings).await?.serve(shutdown).await
+}

@@ -1,0 +1,8 @@
+//! `cart`: the cart service on its own (see the crate docs).
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = cart::load_settings()?;
+    mall_common::telemetry::init_logging(&settings.telemetry);
+    cart::run(settings, mall_common::server::shutdown_signal()).await
+}

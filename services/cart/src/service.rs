@@ -1,0 +1,164 @@
+//! The gRPC edge of the carts: check the caller may act on the cart, parse the request into
+//! domain types, ask the catalog whether a product exists, call the store, map errors to
+//! statuses. The server lets only signed-in callers through ([`ACCESS`]); each handler then
+//! checks ownership with `Caller::authorize` before it looks at anything else.
+
+use mall_common::access::{Access, AccessTable};
+use mall_common::auth;
+use mall_common::client::{Channel, Clients};
+use mall_proto::cart::v1 as pb;
+use mall_proto::cart::v1::cart_service_server::CartService;
+use mall_proto::common::v1::CartItem;
+use mall_proto::product::v1::GetProductReq;
+use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use tonic::{Code, Request, Response, Status};
+
+use crate::domain::{self, Addition, Error, LineUpdate};
+use crate::store::Carts;
+
+/// Who may call what: every RPC needs a token. End users act on their own cart, admins on
+/// anyone's, and other services (checkout) on behalf of any user.
+pub const ACCESS: AccessTable = AccessTable {
+    service: "tiktokmall.cart.v1.CartService",
+    rules: &[
+        ("AddItem", Access::User),
+        ("GetCart", Access::User),
+        ("EmptyCart", Access::User),
+        ("UpdateItem", Access::User),
+        ("RemoveItem", Access::User),
+    ],
+};
+
+type CatalogClient = ProductCatalogServiceClient<Channel>;
+
+/// The `CartService` implementation.
+#[derive(Clone)]
+pub struct ShoppingCartService {
+    carts: Carts,
+    clients: Clients,
+}
+
+/// `(product_id, quantity)` of a request's item, `None` when it is missing.
+fn item_fields(item: Option<&CartItem>) -> Option<(u64, i32)> {
+    item.map(|i| (i.product_id, i.quantity))
+}
+
+impl ShoppingCartService {
+    /// A service over `carts`, asking the catalog through `clients`.
+    pub fn new(carts: Carts, clients: Clients) -> Self {
+        ShoppingCartService { carts, clients }
+    }
+
+    /// Asks the catalog whether `product_id` is a live product. Deleted products are
+    /// `NOT_FOUND` there too, so they cannot be put in a cart.
+    async fn ensure_product_exists(&self, product_id: i64) -> Result<(), Error> {
+        let id = crate::api_id(product_id);
+        let mut catalog = self
+            .clients
+            .client::<CatalogClient>("product")
+            .map_err(Error::Catalog)?;
+        match catalog.get_product(GetProductReq { id }).await {
+            Ok(resp) if resp.get_ref().product.is_some() => Ok(()),
+            Ok(_) => Err(Error::IncompleteAnswer),
+            Err(status) if status.code() == Code::NotFound => Err(Error::ProductNotFound(id)),
+            Err(status) => Err(Error::Catalog(status)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CartService for ShoppingCartService {
+    async fn add_item(
+        &self,
+        request: Request<pb::AddItemReq>,
+    ) -> Result<Response<pb::AddItemResp>, Status> {
+        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
+        let req = request.into_inner();
+        let addition =
+            Addition::parse(req.user_id, item_fields(req.item.as_ref())).map_err(Error::from)?;
+        self.ensure_product_exists(addition.product_id).await?;
+        self.carts.add(&addition).await?;
+        tracing::debug!(
+            user = addition.user_id,
+            product = addition.product_id,
+            quantity = addition.quantity,
+            "cart item added"
+        );
+        Ok(Response::new(pb::AddItemResp {}))
+    }
+
+    async fn get_cart(
+        &self,
+        request: Request<pb::GetCartReq>,
+    ) -> Result<Response<pb::GetCartResp>, Status> {
+        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
+        let req = request.into_inner();
+        let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
+        let items = self
+            .carts
+            .lines(user_id)
+            .await?
+            .into_iter()
+            .map(|line| CartItem {
+                product_id: crate::api_id(line.product_id),
+                quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+            })
+            .collect();
+        Ok(Response::new(pb::GetCartResp {
+            cart: Some(pb::Cart {
+                user_id: req.user_id,
+                items,
+            }),
+        }))
+    }
+
+    async fn empty_cart(
+        &self,
+        request: Request<pb::EmptyCartReq>,
+    ) -> Result<Response<pb::EmptyCartResp>, Status> {
+        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
+        let user_id = domain::user_id(request.into_inner().user_id).map_err(Error::from)?;
+        let removed = self.carts.empty(user_id).await?;
+        if removed > 0 {
+            tracing::debug!(user = user_id, lines = removed, "cart emptied");
+        }
+        Ok(Response::new(pb::EmptyCartResp {}))
+    }
+
+    async fn update_item(
+        &self,
+        request: Request<pb::UpdateItemReq>,
+    ) -> Result<Response<pb::UpdateItemResp>, Status> {
+        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
+        let req = request.into_inner();
+        match LineUpdate::parse(req.user_id, item_fields(req.item.as_ref())).map_err(Error::from)? {
+            LineUpdate::Remove {
+                user_id,
+                product_id,
+            } => self.carts.remove(user_id, product_id).await?,
+            LineUpdate::Set {
+                user_id,
+                product_id,
+                quantity,
+            } => {
+                // Like AddItem: a positive quantity needs a live product, whether the line
+                // exists or is about to be created.
+                self.ensure_product_exists(product_id).await?;
+                self.carts.set(user_id, product_id, quantity).await?;
+            }
+        }
+        Ok(Response::new(pb::UpdateItemResp {}))
+    }
+
+    async fn remove_item(
+        &self,
+        request: Request<pb::RemoveItemReq>,
+    ) -> Result<Response<pb::RemoveItemResp>, Status> {
+        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
+        let req = request.into_inner();
+        let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
+        let product_id = domain::product_id(req.product_id, "product_id").map_err(Error::from)?;
+        self.carts.remove(user_id, product_id).await?;
+        Ok(Response::new(pb::RemoveItemResp {}))
+    }
+}
