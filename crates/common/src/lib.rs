@@ -12,7 +12,8 @@
 //! - [`client`]: `Clients::client::<T>("product")`, a ready tonic client for a named service;
 //! - [`access`]: which RPCs are public, for users, internal or admin-only;
 //! - [`auth`]: access and service tokens, the [`auth::Caller`], revocation;
-//! - [`platform`]: database + cache + tokens + clients, opened in one call at start.
+//! - [`platform`]: database + cache + tokens + clients, opened in one call at start;
+//! - [`validate`]: input rules several services share (ids, email) and the [`validate::Invalid`] error.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -27,5 +28,6 @@ pub mod reply;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod validate;
 
 pub use config::Settings;

@@ -93,28 +93,9 @@ pub fn password(value: &str) -> Result<&str, Error> {
     }
 }
 
-/// An email address: one `@`, a non-empty local part, a dotted domain, no spaces, at most 254.
+/// An email address (see [`mall_common::validate::email`]).
 pub fn email(value: &str) -> Result<String, Error> {
-    let value = value.trim();
-    let valid = value.len() <= 254
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
-        && match value.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && local.len() <= 64
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !domain.contains("..")
-            }
-            None => false,
-        };
-    if valid {
-        Ok(value.to_lowercase())
-    } else {
-        Err(invalid("email is not a valid address"))
-    }
+    mall_common::validate::email(value).map_err(|e| Error::Invalid(e.0))
 }
 
 /// A phone number: empty, a mainland-China mobile (`1[3-9]` + 9 digits) or E.164 (`+` then

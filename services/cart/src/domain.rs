@@ -2,19 +2,11 @@
 //! Requests are parsed into these types at the edge (`service.rs`), so the store never sees
 //! unchecked input.
 
+use mall_common::validate::{Invalid, invalid, positive_id};
 use tonic::{Code, Status};
 
 /// Most units one cart line holds.
 pub const MAX_LINE_QUANTITY: i64 = 999;
-
-/// A rule a request broke; becomes `INVALID_ARGUMENT` with this message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-fn invalid(msg: impl Into<String>) -> Invalid {
-    Invalid(msg.into())
-}
 
 /// Everything that can go wrong in the cart service.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +37,7 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(e) => Status::invalid_argument(e.0),
+            Error::Invalid(e) => e.into(),
             Error::ProductNotFound(_) => Status::not_found(e.to_string()),
             Error::LineFull(_) => Status::failed_precondition(e.to_string()),
             Error::Contended(_) => Status::unavailable(e.to_string()),
@@ -65,23 +57,14 @@ impl From<Error> for Status {
     }
 }
 
-/// A stored id from an API id: positive and storable.
-fn id(id: u64, field: &str, what: &str) -> Result<i64, Invalid> {
-    if id == 0 {
-        return Err(invalid(format!("{field} must be a positive {what} id")));
-    }
-    mall_common::store::id_from_api(id)
-        .ok_or_else(|| invalid(format!("{field} {id} is out of range")))
-}
-
 /// The owner of a cart from a request's `user_id`.
 pub fn user_id(id: u64) -> Result<i64, Invalid> {
-    self::id(id, "user_id", "user")
+    positive_id(id, "user_id", "user")
 }
 
 /// A product id from a request.
 pub fn product_id(id: u64, field: &str) -> Result<i64, Invalid> {
-    self::id(id, field, "product")
+    positive_id(id, field, "product")
 }
 
 /// A valid `AddItem`: add `quantity` (1..=999) units of `product_id` to `user_id`'s cart.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use mall_common::validate::{Invalid, invalid, positive_id};
 use serde::{Deserialize, Serialize};
 
 /// Longest product name, in characters.
@@ -25,15 +26,6 @@ pub const MAX_QUERY_CHARS: usize = 200;
 pub const MAX_RESERVATION_ID_CHARS: usize = 128;
 /// Most lines in one reservation.
 pub const MAX_RESERVATION_LINES: usize = 100;
-
-/// A rule a request broke; becomes `INVALID_ARGUMENT` with this message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-fn invalid(msg: impl Into<String>) -> Invalid {
-    Invalid(msg.into())
-}
 
 /// Everything that can go wrong in the catalog.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +54,7 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         use tonic::Status;
         match e {
-            Error::Invalid(e) => Status::invalid_argument(e.0),
+            Error::Invalid(e) => e.into(),
             Error::ProductNotFound(_) => Status::not_found(e.to_string()),
             Error::InsufficientStock(_) | Error::ReservationReleased(_) => {
                 Status::failed_precondition(e.to_string())
@@ -94,11 +86,7 @@ pub struct Product {
 
 /// A product id from a request: positive and storable.
 pub fn product_id(id: u64, field: &str) -> Result<i64, Invalid> {
-    if id == 0 {
-        return Err(invalid(format!("{field} must be a positive product id")));
-    }
-    mall_common::store::id_from_api(id)
-        .ok_or_else(|| invalid(format!("{field} {id} is out of range")))
+    positive_id(id, field, "product")
 }
 
 fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {

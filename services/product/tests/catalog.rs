@@ -584,8 +584,14 @@ async fn reservations_are_idempotent_and_released_once() {
     );
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10);
 
-    // Unknown reservation: a no-op (API.md), nothing changes.
+    // Unknown reservation: a no-op (API.md), nothing changes; a reservation arriving after
+    // its release (a cancelled order's late reserve) is refused.
     release(&mut svc, "never-made").await.unwrap();
+    assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10);
+    let late = reserve(&mut svc, "never-made", &[(p.id, 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
     assert_eq!(get(&mut client, p.id).await.unwrap().stock, 10);
 
     // Concurrent releases of one reservation restore the stock once.

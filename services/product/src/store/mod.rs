@@ -389,7 +389,7 @@ impl Catalog {
     }
 
     /// Puts a held reservation's stock back, once. Returns the products touched (empty when the
-    /// reservation is unknown or already released).
+    /// reservation is unknown or already released; an unknown id is recorded as released).
     pub async fn release(&self, id: &str) -> Result<Vec<i64>, Error> {
         let now = unix_now();
         let mut tx = self.db.begin_write().await?;
@@ -403,6 +403,22 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         if flipped.rows_affected() == 0 {
+            // Unknown id: remember it as released, so a reservation that arrives late (after
+            // its order was cancelled) is refused instead of holding stock forever.
+            let tombstone = sqlx::query(
+                "INSERT INTO stock_reservations (reservation_id, status, created_at, released_at) \
+                 VALUES (?, 'released', ?, ?)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match tombstone {
+                Ok(_) => tx.commit().await?,
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
             return Ok(Vec::new());
         }
         let rows = sqlx::query(

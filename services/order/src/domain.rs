@@ -1,0 +1,561 @@
+//! Order rules: what a valid order, order id or payment is, and the state machine every status
+//! change goes through ([`transition`]). Requests are parsed into these types at the edge
+//! (`service.rs`), so the store never sees unchecked input.
+
+use std::fmt;
+
+/// Longest address field (street, city, state, country), in characters.
+pub const MAX_ADDRESS_CHARS: usize = 200;
+/// Longest zip code, in characters.
+pub const MAX_ZIP_CHARS: usize = 32;
+/// Most lines in one order.
+pub const MAX_ORDER_LINES: usize = 100;
+/// Largest quantity on one line (a cart line holds at most 999).
+pub const MAX_QUANTITY: i32 = 999;
+/// Highest line total: the catalog's highest price (100 million) times the largest quantity.
+pub const MAX_LINE_CENTS: i64 = 10_000_000_000 * 999;
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+/// Longest order id accepted in a request (ours are 36-character UUIDs).
+pub const MAX_ORDER_ID_CHARS: usize = 64;
+/// Longest payment transaction id.
+pub const MAX_TRANSACTION_ID_CHARS: usize = 128;
+/// Longest cancellation reason, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// The reason recorded when a customer cancels without giving one.
+pub const DEFAULT_CANCEL_REASON: &str = "cancelled by customer";
+/// The reason recorded when the sweeper cancels an unpaid order.
+pub const TIMEOUT_CANCEL_REASON: &str = "payment timeout";
+
+pub use mall_common::validate::{Invalid, email};
+use mall_common::validate::{invalid, positive_id};
+
+/// Everything that can go wrong in the order service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// No such order for this user (someone else's order looks the same).
+    #[error("order {0} not found")]
+    OrderNotFound(String),
+    /// A move the state machine does not allow.
+    #[error("order is {from}; it cannot become {to}")]
+    IllegalTransition {
+        /// The order's current status.
+        from: OrderStatus,
+        /// The status asked for.
+        to: OrderStatus,
+    },
+    /// `MarkOrderPaid` for an order another transaction already paid.
+    #[error("order {0} is already paid by another transaction")]
+    PaidByAnotherTransaction(String),
+    /// The order kept changing under a conditional update (the retries ran out).
+    #[error("order {0} changed concurrently; retry")]
+    Contended(String),
+    /// A stored row breaks an invariant the schema should guarantee.
+    #[error("stored order is corrupt: {0}")]
+    Corrupt(String),
+    /// The product service refused or failed a call.
+    #[error("product service: {}: {}", .0.code(), .0.message())]
+    Product(tonic::Status),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        use tonic::{Code, Status};
+        match e {
+            Error::Invalid(e) => e.into(),
+            Error::OrderNotFound(_) => Status::not_found(e.to_string()),
+            Error::IllegalTransition { .. } | Error::PaidByAnotherTransaction(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+            Error::Contended(_) => Status::aborted(e.to_string()),
+            Error::Corrupt(_) => mall_common::error::internal(&e),
+            Error::Product(ref status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded => {
+                    mall_common::error::unavailable("product service", &e)
+                }
+                _ => mall_common::error::internal(&e),
+            },
+            Error::Database(e) => mall_common::error::database(&e),
+        }
+    }
+}
+
+/// Where an order is in its life. Stored as its API number (1..=5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    /// Placed, waiting for payment.
+    Pending,
+    /// Paid.
+    Paid,
+    /// Cancelled before payment (by the customer or the payment timeout).
+    Cancelled,
+    /// Paid and fulfilled.
+    Completed,
+    /// Paid and refunded.
+    Refunded,
+}
+
+impl OrderStatus {
+    /// Every status, in API order.
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        OrderStatus::Completed,
+        OrderStatus::Refunded,
+    ];
+
+    /// The stored and API number (`ORDER_STATUS_*`).
+    pub fn code(self) -> i64 {
+        match self {
+            OrderStatus::Pending => 1,
+            OrderStatus::Paid => 2,
+            OrderStatus::Cancelled => 3,
+            OrderStatus::Completed => 4,
+            OrderStatus::Refunded => 5,
+        }
+    }
+
+    /// The status stored as `code`.
+    pub fn from_code(code: i64) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Completed => "COMPLETED",
+            OrderStatus::Refunded => "REFUNDED",
+        })
+    }
+}
+
+/// The state machine: PENDING→PAID, PENDING→CANCELLED, PAID→COMPLETED, PAID→REFUNDED. Every
+/// other pair, staying put included, is an [`Error::IllegalTransition`]. Every status change
+/// checks its move here before the conditional `UPDATE` that makes it.
+pub fn transition(from: OrderStatus, to: OrderStatus) -> Result<(), Error> {
+    use OrderStatus::*;
+    match (from, to) {
+        (Pending, Paid) | (Pending, Cancelled) | (Paid, Completed) | (Paid, Refunded) => Ok(()),
+        _ => Err(Error::IllegalTransition { from, to }),
+    }
+}
+
+/// A user id from a request: positive and storable.
+pub fn user_id(id: u64) -> Result<i64, Invalid> {
+    positive_id(id, "user_id", "user")
+}
+
+fn token(value: &str, field: &str, max: usize) -> Result<String, Invalid> {
+    if value.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    if value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "{field} must be 1..={max} visible ASCII characters"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// An order id from a request: 1..=64 visible ASCII characters. Whether it exists is the
+/// store's business.
+pub fn order_id(id: &str) -> Result<String, Invalid> {
+    token(id, "order_id", MAX_ORDER_ID_CHARS)
+}
+
+/// A new, unguessable, time-ordered order id (UUIDv7).
+pub fn new_order_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A payment transaction id from a request: 1..=128 visible ASCII characters.
+pub fn transaction_id(id: &str) -> Result<String, Invalid> {
+    token(id, "transaction_id", MAX_TRANSACTION_ID_CHARS)
+}
+
+fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(invalid(format!(
+            "{field} is {chars} characters long; the limit is {max}"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} contains control characters")));
+    }
+    Ok(value.to_string())
+}
+
+/// A cancellation reason: trimmed, up to 500 characters; empty becomes
+/// [`DEFAULT_CANCEL_REASON`].
+pub fn cancel_reason(reason: &str) -> Result<String, Invalid> {
+    let reason = text(reason, "reason", MAX_REASON_CHARS, false)?;
+    Ok(if reason.is_empty() {
+        DEFAULT_CANCEL_REASON.to_string()
+    } else {
+        reason
+    })
+}
+
+/// The shipping address of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Address {
+    /// Street and number.
+    pub street_address: String,
+    /// City.
+    pub city: String,
+    /// State or province (optional).
+    pub state: String,
+    /// Country.
+    pub country: String,
+    /// Zip or postal code.
+    pub zip_code: String,
+}
+
+impl Address {
+    /// Validates the fields: all but `state` are required.
+    pub fn parse(
+        street_address: &str,
+        city: &str,
+        state: &str,
+        country: &str,
+        zip_code: &str,
+    ) -> Result<Self, Invalid> {
+        Ok(Address {
+            street_address: text(
+                street_address,
+                "address.street_address",
+                MAX_ADDRESS_CHARS,
+                true,
+            )?,
+            city: text(city, "address.city", MAX_ADDRESS_CHARS, true)?,
+            state: text(state, "address.state", MAX_ADDRESS_CHARS, false)?,
+            country: text(country, "address.country", MAX_ADDRESS_CHARS, true)?,
+            zip_code: text(zip_code, "address.zip_code", MAX_ZIP_CHARS, true)?,
+        })
+    }
+}
+
+/// One order line: a product, how many, and what the line costs in total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    /// Product id.
+    pub product_id: i64,
+    /// Units, 1..=999.
+    pub quantity: i64,
+    /// The line total in cents (priced by checkout from the catalog).
+    pub cost_cents: i64,
+}
+
+impl Line {
+    /// Validates one raw line (`index` is for messages).
+    pub fn parse(
+        index: usize,
+        product_id: u64,
+        quantity: i32,
+        cost_cents: i64,
+    ) -> Result<Self, Invalid> {
+        if product_id == 0 {
+            return Err(invalid(format!(
+                "order_items[{index}].item.product_id must be a positive product id"
+            )));
+        }
+        let product = mall_common::store::id_from_api(product_id).ok_or_else(|| {
+            invalid(format!(
+                "order_items[{index}].item.product_id {product_id} is out of range"
+            ))
+        })?;
+        if !(1..=MAX_QUANTITY).contains(&quantity) {
+            return Err(invalid(format!(
+                "order_items[{index}].item.quantity must be 1..={MAX_QUANTITY}"
+            )));
+        }
+        if !(0..=MAX_LINE_CENTS).contains(&cost_cents) {
+            return Err(invalid(format!(
+                "order_items[{index}].cost_cents must be 0..={MAX_LINE_CENTS}"
+            )));
+        }
+        Ok(Line {
+            product_id: product,
+            quantity: i64::from(quantity),
+            cost_cents,
+        })
+    }
+}
+
+/// The sum of the line totals; `None` on overflow.
+pub fn total_cents(lines: &[Line]) -> Option<i64> {
+    lines
+        .iter()
+        .try_fold(0i64, |sum, line| sum.checked_add(line.cost_cents))
+}
+
+/// A raw order line as it arrives: `(product_id, quantity, cost_cents)`.
+pub type RawLine = (u64, i32, i64);
+
+/// A valid `PlaceOrder`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    /// The customer.
+    pub user_id: i64,
+    /// The store currency.
+    pub currency: String,
+    /// Where it ships.
+    pub address: Address,
+    /// Lower-cased email.
+    pub email: String,
+    /// 1..=100 lines, in the order given.
+    pub lines: Vec<Line>,
+    /// Sum of the line totals.
+    pub total_cents: i64,
+    /// The caller's retry key; the same (user, key) always names the same order.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewOrder {
+    /// Validates a `PlaceOrder`. `store_currency` is the configured currency: an empty
+    /// `currency` means it, anything else is refused.
+    pub fn parse(
+        user: u64,
+        currency: &str,
+        store_currency: &str,
+        address: Option<Address>,
+        mail: &str,
+        lines: &[RawLine],
+        idempotency_key: &str,
+    ) -> Result<Self, Invalid> {
+        let user_id = user_id(user)?;
+        let currency = currency.trim();
+        if !currency.is_empty() && !currency.eq_ignore_ascii_case(store_currency) {
+            return Err(invalid(format!(
+                "user_currency {currency} is not accepted; the store sells in {store_currency}"
+            )));
+        }
+        let address = address.ok_or_else(|| invalid("address is required"))?;
+        let email = email(mail)?;
+        if lines.is_empty() {
+            return Err(invalid("order_items must not be empty"));
+        }
+        if lines.len() > MAX_ORDER_LINES {
+            return Err(invalid(format!(
+                "at most {MAX_ORDER_LINES} order_items per order"
+            )));
+        }
+        let lines = lines
+            .iter()
+            .enumerate()
+            .map(|(i, (product, quantity, cost))| Line::parse(i, *product, *quantity, *cost))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total_cents =
+            total_cents(&lines).ok_or_else(|| invalid("the order total is too large"))?;
+        let idempotency_key = match idempotency_key {
+            "" => None,
+            key => Some(token(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_CHARS)?),
+        };
+        Ok(NewOrder {
+            user_id,
+            currency: store_currency.to_string(),
+            address,
+            email,
+            lines,
+            total_cents,
+            idempotency_key,
+        })
+    }
+}
+
+/// A stored order with its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Public id (UUIDv7).
+    pub id: String,
+    /// The customer.
+    pub user_id: i64,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// Currency of every amount.
+    pub currency: String,
+    /// Shipping address.
+    pub address: Address,
+    /// Customer email.
+    pub email: String,
+    /// Lines in the order placed.
+    pub lines: Vec<Line>,
+    /// Sum of the line totals.
+    pub total_cents: i64,
+    /// The payment, once paid.
+    pub transaction_id: Option<String>,
+    /// Placed at, unix seconds.
+    pub created_at: i64,
+    /// Paid at, unix seconds.
+    pub paid_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> Address {
+        Address::parse("1 Main St", "Springfield", "", "US", "12345").unwrap()
+    }
+
+    fn parse(lines: &[RawLine]) -> Result<NewOrder, Invalid> {
+        NewOrder::parse(7, "", "USD", Some(address()), "A@Example.com", lines, "")
+    }
+
+    #[test]
+    fn the_state_machine_allows_exactly_four_moves() {
+        use OrderStatus::*;
+        let legal = [
+            (Pending, Paid),
+            (Pending, Cancelled),
+            (Paid, Completed),
+            (Paid, Refunded),
+        ];
+        let mut checked = 0;
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                let result = transition(from, to);
+                checked += 1;
+                if legal.contains(&(from, to)) {
+                    assert!(result.is_ok(), "{from} -> {to} must be legal");
+                } else {
+                    let err = result.expect_err("illegal move accepted");
+                    let status = tonic::Status::from(err);
+                    assert_eq!(
+                        status.code(),
+                        tonic::Code::FailedPrecondition,
+                        "{from} -> {to}"
+                    );
+                    assert!(
+                        status.message().starts_with(&format!("order is {from}")),
+                        "{}",
+                        status.message()
+                    );
+                }
+            }
+        }
+        assert_eq!(checked, 25);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_codes() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::from_code(s.code()), Some(s));
+        }
+        assert_eq!(OrderStatus::from_code(0), None);
+        assert_eq!(OrderStatus::from_code(6), None);
+    }
+
+    #[test]
+    fn orders_total_their_lines_and_use_the_store_currency() {
+        let order = parse(&[(1, 2, 500), (2, 1, 250), (1, 1, 0)]).unwrap();
+        assert_eq!(order.total_cents, 750);
+        assert_eq!(order.currency, "USD");
+        assert_eq!(order.email, "a@example.com");
+        assert_eq!(order.lines.len(), 3);
+        assert_eq!(order.idempotency_key, None);
+        let usd = NewOrder::parse(
+            7,
+            "usd",
+            "USD",
+            Some(address()),
+            "a@b.co",
+            &[(1, 1, 1)],
+            "k",
+        );
+        assert_eq!(usd.unwrap().idempotency_key.as_deref(), Some("k"));
+        assert!(
+            NewOrder::parse(7, "EUR", "USD", Some(address()), "a@b.co", &[(1, 1, 1)], "").is_err()
+        );
+    }
+
+    #[test]
+    fn bad_orders_are_refused() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&[(0, 1, 1)]).is_err());
+        assert!(parse(&[(1, 0, 1)]).is_err());
+        assert!(parse(&[(1, 1000, 1)]).is_err());
+        assert!(parse(&[(1, 1, -1)]).is_err());
+        assert!(parse(&[(1, 1, MAX_LINE_CENTS + 1)]).is_err());
+        assert!(parse(&vec![(1, 1, 1); MAX_ORDER_LINES + 1]).is_err());
+        assert!(parse(&vec![(1, 1, MAX_LINE_CENTS); MAX_ORDER_LINES]).is_ok());
+        let no_user = NewOrder::parse(0, "", "USD", Some(address()), "a@b.co", &[(1, 1, 1)], "");
+        assert!(no_user.is_err());
+        let no_address = NewOrder::parse(7, "", "USD", None, "a@b.co", &[(1, 1, 1)], "");
+        assert!(no_address.is_err());
+        for mail in ["", "no-at", "a@b", "a b@c.de", "a@@b.de"] {
+            let bad = NewOrder::parse(7, "", "USD", Some(address()), mail, &[(1, 1, 1)], "");
+            assert!(bad.is_err(), "{mail}");
+        }
+        let long_key = "k".repeat(MAX_IDEMPOTENCY_KEY_CHARS + 1);
+        let bad = NewOrder::parse(
+            7,
+            "",
+            "USD",
+            Some(address()),
+            "a@b.co",
+            &[(1, 1, 1)],
+            &long_key,
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn totals_are_checked_for_overflow() {
+        let line = Line {
+            product_id: 1,
+            quantity: 1,
+            cost_cents: i64::MAX,
+        };
+        assert_eq!(total_cents(&[line]), Some(i64::MAX));
+        assert_eq!(total_cents(&[line, line]), None);
+    }
+
+    #[test]
+    fn addresses_need_street_city_country_and_zip() {
+        assert!(Address::parse("", "c", "", "US", "1").is_err());
+        assert!(Address::parse("s", "", "", "US", "1").is_err());
+        assert!(Address::parse("s", "c", "", "", "1").is_err());
+        assert!(Address::parse("s", "c", "", "US", "").is_err());
+        assert!(Address::parse(&"s".repeat(MAX_ADDRESS_CHARS + 1), "c", "", "US", "1").is_err());
+        assert!(Address::parse("s\u{0}", "c", "", "US", "1").is_err());
+        assert_eq!(
+            Address::parse(" s ", "c", "", "US", "1")
+                .unwrap()
+                .street_address,
+            "s"
+        );
+    }
+
+    #[test]
+    fn ids_and_reasons_are_checked() {
+        assert!(order_id("").is_err());
+        assert!(order_id(&"x".repeat(MAX_ORDER_ID_CHARS + 1)).is_err());
+        assert!(order_id("has space").is_err());
+        assert!(order_id(&new_order_id()).is_ok());
+        assert_ne!(new_order_id(), new_order_id());
+        assert!(transaction_id("").is_err());
+        assert_eq!(cancel_reason("  ").unwrap(), DEFAULT_CANCEL_REASON);
+        assert_eq!(
+            cancel_reason(" changed my mind ").unwrap(),
+            "changed my mind"
+        );
+        assert!(cancel_reason(&"r".repeat(MAX_REASON_CHARS + 1)).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! The gRPC edge of orders: parse the request into domain types, check whose orders the caller
+//! may see, call the store, map errors to statuses. Access rules are in [`ACCESS`] and are
+//! enforced by the server before any handler runs.
+//!
+//! The user RPCs look orders up by (order id, user id): another user's order is `NOT_FOUND`,
+//! exactly like one that does not exist, so order ids cannot be probed.
+
+use std::sync::Arc;
+
+use mall_common::access::{Access, AccessTable};
+use mall_common::auth;
+use mall_common::paging::Page;
+use mall_proto::common::v1 as common_pb;
+use mall_proto::order::v1 as pb;
+use mall_proto::order::v1::order_service_server::OrderService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{self, Address, Error, NewOrder, Order, OrderStatus, RawLine};
+use crate::store::{Orders, Paid};
+use crate::sweeper::{ProductClient, release_stock};
+
+/// Who may call what: placing and paying are steps of checkout (service-to-service); customers
+/// read and cancel their own orders.
+pub const ACCESS: AccessTable = AccessTable {
+    service: "tiktokmall.order.v1.OrderService",
+    rules: &[
+        ("PlaceOrder", Access::Internal),
+        ("ListOrder", Access::User),
+        ("GetOrder", Access::User),
+        ("MarkOrderPaid", Access::Internal),
+        ("CancelOrder", Access::User),
+    ],
+};
+
+/// The `OrderService` implementation.
+#[derive(Clone)]
+pub struct OrdersService {
+    orders: Orders,
+    product: ProductClient,
+    currency: String,
+    /// Held while the service is served; the sweeper stops once the last clone is dropped.
+    alive: Arc<()>,
+}
+
+fn status_to_pb(status: OrderStatus) -> pb::OrderStatus {
+    match status {
+        OrderStatus::Pending => pb::OrderStatus::Pending,
+        OrderStatus::Paid => pb::OrderStatus::Paid,
+        OrderStatus::Cancelled => pb::OrderStatus::Cancelled,
+        OrderStatus::Completed => pb::OrderStatus::Completed,
+        OrderStatus::Refunded => pb::OrderStatus::Refunded,
+    }
+}
+
+fn to_pb(order: Order) -> pb::Order {
+    pb::Order {
+        order_items: order
+            .lines
+            .iter()
+            .map(|line| pb::OrderItem {
+                item: Some(common_pb::CartItem {
+                    product_id: crate::api_id(line.product_id),
+                    quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+                }),
+                cost_cents: line.cost_cents,
+            })
+            .collect(),
+        order_id: order.id,
+        user_id: crate::api_id(order.user_id),
+        user_currency: order.currency,
+        address: Some(common_pb::Address {
+            street_address: order.address.street_address,
+            city: order.address.city,
+            state: order.address.state,
+            country: order.address.country,
+            zip_code: order.address.zip_code,
+        }),
+        email: order.email,
+        created_at: order.created_at,
+        status: status_to_pb(order.status).into(),
+        total_cents: order.total_cents,
+        transaction_id: order.transaction_id.unwrap_or_default(),
+        paid_at: order.paid_at.unwrap_or_default(),
+    }
+}
+
+/// The user id a user RPC acts for: valid, and the caller's own (or the caller is an admin or
+/// a service).
+fn acting_for<T>(request: &Request<T>, user: u64) -> Result<i64, Status> {
+    let user_id = domain::user_id(user).map_err(Error::from)?;
+    auth::caller(request)?.authorize(user)?;
+    Ok(user_id)
+}
+
+impl OrdersService {
+    /// A service over `orders`, releasing stock through `product`, selling in `currency`.
+    pub fn new(orders: Orders, product: ProductClient, currency: String) -> Self {
+        OrdersService {
+            orders,
+            product,
+            currency,
+            alive: Arc::new(()),
+        }
+    }
+
+    /// A handle that dies with the last clone of this service (see `Sweeper::spawn`).
+    pub fn liveness(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrdersService {
+    async fn place_order(
+        &self,
+        request: Request<pb::PlaceOrderReq>,
+    ) -> Result<Response<pb::PlaceOrderResp>, Status> {
+        let req = request.into_inner();
+        let address = req
+            .address
+            .as_ref()
+            .map(|a| {
+                Address::parse(
+                    &a.street_address,
+                    &a.city,
+                    &a.state,
+                    &a.country,
+                    &a.zip_code,
+                )
+            })
+            .transpose()
+            .map_err(Error::from)?;
+        let lines: Vec<RawLine> = req
+            .order_items
+            .iter()
+            .map(|i| {
+                let (product, quantity) = i
+                    .item
+                    .as_ref()
+                    .map_or((0, 0), |c| (c.product_id, c.quantity));
+                (product, quantity, i.cost_cents)
+            })
+            .collect();
+        let new = NewOrder::parse(
+            req.user_id,
+            &req.user_currency,
+            &self.currency,
+            address,
+            &req.email,
+            &lines,
+            &req.idempotency_key,
+        )
+        .map_err(Error::from)?;
+        let placed = self.orders.place(&new).await?;
+        if placed.created {
+            tracing::info!(order = %placed.id, user = new.user_id, total_cents = new.total_cents, "order placed");
+        }
+        Ok(Response::new(pb::PlaceOrderResp {
+            order: Some(pb::OrderResult {
+                order_id: placed.id,
+            }),
+        }))
+    }
+
+    async fn list_order(
+        &self,
+        request: Request<pb::ListOrderReq>,
+    ) -> Result<Response<pb::ListOrderResp>, Status> {
+        let user_id = acting_for(&request, request.get_ref().user_id)?;
+        let req = request.into_inner();
+        let page = Page::parse(req.page, req.page_size)?;
+        let (orders, total) = self.orders.list(user_id, page).await?;
+        Ok(Response::new(pb::ListOrderResp {
+            orders: orders.into_iter().map(to_pb).collect(),
+            total,
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderReq>,
+    ) -> Result<Response<pb::GetOrderResp>, Status> {
+        let user_id = acting_for(&request, request.get_ref().user_id)?;
+        let id = domain::order_id(&request.get_ref().order_id).map_err(Error::from)?;
+        let order = self
+            .orders
+            .get(user_id, &id)
+            .await?
+            .ok_or(Error::OrderNotFound(id))?;
+        Ok(Response::new(pb::GetOrderResp {
+            order: Some(to_pb(order)),
+        }))
+    }
+
+    async fn mark_order_paid(
+        &self,
+        request: Request<pb::MarkOrderPaidReq>,
+    ) -> Result<Response<pb::MarkOrderPaidResp>, Status> {
+        let req = request.into_inner();
+        let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
+        let id = domain::order_id(&req.order_id).map_err(Error::from)?;
+        let transaction = domain::transaction_id(&req.transaction_id).map_err(Error::from)?;
+        if self.orders.mark_paid(user_id, &id, &transaction).await? == Paid::Now {
+            tracing::info!(order = %id, transaction = %transaction, "order paid");
+        }
+        Ok(Response::new(pb::MarkOrderPaidResp {}))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderReq>,
+    ) -> Result<Response<pb::CancelOrderResp>, Status> {
+        let user_id = acting_for(&request, request.get_ref().user_id)?;
+        let req = request.into_inner();
+        let id = domain::order_id(&req.order_id).map_err(Error::from)?;
+        let reason = domain::cancel_reason(&req.reason).map_err(Error::from)?;
+        self.orders.cancel(user_id, &id, &reason).await?;
+        tracing::info!(order = %id, reason = %reason, "order cancelled");
+        // The cancellation is committed either way; a failed release is retried by the sweeper
+        // (`stock_released` stays 0), so the caller is not asked to retry a cancel that cannot
+        // be repeated.
+        if let Err(e) = release_stock(&self.orders, &self.product, &id).await {
+            tracing::warn!(order = %id, error = %e, "stock release failed; the sweeper will retry");
+        }
+        Ok(Response::new(pb::CancelOrderResp {}))
+    }
+}

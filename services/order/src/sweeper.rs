@@ -1,0 +1,153 @@
+//! The payment-timeout sweeper: PENDING orders older than `order.pending_timeout_secs` are
+//! cancelled ("payment timeout") and their stock reservation released; cancelled orders whose
+//! release failed (product was down) are retried.
+//!
+//! Several order instances may sweep the same database at once. Each expired order is claimed
+//! with one conditional `UPDATE` ([`Orders::cancel_expired`]), so exactly one instance cancels
+//! it and releases its stock; retries are claimed the same way ([`Orders::claim_release`]).
+//! Product's `ReleaseStock` is idempotent as well, so even a lost claim cannot give stock back
+//! twice.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use mall_common::client::Channel;
+use mall_common::store::unix_now;
+use mall_proto::product::v1::ReleaseStockReq;
+use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+
+use crate::domain::Error;
+use crate::store::Orders;
+
+/// A client for product; calls carry this service's token (ReleaseStock is internal).
+pub type ProductClient = ProductCatalogServiceClient<Channel>;
+
+/// Most orders one sweep cancels, and most releases it retries.
+pub const DEFAULT_SWEEP_BATCH: i64 = 100;
+/// How long after a failed (or in-flight) release the sweeper tries it again.
+pub const DEFAULT_RELEASE_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Gives a cancelled order's reserved stock back (the reservation id is the order id) and
+/// records it. A failure leaves `stock_released` at 0 for the sweeper to retry.
+pub async fn release_stock(
+    orders: &Orders,
+    product: &ProductClient,
+    order_id: &str,
+) -> Result<(), Error> {
+    product
+        .clone()
+        .release_stock(ReleaseStockReq {
+            reservation_id: order_id.to_string(),
+        })
+        .await
+        .map_err(Error::Product)?;
+    orders.mark_released(order_id).await
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Orders this sweeper cancelled for payment timeout (it won their claim).
+    pub cancelled: Vec<String>,
+    /// Orders whose stock this sweeper gave back (new cancellations and retries).
+    pub released: Vec<String>,
+    /// Releases that failed and will be retried.
+    pub failed_releases: usize,
+}
+
+/// Cancels expired PENDING orders and retries pending stock releases.
+#[derive(Clone)]
+pub struct Sweeper {
+    orders: Orders,
+    product: ProductClient,
+    pending_timeout: Duration,
+    release_retry_after: Duration,
+    batch: i64,
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl Sweeper {
+    /// A sweeper cancelling PENDING orders older than `pending_timeout`.
+    pub fn new(orders: Orders, product: ProductClient, pending_timeout: Duration) -> Self {
+        Sweeper {
+            orders,
+            product,
+            pending_timeout,
+            release_retry_after: DEFAULT_RELEASE_RETRY_AFTER,
+            batch: DEFAULT_SWEEP_BATCH,
+        }
+    }
+
+    /// Retries a release this long after the last attempt (default 30 s).
+    pub fn with_release_retry_after(mut self, after: Duration) -> Self {
+        self.release_retry_after = after;
+        self
+    }
+
+    /// One sweep now.
+    pub async fn run_once(&self) -> Result<SweepReport, Error> {
+        self.run_once_at(unix_now()).await
+    }
+
+    /// One sweep as if it were `now` (unix seconds), so tests need not wait for the timeout.
+    pub async fn run_once_at(&self, now: i64) -> Result<SweepReport, Error> {
+        let mut report = SweepReport::default();
+        let cutoff = now.saturating_sub(secs(self.pending_timeout));
+        for id in self.orders.expired_pending(cutoff, self.batch).await? {
+            // Another instance (or a payment) may have won the order since the SELECT.
+            if !self.orders.cancel_expired(&id, cutoff, now).await? {
+                continue;
+            }
+            tracing::info!(order = %id, "cancelled unpaid order after the payment timeout");
+            report.cancelled.push(id.clone());
+            self.release(&id, &mut report).await;
+        }
+        let retry_cutoff = now.saturating_sub(secs(self.release_retry_after));
+        for id in self.orders.releases_due(retry_cutoff, self.batch).await? {
+            if !self.orders.claim_release(&id, retry_cutoff, now).await? {
+                continue;
+            }
+            self.release(&id, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    async fn release(&self, id: &str, report: &mut SweepReport) {
+        match release_stock(&self.orders, &self.product, id).await {
+            Ok(()) => report.released.push(id.to_string()),
+            Err(e) => {
+                report.failed_releases += 1;
+                tracing::warn!(order = %id, error = %e, "stock release failed; will retry");
+            }
+        }
+    }
+
+    /// Sweeps every `interval` in a background task for as long as `alive` can be upgraded
+    /// (the service holding its `Arc` is served), or until the process ends.
+    pub fn spawn(self, interval: Duration, alive: Weak<()>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if alive.strong_count() == 0 {
+                    tracing::debug!("order service stopped; sweeper exits");
+                    return;
+                }
+                match self.run_once().await {
+                    Ok(report) if report.failed_releases > 0 => {
+                        tracing::warn!(
+                            failed = report.failed_releases,
+                            "some stock releases failed"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "order sweep failed"),
+                }
+            }
+        })
+    }
+}
