@@ -83,13 +83,11 @@ pub enum Profile {
 }
 
 /// Settings every service shares, plus the service's own sections in `ext`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Settings<E = NoExtra> {
     /// The service name (`product`, ...); set by the loader, not by files.
-    #[serde(default)]
     pub service: String,
     /// Deployment profile.
-    #[serde(default)]
     pub profile: Profile,
     /// Listening addresses and shutdown behaviour.
     pub server: ServerSettings,
@@ -108,6 +106,22 @@ pub struct Settings<E = NoExtra> {
     /// Sections only this service reads (e.g. `catalog` for product).
     #[serde(flatten)]
     pub ext: E,
+}
+
+/// The platform sections as read from the layered sources (the service's own sections are
+/// read separately into its `E`, so neither side needs serde's buffering `flatten`, which would
+/// refuse numbers and booleans given as environment strings).
+#[derive(Deserialize)]
+struct PlatformSections {
+    #[serde(default)]
+    profile: Profile,
+    server: ServerSettings,
+    database: DatabaseSettings,
+    cache: CacheSettings,
+    discovery: DiscoverySettings,
+    client: ClientSettings,
+    telemetry: TelemetrySettings,
+    auth: AuthSettings,
 }
 
 /// The empty service-specific extension.
@@ -189,9 +203,38 @@ impl fmt::Debug for CacheSettings {
 pub struct DiscoverySettings {
     /// `static` (addresses below). `consul` arrives with the discovery issue.
     pub kind: String,
-    /// Static addresses per service name, `host:port`.
-    #[serde(rename = "static")]
+    /// Static addresses per service name, `host:port`; a list in YAML, comma-separated in the
+    /// environment (`MALL__DISCOVERY__STATIC__CART=10.0.0.1:8002,10.0.0.2:8002`).
+    #[serde(rename = "static", deserialize_with = "address_lists")]
     pub static_addrs: BTreeMap<String, Vec<String>>,
+}
+
+fn address_lists<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    let raw = BTreeMap::<String, OneOrMany>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(name, addrs)| {
+            let addrs = match addrs {
+                OneOrMany::Many(list) => list,
+                OneOrMany::One(joined) => joined
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            };
+            (name, addrs)
+        })
+        .collect())
 }
 
 /// `client.*`
@@ -472,18 +515,28 @@ where
         builder =
             builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Yaml));
     }
-    let mut env = config::Environment::with_prefix(ENV_PREFIX)
+    // Values stay strings here and are converted per field when deserialized, so an all-digit
+    // app id or a secret like "1e10" is never turned into a number.
+    let env = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("__")
         .separator("__")
-        .try_parsing(true)
-        .list_separator(",")
         .source(Some(source.env.clone().into_iter().collect()));
-    for (name, _) in SERVICE_PORTS {
-        env = env.with_list_parse_key(&format!("discovery.static.{name}"));
-    }
     builder = builder.add_source(env);
-    let mut settings: Settings<E> = builder.build()?.try_deserialize()?;
-    settings.service = service.to_string();
+    let layered = builder.build()?;
+    let sections: PlatformSections = layered.clone().try_deserialize()?;
+    let ext: E = layered.try_deserialize()?;
+    let settings = Settings {
+        service: service.to_string(),
+        profile: sections.profile,
+        server: sections.server,
+        database: sections.database,
+        cache: sections.cache,
+        discovery: sections.discovery,
+        client: sections.client,
+        telemetry: sections.telemetry,
+        auth: sections.auth,
+        ext,
+    };
     settings.validate()?;
     Ok(settings)
 }
@@ -629,6 +682,47 @@ mod tests {
             !format!("{ok:?}").contains("production-key"),
             "secret in Debug output"
         );
+    }
+
+    #[test]
+    fn environment_strings_keep_their_text_and_convert_per_field() {
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        struct Extra {
+            shop: Shop,
+        }
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        struct Shop {
+            app_id: String,
+            open: bool,
+            limit: u32,
+        }
+        let defaults = Settings::with_ext(
+            "product",
+            Extra {
+                shop: Shop {
+                    app_id: String::new(),
+                    open: false,
+                    limit: 1,
+                },
+            },
+        );
+        let s = load(
+            "product",
+            defaults,
+            &env(&[
+                ("MALL__SHOP__APP_ID", "2021000000000000"),
+                ("MALL__SHOP__OPEN", "true"),
+                ("MALL__SHOP__LIMIT", "42"),
+                ("MALL__AUTH__JWT_SECRET", "1e100000000000000000000000000000000"),
+                ("MALL__SERVER__DRAIN_DELAY_MS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ext.shop.app_id, "2021000000000000");
+        assert!(s.ext.shop.open);
+        assert_eq!(s.ext.shop.limit, 42);
+        assert_eq!(s.auth.jwt_secret, "1e100000000000000000000000000000000");
+        assert_eq!(s.server.drain_delay_ms, 250);
     }
 
     #[test]

@@ -1,0 +1,858 @@
+//! Payment rules: what a valid charge, refund, Alipay order or Alipay notification is. Requests
+//! are parsed into these types at the edge (`service.rs`), so the store never sees unchecked
+//! input.
+//!
+//! Card data: [`CardInput`] borrows the number and CVV from the request and has no `Debug`, so
+//! it cannot end up in a log line; [`CardInput::check`] turns it into a [`CardSummary`] (brand and
+//! last 4 digits, the only part ever kept) and no error message ever echoes what was sent.
+
+use std::collections::BTreeMap;
+
+/// Longest order id (order ids are strings chosen by the order service).
+pub const MAX_ORDER_ID_CHARS: usize = 64;
+/// Longest transaction id (ours are UUIDs; Alipay's `trade_no` is at most 64).
+pub const MAX_TRANSACTION_ID_CHARS: usize = 64;
+/// Highest card charge: far above any order total, far from `i64` overflow.
+pub const MAX_CHARGE_CENTS: i64 = 1_000_000_000_000_000;
+/// Highest Alipay amount: Alipay's own limit, 100 000 000.00.
+pub const MAX_ALIPAY_CENTS: i64 = 10_000_000_000;
+/// Longest refund reason, in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+/// Longest Alipay `return_url` (Alipay's limit).
+pub const MAX_RETURN_URL_CHARS: usize = 256;
+/// A card expiring further ahead than this many years is a typo, not a card.
+pub const MAX_EXPIRY_YEARS_AHEAD: i64 = 50;
+
+/// The test card that is always declined.
+pub const DECLINED_CARD: &str = "4000000000000002";
+/// The test card declined for insufficient funds.
+pub const INSUFFICIENT_FUNDS_CARD: &str = "4000000000009995";
+
+/// Status of a payment that has not been refunded.
+pub const STATUS_PAID: &str = "paid";
+
+/// A rule a request broke; becomes `INVALID_ARGUMENT` with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
+
+/// Why a card was declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decline {
+    /// Declined without a reason.
+    Declined,
+    /// Declined for insufficient funds.
+    InsufficientFunds,
+}
+
+impl std::fmt::Display for Decline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decline::Declined => "card declined",
+            Decline::InsufficientFunds => "card declined: insufficient funds",
+        })
+    }
+}
+
+/// Everything that can go wrong with a payment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The card was declined.
+    #[error("{0}")]
+    Declined(Decline),
+    /// The order already has a payment that this request does not repeat.
+    #[error("order {0} already has a payment")]
+    OrderAlreadyPaid(String),
+    /// No payment with that transaction id.
+    #[error("payment {0} not found")]
+    PaymentNotFound(String),
+    /// A refund named an order or user the payment does not belong to.
+    #[error("the transaction does not belong to this order and user")]
+    NotThisPayment,
+    /// A refund asked for more than what remains of the charge.
+    #[error("refund exceeds the remaining amount")]
+    RefundExceedsRemaining,
+    /// Alipay payments are refunded through Alipay, which this service does not call.
+    #[error("alipay payments are refunded through Alipay, not through Refund")]
+    AlipayRefund,
+    /// AlipayCharge without the app id and key.
+    #[error("alipay is not configured")]
+    AlipayNotConfigured,
+    /// A pay link for this order exists for a different amount.
+    #[error("order {0} already has an Alipay payment link for a different amount")]
+    PayLinkConflict(String),
+    /// A pay link for this order was made for another user.
+    #[error("order {0} belongs to another user")]
+    OtherUsersOrder(String),
+    /// Signing the Alipay request failed.
+    #[error("signing the alipay request: {0}")]
+    Signing(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        use tonic::Status;
+        match e {
+            Error::Invalid(e) => Status::invalid_argument(e.0),
+            Error::Declined(_)
+            | Error::NotThisPayment
+            | Error::RefundExceedsRemaining
+            | Error::AlipayRefund
+            | Error::AlipayNotConfigured => Status::failed_precondition(e.to_string()),
+            Error::OrderAlreadyPaid(_) | Error::PayLinkConflict(_) => {
+                Status::already_exists(e.to_string())
+            }
+            Error::PaymentNotFound(_) => Status::not_found(e.to_string()),
+            Error::OtherUsersOrder(_) => Status::permission_denied(e.to_string()),
+            Error::Signing(_) => mall_common::error::internal(&e),
+            Error::Database(e) => mall_common::error::database(&e),
+        }
+    }
+}
+
+/// How a payment was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A card charged through `Charge`.
+    CreditCard,
+    /// An Alipay page payment confirmed by `AlipayNotify`.
+    Alipay,
+}
+
+impl Method {
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::CreditCard => "credit_card",
+            Method::Alipay => "alipay",
+        }
+    }
+
+    /// The method of a stored name.
+    pub fn from_stored(name: &str) -> Option<Method> {
+        match name {
+            "credit_card" => Some(Method::CreditCard),
+            "alipay" => Some(Method::Alipay),
+            _ => None,
+        }
+    }
+}
+
+/// A card brand, told from the number's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardBrand {
+    /// 4…
+    Visa,
+    /// 51–55…, 2221–2720…
+    Mastercard,
+    /// 34…, 37…
+    Amex,
+    /// 6011…, 644–649…, 65…, 622126–622925…
+    Discover,
+    /// Anything else.
+    Unknown,
+}
+
+impl CardBrand {
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardBrand::Visa => "visa",
+            CardBrand::Mastercard => "mastercard",
+            CardBrand::Amex => "amex",
+            CardBrand::Discover => "discover",
+            CardBrand::Unknown => "unknown",
+        }
+    }
+
+    /// The brand of a card number (digits only).
+    fn of(digits: &str) -> CardBrand {
+        let prefix = |n: usize| -> u32 {
+            digits
+                .get(..n)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_default()
+        };
+        if digits.starts_with('4') {
+            CardBrand::Visa
+        } else if (51..=55).contains(&prefix(2)) || (2221..=2720).contains(&prefix(4)) {
+            CardBrand::Mastercard
+        } else if matches!(prefix(2), 34 | 37) {
+            CardBrand::Amex
+        } else if prefix(4) == 6011
+            || prefix(2) == 65
+            || (644..=649).contains(&prefix(3))
+            || (622_126..=622_925).contains(&prefix(6))
+        {
+            CardBrand::Discover
+        } else {
+            CardBrand::Unknown
+        }
+    }
+}
+
+/// What is kept of a card: the brand and the last 4 digits, never the number or the CVV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardSummary {
+    /// Brand.
+    pub brand: CardBrand,
+    /// The last 4 digits.
+    pub last4: String,
+}
+
+/// A card as sent, borrowed from the request. Deliberately not `Debug`: it holds the number and
+/// the CVV.
+pub struct CardInput<'a> {
+    /// The number, possibly with spaces or dashes.
+    pub number: &'a str,
+    /// The CVV, 3 or 4 digits.
+    pub cvv: &'a str,
+    /// Expiry year, 2 or 4 digits.
+    pub year: i32,
+    /// Expiry month, 1–12.
+    pub month: i32,
+}
+
+/// Luhn's checksum over ASCII digits.
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let d = d * 2;
+                if d > 9 { d - 9 } else { d }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+impl CardInput<'_> {
+    /// Checks the card as of `now` (unix seconds): number 13–19 digits passing Luhn (spaces and
+    /// dashes ignored), CVV 3–4 digits, expiry month 1–12 with a 2- or 4-digit year, valid until
+    /// the end of that month (UTC). Returns what may be kept and whether a test card declines.
+    /// Error messages name the field, never its value.
+    pub fn check(&self, now: i64) -> Result<(CardSummary, Option<Decline>), Invalid> {
+        const NUMBER: &str = "credit_card.credit_card_number";
+        if self.number.trim().is_empty() {
+            return Err(invalid(format!("{NUMBER} is required")));
+        }
+        let digits: String = self
+            .number
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .collect();
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(format!(
+                "{NUMBER} must contain only digits, spaces and dashes"
+            )));
+        }
+        if !(13..=19).contains(&digits.len()) {
+            return Err(invalid(format!("{NUMBER} must be 13 to 19 digits")));
+        }
+        if !luhn(&digits) {
+            return Err(invalid(format!("{NUMBER} is not a valid card number")));
+        }
+        let cvv = self.cvv.as_bytes();
+        if !(3..=4).contains(&cvv.len()) || !cvv.iter().all(u8::is_ascii_digit) {
+            return Err(invalid("credit_card.credit_card_cvv must be 3 or 4 digits"));
+        }
+        check_expiry(self.year, self.month, now)?;
+        let decline = match digits.as_str() {
+            DECLINED_CARD => Some(Decline::Declined),
+            INSUFFICIENT_FUNDS_CARD => Some(Decline::InsufficientFunds),
+            _ => None,
+        };
+        let last4 = digits[digits.len() - 4..].to_string();
+        Ok((
+            CardSummary {
+                brand: CardBrand::of(&digits),
+                last4,
+            },
+            decline,
+        ))
+    }
+}
+
+/// The card is valid through the end of its expiry month.
+fn check_expiry(year: i32, month: i32, now: i64) -> Result<(), Invalid> {
+    if !(1..=12).contains(&month) {
+        return Err(invalid(
+            "credit_card.credit_card_expiration_month must be 1 to 12",
+        ));
+    }
+    let year = match year {
+        0..=99 => 2000 + i64::from(year),
+        1000..=9999 => i64::from(year),
+        _ => {
+            return Err(invalid(
+                "credit_card.credit_card_expiration_year must have 2 or 4 digits",
+            ));
+        }
+    };
+    let today = Civil::from_unix(now);
+    if (year, i64::from(month)) < (today.year, i64::from(today.month)) {
+        return Err(invalid("credit card has expired"));
+    }
+    if year > today.year + MAX_EXPIRY_YEARS_AHEAD {
+        return Err(invalid(
+            "credit_card.credit_card_expiration_year is too far in the future",
+        ));
+    }
+    Ok(())
+}
+
+/// A calendar date and time (proleptic Gregorian, no time zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    /// Year.
+    pub year: i64,
+    /// 1–12.
+    pub month: u32,
+    /// 1–31.
+    pub day: u32,
+    /// 0–23.
+    pub hour: u32,
+    /// 0–59.
+    pub minute: u32,
+    /// 0–59.
+    pub second: u32,
+}
+
+impl Civil {
+    /// The UTC calendar time of unix seconds (Howard Hinnant's `civil_from_days`).
+    pub fn from_unix(secs: i64) -> Civil {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        // Every value below is in range by construction.
+        let small = |v: i64| u32::try_from(v).unwrap_or_default();
+        Civil {
+            year,
+            month: small(month),
+            day: small(day),
+            hour: small(rem / 3_600),
+            minute: small(rem % 3_600 / 60),
+            second: small(rem % 60),
+        }
+    }
+
+    /// `yyyy-MM-dd HH:mm:ss`.
+    pub fn format(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+/// An order id: 1..=64 visible ASCII characters.
+pub fn order_id(id: &str, field: &str) -> Result<String, Invalid> {
+    visible_id(id, field, MAX_ORDER_ID_CHARS)
+}
+
+/// A transaction id: 1..=64 visible ASCII characters.
+pub fn transaction_id(id: &str) -> Result<String, Invalid> {
+    visible_id(id, "transaction_id", MAX_TRANSACTION_ID_CHARS)
+}
+
+fn visible_id(id: &str, field: &str, max: usize) -> Result<String, Invalid> {
+    if id.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    if id.len() > max || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "{field} must be 1 to {max} visible ASCII characters"
+        )));
+    }
+    Ok(id.to_string())
+}
+
+/// A user id from a request: positive and storable.
+pub fn user_id(id: u64) -> Result<i64, Invalid> {
+    if id == 0 {
+        return Err(invalid("user_id must be a positive user id"));
+    }
+    mall_common::store::id_from_api(id)
+        .ok_or_else(|| invalid(format!("user_id {id} is out of range")))
+}
+
+fn amount(cents: i64, max: i64) -> Result<i64, Invalid> {
+    if cents <= 0 {
+        return Err(invalid("amount_cents must be positive"));
+    }
+    if cents > max {
+        return Err(invalid(format!("amount_cents must be at most {max}")));
+    }
+    Ok(cents)
+}
+
+/// A valid `Charge`: what is recorded when the card is approved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The order paid for.
+    pub order_id: String,
+    /// The paying user.
+    pub user_id: i64,
+    /// Positive amount.
+    pub amount_cents: i64,
+    /// Brand and last 4 digits.
+    pub card: CardSummary,
+}
+
+impl Charge {
+    /// Validates a `Charge` request as of `now`; the second value says whether a test card
+    /// declines. `payment_method` is `credit_card` or empty (Alipay has its own RPCs).
+    pub fn parse(
+        amount_cents: i64,
+        payment_method: &str,
+        order: &str,
+        user: u64,
+        card: Option<CardInput<'_>>,
+        now: i64,
+    ) -> Result<(Charge, Option<Decline>), Invalid> {
+        match payment_method {
+            "" | "credit_card" => {}
+            "alipay" => {
+                return Err(invalid(
+                    "payment_method alipay is paid through AlipayCharge, not Charge",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "payment_method must be credit_card (or alipay through AlipayCharge)",
+                ));
+            }
+        }
+        let amount_cents = amount(amount_cents, MAX_CHARGE_CENTS)?;
+        let order_id = order_id(order, "order_id")?;
+        let user_id = user_id(user)?;
+        let card = card.ok_or_else(|| invalid("credit_card is required"))?;
+        let (card, decline) = card.check(now)?;
+        Ok((
+            Charge {
+                order_id,
+                user_id,
+                amount_cents,
+                card,
+            },
+            decline,
+        ))
+    }
+}
+
+/// A recorded payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// Our id (a UUIDv7, or Alipay's `trade_no`).
+    pub transaction_id: String,
+    /// The order paid for (one payment per order).
+    pub order_id: String,
+    /// The paying user.
+    pub user_id: i64,
+    /// What was paid.
+    pub amount_cents: i64,
+    /// What has been refunded so far.
+    pub refunded_cents: i64,
+    /// `paid`, `partially_refunded` or `refunded`.
+    pub status: String,
+    /// How it was paid.
+    pub method: Method,
+    /// Card brand (`""` for Alipay).
+    pub card_brand: String,
+    /// Last 4 card digits (`""` for Alipay).
+    pub card_last4: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl Payment {
+    /// Is a request for this order by `user` for `amount_cents` with `method` a repeat of this
+    /// payment (answered with the same transaction id) rather than a second payment?
+    pub fn is_repeat(&self, user: i64, amount_cents: i64, method: Method) -> bool {
+        self.user_id == user && self.amount_cents == amount_cents && self.method == method
+    }
+}
+
+/// A valid `Refund`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// The payment refunded.
+    pub transaction_id: String,
+    /// Must be the payment's order.
+    pub order_id: String,
+    /// Must be the payment's user.
+    pub user_id: i64,
+    /// Positive; at most what remains (checked atomically by the store).
+    pub amount_cents: i64,
+    /// Free text, trimmed.
+    pub reason: String,
+}
+
+impl Refund {
+    /// Validates a `Refund` request.
+    pub fn parse(
+        transaction: &str,
+        order: &str,
+        amount_cents: i64,
+        reason: &str,
+        user: u64,
+    ) -> Result<Refund, Invalid> {
+        let reason = reason.trim();
+        let chars = reason.chars().count();
+        if chars > MAX_REASON_CHARS {
+            return Err(invalid(format!(
+                "reason is {chars} characters long; the limit is {MAX_REASON_CHARS}"
+            )));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(invalid("reason contains control characters"));
+        }
+        Ok(Refund {
+            transaction_id: transaction_id(transaction)?,
+            order_id: order_id(order, "order_id")?,
+            user_id: user_id(user)?,
+            amount_cents: amount(amount_cents, MAX_CHARGE_CENTS)?,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// The rules checked against the stored payment before the atomic update: same order and
+    /// user, a card payment, not more than the whole charge.
+    pub fn check_against(&self, payment: &Payment) -> Result<(), Error> {
+        if payment.order_id != self.order_id || payment.user_id != self.user_id {
+            return Err(Error::NotThisPayment);
+        }
+        if payment.method == Method::Alipay {
+            return Err(Error::AlipayRefund);
+        }
+        if self.amount_cents > payment.amount_cents - payment.refunded_cents {
+            return Err(Error::RefundExceedsRemaining);
+        }
+        Ok(())
+    }
+}
+
+/// A valid `AlipayCharge`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlipayOrder {
+    /// Alipay's `out_trade_no`.
+    pub order_id: String,
+    /// The paying user (sent as `passback_params`, returned in the notification).
+    pub user_id: i64,
+    /// Positive, at most Alipay's limit.
+    pub amount_cents: i64,
+    /// Where Alipay sends the browser back; `None` for none.
+    pub return_url: Option<String>,
+}
+
+impl AlipayOrder {
+    /// Validates an `AlipayCharge` request.
+    pub fn parse(
+        order: &str,
+        user: u64,
+        amount_cents: i64,
+        return_url: &str,
+    ) -> Result<AlipayOrder, Invalid> {
+        let return_url = match return_url.trim() {
+            "" => None,
+            url => {
+                if url.len() > MAX_RETURN_URL_CHARS
+                    || !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(invalid(format!(
+                        "return_url must be an http(s) URL of at most {MAX_RETURN_URL_CHARS} characters"
+                    )));
+                }
+                Some(url.to_string())
+            }
+        };
+        Ok(AlipayOrder {
+            order_id: order_id(order, "order_id")?,
+            user_id: user_id(user)?,
+            amount_cents: amount(amount_cents, MAX_ALIPAY_CENTS)?,
+            return_url,
+        })
+    }
+}
+
+/// Cents as Alipay's `total_amount`: `"12.34"`, integer arithmetic only.
+pub fn yuan(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// Alipay's `total_amount` back into cents, exactly: `12`, `12.3` or `12.34`; no sign, no
+/// exponent, positive, at most [`MAX_ALIPAY_CENTS`]. `None` for anything else.
+pub fn cents_from_yuan(text: &str) -> Option<i64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || whole.len() > 12 {
+        return None;
+    }
+    if text.contains('.') && !(digits(fraction) && fraction.len() <= 2) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let fraction: i64 = match fraction.len() {
+        0 => 0,
+        1 => fraction.parse::<i64>().ok()? * 10,
+        _ => fraction.parse().ok()?,
+    };
+    let cents = whole.checked_mul(100)?.checked_add(fraction)?;
+    (1..=MAX_ALIPAY_CENTS).contains(&cents).then_some(cents)
+}
+
+/// A payment confirmed by an Alipay notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlipayPayment {
+    /// `out_trade_no`.
+    pub order_id: String,
+    /// From `passback_params`.
+    pub user_id: i64,
+    /// `total_amount` in cents.
+    pub amount_cents: i64,
+    /// Alipay's `trade_no`, used as the transaction id when it is a valid one.
+    pub trade_no: Option<String>,
+}
+
+/// What a (verified) Alipay notification says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `TRADE_SUCCESS` or `TRADE_FINISHED`: record the payment.
+    Paid(AlipayPayment),
+    /// Any other status (`WAIT_BUYER_PAY`, `TRADE_CLOSED`): nothing to record.
+    Other,
+}
+
+impl Notice {
+    /// Reads a notification's parameters (after its signature was verified).
+    pub fn parse(params: &BTreeMap<String, String>) -> Result<Notice, Invalid> {
+        let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+        if !matches!(get("trade_status"), "TRADE_SUCCESS" | "TRADE_FINISHED") {
+            return Ok(Notice::Other);
+        }
+        let order_id = order_id(get("out_trade_no"), "out_trade_no")?;
+        let amount_cents = cents_from_yuan(get("total_amount"))
+            .ok_or_else(|| invalid("total_amount is not an amount"))?;
+        let user_id = get("passback_params")
+            .parse::<u64>()
+            .map_err(|_| invalid("passback_params does not hold a user id"))
+            .and_then(user_id)?;
+        let trade_no = transaction_id(get("trade_no")).ok();
+        Ok(Notice::Paid(AlipayPayment {
+            order_id,
+            user_id,
+            amount_cents,
+            trade_no,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-03-15 12:00:00 UTC.
+    const NOW: i64 = 1_773_576_000;
+
+    fn card(number: &str, cvv: &str, year: i32, month: i32) -> CardInput<'static> {
+        CardInput {
+            number: Box::leak(number.to_string().into_boxed_str()),
+            cvv: Box::leak(cvv.to_string().into_boxed_str()),
+            year,
+            month,
+        }
+    }
+
+    #[test]
+    fn civil_time_matches_known_dates() {
+        assert_eq!(Civil::from_unix(0).format(), "1970-01-01 00:00:00");
+        assert_eq!(Civil::from_unix(NOW).format(), "2026-03-15 12:00:00");
+        assert_eq!(
+            Civil::from_unix(951_782_400).format(),
+            "2000-02-29 00:00:00"
+        );
+        assert_eq!(Civil::from_unix(-1).format(), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn cards_are_checked_and_summarised() {
+        let (summary, decline) = card("4242 4242-4242 4242", "123", 2030, 12)
+            .check(NOW)
+            .unwrap();
+        assert_eq!(summary.brand, CardBrand::Visa);
+        assert_eq!(summary.last4, "4242");
+        assert_eq!(decline, None);
+        assert_eq!(
+            card(DECLINED_CARD, "123", 30, 1).check(NOW).unwrap().1,
+            Some(Decline::Declined)
+        );
+        assert_eq!(
+            card(INSUFFICIENT_FUNDS_CARD, "0123", 30, 1)
+                .check(NOW)
+                .unwrap()
+                .1,
+            Some(Decline::InsufficientFunds)
+        );
+        for bad in [
+            card("4242424242424241", "123", 30, 1),
+            card("424242424242", "123", 30, 1),
+            card("42424242424242424242", "123", 30, 1),
+            card("4242x24242424242", "123", 30, 1),
+            card("", "123", 30, 1),
+            card("4242424242424242", "12", 30, 1),
+            card("4242424242424242", "12a", 30, 1),
+            card("4242424242424242", "12345", 30, 1),
+            card("4242424242424242", "123", 30, 13),
+            card("4242424242424242", "123", 30, 0),
+            card("4242424242424242", "123", 2026, 2),
+            card("4242424242424242", "123", 25, 12),
+            card("4242424242424242", "123", 123, 1),
+            card("4242424242424242", "123", -1, 1),
+            card("4242424242424242", "123", 2200, 1),
+        ] {
+            let err = bad.check(NOW).unwrap_err();
+            assert!(!err.0.contains("4242424242"), "{err}");
+        }
+        // Valid through the end of the expiry month.
+        assert!(card("4242424242424242", "123", 26, 3).check(NOW).is_ok());
+    }
+
+    #[test]
+    fn brands_follow_the_prefixes() {
+        for (number, brand) in [
+            ("4111111111111111", CardBrand::Visa),
+            ("5555555555554444", CardBrand::Mastercard),
+            ("2223003122003222", CardBrand::Mastercard),
+            ("378282246310005", CardBrand::Amex),
+            ("6011111111111117", CardBrand::Discover),
+            ("3530111333300000", CardBrand::Unknown),
+        ] {
+            let (summary, _) = card(number, "123", 30, 1).check(NOW).unwrap();
+            assert_eq!(summary.brand, brand, "{number}");
+        }
+    }
+
+    #[test]
+    fn amounts_convert_exactly() {
+        assert_eq!(yuan(1234), "12.34");
+        assert_eq!(yuan(5), "0.05");
+        assert_eq!(yuan(100), "1.00");
+        assert_eq!(cents_from_yuan("12.34"), Some(1234));
+        assert_eq!(cents_from_yuan("12.3"), Some(1230));
+        assert_eq!(cents_from_yuan("12"), Some(1200));
+        assert_eq!(cents_from_yuan("0.01"), Some(1));
+        for bad in [
+            "",
+            "0",
+            "0.00",
+            "-1.00",
+            "+1",
+            "1.234",
+            "1.",
+            ".5",
+            "1e3",
+            "12,34",
+            " 1",
+            "abc",
+            "100000000.01",
+        ] {
+            assert_eq!(cents_from_yuan(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn charges_check_method_amount_order_and_user() {
+        fn ok(m: &str, a: i64, o: &str, u: u64) -> Result<(Charge, Option<Decline>), Invalid> {
+            Charge::parse(
+                a,
+                m,
+                o,
+                u,
+                Some(card("4242424242424242", "123", 30, 1)),
+                NOW,
+            )
+        }
+        assert!(ok("", 100, "o1", 7).is_ok());
+        assert!(ok("credit_card", 100, "o1", 7).is_ok());
+        assert!(
+            ok("alipay", 100, "o1", 7)
+                .unwrap_err()
+                .0
+                .contains("AlipayCharge")
+        );
+        assert!(ok("paypal", 100, "o1", 7).is_err());
+        assert!(ok("", 0, "o1", 7).is_err());
+        assert!(ok("", -5, "o1", 7).is_err());
+        assert!(ok("", MAX_CHARGE_CENTS + 1, "o1", 7).is_err());
+        assert!(ok("", 100, "", 7).is_err());
+        assert!(ok("", 100, &"x".repeat(65), 7).is_err());
+        assert!(ok("", 100, "o1", 0).is_err());
+        assert!(Charge::parse(100, "", "o1", 7, None, NOW).is_err());
+    }
+
+    #[test]
+    fn notices_need_status_order_amount_and_user() {
+        let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let paid = Notice::parse(&params(&[
+            ("trade_status", "TRADE_SUCCESS"),
+            ("out_trade_no", "o1"),
+            ("total_amount", "12.34"),
+            ("passback_params", "7"),
+            ("trade_no", "2026031522001"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            paid,
+            Notice::Paid(AlipayPayment {
+                order_id: "o1".into(),
+                user_id: 7,
+                amount_cents: 1234,
+                trade_no: Some("2026031522001".into()),
+            })
+        );
+        assert_eq!(
+            Notice::parse(&params(&[("trade_status", "WAIT_BUYER_PAY")])).unwrap(),
+            Notice::Other
+        );
+        for missing in ["out_trade_no", "total_amount", "passback_params"] {
+            let mut p = params(&[
+                ("trade_status", "TRADE_FINISHED"),
+                ("out_trade_no", "o1"),
+                ("total_amount", "12.34"),
+                ("passback_params", "7"),
+            ]);
+            p.remove(missing);
+            assert!(Notice::parse(&p).is_err(), "{missing}");
+        }
+    }
+}

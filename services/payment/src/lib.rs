@@ -1,0 +1,148 @@
+//! The payment service (port 8005): card charges (one per order), partial refunds that can never
+//! exceed the charge, and Alipay page payments (signed `alipay.trade.page.pay` links and verified
+//! notifications).
+//!
+//! [`build`] reads the Alipay keys, opens the database and cache and binds the server; [`run`]
+//! serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
+#![forbid(unsafe_code)]
+
+pub mod alipay;
+pub mod domain;
+pub mod service;
+pub mod store;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mall_common::config;
+use mall_common::platform::Platform;
+use mall_common::server::{BoundServer, ServerBuilder};
+use mall_proto::payment::v1::payment_service_server::PaymentServiceServer;
+use serde::{Deserialize, Serialize};
+
+/// The service name used in config, discovery and the database URL.
+pub const NAME: &str = "payment";
+
+/// Alipay's sandbox gateway, the default.
+pub const ALIPAY_SANDBOX_GATEWAY: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";
+
+/// Payment's own settings, the `payment` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extra {
+    /// `payment.*`
+    pub payment: PaymentSettings,
+}
+
+/// `payment.*`. Alipay is off while its keys are empty: AlipayCharge then answers
+/// `FAILED_PRECONDITION` and AlipayNotify `accepted = false`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PaymentSettings {
+    /// Alipay's gateway (sandbox by default; `https://openapi.alipay.com/gateway.do` live).
+    pub alipay_gateway: String,
+    /// The merchant app id. Alipay's ids are all digits, which the environment layer reads as a
+    /// number; both forms are accepted.
+    #[serde(deserialize_with = "string_or_number")]
+    pub alipay_app_id: String,
+    /// The app's RSA private key, PKCS#8 PEM (a secret: give it through
+    /// `MALL__PAYMENT__ALIPAY_PRIVATE_KEY_PEM`; never logged).
+    pub alipay_private_key_pem: String,
+    /// Alipay's RSA public key (SubjectPublicKeyInfo PEM), to verify notifications.
+    pub alipay_public_key_pem: String,
+    /// Where Alipay posts payment notifications (empty: none sent).
+    pub alipay_notify_url: String,
+    /// How long one order's pay link is reused.
+    pub pay_url_cache_secs: u64,
+}
+
+/// A string setting that may arrive as a number (`MALL__PAYMENT__ALIPAY_APP_ID=2021...`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Unsigned(n) => n.to_string(),
+        Raw::Signed(n) => n.to_string(),
+    })
+}
+
+impl fmt::Debug for PaymentSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |v: &str| if v.trim().is_empty() { "" } else { "***" };
+        f.debug_struct("PaymentSettings")
+            .field("alipay_gateway", &self.alipay_gateway)
+            .field("alipay_app_id", &self.alipay_app_id)
+            .field("alipay_private_key_pem", &set(&self.alipay_private_key_pem))
+            .field(
+                "alipay_public_key_pem",
+                &if self.alipay_public_key_pem.trim().is_empty() {
+                    ""
+                } else {
+                    "<set>"
+                },
+            )
+            .field("alipay_notify_url", &self.alipay_notify_url)
+            .field("pay_url_cache_secs", &self.pay_url_cache_secs)
+            .finish()
+    }
+}
+
+/// Payment's settings: the platform sections plus `payment`.
+pub type Settings = config::Settings<Extra>;
+
+/// The built-in defaults.
+pub fn default_settings() -> Settings {
+    config::Settings::with_ext(
+        NAME,
+        Extra {
+            payment: PaymentSettings {
+                alipay_gateway: ALIPAY_SANDBOX_GATEWAY.into(),
+                alipay_app_id: String::new(),
+                alipay_private_key_pem: String::new(),
+                alipay_public_key_pem: String::new(),
+                alipay_notify_url: String::new(),
+                pay_url_cache_secs: 600,
+            },
+        },
+    )
+}
+
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
+pub fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load(NAME, default_settings(), &config::Source::from_process())
+}
+
+/// Reads the Alipay keys, opens the database and cache, and binds the ports.
+pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
+    let p = &settings.ext.payment;
+    if p.pay_url_cache_secs == 0 {
+        anyhow::bail!("invalid configuration: `payment.pay_url_cache_secs` must be at least 1");
+    }
+    // Keys first: a bad one fails start-up before any port is bound.
+    let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
+    let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
+    tracing::info!(alipay = ?alipay, "payment ready");
+    let service = service::PaymentApi::new(
+        store::Ledger::new(platform.database()?.clone()),
+        platform.cache.clone(),
+        alipay,
+        Duration::from_secs(p.pay_url_cache_secs),
+    );
+    ServerBuilder::new(&settings, &platform)
+        .add_service(PaymentServiceServer::new(service), service::ACCESS)
+        .bind()
+        .await
+}
+
+/// Builds and serves until `shutdown` completes.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    build(settings).await?.serve(shutdown).await
+}

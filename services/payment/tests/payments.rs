@@ -1,0 +1,902 @@
+//! Black-box tests of the payment service through real gRPC on port 0.
+//!
+//! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
+//! `MALL_TEST_REDIS_URL` are set (each fleet gets its own database, dropped afterwards).
+//!
+//! Alipay is played by the tests: a merchant key pair (its private half configured as the app
+//! key, its public half verifying the page-pay URLs) and an "Alipay" key pair (its public half
+//! configured, its private half signing notifications), both generated once per test binary.
+//! The card-data grep test lives in `card_data.rs`, alone in its process (see there).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use mall::testing::TestFleet;
+use mall_proto::payment::v1 as pb;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::signature::Verifier;
+use sha2::Sha256;
+use sqlx::Row;
+use support::*;
+use tonic::Code;
+
+#[tokio::test]
+async fn charge_records_brand_and_last4_only() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let txn = client
+        .charge(charge_req(
+            "order-card-1",
+            7,
+            12_345,
+            card("5555 5555-5555 4444"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction_id;
+    assert!(uuid::Uuid::parse_str(&txn).is_ok(), "{txn}");
+    let p = get(&mut client, &txn).await.unwrap();
+    assert_eq!(p.transaction_id, txn);
+    assert_eq!(p.order_id, "order-card-1");
+    assert_eq!(p.user_id, 7);
+    assert_eq!(p.amount_cents, 12_345);
+    assert_eq!(p.refunded_cents, 0);
+    assert_eq!(p.status, "paid");
+    assert_eq!(p.payment_method, "credit_card");
+    assert_eq!(p.card_brand, "mastercard");
+    assert_eq!(p.card_last4, "4444");
+    assert!(p.created_at > 0);
+
+    // An empty method means credit_card; Amex is told by its prefix.
+    let mut req = charge_req(
+        "order-card-2",
+        7,
+        100,
+        card_with("378282246310005", "1234", this_year() % 100 + 1, 1),
+    );
+    req.payment_method = String::new();
+    let txn = client
+        .charge(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction_id;
+    let p = get(&mut client, &txn).await.unwrap();
+    assert_eq!(
+        (p.card_brand.as_str(), p.card_last4.as_str()),
+        ("amex", "0005")
+    );
+
+    assert_code(
+        get(&mut client, "no-such-transaction").await,
+        Code::NotFound,
+        "unknown id",
+    );
+    assert_code(
+        get(&mut client, "").await,
+        Code::InvalidArgument,
+        "empty id",
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_charges_are_invalid_argument() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let year = this_year() + 2;
+    let expired = this_year() - 1;
+    let cases: Vec<(&str, pb::ChargeReq)> = vec![
+        (
+            "bad luhn",
+            charge_req("o", 7, 100, card("4242424242424241")),
+        ),
+        ("12 digits", charge_req("o", 7, 100, card("424242424242"))),
+        (
+            "20 digits",
+            charge_req("o", 7, 100, card("42424242424242424242")),
+        ),
+        ("letters", charge_req("o", 7, 100, card("4242x42424242424"))),
+        ("empty number", charge_req("o", 7, 100, card(""))),
+        (
+            "cvv 12",
+            charge_req("o", 7, 100, card_with(VISA, "12", year, 1)),
+        ),
+        (
+            "cvv 12a",
+            charge_req("o", 7, 100, card_with(VISA, "12a", year, 1)),
+        ),
+        (
+            "cvv 12345",
+            charge_req("o", 7, 100, card_with(VISA, "12345", year, 1)),
+        ),
+        (
+            "month 13",
+            charge_req("o", 7, 100, card_with(VISA, "123", year, 13)),
+        ),
+        (
+            "month 0",
+            charge_req("o", 7, 100, card_with(VISA, "123", year, 0)),
+        ),
+        (
+            "expired",
+            charge_req("o", 7, 100, card_with(VISA, "123", expired, 12)),
+        ),
+        (
+            "expired 2-digit",
+            charge_req("o", 7, 100, card_with(VISA, "123", expired % 100, 12)),
+        ),
+        (
+            "3-digit year",
+            charge_req("o", 7, 100, card_with(VISA, "123", 123, 1)),
+        ),
+        ("amount 0", charge_req("o", 7, 0, card(VISA))),
+        ("amount negative", charge_req("o", 7, -100, card(VISA))),
+        ("empty order", charge_req("", 7, 100, card(VISA))),
+        (
+            "long order",
+            charge_req(&"x".repeat(65), 7, 100, card(VISA)),
+        ),
+        ("user 0", charge_req("o", 0, 100, card(VISA))),
+        (
+            "no card",
+            pb::ChargeReq {
+                credit_card: None,
+                ..charge_req("o", 7, 100, card(VISA))
+            },
+        ),
+        (
+            "unknown method",
+            pb::ChargeReq {
+                payment_method: "paypal".into(),
+                ..charge_req("o", 7, 100, card(VISA))
+            },
+        ),
+    ];
+    for (what, req) in cases {
+        let number = req
+            .credit_card
+            .as_ref()
+            .map(|c| c.credit_card_number.clone())
+            .unwrap_or_default();
+        match client.charge(req).await {
+            Err(status) => {
+                assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+                assert!(
+                    number.len() < 12 || !status.message().contains(&number),
+                    "{what} echoes the number"
+                );
+            }
+            Ok(r) => panic!("{what}: accepted as {:?}", r.into_inner()),
+        }
+    }
+    let alipay = pb::ChargeReq {
+        payment_method: "alipay".into(),
+        ..charge_req("o", 7, 100, card(VISA))
+    };
+    let status = client.charge(alipay).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("AlipayCharge"),
+        "{}",
+        status.message()
+    );
+
+    // Nothing was recorded for order "o".
+    let pool = database(&fleet).await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "o"
+        )
+        .await,
+        0
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn test_cards_decline_and_record_nothing() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let status = client
+        .charge(charge_req("order-decline", 7, 100, card(DECLINED)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::FailedPrecondition, "card declined")
+    );
+    let status = client
+        .charge(charge_req(
+            "order-decline",
+            7,
+            100,
+            card(INSUFFICIENT_FUNDS),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::FailedPrecondition,
+            "card declined: insufficient funds"
+        )
+    );
+    // The declines left the order free for a working card.
+    let txn = charge(&mut client, "order-decline", 7, 100).await;
+    assert_eq!(get(&mut client, &txn).await.unwrap().amount_cents, 100);
+    let pool = database(&fleet).await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-decline"
+        )
+        .await,
+        1
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn one_charge_per_order_repeats_answer_with_the_same_transaction() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let first = charge(&mut client, "order-once", 7, 2_500).await;
+    let again = charge(&mut client, "order-once", 7, 2_500).await;
+    assert_eq!(
+        first, again,
+        "a repeat with the same user and amount is the same charge"
+    );
+    assert_code(
+        client
+            .charge(charge_req("order-once", 7, 2_600, card(VISA)))
+            .await,
+        Code::AlreadyExists,
+        "different amount",
+    );
+    assert_code(
+        client
+            .charge(charge_req("order-once", 8, 2_500, card(VISA)))
+            .await,
+        Code::AlreadyExists,
+        "different user",
+    );
+    let pool = database(&fleet).await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-once"
+        )
+        .await,
+        1
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_charges_for_one_order_make_one_payment() {
+    let fleet = fleet().await;
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let mut client = service(&fleet);
+            tokio::spawn(async move {
+                client
+                    .charge(charge_req("order-race", 7, 4_200, card(VISA)))
+                    .await
+                    .map(|r| r.into_inner().transaction_id)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(
+            call.await
+                .unwrap()
+                .expect("every concurrent charge succeeds"),
+        );
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one transaction id: {ids:?}");
+    let pool = database(&fleet).await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-race"
+        )
+        .await,
+        1
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn partial_refunds_up_to_what_remains() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let txn = charge(&mut client, "order-refund", 7, 100).await;
+
+    let first = client
+        .refund(refund_req(&txn, "order-refund", 7, 30))
+        .await
+        .unwrap()
+        .into_inner()
+        .refund_id;
+    let p = get(&mut client, &txn).await.unwrap();
+    assert_eq!(
+        (p.refunded_cents, p.status.as_str()),
+        (30, "partially_refunded")
+    );
+
+    assert_code(
+        client.refund(refund_req(&txn, "order-refund", 7, 71)).await,
+        Code::FailedPrecondition,
+        "more than remains",
+    );
+    assert_code(
+        client.refund(refund_req(&txn, "order-refund", 7, 0)).await,
+        Code::InvalidArgument,
+        "zero",
+    );
+    assert_code(
+        client.refund(refund_req(&txn, "order-refund", 7, -5)).await,
+        Code::InvalidArgument,
+        "negative",
+    );
+    assert_code(
+        client
+            .refund(refund_req("nope", "order-refund", 7, 5))
+            .await,
+        Code::NotFound,
+        "unknown transaction",
+    );
+
+    let second = client
+        .refund(refund_req(&txn, "order-refund", 7, 70))
+        .await
+        .unwrap()
+        .into_inner()
+        .refund_id;
+    assert_ne!(first, second);
+    let p = get(&mut client, &txn).await.unwrap();
+    assert_eq!((p.refunded_cents, p.status.as_str()), (100, "refunded"));
+    let status = client
+        .refund(refund_req(&txn, "order-refund", 7, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::FailedPrecondition,
+            "refund exceeds the remaining amount"
+        )
+    );
+
+    // Refund ids are persisted with their amounts and reason.
+    let pool = database(&fleet).await;
+    let rows = sqlx::query("SELECT refund_id, amount_cents, reason FROM refunds WHERE transaction_id = ? ORDER BY amount_cents")
+        .bind(txn.clone())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let stored: Vec<(String, i64, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![
+            (first, 30, "customer asked".to_string()),
+            (second, 70, "customer asked".to_string())
+        ]
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn refunds_must_name_the_payments_order_and_user() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let txn = charge(&mut client, "order-owner", 7, 100).await;
+    charge(&mut client, "order-other", 8, 100).await;
+    for (what, req) in [
+        ("other order", refund_req(&txn, "order-other", 7, 10)),
+        ("other user", refund_req(&txn, "order-owner", 8, 10)),
+    ] {
+        let status = client.refund(req).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{what}: {status:?}"
+        );
+        assert!(
+            !status.message().contains("order-other"),
+            "{what}: {}",
+            status.message()
+        );
+    }
+    assert_eq!(get(&mut client, &txn).await.unwrap().refunded_cents, 0);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_refunds_never_exceed_the_charge() {
+    let fleet = fleet().await;
+    let txn = charge(&mut service(&fleet), "order-refund-race", 7, 100).await;
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let mut client = service(&fleet);
+            let req = refund_req(&txn, "order-refund-race", 7, 30);
+            tokio::spawn(async move { client.refund(req).await })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+        }
+    }
+    assert_eq!(succeeded, 3, "three refunds of 30 fit into 100");
+    let p = get(&mut service(&fleet), &txn).await.unwrap();
+    assert_eq!(p.refunded_cents, 90);
+    assert!(p.refunded_cents <= p.amount_cents);
+    let pool = database(&fleet).await;
+    // Summed here: SUM is DECIMAL on MySQL, which the Any driver does not decode.
+    let amounts: Vec<i64> =
+        sqlx::query_scalar("SELECT amount_cents FROM refunds WHERE transaction_id = ?")
+            .bind(txn.clone())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let refunded: i64 = amounts.iter().sum();
+    assert_eq!(refunded, 90, "one refund row per successful refund");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn internal_rpcs_reject_end_user_tokens() {
+    let fleet = fleet().await;
+    let txn = charge(&mut service(&fleet), "order-internal", 7, 100).await;
+    for mut client in [
+        user(&fleet, 7),
+        fleet.client_as::<Client>("payment", &fleet.admin_token()),
+    ] {
+        assert_code(
+            client
+                .charge(charge_req("order-internal-2", 7, 100, card(VISA)))
+                .await,
+            Code::PermissionDenied,
+            "Charge",
+        );
+        assert_code(
+            client
+                .refund(refund_req(&txn, "order-internal", 7, 10))
+                .await,
+            Code::PermissionDenied,
+            "Refund",
+        );
+        assert_code(
+            get(&mut client, &txn).await,
+            Code::PermissionDenied,
+            "GetPayment",
+        );
+    }
+    assert_eq!(
+        get(&mut service(&fleet), &txn)
+            .await
+            .unwrap()
+            .refunded_cents,
+        0
+    );
+    fleet.stop().await;
+}
+
+fn query_params(url: &str) -> BTreeMap<String, String> {
+    let (_, query) = url.split_once('?').expect("a query string");
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The string Alipay verifies a request's `sign` over.
+fn request_sign_content(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .filter(|(k, v)| k.as_str() != "sign" && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn signature_of(params: &BTreeMap<String, String>) -> Signature {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&params["sign"])
+        .expect("base64 sign");
+    Signature::try_from(bytes.as_slice()).expect("signature")
+}
+
+#[tokio::test]
+async fn alipay_charge_builds_a_signed_page_pay_url() {
+    let fleet = fleet().await;
+    let mut alice = user(&fleet, 7);
+    let req = pb::AlipayChargeReq {
+        order_id: "order-ali-1".into(),
+        user_id: 7,
+        amount_cents: 1_234,
+        return_url: RETURN_URL.into(),
+    };
+    let url = alice
+        .alipay_charge(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .pay_url;
+    assert!(
+        url.starts_with("https://openapi-sandbox.dl.alipaydev.com/gateway.do?"),
+        "{url}"
+    );
+    let params = query_params(&url);
+    for (k, v) in [
+        ("app_id", APP_ID),
+        ("method", "alipay.trade.page.pay"),
+        ("format", "JSON"),
+        ("charset", "utf-8"),
+        ("sign_type", "RSA2"),
+        ("version", "1.0"),
+        ("notify_url", NOTIFY_URL),
+        ("return_url", RETURN_URL),
+    ] {
+        assert_eq!(params.get(k).map(String::as_str), Some(v), "{k} in {url}");
+    }
+    let ts = &params["timestamp"];
+    assert_eq!(ts.len(), 19, "{ts}");
+    assert!(
+        ts.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        }),
+        "timestamp is yyyy-MM-dd HH:mm:ss: {ts}"
+    );
+    let biz: serde_json::Value = serde_json::from_str(&params["biz_content"]).unwrap();
+    assert_eq!(biz["out_trade_no"], "order-ali-1");
+    assert_eq!(biz["total_amount"], "12.34");
+    assert_eq!(biz["product_code"], "FAST_INSTANT_TRADE_PAY");
+    assert_eq!(biz["passback_params"], "7");
+    assert!(biz["subject"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // The signature verifies with the merchant's public key, and only over these parameters.
+    let verifier = VerifyingKey::<Sha256>::new(keys().app_public.clone());
+    let signature = signature_of(&params);
+    verifier
+        .verify(request_sign_content(&params).as_bytes(), &signature)
+        .expect("page-pay signature verifies");
+    let mut tampered = params.clone();
+    tampered.insert(
+        "biz_content".into(),
+        params["biz_content"].replace("12.34", "0.01"),
+    );
+    assert!(
+        verifier
+            .verify(request_sign_content(&tampered).as_bytes(), &signature)
+            .is_err()
+    );
+
+    // Same order within the cache time: the same URL.
+    let again = alice
+        .alipay_charge(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .pay_url;
+    assert_eq!(again, url);
+    // Same order, different amount: refused rather than a second price for one order.
+    assert_code(
+        alice
+            .alipay_charge(pb::AlipayChargeReq {
+                amount_cents: 999,
+                ..req.clone()
+            })
+            .await,
+        Code::AlreadyExists,
+        "different amount",
+    );
+    // Someone else's user id, or someone else's order.
+    assert_code(
+        alice
+            .alipay_charge(pb::AlipayChargeReq {
+                user_id: 8,
+                ..req.clone()
+            })
+            .await,
+        Code::PermissionDenied,
+        "other user id",
+    );
+    assert_code(
+        user(&fleet, 8)
+            .alipay_charge(pb::AlipayChargeReq {
+                user_id: 8,
+                ..req.clone()
+            })
+            .await,
+        Code::PermissionDenied,
+        "other user's order",
+    );
+    for (what, bad) in [
+        (
+            "amount 0",
+            pb::AlipayChargeReq {
+                amount_cents: 0,
+                ..req.clone()
+            },
+        ),
+        (
+            "empty order",
+            pb::AlipayChargeReq {
+                order_id: String::new(),
+                ..req.clone()
+            },
+        ),
+        (
+            "bad return url",
+            pb::AlipayChargeReq {
+                return_url: "javascript:alert(1)".into(),
+                ..req.clone()
+            },
+        ),
+    ] {
+        assert_code(alice.alipay_charge(bad).await, Code::InvalidArgument, what);
+    }
+    // No token at all.
+    let mut anonymous = fleet.client_as::<Client>("payment", "not-a-token");
+    assert_code(
+        anonymous.alipay_charge(req).await,
+        Code::Unauthenticated,
+        "bad token",
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn alipay_notify_records_a_correctly_signed_payment_once() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let alipay_key = &keys().alipay_private;
+    let pool = database(&fleet).await;
+    let paid = notification(
+        "order-ali-2",
+        "2026031522001400001",
+        "TRADE_SUCCESS",
+        "12.34",
+        "7",
+    );
+
+    // Tampered after signing, signed by the wrong key, unsigned, garbage, not RSA2: refused.
+    let mut tampered = sign_notification(paid.clone(), alipay_key);
+    tampered.insert("total_amount".into(), "0.01".into());
+    assert!(!notify(&mut client, tampered).await, "tampered amount");
+    let merchant_key = &keys().app_private;
+    assert!(
+        !notify(&mut client, sign_notification(paid.clone(), merchant_key)).await,
+        "wrong key"
+    );
+    assert!(!notify(&mut client, paid.clone()).await, "unsigned");
+    let mut garbage = sign_notification(paid.clone(), alipay_key);
+    garbage.insert("sign".into(), "bm90IGEgc2lnbmF0dXJl".into());
+    assert!(!notify(&mut client, garbage).await, "garbage signature");
+    let mut rsa1 = sign_notification(paid.clone(), alipay_key);
+    rsa1.insert("sign_type".into(), "RSA".into());
+    assert!(!notify(&mut client, rsa1).await, "not RSA2");
+    let mut other_app = paid.clone();
+    other_app.insert("app_id".into(), "2021999999999999".into());
+    assert!(
+        !notify(&mut client, sign_notification(other_app, alipay_key)).await,
+        "other app"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-ali-2"
+        )
+        .await,
+        0
+    );
+
+    // Correctly signed: recorded once, a repeat is accepted and changes nothing.
+    assert!(notify(&mut client, sign_notification(paid.clone(), alipay_key)).await);
+    assert!(
+        notify(&mut client, sign_notification(paid.clone(), alipay_key)).await,
+        "repeat"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-ali-2"
+        )
+        .await,
+        1
+    );
+    let p = get(&mut client, "2026031522001400001").await.unwrap();
+    assert_eq!(p.order_id, "order-ali-2");
+    assert_eq!(p.user_id, 7);
+    assert_eq!(p.amount_cents, 1_234);
+    assert_eq!(p.status, "paid");
+    assert_eq!(p.payment_method, "alipay");
+    assert_eq!((p.card_brand.as_str(), p.card_last4.as_str()), ("", ""));
+
+    // The order is paid: no card charge, no new pay link, no Refund through this service.
+    assert_code(
+        client
+            .charge(charge_req("order-ali-2", 7, 1_234, card(VISA)))
+            .await,
+        Code::AlreadyExists,
+        "card after alipay",
+    );
+    assert_code(
+        user(&fleet, 7)
+            .alipay_charge(pb::AlipayChargeReq {
+                order_id: "order-ali-2".into(),
+                user_id: 7,
+                amount_cents: 1_234,
+                return_url: String::new(),
+            })
+            .await,
+        Code::AlreadyExists,
+        "pay link for a paid order",
+    );
+    assert_code(
+        client
+            .refund(refund_req("2026031522001400001", "order-ali-2", 7, 100))
+            .await,
+        Code::FailedPrecondition,
+        "alipay refund",
+    );
+
+    // A second payment for the paid order (another trade, another amount) is not recorded.
+    let double = notification(
+        "order-ali-2",
+        "2026031522001400002",
+        "TRADE_SUCCESS",
+        "99.00",
+        "7",
+    );
+    assert!(
+        !notify(&mut client, sign_notification(double, alipay_key)).await,
+        "double payment"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-ali-2"
+        )
+        .await,
+        1
+    );
+
+    // Other statuses are accepted and record nothing; unusable signed ones are refused.
+    let waiting = notification(
+        "order-ali-3",
+        "2026031522001400003",
+        "WAIT_BUYER_PAY",
+        "1.00",
+        "7",
+    );
+    assert!(notify(&mut client, sign_notification(waiting, alipay_key)).await);
+    assert_code(
+        get(&mut client, "2026031522001400003").await,
+        Code::NotFound,
+        "not recorded",
+    );
+    for (what, bad) in [
+        (
+            "three decimals",
+            notification("order-ali-4", "t4", "TRADE_SUCCESS", "1.234", "7"),
+        ),
+        (
+            "negative",
+            notification("order-ali-4", "t4", "TRADE_SUCCESS", "-1.00", "7"),
+        ),
+        (
+            "no user",
+            notification("order-ali-4", "t4", "TRADE_FINISHED", "1.00", ""),
+        ),
+        (
+            "user 0",
+            notification("order-ali-4", "t4", "TRADE_FINISHED", "1.00", "0"),
+        ),
+    ] {
+        assert!(
+            !notify(&mut client, sign_notification(bad, alipay_key)).await,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?",
+            "order-ali-4"
+        )
+        .await,
+        0
+    );
+    // TRADE_FINISHED records too.
+    let finished = notification("order-ali-5", "t5", "TRADE_FINISHED", "5", "9");
+    assert!(notify(&mut client, sign_notification(finished, alipay_key)).await);
+    assert_eq!(get(&mut client, "t5").await.unwrap().amount_cents, 500);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn alipay_without_keys_is_refused_not_a_panic() {
+    let fleet = TestFleet::start(&["auth", "payment"]).await;
+    let status = user(&fleet, 7)
+        .alipay_charge(pb::AlipayChargeReq {
+            order_id: "order-ali-off".into(),
+            user_id: 7,
+            amount_cents: 100,
+            return_url: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::FailedPrecondition, "alipay is not configured")
+    );
+    let signed = sign_notification(
+        notification("order-ali-off", "t-off", "TRADE_SUCCESS", "1.00", "7"),
+        &keys().alipay_private,
+    );
+    assert!(!notify(&mut service(&fleet), signed).await);
+    // Card payments work without Alipay.
+    charge(&mut service(&fleet), "order-card-no-alipay", 7, 100).await;
+    fleet.stop().await;
+}
+
+#[test]
+fn settings_debug_hides_the_private_key() {
+    let mut settings = payment::default_settings();
+    settings.ext.payment.alipay_private_key_pem =
+        "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----".into();
+    let shown = format!("{settings:?}");
+    assert!(!shown.contains("SECRETBYTES"), "{shown}");
+    assert!(shown.contains("openapi-sandbox.dl.alipaydev.com"));
+}
+
+#[tokio::test]
+async fn get_payment_finds_an_order_s_charge_by_order_id() {
+    let fleet = fleet().await;
+    let mut svc = service(&fleet);
+    let txn = charge(&mut svc, "order-lookup-1", 7, 1_234).await;
+    let by_order = svc
+        .get_payment(pb::GetPaymentReq {
+            transaction_id: String::new(),
+            order_id: "order-lookup-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_order.transaction_id, txn);
+    assert_eq!(by_order.amount_cents, 1_234);
+    let missing = svc
+        .get_payment(pb::GetPaymentReq {
+            transaction_id: String::new(),
+            order_id: "never-charged".into(),
+        })
+        .await;
+    assert_code(missing, Code::NotFound, "unknown order");
+    let neither = svc.get_payment(pb::GetPaymentReq::default()).await;
+    assert_code(neither, Code::InvalidArgument, "no id at all");
+    fleet.stop().await;
+}
