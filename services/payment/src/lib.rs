@@ -40,8 +40,8 @@ pub struct Extra {
 pub struct PaymentSettings {
     /// Alipay's gateway (sandbox by default; `https://openapi.alipay.com/gateway.do` live).
     pub alipay_gateway: String,
-    /// The merchant app id. Alipay's ids are all digits, which the environment layer reads as a
-    /// number; both forms are accepted.
+    /// The merchant app id. Alipay's ids are all digits, which YAML reads as a number when
+    /// unquoted; both forms are accepted.
     #[serde(deserialize_with = "string_or_number")]
     pub alipay_app_id: String,
     /// The app's RSA private key, PKCS#8 PEM (a secret: give it through
@@ -55,7 +55,7 @@ pub struct PaymentSettings {
     pub pay_url_cache_secs: u64,
 }
 
-/// A string setting that may arrive as a number (`MALL__PAYMENT__ALIPAY_APP_ID=2021...`).
+/// A string setting that may arrive as a number (`alipay_app_id: 2021...` unquoted in YAML).
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
