@@ -713,7 +713,10 @@ mod tests {
                 ("MALL__SHOP__APP_ID", "2021000000000000"),
                 ("MALL__SHOP__OPEN", "true"),
                 ("MALL__SHOP__LIMIT", "42"),
-                ("MALL__AUTH__JWT_SECRET", "1e100000000000000000000000000000000"),
+                (
+                    "MALL__AUTH__JWT_SECRET",
+                    "1e100000000000000000000000000000000",
+                ),
                 ("MALL__SERVER__DRAIN_DELAY_MS", "250"),
             ]),
         )

@@ -22,6 +22,7 @@ pub const ADMIN_USER_ID: u64 = 4_000_000_000;
 /// A running test fleet; stop it with [`TestFleet::stop`] (dropping also cleans up).
 pub struct TestFleet {
     fleet: Option<Fleet>,
+    database_template: String,
     database_urls: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -53,7 +54,7 @@ impl TestFleet {
         put("MALL__SERVER__HOST", "127.0.0.1".into());
         put("MALL__SERVER__PORT", "0".into());
         put("MALL__SERVER__SHUTDOWN_GRACE_MS", "5000".into());
-        put("MALL__DATABASE__URL", template.clone());
+        put("MALL__DATABASE__URL", template);
         put("MALL__CACHE__NAMESPACE", format!("test-{run}"));
         if let Ok(redis) = std::env::var(REDIS_ENV) {
             put("MALL__CACHE__URL", redis);
@@ -65,6 +66,8 @@ impl TestFleet {
         for (k, v) in overrides {
             put(k, (*v).to_string());
         }
+        // Overrides may have replaced the template.
+        let database_template = env["MALL__DATABASE__URL"].clone();
         let database_urls = names
             .iter()
             .map(|n| env["MALL__DATABASE__URL"].replace("{service}", n))
@@ -75,6 +78,7 @@ impl TestFleet {
             .unwrap_or_else(|e| panic!("test fleet failed to start: {e:#}"));
         TestFleet {
             fleet: Some(fleet),
+            database_template,
             database_urls,
             _dir: dir,
         }
@@ -143,11 +147,7 @@ impl TestFleet {
 
     /// The database URL service `name` uses.
     pub fn database_url(&self, name: &str) -> String {
-        self.database_urls
-            .iter()
-            .find(|u| u.contains(name))
-            .cloned()
-            .unwrap_or_default()
+        self.database_template.replace("{service}", name)
     }
 
     /// Shuts the fleet down gracefully and drops its databases.
