@@ -21,7 +21,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The services the fleet can run, in start order (a service only calls ones listed before it).
-pub const SERVICES: &[&str] = &["auth", "product", "user", "payment", "cart", "order"];
+pub const SERVICES: &[&str] = &[
+    "auth", "product", "user", "payment", "cart", "order", "checkout",
+];
 
 /// Where one running service listens.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +68,10 @@ async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
         order::NAME => {
             let settings = config::load(name, order::default_settings(), source)?;
             order::build(settings).await
+        }
+        checkout::NAME => {
+            let settings = config::load(name, checkout::default_settings(), source)?;
+            checkout::build(settings).await
         }
         other => anyhow::bail!("unknown service `{other}` (known: {})", SERVICES.join(", ")),
     }

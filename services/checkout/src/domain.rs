@@ -1,0 +1,549 @@
+//! Checkout rules: what a valid checkout request is ([`CheckoutInput::parse`]), the saga's
+//! steps ([`Step`]), how lines are priced ([`price_lines`]) and how a request is fingerprinted
+//! for idempotency ([`fingerprint`]). Requests are parsed into these types at the edge, so the
+//! saga never sees unchecked input.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use mall_common::validate::{invalid, positive_id};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use mall_common::validate::{Invalid, email};
+
+/// Longest first or last name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest address field (street, city, state, country), in characters.
+pub const MAX_ADDRESS_CHARS: usize = 200;
+/// Longest zip code, in characters.
+pub const MAX_ZIP_CHARS: usize = 32;
+/// Longest client idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+/// Most lines one checkout may hold (BatchGetProducts takes at most 100 ids).
+pub const MAX_LINES: usize = 100;
+
+/// Everything that can go wrong at the checkout edge (the saga's own outcomes are statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// A checkout with this key is still running.
+    #[error("checkout in progress")]
+    InProgress,
+    /// The client reused an idempotency key for a different request.
+    #[error("idempotency_key was already used for a different checkout")]
+    KeyReused,
+    /// A stored row breaks an invariant the schema should guarantee.
+    #[error("stored saga is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        use tonic::Status;
+        match e {
+            Error::Invalid(e) => e.into(),
+            Error::InProgress => Status::aborted(e.to_string()),
+            Error::KeyReused => Status::invalid_argument(e.to_string()),
+            Error::Corrupt(_) => mall_common::error::internal(&e),
+            Error::Database(e) => mall_common::error::database(&e),
+        }
+    }
+}
+
+/// Where a saga is. Stored by [`Step::as_str`]; written before and after each remote call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Row written; only reads (cart, catalog) so far.
+    Started,
+    /// Lines priced and stored; PlaceOrder sent (the order may exist).
+    PlacingOrder,
+    /// The PENDING order exists (`order_id` set).
+    OrderPlaced,
+    /// ReserveStock sent (a reservation may exist).
+    ReservingStock,
+    /// Stock reserved under the order id.
+    StockReserved,
+    /// Charge sent; the outcome is unknown until recorded.
+    Charging,
+    /// Charged (`transaction_id` set); the order is not paid yet.
+    Charged,
+    /// Order PAID; the cart still has to be emptied.
+    CartPending,
+    /// Done: order PAID, cart emptied.
+    Completed,
+    /// Undoing: refund (when charged), release the stock, cancel the order.
+    Compensating,
+    /// Undone.
+    Compensated,
+    /// Refused before anything was written elsewhere (empty cart, missing product, ...).
+    Rejected,
+}
+
+impl Step {
+    /// Every step.
+    pub const ALL: [Step; 12] = [
+        Step::Started,
+        Step::PlacingOrder,
+        Step::OrderPlaced,
+        Step::ReservingStock,
+        Step::StockReserved,
+        Step::Charging,
+        Step::Charged,
+        Step::CartPending,
+        Step::Completed,
+        Step::Compensating,
+        Step::Compensated,
+        Step::Rejected,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Started => "started",
+            Step::PlacingOrder => "placing_order",
+            Step::OrderPlaced => "order_placed",
+            Step::ReservingStock => "reserving_stock",
+            Step::StockReserved => "stock_reserved",
+            Step::Charging => "charging",
+            Step::Charged => "charged",
+            Step::CartPending => "cart_pending",
+            Step::Completed => "completed",
+            Step::Compensating => "compensating",
+            Step::Compensated => "compensated",
+            Step::Rejected => "rejected",
+        }
+    }
+
+    /// The step stored as `name`.
+    pub fn parse(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A saga's overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaState {
+    /// Work remains (forward or compensation).
+    Running,
+    /// Ended with a PAID order and an empty cart.
+    Succeeded,
+    /// Ended with nothing charged (or fully refunded), the order cancelled and stock back.
+    Failed,
+}
+
+impl SagaState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SagaState::Running => "running",
+            SagaState::Succeeded => "succeeded",
+            SagaState::Failed => "failed",
+        }
+    }
+
+    /// The state stored as `name`.
+    pub fn parse(name: &str) -> Option<SagaState> {
+        [SagaState::Running, SagaState::Succeeded, SagaState::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+/// A shipping address.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Address {
+    /// Street and number.
+    pub street_address: String,
+    /// City.
+    pub city: String,
+    /// State or province (optional).
+    pub state: String,
+    /// Country.
+    pub country: String,
+    /// Zip or postal code.
+    pub zip_code: String,
+}
+
+/// Who buys and where it ships: stored with the saga, so a resumed saga can place the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// First name.
+    pub firstname: String,
+    /// Last name.
+    pub lastname: String,
+    /// Lower-cased email.
+    pub email: String,
+    /// Shipping address.
+    pub address: Address,
+}
+
+/// The card, checked for shape only (Luhn and expiry are payment's job). Never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Card {
+    /// 13..=19 digits.
+    pub number: String,
+    /// 3..=4 digits.
+    pub cvv: String,
+    /// Expiry year as given (2- or 4-digit).
+    pub year: i32,
+    /// Expiry month 1..=12.
+    pub month: i32,
+}
+
+impl fmt::Debug for Card {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the number or CVV, not even in debug output.
+        f.debug_struct("Card")
+            .field("year", &self.year)
+            .field("month", &self.month)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A raw request address: `(street, city, state, country, zip)`.
+pub type RawAddress<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+/// A raw request card: `(number, cvv, year, month)`.
+pub type RawCard<'a> = (&'a str, &'a str, i32, i32);
+
+/// A valid `Checkout` request.
+#[derive(Debug, Clone)]
+pub struct CheckoutInput {
+    /// The buyer.
+    pub user_id: i64,
+    /// Names, email and address.
+    pub contact: Contact,
+    /// The card to charge.
+    pub card: Card,
+    /// The client's retry key, if any.
+    pub idempotency_key: Option<String>,
+}
+
+fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(invalid(format!(
+            "{field} is {chars} characters long; the limit is {max}"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} contains control characters")));
+    }
+    Ok(value.to_string())
+}
+
+fn digits(value: &str, field: &str, min: usize, max: usize) -> Result<String, Invalid> {
+    if value.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    if !(min..=max).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!("{field} must be {min} to {max} digits")));
+    }
+    Ok(value.to_string())
+}
+
+impl CheckoutInput {
+    /// Validates a `Checkout`; the first broken rule names its field.
+    pub fn parse(
+        user: u64,
+        firstname: &str,
+        lastname: &str,
+        mail: &str,
+        address: Option<RawAddress<'_>>,
+        card: Option<RawCard<'_>>,
+        idempotency_key: &str,
+    ) -> Result<Self, Invalid> {
+        let user_id = positive_id(user, "user_id", "user")?;
+        let firstname = text(firstname, "firstname", MAX_NAME_CHARS, true)?;
+        let lastname = text(lastname, "lastname", MAX_NAME_CHARS, true)?;
+        let email = email(mail)?;
+        let (street, city, state, country, zip) =
+            address.ok_or_else(|| invalid("address is required"))?;
+        let address = Address {
+            street_address: text(street, "address.street_address", MAX_ADDRESS_CHARS, true)?,
+            city: text(city, "address.city", MAX_ADDRESS_CHARS, true)?,
+            state: text(state, "address.state", MAX_ADDRESS_CHARS, false)?,
+            country: text(country, "address.country", MAX_ADDRESS_CHARS, true)?,
+            zip_code: text(zip, "address.zip_code", MAX_ZIP_CHARS, true)?,
+        };
+        let (number, cvv, year, month) = card.ok_or_else(|| invalid("credit_card is required"))?;
+        let card = Card {
+            number: digits(number, "credit_card.credit_card_number", 13, 19)?,
+            cvv: digits(cvv, "credit_card.credit_card_cvv", 3, 4)?,
+            year,
+            month,
+        };
+        if !(1..=12).contains(&month) {
+            return Err(invalid(
+                "credit_card.credit_card_expiration_month must be 1..=12",
+            ));
+        }
+        if year <= 0 {
+            return Err(invalid(
+                "credit_card.credit_card_expiration_year must be a positive year",
+            ));
+        }
+        let idempotency_key = match idempotency_key {
+            "" => None,
+            key if key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Some(key.to_string())
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
+                )));
+            }
+        };
+        Ok(CheckoutInput {
+            user_id,
+            contact: Contact {
+                firstname,
+                lastname,
+                email,
+                address,
+            },
+            card,
+            idempotency_key,
+        })
+    }
+}
+
+/// A keyed SHA-256 over everything the request says (card number and CVV included), hex. The
+/// `pepper` (a deployment secret) keeps the stored digest from being brute-forced back to a
+/// card number.
+pub fn fingerprint(pepper: &str, input: &CheckoutInput) -> String {
+    let c = &input.contact;
+    let a = &c.address;
+    let year = input.card.year.to_string();
+    let month = input.card.month.to_string();
+    let user = input.user_id.to_string();
+    let fields: [&str; 14] = [
+        &user,
+        &c.firstname,
+        &c.lastname,
+        &c.email,
+        &a.street_address,
+        &a.city,
+        &a.state,
+        &a.country,
+        &a.zip_code,
+        &input.card.number,
+        &input.card.cvv,
+        &year,
+        &month,
+        input.idempotency_key.as_deref().unwrap_or(""),
+    ];
+    let mut hash = Sha256::new();
+    hash.update(pepper.as_bytes());
+    for field in fields {
+        hash.update([0x1f]);
+        hash.update(field.as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
+/// One priced order line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedLine {
+    /// Product id.
+    pub product_id: u64,
+    /// Units.
+    pub quantity: i32,
+    /// Catalog price × quantity, in cents.
+    pub cost_cents: i64,
+}
+
+/// Why a cart could not be priced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    /// The cart has no lines.
+    #[error("cart is empty")]
+    EmptyCart,
+    /// More lines than one order takes.
+    #[error("cart has more than {MAX_LINES} lines")]
+    TooManyLines,
+    /// A product is missing or deleted.
+    #[error("product {0} is no longer available")]
+    Unavailable(u64),
+    /// A line quantity the cart should never hold.
+    #[error("cart line for product {0} has an invalid quantity")]
+    BadQuantity(u64),
+    /// Price × quantity or the total does not fit.
+    #[error("the order total is too large")]
+    Overflow,
+}
+
+/// Prices `cart` (`(product_id, quantity)`, in cart order) with `prices` from the catalog;
+/// returns the lines and their total. Client prices never enter here.
+pub fn price_lines(
+    cart: &[(u64, i32)],
+    prices: &HashMap<u64, i64>,
+) -> Result<(Vec<PricedLine>, i64), PricingError> {
+    if cart.is_empty() {
+        return Err(PricingError::EmptyCart);
+    }
+    if cart.len() > MAX_LINES {
+        return Err(PricingError::TooManyLines);
+    }
+    let mut total: i64 = 0;
+    let mut lines = Vec::with_capacity(cart.len());
+    for &(product_id, quantity) in cart {
+        if quantity < 1 {
+            return Err(PricingError::BadQuantity(product_id));
+        }
+        let price = *prices
+            .get(&product_id)
+            .ok_or(PricingError::Unavailable(product_id))?;
+        let cost_cents = price
+            .checked_mul(i64::from(quantity))
+            .ok_or(PricingError::Overflow)?;
+        total = total
+            .checked_add(cost_cents)
+            .ok_or(PricingError::Overflow)?;
+        lines.push(PricedLine {
+            product_id,
+            quantity,
+            cost_cents,
+        });
+    }
+    Ok((lines, total))
+}
+
+/// A new, unguessable, time-ordered saga id (UUIDv7).
+pub fn new_saga_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDRESS: RawAddress<'static> = ("1 Main St", "Springfield", "IL", "US", "62701");
+    const CARD: RawCard<'static> = ("4111111111111111", "123", 2099, 12);
+
+    fn parse(card: RawCard<'_>) -> Result<CheckoutInput, Invalid> {
+        CheckoutInput::parse(7, "Ann", "Lee", "A@b.co", Some(ADDRESS), Some(card), "")
+    }
+
+    #[test]
+    fn valid_requests_parse() {
+        let input = parse(CARD).unwrap();
+        assert_eq!(input.contact.email, "a@b.co");
+        assert_eq!(input.idempotency_key, None);
+        assert!(!format!("{:?}", input.card).contains("4111"));
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let cases: [(Result<CheckoutInput, Invalid>, &str); 10] = [
+            (
+                CheckoutInput::parse(0, "A", "B", "a@b.co", Some(ADDRESS), Some(CARD), ""),
+                "user_id",
+            ),
+            (
+                CheckoutInput::parse(7, "", "B", "a@b.co", Some(ADDRESS), Some(CARD), ""),
+                "firstname",
+            ),
+            (
+                CheckoutInput::parse(7, "A", " ", "a@b.co", Some(ADDRESS), Some(CARD), ""),
+                "lastname",
+            ),
+            (
+                CheckoutInput::parse(7, "A", "B", "nope", Some(ADDRESS), Some(CARD), ""),
+                "email",
+            ),
+            (
+                CheckoutInput::parse(7, "A", "B", "a@b.co", None, Some(CARD), ""),
+                "address",
+            ),
+            (
+                CheckoutInput::parse(
+                    7,
+                    "A",
+                    "B",
+                    "a@b.co",
+                    Some(("", "c", "", "US", "1")),
+                    Some(CARD),
+                    "",
+                ),
+                "address.street_address",
+            ),
+            (parse(("4111", "123", 2099, 1)), "credit_card_number"),
+            (
+                parse(("4111111111111111", "12", 2099, 1)),
+                "credit_card_cvv",
+            ),
+            (
+                parse(("4111111111111111", "123", 2099, 13)),
+                "credit_card_expiration_month",
+            ),
+            (
+                CheckoutInput::parse(
+                    7,
+                    "A",
+                    "B",
+                    "a@b.co",
+                    Some(ADDRESS),
+                    Some(CARD),
+                    &"k".repeat(129),
+                ),
+                "idempotency_key",
+            ),
+        ];
+        for (result, field) in cases {
+            let err = result.expect_err(field);
+            assert!(err.0.contains(field), "{field}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn fingerprints_cover_the_card_and_depend_on_the_pepper() {
+        let a = parse(CARD).unwrap();
+        let b = parse(("4000000000000002", "123", 2099, 12)).unwrap();
+        assert_eq!(fingerprint("p", &a), fingerprint("p", &a));
+        assert_ne!(fingerprint("p", &a), fingerprint("p", &b));
+        assert_ne!(fingerprint("p", &a), fingerprint("q", &a));
+        assert_eq!(fingerprint("p", &a).len(), 64);
+    }
+
+    #[test]
+    fn lines_are_priced_from_the_catalog() {
+        let prices = HashMap::from([(1, 250), (2, 1_000)]);
+        let (lines, total) = price_lines(&[(1, 2), (2, 3)], &prices).unwrap();
+        assert_eq!(total, 3_500);
+        assert_eq!(lines[1].cost_cents, 3_000);
+        assert_eq!(price_lines(&[], &prices), Err(PricingError::EmptyCart));
+        assert_eq!(
+            price_lines(&[(3, 1)], &prices),
+            Err(PricingError::Unavailable(3))
+        );
+        let huge = HashMap::from([(1, i64::MAX)]);
+        assert_eq!(price_lines(&[(1, 2)], &huge), Err(PricingError::Overflow));
+    }
+
+    #[test]
+    fn steps_round_trip() {
+        for s in Step::ALL {
+            assert_eq!(Step::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(SagaState::parse("running"), Some(SagaState::Running));
+        assert_eq!(Step::parse("nope"), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! The checkout service (port 8006): the distributed transaction across cart, product, order
+//! and payment, run as a saga whose progress is persisted in checkout's own database, so a
+//! crashed or restarted instance drives every open saga to an end state (see [`saga`] and
+//! [`recovery`]).
+//!
+//! [`build`] opens the database, binds the server and starts the recovery worker; [`run`] serves
+//! until shutdown. Tests use [`build_with`] to inject faults through [`Hooks`].
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod downstream;
+pub mod metrics;
+pub mod recovery;
+pub mod saga;
+pub mod service;
+pub mod store;
+
+use std::time::Duration;
+
+use mall_common::config;
+use mall_common::platform::Platform;
+use mall_common::server::{BoundServer, ServerBuilder};
+use mall_proto::checkout::v1::checkout_service_server::CheckoutServiceServer;
+use serde::{Deserialize, Serialize};
+
+pub use downstream::Hooks;
+
+/// The service name used in config, discovery and the database URL.
+pub const NAME: &str = "checkout";
+
+/// Default deadline of each remote step.
+pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 3_000;
+/// Default budget of one checkout request.
+pub const DEFAULT_BUDGET_MS: u64 = 10_000;
+/// Default interval of the recovery worker.
+pub const DEFAULT_RECOVERY_INTERVAL_MS: u64 = 5_000;
+/// Default delay before a saga whose step failed is retried by the worker.
+pub const DEFAULT_RETRY_DELAY_MS: u64 = 2_000;
+
+/// Checkout's own settings, the `checkout` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extra {
+    /// `checkout.*`
+    pub checkout: CheckoutSettings,
+}
+
+/// `checkout.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckoutSettings {
+    /// Deadline of each remote call.
+    pub step_timeout_ms: u64,
+    /// Budget of the forward path of one checkout.
+    pub budget_ms: u64,
+    /// How often the recovery worker looks for abandoned sagas.
+    pub recovery_interval_ms: u64,
+    /// How long after a failed step the worker retries a saga.
+    pub retry_delay_ms: u64,
+}
+
+/// Checkout's settings: the platform sections plus `checkout`.
+pub type Settings = config::Settings<Extra>;
+
+/// The built-in defaults.
+pub fn default_settings() -> Settings {
+    config::Settings::with_ext(
+        NAME,
+        Extra {
+            checkout: CheckoutSettings {
+                step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
+                budget_ms: DEFAULT_BUDGET_MS,
+                recovery_interval_ms: DEFAULT_RECOVERY_INTERVAL_MS,
+                retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
+            },
+        },
+    )
+}
+
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
+pub fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load(NAME, default_settings(), &config::Source::from_process())
+}
+
+/// Checks the `checkout` section and derives the saga's timing. The lease covers a whole
+/// request (budget, then the post-charge steps and compensation), so the worker never takes a
+/// saga a live request still drives.
+fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
+    for (key, value) in [
+        ("checkout.step_timeout_ms", c.step_timeout_ms),
+        ("checkout.budget_ms", c.budget_ms),
+        ("checkout.recovery_interval_ms", c.recovery_interval_ms),
+        ("checkout.retry_delay_ms", c.retry_delay_ms),
+    ] {
+        if value == 0 {
+            anyhow::bail!("invalid configuration: `{key}`: must be positive");
+        }
+    }
+    if c.step_timeout_ms > c.budget_ms {
+        anyhow::bail!(
+            "invalid configuration: `checkout.step_timeout_ms`: must not exceed checkout.budget_ms"
+        );
+    }
+    let step = Duration::from_millis(c.step_timeout_ms);
+    let budget = Duration::from_millis(c.budget_ms);
+    Ok(saga::Timing {
+        step,
+        budget,
+        lease: budget + step * 8,
+        retry_delay: Duration::from_millis(c.retry_delay_ms),
+    })
+}
+
+/// Opens the database, binds the ports and starts the recovery worker.
+pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
+    build_with(settings, Hooks::default()).await
+}
+
+/// [`build`] with fault-injection `hooks` (tests only; production passes none).
+pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<BoundServer> {
+    let timing = timing(&settings.ext.checkout)?;
+    let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
+    let sagas = store::Sagas::new(platform.database()?.clone());
+    let down = downstream::Downstream::new(platform.clients.clone(), hooks);
+    let mut builder = ServerBuilder::new(&settings, &platform);
+    let metrics = metrics::Metrics::register(builder.registry_mut());
+    let engine = saga::Engine::new(
+        sagas,
+        down,
+        metrics,
+        timing,
+        settings.auth.jwt_secret.clone(),
+    );
+    let service = service::CheckoutApi::new(engine.clone());
+    let alive = service.liveness();
+    let bound = builder
+        .add_service(CheckoutServiceServer::new(service), service::ACCESS)
+        .bind()
+        .await?;
+    recovery::Recovery::new(engine).spawn(
+        Duration::from_millis(settings.ext.checkout.recovery_interval_ms),
+        alive,
+    );
+    Ok(bound)
+}
+
+/// Builds and serves until `shutdown` completes.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    build(settings).await?.serve(shutdown).await
+}

@@ -1,0 +1,97 @@
+//! The recovery worker: on start and every `checkout.recovery_interval_ms` it claims running
+//! sagas whose lease expired (one conditional `UPDATE` each, so one instance at a time drives a
+//! saga, across instances) and drives them to an end state with [`Engine::resume`]: before the
+//! charge they are compensated (the card is never stored, so they cannot be charged); after a
+//! recorded charge the order is marked paid or the charge refunded; `cart_pending` sagas get
+//! their cart emptied.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::domain::Error;
+use crate::saga::Engine;
+use crate::store::now_ms;
+
+/// Most sagas one pass claims.
+pub const DEFAULT_RECOVERY_BATCH: i64 = 50;
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Sagas this instance claimed and drove.
+    pub resumed: Vec<String>,
+    /// Sagas whose driving failed (storage, lost lease); they are retried later.
+    pub failed: usize,
+}
+
+/// Claims and resumes open sagas.
+#[derive(Clone)]
+pub struct Recovery {
+    engine: Engine,
+    batch: i64,
+}
+
+impl Recovery {
+    /// A worker driving sagas with `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Recovery {
+            engine,
+            batch: DEFAULT_RECOVERY_BATCH,
+        }
+    }
+
+    /// One pass now.
+    pub async fn run_once(&self) -> Result<RecoveryReport, Error> {
+        let mut report = RecoveryReport::default();
+        let claimed = self
+            .engine
+            .sagas()
+            .claim(
+                self.engine.owner(),
+                now_ms(),
+                self.engine.lease_until(),
+                self.batch,
+            )
+            .await?;
+        for saga in claimed {
+            let id = saga.id.clone();
+            match self.engine.resume(saga).await {
+                Ok(()) => report.resumed.push(id),
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(saga = %id, code = ?e.code(), message = e.message(), "resuming saga failed; will retry");
+                }
+            }
+        }
+        let open = self.engine.sagas().count_open().await?;
+        self.engine.metrics().open_sagas(open);
+        Ok(report)
+    }
+
+    /// Runs a pass now and then every `interval` in a background task, for as long as `alive`
+    /// can be upgraded (the service holding its `Arc` is served).
+    pub fn spawn(self, interval: Duration, alive: Weak<()>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if alive.strong_count() == 0 {
+                    tracing::debug!("checkout service stopped; recovery worker exits");
+                    return;
+                }
+                match self.run_once().await {
+                    Ok(report) if !report.resumed.is_empty() || report.failed > 0 => {
+                        tracing::info!(
+                            resumed = report.resumed.len(),
+                            failed = report.failed,
+                            "recovery pass"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "recovery pass failed"),
+                }
+            }
+        })
+    }
+}

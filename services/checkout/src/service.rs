@@ -1,0 +1,90 @@
+//! The gRPC edge of checkout: check the caller may act for the user, parse the request into
+//! domain types, run the saga, answer. Access rules are in [`ACCESS`].
+
+use std::sync::Arc;
+
+use mall_common::access::{Access, AccessTable};
+use mall_common::auth;
+use mall_proto::checkout::v1 as pb;
+use mall_proto::checkout::v1::checkout_service_server::CheckoutService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{CheckoutInput, Error};
+use crate::saga::Engine;
+
+/// Who may call what: a signed-in user checks out their own cart (admins and services may act
+/// for anyone).
+pub const ACCESS: AccessTable = AccessTable {
+    service: "tiktokmall.checkout.v1.CheckoutService",
+    rules: &[("Checkout", Access::User)],
+};
+
+/// The `CheckoutService` implementation.
+#[derive(Clone)]
+pub struct CheckoutApi {
+    engine: Engine,
+    /// Held while the service is served; the recovery worker stops once the last clone drops.
+    alive: Arc<()>,
+}
+
+impl CheckoutApi {
+    /// A service running sagas with `engine`.
+    pub fn new(engine: Engine) -> Self {
+        CheckoutApi {
+            engine,
+            alive: Arc::new(()),
+        }
+    }
+
+    /// A handle that dies with the last clone of this service (see `Recovery::spawn`).
+    pub fn liveness(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
+    }
+}
+
+#[tonic::async_trait]
+impl CheckoutService for CheckoutApi {
+    async fn checkout(
+        &self,
+        request: Request<pb::CheckoutReq>,
+    ) -> Result<Response<pb::CheckoutResp>, Status> {
+        let user = request.get_ref().user_id;
+        if user == 0 {
+            return Err(Status::invalid_argument(
+                "user_id must be a positive user id",
+            ));
+        }
+        auth::caller(&request)?.authorize(user)?;
+        let req = request.into_inner();
+        let input = CheckoutInput::parse(
+            req.user_id,
+            &req.firstname,
+            &req.lastname,
+            &req.email,
+            req.address.as_ref().map(|a| {
+                (
+                    a.street_address.as_str(),
+                    a.city.as_str(),
+                    a.state.as_str(),
+                    a.country.as_str(),
+                    a.zip_code.as_str(),
+                )
+            }),
+            req.credit_card.as_ref().map(|c| {
+                (
+                    c.credit_card_number.as_str(),
+                    c.credit_card_cvv.as_str(),
+                    c.credit_card_expiration_year,
+                    c.credit_card_expiration_month,
+                )
+            }),
+            &req.idempotency_key,
+        )
+        .map_err(Error::from)?;
+        let (order_id, transaction_id) = self.engine.checkout(input).await?;
+        Ok(Response::new(pb::CheckoutResp {
+            order_id,
+            transaction_id,
+        }))
+    }
+}

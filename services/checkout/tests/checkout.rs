@@ -1,0 +1,717 @@
+//! Black-box tests of the checkout saga through real gRPC on port 0: a test fleet runs auth,
+//! product, payment, cart and order; each test builds its own checkout instance (with fault
+//! hooks where needed) pointed at them, on its own database.
+//!
+//! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
+//! `MALL_TEST_REDIS_URL` are set.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use checkout::Hooks;
+use mall::testing::TestFleet;
+use mall_common::client::{Channel, Clients};
+use mall_common::config::{self, Source};
+use mall_proto::cart::v1 as cart_pb;
+use mall_proto::cart::v1::cart_service_client::CartServiceClient;
+use mall_proto::checkout::v1 as pb;
+use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
+use mall_proto::common::v1::{Address, CartItem, CreditCardInfo};
+use mall_proto::order::v1 as order_pb;
+use mall_proto::order::v1::order_service_client::OrderServiceClient;
+use mall_proto::payment::v1 as payment_pb;
+use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use mall_proto::product::v1 as product_pb;
+use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use tokio::sync::oneshot;
+use tonic::Code;
+
+type CheckoutClient = CheckoutServiceClient<Channel>;
+type CartClient = CartServiceClient<Channel>;
+type OrderClient = OrderServiceClient<Channel>;
+type PaymentClient = PaymentServiceClient<Channel>;
+type ProductClient = ProductCatalogServiceClient<Channel>;
+
+const GOOD_CARD: &str = "4111111111111111";
+const DECLINED_CARD: &str = "4000000000000002";
+
+/// The services checkout calls.
+async fn fleet() -> TestFleet {
+    TestFleet::start(&["auth", "product", "payment", "cart", "order"]).await
+}
+
+/// A database URL for checkout beside the fleet's (same backend, fresh database).
+fn checkout_db_url(fleet: &TestFleet) -> String {
+    let order = fleet.database_url("order");
+    match order.strip_suffix("_order") {
+        Some(base) => format!("{base}_checkout"),
+        None => order.replace("/order.db", "/checkout.db"),
+    }
+}
+
+/// A checkout instance on port 0.
+struct Instance {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+async fn start_checkout(
+    fleet: &TestFleet,
+    db_url: &str,
+    hooks: Hooks,
+    payment_addr: Option<String>,
+    overrides: &[(&str, &str)],
+) -> Instance {
+    let mut env = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    put("MALL__PROFILE", "test".into());
+    put("MALL__SERVER__HOST", "127.0.0.1".into());
+    put("MALL__SERVER__PORT", "0".into());
+    put("MALL__SERVER__DRAIN_DELAY_MS", "0".into());
+    put("MALL__SERVER__SHUTDOWN_GRACE_MS", "2000".into());
+    put("MALL__DATABASE__URL", db_url.to_string());
+    put(
+        "MALL__CACHE__NAMESPACE",
+        format!("checkout-test-{}", uuid::Uuid::new_v4().simple()),
+    );
+    if let Ok(redis) = std::env::var(mall::testing::REDIS_ENV) {
+        put("MALL__CACHE__URL", redis);
+    }
+    for name in ["product", "cart", "order"] {
+        put(
+            &format!("MALL__DISCOVERY__STATIC__{}", name.to_uppercase()),
+            fleet.endpoints(name).grpc.to_string(),
+        );
+    }
+    put(
+        "MALL__DISCOVERY__STATIC__PAYMENT",
+        payment_addr.unwrap_or_else(|| fleet.endpoints("payment").grpc.to_string()),
+    );
+    put("MALL__CHECKOUT__STEP_TIMEOUT_MS", "2000".into());
+    put("MALL__CHECKOUT__BUDGET_MS", "8000".into());
+    put("MALL__CHECKOUT__RECOVERY_INTERVAL_MS", "100".into());
+    put("MALL__CHECKOUT__RETRY_DELAY_MS", "100".into());
+    for (k, v) in overrides {
+        put(k, (*v).to_string());
+    }
+    let settings = config::load(
+        checkout::NAME,
+        checkout::default_settings(),
+        &Source { file: None, env },
+    )
+    .expect("checkout settings");
+    let bound = checkout::build_with(settings, hooks)
+        .await
+        .expect("start checkout");
+    let addr = bound.grpc_addr;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.serve(async move {
+        let _ = stopped.await;
+    }));
+    Instance {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A checkout client for `instance` sending `token`.
+fn checkout_client(fleet: &TestFleet, instance: &Instance, token: &str) -> CheckoutClient {
+    let mut discovery = config::Settings::defaults("test").discovery;
+    discovery
+        .static_addrs
+        .insert("checkout".into(), vec![instance.addr.to_string()]);
+    let mut client = config::Settings::defaults("test").client;
+    client.request_timeout_ms = 30_000;
+    let _ = fleet;
+    Clients::new(&discovery, &client, None)
+        .client_as::<CheckoutClient>("checkout", token)
+        .expect("checkout client")
+}
+
+fn user_client(fleet: &TestFleet, instance: &Instance, user_id: u64) -> CheckoutClient {
+    checkout_client(fleet, instance, &fleet.user_token(user_id))
+}
+
+async fn create_product(fleet: &TestFleet, name: &str, price_cents: i64, stock: u32) -> u64 {
+    fleet
+        .client_as::<ProductClient>("product", &fleet.admin_token())
+        .create_product(product_pb::CreateProductReq {
+            name: name.into(),
+            description: format!("{name} for checkout tests"),
+            picture: String::new(),
+            price_cents,
+            stock,
+            categories: vec![],
+        })
+        .await
+        .expect("create product")
+        .into_inner()
+        .id
+}
+
+async fn stock_of(fleet: &TestFleet, id: u64) -> u32 {
+    fleet
+        .client::<ProductClient>("product")
+        .get_product(product_pb::GetProductReq { id })
+        .await
+        .expect("get product")
+        .into_inner()
+        .product
+        .expect("product")
+        .stock
+}
+
+async fn add_to_cart(fleet: &TestFleet, user_id: u64, product_id: u64, quantity: i32) {
+    fleet
+        .client::<CartClient>("cart")
+        .add_item(cart_pb::AddItemReq {
+            user_id,
+            item: Some(CartItem {
+                product_id,
+                quantity,
+            }),
+        })
+        .await
+        .expect("add to cart");
+}
+
+async fn cart_of(fleet: &TestFleet, user_id: u64) -> Vec<(u64, i32)> {
+    fleet
+        .client::<CartClient>("cart")
+        .get_cart(cart_pb::GetCartReq { user_id })
+        .await
+        .expect("get cart")
+        .into_inner()
+        .cart
+        .map(|c| {
+            c.items
+                .into_iter()
+                .map(|i| (i.product_id, i.quantity))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn orders_of(fleet: &TestFleet, user_id: u64) -> Vec<order_pb::Order> {
+    fleet
+        .client::<OrderClient>("order")
+        .list_order(order_pb::ListOrderReq {
+            user_id,
+            page: 1,
+            page_size: 100,
+        })
+        .await
+        .expect("list orders")
+        .into_inner()
+        .orders
+}
+
+async fn order(fleet: &TestFleet, user_id: u64, order_id: &str) -> order_pb::Order {
+    fleet
+        .client::<OrderClient>("order")
+        .get_order(order_pb::GetOrderReq {
+            user_id,
+            order_id: order_id.into(),
+        })
+        .await
+        .expect("get order")
+        .into_inner()
+        .order
+        .expect("order")
+}
+
+fn status(order: &order_pb::Order) -> order_pb::OrderStatus {
+    order_pb::OrderStatus::try_from(order.status).expect("known status")
+}
+
+async fn payment_of_order(
+    fleet: &TestFleet,
+    order_id: &str,
+) -> Result<payment_pb::Payment, tonic::Status> {
+    fleet
+        .client::<PaymentClient>("payment")
+        .get_payment(payment_pb::GetPaymentReq {
+            transaction_id: String::new(),
+            order_id: order_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn next_year() -> i32 {
+    let secs = mall_common::store::unix_now();
+    // Good enough for "a year from now" without a date library.
+    i32::try_from(1970 + secs / 31_556_952 + 1).unwrap_or(2100)
+}
+
+fn request(user_id: u64, card: &str, key: &str) -> pb::CheckoutReq {
+    pb::CheckoutReq {
+        user_id,
+        firstname: "Ann".into(),
+        lastname: "Lee".into(),
+        email: "Ann@Example.com".into(),
+        address: Some(Address {
+            street_address: "1 Main St".into(),
+            city: "Springfield".into(),
+            state: "IL".into(),
+            country: "US".into(),
+            zip_code: "62701".into(),
+        }),
+        credit_card: Some(CreditCardInfo {
+            credit_card_number: card.into(),
+            credit_card_cvv: "123".into(),
+            credit_card_expiration_year: next_year(),
+            credit_card_expiration_month: 6,
+        }),
+        idempotency_key: key.into(),
+    }
+}
+
+async fn checkout(
+    client: &mut CheckoutClient,
+    req: pb::CheckoutReq,
+) -> Result<pb::CheckoutResp, tonic::Status> {
+    client.checkout(req).await.map(|r| r.into_inner())
+}
+
+/// Polls `check` until it holds or `within` passes.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < within, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cleanup(fleet: TestFleet, db_url: String) {
+    fleet.stop().await;
+    let _ = mall_common::store::drop_database(&db_url).await;
+}
+
+#[tokio::test]
+async fn checkout_of_three_lines_pays_the_order_charges_the_total_and_empties_the_cart() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let user = 101;
+    let a = create_product(&fleet, "Apple", 250, 10).await;
+    let b = create_product(&fleet, "Bread", 1_000, 10).await;
+    let c = create_product(&fleet, "Cheese", 799, 10).await;
+    add_to_cart(&fleet, user, a, 2).await;
+    add_to_cart(&fleet, user, b, 1).await;
+    add_to_cart(&fleet, user, c, 3).await;
+
+    let resp = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, ""),
+    )
+    .await
+    .expect("checkout");
+    let expected = 250 * 2 + 1_000 + 799 * 3;
+
+    let placed = order(&fleet, user, &resp.order_id).await;
+    assert_eq!(status(&placed), order_pb::OrderStatus::Paid);
+    assert_eq!(placed.total_cents, expected);
+    assert_eq!(placed.transaction_id, resp.transaction_id);
+    assert_eq!(placed.order_items.len(), 3);
+    assert_eq!(stock_of(&fleet, a).await, 8);
+    assert_eq!(stock_of(&fleet, b).await, 9);
+    assert_eq!(stock_of(&fleet, c).await, 7);
+    let payment = fleet
+        .client::<PaymentClient>("payment")
+        .get_payment(payment_pb::GetPaymentReq {
+            transaction_id: resp.transaction_id.clone(),
+            order_id: String::new(),
+        })
+        .await
+        .expect("payment recorded")
+        .into_inner();
+    assert_eq!(payment.amount_cents, expected);
+    assert_eq!(payment.order_id, resp.order_id);
+    assert_eq!(payment.refunded_cents, 0);
+    assert!(cart_of(&fleet, user).await.is_empty());
+
+    // The same request again within 10 s (no key) is the same checkout.
+    let again = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, ""),
+    )
+    .await
+    .expect("repeat");
+    assert_eq!(again.order_id, resp.order_id);
+    assert_eq!(again.transaction_id, resp.transaction_id);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn bad_requests_empty_carts_and_other_users_are_refused() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let user = 102;
+    let mut client = user_client(&fleet, &instance, user);
+
+    let mut bad = request(user, GOOD_CARD, "");
+    bad.firstname = String::new();
+    let err = checkout(&mut client, bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("firstname"), "{}", err.message());
+    let mut bad = request(user, GOOD_CARD, "");
+    bad.credit_card.as_mut().unwrap().credit_card_cvv = "12345".into();
+    let err = checkout(&mut client, bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("cvv"), "{}", err.message());
+
+    let err = checkout(&mut client, request(user + 1, GOOD_CARD, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let err = checkout(&mut client, request(user, GOOD_CARD, "empty-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.message(), "cart is empty");
+    assert!(orders_of(&fleet, user).await.is_empty());
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn concurrent_checkouts_never_oversell_and_losers_are_cancelled_uncharged() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let product = create_product(&fleet, "Scarce", 1_500, 5).await;
+    let users: Vec<u64> = (1_000..1_020).collect();
+    for user in &users {
+        add_to_cart(&fleet, *user, product, 1).await;
+    }
+    let results = futures::future::join_all(users.iter().map(|user| {
+        let mut client = user_client(&fleet, &instance, *user);
+        let req = request(*user, GOOD_CARD, &format!("buy-{user}"));
+        async move { (*user, checkout(&mut client, req).await) }
+    }))
+    .await;
+
+    let mut won = 0;
+    for (user, result) in &results {
+        match result {
+            Ok(_) => won += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+                assert!(
+                    e.message().contains("insufficient stock"),
+                    "{}",
+                    e.message()
+                );
+                let orders = orders_of(&fleet, *user).await;
+                assert_eq!(orders.len(), 1);
+                assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+                let charge = payment_of_order(&fleet, &orders[0].order_id).await;
+                assert_eq!(charge.unwrap_err().code(), Code::NotFound);
+                assert_eq!(cart_of(&fleet, *user).await, vec![(product, 1)]);
+            }
+        }
+    }
+    assert_eq!(won, 5);
+    assert_eq!(stock_of(&fleet, product).await, 0);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_ten_times_at_once_places_one_order_and_charges_once() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let user = 103;
+    let product = create_product(&fleet, "Lamp", 4_200, 10).await;
+    add_to_cart(&fleet, user, product, 2).await;
+
+    let results = futures::future::join_all((0..10).map(|_| {
+        let mut client = user_client(&fleet, &instance, user);
+        async move { checkout(&mut client, request(user, GOOD_CARD, "order-once")).await }
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for result in results {
+        match result {
+            Ok(resp) => ids.push((resp.order_id, resp.transaction_id)),
+            Err(e) => {
+                assert_eq!(e.code(), Code::Aborted, "{e:?}");
+                assert_eq!(e.message(), "checkout in progress");
+            }
+        }
+    }
+    assert!(!ids.is_empty());
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every success carries the same ids");
+
+    let retry = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "order-once"),
+    )
+    .await
+    .expect("retry after completion");
+    assert_eq!(
+        (retry.order_id.clone(), retry.transaction_id.clone()),
+        ids[0]
+    );
+
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Paid);
+    let payment = payment_of_order(&fleet, &orders[0].order_id)
+        .await
+        .expect("one payment");
+    assert_eq!(payment.transaction_id, ids[0].1);
+    assert_eq!(payment.amount_cents, 8_400);
+    assert_eq!(stock_of(&fleet, product).await, 8);
+
+    // The key is the user's: reusing it for another request is refused.
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, DECLINED_CARD, "order-once"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn checkout_with_declined_card_releases_stock_and_cancels_order() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let user = 104;
+    let product = create_product(&fleet, "Chair", 3_000, 4).await;
+    add_to_cart(&fleet, user, product, 2).await;
+
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, DECLINED_CARD, "declined-1"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("declined"), "{}", err.message());
+    assert_eq!(stock_of(&fleet, product).await, 4);
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+    assert_eq!(cart_of(&fleet, user).await, vec![(product, 2)]);
+
+    // The recorded answer is replayed.
+    let again = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, DECLINED_CARD, "declined-1"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(again.code(), err.code());
+    assert_eq!(again.message(), err.message());
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn checkout_with_payment_unreachable_is_unavailable_and_cancels_the_order() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").to_string()
+    };
+    let instance = start_checkout(&fleet, &db, Hooks::default(), Some(dead), &[]).await;
+    let user = 105;
+    let product = create_product(&fleet, "Desk", 9_900, 3).await;
+    add_to_cart(&fleet, user, product, 1).await;
+
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "no-payment"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+    assert_eq!(stock_of(&fleet, product).await, 3);
+    assert_eq!(cart_of(&fleet, user).await, vec![(product, 1)]);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn mark_paid_failing_after_the_charge_refunds_it_and_cancels_the_order() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let hooks = Hooks::default();
+    hooks.fail_mark_paid.store(100, Ordering::SeqCst);
+    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let user = 106;
+    let product = create_product(&fleet, "Sofa", 50_000, 2).await;
+    add_to_cart(&fleet, user, product, 1).await;
+
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "mark-paid-fails"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(err.message().contains("refunded"), "{}", err.message());
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+    let payment = payment_of_order(&fleet, &orders[0].order_id)
+        .await
+        .expect("the charge is recorded");
+    assert_eq!(payment.amount_cents, 50_000);
+    assert_eq!(payment.refunded_cents, 50_000);
+    assert_eq!(stock_of(&fleet, product).await, 2);
+    assert_eq!(cart_of(&fleet, user).await, vec![(product, 1)]);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn empty_cart_failing_still_pays_and_the_worker_empties_the_cart_later() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let hooks = Hooks::default();
+    hooks.fail_empty_cart.store(3, Ordering::SeqCst);
+    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let user = 107;
+    let product = create_product(&fleet, "Mug", 1_200, 5).await;
+    add_to_cart(&fleet, user, product, 2).await;
+
+    let resp = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "cart-later"),
+    )
+    .await
+    .expect("checkout succeeds although EmptyCart failed");
+    assert_eq!(
+        status(&order(&fleet, user, &resp.order_id).await),
+        order_pb::OrderStatus::Paid
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the worker empties the cart",
+        || async { cart_of(&fleet, user).await.is_empty() },
+    )
+    .await;
+    assert_eq!(hooks.fail_empty_cart.load(Ordering::SeqCst), 0);
+    assert_eq!(stock_of(&fleet, product).await, 3);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_without_a_second_charge()
+{
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let timing = [
+        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "500"),
+        ("MALL__CHECKOUT__BUDGET_MS", "1500"),
+    ];
+    let hooks = Hooks::default();
+    hooks.crash_after_charge.store(true, Ordering::SeqCst);
+    let first = start_checkout(&fleet, &db, hooks, None, &timing).await;
+    let user = 108;
+    let product = create_product(&fleet, "Bike", 25_000, 2).await;
+    add_to_cart(&fleet, user, product, 1).await;
+
+    let err = checkout(
+        &mut user_client(&fleet, &first, user),
+        request(user, GOOD_CARD, "crash-1"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    first.stop().await;
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    let order_id = orders[0].order_id.clone();
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Pending);
+    let charged = payment_of_order(&fleet, &order_id)
+        .await
+        .expect("charged before the crash");
+
+    // A retry meanwhile sees the saga in progress.
+    let second = start_checkout(&fleet, &db, Hooks::default(), None, &timing).await;
+    let busy = checkout(
+        &mut user_client(&fleet, &second, user),
+        request(user, GOOD_CARD, "crash-1"),
+    )
+    .await;
+    if let Err(e) = &busy {
+        assert_eq!(e.code(), Code::Aborted, "{e:?}");
+    }
+
+    eventually(
+        Duration::from_secs(20),
+        "the new instance pays the order",
+        || async { status(&order(&fleet, user, &order_id).await) == order_pb::OrderStatus::Paid },
+    )
+    .await;
+    let paid = order(&fleet, user, &order_id).await;
+    assert_eq!(paid.transaction_id, charged.transaction_id);
+    let payment = payment_of_order(&fleet, &order_id).await.expect("payment");
+    assert_eq!(payment.transaction_id, charged.transaction_id);
+    assert_eq!(payment.amount_cents, 25_000);
+    assert_eq!(payment.refunded_cents, 0);
+    eventually(Duration::from_secs(10), "the cart is emptied", || async {
+        cart_of(&fleet, user).await.is_empty()
+    })
+    .await;
+    let replay = checkout(
+        &mut user_client(&fleet, &second, user),
+        request(user, GOOD_CARD, "crash-1"),
+    )
+    .await
+    .expect("the recorded result");
+    assert_eq!(replay.order_id, order_id);
+    assert_eq!(replay.transaction_id, charged.transaction_id);
+    assert_eq!(stock_of(&fleet, product).await, 1);
+
+    second.stop().await;
+    cleanup(fleet, db).await;
+}
