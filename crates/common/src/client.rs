@@ -116,6 +116,13 @@ impl Service<http::Request<Body>> for Channel {
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let picked = self.pick();
         let service = self.service.clone();
+        if !req.headers().contains_key(crate::server::REQUEST_ID_HEADER)
+            && let Some(id) = crate::server::current_request_id()
+            && let Ok(value) = http::HeaderValue::from_str(&id)
+        {
+            req.headers_mut()
+                .insert(crate::server::REQUEST_ID_HEADER, value);
+        }
         if !req.headers().contains_key(http::header::AUTHORIZATION) {
             match self.credentials.header() {
                 Ok(Some(value)) => {

@@ -54,6 +54,19 @@ use crate::telemetry::{Metrics, RpcMetrics};
 
 /// Metadata key carrying the request id across services and back to the client.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    /// The request id of the RPC this task is handling; outgoing calls made while handling it
+    /// carry it on (see [`current_request_id`]).
+    static REQUEST_ID: String;
+}
+
+/// The request id of the RPC being handled by this task, if any. `common::client` sends it as
+/// `x-request-id` on outgoing calls, so the log lines of one request share an id across the
+/// fleet.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
 /// How long one readiness check may take.
 pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -504,7 +517,7 @@ where
                         return Ok(resp);
                     }
                 }
-                let Ok(resp) = inner.call(req).await;
+                let Ok(resp) = REQUEST_ID.scope(request_id.clone(), inner.call(req)).await;
                 let (mut parts, body) = resp.into_parts();
                 if let Ok(v) = http::HeaderValue::from_str(&request_id) {
                     parts.headers.insert(REQUEST_ID_HEADER, v);
