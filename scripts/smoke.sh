@@ -18,7 +18,7 @@ cleanup() { kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 for _ in $(seq 1 100); do
-  grpcurl -plaintext 127.0.0.1:8003 list >/dev/null 2>&1 && grpcurl -plaintext 127.0.0.1:8001 list >/dev/null 2>&1 && break
+  grpcurl -plaintext 127.0.0.1:8003 list >/dev/null 2>&1 && grpcurl -plaintext 127.0.0.1:8006 list >/dev/null 2>&1 && break
   sleep 0.2
 done
 
@@ -63,6 +63,29 @@ grep -q "\"username\": \"$name\"" <<<"$info" || fail "Info did not return the us
 denied=$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{"name": "x", "price_cents": 1}' \
   127.0.0.1:8003 tiktokmall.product.v1.ProductCatalogService/CreateProduct 2>&1 || true)
 grep -q PermissionDenied <<<"$denied" || fail "a user token reached an admin RPC: $denied"
+# A purchase: cart → checkout → a PAID order.
+user_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["userId"])' <<<"$registered") || fail "no user id: $registered"
+grpcurl -plaintext -H "authorization: Bearer $token" \
+  -d "{\"user_id\": $user_id, \"item\": {\"product_id\": 1, \"quantity\": 2}}" \
+  127.0.0.1:8002 tiktokmall.cart.v1.CartService/AddItem >/dev/null || fail "AddItem failed"
+year=$(( $(date +%Y) + 2 ))
+paid=$(grpcurl -plaintext -H "authorization: Bearer $token" -d "{
+  \"user_id\": $user_id, \"firstname\": \"Smoke\", \"lastname\": \"Test\", \"email\": \"$name@example.com\",
+  \"address\": {\"street_address\": \"1 Main St\", \"city\": \"Springfield\", \"state\": \"IL\", \"country\": \"US\", \"zip_code\": \"62701\"},
+  \"credit_card\": {\"credit_card_number\": \"4111111111111111\", \"credit_card_cvv\": \"123\",
+    \"credit_card_expiration_year\": $year, \"credit_card_expiration_month\": 12},
+  \"idempotency_key\": \"smoke-1\"}" 127.0.0.1:8006 tiktokmall.checkout.v1.CheckoutService/Checkout) \
+  || fail "Checkout failed: $paid"
+grep -q '"transactionId"' <<<"$paid" || fail "Checkout returned no transaction: $paid"
+orders=$(grpcurl -plaintext -H "authorization: Bearer $token" -d "{\"user_id\": $user_id}" \
+  127.0.0.1:8004 tiktokmall.order.v1.OrderService/ListOrder) || fail "ListOrder failed"
+grep -q ORDER_STATUS_PAID <<<"$orders" || fail "the order is not PAID: $orders"
+grep -q '"totalCents": "2598"' <<<"$orders" || fail "wrong total (2 x 1299): $orders"
+cart=$(grpcurl -plaintext -H "authorization: Bearer $token" -d "{\"user_id\": $user_id}" \
+  127.0.0.1:8002 tiktokmall.cart.v1.CartService/GetCart) || fail "GetCart failed"
+if grep -q '"productId"' <<<"$cart"; then fail "the cart was not emptied: $cart"; fi
+echo "smoke: purchase ok"
+
 grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Logout >/dev/null || fail "Logout failed"
 revoked=$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Info 2>&1 || true)
 grep -q Unauthenticated <<<"$revoked" || fail "token still accepted after Logout: $revoked"
