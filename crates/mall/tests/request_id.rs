@@ -1,6 +1,7 @@
 //! One request, one id: the `x-request-id` a client sends (or the one the first service
 //! generates) reaches every service the request passes through, so their log lines can be
-//! joined. Its own test binary: it captures the logs of the in-process fleet.
+//! joined — from cart to product, and through a whole checkout saga. Its own test binary: it
+//! captures the logs of the in-process fleet.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,10 @@ use mall::testing::TestFleet;
 use mall_common::client::Channel;
 use mall_proto::cart::v1 as cart_pb;
 use mall_proto::cart::v1::cart_service_client::CartServiceClient;
+use mall_proto::checkout::v1 as checkout_pb;
+use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use mall_proto::common::v1::CartItem;
+use mall_proto::common::v1::{Address, CreditCardInfo};
 use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 
@@ -28,8 +32,14 @@ impl Write for Captured {
     }
 }
 
+/// A card expiry year comfortably in the future.
+fn in_two_years() -> i32 {
+    let years_since_1970 = mall_common::store::unix_now() / 31_556_952;
+    i32::try_from(1970 + years_since_1970 + 2).unwrap_or(2100)
+}
+
 #[tokio::test(flavor = "current_thread")]
-async fn a_request_id_follows_the_call_from_cart_to_product() {
+async fn a_request_id_follows_a_purchase_through_every_service() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -40,7 +50,7 @@ async fn a_request_id_follows_the_call_from_cart_to_product() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let fleet = TestFleet::start(&["auth", "product", "cart"]).await;
+    let fleet = TestFleet::start(mall::SERVICES).await;
     let mut admin =
         fleet.client_as::<ProductCatalogServiceClient<Channel>>("product", &fleet.admin_token());
     let product = admin
@@ -65,6 +75,33 @@ async fn a_request_id_follows_the_call_from_cart_to_product() {
         .metadata_mut()
         .insert("x-request-id", "journey-7f3a".parse().unwrap());
     cart.add_item(request).await.unwrap();
+
+    let mut checkout =
+        fleet.client_as::<CheckoutServiceClient<Channel>>("checkout", &fleet.user_token(9));
+    let mut request = tonic::Request::new(checkout_pb::CheckoutReq {
+        user_id: 9,
+        firstname: "Ann".into(),
+        lastname: "Lee".into(),
+        email: "ann@example.com".into(),
+        address: Some(Address {
+            street_address: "1 Main St".into(),
+            city: "Springfield".into(),
+            state: "IL".into(),
+            country: "US".into(),
+            zip_code: "62701".into(),
+        }),
+        credit_card: Some(CreditCardInfo {
+            credit_card_number: "4111111111111111".into(),
+            credit_card_cvv: "123".into(),
+            credit_card_expiration_year: in_two_years(),
+            credit_card_expiration_month: 1,
+        }),
+        idempotency_key: "traced-purchase".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "purchase-51c9".parse().unwrap());
+    checkout.checkout(request).await.unwrap();
     fleet.stop().await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
