@@ -1,7 +1,10 @@
 //! Outgoing gRPC: `clients.client::<ProductCatalogServiceClient<Channel>>("product")` gives a
 //! ready tonic client for a named service.
 //!
-//! Addresses come from discovery (static addresses from config today). Each call gets the
+//! Addresses come from discovery: the static addresses from config, or, with
+//! `discovery.kind = "consul"`, the passing instances Consul reports, followed by a background
+//! watch and updated in place (channels of unchanged addresses are kept). A service with no known
+//! instance fails fast with `UNAVAILABLE`. Each call gets the
 //! configured deadline unless the caller set one, sent as `grpc-timeout` and enforced locally, so
 //! a slow or dead dependency yields `DEADLINE_EXCEEDED`/`UNAVAILABLE` instead of a hang. The
 //! [`Channel`] type is ours, so balancing, retries and breakers slot in here without touching
@@ -9,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ use tower::{Service, ServiceExt};
 
 use crate::auth::Tokens;
 use crate::config::{ClientSettings, DiscoverySettings};
+use crate::discovery::ConsulResolver;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,6 +33,15 @@ pub fn parse_authority(addr: &str) -> Option<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     let port = port.parse().ok()?;
     (!host.is_empty() && !host.contains('/')).then_some((host, port))
+}
+
+/// Formats `host:port`, bracketing an IPv6 address (`[::1]:8003`).
+pub fn format_authority(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The calling service's name and keys, for minting service tokens.
@@ -84,11 +97,14 @@ impl Credentials {
 /// A service token is replaced when it has less than this left.
 pub const SERVICE_TOKEN_REFRESH_MARGIN_SECS: i64 = 15;
 
+/// The instances of one service: address and its (lazily connecting) channel.
+type Instances = Arc<RwLock<Vec<(String, tonic::transport::Channel)>>>;
+
 /// A channel to every known instance of one service; calls are spread round-robin.
 #[derive(Clone)]
 pub struct Channel {
     service: Arc<str>,
-    instances: Arc<Vec<tonic::transport::Channel>>,
+    instances: Instances,
     next: Arc<AtomicUsize>,
     default_timeout: Duration,
     credentials: Credentials,
@@ -96,11 +112,18 @@ pub struct Channel {
 
 impl Channel {
     fn pick(&self) -> Option<tonic::transport::Channel> {
-        if self.instances.is_empty() {
+        let instances = self.instances.read().unwrap_or_else(|e| e.into_inner());
+        if instances.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.instances.len();
-        Some(self.instances[i].clone())
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % instances.len();
+        Some(instances[i].1.clone())
+    }
+
+    /// The addresses currently known for this service.
+    pub fn addresses(&self) -> Vec<String> {
+        let instances = self.instances.read().unwrap_or_else(|e| e.into_inner());
+        instances.iter().map(|(a, _)| a.clone()).collect()
     }
 }
 
@@ -259,25 +282,31 @@ impl Clients {
         if let Some(ch) = channels.get(service) {
             return Ok(ch.clone());
         }
-        let addrs = self
-            .discovery
-            .static_addrs
-            .get(service)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| Status::unavailable(format!("no address configured for {service}")))?;
-        let mut instances = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|_| Status::unavailable(format!("bad address `{addr}` for {service}")))?
-                .connect_timeout(Duration::from_millis(self.settings.connect_timeout_ms))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true);
-            instances.push(endpoint.connect_lazy());
-        }
+        let instances: Instances = if self.discovery.kind == "consul" {
+            let instances = Instances::default();
+            self.follow_consul(service, &instances)?;
+            instances
+        } else {
+            let addrs = self
+                .discovery
+                .static_addrs
+                .get(service)
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| {
+                    Status::unavailable(format!("no address configured for {service}"))
+                })?;
+            let mut instances = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                let channel = connect_lazy(addr, &self.settings).map_err(|_| {
+                    Status::unavailable(format!("bad address `{addr}` for {service}"))
+                })?;
+                instances.push((addr.clone(), channel));
+            }
+            Arc::new(RwLock::new(instances))
+        };
         let channel = Channel {
             service: Arc::from(service),
-            instances: Arc::new(instances),
+            instances,
             next: Arc::default(),
             default_timeout: Duration::from_millis(self.settings.request_timeout_ms),
             credentials: match &self.identity {
@@ -291,6 +320,74 @@ impl Clients {
         channels.insert(service.to_string(), channel.clone());
         Ok(channel)
     }
+}
+
+impl Clients {
+    /// Keeps `instances` equal to the passing instances Consul reports for `service`, until the
+    /// last [`Channel`] sharing them is dropped.
+    fn follow_consul(&self, service: &str, instances: &Instances) -> Result<(), Status> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Status::unavailable("consul discovery needs a tokio runtime".to_string())
+        })?;
+        let resolver = ConsulResolver::new(&self.discovery.consul)
+            .map_err(|e| Status::unavailable(format!("consul client: {e}")))?;
+        let weak: Weak<RwLock<Vec<(String, tonic::transport::Channel)>>> =
+            Arc::downgrade(instances);
+        let settings = self.settings.clone();
+        let service = service.to_string();
+        runtime.spawn(async move {
+            let mut rx = resolver.watch(&service);
+            loop {
+                let addrs = rx.borrow_and_update().clone();
+                let Some(instances) = weak.upgrade() else {
+                    return;
+                };
+                update_instances(&instances, &addrs, &settings, &service);
+                drop(instances);
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Replaces the instance list with `addrs`, reusing the channels of addresses already known.
+fn update_instances(
+    instances: &Instances,
+    addrs: &[String],
+    settings: &ClientSettings,
+    service: &str,
+) {
+    let mut current = instances.write().unwrap_or_else(|e| e.into_inner());
+    let mut next = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if let Some((_, ch)) = current.iter().find(|(a, _)| a == addr) {
+            next.push((addr.clone(), ch.clone()));
+            continue;
+        }
+        match connect_lazy(addr, settings) {
+            Ok(ch) => next.push((addr.clone(), ch)),
+            Err(e) => {
+                tracing::warn!(%service, %addr, error = %e, "ignoring a bad instance address")
+            }
+        }
+    }
+    *current = next;
+}
+
+/// A lazily connecting channel to `addr` (`host:port`).
+fn connect_lazy(
+    addr: &str,
+    settings: &ClientSettings,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
 }
 
 #[cfg(test)]

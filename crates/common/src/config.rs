@@ -198,15 +198,67 @@ impl fmt::Debug for CacheSettings {
     }
 }
 
+/// Default Consul agent address (`discovery.consul.address`).
+pub const DEFAULT_CONSUL_ADDRESS: &str = "http://127.0.0.1:8500";
+/// Default host registered in Consul for this instance (`discovery.consul.advertise_host`).
+pub const DEFAULT_CONSUL_ADVERTISE_HOST: &str = "127.0.0.1";
+/// Default interval of the agent-run gRPC health check, also the keep-alive period.
+pub const DEFAULT_CONSUL_CHECK_INTERVAL_MS: u64 = 5_000;
+/// Default timeout of one gRPC health check.
+pub const DEFAULT_CONSUL_CHECK_TIMEOUT_MS: u64 = 2_000;
+/// Default `DeregisterCriticalServiceAfter`: the agent drops an instance critical this long.
+pub const DEFAULT_CONSUL_DEREGISTER_CRITICAL_AFTER_SECS: u64 = 60;
+/// Default `wait` of a blocking health query.
+pub const DEFAULT_CONSUL_WAIT_SECS: u64 = 30;
+/// The longest `wait` Consul accepts.
+pub const MAX_CONSUL_WAIT_SECS: u64 = 600;
+
+/// The discovery kinds `discovery.kind` accepts.
+pub const DISCOVERY_KINDS: [&str; 2] = ["static", "consul"];
+
 /// `discovery.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiscoverySettings {
-    /// `static` (addresses below). `consul` arrives with the discovery issue.
+    /// `static` (addresses below) or `consul` (register with the agent, watch its health API).
     pub kind: String,
+    /// The Consul agent, used when `kind` is `consul`.
+    #[serde(default)]
+    pub consul: ConsulSettings,
     /// Static addresses per service name, `host:port`; a list in YAML, comma-separated in the
     /// environment (`MALL__DISCOVERY__STATIC__CART=10.0.0.1:8002,10.0.0.2:8002`).
     #[serde(rename = "static", deserialize_with = "address_lists")]
     pub static_addrs: BTreeMap<String, Vec<String>>,
+}
+
+/// `discovery.consul.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsulSettings {
+    /// The agent's HTTP API, `http://host:port` (plain HTTP to the local agent).
+    pub address: String,
+    /// The host registered for this instance (and dialled by the agent's gRPC check).
+    pub advertise_host: String,
+    /// How often the agent runs the gRPC health check; also the keep-alive period.
+    pub check_interval_ms: u64,
+    /// How long one health check may take.
+    pub check_timeout_ms: u64,
+    /// `DeregisterCriticalServiceAfter`: the agent removes an instance critical this long.
+    pub deregister_critical_after_secs: u64,
+    /// `wait` of the blocking health queries.
+    pub wait_secs: u64,
+}
+
+impl Default for ConsulSettings {
+    fn default() -> Self {
+        ConsulSettings {
+            address: DEFAULT_CONSUL_ADDRESS.into(),
+            advertise_host: DEFAULT_CONSUL_ADVERTISE_HOST.into(),
+            check_interval_ms: DEFAULT_CONSUL_CHECK_INTERVAL_MS,
+            check_timeout_ms: DEFAULT_CONSUL_CHECK_TIMEOUT_MS,
+            deregister_critical_after_secs: DEFAULT_CONSUL_DEREGISTER_CRITICAL_AFTER_SECS,
+            wait_secs: DEFAULT_CONSUL_WAIT_SECS,
+        }
+    }
 }
 
 fn address_lists<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
@@ -349,6 +401,7 @@ impl<E> Settings<E> {
             },
             discovery: DiscoverySettings {
                 kind: "static".into(),
+                consul: ConsulSettings::default(),
                 static_addrs,
             },
             client: ClientSettings {
@@ -408,14 +461,17 @@ impl<E> Settings<E> {
                 ),
             ));
         }
-        if self.discovery.kind != "static" {
+        if !DISCOVERY_KINDS.contains(&self.discovery.kind.as_str()) {
             return Err(ConfigError::invalid(
                 "discovery.kind",
                 format!(
-                    "`{}` is not supported (expected `static`)",
+                    "`{}` is not supported (expected `static` or `consul`)",
                     self.discovery.kind
                 ),
             ));
+        }
+        if self.discovery.kind == "consul" {
+            self.discovery.consul.validate()?;
         }
         for (name, addrs) in &self.discovery.static_addrs {
             for addr in addrs {
@@ -463,6 +519,48 @@ impl<E> Settings<E> {
             return Err(ConfigError::invalid(
                 "client",
                 "connect_timeout_ms and request_timeout_ms must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ConsulSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(rest) = self.address.strip_prefix("http://") else {
+            return Err(ConfigError::invalid(
+                "discovery.consul.address",
+                format!("`{}` (expected http://host:port)", self.address),
+            ));
+        };
+        if crate::client::parse_authority(rest.trim_end_matches('/')).is_none() {
+            return Err(ConfigError::invalid(
+                "discovery.consul.address",
+                format!("`{}` (expected http://host:port)", self.address),
+            ));
+        }
+        if self.advertise_host.is_empty() || self.advertise_host.contains(['/', ' ']) {
+            return Err(ConfigError::invalid(
+                "discovery.consul.advertise_host",
+                format!("`{}` is not a host name or address", self.advertise_host),
+            ));
+        }
+        if self.check_interval_ms == 0 || self.check_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "discovery.consul",
+                "check_interval_ms and check_timeout_ms must be positive",
+            ));
+        }
+        if self.deregister_critical_after_secs == 0 {
+            return Err(ConfigError::invalid(
+                "discovery.consul.deregister_critical_after_secs",
+                "must be positive",
+            ));
+        }
+        if self.wait_secs == 0 || self.wait_secs > MAX_CONSUL_WAIT_SECS {
+            return Err(ConfigError::invalid(
+                "discovery.consul.wait_secs",
+                format!("must be between 1 and {MAX_CONSUL_WAIT_SECS}"),
             ));
         }
         Ok(())

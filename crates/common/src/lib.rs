@@ -9,6 +9,8 @@
 //! - [`store`]: the SQL pool chosen by URL scheme, with per-backend migrations;
 //! - [`cache`]: the [`cache::Cache`] trait with in-process (moka) and Redis implementations;
 //! - [`error`]: turning failures into safe `tonic::Status`es, logging the cause once;
+//! - [`discovery`]: the Consul registry (agent registration, gRPC check, keep-alive) and resolver
+//!   (blocking health queries);
 //! - [`client`]: `Clients::client::<T>("product")`, a ready tonic client for a named service;
 //! - [`access`]: which RPCs are public, for users, internal or admin-only;
 //! - [`auth`]: access and service tokens, the [`auth::Caller`], revocation;
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod paging;
 pub mod platform;

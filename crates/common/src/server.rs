@@ -7,7 +7,9 @@
 //!   absent and echoed back) and records the RED metrics;
 //! - an admin HTTP port with `/metrics`, `/healthz` (process alive) and `/readyz` (every
 //!   registered dependency answers);
-//! - graceful shutdown: health goes NOT_SERVING, `/readyz` fails, the listener closes after
+//! - with `discovery.kind = "consul"`, registration with the Consul agent once the ports are
+//!   bound (gRPC check, keep-alive; see [`crate::discovery`]);
+//! - graceful shutdown: the instance deregisters from Consul (if registered), health goes NOT_SERVING, `/readyz` fails, the listener closes after
 //!   `server.drain_delay_ms`, in-flight calls finish (up to `server.shutdown_grace_ms`), then
 //!   [`BoundServer::serve`] returns.
 //!
@@ -48,7 +50,8 @@ use tracing::Instrument;
 
 use crate::access::AccessTable;
 use crate::auth::{Caller, Tokens};
-use crate::config::Settings;
+use crate::config::{ConsulSettings, Settings};
+use crate::discovery::{ConsulRegistry, Registration};
 use crate::platform::Platform;
 use crate::telemetry::{Metrics, RpcMetrics};
 
@@ -67,6 +70,8 @@ tokio::task_local! {
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
+/// How long deregistering from Consul may delay the start of a graceful shutdown.
+pub const CONSUL_DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one readiness check may take.
 pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -86,6 +91,7 @@ pub struct ServerBuilder {
     tokens: Arc<Tokens>,
     ready_checks: Vec<(String, ReadyCheck)>,
     registry: Registry,
+    consul: Option<ConsulSettings>,
 }
 
 impl ServerBuilder {
@@ -106,6 +112,8 @@ impl ServerBuilder {
             tokens: platform.tokens.clone(),
             ready_checks: Vec::new(),
             registry: Registry::default(),
+            consul: (settings.discovery.kind == "consul")
+                .then(|| settings.discovery.consul.clone()),
         };
         let builder = builder.ready_cache(&platform.cache);
         match &platform.db {
@@ -217,6 +225,7 @@ impl ServerBuilder {
             metrics: Metrics::new(self.registry),
             drain_delay: self.drain_delay,
             grace: self.grace,
+            consul: self.consul,
         })
     }
 }
@@ -250,6 +259,7 @@ pub struct BoundServer {
     metrics: Metrics,
     drain_delay: Duration,
     grace: Duration,
+    consul: Option<ConsulSettings>,
 }
 
 #[derive(Clone)]
@@ -265,6 +275,10 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let registration = match &self.consul {
+            Some(consul) => Some(self.register(consul).await?),
+            None => None,
+        };
         let stopping = Arc::new(AtomicBool::new(false));
         let admin_state = AdminState {
             metrics: self.metrics.clone(),
@@ -292,6 +306,15 @@ impl BoundServer {
         let name = self.name.clone();
         let signal = async move {
             shutdown.await;
+            if let Some(registration) = registration {
+                match tokio::time::timeout(CONSUL_DEREGISTER_TIMEOUT, registration.deregister())
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "consul deregistration failed"),
+                    Err(_) => tracing::warn!("consul deregistration timed out"),
+                }
+            }
             tracing::info!(service = %name, "shutting down: draining in-flight calls");
             stopping.store(true, Ordering::SeqCst);
             for n in names {
@@ -330,6 +353,22 @@ impl BoundServer {
         }
         tracing::info!(service = %self.name, "stopped");
         result
+    }
+}
+
+impl BoundServer {
+    /// Registers this instance with Consul at the advertised host and the bound ports.
+    async fn register(&self, consul: &ConsulSettings) -> anyhow::Result<Registration> {
+        ConsulRegistry::new(consul)?
+            .register(
+                &self.name,
+                None,
+                &consul.advertise_host,
+                self.grpc_addr.port(),
+                self.admin_addr.port(),
+                env!("CARGO_PKG_VERSION"),
+            )
+            .await
     }
 }
 
