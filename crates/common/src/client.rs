@@ -155,15 +155,26 @@ impl Service<http::Request<Body>> for Channel {
                 Err(status) => return Box::pin(std::future::ready(Err(status.into()))),
             }
         }
-        let timeout = match req.headers().get("grpc-timeout") {
-            Some(v) => parse_grpc_timeout(v).unwrap_or(self.default_timeout),
-            None => {
-                if let Ok(v) = format!("{}m", self.default_timeout.as_millis()).parse() {
-                    req.headers_mut().insert("grpc-timeout", v);
-                }
-                self.default_timeout
-            }
-        };
+        // The call's own deadline (or the default), capped by what is left of the deadline of
+        // the RPC being handled, sent on as `grpc-timeout`.
+        let own = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(parse_grpc_timeout)
+            .unwrap_or(self.default_timeout);
+        let remaining = crate::server::current_deadline()
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let timeout = remaining.map_or(own, |r| r.min(own));
+        if timeout.is_zero() {
+            return Box::pin(std::future::ready(Err(Status::deadline_exceeded(format!(
+                "deadline exceeded before calling {service}"
+            ))
+            .into())));
+        }
+        // grpc-timeout allows at most 8 digits.
+        if let Ok(v) = format!("{}m", timeout.as_millis().clamp(1, 99_999_999)).parse() {
+            req.headers_mut().insert("grpc-timeout", v);
+        }
         Box::pin(async move {
             let Some(mut channel) = picked else {
                 return Err(

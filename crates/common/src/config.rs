@@ -142,7 +142,13 @@ pub struct ServerSettings {
     pub drain_delay_ms: u64,
     /// How long in-flight calls may take to finish after shutdown starts.
     pub shutdown_grace_ms: u64,
+    /// Most RPCs handled at once; beyond it calls are refused at once with
+    /// `RESOURCE_EXHAUSTED` instead of queueing (health and reflection are never refused).
+    pub max_concurrent_rpcs: u32,
 }
+
+/// Default of `server.max_concurrent_rpcs`.
+pub const DEFAULT_MAX_CONCURRENT_RPCS: u32 = 1_000;
 
 impl ServerSettings {
     /// The admin port actually used.
@@ -388,6 +394,7 @@ impl<E> Settings<E> {
                 admin_port: None,
                 drain_delay_ms: 0,
                 shutdown_grace_ms: 30_000,
+                max_concurrent_rpcs: DEFAULT_MAX_CONCURRENT_RPCS,
             },
             database: DatabaseSettings {
                 url: "sqlite://data/{service}.db?mode=rwc".into(),
@@ -444,6 +451,12 @@ impl<E> Settings<E> {
                     "unsupported scheme in `{}` (expected sqlite:// or mysql://)",
                     redact_url(&url)
                 ),
+            ));
+        }
+        if self.server.max_concurrent_rpcs == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_concurrent_rpcs",
+                "must be at least 1",
             ));
         }
         if self.database.max_connections == 0 {

@@ -58,17 +58,30 @@ use crate::telemetry::{Metrics, RpcMetrics};
 /// Metadata key carrying the request id across services and back to the client.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// What an incoming RPC hands on to the calls made while handling it.
+#[derive(Clone)]
+struct RequestContext {
+    id: String,
+    deadline: Option<Instant>,
+}
+
 tokio::task_local! {
-    /// The request id of the RPC this task is handling; outgoing calls made while handling it
-    /// carry it on (see [`current_request_id`]).
-    static REQUEST_ID: String;
+    /// The RPC this task is handling (see [`current_request_id`], [`current_deadline`]).
+    static REQUEST: RequestContext;
 }
 
 /// The request id of the RPC being handled by this task, if any. `common::client` sends it as
 /// `x-request-id` on outgoing calls, so the log lines of one request share an id across the
 /// fleet.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST.try_with(|r| r.id.clone()).ok()
+}
+
+/// The deadline of the RPC being handled by this task (from its `grpc-timeout`), if any.
+/// `common::client` caps outgoing calls' deadlines with it, so a caller's deadline holds across
+/// hops.
+pub fn current_deadline() -> Option<Instant> {
+    REQUEST.try_with(|r| r.deadline).ok().flatten()
 }
 /// How long deregistering from Consul may delay the start of a graceful shutdown.
 pub const CONSUL_DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -85,6 +98,7 @@ pub struct ServerBuilder {
     admin_port: u16,
     drain_delay: Duration,
     grace: Duration,
+    max_concurrent_rpcs: u32,
     routes: Routes,
     service_names: Vec<&'static str>,
     access: Vec<AccessTable>,
@@ -106,6 +120,7 @@ impl ServerBuilder {
             admin_port: settings.server.admin_port(),
             drain_delay: Duration::from_millis(settings.server.drain_delay_ms),
             grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            max_concurrent_rpcs: settings.server.max_concurrent_rpcs,
             routes: Routes::default(),
             service_names: Vec::new(),
             access: Vec::new(),
@@ -208,6 +223,9 @@ impl ServerBuilder {
                 metrics: rpc_metrics,
                 access: self.access,
                 tokens: self.tokens,
+                admission: Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(self.max_concurrent_rpcs).unwrap_or(usize::MAX),
+                )),
             }),
         };
         tracing::info!(service = %self.name, %grpc_addr, %admin_addr, "listening");
@@ -442,6 +460,8 @@ struct RpcContext {
     metrics: RpcMetrics,
     access: Vec<AccessTable>,
     tokens: Arc<Tokens>,
+    /// One permit per RPC in progress (`server.max_concurrent_rpcs`).
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl RpcContext {
@@ -521,7 +541,19 @@ where
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
-        let span = tracing::info_span!("rpc", rpc.service = %service, rpc.method = %method, request_id = %request_id);
+        let timeout = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(crate::client::parse_grpc_timeout);
+        let deadline = timeout.map(|t| started + t);
+        let timeout_ms = timeout.map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+        let span = tracing::info_span!(
+            "rpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            request_id = %request_id,
+            grpc.timeout_ms = timeout_ms
+        );
         let ctx = self.ctx.clone();
         ctx.metrics.started(&service);
         let completion = Completion {
@@ -534,6 +566,25 @@ where
         };
 
         let bearer = crate::auth::bearer(req.headers()).map(str::to_string);
+
+        // Load shedding: past the limit, refuse at once rather than queue. Health and
+        // reflection (services without an access table) are always served.
+        let governed = ctx.access.iter().any(|t| t.service == completion.service);
+        let permit = if governed {
+            match ctx.admission.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let status = Status::resource_exhausted("server overloaded; retry later");
+                    let code = status.code();
+                    let mut resp = status.into_http::<Body>();
+                    set_request_id(&mut resp, &request_id);
+                    completion.finish(code);
+                    return Box::pin(std::future::ready(Ok(resp)));
+                }
+            }
+        } else {
+            None
+        };
 
         // The clone that was driven to readiness serves this call; a fresh clone stays behind.
         let clone = self.inner.clone();
@@ -556,7 +607,12 @@ where
                         return Ok(resp);
                     }
                 }
-                let Ok(resp) = REQUEST_ID.scope(request_id.clone(), inner.call(req)).await;
+                let context = RequestContext {
+                    id: request_id.clone(),
+                    deadline,
+                };
+                let Ok(resp) = REQUEST.scope(context, inner.call(req)).await;
+                drop(permit);
                 let (mut parts, body) = resp.into_parts();
                 if let Ok(v) = http::HeaderValue::from_str(&request_id) {
                     parts.headers.insert(REQUEST_ID_HEADER, v);

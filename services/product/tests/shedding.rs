@@ -1,0 +1,102 @@
+//! Load shedding: past `server.max_concurrent_rpcs`, calls are refused at once with
+//! `RESOURCE_EXHAUSTED` instead of queueing, and the admitted ones still finish.
+
+use std::time::{Duration, Instant};
+
+use mall::testing::TestFleet;
+use mall_common::client::Channel;
+use mall_proto::common::v1::CartItem;
+use mall_proto::product::v1 as pb;
+use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use sqlx::{Connection, Executor};
+use tonic::Code;
+
+type Client = ProductCatalogServiceClient<Channel>;
+
+#[tokio::test]
+async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
+    let fleet =
+        TestFleet::start_with(&["product"], &[("MALL__SERVER__MAX_CONCURRENT_RPCS", "2")]).await;
+    let mut admin = fleet.client_as::<Client>("product", &fleet.admin_token());
+    let product = admin
+        .create_product(pb::CreateProductReq {
+            name: "busy".into(),
+            price_cents: 100,
+            stock: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Hold the product row so admitted reservations wait inside the server.
+    sqlx::any::install_default_drivers();
+    let url = fleet.database_url("product");
+    let mut lock = sqlx::AnyConnection::connect(&url).await.unwrap();
+    if url.starts_with("sqlite:") {
+        lock.execute("BEGIN IMMEDIATE").await.unwrap();
+    } else {
+        lock.execute("BEGIN").await.unwrap();
+        lock.execute(sqlx::AssertSqlSafe(format!(
+            "UPDATE products SET updated_at = updated_at WHERE id = {}",
+            product.id
+        )))
+        .await
+        .unwrap();
+    }
+
+    let svc = fleet.client::<Client>("product");
+    let started = Instant::now();
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                let result = svc
+                    .reserve_stock(pb::ReserveStockReq {
+                        reservation_id: format!("busy-{i}"),
+                        items: vec![CartItem {
+                            product_id: product.id,
+                            quantity: 1,
+                        }],
+                    })
+                    .await;
+                (result.map(|_| ()), started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let finished_early = calls.iter().filter(|c| c.is_finished()).count();
+    assert_eq!(
+        finished_early, 6,
+        "the excess answers while the admitted two wait"
+    );
+    lock.execute("ROLLBACK").await.unwrap();
+
+    let mut shed = 0;
+    let mut served = 0;
+    for call in calls {
+        let (result, elapsed) = call.await.unwrap();
+        match result {
+            Ok(()) => served += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+                assert!(
+                    elapsed < Duration::from_millis(500),
+                    "shed promptly, took {elapsed:?}"
+                );
+                shed += 1;
+            }
+        }
+    }
+    assert_eq!((served, shed), (2, 6));
+    let stock = admin
+        .get_product(pb::GetProductReq { id: product.id })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap()
+        .stock;
+    assert_eq!(stock, 48);
+    fleet.stop().await;
+}
