@@ -28,6 +28,45 @@ pub fn positive_id(id: u64, field: &str, what: &str) -> Result<i64, Invalid> {
     crate::store::id_from_api(id).ok_or_else(|| invalid(format!("{field} {id} is out of range")))
 }
 
+/// Free text from a request: trimmed, required or not, at most `max` characters, no control
+/// characters. The message names `field`.
+pub fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {
+    checked_text(value, field, max, required, |_| false)
+}
+
+/// Like [`text`], but line breaks and tabs are allowed (descriptions).
+pub fn multiline_text(
+    value: &str,
+    field: &str,
+    max: usize,
+    required: bool,
+) -> Result<String, Invalid> {
+    checked_text(value, field, max, required, |c| c == '\n' || c == '\t')
+}
+
+fn checked_text(
+    value: &str,
+    field: &str,
+    max: usize,
+    required: bool,
+    allowed_control: impl Fn(char) -> bool,
+) -> Result<String, Invalid> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(invalid(format!(
+            "{field} is {chars} characters long; the limit is {max}"
+        )));
+    }
+    if value.chars().any(|c| c.is_control() && !allowed_control(c)) {
+        return Err(invalid(format!("{field} contains control characters")));
+    }
+    Ok(value.to_string())
+}
+
 /// Longest accepted email address.
 pub const MAX_EMAIL_CHARS: usize = 254;
 
@@ -78,6 +117,20 @@ mod tests {
         ] {
             assert!(email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn texts() {
+        assert_eq!(text("  hi ", "name", 5, true).unwrap(), "hi");
+        assert!(text(" ", "name", 5, true).is_err());
+        assert_eq!(text("", "name", 5, false).unwrap(), "");
+        assert!(text("toolong", "name", 5, true).is_err());
+        assert!(text("a\nb", "name", 5, true).is_err());
+        assert_eq!(
+            multiline_text("a\nb", "description", 5, true).unwrap(),
+            "a\nb"
+        );
+        assert!(multiline_text("a\u{0}b", "description", 5, true).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use mall_common::validate::{invalid, positive_id};
+use mall_common::validate::{invalid, positive_id, text};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -228,23 +228,6 @@ pub struct CheckoutInput {
     pub card: Card,
     /// The client's retry key, if any.
     pub idempotency_key: Option<String>,
-}
-
-fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {
-    let value = value.trim();
-    if required && value.is_empty() {
-        return Err(invalid(format!("{field} is required")));
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        return Err(invalid(format!(
-            "{field} is {chars} characters long; the limit is {max}"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(format!("{field} contains control characters")));
-    }
-    Ok(value.to_string())
 }
 
 fn digits(value: &str, field: &str, min: usize, max: usize) -> Result<String, Invalid> {

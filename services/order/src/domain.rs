@@ -28,7 +28,7 @@ pub const DEFAULT_CANCEL_REASON: &str = "cancelled by customer";
 pub const TIMEOUT_CANCEL_REASON: &str = "payment timeout";
 
 pub use mall_common::validate::{Invalid, email};
-use mall_common::validate::{invalid, positive_id};
+use mall_common::validate::{invalid, positive_id, text};
 
 /// Everything that can go wrong in the order service.
 #[derive(Debug, thiserror::Error)]
@@ -182,23 +182,6 @@ pub fn new_order_id() -> String {
 /// A payment transaction id from a request: 1..=128 visible ASCII characters.
 pub fn transaction_id(id: &str) -> Result<String, Invalid> {
     token(id, "transaction_id", MAX_TRANSACTION_ID_CHARS)
-}
-
-fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {
-    let value = value.trim();
-    if required && value.is_empty() {
-        return Err(invalid(format!("{field} is required")));
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        return Err(invalid(format!(
-            "{field} is {chars} characters long; the limit is {max}"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(format!("{field} contains control characters")));
-    }
-    Ok(value.to_string())
 }
 
 /// A cancellation reason: trimmed, up to 500 characters; empty becomes

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mall_common::validate::{Invalid, invalid, positive_id};
+use mall_common::validate::{Invalid, invalid, multiline_text, positive_id, text};
 use serde::{Deserialize, Serialize};
 
 /// Longest product name, in characters.
@@ -89,26 +89,6 @@ pub fn product_id(id: u64, field: &str) -> Result<i64, Invalid> {
     positive_id(id, field, "product")
 }
 
-fn text(value: &str, field: &str, max: usize, required: bool) -> Result<String, Invalid> {
-    let value = value.trim();
-    if required && value.is_empty() {
-        return Err(invalid(format!("{field} is required")));
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        return Err(invalid(format!(
-            "{field} is {chars} characters long; the limit is {max}"
-        )));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(invalid(format!("{field} contains control characters")));
-    }
-    Ok(value.to_string())
-}
-
 fn price(cents: i64) -> Result<i64, Invalid> {
     if cents <= 0 {
         return Err(invalid("price_cents must be positive"));
@@ -165,7 +145,7 @@ impl NewProduct {
     ) -> Result<Self, Invalid> {
         Ok(NewProduct {
             name: text(name, "name", MAX_NAME_CHARS, true)?,
-            description: text(description, "description", MAX_DESCRIPTION_CHARS, false)?,
+            description: multiline_text(description, "description", MAX_DESCRIPTION_CHARS, false)?,
             picture: text(picture, "picture", MAX_PICTURE_CHARS, false)?,
             price_cents: price(price_cents)?,
             stock: i64::from(stock),
@@ -211,7 +191,9 @@ impl ProductPatch {
         Ok(ProductPatch {
             id: product_id(id, "id")?,
             name: optional(name, "name", MAX_NAME_CHARS)?,
-            description: optional(description, "description", MAX_DESCRIPTION_CHARS)?,
+            description: (!description.is_empty())
+                .then(|| multiline_text(description, "description", MAX_DESCRIPTION_CHARS, true))
+                .transpose()?,
             picture: optional(picture, "picture", MAX_PICTURE_CHARS)?,
             price_cents: match price_cents {
                 0 => None,
