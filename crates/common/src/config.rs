@@ -216,6 +216,13 @@ pub const DEFAULT_CONSUL_CHECK_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_CONSUL_DEREGISTER_CRITICAL_AFTER_SECS: u64 = 60;
 /// Default `wait` of a blocking health query.
 pub const DEFAULT_CONSUL_WAIT_SECS: u64 = 30;
+/// Default first delay after a failed Consul request (`discovery.consul.retry_base_ms`).
+pub const DEFAULT_CONSUL_RETRY_BASE_MS: u64 = 100;
+/// Default longest delay between Consul requests while it is unreachable
+/// (`discovery.consul.retry_max_ms`).
+pub const DEFAULT_CONSUL_RETRY_MAX_MS: u64 = 3_000;
+/// Default timeout of the non-blocking agent calls (`discovery.consul.agent_timeout_ms`).
+pub const DEFAULT_CONSUL_AGENT_TIMEOUT_MS: u64 = 5_000;
 /// The longest `wait` Consul accepts.
 pub const MAX_CONSUL_WAIT_SECS: u64 = 600;
 
@@ -252,6 +259,12 @@ pub struct ConsulSettings {
     pub deregister_critical_after_secs: u64,
     /// `wait` of the blocking health queries.
     pub wait_secs: u64,
+    /// First delay after a failed request to the agent; doubles up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    /// Longest delay between requests while the agent is unreachable.
+    pub retry_max_ms: u64,
+    /// Timeout of register, deregister and lookup calls.
+    pub agent_timeout_ms: u64,
 }
 
 impl Default for ConsulSettings {
@@ -263,6 +276,9 @@ impl Default for ConsulSettings {
             check_timeout_ms: DEFAULT_CONSUL_CHECK_TIMEOUT_MS,
             deregister_critical_after_secs: DEFAULT_CONSUL_DEREGISTER_CRITICAL_AFTER_SECS,
             wait_secs: DEFAULT_CONSUL_WAIT_SECS,
+            retry_base_ms: DEFAULT_CONSUL_RETRY_BASE_MS,
+            retry_max_ms: DEFAULT_CONSUL_RETRY_MAX_MS,
+            agent_timeout_ms: DEFAULT_CONSUL_AGENT_TIMEOUT_MS,
         }
     }
 }
@@ -295,13 +311,145 @@ where
         .collect())
 }
 
-/// `client.*`
+/// Default TCP connect timeout of outgoing calls (`client.connect_timeout_ms`).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Default deadline of an outgoing call that sets none (`client.request_timeout_ms`).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// First ejection of an instance that failed to connect or answered `UNAVAILABLE`
+/// (`client.balance.eject_base_ms`); doubles per consecutive failure, jittered.
+pub const DEFAULT_EJECT_BASE_MS: u64 = 1_000;
+/// Longest ejection (`client.balance.eject_max_ms`).
+pub const DEFAULT_EJECT_MAX_MS: u64 = 30_000;
+/// Most attempts of one idempotent call, each on another instance (`client.retry.max_attempts`).
+pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 3;
+/// Retries may add this much load on top of the calls, in percent
+/// (`client.retry.budget_percent`).
+pub const DEFAULT_RETRY_BUDGET_PERCENT: u32 = 20;
+/// Retries always allowed per second whatever the traffic, so a quiet client can fail over
+/// (`client.retry.min_per_sec`).
+pub const DEFAULT_RETRY_MIN_PER_SEC: u32 = 10;
+/// Unused retry allowance kept for bursts, in seconds of `min_per_sec`
+/// (`client.retry.burst_secs`).
+pub const DEFAULT_RETRY_BURST_SECS: u32 = 10;
+/// Window over which a target's failure rate is measured (`client.breaker.window_ms`).
+pub const DEFAULT_BREAKER_WINDOW_MS: u64 = 10_000;
+/// Fewest calls in the window before the breaker may open (`client.breaker.min_calls`).
+pub const DEFAULT_BREAKER_MIN_CALLS: u32 = 20;
+/// Failure rate, in percent, that opens the breaker (`client.breaker.failure_percent`).
+pub const DEFAULT_BREAKER_FAILURE_PERCENT: u32 = 50;
+/// How long an open breaker fails calls fast before probing (`client.breaker.open_ms`).
+pub const DEFAULT_BREAKER_OPEN_MS: u64 = 5_000;
+/// Probe calls let through half-open; that many successes close the breaker
+/// (`client.breaker.half_open_probes`).
+pub const DEFAULT_BREAKER_HALF_OPEN_PROBES: u32 = 3;
+
+/// `client.*`: how this service calls the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientSettings {
     /// TCP connect timeout.
     pub connect_timeout_ms: u64,
     /// Deadline of a call that sets none, sent as `grpc-timeout`.
     pub request_timeout_ms: u64,
+    /// Per-method deadlines replacing `request_timeout_ms`: target service → method →
+    /// milliseconds, e.g. `payment: { charge: 10000 }` or
+    /// `MALL__CLIENT__METHOD_TIMEOUT_MS__PAYMENT__CHARGE=10000` (method names match
+    /// case-insensitively).
+    #[serde(default)]
+    pub method_timeout_ms: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Instance selection and ejection.
+    #[serde(default)]
+    pub balance: BalanceSettings,
+    /// Retries of idempotent calls.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// Circuit breaking per target service.
+    #[serde(default)]
+    pub breaker: BreakerSettings,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            method_timeout_ms: BTreeMap::new(),
+            balance: BalanceSettings::default(),
+            retry: RetrySettings::default(),
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+/// `client.balance.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BalanceSettings {
+    /// First ejection of a failing instance.
+    pub eject_base_ms: u64,
+    /// Longest ejection.
+    pub eject_max_ms: u64,
+}
+
+impl Default for BalanceSettings {
+    fn default() -> Self {
+        BalanceSettings {
+            eject_base_ms: DEFAULT_EJECT_BASE_MS,
+            eject_max_ms: DEFAULT_EJECT_MAX_MS,
+        }
+    }
+}
+
+/// `client.retry.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetrySettings {
+    /// Most attempts of one idempotent call (1 turns retries off).
+    pub max_attempts: u32,
+    /// Extra load retries may add, in percent of the calls.
+    pub budget_percent: u32,
+    /// Retries allowed per second regardless of traffic.
+    pub min_per_sec: u32,
+    /// Seconds of `min_per_sec` that may be saved up for a burst.
+    pub burst_secs: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: DEFAULT_RETRY_MAX_ATTEMPTS,
+            budget_percent: DEFAULT_RETRY_BUDGET_PERCENT,
+            min_per_sec: DEFAULT_RETRY_MIN_PER_SEC,
+            burst_secs: DEFAULT_RETRY_BURST_SECS,
+        }
+    }
+}
+
+/// `client.breaker.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakerSettings {
+    /// Window of the failure rate.
+    pub window_ms: u64,
+    /// Fewest calls in the window before the breaker may open.
+    pub min_calls: u32,
+    /// Failure rate (percent of calls ending `UNAVAILABLE` or `DEADLINE_EXCEEDED`) that opens it.
+    pub failure_percent: u32,
+    /// How long it stays open.
+    pub open_ms: u64,
+    /// Probes let through half-open; that many successes close it, one failure reopens it.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            window_ms: DEFAULT_BREAKER_WINDOW_MS,
+            min_calls: DEFAULT_BREAKER_MIN_CALLS,
+            failure_percent: DEFAULT_BREAKER_FAILURE_PERCENT,
+            open_ms: DEFAULT_BREAKER_OPEN_MS,
+            half_open_probes: DEFAULT_BREAKER_HALF_OPEN_PROBES,
+        }
+    }
 }
 
 /// `telemetry.*`
@@ -411,10 +559,7 @@ impl<E> Settings<E> {
                 consul: ConsulSettings::default(),
                 static_addrs,
             },
-            client: ClientSettings {
-                connect_timeout_ms: 1_000,
-                request_timeout_ms: 5_000,
-            },
+            client: ClientSettings::default(),
             telemetry: TelemetrySettings {
                 log_format: "pretty".into(),
                 log_filter: "info".into(),
@@ -528,10 +673,59 @@ impl<E> Settings<E> {
                 "token lifetimes must be positive",
             ));
         }
-        if self.client.request_timeout_ms == 0 || self.client.connect_timeout_ms == 0 {
+        self.client.validate()
+    }
+}
+
+impl ClientSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "client",
                 "connect_timeout_ms and request_timeout_ms must be positive",
+            ));
+        }
+        if self
+            .method_timeout_ms
+            .values()
+            .flat_map(|m| m.values())
+            .any(|ms| *ms == 0)
+        {
+            return Err(ConfigError::invalid(
+                "client.method_timeout_ms",
+                "every per-method deadline must be positive",
+            ));
+        }
+        let b = &self.balance;
+        if b.eject_base_ms == 0 || b.eject_max_ms < b.eject_base_ms {
+            return Err(ConfigError::invalid(
+                "client.balance",
+                "eject_base_ms must be positive and at most eject_max_ms",
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "client.retry.max_attempts",
+                "must be at least 1 (1 turns retries off)",
+            ));
+        }
+        if self.retry.budget_percent > 100 {
+            return Err(ConfigError::invalid(
+                "client.retry.budget_percent",
+                "must be between 0 and 100",
+            ));
+        }
+        let k = &self.breaker;
+        if k.window_ms == 0 || k.open_ms == 0 || k.min_calls == 0 || k.half_open_probes == 0 {
+            return Err(ConfigError::invalid(
+                "client.breaker",
+                "window_ms, open_ms, min_calls and half_open_probes must be positive",
+            ));
+        }
+        if k.failure_percent == 0 || k.failure_percent > 100 {
+            return Err(ConfigError::invalid(
+                "client.breaker.failure_percent",
+                "must be between 1 and 100",
             ));
         }
         Ok(())
@@ -574,6 +768,18 @@ impl ConsulSettings {
             return Err(ConfigError::invalid(
                 "discovery.consul.wait_secs",
                 format!("must be between 1 and {MAX_CONSUL_WAIT_SECS}"),
+            ));
+        }
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            return Err(ConfigError::invalid(
+                "discovery.consul.retry_base_ms",
+                "must be positive and at most retry_max_ms",
+            ));
+        }
+        if self.agent_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "discovery.consul.agent_timeout_ms",
+                "must be positive",
             ));
         }
         Ok(())

@@ -25,14 +25,8 @@ use crate::config::ConsulSettings;
 
 /// The tag every instance is registered with.
 pub const SERVICE_TAG: &str = "mall";
-/// First delay after a failed Consul request.
-pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest delay between retries while Consul is unreachable.
-pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(3);
 /// Extra time a blocking query may take over its `wait` (Consul adds up to `wait/16` jitter).
 pub const BLOCKING_QUERY_MARGIN: Duration = Duration::from_secs(5);
-/// Timeout of the non-blocking agent calls (register, deregister, service lookup).
-pub const DEFAULT_AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Response header carrying the index of a blocking query.
 pub const CONSUL_INDEX_HEADER: &str = "x-consul-index";
 
@@ -41,16 +35,20 @@ pub const CONSUL_INDEX_HEADER: &str = "x-consul-index";
 struct Agent {
     http: reqwest::Client,
     base: String,
+    /// Timeout of the non-blocking calls (register, deregister, service lookup).
+    timeout: Duration,
 }
 
 impl Agent {
     fn new(settings: &ConsulSettings) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(settings.agent_timeout_ms);
         let http = reqwest::Client::builder()
-            .connect_timeout(DEFAULT_AGENT_CALL_TIMEOUT)
+            .connect_timeout(timeout)
             .build()?;
         Ok(Agent {
             http,
             base: settings.address.trim_end_matches('/').to_string(),
+            timeout,
         })
     }
 
@@ -59,7 +57,7 @@ impl Agent {
             .http
             .put(format!("{}{path}", self.base))
             .json(body)
-            .timeout(DEFAULT_AGENT_CALL_TIMEOUT)
+            .timeout(self.timeout)
             .send()
             .await?;
         check_status(resp).await
@@ -69,7 +67,7 @@ impl Agent {
         let resp = self
             .http
             .put(format!("{}{path}", self.base))
-            .timeout(DEFAULT_AGENT_CALL_TIMEOUT)
+            .timeout(self.timeout)
             .send()
             .await?;
         check_status(resp).await
@@ -80,7 +78,7 @@ impl Agent {
         let resp = self
             .http
             .get(format!("{}/v1/agent/service/{id}", self.base))
-            .timeout(DEFAULT_AGENT_CALL_TIMEOUT)
+            .timeout(self.timeout)
             .send()
             .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
@@ -235,6 +233,8 @@ impl Drop for Registration {
 pub struct ConsulResolver {
     agent: Agent,
     wait: Duration,
+    retry_base: Duration,
+    retry_max: Duration,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +282,8 @@ impl ConsulResolver {
         Ok(ConsulResolver {
             agent: Agent::new(settings)?,
             wait: Duration::from_secs(settings.wait_secs),
+            retry_base: Duration::from_millis(settings.retry_base_ms),
+            retry_max: Duration::from_millis(settings.retry_max_ms),
         })
     }
 
@@ -321,12 +323,12 @@ impl ConsulResolver {
                         None => {
                             // Without a usable index the next query would not block: pause.
                             index = 0;
-                            tokio::time::sleep(DEFAULT_BACKOFF_BASE).await;
+                            tokio::time::sleep(self.retry_base).await;
                         }
                     }
                 }
                 Err(e) => {
-                    let delay = backoff(failures, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP);
+                    let delay = backoff(failures, self.retry_base, self.retry_max);
                     failures = failures.saturating_add(1);
                     tracing::warn!(service = %name, error = %e, ?delay, "consul health query failed; keeping the last instances");
                     tokio::time::sleep(delay).await;

@@ -130,7 +130,8 @@ impl ServerBuilder {
             consul: (settings.discovery.kind == "consul")
                 .then(|| settings.discovery.consul.clone()),
         };
-        let builder = builder.ready_cache(&platform.cache);
+        let mut builder = builder.ready_cache(&platform.cache);
+        platform.clients.register_metrics(&mut builder.registry);
         match &platform.db {
             Some(db) => builder.ready_database(db),
             None => builder,
