@@ -897,6 +897,67 @@ mod tests {
     }
 
     #[test]
+    fn resilience_settings_have_named_defaults_and_are_configurable() {
+        let d = Settings::defaults("checkout").client;
+        assert_eq!(d.retry.budget_percent, DEFAULT_RETRY_BUDGET_PERCENT);
+        assert_eq!(d.breaker.open_ms, DEFAULT_BREAKER_OPEN_MS);
+        assert_eq!(d.balance.eject_base_ms, DEFAULT_EJECT_BASE_MS);
+        let s = load(
+            "checkout",
+            Settings::defaults("checkout"),
+            &env(&[
+                ("MALL__CLIENT__METHOD_TIMEOUT_MS__PAYMENT__CHARGE", "10000"),
+                ("MALL__CLIENT__BREAKER__OPEN_MS", "750"),
+                ("MALL__CLIENT__RETRY__MAX_ATTEMPTS", "2"),
+                ("MALL__CLIENT__BALANCE__EJECT_MAX_MS", "9000"),
+                ("MALL__DISCOVERY__CONSUL__RETRY_MAX_MS", "800"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.client.method_timeout_ms["payment"]["charge"], 10_000);
+        assert_eq!(s.client.breaker.open_ms, 750);
+        assert_eq!(s.client.breaker.min_calls, DEFAULT_BREAKER_MIN_CALLS);
+        assert_eq!(s.client.retry.max_attempts, 2);
+        assert_eq!(s.client.balance.eject_max_ms, 9_000);
+        assert_eq!(s.discovery.consul.retry_max_ms, 800);
+        for (key, value, named) in [
+            (
+                "MALL__CLIENT__BREAKER__FAILURE_PERCENT",
+                "0",
+                "client.breaker.failure_percent",
+            ),
+            (
+                "MALL__CLIENT__RETRY__MAX_ATTEMPTS",
+                "0",
+                "client.retry.max_attempts",
+            ),
+            (
+                "MALL__CLIENT__RETRY__BUDGET_PERCENT",
+                "101",
+                "client.retry.budget_percent",
+            ),
+            (
+                "MALL__CLIENT__BALANCE__EJECT_BASE_MS",
+                "60000",
+                "client.balance",
+            ),
+            (
+                "MALL__CLIENT__METHOD_TIMEOUT_MS__PAYMENT__CHARGE",
+                "0",
+                "client.method_timeout_ms",
+            ),
+        ] {
+            let err = load(
+                "checkout",
+                Settings::defaults("checkout"),
+                &env(&[(key, value)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(named), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_single_keys() {
         let s = load(
             "product",

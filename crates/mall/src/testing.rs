@@ -23,6 +23,7 @@ pub const ADMIN_USER_ID: u64 = 4_000_000_000;
 pub struct TestFleet {
     fleet: Option<Fleet>,
     database_template: String,
+    cache_namespace: String,
     database_urls: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -66,8 +67,9 @@ impl TestFleet {
         for (k, v) in overrides {
             put(k, (*v).to_string());
         }
-        // Overrides may have replaced the template.
+        // Overrides may have replaced the template and namespace.
         let database_template = env["MALL__DATABASE__URL"].clone();
+        let cache_namespace = env["MALL__CACHE__NAMESPACE"].clone();
         let database_urls = names
             .iter()
             .map(|n| env["MALL__DATABASE__URL"].replace("{service}", n))
@@ -79,9 +81,23 @@ impl TestFleet {
         TestFleet {
             fleet: Some(fleet),
             database_template,
+            cache_namespace,
             database_urls,
             _dir: dir,
         }
+    }
+
+    /// Starts more instances of `names` sharing this fleet's databases and cache, as replicas
+    /// behind a balancer would; the replica leaves the databases to this fleet.
+    pub async fn replica(&self, names: &[&str], overrides: &[(&str, &str)]) -> TestFleet {
+        let mut all = vec![
+            ("MALL__DATABASE__URL", self.database_template.as_str()),
+            ("MALL__CACHE__NAMESPACE", self.cache_namespace.as_str()),
+        ];
+        all.extend_from_slice(overrides);
+        let mut replica = Self::start_with(names, &all).await;
+        replica.database_urls.clear();
+        replica
     }
 
     fn fleet(&self) -> &Fleet {

@@ -1,5 +1,10 @@
-//! Test support for TikTokMall (a dev-dependency only): [`consul::FakeConsul`], a stateful fake
-//! Consul agent that runs gRPC health checks like the real one.
+//! Test support for TikTokMall (a dev-dependency only):
+//! - [`consul::FakeConsul`], a stateful fake Consul agent that runs gRPC health checks like the
+//!   real one;
+//! - [`grpc::StubGrpc`], a gRPC server whose answers are scripted (errors on demand);
+//! - [`proxy::LatencyProxy`], a TCP proxy that makes a real server slow.
 #![forbid(unsafe_code)]
 
 pub mod consul;
+pub mod grpc;
+pub mod proxy;

@@ -229,6 +229,8 @@ enum Attempt {
     Answered(http::Response<Body>),
     /// The instance could not be reached or answered `UNAVAILABLE` (kept to pass on as is).
     Unavailable(Status, Option<http::Response<Body>>),
+    /// The call's deadline passed on the way (the transport enforces `grpc-timeout` too).
+    TimedOut(Status),
 }
 
 /// A request body that can be sent more than once (idempotent calls are buffered) or once.
@@ -271,6 +273,10 @@ impl Pool {
                 permit.record(code == Some(tonic::Code::DeadlineExceeded));
                 Ok(resp)
             }
+            Ok(Attempt::TimedOut(status)) => {
+                permit.record(true);
+                Err(status.into())
+            }
             Ok(Attempt::Unavailable(status, resp)) => {
                 permit.record(true);
                 match resp {
@@ -292,6 +298,14 @@ impl Pool {
                 Err(status.into())
             }
         }
+    }
+
+    /// Whether an instance not in `tried` is known.
+    fn has_untried(&self, tried: &[Arc<Instance>]) -> bool {
+        let instances = self.instances.read().unwrap_or_else(|e| e.into_inner());
+        instances
+            .iter()
+            .any(|i| !tried.iter().any(|t| t.addr == i.addr))
     }
 
     fn is_empty(&self) -> bool {
@@ -322,16 +336,21 @@ impl Pool {
             Payload::Once(Some(body))
         };
         let mut tried: Vec<Arc<Instance>> = Vec::new();
+        let mut last_failure = None;
         loop {
             let picked = {
                 let instances = self.instances.read().unwrap_or_else(|e| e.into_inner());
                 balance::pick(&instances, &tried)
             };
             let Some(instance) = picked else {
-                return Err(Status::unavailable(format!(
-                    "no instance of {} is known",
-                    self.service
-                )));
+                // Every known instance was tried: the last one's answer stands.
+                return match last_failure {
+                    Some(failure) => Ok(failure),
+                    None => Err(Status::unavailable(format!(
+                        "no instance of {} is known",
+                        self.service
+                    ))),
+                };
             };
             let Some(body) = payload.next() else {
                 return Err(Status::internal("request body already sent"));
@@ -358,12 +377,16 @@ impl Pool {
                         "instance unavailable; ejected"
                     );
                     tried.push(instance);
-                    let retry = tried.len() < max_attempts as usize && self.budget.withdraw();
+                    let retry = tried.len() < max_attempts as usize
+                        && self.has_untried(&tried)
+                        && self.budget.withdraw();
                     if !retry {
                         return Ok(Attempt::Unavailable(status, resp));
                     }
+                    last_failure = Some(Attempt::Unavailable(status, resp));
                     self.metrics.retries.inc();
                 }
+                Attempt::TimedOut(status) => return Err(status),
             }
         }
     }
@@ -384,12 +407,28 @@ impl Pool {
                 Attempt::Unavailable(status, Some(resp))
             }
             Ok(resp) => Attempt::Answered(resp),
+            Err(e) if timed_out(&e) => Attempt::TimedOut(Status::deadline_exceeded(format!(
+                "{} did not answer in time",
+                self.service
+            ))),
             Err(e) => Attempt::Unavailable(
                 Status::unavailable(format!("{} unavailable: {e}", self.service)),
                 None,
             ),
         }
     }
+}
+
+/// Whether a transport error is the channel enforcing the call's `grpc-timeout`.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The gRPC status of a trailers-only response (how servers send errors), if any.

@@ -1,0 +1,223 @@
+//! Client-side resilience against real HTTP/2 gRPC servers whose answers are scripted
+//! (`mall_testkit::grpc::StubGrpc`): the circuit breaker opens on `UNAVAILABLE`, fails calls
+//! fast without reaching the dependency and closes after a successful probe; idempotent RPCs
+//! are retried on another instance while `Charge` never is; per-method deadlines apply.
+//! Loopback only, every wait bounded.
+
+use std::time::{Duration, Instant};
+
+use mall_common::client::{BreakerState, Channel, Clients};
+use mall_common::config::Settings;
+use mall_proto::payment::v1 as pay;
+use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use mall_testkit::grpc::{Reply, StubGrpc};
+use prometheus_client::registry::Registry;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const CHECK: &str = "/grpc.health.v1.Health/Check";
+const CHARGE: &str = "/tiktokmall.payment.v1.PaymentService/Charge";
+const GET_PAYMENT: &str = "/tiktokmall.payment.v1.PaymentService/GetPayment";
+
+/// Settings whose service `target` lives at `addrs`.
+fn settings(target: &str, addrs: &[String]) -> Settings {
+    let mut s = Settings::defaults("test");
+    s.discovery
+        .static_addrs
+        .insert(target.into(), addrs.to_vec());
+    s
+}
+
+fn clients(s: &Settings) -> Clients {
+    Clients::new(&s.discovery, &s.client, None)
+}
+
+fn check() -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: String::new(),
+    }
+}
+
+fn metrics_text(clients: &Clients) -> String {
+    let mut registry = Registry::default();
+    clients.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    text
+}
+
+#[tokio::test]
+async fn breaker_opens_on_unavailable_fails_fast_and_a_successful_probe_closes_it() {
+    let stub = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let mut s = settings("inventory", &[stub.addr()]);
+    s.client.breaker.min_calls = 5;
+    s.client.breaker.failure_percent = 50;
+    s.client.breaker.open_ms = 300;
+    s.client.breaker.half_open_probes = 1;
+    let clients = clients(&s);
+    let channel = clients.channel("inventory").expect("channel");
+    let mut client = HealthClient::new(channel.clone());
+
+    // The dependency's own UNAVAILABLE reaches the caller until the breaker has seen enough.
+    for _ in 0..5 {
+        let err = client.check(check()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert_eq!(err.message(), "stubbed");
+    }
+    assert_eq!(stub.calls(CHECK), 5);
+    assert_eq!(channel.breaker_state(), BreakerState::Open);
+    assert!(
+        metrics_text(&clients).contains(r#"grpc_client_circuit_state{target="inventory"} 1"#),
+        "{}",
+        metrics_text(&clients)
+    );
+
+    // Open: calls fail at once and never reach the dependency.
+    for _ in 0..20 {
+        let err = client.check(check()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert!(err.message().contains("circuit open"), "{err:?}");
+    }
+    assert_eq!(stub.calls(CHECK), 5, "an open breaker let calls through");
+    assert!(
+        metrics_text(&clients)
+            .contains(r#"grpc_client_circuit_rejected_total{target="inventory"} 20"#)
+    );
+
+    // The dependency recovers; after the cool-down one probe goes through and closes it.
+    stub.set_reply(Reply::Ok);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    client.check(check()).await.expect("the probe succeeds");
+    assert_eq!(stub.calls(CHECK), 6);
+    assert_eq!(channel.breaker_state(), BreakerState::Closed);
+    for _ in 0..10 {
+        client.check(check()).await.expect("closed again");
+    }
+    assert_eq!(stub.calls(CHECK), 16);
+    assert!(metrics_text(&clients).contains(r#"grpc_client_circuit_state{target="inventory"} 0"#));
+}
+
+#[tokio::test]
+async fn a_failed_probe_keeps_the_breaker_open() {
+    let stub = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let mut s = settings("inventory", &[stub.addr()]);
+    s.client.breaker.min_calls = 3;
+    s.client.breaker.open_ms = 200;
+    s.client.breaker.half_open_probes = 1;
+    let clients = clients(&s);
+    let channel = clients.channel("inventory").expect("channel");
+    let mut client = HealthClient::new(channel.clone());
+    for _ in 0..3 {
+        let _ = client.check(check()).await;
+    }
+    assert_eq!(channel.breaker_state(), BreakerState::Open);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let err = client.check(check()).await.unwrap_err();
+    assert_eq!(err.message(), "stubbed", "the probe reached the dependency");
+    assert_eq!(stub.calls(CHECK), 4);
+    assert_eq!(channel.breaker_state(), BreakerState::Open);
+    let err = client.check(check()).await.unwrap_err();
+    assert!(err.message().contains("circuit open"), "{err:?}");
+    assert_eq!(stub.calls(CHECK), 4);
+}
+
+#[tokio::test]
+async fn business_errors_do_not_open_the_breaker() {
+    let stub = StubGrpc::start(Reply::Status(Code::NotFound)).await;
+    let mut s = settings("inventory", &[stub.addr()]);
+    s.client.breaker.min_calls = 3;
+    let clients = clients(&s);
+    let channel = clients.channel("inventory").expect("channel");
+    let mut client = HealthClient::new(channel.clone());
+    for _ in 0..20 {
+        let err = client.check(check()).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+    }
+    assert_eq!(stub.calls(CHECK), 20);
+    assert_eq!(channel.breaker_state(), BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn idempotent_reads_are_retried_on_another_instance_and_charge_never_is() {
+    let down = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let up = StubGrpc::start(Reply::Ok).await;
+    let mut s = settings("payment", &[down.addr(), up.addr()]);
+    // Keep the breaker out of the way: this test counts attempts.
+    s.client.breaker.min_calls = 1_000;
+    let clients = clients(&s);
+    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+
+    // GetPayment is idempotent: whichever instance is drawn, the call succeeds.
+    for _ in 0..20 {
+        payment
+            .get_payment(pay::GetPaymentReq::default())
+            .await
+            .expect("retried on the healthy instance");
+    }
+    assert_eq!(up.calls(GET_PAYMENT), 20);
+    // The failing instance was ejected after its first failure, not tried twenty times.
+    assert!(down.calls(GET_PAYMENT) <= 2, "{}", down.calls(GET_PAYMENT));
+    assert!(metrics_text(&clients).contains(r#"grpc_client_ejections_total{target="payment"}"#));
+
+    // Both down: one attempt per instance, then the dependency's status.
+    up.set_reply(Reply::Status(Code::Unavailable));
+    let before = down.calls(GET_PAYMENT) + up.calls(GET_PAYMENT);
+    for _ in 0..3 {
+        let err = payment
+            .get_payment(pay::GetPaymentReq::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+    }
+    assert_eq!(down.calls(GET_PAYMENT) + up.calls(GET_PAYMENT) - before, 6);
+
+    // Charge is not idempotent: exactly one attempt per call, whatever the outcome.
+    for _ in 0..10 {
+        let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+    }
+    assert_eq!(down.calls(CHARGE) + up.calls(CHARGE), 10);
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_budget_is_spent() {
+    let a = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let b = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let mut s = settings("payment", &[a.addr(), b.addr()]);
+    s.client.breaker.min_calls = 1_000;
+    s.client.retry.budget_percent = 0;
+    s.client.retry.min_per_sec = 2;
+    s.client.retry.burst_secs = 1;
+    let clients = clients(&s);
+    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    for _ in 0..10 {
+        let _ = payment.get_payment(pay::GetPaymentReq::default()).await;
+    }
+    // Ten calls, and only the two retries the budget holds (plus what a few milliseconds
+    // refill at two per second).
+    let attempts = a.calls(GET_PAYMENT) + b.calls(GET_PAYMENT);
+    assert!((12..=13).contains(&attempts), "{attempts}");
+}
+
+#[tokio::test]
+async fn per_method_deadlines_replace_the_client_default() {
+    let stub = StubGrpc::start(Reply::Ok).await;
+    stub.set_delay(Duration::from_secs(2));
+    let mut s = settings("payment", &[stub.addr()]);
+    s.client
+        .method_timeout_ms
+        .entry("payment".into())
+        .or_default()
+        .insert("charge".into(), 100);
+    let clients = clients(&s);
+    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let started = Instant::now();
+    let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
