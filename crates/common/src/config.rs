@@ -315,6 +315,9 @@ where
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Default deadline of an outgoing call that sets none (`client.request_timeout_ms`).
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Default HTTP/2 keep-alive ping interval of outgoing connections, idle or not
+/// (`client.keepalive_interval_ms`): dead peers are noticed without waiting for a call.
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
 /// First ejection of an instance that failed to connect or answered `UNAVAILABLE`
 /// (`client.balance.eject_base_ms`); doubles per consecutive failure, jittered.
 pub const DEFAULT_EJECT_BASE_MS: u64 = 1_000;
@@ -350,6 +353,9 @@ pub struct ClientSettings {
     pub connect_timeout_ms: u64,
     /// Deadline of a call that sets none, sent as `grpc-timeout`.
     pub request_timeout_ms: u64,
+    /// HTTP/2 keep-alive ping interval of outgoing connections.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
     /// Per-method deadlines replacing `request_timeout_ms`: target service → method →
     /// milliseconds, e.g. `payment: { charge: 10000 }` or
     /// `MALL__CLIENT__METHOD_TIMEOUT_MS__PAYMENT__CHARGE=10000` (method names match
@@ -372,12 +378,17 @@ impl Default for ClientSettings {
         ClientSettings {
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
             method_timeout_ms: BTreeMap::new(),
             balance: BalanceSettings::default(),
             retry: RetrySettings::default(),
             breaker: BreakerSettings::default(),
         }
     }
+}
+
+fn default_keepalive_interval_ms() -> u64 {
+    DEFAULT_KEEPALIVE_INTERVAL_MS
 }
 
 /// `client.balance.*`
@@ -679,10 +690,13 @@ impl<E> Settings<E> {
 
 impl ClientSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+        if self.request_timeout_ms == 0
+            || self.connect_timeout_ms == 0
+            || self.keepalive_interval_ms == 0
+        {
             return Err(ConfigError::invalid(
                 "client",
-                "connect_timeout_ms and request_timeout_ms must be positive",
+                "connect_timeout_ms, request_timeout_ms and keepalive_interval_ms must be positive",
             ));
         }
         if self

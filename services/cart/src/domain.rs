@@ -40,7 +40,9 @@ impl From<Error> for Status {
             Error::Invalid(e) => e.into(),
             Error::ProductNotFound(_) => Status::not_found(e.to_string()),
             Error::LineFull(_) => Status::failed_precondition(e.to_string()),
-            Error::Contended(_) => Status::unavailable(e.to_string()),
+            // A concurrency conflict, not an unhealthy instance: ABORTED tells the client to retry
+            // the call without balancers ejecting the instance or breakers counting a failure.
+            Error::Contended(_) => Status::aborted(e.to_string()),
             Error::Catalog(ref status) => match status.code() {
                 Code::Unavailable => mall_common::error::unavailable("product catalog", &e),
                 Code::DeadlineExceeded => {
@@ -212,6 +214,7 @@ mod tests {
         let full = Status::from(Error::LineFull(5));
         assert_eq!(full.code(), Code::FailedPrecondition);
         assert_eq!(full.message(), "cart line for product 5 would exceed 999");
+        assert_eq!(Status::from(Error::Contended(5)).code(), Code::Aborted);
         let down = Status::from(Error::Catalog(Status::unavailable("connection refused")));
         assert_eq!(down.code(), Code::Unavailable);
         assert!(!down.message().contains("refused"), "{}", down.message());

@@ -706,7 +706,7 @@ fn connect_lazy(
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_interval(Duration::from_millis(settings.keepalive_interval_ms))
         .keep_alive_while_idle(true)
         .connect_lazy())
 }

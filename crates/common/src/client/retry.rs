@@ -8,7 +8,8 @@ use std::time::Instant;
 use crate::config::RetrySettings;
 
 /// The RPCs that are safe to send twice: reads, and writes the API defines as idempotent by a
-/// key in the request (`ReserveStock`/`ReleaseStock` per reservation id, `EmptyCart`). Anything
+/// key in the request or that set rather than change state (`ReserveStock`/`ReleaseStock` per
+/// reservation id, `EmptyCart`, `UpdateItem` sets a quantity, `RemoveItem`). Anything
 /// not listed, above all `Charge`, `Refund`, `PlaceOrder`, `MarkOrderPaid` and `Checkout`, is
 /// sent once: a call that failed in flight may still have happened.
 pub const IDEMPOTENT_RPCS: &[(&str, &[&str])] = &[
@@ -28,7 +29,10 @@ pub const IDEMPOTENT_RPCS: &[(&str, &[&str])] = &[
             "ReleaseStock",
         ],
     ),
-    ("tiktokmall.cart.v1.CartService", &["GetCart", "EmptyCart"]),
+    (
+        "tiktokmall.cart.v1.CartService",
+        &["GetCart", "EmptyCart", "UpdateItem", "RemoveItem"],
+    ),
     (
         "tiktokmall.order.v1.OrderService",
         &["ListOrder", "GetOrder"],
