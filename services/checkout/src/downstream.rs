@@ -28,6 +28,11 @@ pub struct Hooks {
     pub fail_mark_paid: Arc<AtomicU32>,
     /// The next this-many `EmptyCart` calls fail with `UNAVAILABLE` without being sent.
     pub fail_empty_cart: Arc<AtomicU32>,
+    /// The next this-many `MarkOrderPaid` calls are sent, but their answer is lost: the saga
+    /// sees `DEADLINE_EXCEEDED` whatever the order service did.
+    pub lose_mark_paid_answers: Arc<AtomicU32>,
+    /// The next this-many `CancelOrder` calls fail with `UNAVAILABLE` without being sent.
+    pub fail_cancel_order: Arc<AtomicU32>,
     /// When set, a checkout stops right after recording its charge, as if the process had
     /// been killed: no further writes, the lease is left to expire.
     pub crash_after_charge: Arc<AtomicBool>,
@@ -363,9 +368,16 @@ impl Downstream {
             order_id: order_id.to_string(),
             transaction_id: transaction_id.to_string(),
         };
-        self.order()?
+        let answer = self
+            .order()?
             .mark_order_paid(with_timeout(req, timeout))
-            .await?;
+            .await;
+        if inject(&self.hooks.lose_mark_paid_answers, "MarkOrderPaid").is_err() {
+            return Err(Status::deadline_exceeded(
+                "MarkOrderPaid: injected lost answer",
+            ));
+        }
+        answer?;
         Ok(())
     }
 
@@ -403,6 +415,7 @@ impl Downstream {
         reason: &str,
         timeout: Duration,
     ) -> Result<(), Status> {
+        inject(&self.hooks.fail_cancel_order, "CancelOrder")?;
         let req = order_pb::CancelOrderReq {
             user_id,
             order_id: order_id.to_string(),

@@ -35,6 +35,9 @@ pub const FINGERPRINT_WINDOW_SECS: i64 = 10;
 pub const REFUNDED_MESSAGE: &str = "payment refunded: order could not be completed";
 /// The message of a checkout that was interrupted before anything was charged.
 pub const INTERRUPTED_MESSAGE: &str = "checkout was interrupted; nothing was charged";
+/// The answer while a charged checkout cannot be settled yet (paid, or cancelled and refunded).
+pub const UNSETTLED_MESSAGE: &str = "checkout in progress: the payment is being settled; \
+     retry with the same idempotency_key for the outcome";
 /// The reason given to order when the saga cancels its order.
 pub const CANCEL_REASON: &str = "checkout could not be completed";
 
@@ -653,6 +656,14 @@ impl Engine {
                     release_lease_at: Some(self.retry_at()),
                     ..Change::default()
                 };
+                if run.tx.is_some() && !run.outcome_recorded {
+                    // Charged, and the order may yet turn out PAID (a MarkOrderPaid whose answer
+                    // was lost): the outcome is unknown until compensation ends, so none is
+                    // recorded. Retries with the same key hear "in progress" until the worker
+                    // has settled it one way or the other.
+                    self.save(run, change).await?;
+                    return Err(Status::aborted(UNSETTLED_MESSAGE));
+                }
                 self.decide(run, change, Err(status), kind).await
             }
         }

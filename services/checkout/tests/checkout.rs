@@ -610,6 +610,64 @@ async fn mark_paid_failing_after_the_charge_refunds_it_and_cancels_the_order() {
 }
 
 #[tokio::test]
+async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key_replays_it() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let hooks = Hooks::default();
+    // MarkOrderPaid succeeds at the order service but every answer is lost, so the saga starts
+    // compensating; its CancelOrder then fails once, leaving the compensation to the worker.
+    hooks
+        .lose_mark_paid_answers
+        .store(checkout::saga::MARK_PAID_ATTEMPTS, Ordering::SeqCst);
+    hooks.fail_cancel_order.store(1, Ordering::SeqCst);
+    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let user = 110;
+    let product = create_product(&fleet, "Lamp", 4_500, 2).await;
+    add_to_cart(&fleet, user, product, 1).await;
+    let mut client = user_client(&fleet, &instance, user);
+
+    // Neither paid nor refunded yet: the client is not told a failure that may not happen.
+    let err = checkout(&mut client, request(user, GOOD_CARD, "lost-answer"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(!err.message().contains("refunded"), "{}", err.message());
+
+    // The worker finds the order PAID by this charge and settles the checkout as a success;
+    // the same key then answers it.
+    let mut settled = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while settled.is_none() {
+        assert!(Instant::now() < deadline, "the saga was never settled");
+        match checkout(&mut client, request(user, GOOD_CARD, "lost-answer")).await {
+            Ok(resp) => settled = Some(resp),
+            Err(e) => {
+                assert_eq!(e.code(), Code::Aborted, "{e:?}");
+                assert!(!e.message().contains("refunded"), "{}", e.message());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let resp = settled.expect("settled");
+    let placed = order(&fleet, user, &resp.order_id).await;
+    assert_eq!(status(&placed), order_pb::OrderStatus::Paid);
+    let payment = payment_of_order(&fleet, &resp.order_id)
+        .await
+        .expect("the charge is recorded");
+    assert_eq!(payment.transaction_id, resp.transaction_id);
+    assert_eq!((payment.amount_cents, payment.refunded_cents), (4_500, 0));
+    assert_eq!(stock_of(&fleet, product).await, 1);
+    eventually(Duration::from_secs(10), "the cart is emptied", || async {
+        cart_of(&fleet, user).await.is_empty()
+    })
+    .await;
+    assert_eq!(hooks.fail_cancel_order.load(Ordering::SeqCst), 0);
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
 async fn empty_cart_failing_still_pays_and_the_worker_empties_the_cart_later() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
