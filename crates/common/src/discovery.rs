@@ -288,10 +288,11 @@ impl ConsulResolver {
     }
 
     /// The passing instances of `name` as sorted `host:port` strings, updated by a background
-    /// task until every receiver is dropped. Starts empty; keeps the last good set while the
-    /// agent is unreachable.
-    pub fn watch(&self, name: &str) -> watch::Receiver<Vec<String>> {
-        let (tx, rx) = watch::channel(Vec::new());
+    /// task until every receiver is dropped. `None` until the agent first answered (an empty
+    /// set if that first query failed), so callers can tell "not looked up yet" from "none";
+    /// keeps the last good set while the agent is unreachable.
+    pub fn watch(&self, name: &str) -> watch::Receiver<Option<Vec<String>>> {
+        let (tx, rx) = watch::channel(None);
         let this = self.clone();
         let name = name.to_string();
         tokio::spawn(async move {
@@ -303,7 +304,7 @@ impl ConsulResolver {
         rx
     }
 
-    async fn run(&self, name: &str, tx: &watch::Sender<Vec<String>>) {
+    async fn run(&self, name: &str, tx: &watch::Sender<Option<Vec<String>>>) {
         let mut index = 0u64;
         let mut failures = 0u32;
         loop {
@@ -311,10 +312,10 @@ impl ConsulResolver {
                 Ok((header, addrs)) => {
                     failures = 0;
                     tx.send_if_modified(|current| {
-                        let changed = *current != addrs;
+                        let changed = current.as_ref() != Some(&addrs);
                         if changed {
                             tracing::info!(service = %name, instances = ?addrs, "consul instances changed");
-                            *current = addrs;
+                            *current = Some(addrs);
                         }
                         changed
                     });
@@ -328,6 +329,14 @@ impl ConsulResolver {
                     }
                 }
                 Err(e) => {
+                    // A first lookup that fails still answers: nothing is known.
+                    tx.send_if_modified(|current| {
+                        let first = current.is_none();
+                        if first {
+                            *current = Some(Vec::new());
+                        }
+                        first
+                    });
                     let delay = backoff(failures, self.retry_base, self.retry_max);
                     failures = failures.saturating_add(1);
                     tracing::warn!(service = %name, error = %e, ?delay, "consul health query failed; keeping the last instances");

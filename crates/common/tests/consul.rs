@@ -58,20 +58,20 @@ async fn start_server(settings: &Settings) -> Running {
 }
 
 async fn wait_watch(
-    rx: &mut watch::Receiver<Vec<String>>,
+    rx: &mut watch::Receiver<Option<Vec<String>>>,
     timeout: Duration,
     want: &[String],
 ) -> Result<(), Vec<String>> {
     let mut want = want.to_vec();
     want.sort();
     let reached = matches!(
-        tokio::time::timeout(timeout, rx.wait_for(|v| *v == want)).await,
+        tokio::time::timeout(timeout, rx.wait_for(|v| v.as_ref() == Some(&want))).await,
         Ok(Ok(_))
     );
     if reached {
         Ok(())
     } else {
-        Err(rx.borrow().clone())
+        Err(rx.borrow().clone().unwrap_or_default())
     }
 }
 
@@ -211,7 +211,7 @@ async fn resolver_sees_new_instances_and_keeps_the_last_set_during_an_outage() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut both = vec![a_addr.clone(), b_addr.clone()];
     both.sort();
-    assert_eq!(*rx.borrow(), both);
+    assert_eq!(*rx.borrow(), Some(both));
 
     // Back: changes flow again (b drains and deregisters).
     fake.restart().await;
@@ -355,4 +355,35 @@ async fn consul_client_fails_fast_without_instances_and_follows_registrations() 
     let err = client.check(check).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn the_first_call_of_a_new_client_waits_for_the_first_lookup() {
+    use mall_common::client::{Channel, Clients};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let fake = FakeConsul::start().await;
+    let settings = consul_settings(&fake);
+    let server = start_server(&settings).await;
+    let id = server.id.clone();
+    assert!(
+        fake.wait_until(WAIT, |f| f.status(&id) == Some(CheckStatus::Passing))
+            .await,
+        "never passing"
+    );
+    // A service that just started calls a dependency that is up: its very first call must not
+    // fail because Consul has not been asked yet.
+    for _ in 0..20 {
+        let clients = Clients::new(&settings.discovery, &settings.client, None);
+        let mut client: HealthClient<Channel> = clients.client("product").expect("client");
+        client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("the first call finds the instance");
+    }
+    server.stop.send(()).expect("server running");
+    let _ = tokio::time::timeout(WAIT, server.task).await;
 }

@@ -226,3 +226,41 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_string())
 }
+
+/// A card number the payment service approves.
+pub const GOOD_CARD: &str = "4111111111111111";
+/// A card number the payment service declines (a test card).
+pub const DECLINED_CARD: &str = "4000000000000002";
+
+/// A complete, valid checkout request for `user_id` paying with `card` under idempotency `key`
+/// (the card expires next year).
+pub fn checkout_request(
+    user_id: u64,
+    card: &str,
+    key: &str,
+) -> mall_proto::checkout::v1::CheckoutReq {
+    use mall_proto::common::v1::{Address, CreditCardInfo};
+    // A year is 31,556,952 s on average: good enough for "next year" without a date library.
+    let next_year =
+        i32::try_from(1970 + mall_common::store::unix_now() / 31_556_952 + 1).unwrap_or(2100);
+    mall_proto::checkout::v1::CheckoutReq {
+        user_id,
+        firstname: "Ann".into(),
+        lastname: "Lee".into(),
+        email: "Ann@Example.com".into(),
+        address: Some(Address {
+            street_address: "1 Main St".into(),
+            city: "Springfield".into(),
+            state: "IL".into(),
+            country: "US".into(),
+            zip_code: "62701".into(),
+        }),
+        credit_card: Some(CreditCardInfo {
+            credit_card_number: card.into(),
+            credit_card_cvv: "123".into(),
+            credit_card_expiration_year: next_year,
+            credit_card_expiration_month: 6,
+        }),
+        idempotency_key: key.into(),
+    }
+}

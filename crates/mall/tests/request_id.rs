@@ -6,14 +6,12 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use mall::testing::TestFleet;
+use mall::testing::{GOOD_CARD, TestFleet, checkout_request};
 use mall_common::client::Channel;
 use mall_proto::cart::v1 as cart_pb;
 use mall_proto::cart::v1::cart_service_client::CartServiceClient;
-use mall_proto::checkout::v1 as checkout_pb;
 use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use mall_proto::common::v1::CartItem;
-use mall_proto::common::v1::{Address, CreditCardInfo};
 use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 
@@ -33,10 +31,6 @@ impl Write for Captured {
 }
 
 /// A card expiry year comfortably in the future.
-fn in_two_years() -> i32 {
-    let years_since_1970 = mall_common::store::unix_now() / 31_556_952;
-    i32::try_from(1970 + years_since_1970 + 2).unwrap_or(2100)
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_id_follows_a_purchase_through_every_service() {
@@ -92,26 +86,7 @@ async fn a_request_id_follows_a_purchase_through_every_service() {
 
     let mut checkout =
         fleet.client_as::<CheckoutServiceClient<Channel>>("checkout", &fleet.user_token(9));
-    let mut request = tonic::Request::new(checkout_pb::CheckoutReq {
-        user_id: 9,
-        firstname: "Ann".into(),
-        lastname: "Lee".into(),
-        email: "ann@example.com".into(),
-        address: Some(Address {
-            street_address: "1 Main St".into(),
-            city: "Springfield".into(),
-            state: "IL".into(),
-            country: "US".into(),
-            zip_code: "62701".into(),
-        }),
-        credit_card: Some(CreditCardInfo {
-            credit_card_number: "4111111111111111".into(),
-            credit_card_cvv: "123".into(),
-            credit_card_expiration_year: in_two_years(),
-            credit_card_expiration_month: 1,
-        }),
-        idempotency_key: "traced-purchase".into(),
-    });
+    let mut request = tonic::Request::new(checkout_request(9, GOOD_CARD, "traced-purchase"));
     request
         .metadata_mut()
         .insert("x-request-id", "purchase-51c9".parse().unwrap());

@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use checkout::Hooks;
 use futures::StreamExt;
-use mall::testing::TestFleet;
+use mall::testing::{DECLINED_CARD, GOOD_CARD, TestFleet, checkout_request as request};
 use mall_common::client::{Channel, Clients};
 use mall_common::config::{self, Source};
 use mall_proto::cart::v1 as cart_pb;
 use mall_proto::cart::v1::cart_service_client::CartServiceClient;
 use mall_proto::checkout::v1 as pb;
 use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
-use mall_proto::common::v1::{Address, CartItem, CreditCardInfo};
+use mall_proto::common::v1::CartItem;
 use mall_proto::order::v1 as order_pb;
 use mall_proto::order::v1::order_service_client::OrderServiceClient;
 use mall_proto::payment::v1 as payment_pb;
@@ -38,9 +38,6 @@ type CartClient = CartServiceClient<Channel>;
 type OrderClient = OrderServiceClient<Channel>;
 type PaymentClient = PaymentServiceClient<Channel>;
 type ProductClient = ProductCatalogServiceClient<Channel>;
-
-const GOOD_CARD: &str = "4111111111111111";
-const DECLINED_CARD: &str = "4000000000000002";
 
 /// The services checkout calls.
 async fn fleet() -> TestFleet {
@@ -223,34 +220,6 @@ async fn payment_of_order(
         })
         .await
         .map(|r| r.into_inner())
-}
-
-fn next_year() -> i32 {
-    let secs = mall_common::store::unix_now();
-    i32::try_from(1970 + secs / 31_556_952 + 1).unwrap_or(2100)
-}
-
-fn request(user_id: u64, card: &str, key: &str) -> pb::CheckoutReq {
-    pb::CheckoutReq {
-        user_id,
-        firstname: "Ann".into(),
-        lastname: "Lee".into(),
-        email: "Ann@Example.com".into(),
-        address: Some(Address {
-            street_address: "1 Main St".into(),
-            city: "Springfield".into(),
-            state: "IL".into(),
-            country: "US".into(),
-            zip_code: "62701".into(),
-        }),
-        credit_card: Some(CreditCardInfo {
-            credit_card_number: card.into(),
-            credit_card_cvv: "123".into(),
-            credit_card_expiration_year: next_year(),
-            credit_card_expiration_month: 6,
-        }),
-        idempotency_key: key.into(),
-    }
 }
 
 async fn checkout(

@@ -1,7 +1,8 @@
 //! Failover across real `product` processes found through Consul (the fake agent of
 //! `mall-testkit`): one of three instances is killed (SIGKILL, no deregistration) in the middle
 //! of a stream of 1,000 idempotent calls; no call fails, and the resolver drops the dead
-//! instance once the agent's gRPC check sees it down. Loopback only, every wait bounded.
+//! instance once the agent's gRPC check sees it down. A SIGTERM deregisters an instance before
+//! it exits. Loopback only, every wait bounded.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -180,4 +181,39 @@ async fn killing_one_of_three_instances_mid_stream_fails_no_call() {
     let mut seen = channel.addresses();
     seen.sort();
     assert_eq!(seen, left);
+}
+
+#[tokio::test]
+async fn sigterm_deregisters_the_instance_before_it_exits() {
+    let fake = FakeConsul::start().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("product.db").display()
+    );
+    let mut child = start_product(&db_url, &fake.url());
+    assert!(
+        fake.wait_until(WAIT, |f| passing(f).len() == 1).await,
+        "never passed its check: {:?}",
+        fake.service_ids()
+    );
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(terminated.success());
+    assert!(
+        fake.wait_until(WAIT, |f| f.service_ids().is_empty()).await,
+        "still registered after SIGTERM: {:?}",
+        fake.service_ids()
+    );
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }

@@ -123,6 +123,9 @@ type Instances = RwLock<Vec<Arc<Instance>>>;
 struct Pool {
     service: Arc<str>,
     instances: Instances,
+    /// False until discovery first answered (Consul's first lookup); calls wait for it, so a
+    /// freshly started service does not fail its first calls for want of a lookup.
+    resolved: tokio::sync::watch::Receiver<bool>,
     settings: ClientSettings,
     breaker: Arc<Breaker>,
     budget: RetryBudget,
@@ -335,6 +338,11 @@ impl Pool {
         } else {
             Payload::Once(Some(body))
         };
+        if !*self.resolved.borrow() {
+            let mut resolved = self.resolved.clone();
+            // The sender going away (the watch ended) counts as resolved too.
+            let _ = resolved.wait_for(|done| *done).await;
+        }
         let mut tried: Vec<Arc<Instance>> = Vec::new();
         let mut last_failure = None;
         loop {
@@ -617,16 +625,18 @@ impl Clients {
         }
         let name: Arc<str> = Arc::from(service);
         let (state, metrics) = self.metrics.target(service);
+        let (resolved_tx, resolved) = tokio::sync::watch::channel(!consul);
         let pool = Arc::new(Pool {
             service: name.clone(),
             instances: RwLock::new(instances),
+            resolved,
             settings: self.settings.clone(),
             breaker: Breaker::new(name, &self.settings.breaker, state),
             budget: RetryBudget::new(&self.settings.retry),
             metrics,
         });
         if consul {
-            self.follow_consul(service, &pool)?;
+            self.follow_consul(service, &pool, resolved_tx)?;
         }
         let channel = Channel {
             pool,
@@ -646,7 +656,12 @@ impl Clients {
 impl Clients {
     /// Keeps the pool's instances equal to the passing instances Consul reports for `service`,
     /// until the last [`Channel`] sharing them is dropped.
-    fn follow_consul(&self, service: &str, pool: &Arc<Pool>) -> Result<(), Status> {
+    fn follow_consul(
+        &self,
+        service: &str,
+        pool: &Arc<Pool>,
+        resolved: tokio::sync::watch::Sender<bool>,
+    ) -> Result<(), Status> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Status::unavailable("consul discovery needs a tokio runtime".to_string())
         })?;
@@ -658,11 +673,14 @@ impl Clients {
         runtime.spawn(async move {
             let mut rx = resolver.watch(&service);
             loop {
-                let addrs = rx.borrow_and_update().clone();
+                let answer = rx.borrow_and_update().clone();
                 let Some(pool) = weak.upgrade() else {
                     return;
                 };
-                update_instances(&pool.instances, &addrs, &settings, &service);
+                if let Some(addrs) = answer {
+                    update_instances(&pool.instances, &addrs, &settings, &service);
+                    resolved.send_replace(true);
+                }
                 drop(pool);
                 if rx.changed().await.is_err() {
                     return;
