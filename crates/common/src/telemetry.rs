@@ -37,20 +37,23 @@ pub fn init_logging(settings: &TelemetrySettings) {
 
 /// Labels of the per-RPC metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+///
+/// Named as go-grpc-prometheus names them (`grpc_service`, `grpc_method`, `grpc_code`), which
+/// also keeps them clear of the `service` target label Prometheus attaches to every scrape.
 pub struct RpcLabels {
     /// Fully-qualified gRPC service, e.g. `tiktokmall.product.v1.ProductCatalogService`.
-    pub service: String,
+    pub grpc_service: String,
     /// RPC name, e.g. `GetProduct`.
-    pub method: String,
+    pub grpc_method: String,
     /// gRPC status code name, e.g. `OK`, `InvalidArgument`.
-    pub code: String,
+    pub grpc_code: String,
 }
 
 /// Labels of the per-service in-flight gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
     /// Fully-qualified gRPC service.
-    pub service: String,
+    pub grpc_service: String,
 }
 
 type HistogramFamily = Family<RpcLabels, Histogram, fn() -> Histogram>;
@@ -104,7 +107,7 @@ impl RpcMetrics {
     pub fn started(&self, service: &str) {
         self.in_flight
             .get_or_create(&ServiceLabels {
-                service: service.to_string(),
+                grpc_service: service.to_string(),
             })
             .inc();
     }
@@ -113,13 +116,13 @@ impl RpcMetrics {
     pub fn finished(&self, service: &str, method: &str, code: tonic::Code, elapsed: Duration) {
         self.in_flight
             .get_or_create(&ServiceLabels {
-                service: service.to_string(),
+                grpc_service: service.to_string(),
             })
             .dec();
         let labels = RpcLabels {
-            service: service.to_string(),
-            method: method.to_string(),
-            code: code_name(code).to_string(),
+            grpc_service: service.to_string(),
+            grpc_method: method.to_string(),
+            grpc_code: code_name(code).to_string(),
         };
         self.handled.get_or_create(&labels).inc();
         self.seconds

@@ -43,7 +43,7 @@ async fn served(admin: SocketAddr) -> usize {
     body.lines()
         .find(|l| {
             l.starts_with("grpc_server_handled_total{")
-                && l.contains(r#"method="GetProduct",code="OK""#)
+                && l.contains(r#"grpc_method="GetProduct",grpc_code="OK""#)
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse().ok())

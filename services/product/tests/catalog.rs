@@ -673,12 +673,12 @@ async fn admin_port_serves_metrics_health_and_readiness() {
     assert_eq!(status, 200);
     assert!(
         body.contains(
-            r#"grpc_server_handled_total{service="tiktokmall.product.v1.ProductCatalogService",method="GetProduct",code="InvalidArgument"} 1"#
+            r#"grpc_server_handled_total{grpc_service="tiktokmall.product.v1.ProductCatalogService",grpc_method="GetProduct",grpc_code="InvalidArgument"} 1"#
         ),
         "{body}"
     );
     assert!(
-        body.contains(r#"method="ListProducts",code="OK""#),
+        body.contains(r#"grpc_method="ListProducts",grpc_code="OK""#),
         "{body}"
     );
     assert!(
