@@ -149,6 +149,11 @@ pub struct ServerSettings {
 
 /// Default of `server.max_concurrent_rpcs`.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: u32 = 1_000;
+/// Default of `server.drain_delay_ms`: none on a laptop; set it to a few check intervals where
+/// a balancer or Consul must notice NOT_SERVING before the listener closes.
+pub const DEFAULT_DRAIN_DELAY_MS: u64 = 0;
+/// Default of `server.shutdown_grace_ms`: how long in-flight calls may finish after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 
 impl ServerSettings {
     /// The admin port actually used.
@@ -551,8 +556,8 @@ impl<E> Settings<E> {
                 host: IpAddr::from([0, 0, 0, 0]),
                 port: default_port(service).unwrap_or(0),
                 admin_port: None,
-                drain_delay_ms: 0,
-                shutdown_grace_ms: 30_000,
+                drain_delay_ms: DEFAULT_DRAIN_DELAY_MS,
+                shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
                 max_concurrent_rpcs: DEFAULT_MAX_CONCURRENT_RPCS,
             },
             database: DatabaseSettings {
