@@ -36,6 +36,10 @@ pub struct Hooks {
     /// When set, a checkout stops right after recording its charge, as if the process had
     /// been killed: no further writes, the lease is left to expire.
     pub crash_after_charge: Arc<AtomicBool>,
+    /// When set, a checkout stops right after `Charge` answered OK but before the transaction
+    /// id is recorded (the saga is left at step `charging`), as if the process had been killed:
+    /// no further writes, the lease is left to expire.
+    pub crash_before_recording_charge: Arc<AtomicBool>,
 }
 
 /// Takes one injected failure from `counter`, if any are left.
@@ -54,6 +58,11 @@ impl Hooks {
     /// Whether the simulated crash after the charge is armed.
     pub fn crash_after_charge(&self) -> bool {
         self.crash_after_charge.load(Ordering::SeqCst)
+    }
+
+    /// Whether the simulated crash between the charge and recording it is armed.
+    pub fn crash_before_recording_charge(&self) -> bool {
+        self.crash_before_recording_charge.load(Ordering::SeqCst)
     }
 }
 

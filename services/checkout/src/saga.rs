@@ -479,6 +479,11 @@ impl Engine {
             .await;
         match charged {
             Ok(tx) => {
+                if self.inner.down.hooks().crash_before_recording_charge() {
+                    return Err(Status::unavailable(
+                        "checkout instance stopped before recording the charge (simulated crash)",
+                    ));
+                }
                 run.tx = Some(tx.clone());
                 self.save(
                     run,

@@ -25,6 +25,7 @@ use mall_proto::payment::v1 as payment_pb;
 use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testkit::proxy::LatencyProxy;
 use tokio::sync::oneshot;
 use tonic::Code;
 
@@ -739,5 +740,218 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
     assert_eq!(stock_of(&fleet, product).await, 1);
 
     second.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_the_order_lookup() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    // A short budget keeps the abandoned lease (budget + 8 steps) short.
+    let timing = [
+        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "500"),
+        ("MALL__CHECKOUT__BUDGET_MS", "1500"),
+    ];
+    let hooks = Hooks::default();
+    hooks
+        .crash_before_recording_charge
+        .store(true, Ordering::SeqCst);
+    let first = start_checkout(&fleet, &db, hooks, None, &timing).await;
+    let user = 111;
+    let product = create_product(&fleet, "Kayak", 32_000, 3).await;
+    add_to_cart(&fleet, user, product, 1).await;
+
+    let err = checkout(
+        &mut user_client(&fleet, &first, user),
+        request(user, GOOD_CARD, "crash-2"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    first.stop().await;
+    // The card was charged, but the saga died at `charging` without the transaction id: only
+    // payment knows it, by the order id.
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    let order_id = orders[0].order_id.clone();
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Pending);
+    let charged = payment_of_order(&fleet, &order_id)
+        .await
+        .expect("charged before the crash");
+
+    // A retry meanwhile sees the saga in progress (or, if the worker was quicker, its result).
+    let second = start_checkout(&fleet, &db, Hooks::default(), None, &timing).await;
+    match checkout(
+        &mut user_client(&fleet, &second, user),
+        request(user, GOOD_CARD, "crash-2"),
+    )
+    .await
+    {
+        Ok(resp) => assert_eq!(resp.transaction_id, charged.transaction_id),
+        Err(e) => assert_eq!(e.code(), Code::Aborted, "{e:?}"),
+    }
+
+    // Once the lease expires, the new instance's worker finds the charge through the order and
+    // completes the checkout with it rather than cancelling a charged order.
+    eventually(
+        Duration::from_secs(10),
+        "the new instance pays the order",
+        || async { status(&order(&fleet, user, &order_id).await) == order_pb::OrderStatus::Paid },
+    )
+    .await;
+    let paid = order(&fleet, user, &order_id).await;
+    assert_eq!(paid.transaction_id, charged.transaction_id);
+    let payment = payment_of_order(&fleet, &order_id).await.expect("payment");
+    assert_eq!(payment.transaction_id, charged.transaction_id);
+    assert_eq!((payment.amount_cents, payment.refunded_cents), (32_000, 0));
+    assert_eq!(stock_of(&fleet, product).await, 2);
+    eventually(Duration::from_secs(10), "the cart is emptied", || async {
+        cart_of(&fleet, user).await.is_empty()
+    })
+    .await;
+    let replay = checkout(
+        &mut user_client(&fleet, &second, user),
+        request(user, GOOD_CARD, "crash-2"),
+    )
+    .await
+    .expect("the recorded result");
+    assert_eq!(replay.order_id, order_id);
+    assert_eq!(replay.transaction_id, charged.transaction_id);
+    assert_eq!(orders_of(&fleet, user).await.len(), 1);
+
+    second.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_charging() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    // Every product call takes at least 600 ms. Each fits the 900 ms step timeout, but pricing
+    // and the reservation together do not fit the 1 s budget: the budget cuts the reservation.
+    let slow =
+        LatencyProxy::start(fleet.endpoints("product").grpc, Duration::from_millis(600)).await;
+    let product_addr = slow.addr();
+    let instance = start_checkout(
+        &fleet,
+        &db,
+        Hooks::default(),
+        None,
+        &[
+            ("MALL__DISCOVERY__STATIC__PRODUCT", product_addr.as_str()),
+            ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "900"),
+            ("MALL__CHECKOUT__BUDGET_MS", "1000"),
+        ],
+    )
+    .await;
+    let user = 112;
+    let product = create_product(&fleet, "Tent", 18_000, 4).await;
+    add_to_cart(&fleet, user, product, 2).await;
+    let mut client = user_client(&fleet, &instance, user);
+
+    // A call cut by the budget is a dependency too slow to answer in time: UNAVAILABLE, naming
+    // the service.
+    let err = checkout(&mut client, request(user, GOOD_CARD, "slow-catalog"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(err.message(), "product service unavailable");
+    // Pricing got through, so the order was placed; the saga cancelled it and charged nothing.
+    let orders = orders_of(&fleet, user).await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+    for placed in &orders {
+        let charge = payment_of_order(&fleet, &placed.order_id).await;
+        assert_eq!(charge.unwrap_err().code(), Code::NotFound);
+    }
+    // The cut reservation reaches product only after the saga gave up on it, once the cancelled
+    // order has released it: product refuses it, so no stock stays held.
+    eventually(
+        Duration::from_secs(10),
+        "the reserved stock is back",
+        || async { stock_of(&fleet, product).await == 4 },
+    )
+    .await;
+    assert_eq!(cart_of(&fleet, user).await, vec![(product, 2)]);
+
+    // The recorded answer is replayed.
+    let again = checkout(&mut client, request(user, GOOD_CARD, "slow-catalog"))
+        .await
+        .unwrap_err();
+    assert_eq!((again.code(), again.message()), (err.code(), err.message()));
+
+    instance.stop().await;
+    drop(slow);
+    cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn two_instances_recovering_the_same_sagas_drive_each_exactly_once() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    // `serving` can never empty a cart, so each of its checkouts is paid and then parked; the
+    // workers of both instances (every 100 ms, on the same database) race for the parked sagas,
+    // and only `other`'s can finish them. `serving`'s charges take 300 ms, so the workers' passes
+    // also fall inside running checkouts: a worker taking a saga its request still drives would
+    // find no charge yet and cancel an order that is about to be charged.
+    let slow_payment =
+        LatencyProxy::start(fleet.endpoints("payment").grpc, Duration::from_millis(300)).await;
+    let hooks = Hooks::default();
+    hooks.fail_empty_cart.store(u32::MAX, Ordering::SeqCst);
+    let serving = start_checkout(&fleet, &db, hooks, Some(slow_payment.addr()), &[]).await;
+    let other = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let price = 1_250;
+    let product = create_product(&fleet, "Lantern", price, 20).await;
+    let buyers = [(121, 1), (122, 2), (123, 3), (124, 4), (125, 5)];
+    for (user, quantity) in &buyers {
+        add_to_cart(&fleet, *user, product, *quantity).await;
+    }
+
+    let bought = futures::future::join_all(buyers.iter().map(|(user, quantity)| {
+        let mut client = user_client(&fleet, &serving, *user);
+        let req = request(*user, GOOD_CARD, &format!("two-workers-{user}"));
+        async move {
+            let resp = checkout(&mut client, req).await;
+            (*user, *quantity, resp.expect("checkout"))
+        }
+    }))
+    .await;
+    for (user, _, _) in &bought {
+        eventually(Duration::from_secs(10), "every cart is emptied", || async {
+            cart_of(&fleet, *user).await.is_empty()
+        })
+        .await;
+    }
+
+    for (user, quantity, resp) in &bought {
+        let orders = orders_of(&fleet, *user).await;
+        assert_eq!(orders.len(), 1, "user {user}");
+        assert_eq!(orders[0].order_id, resp.order_id);
+        assert_eq!(status(&orders[0]), order_pb::OrderStatus::Paid);
+        assert_eq!(orders[0].transaction_id, resp.transaction_id);
+        let payment = payment_of_order(&fleet, &resp.order_id)
+            .await
+            .expect("one charge");
+        assert_eq!(payment.transaction_id, resp.transaction_id);
+        assert_eq!(
+            (payment.amount_cents, payment.refunded_cents),
+            (price * i64::from(*quantity), 0),
+            "user {user}"
+        );
+        // Either instance answers the recorded result.
+        let replay = checkout(
+            &mut user_client(&fleet, &other, *user),
+            request(*user, GOOD_CARD, &format!("two-workers-{user}")),
+        )
+        .await
+        .expect("the recorded result");
+        assert_eq!(replay.order_id, resp.order_id);
+        assert_eq!(replay.transaction_id, resp.transaction_id);
+    }
+    assert_eq!(stock_of(&fleet, product).await, 20 - 15);
+
+    serving.stop().await;
+    other.stop().await;
+    drop(slow_payment);
     cleanup(fleet, db).await;
 }
