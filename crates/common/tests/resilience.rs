@@ -226,3 +226,51 @@ async fn per_method_deadlines_replace_the_client_default() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn failures_say_whether_the_request_may_have_reached_the_service() {
+    use mall_common::client::never_sent;
+    use mall_testkit::proxy::LatencyProxy;
+
+    // Nobody listens: the request cannot have been sent.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let s = settings("payment", &[unused.to_string()]);
+    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(never_sent(&err), "{err:?}");
+
+    // The answer is lost after the request arrived: it may have been acted on.
+    let stub = StubGrpc::start(Reply::Ok).await;
+    let upstream: std::net::SocketAddr = stub.addr().parse().expect("stub address");
+    let proxy = LatencyProxy::start(upstream, Duration::ZERO).await;
+    let s = settings("payment", &[proxy.addr()]);
+    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    payment
+        .charge(pay::ChargeReq::default())
+        .await
+        .expect("a first call opens the connection");
+    proxy.lose_next_answer();
+    let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(!never_sent(&err), "{err:?}");
+    assert_eq!(
+        stub.calls(CHARGE),
+        2,
+        "the second charge reached the service"
+    );
+
+    // The service's own error status is not "never sent" either; an open circuit is.
+    stub.set_reply(Reply::Status(Code::Unavailable));
+    let mut s = settings("payment", &[stub.addr()]);
+    s.client.breaker.min_calls = 1;
+    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+    assert!(!never_sent(&err), "{err:?}");
+    let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+    assert!(err.message().contains("circuit open"), "{err:?}");
+    assert!(never_sent(&err), "{err:?}");
+}

@@ -499,7 +499,9 @@ impl Engine {
                 let status = Status::new(s.code(), s.message().to_string());
                 return self.fail(run, status, OutcomeKind::Declined).await;
             }
-            Err(s) if s.code() == Code::Unavailable => {
+            // Only a charge that never left this service is known not to have happened; a
+            // connection lost mid-call may have charged the card, so that is asked below.
+            Err(s) if s.code() == Code::Unavailable && mall_common::client::never_sent(&s) => {
                 tracing::warn!(saga = %run.id, message = s.message(), "payment unreachable");
                 let status =
                     Status::unavailable("payment service unavailable; nothing was charged");

@@ -955,3 +955,45 @@ async fn two_instances_recovering_the_same_sagas_drive_each_exactly_once() {
     drop(slow_payment);
     cleanup(fleet, db).await;
 }
+
+#[tokio::test]
+async fn a_charge_whose_answer_is_lost_is_found_and_paid_not_cancelled_uncharged() {
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let proxy = LatencyProxy::start(fleet.endpoints("payment").grpc, Duration::ZERO).await;
+    let instance = start_checkout(&fleet, &db, Hooks::default(), Some(proxy.addr()), &[]).await;
+    let product = create_product(&fleet, "Kettle", 3_000, 5).await;
+
+    // A first purchase opens the connection to payment (through the proxy).
+    add_to_cart(&fleet, 131, product, 1).await;
+    checkout(
+        &mut user_client(&fleet, &instance, 131),
+        request(131, GOOD_CARD, "before-the-loss"),
+    )
+    .await
+    .expect("a normal checkout");
+
+    // The next Charge reaches payment and charges the card, but its answer never comes back:
+    // the connection fails mid-call. The saga must not take that for "nothing was charged".
+    proxy.lose_next_answer();
+    let user = 132;
+    add_to_cart(&fleet, user, product, 2).await;
+    let resp = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "lost-charge-answer"),
+    )
+    .await
+    .expect("the charge is found through the order and the checkout completes");
+    let placed = order(&fleet, user, &resp.order_id).await;
+    assert_eq!(status(&placed), order_pb::OrderStatus::Paid);
+    let payment = payment_of_order(&fleet, &resp.order_id)
+        .await
+        .expect("the charge");
+    assert_eq!(payment.transaction_id, resp.transaction_id);
+    assert_eq!((payment.amount_cents, payment.refunded_cents), (6_000, 0));
+    assert_eq!(stock_of(&fleet, product).await, 2);
+
+    instance.stop().await;
+    drop(proxy);
+    cleanup(fleet, db).await;
+}

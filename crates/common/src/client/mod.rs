@@ -216,9 +216,9 @@ impl Service<http::Request<Body>> for Channel {
             crate::server::current_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         let timeout = remaining.map_or(own, |r| r.min(own));
         if timeout.is_zero() {
-            return Box::pin(std::future::ready(Err(Status::deadline_exceeded(format!(
-                "deadline exceeded before calling {service}"
-            ))
+            return Box::pin(std::future::ready(Err(not_sent(
+                Status::deadline_exceeded(format!("deadline exceeded before calling {service}")),
+            )
             .into())));
         }
         let pool = self.pool.clone();
@@ -257,8 +257,9 @@ impl Pool {
         req: http::Request<Body>,
         timeout: Duration,
     ) -> Result<http::Response<Body>, BoxError> {
-        let permit = self.breaker.admit().inspect_err(|_| {
+        let permit = self.breaker.admit().map_err(|refused| {
             self.metrics.rejected.inc();
+            not_sent(refused)
         })?;
         let deadline = Instant::now() + timeout;
         let outcome =
@@ -354,10 +355,10 @@ impl Pool {
                 // Every known instance was tried: the last one's answer stands.
                 return match last_failure {
                     Some(failure) => Ok(failure),
-                    None => Err(Status::unavailable(format!(
+                    None => Err(not_sent(Status::unavailable(format!(
                         "no instance of {} is known",
                         self.service
-                    ))),
+                    )))),
                 };
             };
             let Some(body) = payload.next() else {
@@ -419,12 +420,58 @@ impl Pool {
                 "{} did not answer in time",
                 self.service
             ))),
+            Err(e) if connect_failed(&e) => Attempt::Unavailable(
+                not_sent(Status::unavailable(format!(
+                    "{} unavailable: {e}",
+                    self.service
+                ))),
+                None,
+            ),
             Err(e) => Attempt::Unavailable(
                 Status::unavailable(format!("{} unavailable: {e}", self.service)),
                 None,
             ),
         }
     }
+}
+
+/// The source of a failure that happened before the request left this process.
+#[derive(Debug)]
+struct NotSent;
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request was not sent")
+    }
+}
+
+impl std::error::Error for NotSent {}
+
+/// Marks `status` as a failure before sending (the mark stays in this process: a status's
+/// source is never sent over the wire).
+fn not_sent(mut status: Status) -> Status {
+    status.set_source(Arc::new(NotSent));
+    status
+}
+
+/// Whether a failed call is known never to have reached the service: no instance was known,
+/// the circuit was open, no connection could be made, or the deadline was gone before the call.
+/// Any other failure (a connection lost mid-call, a timeout, the service's own error) may have
+/// been acted on, which is what a non-idempotent call like `Charge` must assume.
+pub fn never_sent(status: &Status) -> bool {
+    std::error::Error::source(status).is_some_and(|s| s.is::<NotSent>())
+}
+
+/// Whether a transport error is a connection that could not be made (nothing was sent).
+fn connect_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Whether a transport error is the channel enforcing the call's `grpc-timeout`.
@@ -614,7 +661,9 @@ impl Clients {
                 .get(service)
                 .filter(|a| !a.is_empty())
                 .ok_or_else(|| {
-                    Status::unavailable(format!("no address configured for {service}"))
+                    not_sent(Status::unavailable(format!(
+                        "no address configured for {service}"
+                    )))
                 })?;
             for addr in addrs {
                 let channel = connect_lazy(addr, &self.settings).map_err(|_| {
