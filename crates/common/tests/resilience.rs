@@ -274,3 +274,51 @@ async fn failures_say_whether_the_request_may_have_reached_the_service() {
     assert!(err.message().contains("circuit open"), "{err:?}");
     assert!(never_sent(&err), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_answer_that_breaks_off_after_its_headers_is_retried_only_when_idempotent() {
+    let broken = StubGrpc::start(Reply::BrokenBody).await;
+    let up = StubGrpc::start(Reply::Ok).await;
+
+    // Alone, the broken instance's failure is UNAVAILABLE (the kind that is retried), not a
+    // broken message reaching the caller.
+    let alone = settings("payment", &[broken.addr()]);
+    let err = clients(&alone)
+        .client::<PaymentServiceClient<Channel>>("payment")
+        .expect("client")
+        .get_payment(pay::GetPaymentReq::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(broken.calls(GET_PAYMENT), 1);
+
+    // Beside a healthy instance, every idempotent call succeeds: the one drawn to the broken
+    // instance is retried on the other (which is then the only one drawn: 60 s ejection).
+    let mut s = settings("payment", &[broken.addr(), up.addr()]);
+    s.client.breaker.min_calls = 1_000;
+    s.client.balance.eject_base_ms = 60_000;
+    s.client.balance.eject_max_ms = 60_000;
+    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    for _ in 0..200 {
+        payment
+            .get_payment(pay::GetPaymentReq::default())
+            .await
+            .expect("retried on the other instance");
+        if broken.calls(GET_PAYMENT) == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        broken.calls(GET_PAYMENT),
+        2,
+        "the broken instance was never drawn"
+    );
+
+    // Charge is never sent twice, even though its answer broke off.
+    let only_broken = settings("payment", &[broken.addr()]);
+    let mut payment: PaymentServiceClient<Channel> =
+        clients(&only_broken).client("payment").expect("client");
+    let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    assert_eq!(broken.calls(CHARGE), 1);
+}

@@ -4,7 +4,8 @@
 //!
 //! Covered: unary calls of any service and method over h2c. `Ok` answers an empty message
 //! (valid for every proto3 response type: all fields at their defaults) followed by
-//! `grpc-status: 0` trailers; an error status is sent trailers-only, as gRPC servers do.
+//! `grpc-status: 0` trailers; an error status is sent trailers-only, as gRPC servers do;
+//! `BrokenBody` sends the response headers and then resets the stream.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -27,6 +28,9 @@ pub enum Reply {
     Ok,
     /// The given status code (e.g. `tonic::Code::Unavailable`), trailers-only.
     Status(tonic::Code),
+    /// Response headers, then the stream breaks before the message (as when the server dies
+    /// between the two).
+    BrokenBody,
 }
 
 #[derive(Default)]
@@ -116,6 +120,14 @@ async fn answer(state: &Mutex<State>, uri: &Uri) -> Response<Body> {
             .header("grpc-status", (code as i32).to_string())
             .header("grpc-message", "stubbed")
             .body(Body::empty()),
+        Reply::BrokenBody => {
+            // The pause lets the headers reach the client before the stream is reset.
+            let frames = futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err::<Frame<Bytes>, _>(std::io::Error::other("stub: the answer breaks off"))
+            });
+            builder.body(Body::new(http_body_util::StreamBody::new(frames)))
+        }
         Reply::Ok => {
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", HeaderValue::from_static("0"));

@@ -80,6 +80,18 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
     config::load(NAME, default_settings(), &config::Source::from_process())
 }
 
+/// Remote steps a request may still take once its budget is spent: the lookup of a charge whose
+/// answer was lost, every `MarkOrderPaid` attempt, then a full compensation (place-or-find the
+/// order, cancel it, read it back, release the stock, read the payment, refund it).
+const POST_BUDGET_STEPS: u32 = 1 + saga::MARK_PAID_ATTEMPTS + 6;
+
+/// The sleeps between `MarkOrderPaid` attempts, all together.
+fn mark_paid_backoff() -> Duration {
+    (1..saga::MARK_PAID_ATTEMPTS)
+        .map(|attempt| saga::MARK_PAID_BACKOFF * 2u32.pow(attempt - 1))
+        .sum()
+}
+
 /// Checks the `checkout` section and derives the saga's timing. The lease covers a whole
 /// request (budget, then the post-charge steps and compensation), so the worker never takes a
 /// saga a live request still drives.
@@ -104,7 +116,7 @@ fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
     Ok(saga::Timing {
         step,
         budget,
-        lease: budget + step * 8,
+        lease: budget + step * POST_BUDGET_STEPS + mark_paid_backoff(),
         retry_delay: Duration::from_millis(c.retry_delay_ms),
     })
 }

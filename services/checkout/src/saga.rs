@@ -35,6 +35,8 @@ pub const FINGERPRINT_WINDOW_SECS: i64 = 10;
 pub const REFUNDED_MESSAGE: &str = "payment refunded: order could not be completed";
 /// The message of a checkout that was interrupted before anything was charged.
 pub const INTERRUPTED_MESSAGE: &str = "checkout was interrupted; nothing was charged";
+/// The answer when the checkout's time budget runs out before its outcome is decided.
+pub const BUDGET_MESSAGE: &str = "checkout did not finish within its time budget";
 /// The answer while a charged checkout cannot be settled yet (paid, or cancelled and refunded).
 pub const UNSETTLED_MESSAGE: &str = "checkout in progress: the payment is being settled; \
      retry with the same idempotency_key for the outcome";
@@ -271,14 +273,23 @@ impl Engine {
         answer
     }
 
+    /// How a failed remote step is answered: `DEADLINE_EXCEEDED` when the checkout's budget is
+    /// what ran out (whichever call it cut), else the dependency's failure.
+    fn step_failed(run: &Run, what: &str, status: &Status) -> Status {
+        if run.deadline <= Instant::now() {
+            tracing::warn!(dependency = what, code = ?status.code(), message = status.message(), "checkout budget exhausted");
+            Status::deadline_exceeded(BUDGET_MESSAGE)
+        } else {
+            dependency(what, status)
+        }
+    }
+
     /// The deadline of the next pre-charge call: the step timeout, cut to what is left of the
     /// budget; `DEADLINE_EXCEEDED` when nothing is.
     fn within_budget(&self, run: &Run) -> Result<Duration, Status> {
         let left = run.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Status::deadline_exceeded(
-                "checkout did not finish within its time budget",
-            ));
+            return Err(Status::deadline_exceeded(BUDGET_MESSAGE));
         }
         Ok(left.min(self.inner.timing.step))
     }
@@ -358,9 +369,8 @@ impl Engine {
         let cart = match cart {
             Ok(cart) => cart,
             Err(s) => {
-                return self
-                    .reject(run, dependency("cart", &s), OutcomeKind::Error)
-                    .await;
+                let status = Self::step_failed(run, "cart", &s);
+                return self.reject(run, status, OutcomeKind::Error).await;
             }
         };
         if cart.is_empty() {
@@ -378,9 +388,8 @@ impl Engine {
         let prices = match prices {
             Ok(p) => p,
             Err(s) => {
-                return self
-                    .reject(run, dependency("product", &s), OutcomeKind::Error)
-                    .await;
+                let status = Self::step_failed(run, "product", &s);
+                return self.reject(run, status, OutcomeKind::Error).await;
             }
         };
         let (lines, total) = match price_lines(&cart, &prices) {
@@ -424,14 +433,12 @@ impl Engine {
                     Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied
                 ) =>
             {
-                return self
-                    .reject(run, dependency("order", &s), OutcomeKind::Error)
-                    .await;
+                let status = Self::step_failed(run, "order", &s);
+                return self.reject(run, status, OutcomeKind::Error).await;
             }
             Err(s) => {
-                return self
-                    .fail(run, dependency("order", &s), OutcomeKind::Error)
-                    .await;
+                let status = Self::step_failed(run, "order", &s);
+                return self.fail(run, status, OutcomeKind::Error).await;
             }
         };
         run.order_id = Some(order_id.clone());
@@ -461,9 +468,8 @@ impl Engine {
                 return self.fail(run, status, OutcomeKind::InsufficientStock).await;
             }
             Err(s) => {
-                return self
-                    .fail(run, dependency("product", &s), OutcomeKind::Error)
-                    .await;
+                let status = Self::step_failed(run, "product", &s);
+                return self.fail(run, status, OutcomeKind::Error).await;
             }
         }
         // 5. The charge.

@@ -676,8 +676,8 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
     let timing = [
-        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "500"),
-        ("MALL__CHECKOUT__BUDGET_MS", "1500"),
+        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "300"),
+        ("MALL__CHECKOUT__BUDGET_MS", "1000"),
     ];
     let hooks = Hooks::default();
     hooks.crash_after_charge.store(true, Ordering::SeqCst);
@@ -747,10 +747,11 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
 async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_the_order_lookup() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    // A short budget keeps the abandoned lease (budget + 8 steps) short.
+    // A short budget and step timeout keep the abandoned lease (budget + the steps a request may
+    // still take after it) short.
     let timing = [
-        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "500"),
-        ("MALL__CHECKOUT__BUDGET_MS", "1500"),
+        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "300"),
+        ("MALL__CHECKOUT__BUDGET_MS", "1000"),
     ];
     let hooks = Hooks::default();
     hooks
@@ -849,13 +850,12 @@ async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_chargin
     add_to_cart(&fleet, user, product, 2).await;
     let mut client = user_client(&fleet, &instance, user);
 
-    // A call cut by the budget is a dependency too slow to answer in time: UNAVAILABLE, naming
-    // the service.
+    // The budget, not the catalog, is what ran out: DEADLINE_EXCEEDED, saying so.
     let err = checkout(&mut client, request(user, GOOD_CARD, "slow-catalog"))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert_eq!(err.message(), "product service unavailable");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_eq!(err.message(), checkout::saga::BUDGET_MESSAGE);
     // Pricing got through, so the order was placed; the saga cancelled it and charged nothing.
     let orders = orders_of(&fleet, user).await;
     assert_eq!(orders.len(), 1);

@@ -370,7 +370,7 @@ impl Pool {
             if let Ok(v) = format!("{}m", left.as_millis().clamp(1, 99_999_999)).parse() {
                 req.headers_mut().insert("grpc-timeout", v);
             }
-            match self.attempt(&instance, req).await {
+            match self.attempt(&instance, req, max_attempts > 1).await {
                 Attempt::Answered(resp) => {
                     instance.succeeded();
                     return Ok(Attempt::Answered(resp));
@@ -400,15 +400,45 @@ impl Pool {
         }
     }
 
-    async fn attempt(&self, instance: &Arc<Instance>, req: http::Request<Body>) -> Attempt {
+    /// One attempt on `instance`. With `whole`, the answer is read to its end here (the calls
+    /// that may be retried are unary and small), so an instance dying between the response
+    /// headers and the message, or a status `UNAVAILABLE` sent in the trailers, is seen here
+    /// and retried rather than reaching the caller as a broken body.
+    async fn attempt(
+        &self,
+        instance: &Arc<Instance>,
+        req: http::Request<Body>,
+        whole: bool,
+    ) -> Attempt {
         let _in_flight = instance.start();
         let mut channel = instance.channel.clone();
-        let answer = async {
+        let answer: Result<http::Response<Body>, BoxError> = async {
             channel.ready().await?;
-            channel.call(req).await
+            let resp = channel.call(req).await?;
+            if !whole || response_code(&resp).is_some() {
+                return Ok(resp);
+            }
+            use http_body_util::BodyExt;
+            let (mut parts, body) = resp.into_parts();
+            let whole = body.collect().await?;
+            let code = whole
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i32>().ok());
+            if let Some(code) = code {
+                parts
+                    .extensions
+                    .insert(TrailerCode(tonic::Code::from(code)));
+            }
+            Ok(http::Response::from_parts(parts, Body::new(whole)))
         }
         .await;
         match answer {
+            Ok(resp) if trailer_code(&resp) == Some(tonic::Code::Unavailable) => {
+                let status = Status::unavailable(format!("{} unavailable", self.service));
+                Attempt::Unavailable(status, Some(resp))
+            }
             Ok(resp) if response_code(&resp) == Some(tonic::Code::Unavailable) => {
                 let status = Status::from_header_map(resp.headers()).unwrap_or_else(|| {
                     Status::unavailable(format!("{} unavailable", self.service))
@@ -416,11 +446,10 @@ impl Pool {
                 Attempt::Unavailable(status, Some(resp))
             }
             Ok(resp) => Attempt::Answered(resp),
-            Err(e) if timed_out(&e) => Attempt::TimedOut(Status::deadline_exceeded(format!(
-                "{} did not answer in time",
-                self.service
-            ))),
-            Err(e) if connect_failed(&e) => Attempt::Unavailable(
+            Err(e) if timed_out(e.as_ref()) => Attempt::TimedOut(Status::deadline_exceeded(
+                format!("{} did not answer in time", self.service),
+            )),
+            Err(e) if connect_failed(e.as_ref()) => Attempt::Unavailable(
                 not_sent(Status::unavailable(format!(
                     "{} unavailable: {e}",
                     self.service
@@ -485,6 +514,16 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// The gRPC status in the trailers of a response read whole (noted by `Pool::attempt` as an
+/// extension, since a body's trailers cannot be read without consuming it).
+fn trailer_code(resp: &http::Response<Body>) -> Option<tonic::Code> {
+    resp.extensions().get::<TrailerCode>().map(|c| c.0)
+}
+
+/// The grpc-status found in the trailers of a response read whole.
+#[derive(Clone, Copy)]
+struct TrailerCode(tonic::Code);
 
 /// The gRPC status of a trailers-only response (how servers send errors), if any.
 fn response_code(resp: &http::Response<Body>) -> Option<tonic::Code> {
