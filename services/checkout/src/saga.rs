@@ -35,6 +35,8 @@ pub const FINGERPRINT_WINDOW_SECS: i64 = 10;
 pub const REFUNDED_MESSAGE: &str = "payment refunded: order could not be completed";
 /// The message of a checkout that was interrupted before anything was charged.
 pub const INTERRUPTED_MESSAGE: &str = "checkout was interrupted; nothing was charged";
+/// How close to the end of the budget a failed step counts as cut by the budget.
+const BUDGET_SLACK: Duration = Duration::from_millis(20);
 /// The answer when the checkout's time budget runs out before its outcome is decided.
 pub const BUDGET_MESSAGE: &str = "checkout did not finish within its time budget";
 /// The answer while a charged checkout cannot be settled yet (paid, or cancelled and refunded).
@@ -276,7 +278,9 @@ impl Engine {
     /// How a failed remote step is answered: `DEADLINE_EXCEEDED` when the checkout's budget is
     /// what ran out (whichever call it cut), else the dependency's failure.
     fn step_failed(run: &Run, what: &str, status: &Status) -> Status {
-        if run.deadline <= Instant::now() {
+        // A call cut by the budget can fail a moment before the budget's end: deadlines travel
+        // as whole milliseconds and each hop measures from its own clock reading.
+        if run.deadline <= Instant::now() + BUDGET_SLACK {
             tracing::warn!(dependency = what, code = ?status.code(), message = status.message(), "checkout budget exhausted");
             Status::deadline_exceeded(BUDGET_MESSAGE)
         } else {
