@@ -1,13 +1,113 @@
-//! Turning failures into `tonic::Status` in one place.
+//! The error vocabulary every service speaks, and the one place failures become `tonic::Status`.
 //!
-//! Each service has one error enum with a `From<Error> for Status`; its infrastructure arms call
-//! the helpers here, which log the whole cause chain once (with a reference id) and give the
-//! client a short, safe message: never SQL, internals or secrets.
+//! Each service has one error enum and implements [`ServiceError`] for it: which
+//! [`ServiceErrorCode`] each variant is, and for business refusals a machine-readable
+//! [`ServiceError::reason`] (`INSUFFICIENT_STOCK`, `CARD_DECLINED`, ...). [`to_status`] turns it
+//! into a `Status`: it logs the whole cause chain of internal and unavailable errors once (with
+//! a reference id) and gives the client a short, safe message, never SQL, internals or secrets.
+//! A reason travels as a `google.rpc.ErrorInfo` detail (domain [`ERROR_DOMAIN`]), so callers
+//! match on [`reason_of`], never on message text.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every reason this fleet sends.
+pub const ERROR_DOMAIN: &str = "tiktokmall";
+
+/// What kind of failure an error is; decides its gRPC code and how it is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceErrorCode {
+    /// The request broke a rule (`INVALID_ARGUMENT`).
+    InvalidArgument,
+    /// The thing asked for does not exist (`NOT_FOUND`).
+    NotFound,
+    /// It exists already, differently (`ALREADY_EXISTS`).
+    AlreadyExists,
+    /// The system is not in a state that allows it (`FAILED_PRECONDITION`).
+    FailedPrecondition,
+    /// A conflict with a concurrent change; trying again may succeed (`ABORTED`).
+    Aborted,
+    /// No or a bad token (`UNAUTHENTICATED`).
+    Unauthenticated,
+    /// The caller may not do this (`PERMISSION_DENIED`).
+    PermissionDenied,
+    /// A limit was hit (`RESOURCE_EXHAUSTED`).
+    ResourceExhausted,
+    /// Time ran out (`DEADLINE_EXCEEDED`).
+    DeadlineExceeded,
+    /// A dependency is down or overloaded (`UNAVAILABLE`); the message says only which one.
+    Unavailable,
+    /// A bug in the service answering (`INTERNAL`); the client sees only a reference.
+    Internal,
+}
+
+impl ServiceErrorCode {
+    /// The gRPC code.
+    pub fn grpc(self) -> Code {
+        match self {
+            ServiceErrorCode::InvalidArgument => Code::InvalidArgument,
+            ServiceErrorCode::NotFound => Code::NotFound,
+            ServiceErrorCode::AlreadyExists => Code::AlreadyExists,
+            ServiceErrorCode::FailedPrecondition => Code::FailedPrecondition,
+            ServiceErrorCode::Aborted => Code::Aborted,
+            ServiceErrorCode::Unauthenticated => Code::Unauthenticated,
+            ServiceErrorCode::PermissionDenied => Code::PermissionDenied,
+            ServiceErrorCode::ResourceExhausted => Code::ResourceExhausted,
+            ServiceErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
+            ServiceErrorCode::Unavailable => Code::Unavailable,
+            ServiceErrorCode::Internal => Code::Internal,
+        }
+    }
+}
+
+/// An error a service answers with. Implement it once per service error enum; the edge calls
+/// [`to_status`].
+pub trait ServiceError: StdError + 'static {
+    /// The kind of failure.
+    fn code(&self) -> ServiceErrorCode;
+
+    /// A machine-readable reason (`SCREAMING_SNAKE_CASE`) for a business refusal callers may
+    /// act on; `None` for the rest.
+    fn reason(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// For [`ServiceErrorCode::Unavailable`]: the dependency to name in the message
+    /// (`"database"`, `"payment"`).
+    fn unavailable_dependency(&self) -> &str {
+        "dependency"
+    }
+}
+
+/// The status for `err`: see the module docs.
+pub fn to_status<E: ServiceError>(err: &E) -> Status {
+    match err.code() {
+        ServiceErrorCode::Internal => internal(err),
+        ServiceErrorCode::Unavailable => unavailable(err.unavailable_dependency(), err),
+        code => match err.reason() {
+            Some(reason) => with_reason(code.grpc(), err.to_string(), reason),
+            None => Status::new(code.grpc(), err.to_string()),
+        },
+    }
+}
+
+/// A status with `code`, `message` and `reason` as an `ErrorInfo` detail.
+pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// The reason a status carries (see [`with_reason`]), if it carries one of this fleet's.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .map(|info| info.reason)
+}
 
 /// The error and its sources joined with `: `.
 pub fn cause_chain(err: &(dyn StdError + 'static)) -> String {
@@ -59,5 +159,43 @@ mod tests {
         assert!(!status.message().contains("SELECT"), "{}", status.message());
         let status = database(&sqlx::Error::PoolTimedOut);
         assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Sample {
+        #[error("out of stock")]
+        OutOfStock,
+        #[error("broken: {0}")]
+        Broken(&'static str),
+    }
+
+    impl ServiceError for Sample {
+        fn code(&self) -> ServiceErrorCode {
+            match self {
+                Sample::OutOfStock => ServiceErrorCode::FailedPrecondition,
+                Sample::Broken(_) => ServiceErrorCode::Internal,
+            }
+        }
+        fn reason(&self) -> Option<&'static str> {
+            matches!(self, Sample::OutOfStock).then_some("INSUFFICIENT_STOCK")
+        }
+    }
+
+    #[test]
+    fn reasons_travel_as_error_info_and_internals_stay_hidden() {
+        let status = to_status(&Sample::OutOfStock);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "out of stock");
+        assert_eq!(reason_of(&status).as_deref(), Some("INSUFFICIENT_STOCK"));
+        // The reason survives the wire encoding of the status.
+        let wire = status.clone().into_http::<tonic::body::Body>();
+        let decoded = Status::from_header_map(wire.headers()).unwrap();
+        assert_eq!(reason_of(&decoded).as_deref(), Some("INSUFFICIENT_STOCK"));
+
+        let status = to_status(&Sample::Broken("secret detail"));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"), "{}", status.message());
+        assert_eq!(reason_of(&status), None);
+        assert_eq!(reason_of(&Status::failed_precondition("x")), None);
     }
 }

@@ -16,7 +16,6 @@
 //! - [`auth`]: access and service tokens, the [`auth::Caller`], revocation;
 //! - [`platform`]: database + cache + tokens + clients, opened in one call at start;
 //! - [`validate`]: input rules several services share (ids, email) and the [`validate::Invalid`] error.
-#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod auth;

@@ -4,7 +4,6 @@
 //! embedded defaults; black-box tests use [`testing::TestFleet`] to run the services they need on
 //! port 0 with a fresh database each. Services are started in dependency order and each one is
 //! told where the ones before it listen, through the same `MALL__*` keys an operator would set.
-#![forbid(unsafe_code)]
 
 pub mod testing;
 

@@ -4,7 +4,9 @@
 //! captures the logs of the in-process fleet.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use mall::testing::{GOOD_CARD, TestFleet, checkout_request};
 use mall_common::client::Channel;
@@ -20,9 +22,7 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut out) = self.0.lock() {
-            out.extend_from_slice(buf);
-        }
+        self.0.lock().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -93,7 +93,7 @@ async fn a_request_id_follows_a_purchase_through_every_service() {
     checkout.checkout(request).await.unwrap();
     fleet.stop().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(captured.0.lock().clone()).unwrap();
     let tagged: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("journey-7f3a"))

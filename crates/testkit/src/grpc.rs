@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use axum::Router;
@@ -92,8 +94,8 @@ impl StubGrpc {
         self.lock().calls.values().sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 }
 
@@ -105,7 +107,7 @@ impl Drop for StubGrpc {
 
 async fn answer(state: &Mutex<State>, uri: &Uri) -> Response<Body> {
     let (reply, delay) = {
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = state.lock();
         *state.calls.entry(uri.path().to_string()).or_default() += 1;
         (state.reply.unwrap_or(Reply::Ok), state.delay)
     };

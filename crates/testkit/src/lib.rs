@@ -3,7 +3,6 @@
 //!   real one;
 //! - [`grpc::StubGrpc`], a gRPC server whose answers are scripted (errors on demand);
 //! - [`proxy::LatencyProxy`], a TCP proxy that makes a real server slow.
-#![forbid(unsafe_code)]
 
 pub mod consul;
 pub mod grpc;

@@ -6,8 +6,10 @@
 //! after the server acted would.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,12 +44,12 @@ impl LatencyProxy {
                 let (server_r, server_w) = server.into_split();
                 let up = tokio::spawn(delayed_copy(client_r, server_w, delay));
                 let down = tokio::spawn(answers(server_r, client_w, lose.clone()));
-                let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+                let mut conns = conns.lock();
                 conns.push(up);
                 conns.push(down);
             }
         });
-        tasks.lock().unwrap_or_else(|e| e.into_inner()).push(accept);
+        tasks.lock().push(accept);
         LatencyProxy {
             addr,
             tasks,
@@ -126,12 +128,7 @@ async fn delayed_copy(
 
 impl Drop for LatencyProxy {
     fn drop(&mut self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for task in self.tasks.lock().drain(..) {
             task.abort();
         }
     }

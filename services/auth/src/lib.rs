@@ -1,7 +1,6 @@
 //! The auth service (port 8000): the identity provider. It owns accounts (Argon2id password
 //! hashes, role, status) and sessions (refresh-token families), issues the JWT access tokens
 //! every service verifies locally, and keeps login lockout counters in the shared cache.
-#![forbid(unsafe_code)]
 
 pub mod domain;
 pub mod service;

@@ -3,7 +3,6 @@
 //!
 //! [`build`] opens the database, cache, token keys and the product client, and binds the
 //! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
-#![forbid(unsafe_code)]
 
 pub mod domain;
 pub mod service;

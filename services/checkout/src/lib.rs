@@ -5,7 +5,6 @@
 //!
 //! [`build`] opens the database, binds the server and starts the recovery worker; [`run`] serves
 //! until shutdown. Tests use [`build_with`] to inject faults through [`Hooks`].
-#![forbid(unsafe_code)]
 
 pub mod domain;
 pub mod downstream;

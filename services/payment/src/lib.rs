@@ -4,7 +4,6 @@
 //!
 //! [`build`] reads the Alipay keys, opens the database and cache and binds the server; [`run`]
 //! serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
-#![forbid(unsafe_code)]
 
 pub mod alipay;
 pub mod domain;

@@ -3,7 +3,6 @@
 //!
 //! [`build`] opens the database and cache, seeds the demo catalog when asked, and binds the
 //! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
-#![forbid(unsafe_code)]
 
 pub mod demo;
 pub mod domain;

@@ -7,8 +7,10 @@
 //! random). An instance that fails to connect or answers `UNAVAILABLE` is ejected for a
 //! jittered, exponentially growing time and comes back on its own when that passes.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -55,13 +57,13 @@ impl Instance {
     }
 
     fn ejected(&self, now: Instant) -> bool {
-        let ejection = self.ejection.lock().unwrap_or_else(|e| e.into_inner());
+        let ejection = self.ejection.lock();
         ejection.until.is_some_and(|until| until > now)
     }
 
     /// Takes the instance out of rotation after a failure; returns for how long.
     pub(crate) fn eject(&self, settings: &BalanceSettings) -> Duration {
-        let mut ejection = self.ejection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ejection = self.ejection.lock();
         let time = backoff(
             ejection.consecutive,
             Duration::from_millis(settings.eject_base_ms),
@@ -74,7 +76,7 @@ impl Instance {
 
     /// The instance answered: the next failure starts the backoff from the beginning.
     pub(crate) fn succeeded(&self) {
-        let mut ejection = self.ejection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ejection = self.ejection.lock();
         if ejection.consecutive != 0 {
             *ejection = Ejection::default();
         }

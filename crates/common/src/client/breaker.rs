@@ -7,7 +7,9 @@
 //! opens it again. Business errors (`NOT_FOUND`, `FAILED_PRECONDITION`, ...) and shed calls
 //! (`RESOURCE_EXHAUSTED`) say nothing about the target's health and count as successes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -83,7 +85,7 @@ impl Breaker {
 
     /// The current state.
     pub(crate) fn state(&self) -> BreakerState {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.inner.lock();
         match inner.mode {
             Mode::Closed => BreakerState::Closed,
             Mode::Open { .. } => BreakerState::Open,
@@ -93,7 +95,7 @@ impl Breaker {
 
     /// Lets a call through, or refuses it with `UNAVAILABLE "circuit open"`.
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Permit, Status> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         if let Mode::Open { until } = inner.mode {
             if Instant::now() < until {
                 return Err(self.refusal());
@@ -127,7 +129,7 @@ impl Breaker {
     }
 
     fn finish(&self, probe: bool, outcome: Option<bool>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         let now = Instant::now();
         if probe {
             let Mode::HalfOpen { probing, passed } = &mut inner.mode else {

@@ -21,7 +21,9 @@ mod breaker;
 mod retry;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -91,9 +93,7 @@ impl Credentials {
             Credentials::None => return Ok(None),
             Credentials::Bearer(token) => token.to_string(),
             Credentials::Service { identity, current } => {
-                let mut current = current
-                    .lock()
-                    .map_err(|_| Status::internal("token cache poisoned"))?;
+                let mut current = current.lock();
                 let now = crate::store::unix_now();
                 match current.as_ref() {
                     Some((token, exp)) if *exp - now > SERVICE_TOKEN_REFRESH_MARGIN_SECS => {
@@ -145,11 +145,7 @@ pub struct Channel {
 impl Channel {
     /// The addresses currently known for this service.
     pub fn addresses(&self) -> Vec<String> {
-        let instances = self
-            .pool
-            .instances
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let instances = self.pool.instances.read();
         instances.iter().map(|i| i.addr.clone()).collect()
     }
 
@@ -306,17 +302,14 @@ impl Pool {
 
     /// Whether an instance not in `tried` is known.
     fn has_untried(&self, tried: &[Arc<Instance>]) -> bool {
-        let instances = self.instances.read().unwrap_or_else(|e| e.into_inner());
+        let instances = self.instances.read();
         instances
             .iter()
             .any(|i| !tried.iter().any(|t| t.addr == i.addr))
     }
 
     fn is_empty(&self) -> bool {
-        self.instances
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.instances.read().is_empty()
     }
 
     /// Sends `req` to one instance, and for an idempotent RPC to others after `UNAVAILABLE`
@@ -348,7 +341,7 @@ impl Pool {
         let mut last_failure = None;
         loop {
             let picked = {
-                let instances = self.instances.read().unwrap_or_else(|e| e.into_inner());
+                let instances = self.instances.read();
                 balance::pick(&instances, &tried)
             };
             let Some(instance) = picked else {
@@ -684,10 +677,7 @@ impl Clients {
 
     /// The shared channel to `service`; `UNAVAILABLE` when no address is configured.
     pub fn channel(&self, service: &str) -> Result<Channel, Status> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| Status::internal("client registry poisoned"))?;
+        let mut channels = self.channels.lock();
         if let Some(ch) = channels.get(service) {
             return Ok(ch.clone());
         }
@@ -787,7 +777,7 @@ fn update_instances(
     settings: &ClientSettings,
     service: &str,
 ) {
-    let mut current = instances.write().unwrap_or_else(|e| e.into_inner());
+    let mut current = instances.write();
     let mut next = Vec::with_capacity(addrs.len());
     for addr in addrs {
         if let Some(known) = current.iter().find(|i| &i.addr == addr) {

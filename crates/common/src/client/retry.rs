@@ -2,7 +2,7 @@
 //! after `UNAVAILABLE`, only to another instance, and only within a budget, so retries can never
 //! multiply the load on a struggling fleet.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use crate::config::RetrySettings;
@@ -75,13 +75,13 @@ impl RetryBudget {
 
     /// A call was made.
     pub(crate) fn deposit(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         state.0 = (state.0 + self.ratio).min(self.cap);
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub(crate) fn withdraw(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         let now = Instant::now();
         let refill = now.duration_since(state.1).as_secs_f64() * self.min_per_sec;
         *state = ((state.0 + refill).min(self.cap), now);
