@@ -21,10 +21,7 @@ use crate::cache::SharedCache;
 use crate::config::AuthSettings;
 use crate::store::unix_now;
 
-/// The development signing key; the `online` profile refuses to start with it.
-pub const DEFAULT_JWT_SECRET: &str = "tiktokmall-development-signing-key-do-not-use-online";
-/// Shortest accepted signing key, in bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
+pub use crate::config::{DEFAULT_JWT_SECRET, MIN_SECRET_BYTES};
 /// `iss` of every token.
 pub const ISSUER: &str = "tiktokmall";
 /// Allowed clock difference between instances when checking `exp`.
@@ -175,7 +172,7 @@ fn revoked_user_key(user_id: u64) -> String {
 impl Tokens {
     /// Tokens signed with `settings.jwt_secret`, revocations kept in `cache`.
     pub fn new(settings: &AuthSettings, cache: SharedCache) -> Self {
-        let secret = settings.jwt_secret.as_bytes();
+        let secret = settings.jwt_secret.expose().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = CLOCK_LEEWAY_SECS;
         validation.set_issuer(&[ISSUER]);
@@ -185,8 +182,8 @@ impl Tokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            access_ttl: Duration::from_secs(settings.access_token_ttl_secs),
-            service_ttl: Duration::from_secs(settings.service_token_ttl_secs),
+            access_ttl: settings.access_token_ttl,
+            service_ttl: settings.service_token_ttl,
             cache,
         }
     }

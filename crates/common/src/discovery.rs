@@ -41,7 +41,7 @@ struct Agent {
 
 impl Agent {
     fn new(settings: &ConsulSettings) -> anyhow::Result<Self> {
-        let timeout = Duration::from_millis(settings.agent_timeout_ms);
+        let timeout = settings.agent_timeout;
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
             .build()?;
@@ -126,9 +126,9 @@ impl ConsulRegistry {
     pub fn new(settings: &ConsulSettings) -> anyhow::Result<Self> {
         Ok(ConsulRegistry {
             agent: Agent::new(settings)?,
-            check_interval: Duration::from_millis(settings.check_interval_ms),
-            check_timeout: Duration::from_millis(settings.check_timeout_ms),
-            deregister_after: Duration::from_secs(settings.deregister_critical_after_secs),
+            check_interval: settings.check_interval,
+            check_timeout: settings.check_timeout,
+            deregister_after: settings.deregister_critical_after,
         })
     }
 
@@ -281,9 +281,9 @@ impl ConsulResolver {
     pub fn new(settings: &ConsulSettings) -> anyhow::Result<Self> {
         Ok(ConsulResolver {
             agent: Agent::new(settings)?,
-            wait: Duration::from_secs(settings.wait_secs),
-            retry_base: Duration::from_millis(settings.retry_base_ms),
-            retry_max: Duration::from_millis(settings.retry_max_ms),
+            wait: settings.wait,
+            retry_base: settings.retry_base,
+            retry_max: settings.retry_max,
         })
     }
 

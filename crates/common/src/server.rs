@@ -10,7 +10,7 @@
 //! - with `discovery.kind = "consul"`, registration with the Consul agent once the ports are
 //!   bound (gRPC check, keep-alive; see [`crate::discovery`]);
 //! - graceful shutdown: the instance deregisters from Consul (if registered), health goes NOT_SERVING, `/readyz` fails, the listener closes after
-//!   `server.drain_delay_ms`, in-flight calls finish (up to `server.shutdown_grace_ms`), then
+//!   `server.drain_delay`, in-flight calls finish (up to `server.shutdown_grace`), then
 //!   [`BoundServer::serve`] returns.
 //!
 //! ```ignore
@@ -50,7 +50,7 @@ use tracing::Instrument;
 
 use crate::access::AccessTable;
 use crate::auth::{Caller, Tokens};
-use crate::config::{ConsulSettings, Settings};
+use crate::config::{ConsulSettings, DiscoveryKind, Settings};
 use crate::discovery::{ConsulRegistry, Registration};
 use crate::platform::Platform;
 use crate::telemetry::{Metrics, RpcMetrics};
@@ -118,8 +118,8 @@ impl ServerBuilder {
             host: settings.server.host,
             port: settings.server.port,
             admin_port: settings.server.admin_port(),
-            drain_delay: Duration::from_millis(settings.server.drain_delay_ms),
-            grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            drain_delay: settings.server.drain_delay,
+            grace: settings.server.shutdown_grace,
             max_concurrent_rpcs: settings.server.max_concurrent_rpcs,
             routes: Routes::default(),
             service_names: Vec::new(),
@@ -127,7 +127,7 @@ impl ServerBuilder {
             tokens: platform.tokens.clone(),
             ready_checks: Vec::new(),
             registry: Registry::default(),
-            consul: (settings.discovery.kind == "consul")
+            consul: (settings.discovery.kind == DiscoveryKind::Consul)
                 .then(|| settings.discovery.consul.clone()),
         };
         let mut builder = builder.ready_cache(&platform.cache);

@@ -7,8 +7,6 @@
 //! [`Database::connect`] runs the right one at start. Money is `BIGINT` cents and times are unix
 //! seconds, so the portable `Any` types (i64, String, bool) cover every column.
 
-use std::time::Duration;
-
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{AnyPool, Executor, MySql, Sqlite};
@@ -113,7 +111,7 @@ impl Database {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .acquire_timeout(settings.acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     match backend {

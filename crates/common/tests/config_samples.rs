@@ -29,7 +29,8 @@ fn every_sample_config_loads_and_validates() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if path.ends_with("online.yaml") {
             assert_eq!(
-                settings.client.method_timeout_ms["payment"]["charge"], 8_000,
+                settings.client.method_timeout["payment"]["charge"],
+                std::time::Duration::from_secs(8),
                 "the online sample's per-method deadline is read"
             );
         }

@@ -21,12 +21,12 @@ fn consul_settings(fake: &FakeConsul) -> Settings {
     let mut s = Settings::defaults("product");
     s.server.host = [127, 0, 0, 1].into();
     s.server.port = 0;
-    s.discovery.kind = "consul".into();
+    s.discovery.kind = config::DiscoveryKind::Consul;
     s.discovery.consul.address = fake.url();
-    s.discovery.consul.check_interval_ms = 100;
-    s.discovery.consul.check_timeout_ms = 500;
-    s.discovery.consul.deregister_critical_after_secs = 1;
-    s.discovery.consul.wait_secs = 2;
+    s.discovery.consul.check_interval = Duration::from_millis(100);
+    s.discovery.consul.check_timeout = Duration::from_millis(500);
+    s.discovery.consul.deregister_critical_after = Duration::from_secs(1);
+    s.discovery.consul.wait = Duration::from_secs(2);
     s.validate().expect("valid test settings");
     s
 }
@@ -244,36 +244,39 @@ fn load_with(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
 #[test]
 fn discovery_kind_and_consul_settings_are_validated() {
     let s = load_with(&[]).expect("defaults");
-    assert_eq!(s.discovery.kind, "static");
+    assert_eq!(s.discovery.kind, config::DiscoveryKind::Static);
     assert_eq!(s.discovery.consul.address, config::DEFAULT_CONSUL_ADDRESS);
     assert_eq!(
-        s.discovery.consul.check_interval_ms,
-        config::DEFAULT_CONSUL_CHECK_INTERVAL_MS
+        s.discovery.consul.check_interval,
+        config::DEFAULT_CONSUL_CHECK_INTERVAL
     );
 
     let s = load_with(&[
         ("MALL__DISCOVERY__KIND", "consul"),
         ("MALL__DISCOVERY__CONSUL__ADDRESS", "http://10.0.0.5:8500"),
-        ("MALL__DISCOVERY__CONSUL__CHECK_INTERVAL_MS", "200"),
+        ("MALL__DISCOVERY__CONSUL__CHECK_INTERVAL", "200ms"),
         (
             "MALL__DISCOVERY__CONSUL__ADVERTISE_HOST",
             "product.internal",
         ),
     ])
     .expect("consul settings");
-    assert_eq!(s.discovery.kind, "consul");
+    assert_eq!(s.discovery.kind, config::DiscoveryKind::Consul);
     assert_eq!(s.discovery.consul.address, "http://10.0.0.5:8500");
-    assert_eq!(s.discovery.consul.check_interval_ms, 200);
-    assert_eq!(s.discovery.consul.advertise_host, "product.internal");
     assert_eq!(
-        s.discovery.consul.wait_secs,
-        config::DEFAULT_CONSUL_WAIT_SECS
+        s.discovery.consul.check_interval,
+        Duration::from_millis(200)
     );
+    assert_eq!(s.discovery.consul.advertise_host, "product.internal");
+    assert_eq!(s.discovery.consul.wait, config::DEFAULT_CONSUL_WAIT);
 
     let err = load_with(&[("MALL__DISCOVERY__KIND", "etcd")]).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("discovery.kind"), "{msg}");
-    assert!(msg.contains("`static` or `consul`"), "{msg}");
+    assert!(
+        msg.contains("`static`") && msg.contains("`consul`"),
+        "{msg}"
+    );
 
     let err = load_with(&[
         ("MALL__DISCOVERY__KIND", "consul"),
@@ -287,13 +290,10 @@ fn discovery_kind_and_consul_settings_are_validated() {
 
     let err = load_with(&[
         ("MALL__DISCOVERY__KIND", "consul"),
-        ("MALL__DISCOVERY__CONSUL__WAIT_SECS", "0"),
+        ("MALL__DISCOVERY__CONSUL__WAIT", "0s"),
     ])
     .unwrap_err();
-    assert!(
-        err.to_string().contains("discovery.consul.wait_secs"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("discovery.consul.wait"), "{err}");
 }
 
 #[tokio::test]

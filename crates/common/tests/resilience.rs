@@ -53,7 +53,7 @@ async fn breaker_opens_on_unavailable_fails_fast_and_a_successful_probe_closes_i
     let mut s = settings("inventory", &[stub.addr()]);
     s.client.breaker.min_calls = 5;
     s.client.breaker.failure_percent = 50;
-    s.client.breaker.open_ms = 300;
+    s.client.breaker.open_for = Duration::from_millis(300);
     s.client.breaker.half_open_probes = 1;
     let clients = clients(&s);
     let channel = clients.channel("inventory").expect("channel");
@@ -103,7 +103,7 @@ async fn a_failed_probe_keeps_the_breaker_open() {
     let stub = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
     let mut s = settings("inventory", &[stub.addr()]);
     s.client.breaker.min_calls = 3;
-    s.client.breaker.open_ms = 200;
+    s.client.breaker.open_for = Duration::from_millis(200);
     s.client.breaker.half_open_probes = 1;
     let clients = clients(&s);
     let channel = clients.channel("inventory").expect("channel");
@@ -211,10 +211,10 @@ async fn per_method_deadlines_replace_the_client_default() {
     stub.set_delay(Duration::from_secs(2));
     let mut s = settings("payment", &[stub.addr()]);
     s.client
-        .method_timeout_ms
+        .method_timeout
         .entry("payment".into())
         .or_default()
-        .insert("charge".into(), 100);
+        .insert("charge".into(), Duration::from_millis(100));
     let clients = clients(&s);
     let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
     let started = Instant::now();
@@ -296,8 +296,8 @@ async fn an_answer_that_breaks_off_after_its_headers_is_retried_only_when_idempo
     // instance is retried on the other (which is then the only one drawn: 60 s ejection).
     let mut s = settings("payment", &[broken.addr(), up.addr()]);
     s.client.breaker.min_calls = 1_000;
-    s.client.balance.eject_base_ms = 60_000;
-    s.client.balance.eject_max_ms = 60_000;
+    s.client.balance.eject_base = Duration::from_secs(60);
+    s.client.balance.eject_max = Duration::from_secs(60);
     let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
     for _ in 0..200 {
         payment

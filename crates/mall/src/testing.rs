@@ -54,7 +54,7 @@ impl TestFleet {
         put("MALL__PROFILE", "test".into());
         put("MALL__SERVER__HOST", "127.0.0.1".into());
         put("MALL__SERVER__PORT", "0".into());
-        put("MALL__SERVER__SHUTDOWN_GRACE_MS", "5000".into());
+        put("MALL__SERVER__SHUTDOWN_GRACE", "5s".into());
         put("MALL__DATABASE__URL", template);
         put("MALL__CACHE__NAMESPACE", format!("test-{run}"));
         if let Ok(redis) = std::env::var(REDIS_ENV) {
@@ -62,8 +62,8 @@ impl TestFleet {
         }
         put("MALL__CATALOG__SEED_DEMO", "false".into());
         // Cheap password hashing: tests hash hundreds of passwords in debug builds.
-        put("MALL__AUTH__ARGON2_MEMORY_KIB", "256".into());
-        put("MALL__AUTH__ARGON2_ITERATIONS", "1".into());
+        put("MALL__ACCOUNTS__ARGON2__MEMORY_KIB", "256".into());
+        put("MALL__ACCOUNTS__ARGON2__ITERATIONS", "1".into());
         for (k, v) in overrides {
             put(k, (*v).to_string());
         }

@@ -31,9 +31,9 @@ async fn the_fleet_registers_in_consul_buys_through_it_and_deregisters_on_stop()
         &[
             ("MALL__DISCOVERY__KIND", "consul"),
             ("MALL__DISCOVERY__CONSUL__ADDRESS", &url),
-            ("MALL__DISCOVERY__CONSUL__CHECK_INTERVAL_MS", "200"),
-            ("MALL__DISCOVERY__CONSUL__CHECK_TIMEOUT_MS", "1000"),
-            ("MALL__DISCOVERY__CONSUL__WAIT_SECS", "2"),
+            ("MALL__DISCOVERY__CONSUL__CHECK_INTERVAL", "200ms"),
+            ("MALL__DISCOVERY__CONSUL__CHECK_TIMEOUT", "1s"),
+            ("MALL__DISCOVERY__CONSUL__WAIT", "2s"),
         ],
     )
     .await;

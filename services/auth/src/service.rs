@@ -2,12 +2,10 @@
 //! [`ACCESS`]; `Logout` takes its token from the body or metadata, so it verifies in the handler.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mall_common::access::{Access, AccessTable};
 use mall_common::auth::{Caller, ROLE_USER, Tokens, token_from_field_or_metadata};
 use mall_common::cache::SharedCache;
-use mall_common::config::AuthSettings;
 use mall_common::reply::success as ok;
 use mall_common::store::{id_from_api, id_to_api, unix_now};
 use mall_proto::auth::v1 as pb;
@@ -15,6 +13,7 @@ use mall_proto::auth::v1::auth_service_server::AuthService;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use crate::AccountsSettings;
 use crate::domain::{self, AccountPatch, Error, PasswordHashing, Registration};
 use crate::store::{AccountRow, Accounts, Rotation};
 
@@ -70,7 +69,7 @@ pub struct AuthServiceImpl {
     tokens: Arc<Tokens>,
     cache: SharedCache,
     hashing: Arc<PasswordHashing>,
-    settings: AuthSettings,
+    settings: AccountsSettings,
 }
 
 impl AuthServiceImpl {
@@ -80,7 +79,7 @@ impl AuthServiceImpl {
         tokens: Arc<Tokens>,
         cache: SharedCache,
         hashing: PasswordHashing,
-        settings: AuthSettings,
+        settings: AccountsSettings,
     ) -> Self {
         AuthServiceImpl {
             accounts,
@@ -123,7 +122,7 @@ impl AuthServiceImpl {
         let family = uuid::Uuid::new_v4().to_string();
         let refresh = new_refresh_token();
         let expires = unix_now()
-            + i64::try_from(self.settings.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2);
+            + i64::try_from(self.settings.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         self.accounts
             .add_refresh_token(&hash_refresh_token(&refresh), &family, account.id, expires)
             .await?;
@@ -157,14 +156,14 @@ impl AuthServiceImpl {
     /// Counts a failed login; locks the username when the threshold is reached.
     async fn record_failure(&self, username: &str) -> Result<(), Error> {
         let (fail_key, lock_key) = Self::lock_keys(username);
-        let window = Duration::from_secs(self.settings.lockout_window_secs);
+        let window = self.settings.lockout.window;
         let failures = self
             .cache
             .incr(&fail_key, window)
             .await
             .map_err(|e| mall_common::error::unavailable("login counter", &e))?;
-        if failures >= i64::from(self.settings.lockout_threshold) {
-            let lock = Duration::from_secs(self.settings.lockout_secs);
+        if failures >= i64::from(self.settings.lockout.threshold) {
+            let lock = self.settings.lockout.lock_for;
             self.cache
                 .set(&lock_key, b"1", lock)
                 .await
@@ -223,7 +222,7 @@ impl AuthServiceImpl {
         }
         let next = new_refresh_token();
         let expires = unix_now()
-            + i64::try_from(self.settings.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2);
+            + i64::try_from(self.settings.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         match self
             .accounts
             .rotate(
@@ -290,9 +289,9 @@ impl AuthServiceImpl {
             return Ok(());
         }
         let reg = Registration::parse(&admin.username, &admin.email, "")
-            .map_err(|e| anyhow::anyhow!("auth.bootstrap_admin: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("accounts.bootstrap_admin: {e}"))?;
         match self
-            .create_account(&reg, &admin.password, mall_common::auth::ROLE_ADMIN)
+            .create_account(&reg, admin.password.expose(), mall_common::auth::ROLE_ADMIN)
             .await
         {
             Ok(id) => {
@@ -300,7 +299,7 @@ impl AuthServiceImpl {
                 Ok(())
             }
             Err(Error::UsernameTaken) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("auth.bootstrap_admin: {e}")),
+            Err(e) => Err(anyhow::anyhow!("accounts.bootstrap_admin: {e}")),
         }
     }
 }

@@ -109,9 +109,12 @@ async fn logout_is_seen_by_another_service_within_a_second() {
     let fleet = TestFleet::start_with(
         &["auth", "product"],
         &[
-            ("MALL__AUTH__BOOTSTRAP_ADMIN__USERNAME", "root_admin"),
-            ("MALL__AUTH__BOOTSTRAP_ADMIN__PASSWORD", "bootstrap-pass-1"),
-            ("MALL__AUTH__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
+            ("MALL__ACCOUNTS__BOOTSTRAP_ADMIN__USERNAME", "root_admin"),
+            (
+                "MALL__ACCOUNTS__BOOTSTRAP_ADMIN__PASSWORD",
+                "bootstrap-pass-1",
+            ),
+            ("MALL__ACCOUNTS__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
         ],
     )
     .await;
@@ -177,8 +180,8 @@ async fn five_failures_lock_the_username_even_for_the_right_password() {
     let fleet = TestFleet::start_with(
         &["auth"],
         &[
-            ("MALL__AUTH__LOCKOUT_SECS", "1"),
-            ("MALL__AUTH__LOCKOUT_WINDOW_SECS", "60"),
+            ("MALL__ACCOUNTS__LOCKOUT__LOCK_FOR", "1s"),
+            ("MALL__ACCOUNTS__LOCKOUT__WINDOW", "60s"),
         ],
     )
     .await;

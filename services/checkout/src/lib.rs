@@ -56,6 +56,12 @@ pub struct CheckoutSettings {
     pub retry_delay_ms: u64,
 }
 
+impl config::Validate for Extra {
+    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
+        Ok(())
+    }
+}
+
 /// Checkout's settings: the platform sections plus `checkout`.
 pub type Settings = config::Settings<Extra>;
 
@@ -138,7 +144,7 @@ pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<Boun
         down,
         metrics,
         timing,
-        settings.auth.jwt_secret.clone(),
+        settings.auth.jwt_secret.expose().to_string(),
     );
     let service = service::CheckoutApi::new(engine.clone());
     let alive = service.liveness();

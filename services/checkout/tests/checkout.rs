@@ -79,8 +79,8 @@ async fn start_checkout(
     put("MALL__PROFILE", "test".into());
     put("MALL__SERVER__HOST", "127.0.0.1".into());
     put("MALL__SERVER__PORT", "0".into());
-    put("MALL__SERVER__DRAIN_DELAY_MS", "0".into());
-    put("MALL__SERVER__SHUTDOWN_GRACE_MS", "2000".into());
+    put("MALL__SERVER__DRAIN_DELAY", "0s".into());
+    put("MALL__SERVER__SHUTDOWN_GRACE", "2s".into());
     put("MALL__DATABASE__URL", db_url.to_string());
     put(
         "MALL__CACHE__NAMESPACE",
@@ -134,7 +134,7 @@ fn checkout_client(fleet: &TestFleet, instance: &Instance, token: &str) -> Check
         .static_addrs
         .insert("checkout".into(), vec![instance.addr.to_string()]);
     let mut client = config::Settings::defaults("test").client;
-    client.request_timeout_ms = 30_000;
+    client.request_timeout = Duration::from_secs(30);
     let _ = fleet;
     Clients::new(&discovery, &client, None)
         .client_as::<CheckoutClient>("checkout", token)

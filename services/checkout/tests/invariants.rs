@@ -78,8 +78,8 @@ async fn start_checkout(fleet: &TestFleet, db_url: &str, hooks: Hooks) -> Instan
     put("MALL__PROFILE", "test".into());
     put("MALL__SERVER__HOST", "127.0.0.1".into());
     put("MALL__SERVER__PORT", "0".into());
-    put("MALL__SERVER__DRAIN_DELAY_MS", "0".into());
-    put("MALL__SERVER__SHUTDOWN_GRACE_MS", "2000".into());
+    put("MALL__SERVER__DRAIN_DELAY", "0s".into());
+    put("MALL__SERVER__SHUTDOWN_GRACE", "2s".into());
     put("MALL__DATABASE__URL", db_url.to_string());
     put(
         "MALL__CACHE__NAMESPACE",
@@ -128,7 +128,7 @@ fn user_client(fleet: &TestFleet, instance: &Instance, user_id: u64) -> Checkout
         .static_addrs
         .insert("checkout".into(), vec![instance.addr.to_string()]);
     let mut client = config::Settings::defaults("test").client;
-    client.request_timeout_ms = 30_000;
+    client.request_timeout = std::time::Duration::from_secs(30);
     Clients::new(&discovery, &client, None)
         .client_as::<CheckoutClient>("checkout", &fleet.user_token(user_id))
         .expect("checkout client")

@@ -1,6 +1,6 @@
 //! The order service (port 8004): orders and their state machine (PENDING→PAID→COMPLETED or
 //! REFUNDED, PENDING→CANCELLED), idempotent placement for checkout, and the sweeper that
-//! cancels unpaid orders after `order.pending_timeout_secs` and gives their stock back.
+//! cancels unpaid orders after `order.pending_timeout` and gives their stock back.
 //!
 //! [`build`] opens the database, binds the server and starts the sweeper; [`run`] serves until
 //! shutdown. Tests and the `mall` fleet call `build` with port 0.
@@ -33,9 +33,11 @@ pub struct Extra {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrderSettings {
     /// PENDING orders older than this are cancelled and their stock released.
-    pub pending_timeout_secs: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub pending_timeout: Duration,
     /// How often the sweeper looks for them.
-    pub sweep_interval_ms: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub sweep_interval: Duration,
     /// The store currency (ISO 4217); `PlaceOrder` refuses any other.
     pub currency: String,
 }
@@ -49,8 +51,8 @@ pub fn default_settings() -> Settings {
         NAME,
         Extra {
             order: OrderSettings {
-                pending_timeout_secs: 900,
-                sweep_interval_ms: 30_000,
+                pending_timeout: Duration::from_secs(900),
+                sweep_interval: Duration::from_secs(30),
                 currency: "USD".into(),
             },
         },
@@ -62,21 +64,26 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
     config::load(NAME, default_settings(), &config::Source::from_process())
 }
 
-/// Checks the `order` section (the platform sections are checked by the loader).
-fn validate(order: &OrderSettings) -> anyhow::Result<()> {
-    let currency = &order.currency;
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        anyhow::bail!(
-            "invalid configuration: `order.currency`: `{currency}` is not a three-letter ISO 4217 code"
-        );
+impl config::Validate for Extra {
+    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
+        let order = &self.order;
+        let currency = &order.currency;
+        config::ensure(
+            currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()),
+            "order.currency",
+            format!("`{currency}` is not a three-letter ISO 4217 code"),
+        )?;
+        config::ensure(
+            !order.pending_timeout.is_zero(),
+            "order.pending_timeout",
+            "must be positive",
+        )?;
+        config::ensure(
+            !order.sweep_interval.is_zero(),
+            "order.sweep_interval",
+            "must be positive",
+        )
     }
-    if order.pending_timeout_secs == 0 {
-        anyhow::bail!("invalid configuration: `order.pending_timeout_secs`: must be positive");
-    }
-    if order.sweep_interval_ms == 0 {
-        anyhow::bail!("invalid configuration: `order.sweep_interval_ms`: must be positive");
-    }
-    Ok(())
 }
 
 /// Stored ids are positive `BIGINT`s; the API speaks `uint64`.
@@ -86,7 +93,7 @@ pub(crate) fn api_id(id: i64) -> u64 {
 
 /// Opens the database, binds the ports and starts the sweeper (it runs while the server does).
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
-    validate(&settings.ext.order)?;
+    config::Validate::validate(&settings.ext, settings.profile)?;
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let orders = store::Orders::new(platform.database()?.clone());
     let product = platform
@@ -103,15 +110,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         .add_service(OrderServiceServer::new(service), service::ACCESS)
         .bind()
         .await?;
-    sweeper::Sweeper::new(
-        orders,
-        product,
-        Duration::from_secs(settings.ext.order.pending_timeout_secs),
-    )
-    .spawn(
-        Duration::from_millis(settings.ext.order.sweep_interval_ms),
-        alive,
-    );
+    sweeper::Sweeper::new(orders, product, settings.ext.order.pending_timeout)
+        .spawn(settings.ext.order.sweep_interval, alive);
     Ok(bound)
 }
 

@@ -1,4 +1,4 @@
-//! The payment-timeout sweeper: PENDING orders older than `order.pending_timeout_secs` are
+//! The payment-timeout sweeper: PENDING orders older than `order.pending_timeout` are
 //! cancelled ("payment timeout") and their stock reservation released; cancelled orders whose
 //! release failed (product was down) are retried.
 //!

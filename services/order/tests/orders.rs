@@ -741,8 +741,8 @@ async fn the_sweeper_cancels_an_expired_pending_order_and_its_stock_comes_back()
     let fleet = TestFleet::start_with(
         &["auth", "product", "order"],
         &[
-            ("MALL__ORDER__PENDING_TIMEOUT_SECS", "1"),
-            ("MALL__ORDER__SWEEP_INTERVAL_MS", "200"),
+            ("MALL__ORDER__PENDING_TIMEOUT", "1s"),
+            ("MALL__ORDER__SWEEP_INTERVAL", "200ms"),
         ],
     )
     .await;

@@ -51,7 +51,8 @@ pub struct PaymentSettings {
     /// Where Alipay posts payment notifications (empty: none sent).
     pub alipay_notify_url: String,
     /// How long one order's pay link is reused.
-    pub pay_url_cache_secs: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub pay_url_cache: Duration,
 }
 
 /// A string setting that may arrive as a number (`alipay_app_id: 2021...` unquoted in YAML).
@@ -86,8 +87,14 @@ impl fmt::Debug for PaymentSettings {
                 },
             )
             .field("alipay_notify_url", &self.alipay_notify_url)
-            .field("pay_url_cache_secs", &self.pay_url_cache_secs)
+            .field("pay_url_cache", &self.pay_url_cache)
             .finish()
+    }
+}
+
+impl config::Validate for Extra {
+    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
+        Ok(())
     }
 }
 
@@ -105,7 +112,7 @@ pub fn default_settings() -> Settings {
                 alipay_private_key_pem: String::new(),
                 alipay_public_key_pem: String::new(),
                 alipay_notify_url: String::new(),
-                pay_url_cache_secs: 600,
+                pay_url_cache: Duration::from_secs(600),
             },
         },
     )
@@ -119,8 +126,8 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 /// Reads the Alipay keys, opens the database and cache, and binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let p = &settings.ext.payment;
-    if p.pay_url_cache_secs == 0 {
-        anyhow::bail!("invalid configuration: `payment.pay_url_cache_secs` must be at least 1");
+    if p.pay_url_cache < Duration::from_secs(1) {
+        anyhow::bail!("invalid configuration: `payment.pay_url_cache` must be at least 1s");
     }
     // Keys first: a bad one fails start-up before any port is bound.
     let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
@@ -130,7 +137,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         store::Ledger::new(platform.database()?.clone()),
         platform.cache.clone(),
         alipay,
-        Duration::from_secs(p.pay_url_cache_secs),
+        p.pay_url_cache,
     );
     ServerBuilder::new(&settings, &platform)
         .add_service(PaymentServiceServer::new(service), service::ACCESS)

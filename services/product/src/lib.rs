@@ -33,7 +33,14 @@ pub struct CatalogSettings {
     /// Load the demo catalog into an empty database at start.
     pub seed_demo: bool,
     /// How long `GetProduct` answers are cached.
-    pub cache_ttl_secs: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub cache_ttl: Duration,
+}
+
+impl config::Validate for Extra {
+    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
+        Ok(())
+    }
 }
 
 /// Product's settings: the platform sections plus `catalog`.
@@ -46,7 +53,7 @@ pub fn default_settings() -> Settings {
         Extra {
             catalog: CatalogSettings {
                 seed_demo: true,
-                cache_ttl_secs: 300,
+                cache_ttl: Duration::from_secs(300),
             },
         },
     )
@@ -72,7 +79,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let service = service::CatalogService::new(
         catalog,
         platform.cache.clone(),
-        Duration::from_secs(settings.ext.catalog.cache_ttl_secs),
+        settings.ext.catalog.cache_ttl,
     );
     ServerBuilder::new(&settings, &platform)
         .add_service(ProductCatalogServiceServer::new(service), service::ACCESS)

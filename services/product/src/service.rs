@@ -68,7 +68,7 @@ impl CatalogService {
     }
 
     /// Drops cached copies of products after a write. A failure is logged, not returned: the
-    /// write is committed and cached entries expire after `catalog.cache_ttl_secs` anyway.
+    /// write is committed and cached entries expire after `catalog.cache_ttl` anyway.
     async fn invalidate(&self, ids: &[i64]) {
         for id in ids {
             if let Err(e) = cache::invalidate(self.cache.as_ref(), &cache_key(*id)).await {

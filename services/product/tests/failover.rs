@@ -44,10 +44,10 @@ fn start_product(db_url: &str, consul: &str) -> KillOnDrop {
         .env("MALL__DISCOVERY__KIND", "consul")
         .env("MALL__DISCOVERY__CONSUL__ADDRESS", consul)
         .env(
-            "MALL__DISCOVERY__CONSUL__CHECK_INTERVAL_MS",
-            CHECK_INTERVAL_MS.to_string(),
+            "MALL__DISCOVERY__CONSUL__CHECK_INTERVAL",
+            format!("{CHECK_INTERVAL_MS}ms"),
         )
-        .env("MALL__DISCOVERY__CONSUL__CHECK_TIMEOUT_MS", "200")
+        .env("MALL__DISCOVERY__CONSUL__CHECK_TIMEOUT", "200ms")
         .stdout(Stdio::null())
         .spawn()
         .expect("start the product binary");
@@ -92,9 +92,9 @@ async fn killing_one_of_three_instances_mid_stream_fails_no_call() {
     }
 
     let mut settings = Settings::defaults("loadtest");
-    settings.discovery.kind = "consul".into();
+    settings.discovery.kind = mall_common::config::DiscoveryKind::Consul;
     settings.discovery.consul.address = fake.url();
-    settings.discovery.consul.wait_secs = 2;
+    settings.discovery.consul.wait = Duration::from_secs(2);
     let clients = Clients::new(&settings.discovery, &settings.client, None);
     let channel = clients.channel("product").expect("channel");
     let deadline = Instant::now() + WAIT;

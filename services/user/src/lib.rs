@@ -31,7 +31,14 @@ pub struct Extra {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileCacheSettings {
     /// How long an `Info` profile is cached; writes through this service invalidate it sooner.
-    pub ttl_secs: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub ttl: Duration,
+}
+
+impl config::Validate for Extra {
+    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
+        Ok(())
+    }
 }
 
 /// User's settings: the platform sections plus `profile_cache`.
@@ -42,7 +49,9 @@ pub fn default_settings() -> Settings {
     config::Settings::with_ext(
         NAME,
         Extra {
-            profile_cache: ProfileCacheSettings { ttl_secs: 300 },
+            profile_cache: ProfileCacheSettings {
+                ttl: Duration::from_secs(300),
+            },
         },
     )
 }
@@ -56,10 +65,7 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 /// binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, None).await?;
-    let service = service::ProfileService::new(
-        &platform,
-        Duration::from_secs(settings.ext.profile_cache.ttl_secs),
-    );
+    let service = service::ProfileService::new(&platform, settings.ext.profile_cache.ttl);
     ServerBuilder::new(&settings, &platform)
         .add_service(UserServiceServer::new(service), service::ACCESS)
         .bind()

@@ -115,7 +115,7 @@ impl ProfileService {
     }
 
     /// Drops the cached profile after a change. A failure is logged, not returned: the change
-    /// is made and the entry expires after `profile_cache.ttl_secs` anyway.
+    /// is made and the entry expires after `profile_cache.ttl` anyway.
     async fn forget_profile(&self, user_id: u64) {
         if let Err(e) = cache::invalidate(self.cache.as_ref(), &profile_cache_key(user_id)).await {
             tracing::error!(user = user_id, error = %e, "profile cache invalidation failed");

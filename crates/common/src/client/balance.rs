@@ -66,8 +66,8 @@ impl Instance {
         let mut ejection = self.ejection.lock();
         let time = backoff(
             ejection.consecutive,
-            Duration::from_millis(settings.eject_base_ms),
-            Duration::from_millis(settings.eject_max_ms),
+            settings.eject_base,
+            settings.eject_max,
         );
         ejection.consecutive = ejection.consecutive.saturating_add(1);
         ejection.until = Some(Instant::now() + time);
@@ -172,8 +172,8 @@ mod tests {
     async fn ejected_instances_are_skipped_until_their_time_passes_and_tried_ones_never() {
         let all = instances(3);
         let settings = BalanceSettings {
-            eject_base_ms: 60,
-            eject_max_ms: 1_000,
+            eject_base: Duration::from_millis(60),
+            eject_max: Duration::from_secs(1),
         };
         let time = all[1].eject(&settings);
         assert!(time >= Duration::from_millis(30) && time <= Duration::from_millis(60));

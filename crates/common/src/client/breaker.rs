@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus_client::metrics::gauge::Gauge;
 use tonic::Status;
@@ -74,7 +74,9 @@ impl Breaker {
             target,
             settings: settings.clone(),
             started: Instant::now(),
-            bucket_ms: (settings.window_ms / WINDOW_BUCKETS).max(1),
+            bucket_ms: (u64::try_from(settings.window.as_millis()).unwrap_or(u64::MAX)
+                / WINDOW_BUCKETS)
+                .max(1),
             inner: Mutex::new(Inner {
                 mode: Mode::Closed,
                 buckets: [Bucket::default(); WINDOW_BUCKETS as usize],
@@ -181,7 +183,7 @@ impl Breaker {
                 target_service = %self.target,
                 calls,
                 failures,
-                open_ms = self.settings.open_ms,
+                open_ms = self.settings.open_for.as_millis() as u64,
                 "circuit open"
             );
             self.open(&mut inner, now);
@@ -190,7 +192,7 @@ impl Breaker {
 
     fn open(&self, inner: &mut Inner, now: Instant) {
         inner.mode = Mode::Open {
-            until: now + Duration::from_millis(self.settings.open_ms),
+            until: now + self.settings.open_for,
         };
         self.state.set(BreakerState::Open as i64);
     }
@@ -214,14 +216,16 @@ impl Drop for Permit {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn breaker(open_ms: u64) -> Arc<Breaker> {
         let settings = BreakerSettings {
-            window_ms: 10_000,
+            window: Duration::from_secs(10),
             min_calls: 10,
             failure_percent: 50,
-            open_ms,
+            open_for: Duration::from_millis(open_ms),
             half_open_probes: 2,
         };
         Breaker::new(Arc::from("product"), &settings, Gauge::default())

@@ -39,7 +39,7 @@ use tonic::transport::Endpoint;
 use tower::{Service, ServiceExt};
 
 use crate::auth::Tokens;
-use crate::config::{ClientSettings, DiscoverySettings};
+use crate::config::{ClientSettings, DiscoveryKind, DiscoverySettings};
 use crate::discovery::ConsulResolver;
 use balance::Instance;
 use breaker::Breaker;
@@ -49,12 +49,7 @@ pub use retry::{IDEMPOTENT_RPCS, is_idempotent};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Parses `host:port` (host may be a name, IPv4 or `[IPv6]`).
-pub fn parse_authority(addr: &str) -> Option<(&str, u16)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    (!host.is_empty() && !host.contains('/')).then_some((host, port))
-}
+pub use crate::config::parse_authority;
 
 /// Formats `host:port`, bracketing an IPv6 address (`[::1]:8003`).
 pub fn format_authority(host: &str, port: u16) -> String {
@@ -158,19 +153,17 @@ impl Channel {
     /// client's.
     fn default_timeout(&self, path: &str) -> Duration {
         let method = path.rsplit('/').next().unwrap_or_default();
-        let ms = self
-            .pool
+        self.pool
             .settings
-            .method_timeout_ms
+            .method_timeout
             .get(&*self.pool.service)
             .and_then(|methods| {
                 methods
                     .iter()
                     .find(|(name, _)| name.eq_ignore_ascii_case(method))
-                    .map(|(_, ms)| *ms)
+                    .map(|(_, timeout)| *timeout)
             })
-            .unwrap_or(self.pool.settings.request_timeout_ms);
-        Duration::from_millis(ms)
+            .unwrap_or(self.pool.settings.request_timeout)
     }
 }
 
@@ -681,7 +674,7 @@ impl Clients {
         if let Some(ch) = channels.get(service) {
             return Ok(ch.clone());
         }
-        let consul = self.discovery.kind == "consul";
+        let consul = self.discovery.kind == DiscoveryKind::Consul;
         let mut instances = Vec::new();
         if !consul {
             let addrs = self
@@ -800,9 +793,9 @@ fn connect_lazy(
     settings: &ClientSettings,
 ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_millis(settings.keepalive_interval_ms))
+        .http2_keep_alive_interval(settings.keepalive_interval)
         .keep_alive_while_idle(true)
         .connect_lazy())
 }

@@ -1,0 +1,72 @@
+//! `server.*`: where a service listens and how it stops.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Profile, Validate, ensure};
+
+/// Offset between a service's gRPC port and its admin HTTP port.
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+/// Default of `server.max_concurrent_rpcs`.
+pub const DEFAULT_MAX_CONCURRENT_RPCS: u32 = 1_000;
+/// Default of `server.drain_delay`: none on a laptop; set it to a few check intervals where
+/// a balancer or Consul must notice NOT_SERVING before the listener closes.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
+/// Default of `server.shutdown_grace`: how long in-flight calls may finish after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// `server.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSettings {
+    /// Interface to bind, e.g. `0.0.0.0` or `127.0.0.1`.
+    pub host: IpAddr,
+    /// gRPC port; 0 picks a free one (tests).
+    pub port: u16,
+    /// Admin HTTP port (`/metrics`, `/healthz`, `/readyz`); default gRPC port + 1000, 0 if the
+    /// gRPC port is 0.
+    pub admin_port: Option<u16>,
+    /// How long health reports NOT_SERVING before the listener closes, so balancers notice.
+    #[serde(with = "super::duration")]
+    pub drain_delay: Duration,
+    /// How long in-flight calls may take to finish after shutdown starts.
+    #[serde(with = "super::duration")]
+    pub shutdown_grace: Duration,
+    /// Most RPCs handled at once; beyond it calls are refused at once with
+    /// `RESOURCE_EXHAUSTED` instead of queueing (health and reflection are never refused).
+    pub max_concurrent_rpcs: u32,
+}
+
+impl ServerSettings {
+    /// The defaults for a service whose well-known port is `port`.
+    pub fn defaults(port: u16) -> Self {
+        ServerSettings {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port,
+            admin_port: None,
+            drain_delay: DEFAULT_DRAIN_DELAY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_concurrent_rpcs: DEFAULT_MAX_CONCURRENT_RPCS,
+        }
+    }
+
+    /// The admin port actually used.
+    pub fn admin_port(&self) -> u16 {
+        match (self.admin_port, self.port) {
+            (Some(p), _) => p,
+            (None, 0) => 0,
+            (None, p) => p.saturating_add(ADMIN_PORT_OFFSET),
+        }
+    }
+}
+
+impl Validate for ServerSettings {
+    fn validate(&self, _: Profile) -> Result<(), ConfigError> {
+        ensure(
+            self.max_concurrent_rpcs > 0,
+            "server.max_concurrent_rpcs",
+            "must be at least 1",
+        )
+    }
+}

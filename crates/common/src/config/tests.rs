@@ -1,0 +1,351 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Source {
+    Source {
+        file: None,
+        env: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn load_env(service: &str, pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    load(service, Settings::defaults(service), &env(pairs))
+}
+
+#[test]
+fn defaults_give_the_well_known_ports() {
+    let s = load("product", Settings::defaults("product"), &Source::default()).unwrap();
+    assert_eq!(s.server.port, 8003);
+    assert_eq!(s.server.admin_port(), 9003);
+    assert_eq!(s.database_url(), "sqlite://data/product.db?mode=rwc");
+    assert_eq!(s.discovery.static_addrs["auth"], vec!["127.0.0.1:8000"]);
+    assert_eq!(s.discovery.kind, DiscoveryKind::Static);
+    assert_eq!(s.telemetry.log_format, LogFormat::Pretty);
+}
+
+#[test]
+fn resilience_settings_have_named_defaults_and_are_configurable() {
+    let d = Settings::defaults("checkout").client;
+    assert_eq!(d.retry.budget_percent, DEFAULT_RETRY_BUDGET_PERCENT);
+    assert_eq!(d.breaker.open_for, DEFAULT_BREAKER_OPEN_FOR);
+    assert_eq!(d.balance.eject_base, DEFAULT_EJECT_BASE);
+    let s = load_env(
+        "checkout",
+        &[
+            ("MALL__CLIENT__METHOD_TIMEOUT__PAYMENT__CHARGE", "10s"),
+            ("MALL__CLIENT__BREAKER__OPEN_FOR", "750ms"),
+            ("MALL__CLIENT__RETRY__MAX_ATTEMPTS", "2"),
+            ("MALL__CLIENT__BALANCE__EJECT_MAX", "9s"),
+            ("MALL__DISCOVERY__CONSUL__RETRY_MAX", "800ms"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        s.client.method_timeout["payment"]["charge"],
+        Duration::from_secs(10)
+    );
+    assert_eq!(s.client.breaker.open_for, Duration::from_millis(750));
+    assert_eq!(s.client.breaker.min_calls, DEFAULT_BREAKER_MIN_CALLS);
+    assert_eq!(s.client.retry.max_attempts, 2);
+    assert_eq!(s.client.balance.eject_max, Duration::from_secs(9));
+    assert_eq!(s.discovery.consul.retry_max, Duration::from_millis(800));
+    for (key, value, named) in [
+        (
+            "MALL__CLIENT__BREAKER__FAILURE_PERCENT",
+            "0",
+            "client.breaker.failure_percent",
+        ),
+        (
+            "MALL__CLIENT__RETRY__MAX_ATTEMPTS",
+            "0",
+            "client.retry.max_attempts",
+        ),
+        (
+            "MALL__CLIENT__RETRY__BUDGET_PERCENT",
+            "101",
+            "client.retry.budget_percent",
+        ),
+        ("MALL__CLIENT__BALANCE__EJECT_BASE", "60s", "client.balance"),
+        (
+            "MALL__CLIENT__METHOD_TIMEOUT__PAYMENT__CHARGE",
+            "0s",
+            "client.method_timeout",
+        ),
+    ] {
+        let err = load_env("checkout", &[(key, value)]).unwrap_err();
+        assert!(err.to_string().contains(named), "{key}: {err}");
+    }
+}
+
+#[test]
+fn environment_overrides_single_keys() {
+    let s = load_env(
+        "product",
+        &[
+            ("MALL__SERVER__PORT", "7003"),
+            (
+                "MALL__DATABASE__URL",
+                "mysql://root:pw@db:3306/mall_{service}",
+            ),
+            (
+                "MALL__DISCOVERY__STATIC__CART",
+                "10.0.0.1:8002,10.0.0.2:8002",
+            ),
+            ("UNRELATED", "x"),
+            ("MALL_TEST_MYSQL_URL", "not ours: one underscore"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.server.port, 7003);
+    assert_eq!(s.server.admin_port(), 8003);
+    assert_eq!(s.database_url(), "mysql://root:pw@db:3306/mall_product");
+    assert_eq!(
+        s.discovery.static_addrs["cart"],
+        vec!["10.0.0.1:8002", "10.0.0.2:8002"]
+    );
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mall-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn yaml_file_sits_between_defaults_and_environment() {
+    let file = temp_file(
+        "layers",
+        "server:\n  port: 7100\n  drain_delay: 5ms\ncache:\n  namespace: shop\n",
+    );
+    let mut source = env(&[("MALL__SERVER__PORT", "7200")]);
+    source.file = Some(file);
+    let s = load("product", Settings::defaults("product"), &source).unwrap();
+    assert_eq!(s.server.port, 7200, "env wins over file");
+    assert_eq!(
+        s.server.drain_delay,
+        Duration::from_millis(5),
+        "file wins over defaults"
+    );
+    assert_eq!(s.cache.namespace, "shop");
+}
+
+#[test]
+fn unknown_keys_stop_the_load_with_the_nearest_known_key() {
+    let err = load_env("product", &[("MALL__DATABSE__URL", "mysql://root@db/x")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`databse.url`"), "{err}");
+    assert!(err.contains("MALL__DATABSE__URL"), "{err}");
+    assert!(err.contains("did you mean `database.url`"), "{err}");
+
+    // A renamed key points at its new name.
+    let err = load_env("product", &[("MALL__SERVER__DRAIN_DELAY_MS", "250")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did you mean `server.drain_delay`"), "{err}");
+
+    // Nothing near: no suggestion, still refused.
+    let err = load_env("product", &[("MALL__NOPE__WHATEVER_THIS_IS", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown configuration key `nope.whatever_this_is`"),
+        "{err}"
+    );
+    assert!(!err.contains("did you mean"), "{err}");
+
+    let file = temp_file("typo", "cache:\n  namespac: shop\n");
+    let source = Source {
+        file: Some(file),
+        env: BTreeMap::new(),
+    };
+    let err = load("product", Settings::defaults("product"), &source)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`cache.namespac`"), "{err}");
+    assert!(err.contains("did you mean `cache.namespace`"), "{err}");
+}
+
+#[test]
+fn other_services_sections_are_left_to_them_but_a_services_own_are_checked() {
+    // One file or environment serves the fleet: product accepts order's section.
+    load_env(
+        "product",
+        &[
+            ("MALL__ORDER__CURRENCY", "EUR"),
+            ("MALL__DISCOVERY__STATIC__SEARCH", "10.0.0.9:9000"),
+            ("MALL__CLIENT__METHOD_TIMEOUT__ORDER__PLACEORDER", "2s"),
+        ],
+    )
+    .unwrap();
+    // A service's own section is checked key by key.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Extra {
+        order: Own,
+    }
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Own {
+        currency: String,
+    }
+    impl Validate for Extra {
+        fn validate(&self, _: Profile) -> Result<(), ConfigError> {
+            Ok(())
+        }
+    }
+    let defaults = || {
+        Settings::with_ext(
+            "order",
+            Extra {
+                order: Own {
+                    currency: "USD".into(),
+                },
+            },
+        )
+    };
+    let s = load(
+        "order",
+        defaults(),
+        &env(&[("MALL__ORDER__CURRENCY", "EUR")]),
+    )
+    .unwrap();
+    assert_eq!(s.ext.order.currency, "EUR");
+    let err = load(
+        "order",
+        defaults(),
+        &env(&[("MALL__ORDER__CURENCY", "EUR")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("did you mean `order.currency`"), "{err}");
+}
+
+#[test]
+fn durations_need_units_and_invalid_values_name_the_key() {
+    let err = load_env("product", &[("MALL__SERVER__SHUTDOWN_GRACE", "30")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no unit"), "{err}");
+
+    let err = load_env(
+        "product",
+        &[("MALL__DATABASE__URL", "postgres://u:secret@h/db")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`database.url`"), "{err}");
+    assert!(!err.contains("secret"), "password leaked: {err}");
+
+    let err = load_env("product", &[("MALL__SERVER__PORT", "not-a-port")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.port"), "{err}");
+
+    let err = load_env("product", &[("MALL__TELEMETRY__LOG_FORMAT", "xml")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("telemetry.log_format"), "{err}");
+
+    let err = load_env("product", &[("MALL__DISCOVERY__KIND", "zookeeper")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("discovery.kind"), "{err}");
+}
+
+#[test]
+fn online_profile_refuses_the_development_signing_key() {
+    let err = load_env("product", &[("MALL__PROFILE", "online")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`auth.jwt_secret`"), "{err}");
+    let ok = load_env(
+        "product",
+        &[
+            ("MALL__PROFILE", "online"),
+            (
+                "MALL__AUTH__JWT_SECRET",
+                "a-production-key-of-more-than-32-bytes",
+            ),
+        ],
+    )
+    .unwrap();
+    assert!(
+        !format!("{ok:?}").contains("production-key"),
+        "secret in Debug output"
+    );
+}
+
+#[test]
+fn environment_strings_keep_their_text_and_convert_per_field() {
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Extra {
+        shop: Shop,
+    }
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Shop {
+        app_id: String,
+        open: bool,
+        limit: u32,
+    }
+    impl Validate for Extra {
+        fn validate(&self, _: Profile) -> Result<(), ConfigError> {
+            Ok(())
+        }
+    }
+    let defaults = Settings::with_ext(
+        "product",
+        Extra {
+            shop: Shop {
+                app_id: String::new(),
+                open: false,
+                limit: 1,
+            },
+        },
+    );
+    let s = load(
+        "product",
+        defaults,
+        &env(&[
+            ("MALL__SHOP__APP_ID", "2021000000000000"),
+            ("MALL__SHOP__OPEN", "true"),
+            ("MALL__SHOP__LIMIT", "42"),
+            (
+                "MALL__AUTH__JWT_SECRET",
+                "1e100000000000000000000000000000000",
+            ),
+            ("MALL__SERVER__DRAIN_DELAY", "250ms"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.ext.shop.app_id, "2021000000000000");
+    assert!(s.ext.shop.open);
+    assert_eq!(s.ext.shop.limit, 42);
+    assert_eq!(
+        s.auth.jwt_secret.expose(),
+        "1e100000000000000000000000000000000"
+    );
+    assert_eq!(s.server.drain_delay, Duration::from_millis(250));
+}
+
+#[test]
+fn redaction_hides_passwords() {
+    assert_eq!(
+        redact_url("mysql://root:hunter2@db:3306/x"),
+        "mysql://root:***@db:3306/x"
+    );
+    assert_eq!(
+        redact_url("redis://127.0.0.1:6379"),
+        "redis://127.0.0.1:6379"
+    );
+    let mut s = Settings::defaults("product");
+    s.database.url = "mysql://a:topsecret@h/d".into();
+    assert!(!format!("{:?}", s.database).contains("topsecret"));
+    assert!(!format!("{:?}", s.auth).contains(DEFAULT_JWT_SECRET));
+}
