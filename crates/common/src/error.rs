@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -107,6 +108,47 @@ pub fn reason_of(status: &Status) -> Option<String> {
         .get_details_error_info()
         .filter(|info| info.domain == ERROR_DOMAIN)
         .map(|info| info.reason)
+}
+
+/// Why a call failed before its request left this process. The mark travels as the status's
+/// source, which stays in this process (a source is never sent over the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSent {
+    /// No instance of the service is known.
+    NoInstance,
+    /// The target's circuit breaker is open.
+    CircuitOpen,
+    /// The deadline was gone before the call.
+    NoTimeLeft,
+    /// No connection could be made to the instance picked.
+    Unreachable,
+}
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request was not sent")
+    }
+}
+
+impl StdError for NotSent {}
+
+/// Marks `status` as a failure before sending, for `why`.
+pub fn not_sent(why: NotSent, mut status: Status) -> Status {
+    status.set_source(Arc::new(why));
+    status
+}
+
+/// Why a call never left this process, if it did not.
+pub fn not_sent_reason(status: &Status) -> Option<NotSent> {
+    StdError::source(status).and_then(|s| s.downcast_ref::<NotSent>().copied())
+}
+
+/// Whether a failed call is known never to have reached the service: no instance was known,
+/// the circuit was open, no connection could be made, or the deadline was gone before the call.
+/// Any other failure (a connection lost mid-call, a timeout, the service's own error) may have
+/// been acted on, which is what a non-idempotent call like `Charge` must assume.
+pub fn never_sent(status: &Status) -> bool {
+    not_sent_reason(status).is_some()
 }
 
 /// The error and its sources joined with `: `.

@@ -1,35 +1,54 @@
 //! The TikTokMall platform crate: everything that is the same in all seven services.
 //!
-//! A service is built from these rooms, each a small module:
+//! Its modules read top-down; each uses only the ones above it:
 //!
-//! - [`config`]: typed settings, layered defaults → YAML → `MALL__SECTION__KEY`, validated at start;
-//! - [`telemetry`]: the tracing subscriber and the Prometheus registry with RED metrics;
-//! - [`server`]: a tonic server with health, reflection, access control, metrics and tracing
-//!   layers, an admin HTTP port and graceful shutdown;
-//! - [`store`]: the SQL pool chosen by URL scheme, with per-backend migrations;
-//! - [`cache`]: the [`cache::Cache`] trait with in-process (moka) and Redis implementations;
-//! - [`error`]: turning failures into safe `tonic::Status`es, logging the cause once;
-//! - [`discovery`]: the Consul registry (agent registration, gRPC check, keep-alive) and resolver
-//!   (blocking health queries);
-//! - [`client`]: `Clients::client::<T>("product")`, a ready tonic client for a named service;
-//! - [`access`]: which RPCs are public, for users, internal or admin-only;
-//! - [`auth`]: access and service tokens, the [`auth::Caller`], revocation;
-//! - [`platform`]: database + cache + tokens + clients, opened in one call at start;
-//! - [`validate`]: input rules several services share (ids, email) and the [`validate::Invalid`] error.
+//! 1. [`error`]: the error vocabulary ([`error::ServiceError`]) and the one place failures
+//!    become `tonic::Status`;
+//! 2. [`backoff`]: exponential backoff with jitter;
+//! 3. [`config`]: typed settings, layered defaults → YAML → `MALL__SECTION__KEY`, one file per
+//!    section, unknown keys refused;
+//! 4. [`context`]: the request context (request id, deadline) shared by server and client;
+//! 5. [`telemetry`]: logging and the Prometheus metrics of servers;
+//! 6. [`store`]: the SQL pool chosen by URL scheme, with per-backend migrations;
+//! 7. [`cache`]: the [`cache::Cache`] trait with in-process (moka) and Redis implementations;
+//! 8. [`auth`]: tokens, the [`auth::Caller`], access tables;
+//! 9. [`discovery`]: the [`discovery::Resolve`] / [`discovery::Register`] traits, static and
+//!    Consul;
+//! 10. [`client`]: `Clients::client::<T>("product")`, a stack of layers (credentials, breaker,
+//!     deadline, retry, balance) per target service;
+//! 11. [`server`]: a tonic server with health, reflection, a stack of layers (request id,
+//!     metrics, load shedding, access, deadline), an admin port and graceful shutdown;
+//! 12. [`worker`]: background loops that stop with the server;
+//! 13. [`platform`]: database + cache + tokens + discovery + clients, opened in one call, and
+//!     the server wired to them.
+//!
+//! [`paging`], [`reply`] and [`validate`] are small helpers for the services' gRPC edges.
 
-pub mod access;
-pub mod auth;
-pub mod cache;
-pub mod client;
-pub mod config;
-pub mod discovery;
 pub mod error;
-pub mod paging;
-pub mod platform;
-pub mod reply;
-pub mod server;
-pub mod store;
+
+pub mod backoff;
+pub mod config;
+pub mod context;
 pub mod telemetry;
+
+pub mod store;
+
+pub mod cache;
+
+pub mod auth;
+
+pub mod discovery;
+
+pub mod client;
+
+pub mod server;
+
+pub mod worker;
+
+pub mod platform;
+
+pub mod paging;
+pub mod reply;
 pub mod validate;
 
 pub use config::Settings;

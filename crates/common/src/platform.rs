@@ -1,6 +1,6 @@
 //! What every service opens at start, in one call: its database (created and migrated), the
-//! shared cache, the token keys, and clients for the services it calls (carrying this service's
-//! credentials).
+//! shared cache, the token keys, discovery, and clients for the services it calls (carrying this
+//! service's credentials); then the server, wired to all of them.
 
 use std::sync::Arc;
 
@@ -8,6 +8,8 @@ use crate::auth::Tokens;
 use crate::cache::{self, SharedCache};
 use crate::client::{Clients, ServiceIdentity};
 use crate::config::Settings;
+use crate::discovery::{self, Register};
+use crate::server::ServerBuilder;
 use crate::store::{Database, Migrations};
 
 /// The opened platform of one service.
@@ -21,6 +23,8 @@ pub struct Platform {
     pub tokens: Arc<Tokens>,
     /// Clients for the other services, calling as this one.
     pub clients: Clients,
+    /// Where this instance announces itself.
+    pub register: Arc<dyn Register>,
 }
 
 impl Platform {
@@ -38,8 +42,9 @@ impl Platform {
         };
         let cache = cache::connect(&settings.cache).await?;
         let tokens = Arc::new(Tokens::new(&settings.auth, cache.clone()));
+        let (resolver, register) = discovery::from_settings(&settings.discovery)?;
         let clients = Clients::new(
-            &settings.discovery,
+            resolver,
             &settings.client,
             Some(ServiceIdentity {
                 name: settings.service.clone(),
@@ -56,6 +61,7 @@ impl Platform {
             cache,
             tokens,
             clients,
+            register,
         })
     }
 
@@ -64,5 +70,28 @@ impl Platform {
         self.db
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("this service was opened without a database"))
+    }
+
+    /// The server of this service: its tokens verify callers, it announces itself through the
+    /// platform's registry, `/readyz` checks the database and cache, `/metrics` has the client
+    /// metrics too.
+    pub fn server<E>(&self, settings: &Settings<E>) -> ServerBuilder {
+        let cache = self.cache.clone();
+        let mut server = ServerBuilder::new(settings, self.tokens.clone(), self.register.clone())
+            .ready_check("cache", move || {
+                let cache = cache.clone();
+                async move { cache.ping().await.map_err(|e| e.to_string()) }
+            });
+        self.clients.register_metrics(server.registry_mut());
+        match &self.db {
+            Some(db) => {
+                let db = db.clone();
+                server.ready_check("database", move || {
+                    let db = db.clone();
+                    async move { db.ping().await.map_err(|e| e.to_string()) }
+                })
+            }
+            None => server,
+        }
     }
 }

@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mall_common::config::{self, ConfigError, Settings, Source};
-use mall_common::discovery::{ConsulRegistry, ConsulResolver};
+use mall_common::discovery::consul::{ConsulRegistry, ConsulResolver};
 use mall_common::platform::Platform;
-use mall_common::server::ServerBuilder;
 use mall_testkit::consul::{CheckStatus, FakeConsul};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -40,10 +39,7 @@ struct Running {
 
 async fn start_server(settings: &Settings) -> Running {
     let platform = Platform::open(settings, None).await.expect("platform");
-    let bound = ServerBuilder::new(settings, &platform)
-        .bind()
-        .await
-        .expect("bind");
+    let bound = platform.server(settings).bind().await.expect("bind");
     let addr = bound.grpc_addr;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(bound.serve(async {
@@ -304,7 +300,7 @@ async fn consul_client_fails_fast_without_instances_and_follows_registrations() 
 
     let fake = FakeConsul::start().await;
     let settings = consul_settings(&fake);
-    let clients = Clients::new(&settings.discovery, &settings.client, None);
+    let clients = Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
     let mut client: HealthClient<Channel> = clients.client("product").expect("client");
     let check = HealthCheckRequest {
         service: String::new(),
@@ -375,7 +371,8 @@ async fn the_first_call_of_a_new_client_waits_for_the_first_lookup() {
     // A service that just started calls a dependency that is up: its very first call must not
     // fail because Consul has not been asked yet.
     for _ in 0..20 {
-        let clients = Clients::new(&settings.discovery, &settings.client, None);
+        let clients =
+            Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
         let mut client: HealthClient<Channel> = clients.client("product").expect("client");
         client
             .check(HealthCheckRequest {

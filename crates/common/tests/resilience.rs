@@ -30,7 +30,7 @@ fn settings(target: &str, addrs: &[String]) -> Settings {
 }
 
 fn clients(s: &Settings) -> Clients {
-    Clients::new(&s.discovery, &s.client, None)
+    Clients::discover(&s.discovery, &s.client, None).expect("clients")
 }
 
 fn check() -> HealthCheckRequest {

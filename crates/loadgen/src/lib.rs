@@ -152,7 +152,7 @@ fn mall_client(
         .discovery
         .static_addrs
         .insert("product".into(), addrs.to_vec());
-    let clients = Clients::new(&settings.discovery, &settings.client, None);
+    let clients = Clients::discover(&settings.discovery, &settings.client, None)?;
     Ok(clients.client("product")?)
 }
 

@@ -91,11 +91,11 @@ impl Fleet {
             endpoints: BTreeMap::new(),
             stop,
             tasks: Vec::new(),
-            clients: Clients::new(
+            clients: Clients::discover(
                 &config::Settings::defaults("mall").discovery,
                 &config::Settings::defaults("mall").client,
                 None,
-            ),
+            )?,
             tokens: None,
         };
         for name in SERVICES.iter().copied().filter(|s| names.contains(s)) {
@@ -121,14 +121,14 @@ impl Fleet {
         let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
         let cache = mall_common::cache::connect(&settings.cache).await?;
         let tokens = Arc::new(Tokens::new(&settings.auth, cache));
-        fleet.clients = Clients::new(
+        fleet.clients = Clients::discover(
             &settings.discovery,
             &settings.client,
             Some(ServiceIdentity {
                 name: "mall".into(),
                 tokens: tokens.clone(),
             }),
-        );
+        )?;
         fleet.tokens = Some(tokens);
         Ok(fleet)
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mall::testing::{GOOD_CARD, TestFleet, checkout_request};
 use mall_common::client::Channel;
-use mall_common::discovery::ConsulRegistry;
+use mall_common::discovery::consul::ConsulRegistry;
 use mall_proto::cart::v1 as cart_pb;
 use mall_proto::cart::v1::cart_service_client::CartServiceClient;
 use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mall_common::config::{self, ConfigError, Profile, Secret, Validate, ensure};
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::auth::v1::auth_service_server::AuthServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -156,7 +156,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         settings.ext.accounts.clone(),
     );
     service.bootstrap_admin().await?;
-    ServerBuilder::new(&settings, &platform)
+    platform
+        .server(&settings)
         .add_service(AuthServiceServer::new(service), service::ACCESS)
         .bind()
         .await

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mall_common::access::{Access, AccessTable};
+use mall_common::auth::{Access, AccessTable};
 use mall_common::auth::{Caller, ROLE_USER, Tokens, token_from_field_or_metadata};
 use mall_common::cache::SharedCache;
 use mall_common::reply::success as ok;

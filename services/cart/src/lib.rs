@@ -10,7 +10,7 @@ pub mod store;
 
 use mall_common::config;
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::cart::v1::cart_service_server::CartServiceServer;
 
 /// The service name used in config, discovery and the database URL.
@@ -39,7 +39,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let carts = store::Carts::new(platform.database()?.clone());
     let service = service::ShoppingCartService::new(carts, platform.clients.clone());
-    ServerBuilder::new(&settings, &platform)
+    platform
+        .server(&settings)
         .add_service(CartServiceServer::new(service), service::ACCESS)
         .bind()
         .await

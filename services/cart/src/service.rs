@@ -3,8 +3,8 @@
 //! statuses. The server lets only signed-in callers through ([`ACCESS`]); each handler then
 //! checks ownership with `Caller::authorize` before it looks at anything else.
 
-use mall_common::access::{Access, AccessTable};
 use mall_common::auth;
+use mall_common::auth::{Access, AccessTable};
 use mall_common::client::{Channel, Clients};
 use mall_proto::cart::v1 as pb;
 use mall_proto::cart::v1::cart_service_server::CartService;

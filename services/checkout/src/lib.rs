@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use mall_common::config;
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::checkout::v1::checkout_service_server::CheckoutServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -137,7 +137,7 @@ pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<Boun
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let sagas = store::Sagas::new(platform.database()?.clone());
     let down = downstream::Downstream::new(platform.clients.clone(), hooks);
-    let mut builder = ServerBuilder::new(&settings, &platform);
+    let mut builder = platform.server(&settings);
     let metrics = metrics::Metrics::register(builder.registry_mut());
     let engine = saga::Engine::new(
         sagas,

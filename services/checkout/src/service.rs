@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use mall_common::access::{Access, AccessTable};
 use mall_common::auth;
+use mall_common::auth::{Access, AccessTable};
 use mall_proto::checkout::v1 as pb;
 use mall_proto::checkout::v1::checkout_service_server::CheckoutService;
 use tonic::{Request, Response, Status};

@@ -136,7 +136,8 @@ fn checkout_client(fleet: &TestFleet, instance: &Instance, token: &str) -> Check
     let mut client = config::Settings::defaults("test").client;
     client.request_timeout = Duration::from_secs(30);
     let _ = fleet;
-    Clients::new(&discovery, &client, None)
+    Clients::discover(&discovery, &client, None)
+        .expect("clients")
         .client_as::<CheckoutClient>("checkout", token)
         .expect("checkout client")
 }

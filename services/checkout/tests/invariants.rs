@@ -129,7 +129,8 @@ fn user_client(fleet: &TestFleet, instance: &Instance, user_id: u64) -> Checkout
         .insert("checkout".into(), vec![instance.addr.to_string()]);
     let mut client = config::Settings::defaults("test").client;
     client.request_timeout = std::time::Duration::from_secs(30);
-    Clients::new(&discovery, &client, None)
+    Clients::discover(&discovery, &client, None)
+        .expect("clients")
         .client_as::<CheckoutClient>("checkout", &fleet.user_token(user_id))
         .expect("checkout client")
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mall_common::config;
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::order::v1::order_service_server::OrderServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -105,13 +105,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         product.clone(),
         settings.ext.order.currency.clone(),
     );
-    let alive = service.liveness();
-    let bound = ServerBuilder::new(&settings, &platform)
+    let bound = platform
+        .server(&settings)
         .add_service(OrderServiceServer::new(service), service::ACCESS)
         .bind()
         .await?;
     sweeper::Sweeper::new(orders, product, settings.ext.order.pending_timeout)
-        .spawn(settings.ext.order.sweep_interval, alive);
+        .spawn(settings.ext.order.sweep_interval, bound.shutdown_handle());
     Ok(bound)
 }
 

@@ -5,10 +5,9 @@
 //! The user RPCs look orders up by (order id, user id): another user's order is `NOT_FOUND`,
 //! exactly like one that does not exist, so order ids cannot be probed.
 
-use std::sync::Arc;
 
-use mall_common::access::{Access, AccessTable};
 use mall_common::auth;
+use mall_common::auth::{Access, AccessTable};
 use mall_common::paging::Page;
 use mall_proto::common::v1 as common_pb;
 use mall_proto::order::v1 as pb;
@@ -38,8 +37,6 @@ pub struct OrdersService {
     orders: Orders,
     product: ProductClient,
     currency: String,
-    /// Held while the service is served; the sweeper stops once the last clone is dropped.
-    alive: Arc<()>,
 }
 
 fn status_to_pb(status: OrderStatus) -> pb::OrderStatus {
@@ -99,13 +96,7 @@ impl OrdersService {
             orders,
             product,
             currency,
-            alive: Arc::new(()),
         }
-    }
-
-    /// A handle that dies with the last clone of this service (see `Sweeper::spawn`).
-    pub fn liveness(&self) -> std::sync::Weak<()> {
-        Arc::downgrade(&self.alive)
     }
 }
 

@@ -8,11 +8,13 @@
 //! Product's `ReleaseStock` is idempotent as well, so even a lost claim cannot give stock back
 //! twice.
 
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::client::Channel;
+use mall_common::server::Shutdown;
 use mall_common::store::unix_now;
+use mall_common::worker::spawn_periodic;
 use mall_proto::product::v1::ReleaseStockReq;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 
@@ -125,19 +127,13 @@ impl Sweeper {
         }
     }
 
-    /// Sweeps every `interval` in a background task for as long as `alive` can be upgraded
-    /// (the service holding its `Arc` is served), or until the process ends.
-    pub fn spawn(self, interval: Duration, alive: Weak<()>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if alive.strong_count() == 0 {
-                    tracing::debug!("order service stopped; sweeper exits");
-                    return;
-                }
-                match self.run_once().await {
+    /// Sweeps every `interval` in a background task until the server shuts down.
+    pub fn spawn(self, interval: Duration, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let sweeper = Arc::new(self);
+        spawn_periodic("order sweeper", interval, shutdown, move || {
+            let sweeper = sweeper.clone();
+            async move {
+                match sweeper.run_once().await {
                     Ok(report) if report.failed_releases > 0 => {
                         tracing::warn!(
                             failed = report.failed_releases,

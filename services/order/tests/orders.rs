@@ -894,7 +894,8 @@ async fn a_release_that_failed_while_product_was_down_is_retried_by_the_sweeper(
     discovery
         .static_addrs
         .insert("product".into(), vec!["127.0.0.1:1".into()]);
-    let dead = Clients::new(&discovery, &order::default_settings().client, None);
+    let dead =
+        Clients::discover(&discovery, &order::default_settings().client, None).expect("clients");
     let down = Sweeper::new(
         orders.clone(),
         dead.client("product").unwrap(),

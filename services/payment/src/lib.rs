@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mall_common::config;
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::payment::v1::payment_service_server::PaymentServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +139,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         alipay,
         p.pay_url_cache,
     );
-    ServerBuilder::new(&settings, &platform)
+    platform
+        .server(&settings)
         .add_service(PaymentServiceServer::new(service), service::ACCESS)
         .bind()
         .await

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mall_common::access::{Access, AccessTable};
 use mall_common::auth;
+use mall_common::auth::{Access, AccessTable};
 use mall_common::cache::SharedCache;
 use mall_common::store::unix_now;
 use mall_proto::payment::v1 as pb;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mall_common::config;
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::product::v1::product_catalog_service_server::ProductCatalogServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +81,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         platform.cache.clone(),
         settings.ext.catalog.cache_ttl,
     );
-    ServerBuilder::new(&settings, &platform)
+    platform
+        .server(&settings)
         .add_service(ProductCatalogServiceServer::new(service), service::ACCESS)
         .bind()
         .await

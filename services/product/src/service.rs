@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mall_common::access::{Access, AccessTable};
+use mall_common::auth::{Access, AccessTable};
 use mall_common::cache::{self, SharedCache};
 use mall_common::paging::Page;
 use mall_proto::product::v1 as pb;

@@ -57,7 +57,7 @@ async fn call_many(addrs: Vec<String>, id: u64) {
         .discovery
         .static_addrs
         .insert("product".into(), addrs);
-    let clients = Clients::new(&settings.discovery, &settings.client, None);
+    let clients = Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
     let client: Client = clients.client("product").expect("client");
     let left = Arc::new(std::sync::atomic::AtomicUsize::new(CALLS));
     let callers: Vec<_> = (0..CALLERS)

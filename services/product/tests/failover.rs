@@ -95,7 +95,7 @@ async fn killing_one_of_three_instances_mid_stream_fails_no_call() {
     settings.discovery.kind = mall_common::config::DiscoveryKind::Consul;
     settings.discovery.consul.address = fake.url();
     settings.discovery.consul.wait = Duration::from_secs(2);
-    let clients = Clients::new(&settings.discovery, &settings.client, None);
+    let clients = Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
     let channel = clients.channel("product").expect("channel");
     let deadline = Instant::now() + WAIT;
     while channel.addresses().len() < 3 {

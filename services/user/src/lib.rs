@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mall_common::config;
 use mall_common::platform::Platform;
-use mall_common::server::{BoundServer, ServerBuilder};
+use mall_common::server::BoundServer;
 use mall_proto::user::v1::user_service_server::UserServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +66,8 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, None).await?;
     let service = service::ProfileService::new(&platform, settings.ext.profile_cache.ttl);
-    ServerBuilder::new(&settings, &platform)
+    platform
+        .server(&settings)
         .add_service(UserServiceServer::new(service), service::ACCESS)
         .bind()
         .await

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mall_common::access::{Access, AccessTable};
 use mall_common::auth::{self, Tokens};
+use mall_common::auth::{Access, AccessTable};
 use mall_common::cache::{self, SharedCache};
 use mall_common::client::{Channel, Clients};
 use mall_common::platform::Platform;

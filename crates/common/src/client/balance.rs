@@ -1,4 +1,6 @@
-//! Which instance gets a call: the power of two choices over the calls each instance has in
+//! The innermost client layer: which instance gets a call, and the attempt on it.
+//!
+//! Which instance: the power of two choices over the calls each instance has in
 //! flight, skipping instances ejected for failing.
 //!
 //! In-flight calls are the load signal because they need no tuning and react within one call:
@@ -9,14 +11,24 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use parking_lot::{Mutex, RwLock};
+use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Service, ServiceExt};
 
+use super::{Attempted, BoxError, CallDeadline, ReadWhole, TrailerCode, response_code};
+use crate::context::{GRPC_TIMEOUT_HEADER, format_grpc_timeout};
+use crate::error::{NotSent, not_sent};
+
+use crate::backoff::backoff;
 use crate::config::BalanceSettings;
-use crate::discovery::backoff;
 
 /// One instance of a target service.
 pub(crate) struct Instance {
@@ -96,11 +108,11 @@ impl Drop for InFlight {
 /// while others remain; when every candidate is ejected they are tried anyway, since refusing
 /// all of them would turn a partial failure into a full outage (the circuit breaker is what
 /// stops calls to a service that is really down).
-pub(crate) fn pick(instances: &[Arc<Instance>], tried: &[Arc<Instance>]) -> Option<Arc<Instance>> {
+pub(crate) fn pick(instances: &[Arc<Instance>], tried: &[String]) -> Option<Arc<Instance>> {
     let now = Instant::now();
     let untried: Vec<&Arc<Instance>> = instances
         .iter()
-        .filter(|i| !tried.iter().any(|t| t.addr == i.addr))
+        .filter(|i| !tried.contains(&i.addr))
         .collect();
     let healthy: Vec<&Arc<Instance>> = untried
         .iter()
@@ -127,6 +139,199 @@ fn least_loaded_of_two<'a>(candidates: &[&'a Arc<Instance>]) -> Option<&'a Arc<I
             Some(if b.in_flight() < a.in_flight() { b } else { a })
         }
     }
+}
+
+/// The instances of one target service, as discovery last reported them.
+pub(crate) struct Target {
+    /// The service name (`product`).
+    pub(crate) service: Arc<str>,
+    pub(crate) instances: RwLock<Vec<Arc<Instance>>>,
+    /// False until discovery first answered (Consul's first lookup); calls wait for it, so a
+    /// freshly started service does not fail its first calls for want of a lookup.
+    pub(crate) resolved: tokio::sync::watch::Receiver<bool>,
+    pub(crate) settings: BalanceSettings,
+    pub(crate) ejections: Counter,
+}
+
+impl Target {
+    /// Whether an instance not in `tried` is known.
+    pub(crate) fn has_untried(&self, tried: &[String]) -> bool {
+        self.instances
+            .read()
+            .iter()
+            .any(|i| !tried.contains(&i.addr))
+    }
+
+    /// The addresses currently known.
+    pub(crate) fn addresses(&self) -> Vec<String> {
+        self.instances
+            .read()
+            .iter()
+            .map(|i| i.addr.clone())
+            .collect()
+    }
+}
+
+/// Sends each call to one instance picked by [`pick`] (never one the call already tried, see
+/// [`Attempted`]), ejects it when it fails to connect or answers `UNAVAILABLE`, and reports
+/// transport failures as statuses: `UNAVAILABLE` (marked [`NotSent::Unreachable`] when no
+/// connection could be made) or `DEADLINE_EXCEEDED`.
+#[derive(Clone)]
+pub(crate) struct Balance {
+    pub(crate) target: Arc<Target>,
+}
+
+impl Service<http::Request<Body>> for Balance {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let target = self.target.clone();
+        Box::pin(async move { target.send(req).await.map_err(BoxError::from) })
+    }
+}
+
+impl Target {
+    async fn send(&self, mut req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        if !*self.resolved.borrow() {
+            let mut resolved = self.resolved.clone();
+            // The sender going away (the watch ended) counts as resolved too.
+            let _ = resolved.wait_for(|done| *done).await;
+        }
+        let attempted = req.extensions().get::<Attempted>().cloned();
+        let picked = {
+            let tried = attempted.as_ref().map(Attempted::addrs).unwrap_or_default();
+            pick(&self.instances.read(), &tried)
+        };
+        let Some(instance) = picked else {
+            return Err(not_sent(
+                NotSent::NoInstance,
+                Status::unavailable(format!("no instance of {} is known", self.service)),
+            ));
+        };
+        if let Some(attempted) = &attempted {
+            attempted.push(&instance.addr);
+        }
+        if let Some(deadline) = req.extensions().get::<CallDeadline>() {
+            let left = deadline.0.saturating_duration_since(Instant::now());
+            req.headers_mut()
+                .insert(GRPC_TIMEOUT_HEADER, format_grpc_timeout(left));
+        }
+        let whole = req.extensions().get::<ReadWhole>().is_some();
+        let outcome = self.attempt(&instance, req, whole).await;
+        match &outcome {
+            Ok(resp) if super::answered_unavailable(resp) => {
+                self.eject(&instance, "answered UNAVAILABLE")
+            }
+            Ok(_) => instance.succeeded(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                self.eject(&instance, status.message())
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    fn eject(&self, instance: &Instance, why: &str) {
+        let ejected_for = instance.eject(&self.settings);
+        self.ejections.inc();
+        tracing::warn!(
+            target_service = %self.service,
+            instance = %instance.addr,
+            ejected_ms = ejected_for.as_millis() as u64,
+            error = %why,
+            "instance unavailable; ejected"
+        );
+    }
+
+    /// One attempt on `instance`. With `whole`, the answer is read to its end here (the calls
+    /// that may be retried are unary and small), so an instance dying between the response
+    /// headers and the message, or a status `UNAVAILABLE` sent in the trailers, is seen here
+    /// and retried rather than reaching the caller as a broken body.
+    async fn attempt(
+        &self,
+        instance: &Arc<Instance>,
+        req: http::Request<Body>,
+        whole: bool,
+    ) -> Result<http::Response<Body>, Status> {
+        let _in_flight = instance.start();
+        let channel = instance.channel.clone();
+        let answer: Result<http::Response<Body>, BoxError> = async {
+            let resp = channel.oneshot(req).await?;
+            if !whole || response_code(&resp).is_some() {
+                return Ok(resp);
+            }
+            let (mut parts, body) = resp.into_parts();
+            let whole = body.collect().await?;
+            let code = whole
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i32>().ok());
+            if let Some(code) = code {
+                parts
+                    .extensions
+                    .insert(TrailerCode(tonic::Code::from(code)));
+            }
+            Ok(http::Response::from_parts(parts, Body::new(whole)))
+        }
+        .await;
+        answer.map_err(|e| self.transport_failure(e.as_ref()))
+    }
+
+    fn transport_failure(&self, e: &(dyn std::error::Error + 'static)) -> Status {
+        if caused_by::<tonic::TimeoutExpired>(e) {
+            Status::deadline_exceeded(format!("{} did not answer in time", self.service))
+        } else if caused_by::<tonic::ConnectError>(e) {
+            not_sent(
+                NotSent::Unreachable,
+                Status::unavailable(format!("{} unavailable: {e}", self.service)),
+            )
+        } else {
+            Status::unavailable(format!("{} unavailable: {e}", self.service))
+        }
+    }
+}
+
+/// Whether `T` is somewhere in the chain of `error`.
+fn caused_by<T: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<T>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Replaces the instance list with `addrs`, keeping the instances (channel, in-flight count,
+/// ejection) of addresses already known.
+pub(crate) fn update_instances(
+    target: &Target,
+    addrs: &[String],
+    connect: impl Fn(&str) -> Result<tonic::transport::Channel, tonic::transport::Error>,
+) {
+    let mut current = target.instances.write();
+    let mut next = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if let Some(known) = current.iter().find(|i| &i.addr == addr) {
+            next.push(known.clone());
+            continue;
+        }
+        match connect(addr) {
+            Ok(ch) => next.push(Instance::new(addr.clone(), ch)),
+            Err(e) => {
+                tracing::warn!(service = %target.service, %addr, error = %e, "ignoring a bad instance address")
+            }
+        }
+    }
+    *current = next;
 }
 
 #[cfg(test)]
@@ -190,10 +395,14 @@ mod tests {
         assert!((0..500).any(|_| pick(&all, &[]).expect("pick").addr == all[1].addr));
 
         // Excluding tried instances; all left are ejected: tried anyway; none left: None.
-        let tried = [all[0].clone(), all[2].clone()];
+        let tried = [all[0].addr.clone(), all[2].addr.clone()];
         all[1].eject(&settings);
         assert_eq!(pick(&all, &tried).expect("pick").addr, all[1].addr);
-        let everyone = [all[0].clone(), all[1].clone(), all[2].clone()];
+        let everyone = [
+            all[0].addr.clone(),
+            all[1].addr.clone(),
+            all[2].addr.clone(),
+        ];
         assert!(pick(&all, &everyone).is_none());
         assert!(pick(&[], &[]).is_none());
     }

@@ -3,17 +3,24 @@
 //! Closed, it counts calls and failures (`UNAVAILABLE`, `DEADLINE_EXCEEDED`) over a rolling
 //! window; when at least `min_calls` were made and `failure_percent` of them failed, it opens.
 //! Open, calls fail at once with `UNAVAILABLE "circuit open"` without reaching the target. After
-//! `open_ms` it lets `half_open_probes` calls through: as many successes close it, one failure
+//! `open_for` it lets `half_open_probes` calls through: as many successes close it, one failure
 //! opens it again. Business errors (`NOT_FOUND`, `FAILED_PRECONDITION`, ...) and shed calls
 //! (`RESOURCE_EXHAUSTED`) say nothing about the target's health and count as successes.
 
 use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::{BoxError, TrailerCode, response_code};
+use crate::error::{NotSent, not_sent, not_sent_reason};
 
 use crate::config::BreakerSettings;
 
@@ -211,6 +218,99 @@ impl Drop for Permit {
         if !self.recorded {
             self.breaker.finish(self.probe, None);
         }
+    }
+}
+
+/// The breaker as a client layer: refuses calls while open (marked [`NotSent::CircuitOpen`]) and
+/// records how each admitted call ended.
+#[derive(Clone)]
+pub(crate) struct BreakerLayer {
+    pub(crate) breaker: Arc<Breaker>,
+    pub(crate) rejected: Counter,
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = BreakerService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`BreakerLayer`].
+#[derive(Clone)]
+pub(crate) struct BreakerService<S> {
+    inner: S,
+    layer: BreakerLayer,
+}
+
+impl<S> Service<http::Request<Body>> for BreakerService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let permit = match self.layer.breaker.admit() {
+            Ok(permit) => permit,
+            Err(refused) => {
+                self.layer.rejected.inc();
+                let refused = not_sent(NotSent::CircuitOpen, refused);
+                return Box::pin(std::future::ready(Err(refused.into())));
+            }
+        };
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let result = inner.call(req).await;
+            match failed(&result) {
+                Some(failed) => permit.record(failed),
+                // Nothing was called: the breaker learns nothing from it.
+                None => drop(permit),
+            }
+            result
+        })
+    }
+}
+
+/// Whether a call's outcome counts as a failure of the target (`UNAVAILABLE` or
+/// `DEADLINE_EXCEEDED`, however it came); `None` when nothing was called (no instance known, no
+/// time left).
+fn failed(result: &Result<http::Response<Body>, BoxError>) -> Option<bool> {
+    let unhealthy = |code| {
+        matches!(
+            code,
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        )
+    };
+    match result {
+        Ok(resp) => {
+            let code = resp
+                .extensions()
+                .get::<TrailerCode>()
+                .map(|c| c.0)
+                .or_else(|| response_code(resp));
+            Some(code.is_some_and(unhealthy))
+        }
+        Err(e) => match e.downcast_ref::<Status>() {
+            Some(status) => match not_sent_reason(status) {
+                Some(NotSent::NoInstance | NotSent::NoTimeLeft) => None,
+                _ => Some(unhealthy(status.code())),
+            },
+            None => Some(true),
+        },
     }
 }
 

@@ -1,11 +1,24 @@
-//! When a failed call may be sent again: only idempotent RPCs (listed here, in one place), only
+//! The retry layer. When a failed call may be sent again: only idempotent RPCs (listed here, in one place), only
 //! after `UNAVAILABLE`, only to another instance, and only within a budget, so retries can never
 //! multiply the load on a struggling fleet.
 
-use parking_lot::Mutex;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service, ServiceExt};
+
+use super::balance::Target;
+use super::{Attempted, BoxError, ReadWhole, answered_unavailable};
 use crate::config::RetrySettings;
+use crate::error::{NotSent, not_sent_reason};
 
 /// The RPCs that are safe to send twice: reads, and writes the API defines as idempotent by a
 /// key in the request or that set rather than change state (`ReserveStock`/`ReleaseStock` per
@@ -91,6 +104,130 @@ impl RetryBudget {
         } else {
             false
         }
+    }
+}
+
+/// Retries idempotent calls after `UNAVAILABLE` on an instance not yet tried, within the
+/// budget; buffers their bodies so they can be sent again and asks the balancer to read their
+/// answers whole.
+#[derive(Clone)]
+pub(crate) struct RetryLayer {
+    pub(crate) max_attempts: u32,
+    pub(crate) budget: Arc<RetryBudget>,
+    pub(crate) target: Arc<Target>,
+    pub(crate) retries: Counter,
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = RetryService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RetryService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`RetryLayer`].
+#[derive(Clone)]
+pub(crate) struct RetryService<S> {
+    inner: S,
+    layer: RetryLayer,
+}
+
+impl<S> Service<http::Request<Body>> for RetryService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        self.layer.budget.deposit();
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        if self.layer.max_attempts <= 1 || !is_idempotent(req.uri().path()) {
+            return Box::pin(inner.oneshot(req));
+        }
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let body = body.collect().await?.to_bytes();
+            parts.extensions.insert(Attempted::default());
+            parts.extensions.insert(ReadWhole);
+            let policy = RetryPolicy {
+                attempts: 1,
+                layer,
+                body: body.clone(),
+            };
+            let req = http::Request::from_parts(parts, full(body));
+            tower::retry::Retry::new(policy, inner).oneshot(req).await
+        })
+    }
+}
+
+fn full(body: Bytes) -> Body {
+    Body::new(http_body_util::Full::new(body))
+}
+
+/// The [`tower::retry::Policy`] of one idempotent call.
+#[derive(Clone)]
+struct RetryPolicy {
+    /// Attempts made so far.
+    attempts: u32,
+    layer: RetryLayer,
+    body: Bytes,
+}
+
+impl tower::retry::Policy<http::Request<Body>, http::Response<Body>, BoxError> for RetryPolicy {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        req: &mut http::Request<Body>,
+        result: &mut Result<http::Response<Body>, BoxError>,
+    ) -> Option<Self::Future> {
+        let unavailable = match result {
+            Ok(resp) => answered_unavailable(resp),
+            Err(e) => e.downcast_ref::<Status>().is_some_and(|s| {
+                s.code() == tonic::Code::Unavailable
+                    && not_sent_reason(s) != Some(NotSent::NoInstance)
+            }),
+        };
+        let tried = req
+            .extensions()
+            .get::<Attempted>()
+            .map(Attempted::addrs)
+            .unwrap_or_default();
+        let retry = unavailable
+            && self.attempts < self.layer.max_attempts
+            && self.layer.target.has_untried(&tried)
+            && self.layer.budget.withdraw();
+        if !retry {
+            return None;
+        }
+        self.attempts += 1;
+        self.layer.retries.inc();
+        Some(std::future::ready(()))
+    }
+
+    fn clone_request(&mut self, req: &http::Request<Body>) -> Option<http::Request<Body>> {
+        let mut clone = http::Request::new(full(self.body.clone()));
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.version_mut() = req.version();
+        *clone.headers_mut() = req.headers().clone();
+        *clone.extensions_mut() = req.extensions().clone();
+        Some(clone)
     }
 }
 

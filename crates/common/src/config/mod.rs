@@ -395,5 +395,14 @@ pub fn parse_authority(addr: &str) -> Option<(&str, u16)> {
     (!host.is_empty() && !host.contains('/')).then_some((host, port))
 }
 
+/// Formats `host:port`, bracketing an IPv6 address (`[::1]:8003`).
+pub fn format_authority(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests;

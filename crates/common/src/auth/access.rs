@@ -4,7 +4,7 @@
 //! (a signed-in user; handlers then check ownership with `Caller::authorize`),
 //! [`Access::Internal`] (service-to-service only) or [`Access::Admin`]. The server
 //! ([`crate::server`]) looks the table up for every request and verifies the bearer token against
-//! it (see [`crate::auth::Tokens::admit`]) before any handler runs, so no handler can forget the
+//! it (see [`super::Tokens::admit`]) before any handler runs, so no handler can forget the
 //! check; an RPC missing from the table is refused (fail closed).
 
 /// The audience of one RPC.

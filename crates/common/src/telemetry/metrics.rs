@@ -1,14 +1,4 @@
-//! Logs and metrics.
-//!
-//! - [`init_logging`] installs the process-wide tracing subscriber (pretty for dev, JSON for
-//!   online), filtered by `telemetry.log_filter` or `RUST_LOG`.
-//! - [`Metrics`] is a per-server Prometheus registry holding the RED metrics of every RPC
-//!   (`grpc_server_handled_total`, `grpc_server_handling_seconds` by service, method and code).
-//!   Registries are per server, not global, so several services (and tests) share a process.
-
-use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
+//! Prometheus registries and the RED metrics every server records.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,28 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tracing_subscriber::EnvFilter;
-
-use crate::config::{LogFormat, TelemetrySettings};
-
-/// Installs the global tracing subscriber once; later calls (tests, the fleet) are no-ops.
-pub fn init_logging(settings: &TelemetrySettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_filter));
-    // Colour only where a person reads it: a redirected `cargo run -p mall > log` gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    let _ = match settings.log_format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Compact => builder.compact().try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
-    };
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Labels of the per-RPC metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,4 +1,4 @@
-//! Consul service discovery: a thin client of the local agent's HTTP API on `reqwest`.
+//! Discovery through Consul: a thin client of the local agent's HTTP API on `reqwest`.
 //!
 //! - [`ConsulRegistry::register`] puts this instance in the agent's catalog with a gRPC health
 //!   check the agent runs itself (`grpc.health.v1.Health/Check`, served by every server) and a
@@ -11,16 +11,19 @@
 //!   goes backwards or is invalid, backing off with jitter on errors, and keeping the last good
 //!   set while the agent is unreachable.
 //!
-//! The `static` discovery kind does not touch this module.
 
 use std::time::Duration;
 
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::Status;
 
+use async_trait::async_trait;
+
+use super::{Announcement, InstancesWatch, Register, Registered, Resolve};
+use crate::backoff::backoff;
 use crate::config::ConsulSettings;
 
 /// The tag every instance is registered with.
@@ -107,6 +110,7 @@ fn go_duration(d: Duration) -> String {
 #[derive(Clone, Debug)]
 pub struct ConsulRegistry {
     agent: Agent,
+    advertise_host: String,
     check_interval: Duration,
     check_timeout: Duration,
     deregister_after: Duration,
@@ -126,6 +130,7 @@ impl ConsulRegistry {
     pub fn new(settings: &ConsulSettings) -> anyhow::Result<Self> {
         Ok(ConsulRegistry {
             agent: Agent::new(settings)?,
+            advertise_host: settings.advertise_host.clone(),
             check_interval: settings.check_interval,
             check_timeout: settings.check_timeout,
             deregister_after: settings.deregister_critical_after,
@@ -150,7 +155,7 @@ impl ConsulRegistry {
         version: &str,
     ) -> anyhow::Result<Registration> {
         let id = Self::instance_id(service, host, port);
-        let authority = crate::client::format_authority(host, port);
+        let authority = crate::config::format_authority(host, port);
         let grpc = match grpc_service {
             Some(name) => format!("{authority}/{name}"),
             None => authority,
@@ -222,6 +227,42 @@ impl Registration {
     }
 }
 
+#[async_trait]
+impl Register for ConsulRegistry {
+    /// Registers at `discovery.consul.advertise_host` with a gRPC check of the whole server.
+    async fn register(&self, instance: &Announcement) -> anyhow::Result<Box<dyn Registered>> {
+        let registration = ConsulRegistry::register(
+            self,
+            &instance.service,
+            None,
+            &self.advertise_host,
+            instance.grpc_port,
+            instance.admin_port,
+            &instance.version,
+        )
+        .await?;
+        Ok(Box::new(registration))
+    }
+}
+
+#[async_trait]
+impl Registered for Registration {
+    async fn deregister(self: Box<Self>) -> anyhow::Result<()> {
+        Registration::deregister(*self).await
+    }
+}
+
+impl Resolve for ConsulResolver {
+    fn resolve(&self, service: &str) -> Result<InstancesWatch, Status> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Status::unavailable(
+                "consul discovery needs a tokio runtime",
+            ));
+        }
+        Ok(self.watch(service))
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.keepalive.abort();
@@ -264,16 +305,6 @@ struct ServiceEntry {
 pub fn next_index(previous: u64, header: Option<&str>) -> Option<u64> {
     let index = header?.trim().parse::<u64>().ok()?;
     (index > 0 && index >= previous).then_some(index)
-}
-
-/// The delay before retry number `attempt` (0-based): exponential from `base`, capped at `cap`,
-/// with jitter in its upper half.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX));
-    let full = exp.min(cap);
-    let half = full / 2;
-    let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
-    half + Duration::from_millis(jitter)
 }
 
 impl ConsulResolver {
@@ -377,7 +408,7 @@ impl ConsulResolver {
                 } else {
                     e.service.address
                 };
-                crate::client::format_authority(&host, e.service.port)
+                crate::config::format_authority(&host, e.service.port)
             })
             .collect();
         addrs.sort();
@@ -399,20 +430,6 @@ mod tests {
         assert_eq!(next_index(9, Some("0")), None);
         assert_eq!(next_index(9, Some("x")), None);
         assert_eq!(next_index(9, None), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(100);
-        let cap = Duration::from_secs(3);
-        for attempt in 0..40 {
-            let d = backoff(attempt, base, cap);
-            assert!(d <= cap, "{d:?}");
-            let full = base
-                .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-                .min(cap);
-            assert!(d >= full / 2, "{attempt}: {d:?}");
-        }
     }
 
     #[test]

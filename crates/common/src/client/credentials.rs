@@ -1,0 +1,121 @@
+//! Credentials on outgoing calls: unless the request sets `authorization` itself, the channel's
+//! [`Credentials`] go on it: this service's own token (re-minted shortly before it expires), or
+//! a fixed bearer token (an end user's, or an admin's in tools and tests).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::BoxError;
+use crate::auth::Tokens;
+use crate::store::unix_now;
+
+/// A service token is replaced when it has less than this left.
+pub const SERVICE_TOKEN_REFRESH_MARGIN_SECS: i64 = 15;
+
+/// The calling service's name and keys, for minting service tokens.
+#[derive(Clone)]
+pub struct ServiceIdentity {
+    /// This service's name (the token's subject).
+    pub name: String,
+    /// The fleet's token keys.
+    pub tokens: Arc<Tokens>,
+}
+
+/// What a channel sends as `authorization` when the request carries none.
+#[derive(Clone)]
+pub(crate) enum Credentials {
+    None,
+    /// A service token, re-minted shortly before it expires.
+    Service {
+        identity: ServiceIdentity,
+        current: Arc<Mutex<Option<(String, i64)>>>,
+    },
+    /// A fixed bearer token.
+    Bearer(Arc<str>),
+}
+
+impl Credentials {
+    /// This service's token, when it has an identity.
+    pub(crate) fn service(identity: Option<&ServiceIdentity>) -> Self {
+        match identity {
+            Some(identity) => Credentials::Service {
+                identity: identity.clone(),
+                current: Arc::default(),
+            },
+            None => Credentials::None,
+        }
+    }
+
+    fn header(&self) -> Result<Option<http::HeaderValue>, Status> {
+        let token = match self {
+            Credentials::None => return Ok(None),
+            Credentials::Bearer(token) => token.to_string(),
+            Credentials::Service { identity, current } => {
+                let mut current = current.lock();
+                match current.as_ref() {
+                    Some((token, exp)) if *exp - unix_now() > SERVICE_TOKEN_REFRESH_MARGIN_SECS => {
+                        token.clone()
+                    }
+                    _ => {
+                        let (token, exp) = identity.tokens.issue_service(&identity.name)?;
+                        *current = Some((token.clone(), exp));
+                        token
+                    }
+                }
+            }
+        };
+        http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map(Some)
+            .map_err(|_| Status::internal("token is not a valid header value"))
+    }
+}
+
+impl<S> Layer<S> for Credentials {
+    type Service = CredentialsService<S>;
+    fn layer(&self, inner: S) -> CredentialsService<S> {
+        CredentialsService {
+            inner,
+            credentials: self.clone(),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub(crate) struct CredentialsService<S> {
+    inner: S,
+    credentials: Credentials,
+}
+
+impl<S> Service<http::Request<Body>> for CredentialsService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        if !req.headers().contains_key(http::header::AUTHORIZATION) {
+            match self.credentials.header() {
+                Ok(Some(value)) => {
+                    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                }
+                Ok(None) => {}
+                Err(status) => return Box::pin(std::future::ready(Err(status.into()))),
+            }
+        }
+        Box::pin(self.inner.call(req))
+    }
+}

@@ -1,0 +1,102 @@
+//! Deadlines of outgoing calls: the call's own `grpc-timeout`, else the per-method default
+//! (`client.method_timeout`), else `client.request_timeout`; capped by what is left of the
+//! deadline of the RPC this task is handling, so a caller's deadline holds across hops. The
+//! deadline is enforced here around every attempt together and handed to the balancer, which
+//! sends what is left of it with each attempt. A call with no time left is not sent
+//! ([`NotSent::NoTimeLeft`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::{BoxError, CallDeadline};
+use crate::context::{GRPC_TIMEOUT_HEADER, current_deadline, parse_grpc_timeout};
+use crate::error::{NotSent, not_sent};
+
+/// See the module docs.
+#[derive(Clone)]
+pub(crate) struct DeadlineLayer {
+    pub(crate) service: Arc<str>,
+    pub(crate) default: Duration,
+    /// Method name (any case) → deadline, for this target.
+    pub(crate) per_method: Arc<BTreeMap<String, Duration>>,
+}
+
+impl DeadlineLayer {
+    /// The deadline of a call to `path` that sets none.
+    fn default_for(&self, path: &str) -> Duration {
+        let method = path.rsplit('/').next().unwrap_or_default();
+        self.per_method
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(method))
+            .map_or(self.default, |(_, timeout)| *timeout)
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub(crate) struct DeadlineService<S> {
+    inner: S,
+    layer: DeadlineLayer,
+}
+
+impl<S> Service<http::Request<Body>> for DeadlineService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        let service = self.layer.service.clone();
+        let own = req
+            .headers()
+            .get(GRPC_TIMEOUT_HEADER)
+            .and_then(parse_grpc_timeout)
+            .unwrap_or_else(|| self.layer.default_for(req.uri().path()));
+        let remaining = current_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = remaining.map_or(own, |r| r.min(own));
+        if timeout.is_zero() {
+            let status = not_sent(
+                NotSent::NoTimeLeft,
+                Status::deadline_exceeded(format!("deadline exceeded before calling {service}")),
+            );
+            return Box::pin(std::future::ready(Err(status.into())));
+        }
+        let deadline = Instant::now() + timeout;
+        req.extensions_mut().insert(CallDeadline(deadline));
+        let call = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline.into(), call).await {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "{service} did not answer within {} ms",
+                    timeout.as_millis()
+                ))
+                .into()),
+            }
+        })
+    }
+}

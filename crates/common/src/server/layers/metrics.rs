@@ -1,0 +1,203 @@
+//! The RED metrics of every RPC (`grpc_server_started_total`, `grpc_server_handled_total`,
+//! `grpc_server_handling_seconds`, calls in flight) and its span and log line. An RPC ends when
+//! its status is known: in the response headers for errors (trailers-only), else in the trailers
+//! as the body goes by; a response dropped before that (the client went away) ends `CANCELLED`.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame};
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::request_id::RequestId;
+use super::{HttpRequest, HttpResponse, LayerFuture, split_path, take_ready};
+use crate::context::{GRPC_TIMEOUT_HEADER, parse_grpc_timeout};
+use crate::telemetry::RpcMetrics;
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct MetricsLayer {
+    metrics: RpcMetrics,
+}
+
+impl MetricsLayer {
+    /// Records into `metrics`.
+    pub fn new(metrics: RpcMetrics) -> Self {
+        MetricsLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: RpcMetrics,
+}
+
+impl<S> Service<HttpRequest> for MetricsService<S>
+where
+    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = LayerFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: HttpRequest) -> Self::Future {
+        let (service, method) = split_path(req.uri().path());
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.as_str())
+            .unwrap_or_default();
+        let timeout_ms = req
+            .headers()
+            .get(GRPC_TIMEOUT_HEADER)
+            .and_then(parse_grpc_timeout)
+            .map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+        let span = tracing::info_span!(
+            "rpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            request_id = %request_id,
+            grpc.timeout_ms = timeout_ms
+        );
+        self.metrics.started(service);
+        let completion = Completion {
+            metrics: self.metrics.clone(),
+            service: service.to_string(),
+            method: method.to_string(),
+            started: Instant::now(),
+            span: span.clone(),
+            done: false,
+        };
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(
+            async move {
+                let Ok(resp) = inner.call(req).await;
+                let (parts, body) = resp.into_parts();
+                // Errors are usually trailers-only: the status is in the headers already.
+                if let Some(code) = grpc_status(&parts.headers) {
+                    completion.finish(code);
+                    return Ok(http::Response::from_parts(parts, body));
+                }
+                let body = Body::new(CompletionBody {
+                    inner: body,
+                    completion: Some(completion),
+                });
+                Ok(http::Response::from_parts(parts, body))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let v = headers.get("grpc-status")?.to_str().ok()?;
+    v.parse::<i32>().ok().map(tonic::Code::from)
+}
+
+/// Records the end of one RPC exactly once: when its status is known, or as `Canceled` when the
+/// response is dropped before (client went away).
+struct Completion {
+    metrics: RpcMetrics,
+    service: String,
+    method: String,
+    started: Instant,
+    span: tracing::Span,
+    done: bool,
+}
+
+impl Completion {
+    fn finish(mut self, code: tonic::Code) {
+        self.done = true;
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .finished(&self.service, &self.method, code, elapsed);
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        self.span.in_scope(|| match code {
+            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
+                tracing::error!(code = ?code, elapsed_ms = ms, "rpc failed")
+            }
+            _ => tracing::info!(code = ?code, elapsed_ms = ms, "rpc finished"),
+        });
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.metrics.finished(
+            &self.service,
+            &self.method,
+            tonic::Code::Cancelled,
+            self.started.elapsed(),
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports the RPC's status when the trailers go by.
+    struct CompletionBody {
+        #[pin]
+        inner: Body,
+        completion: Option<Completion>,
+    }
+}
+
+impl HttpBody for CompletionBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        let code = match &polled {
+            Poll::Ready(Some(Ok(frame))) => frame
+                .trailers_ref()
+                .map(|t| grpc_status(t).unwrap_or(tonic::Code::Unknown)),
+            Poll::Ready(Some(Err(_))) => Some(tonic::Code::Internal),
+            Poll::Ready(None) => Some(tonic::Code::Unknown),
+            Poll::Pending => None,
+        };
+        if let Some(code) = code
+            && let Some(completion) = this.completion.take()
+        {
+            completion.finish(code);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

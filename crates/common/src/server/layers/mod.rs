@@ -1,0 +1,52 @@
+//! The layers every RPC passes through, outermost first:
+//!
+//! 1. [`request_id`]: the caller's `x-request-id` (or a new one), echoed on the response;
+//! 2. [`metrics`]: the RED metrics and the per-RPC span and log line (its status is taken from
+//!    the headers, or from the trailers as the body goes by);
+//! 3. [`load_shed`]: past `server.max_concurrent_rpcs` calls in flight, `RESOURCE_EXHAUSTED` at
+//!    once instead of a queue;
+//! 4. [`access`]: the service's access table and the bearer token, before any handler runs;
+//! 5. [`deadline`]: the caller's `grpc-timeout` and the request id become the task's request
+//!    context, which outgoing calls read.
+//!
+//! A layer that refuses a call answers with a trailers-only status response, so the layers
+//! outside it see and record it like any other answer.
+
+pub mod access;
+pub mod deadline;
+pub mod load_shed;
+pub mod metrics;
+pub mod request_id;
+
+use std::convert::Infallible;
+
+use futures::future::BoxFuture;
+use tonic::Status;
+use tonic::body::Body;
+
+/// The request and response types of every layer.
+pub type HttpRequest = http::Request<Body>;
+/// The response of every layer.
+pub type HttpResponse = http::Response<Body>;
+/// The future of every layer.
+pub type LayerFuture = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+
+/// The `(service, method)` of a gRPC path `/package.Service/Method`.
+pub fn split_path(path: &str) -> (&str, &str) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    let method = parts.next().unwrap_or_default();
+    (service, method)
+}
+
+/// A refusal as a trailers-only response.
+pub fn refuse(status: Status) -> HttpResponse {
+    status.into_http::<Body>()
+}
+
+/// The inner service a layer calls: the clone driven to readiness, leaving a fresh clone behind
+/// (tower's rule for services called from a future).
+pub fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}

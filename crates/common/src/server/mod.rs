@@ -1,0 +1,337 @@
+//! The gRPC server every service runs, built the same way for all seven:
+//!
+//! - `grpc.health.v1.Health`, per service name and overall (`""`);
+//! - server reflection `v1` and `v1alpha` (grpcurl 1.8 speaks only `v1alpha`);
+//! - the [`layers`] every RPC passes through (request id, metrics, load shedding, access,
+//!   deadline);
+//! - an admin HTTP port ([`admin`]) with `/metrics`, `/healthz` and `/readyz`;
+//! - once the ports are bound, registration through the discovery [`Register`] (a no-op for
+//!   static discovery, the agent for Consul);
+//! - graceful shutdown: the instance deregisters, health goes NOT_SERVING, `/readyz` fails,
+//!   background workers see [`Shutdown`], the listener closes after `server.drain_delay`,
+//!   in-flight calls finish (up to `server.shutdown_grace`), then [`BoundServer::serve`] returns.
+//!
+//! Services get their builder from [`crate::platform::Platform::server`], which wires the
+//! platform's tokens, registry and readiness checks in.
+
+pub mod admin;
+pub mod layers;
+mod shutdown;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::{Service, ServiceBuilder};
+
+use self::admin::{ReadyCheck, ready_check};
+use self::layers::access::AccessLayer;
+use self::layers::deadline::DeadlineLayer;
+use self::layers::load_shed::LoadShedLayer;
+use self::layers::metrics::MetricsLayer;
+use self::layers::request_id::RequestIdLayer;
+pub use self::shutdown::{
+    DEREGISTER_TIMEOUT, Shutdown, ShutdownTrigger, shutdown_pair, shutdown_signal,
+};
+use crate::auth::{AccessTable, Tokens};
+use crate::config::Settings;
+use crate::discovery::{Announcement, Register, Registered};
+use crate::telemetry::{Metrics, RpcMetrics};
+
+/// Builds a server; see the module docs.
+pub struct ServerBuilder {
+    name: String,
+    host: IpAddr,
+    port: u16,
+    admin_port: u16,
+    drain_delay: Duration,
+    grace: Duration,
+    max_concurrent_rpcs: u32,
+    routes: Routes,
+    service_names: Vec<&'static str>,
+    access: Vec<AccessTable>,
+    tokens: Arc<Tokens>,
+    register: Arc<dyn Register>,
+    ready_checks: Vec<(String, ReadyCheck)>,
+    registry: Registry,
+}
+
+impl ServerBuilder {
+    /// A server for the service named in `settings`, listening where `settings.server` says,
+    /// verifying tokens with `tokens` and announcing itself through `register`.
+    pub fn new<E>(
+        settings: &Settings<E>,
+        tokens: Arc<Tokens>,
+        register: Arc<dyn Register>,
+    ) -> Self {
+        ServerBuilder {
+            name: settings.service.clone(),
+            host: settings.server.host,
+            port: settings.server.port,
+            admin_port: settings.server.admin_port(),
+            drain_delay: settings.server.drain_delay,
+            grace: settings.server.shutdown_grace,
+            max_concurrent_rpcs: settings.server.max_concurrent_rpcs,
+            routes: Routes::default(),
+            service_names: Vec::new(),
+            access: Vec::new(),
+            tokens,
+            register,
+            ready_checks: Vec::new(),
+            registry: Registry::default(),
+        }
+    }
+
+    /// Adds a gRPC service with its access rules.
+    pub fn add_service<S>(mut self, svc: S, access: AccessTable) -> Self
+    where
+        S: Service<http::Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        debug_assert_eq!(S::NAME, access.service, "access table of another service");
+        self.service_names.push(S::NAME);
+        self.access.push(access);
+        self.routes = self.routes.add_service(svc);
+        self
+    }
+
+    /// Adds a dependency `/readyz` checks (database, cache, ...).
+    pub fn ready_check<F, Fut>(mut self, name: &str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.ready_checks
+            .push((name.to_string(), ready_check(check)));
+        self
+    }
+
+    /// The registry for the service's own business metrics, served on `/metrics`.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Binds the gRPC and admin ports (port 0 picks free ones) and marks the services SERVING.
+    pub async fn bind(mut self) -> anyhow::Result<BoundServer> {
+        let grpc = TcpListener::bind(SocketAddr::new(self.host, self.port))
+            .await
+            .map_err(|e| anyhow::anyhow!("binding gRPC port {}: {e}", self.port))?;
+        let admin = TcpListener::bind(SocketAddr::new(self.host, self.admin_port))
+            .await
+            .map_err(|e| anyhow::anyhow!("binding admin port {}: {e}", self.admin_port))?;
+        let grpc_addr = grpc.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in &self.service_names {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        health.set_service_status("", ServingStatus::Serving).await;
+        let routes = self
+            .routes
+            .add_service(health_service)
+            .add_service(reflection_builder(&self.service_names).build_v1()?)
+            .add_service(reflection_builder(&self.service_names).build_v1alpha()?);
+
+        let rpc_metrics = RpcMetrics::register(&mut self.registry);
+        let stack = Stack {
+            metrics: MetricsLayer::new(rpc_metrics),
+            load_shed: LoadShedLayer::new(self.max_concurrent_rpcs, self.service_names.clone()),
+            access: AccessLayer::new(self.access, self.tokens),
+        };
+        let (trigger, _) = shutdown_pair();
+        tracing::info!(service = %self.name, %grpc_addr, %admin_addr, "listening");
+        Ok(BoundServer {
+            name: self.name,
+            grpc,
+            admin,
+            grpc_addr,
+            admin_addr,
+            routes,
+            stack,
+            health,
+            service_names: self.service_names,
+            ready_checks: Arc::new(self.ready_checks),
+            metrics: Metrics::new(self.registry),
+            drain_delay: self.drain_delay,
+            grace: self.grace,
+            register: self.register,
+            trigger,
+        })
+    }
+}
+
+/// The layers of [`layers`] that carry state, stacked in [`BoundServer::serve`].
+struct Stack {
+    metrics: MetricsLayer,
+    load_shed: LoadShedLayer,
+    access: AccessLayer,
+}
+
+/// Reflection over the fleet's descriptors, advertising this server's services and health.
+fn reflection_builder(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mall_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    for name in names {
+        builder = builder.with_service_name(*name);
+    }
+    builder
+}
+
+/// A server with its ports bound, ready to [`serve`](BoundServer::serve).
+pub struct BoundServer {
+    name: String,
+    grpc: TcpListener,
+    admin: TcpListener,
+    /// The gRPC address actually bound.
+    pub grpc_addr: SocketAddr,
+    /// The admin HTTP address actually bound.
+    pub admin_addr: SocketAddr,
+    routes: Routes,
+    stack: Stack,
+    health: HealthReporter,
+    service_names: Vec<&'static str>,
+    ready_checks: Arc<Vec<(String, ReadyCheck)>>,
+    metrics: Metrics,
+    drain_delay: Duration,
+    grace: Duration,
+    register: Arc<dyn Register>,
+    trigger: ShutdownTrigger,
+}
+
+impl BoundServer {
+    /// Fires when this server starts shutting down (or is dropped): background workers of the
+    /// service watch it.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.trigger.subscribe()
+    }
+
+    /// Serves until `shutdown` completes, then drains (see the module docs).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let registration = self.register.register(&self.announcement()).await?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let admin_router = admin::router(
+            self.metrics.clone(),
+            self.ready_checks.clone(),
+            stopping.clone(),
+        );
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let admin = tokio::spawn(
+            axum::serve(self.admin, admin_router)
+                .with_graceful_shutdown(async {
+                    let _ = admin_stop_rx.await;
+                })
+                .into_future(),
+        );
+        let drain = Drain {
+            name: self.name.clone(),
+            health: self.health.clone(),
+            names: self.service_names.clone(),
+            stopping,
+            trigger: self.trigger,
+            delay: self.drain_delay,
+        };
+        let mut begun = drain.trigger.subscribe();
+        let signal = drain.run(shutdown, registration);
+        let stack = ServiceBuilder::new()
+            .layer(RequestIdLayer)
+            .layer(self.stack.metrics)
+            .layer(self.stack.load_shed)
+            .layer(self.stack.access)
+            .layer(DeadlineLayer);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .layer(stack)
+            .add_routes(self.routes)
+            .serve_with_incoming_shutdown(incoming, signal);
+        let grace = self.grace + self.drain_delay;
+        let grace_expired = async move {
+            begun.wait().await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            r = server => r.map_err(anyhow::Error::from),
+            () = grace_expired => {
+                tracing::warn!(service = %self.name, "shutdown grace expired with calls in flight");
+                Ok(())
+            }
+        };
+        let _ = admin_stop_tx.send(());
+        if let Ok(Err(e)) = admin.await {
+            tracing::warn!(error = %e, "admin server error");
+        }
+        tracing::info!(service = %self.name, "stopped");
+        result
+    }
+
+    fn announcement(&self) -> Announcement {
+        Announcement {
+            service: self.name.clone(),
+            grpc_port: self.grpc_addr.port(),
+            admin_port: self.admin_addr.port(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// The steps from the shutdown signal to closing the listener.
+struct Drain {
+    name: String,
+    health: HealthReporter,
+    names: Vec<&'static str>,
+    stopping: Arc<AtomicBool>,
+    trigger: ShutdownTrigger,
+    delay: Duration,
+}
+
+impl Drain {
+    /// Waits for `shutdown`, withdraws the instance, reports NOT_SERVING, tells the workers,
+    /// then waits out the drain delay (the listener closes when this completes).
+    async fn run(self, shutdown: impl Future<Output = ()>, registration: Box<dyn Registered>) {
+        shutdown.await;
+        match tokio::time::timeout(DEREGISTER_TIMEOUT, registration.deregister()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "deregistration failed"),
+            Err(_) => tracing::warn!("deregistration timed out"),
+        }
+        tracing::info!(service = %self.name, "shutting down: draining in-flight calls");
+        self.stopping.store(true, Ordering::SeqCst);
+        for n in self.names {
+            self.health
+                .set_service_status(n, ServingStatus::NotServing)
+                .await;
+        }
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.trigger.fire();
+        tokio::time::sleep(self.delay).await;
+        // Keep the trigger alive until the listener closes, so workers stop on the signal,
+        // not on the trigger being dropped mid-drain.
+        drop(self.trigger);
+    }
+}
