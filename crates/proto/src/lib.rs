@@ -148,3 +148,73 @@ pub const SERVICE_NAMES: [&str; 7] = [
     "tiktokmall.payment.v1.PaymentService",
     "tiktokmall.checkout.v1.CheckoutService",
 ];
+
+/// The RPCs of the contract, read once from [`FILE_DESCRIPTOR_SET`]: the protos are the source
+/// of truth for what exists and what may be retried.
+pub mod rpcs {
+    use std::collections::BTreeMap;
+    use std::sync::OnceLock;
+
+    use prost::Message;
+    use prost_types::method_options::IdempotencyLevel;
+
+    /// One RPC of the contract.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Rpc {
+        /// Fully-qualified service, e.g. `tiktokmall.product.v1.ProductCatalogService`.
+        pub service: String,
+        /// Method name, e.g. `GetProduct`.
+        pub method: String,
+        /// Marked `idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS`: safe to send twice.
+        pub idempotent: bool,
+    }
+
+    /// Every RPC of every service, keyed by its path `/package.Service/Method`.
+    pub fn all() -> &'static BTreeMap<String, Rpc> {
+        static RPCS: OnceLock<BTreeMap<String, Rpc>> = OnceLock::new();
+        RPCS.get_or_init(|| {
+            // The set is generated at build time from our own protos; it always decodes.
+            let set = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET)
+                .unwrap_or_default();
+            let mut rpcs = BTreeMap::new();
+            for file in set.file {
+                let package = file.package();
+                for service in &file.service {
+                    let service_name = format!("{package}.{}", service.name());
+                    for method in &service.method {
+                        let level = method
+                            .options
+                            .as_ref()
+                            .map_or(IdempotencyLevel::IdempotencyUnknown, |o| {
+                                o.idempotency_level()
+                            });
+                        let rpc = Rpc {
+                            service: service_name.clone(),
+                            method: method.name().to_string(),
+                            idempotent: matches!(
+                                level,
+                                IdempotencyLevel::Idempotent | IdempotencyLevel::NoSideEffects
+                            ),
+                        };
+                        rpcs.insert(format!("/{}/{}", rpc.service, rpc.method), rpc);
+                    }
+                }
+            }
+            rpcs
+        })
+    }
+
+    /// Whether the RPC at `path` (`/package.Service/Method`) is marked idempotent.
+    pub fn is_idempotent(path: &str) -> bool {
+        all().get(path).is_some_and(|rpc| rpc.idempotent)
+    }
+
+    /// The method names of `service`.
+    pub fn methods_of(service: &str) -> Vec<&'static str> {
+        all()
+            .values()
+            .filter(|rpc| rpc.service == service)
+            .map(|rpc| rpc.method.as_str())
+            .collect()
+    }
+}

@@ -19,7 +19,7 @@ use crate::store::{AccountRow, Accounts, Rotation};
 
 /// Who may call what. Account administration is for other services (user) only.
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.auth.v1.AuthService",
+    service: mall_proto::auth::v1::auth_service_server::SERVICE_NAME,
     rules: &[
         ("Register", Access::Public),
         ("Login", Access::Public),

@@ -19,7 +19,7 @@ use crate::store::Carts;
 /// Who may call what: every RPC needs a token. End users act on their own cart, admins on
 /// anyone's, and other services (checkout) on behalf of any user.
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.cart.v1.CartService",
+    service: mall_proto::cart::v1::cart_service_server::SERVICE_NAME,
     rules: &[
         ("AddItem", Access::User),
         ("GetCart", Access::User),

@@ -15,7 +15,7 @@ use crate::saga::Engine;
 /// Who may call what: a signed-in user checks out their own cart (admins and services may act
 /// for anyone).
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.checkout.v1.CheckoutService",
+    service: mall_proto::checkout::v1::checkout_service_server::SERVICE_NAME,
     rules: &[("Checkout", Access::User)],
 };
 

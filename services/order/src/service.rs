@@ -5,7 +5,6 @@
 //! The user RPCs look orders up by (order id, user id): another user's order is `NOT_FOUND`,
 //! exactly like one that does not exist, so order ids cannot be probed.
 
-
 use mall_common::auth;
 use mall_common::auth::{Access, AccessTable};
 use mall_common::paging::Page;
@@ -21,7 +20,7 @@ use crate::sweeper::{ProductClient, release_stock};
 /// Who may call what: placing and paying are steps of checkout (service-to-service); customers
 /// read and cancel their own orders.
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.order.v1.OrderService",
+    service: mall_proto::order::v1::order_service_server::SERVICE_NAME,
     rules: &[
         ("PlaceOrder", Access::Internal),
         ("ListOrder", Access::User),

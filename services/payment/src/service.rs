@@ -29,7 +29,7 @@ use crate::store::{Ledger, NewPayment, Recorded};
 /// order); a user asks for their own Alipay link; Alipay's notifications come unauthenticated
 /// and are trusted only through their signature.
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.payment.v1.PaymentService",
+    service: mall_proto::payment::v1::payment_service_server::SERVICE_NAME,
     rules: &[
         ("Charge", Access::Internal),
         ("Refund", Access::Internal),

@@ -19,7 +19,7 @@ use crate::store::{Catalog, Reserved};
 /// Who may call what: browsing is public, writes are admin-only, stock and batch reads are for
 /// other services.
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.product.v1.ProductCatalogService",
+    service: mall_proto::product::v1::product_catalog_service_server::SERVICE_NAME,
     rules: &[
         ("ListProducts", Access::Public),
         ("GetProduct", Access::Public),

@@ -24,7 +24,7 @@ use crate::domain::{Error, Profile, profile_cache_key};
 /// `token` field, which the server's gate cannot read, so their handlers authenticate the
 /// caller themselves ([`ProfileService::authenticate`]).
 pub const ACCESS: AccessTable = AccessTable {
-    service: "tiktokmall.user.v1.UserService",
+    service: mall_proto::user::v1::user_service_server::SERVICE_NAME,
     rules: &[
         ("Register", Access::Public),
         ("Login", Access::Public),

@@ -47,7 +47,7 @@ use self::credentials::Credentials;
 pub use self::credentials::{SERVICE_TOKEN_REFRESH_MARGIN_SECS, ServiceIdentity};
 use self::deadline::DeadlineLayer;
 use self::request_id::RequestIdLayer;
-pub use self::retry::{IDEMPOTENT_RPCS, is_idempotent};
+pub use self::retry::is_idempotent;
 use self::retry::{RetryBudget, RetryLayer};
 use crate::config::ClientSettings;
 pub use crate::config::{format_authority, parse_authority};

@@ -1,4 +1,5 @@
-//! The retry layer. When a failed call may be sent again: only idempotent RPCs (listed here, in one place), only
+//! The retry layer. When a failed call may be sent again: only idempotent RPCs (as the protos
+//! mark them), only
 //! after `UNAVAILABLE`, only to another instance, and only within a budget, so retries can never
 //! multiply the load on a struggling fleet.
 
@@ -20,48 +21,22 @@ use super::{Attempted, BoxError, ReadWhole, answered_unavailable};
 use crate::config::RetrySettings;
 use crate::error::{NotSent, not_sent_reason};
 
-/// The RPCs that are safe to send twice: reads, and writes the API defines as idempotent by a
-/// key in the request or that set rather than change state (`ReserveStock`/`ReleaseStock` per
-/// reservation id, `EmptyCart`, `UpdateItem` sets a quantity, `RemoveItem`). Anything
-/// not listed, above all `Charge`, `Refund`, `PlaceOrder`, `MarkOrderPaid` and `Checkout`, is
-/// sent once: a call that failed in flight may still have happened.
-pub const IDEMPOTENT_RPCS: &[(&str, &[&str])] = &[
-    (
-        "tiktokmall.auth.v1.AuthService",
-        &["ValidateToken", "GetAccount"],
-    ),
-    ("tiktokmall.user.v1.UserService", &["Info"]),
-    (
-        "tiktokmall.product.v1.ProductCatalogService",
-        &[
-            "ListProducts",
-            "GetProduct",
-            "SearchProducts",
-            "BatchGetProducts",
-            "ReserveStock",
-            "ReleaseStock",
-        ],
-    ),
-    (
-        "tiktokmall.cart.v1.CartService",
-        &["GetCart", "EmptyCart", "UpdateItem", "RemoveItem"],
-    ),
-    (
-        "tiktokmall.order.v1.OrderService",
-        &["ListOrder", "GetOrder"],
-    ),
-    ("tiktokmall.payment.v1.PaymentService", &["GetPayment"]),
-    ("grpc.health.v1.Health", &["Check"]),
-];
-
-/// Whether the RPC at `path` (`/package.Service/Method`) may be retried.
+/// Whether the RPC at `path` (`/package.Service/Method`) may be sent again: the protos mark
+/// it `idempotency_level = IDEMPOTENT` (writes the API defines as idempotent by a key in the
+/// request, or that set rather than change state) or `NO_SIDE_EFFECTS` (reads); and the standard
+/// health check, a read we cannot annotate. Anything else, above all `Charge`, `Refund`,
+/// `PlaceOrder`, `MarkOrderPaid` and `Checkout`, is sent once: a call that failed in flight may
+/// still have happened.
 pub fn is_idempotent(path: &str) -> bool {
-    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
-        return false;
-    };
-    IDEMPOTENT_RPCS
-        .iter()
-        .any(|(s, methods)| *s == service && methods.contains(&method))
+    mall_proto::rpcs::is_idempotent(path) || is_health_check(path)
+}
+
+fn is_health_check(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(service, method)| {
+            service == tonic_health::pb::health_server::SERVICE_NAME && method == "Check"
+        })
 }
 
 /// Allowance for retries: every call adds `budget_percent`/100 of a retry, time adds
@@ -236,7 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_listed_rpcs_are_idempotent() {
+    fn only_rpcs_the_protos_mark_are_idempotent() {
         assert!(is_idempotent(
             "/tiktokmall.product.v1.ProductCatalogService/GetProduct"
         ));
@@ -251,6 +226,34 @@ mod tests {
             "/tiktokmall.order.v1.OrderService/PlaceOrder"
         ));
         assert!(!is_idempotent("GetProduct"));
+        assert!(!is_idempotent("/grpc.health.v1.Health/Watch"));
+        // Exactly the RPCs the protos mark, and they are the ones that are safe to repeat.
+        let marked: Vec<&str> = mall_proto::rpcs::all()
+            .iter()
+            .filter(|(_, rpc)| rpc.idempotent)
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                "/tiktokmall.auth.v1.AuthService/GetAccount",
+                "/tiktokmall.auth.v1.AuthService/ValidateToken",
+                "/tiktokmall.cart.v1.CartService/EmptyCart",
+                "/tiktokmall.cart.v1.CartService/GetCart",
+                "/tiktokmall.cart.v1.CartService/RemoveItem",
+                "/tiktokmall.cart.v1.CartService/UpdateItem",
+                "/tiktokmall.order.v1.OrderService/GetOrder",
+                "/tiktokmall.order.v1.OrderService/ListOrder",
+                "/tiktokmall.payment.v1.PaymentService/GetPayment",
+                "/tiktokmall.product.v1.ProductCatalogService/BatchGetProducts",
+                "/tiktokmall.product.v1.ProductCatalogService/GetProduct",
+                "/tiktokmall.product.v1.ProductCatalogService/ListProducts",
+                "/tiktokmall.product.v1.ProductCatalogService/ReleaseStock",
+                "/tiktokmall.product.v1.ProductCatalogService/ReserveStock",
+                "/tiktokmall.product.v1.ProductCatalogService/SearchProducts",
+                "/tiktokmall.user.v1.UserService/Info",
+            ]
+        );
         assert!(!is_idempotent(
             "/tiktokmall.product.v1.ProductCatalogService/"
         ));
