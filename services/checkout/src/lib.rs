@@ -4,7 +4,8 @@
 //! [`recovery`]).
 //!
 //! [`build`] opens the database, binds the server and starts the recovery worker; [`run`] serves
-//! until shutdown. Tests use [`build_with`] to inject faults through [`Hooks`].
+//! until shutdown. Tests use [`build_with`] to wrap the saga's [`Downstream`] in one that injects
+//! faults.
 
 pub mod domain;
 pub mod downstream;
@@ -14,6 +15,8 @@ pub mod saga;
 pub mod service;
 pub mod store;
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::config;
@@ -22,7 +25,7 @@ use mall_common::server::{BoundServer, ServerBuilder};
 use mall_proto::checkout::v1::checkout_service_server::CheckoutServiceServer;
 use serde::{Deserialize, Serialize};
 
-pub use downstream::Hooks;
+pub use downstream::Downstream;
 
 /// The service name used in config, discovery and the database URL.
 pub const NAME: &str = "checkout";
@@ -35,6 +38,11 @@ pub const DEFAULT_BUDGET_MS: u64 = 10_000;
 pub const DEFAULT_RECOVERY_INTERVAL_MS: u64 = 5_000;
 /// Default delay before a saga whose step failed is retried by the worker.
 pub const DEFAULT_RETRY_DELAY_MS: u64 = 2_000;
+/// The built-in development key of request fingerprints; the `online` profile refuses it.
+pub const DEFAULT_FINGERPRINT_SECRET: &str =
+    "tiktokmall-development-fingerprint-key-do-not-use-online";
+/// Shortest fingerprint secret, in bytes (as for the token signing key).
+pub const MIN_FINGERPRINT_SECRET_BYTES: usize = mall_common::auth::MIN_SECRET_BYTES;
 
 /// Checkout's own settings, the `checkout` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +52,7 @@ pub struct Extra {
 }
 
 /// `checkout.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CheckoutSettings {
     /// Deadline of each remote call.
     pub step_timeout_ms: u64,
@@ -54,6 +62,24 @@ pub struct CheckoutSettings {
     pub recovery_interval_ms: u64,
     /// How long after a failed step the worker retries a saga.
     pub retry_delay_ms: u64,
+    /// Secret keying the stored request fingerprints (they cover the card number), so a leaked
+    /// `sagas` table cannot be brute-forced back to cards. Its own key, not the fleet's token
+    /// signing key: rotating one must not touch the other. From the environment in production
+    /// (`MALL__CHECKOUT__FINGERPRINT_SECRET`).
+    pub fingerprint_secret: String,
+}
+
+impl fmt::Debug for CheckoutSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret, not even in debug output.
+        f.debug_struct("CheckoutSettings")
+            .field("step_timeout_ms", &self.step_timeout_ms)
+            .field("budget_ms", &self.budget_ms)
+            .field("recovery_interval_ms", &self.recovery_interval_ms)
+            .field("retry_delay_ms", &self.retry_delay_ms)
+            .field("fingerprint_secret", &"***")
+            .finish()
+    }
 }
 
 impl config::Validate for Extra {
@@ -75,6 +101,7 @@ pub fn default_settings() -> Settings {
                 budget_ms: DEFAULT_BUDGET_MS,
                 recovery_interval_ms: DEFAULT_RECOVERY_INTERVAL_MS,
                 retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
+                fingerprint_secret: DEFAULT_FINGERPRINT_SECRET.into(),
             },
         },
     )
@@ -126,17 +153,41 @@ fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
     })
 }
 
-/// Opens the database, binds the ports and starts the recovery worker.
-pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
-    build_with(settings, Hooks::default()).await
+/// Checks `checkout.fingerprint_secret`: long enough, and not the development key online.
+fn check_fingerprint_secret(settings: &Settings) -> anyhow::Result<()> {
+    let secret = &settings.ext.checkout.fingerprint_secret;
+    if secret.len() < MIN_FINGERPRINT_SECRET_BYTES {
+        anyhow::bail!(
+            "invalid configuration: `checkout.fingerprint_secret`: must be at least \
+             {MIN_FINGERPRINT_SECRET_BYTES} bytes"
+        );
+    }
+    if settings.profile == config::Profile::Online && secret == DEFAULT_FINGERPRINT_SECRET {
+        anyhow::bail!(
+            "invalid configuration: `checkout.fingerprint_secret`: the online profile refuses \
+             the built-in development key; set MALL__CHECKOUT__FINGERPRINT_SECRET"
+        );
+    }
+    Ok(())
 }
 
-/// [`build`] with fault-injection `hooks` (tests only; production passes none).
-pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<BoundServer> {
+/// Opens the database, binds the ports and starts the recovery worker.
+pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
+    build_with(settings, |grpc| grpc).await
+}
+
+/// [`build`] with the saga's remote calls passed through `wrap` first: tests wrap the gRPC
+/// implementation in a [`Downstream`] that injects faults; production passes it on unchanged.
+pub async fn build_with(
+    settings: Settings,
+    wrap: impl FnOnce(Arc<dyn Downstream>) -> Arc<dyn Downstream>,
+) -> anyhow::Result<BoundServer> {
     let timing = timing(&settings.ext.checkout)?;
+    check_fingerprint_secret(&settings)?;
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let sagas = store::Sagas::new(platform.database()?.clone());
-    let down = downstream::Downstream::new(platform.clients.clone(), hooks);
+    let grpc = downstream::grpc::GrpcDownstream::new(platform.clients.clone());
+    let down = wrap(Arc::new(grpc));
     let mut builder = ServerBuilder::new(&settings, &platform);
     let metrics = metrics::Metrics::register(builder.registry_mut());
     let engine = saga::Engine::new(
@@ -144,7 +195,7 @@ pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<Boun
         down,
         metrics,
         timing,
-        settings.auth.jwt_secret.expose().to_string(),
+        settings.ext.checkout.fingerprint_secret.clone(),
     );
     let service = service::CheckoutApi::new(engine.clone());
     let alive = service.liveness();
