@@ -217,3 +217,63 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     build(settings).await?.serve(shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Settings {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::load(
+            NAME,
+            default_settings(),
+            &config::Source { file: None, env },
+        )
+        .expect("settings")
+    }
+
+    #[test]
+    fn the_fingerprint_secret_is_checkout_s_own_and_never_printed() {
+        let secret = "a-fingerprint-key-of-at-least-32-bytes";
+        let settings = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", secret)]);
+        assert_eq!(settings.ext.checkout.fingerprint_secret, secret);
+        assert_ne!(
+            settings.ext.checkout.fingerprint_secret,
+            settings.auth.jwt_secret
+        );
+        assert!(check_fingerprint_secret(&settings).is_ok());
+        assert!(!format!("{settings:?}").contains(secret));
+        // The development default is its own key too.
+        let dev = load(&[]);
+        assert_eq!(
+            dev.ext.checkout.fingerprint_secret,
+            DEFAULT_FINGERPRINT_SECRET
+        );
+        assert_ne!(
+            DEFAULT_FINGERPRINT_SECRET,
+            mall_common::auth::DEFAULT_JWT_SECRET
+        );
+        assert!(check_fingerprint_secret(&dev).is_ok());
+    }
+
+    #[test]
+    fn short_secrets_and_the_development_key_online_are_refused() {
+        let short = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", "too-short")]);
+        let err = check_fingerprint_secret(&short).unwrap_err().to_string();
+        assert!(err.contains("`checkout.fingerprint_secret`"), "{err}");
+        assert!(err.contains("at least 32 bytes"), "{err}");
+
+        let mut online = load(&[]);
+        online.profile = config::Profile::Online;
+        let err = check_fingerprint_secret(&online).unwrap_err().to_string();
+        assert!(err.contains("`checkout.fingerprint_secret`"), "{err}");
+        assert!(err.contains("MALL__CHECKOUT__FINGERPRINT_SECRET"), "{err}");
+        online.ext.checkout.fingerprint_secret = "an-online-fingerprint-key-of-32-bytes+".into();
+        assert!(check_fingerprint_secret(&online).is_ok());
+    }
+}
