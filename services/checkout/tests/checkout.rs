@@ -1104,9 +1104,60 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
         (Code::Unavailable, checkout::saga::NOT_CHARGED_MESSAGE)
     );
     undone(user).await;
+
+    // A card payment finds invalid (a failed Luhn check) is refused with INVALID_REQUEST:
+    // nothing was charged, and the client hears payment's answer.
+    let user = 145;
+    add_to_cart(&fleet, user, product, 1).await;
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, "4111111111111112", "invalid-card"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("credit_card_number"),
+        "{}",
+        err.message()
+    );
+    undone(user).await;
     assert_eq!(stock_of(&fleet, product).await, 10);
     assert!(hooks.refuse_reserve_stock.lock().is_none() && hooks.refuse_charge.lock().is_none());
 
     instance.stop().await;
     cleanup(fleet, db).await;
+}
+
+#[test]
+fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
+    use checkout::downstream::reason;
+
+    assert_eq!(
+        reason::INSUFFICIENT_STOCK,
+        product::domain::reason::INSUFFICIENT_STOCK
+    );
+    assert_eq!(
+        reason::RESERVATION_RELEASED,
+        product::domain::reason::RESERVATION_RELEASED
+    );
+    assert_eq!(
+        reason::CARD_DECLINED,
+        payment::domain::reason::CARD_DECLINED
+    );
+    assert_eq!(
+        reason::PAYMENT_NOT_FOUND,
+        payment::domain::reason::PAYMENT_NOT_FOUND
+    );
+    assert_eq!(
+        reason::ORDER_NOT_PENDING,
+        order::domain::reason::ORDER_NOT_PENDING
+    );
+    for sent in [
+        product::domain::reason::INVALID_REQUEST,
+        payment::domain::reason::INVALID_REQUEST,
+        order::domain::reason::INVALID_REQUEST,
+    ] {
+        assert_eq!(reason::INVALID_REQUEST, sent);
+    }
 }
