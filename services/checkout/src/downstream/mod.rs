@@ -55,6 +55,11 @@ pub struct PaymentInfo {
 }
 
 /// Cart, product, order and payment, as the saga calls them (as the checkout service).
+///
+/// A failure is a dependency's ([`StepError::NotSent`], [`StepError::Unreachable`],
+/// [`StepError::Refused`], [`StepError::Unexpected`]), or [`StepError::Stopped`]: the saga then
+/// stops where it is, writing nothing more, as a killed process would (how tests simulate
+/// crashes).
 #[async_trait::async_trait]
 pub trait Downstream: Send + Sync {
     /// The cart's lines `(product_id, quantity)` in the order first added.

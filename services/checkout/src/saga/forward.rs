@@ -13,18 +13,85 @@ const STOCK_REFUSALS: [&str; 2] = [reason::INSUFFICIENT_STOCK, reason::RESERVATI
 /// Reasons payment refuses a charge for (nothing was charged): the card's fault.
 const CHARGE_REFUSALS: [&str; 2] = [reason::CARD_DECLINED, reason::INVALID_REQUEST];
 
+/// How step 3, the order, went.
+enum Placed {
+    /// The PENDING order exists.
+    Order(String),
+    /// The order service refused: nothing was created.
+    Refused(Failure),
+    /// The order may exist: compensate.
+    Failed(Failure),
+}
+
 impl Engine {
     /// Drives a new saga from its cart to its answer.
     pub(super) async fn forward(&self, run: &mut Run, card: &Card) -> Result<Answer, StepError> {
         // 1–2. Reads only: a failure leaves nothing to undo.
-        let (lines, total) = match self.price_cart(run).await {
+        let priced = match self.read_cart(run).await {
+            Ok(cart) => self.price(run, &cart).await,
+            Err(failure) => Err(failure),
+        };
+        let (lines, total) = match priced {
             Ok(priced) => priced,
             Err(failure) => return self.reject(run, failure).await,
         };
         // 3. The order. From here on an order may exist, so failures compensate.
+        let order_id = match self.place_order(run, lines, total).await? {
+            Placed::Order(id) => id,
+            Placed::Refused(failure) => return self.reject(run, failure).await,
+            Placed::Failed(failure) => return self.fail(run, failure).await,
+        };
+        // 4. Stock.
+        if let Err(failure) = self.reserve_stock(run, &order_id).await {
+            return self.fail(run, failure).await;
+        }
+        // 5. The charge, then 6. paid and 7. the cart.
+        self.charge(run, &order_id, card).await
+    }
+
+    /// Step 1: the cart's lines.
+    async fn read_cart(&self, run: &Run) -> Result<Vec<(u64, i32)>, Failure> {
+        let timeout = self.within_budget(run)?;
+        let cart = self
+            .down()
+            .get_cart(run.user(), timeout)
+            .await
+            .map_err(|e| Self::cut_by_budget(run, e))?;
+        if cart.is_empty() {
+            return Err(Failure::Pricing(PricingError::EmptyCart));
+        }
+        Ok(cart)
+    }
+
+    /// Step 2: every line priced from the catalog, all in one call, never from the client.
+    async fn price(
+        &self,
+        run: &Run,
+        cart: &[(u64, i32)],
+    ) -> Result<(Vec<PricedLine>, i64), Failure> {
+        let mut ids: Vec<u64> = cart.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let timeout = self.within_budget(run)?;
+        let prices = self
+            .down()
+            .prices(ids, timeout)
+            .await
+            .map_err(|e| Self::cut_by_budget(run, e))?;
+        price_lines(cart, &prices).map_err(Failure::Pricing)
+    }
+
+    /// Step 3: the PENDING order, with the priced lines stored first (so compensation can find
+    /// or cancel it) and its id after.
+    async fn place_order(
+        &self,
+        run: &mut Run,
+        lines: Vec<PricedLine>,
+        total: i64,
+    ) -> Result<Placed, StepError> {
         let timeout = match self.within_budget(run) {
             Ok(t) => t,
-            Err(e) => return self.reject(run, e.into()).await,
+            Err(e) => return Ok(Placed::Refused(e.into())),
         };
         run.lines = lines.clone();
         run.total = total;
@@ -42,9 +109,9 @@ impl Engine {
             Ok(id) => id,
             // A refusal with a reason is the order service's own "no": it created nothing.
             Err(e) if e.reason().is_some() => {
-                return self.reject(run, Self::cut_by_budget(run, e).into()).await;
+                return Ok(Placed::Refused(Self::cut_by_budget(run, e).into()));
             }
-            Err(e) => return self.fail(run, Self::cut_by_budget(run, e).into()).await,
+            Err(e) => return Ok(Placed::Failed(Self::cut_by_budget(run, e).into())),
         };
         run.order_id = Some(order_id.clone());
         let placed = Change {
@@ -53,36 +120,7 @@ impl Engine {
             ..Change::default()
         };
         self.save(run, placed).await?;
-        // 4. Stock.
-        if let Err(failure) = self.reserve_stock(run, &order_id).await {
-            return self.fail(run, failure).await;
-        }
-        // 5. The charge, then 6. paid and 7. the cart.
-        self.charge(run, &order_id, card).await
-    }
-
-    /// Steps 1 and 2: the cart, and its lines priced from the catalog (all in one call, never
-    /// from the client).
-    async fn price_cart(&self, run: &Run) -> Result<(Vec<PricedLine>, i64), Failure> {
-        let timeout = self.within_budget(run)?;
-        let cart = self
-            .down()
-            .get_cart(run.user(), timeout)
-            .await
-            .map_err(|e| Self::cut_by_budget(run, e))?;
-        if cart.is_empty() {
-            return Err(Failure::Pricing(PricingError::EmptyCart));
-        }
-        let mut ids: Vec<u64> = cart.iter().map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let timeout = self.within_budget(run)?;
-        let prices = self
-            .down()
-            .prices(ids, timeout)
-            .await
-            .map_err(|e| Self::cut_by_budget(run, e))?;
-        price_lines(&cart, &prices).map_err(Failure::Pricing)
+        Ok(Placed::Order(order_id))
     }
 
     /// Step 4: the order's stock, reserved under its id.

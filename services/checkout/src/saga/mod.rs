@@ -3,8 +3,8 @@
 //! written to the `sagas` table before and after each remote call.
 //!
 //! The rooms: this module holds the [`Engine`], the `checkout` entry (a new saga, or the
-//! replay of an earlier one) and the progress writes; [`forward`] has one function per step;
-//! [`compensate`] undoes; [`resume`] drives open sagas for the recovery worker; [`outcome`]
+//! replay of an earlier one) and the progress writes; `forward.rs` has one function per step;
+//! `compensate.rs` undoes; `resume.rs` drives open sagas for the recovery worker; `outcome.rs`
 //! records and replays what the client was told; [`error`] is the typed [`StepError`] and the
 //! one mapping of failures to the client's `Status`.
 //!
