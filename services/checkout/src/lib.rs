@@ -15,7 +15,6 @@ pub mod saga;
 pub mod service;
 pub mod store;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ pub const DEFAULT_RETRY_DELAY_MS: u64 = 2_000;
 pub const DEFAULT_FINGERPRINT_SECRET: &str =
     "tiktokmall-development-fingerprint-key-do-not-use-online";
 /// Shortest fingerprint secret, in bytes (as for the token signing key).
-pub const MIN_FINGERPRINT_SECRET_BYTES: usize = mall_common::auth::MIN_SECRET_BYTES;
+pub const MIN_FINGERPRINT_SECRET_BYTES: usize = config::MIN_SECRET_BYTES;
 
 /// Checkout's own settings, the `checkout` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,7 +51,7 @@ pub struct Extra {
 }
 
 /// `checkout.*`
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckoutSettings {
     /// Deadline of each remote call.
     pub step_timeout_ms: u64,
@@ -66,25 +65,25 @@ pub struct CheckoutSettings {
     /// `sagas` table cannot be brute-forced back to cards. Its own key, not the fleet's token
     /// signing key: rotating one must not touch the other. From the environment in production
     /// (`MALL__CHECKOUT__FINGERPRINT_SECRET`).
-    pub fingerprint_secret: String,
-}
-
-impl fmt::Debug for CheckoutSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the secret, not even in debug output.
-        f.debug_struct("CheckoutSettings")
-            .field("step_timeout_ms", &self.step_timeout_ms)
-            .field("budget_ms", &self.budget_ms)
-            .field("recovery_interval_ms", &self.recovery_interval_ms)
-            .field("retry_delay_ms", &self.retry_delay_ms)
-            .field("fingerprint_secret", &"***")
-            .finish()
-    }
+    pub fingerprint_secret: config::Secret,
 }
 
 impl config::Validate for Extra {
-    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
-        Ok(())
+    /// `checkout.fingerprint_secret`: long enough, and not the development key online. (The
+    /// timing keys are checked where the saga's timing is derived, see `build_with`.)
+    fn validate(&self, profile: config::Profile) -> Result<(), config::ConfigError> {
+        let secret = self.checkout.fingerprint_secret.expose();
+        config::ensure(
+            secret.len() >= MIN_FINGERPRINT_SECRET_BYTES,
+            "checkout.fingerprint_secret",
+            format!("must be at least {MIN_FINGERPRINT_SECRET_BYTES} bytes"),
+        )?;
+        config::ensure(
+            !(profile == config::Profile::Online && secret == DEFAULT_FINGERPRINT_SECRET),
+            "checkout.fingerprint_secret",
+            "the online profile refuses the built-in development key; \
+             set MALL__CHECKOUT__FINGERPRINT_SECRET",
+        )
     }
 }
 
@@ -101,7 +100,7 @@ pub fn default_settings() -> Settings {
                 budget_ms: DEFAULT_BUDGET_MS,
                 recovery_interval_ms: DEFAULT_RECOVERY_INTERVAL_MS,
                 retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
-                fingerprint_secret: DEFAULT_FINGERPRINT_SECRET.into(),
+                fingerprint_secret: config::Secret::new(DEFAULT_FINGERPRINT_SECRET),
             },
         },
     )
@@ -153,24 +152,6 @@ fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
     })
 }
 
-/// Checks `checkout.fingerprint_secret`: long enough, and not the development key online.
-fn check_fingerprint_secret(settings: &Settings) -> anyhow::Result<()> {
-    let secret = &settings.ext.checkout.fingerprint_secret;
-    if secret.len() < MIN_FINGERPRINT_SECRET_BYTES {
-        anyhow::bail!(
-            "invalid configuration: `checkout.fingerprint_secret`: must be at least \
-             {MIN_FINGERPRINT_SECRET_BYTES} bytes"
-        );
-    }
-    if settings.profile == config::Profile::Online && secret == DEFAULT_FINGERPRINT_SECRET {
-        anyhow::bail!(
-            "invalid configuration: `checkout.fingerprint_secret`: the online profile refuses \
-             the built-in development key; set MALL__CHECKOUT__FINGERPRINT_SECRET"
-        );
-    }
-    Ok(())
-}
-
 /// Opens the database, binds the ports and starts the recovery worker.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     build_with(settings, |grpc| grpc).await
@@ -183,7 +164,6 @@ pub async fn build_with(
     wrap: impl FnOnce(Arc<dyn Downstream>) -> Arc<dyn Downstream>,
 ) -> anyhow::Result<BoundServer> {
     let timing = timing(&settings.ext.checkout)?;
-    check_fingerprint_secret(&settings)?;
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let sagas = store::Sagas::new(platform.database()?.clone());
     let grpc = downstream::grpc::GrpcDownstream::new(platform.clients.clone());
@@ -195,7 +175,12 @@ pub async fn build_with(
         down,
         metrics,
         timing,
-        settings.ext.checkout.fingerprint_secret.clone(),
+        settings
+            .ext
+            .checkout
+            .fingerprint_secret
+            .expose()
+            .to_string(),
     );
     let service = service::CheckoutApi::new(engine.clone());
     let alive = service.liveness();
@@ -222,9 +207,11 @@ pub async fn run(
 mod tests {
     use std::collections::BTreeMap;
 
+    use config::Validate;
+
     use super::*;
 
-    fn load(env: &[(&str, &str)]) -> Settings {
+    fn load(env: &[(&str, &str)]) -> Result<Settings, config::ConfigError> {
         let env: BTreeMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -234,46 +221,48 @@ mod tests {
             default_settings(),
             &config::Source { file: None, env },
         )
-        .expect("settings")
     }
 
     #[test]
     fn the_fingerprint_secret_is_checkout_s_own_and_never_printed() {
         let secret = "a-fingerprint-key-of-at-least-32-bytes";
-        let settings = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", secret)]);
-        assert_eq!(settings.ext.checkout.fingerprint_secret, secret);
-        assert_ne!(
-            settings.ext.checkout.fingerprint_secret,
-            settings.auth.jwt_secret
-        );
-        assert!(check_fingerprint_secret(&settings).is_ok());
+        let settings = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", secret)]).expect("settings");
+        let own = settings.ext.checkout.fingerprint_secret.expose();
+        assert_eq!(own, secret);
+        assert_ne!(own, settings.auth.jwt_secret.expose());
         assert!(!format!("{settings:?}").contains(secret));
         // The development default is its own key too.
-        let dev = load(&[]);
-        assert_eq!(
-            dev.ext.checkout.fingerprint_secret,
-            DEFAULT_FINGERPRINT_SECRET
-        );
-        assert_ne!(
-            DEFAULT_FINGERPRINT_SECRET,
-            mall_common::auth::DEFAULT_JWT_SECRET
-        );
-        assert!(check_fingerprint_secret(&dev).is_ok());
+        let dev = load(&[]).expect("defaults");
+        let own = dev.ext.checkout.fingerprint_secret.expose();
+        assert_eq!(own, DEFAULT_FINGERPRINT_SECRET);
+        assert_ne!(own, config::DEFAULT_JWT_SECRET);
     }
 
     #[test]
     fn short_secrets_and_the_development_key_online_are_refused() {
-        let short = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", "too-short")]);
-        let err = check_fingerprint_secret(&short).unwrap_err().to_string();
+        let err = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", "too-short")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`checkout.fingerprint_secret`"), "{err}");
         assert!(err.contains("at least 32 bytes"), "{err}");
+        let err = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRT", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean `checkout.fingerprint_secret`"),
+            "{err}"
+        );
 
-        let mut online = load(&[]);
-        online.profile = config::Profile::Online;
-        let err = check_fingerprint_secret(&online).unwrap_err().to_string();
+        let mut ext = default_settings().ext;
+        let err = ext
+            .validate(config::Profile::Online)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`checkout.fingerprint_secret`"), "{err}");
         assert!(err.contains("MALL__CHECKOUT__FINGERPRINT_SECRET"), "{err}");
-        online.ext.checkout.fingerprint_secret = "an-online-fingerprint-key-of-32-bytes+".into();
-        assert!(check_fingerprint_secret(&online).is_ok());
+        assert!(ext.validate(config::Profile::Dev).is_ok());
+        ext.checkout.fingerprint_secret =
+            config::Secret::new("an-online-fingerprint-key-of-32-bytes+");
+        assert!(ext.validate(config::Profile::Online).is_ok());
     }
 }
