@@ -143,7 +143,7 @@ mod error_tests {
 
     #[test]
     fn refusals_keep_their_code_and_message_and_carry_a_reason() {
-        let invalid = super::user_id(0).expect_err("user 0");
+        let invalid = super::cancel_reason(&"r".repeat(10_000)).expect_err("a reason too long");
         let invalid_message = invalid.to_string();
         let moved = |from, to| Error::IllegalTransition { from, to };
         let cases = [

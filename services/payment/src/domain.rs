@@ -179,7 +179,8 @@ mod error_tests {
 
     #[test]
     fn refusals_keep_their_code_and_message_and_carry_a_reason() {
-        let invalid = super::user_id(0).expect_err("user 0");
+        let notice = [("trade_status".to_string(), "TRADE_SUCCESS".to_string())].into();
+        let invalid = super::Notice::parse(&notice).expect_err("a notice without an order");
         let invalid_message = invalid.to_string();
         let cases = [
             (
