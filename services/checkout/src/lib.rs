@@ -4,7 +4,8 @@
 //! [`recovery`]).
 //!
 //! [`build`] opens the database, binds the server and starts the recovery worker; [`run`] serves
-//! until shutdown. Tests use [`build_with`] to inject faults through [`Hooks`].
+//! until shutdown. Tests use [`build_with`] to wrap the saga's [`Downstream`] in one that injects
+//! faults.
 
 pub mod domain;
 pub mod downstream;
@@ -14,6 +15,7 @@ pub mod saga;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::config;
@@ -22,7 +24,7 @@ use mall_common::server::BoundServer;
 use mall_proto::checkout::v1::checkout_service_server::CheckoutServiceServer;
 use serde::{Deserialize, Serialize};
 
-pub use downstream::Hooks;
+pub use downstream::Downstream;
 
 /// The service name used in config, discovery and the database URL.
 pub const NAME: &str = "checkout";
@@ -35,6 +37,11 @@ pub const DEFAULT_BUDGET_MS: u64 = 10_000;
 pub const DEFAULT_RECOVERY_INTERVAL_MS: u64 = 5_000;
 /// Default delay before a saga whose step failed is retried by the worker.
 pub const DEFAULT_RETRY_DELAY_MS: u64 = 2_000;
+/// The built-in development key of request fingerprints; the `online` profile refuses it.
+pub const DEFAULT_FINGERPRINT_SECRET: &str =
+    "tiktokmall-development-fingerprint-key-do-not-use-online";
+/// Shortest fingerprint secret, in bytes (as for the token signing key).
+pub const MIN_FINGERPRINT_SECRET_BYTES: usize = config::MIN_SECRET_BYTES;
 
 /// Checkout's own settings, the `checkout` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,11 +61,29 @@ pub struct CheckoutSettings {
     pub recovery_interval_ms: u64,
     /// How long after a failed step the worker retries a saga.
     pub retry_delay_ms: u64,
+    /// Secret keying the stored request fingerprints (they cover the card number), so a leaked
+    /// `sagas` table cannot be brute-forced back to cards. Its own key, not the fleet's token
+    /// signing key: rotating one must not touch the other. From the environment in production
+    /// (`MALL__CHECKOUT__FINGERPRINT_SECRET`).
+    pub fingerprint_secret: config::Secret,
 }
 
 impl config::Validate for Extra {
-    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
-        Ok(())
+    /// `checkout.fingerprint_secret`: long enough, and not the development key online. (The
+    /// timing keys are checked where the saga's timing is derived, see `build_with`.)
+    fn validate(&self, profile: config::Profile) -> Result<(), config::ConfigError> {
+        let secret = self.checkout.fingerprint_secret.expose();
+        config::ensure(
+            secret.len() >= MIN_FINGERPRINT_SECRET_BYTES,
+            "checkout.fingerprint_secret",
+            format!("must be at least {MIN_FINGERPRINT_SECRET_BYTES} bytes"),
+        )?;
+        config::ensure(
+            !(profile == config::Profile::Online && secret == DEFAULT_FINGERPRINT_SECRET),
+            "checkout.fingerprint_secret",
+            "the online profile refuses the built-in development key; \
+             set MALL__CHECKOUT__FINGERPRINT_SECRET",
+        )
     }
 }
 
@@ -75,6 +100,7 @@ pub fn default_settings() -> Settings {
                 budget_ms: DEFAULT_BUDGET_MS,
                 recovery_interval_ms: DEFAULT_RECOVERY_INTERVAL_MS,
                 retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
+                fingerprint_secret: config::Secret::new(DEFAULT_FINGERPRINT_SECRET),
             },
         },
     )
@@ -128,15 +154,20 @@ fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
 
 /// Opens the database, binds the ports and starts the recovery worker.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
-    build_with(settings, Hooks::default()).await
+    build_with(settings, |grpc| grpc).await
 }
 
-/// [`build`] with fault-injection `hooks` (tests only; production passes none).
-pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<BoundServer> {
+/// [`build`] with the saga's remote calls passed through `wrap` first: tests wrap the gRPC
+/// implementation in a [`Downstream`] that injects faults; production passes it on unchanged.
+pub async fn build_with(
+    settings: Settings,
+    wrap: impl FnOnce(Arc<dyn Downstream>) -> Arc<dyn Downstream>,
+) -> anyhow::Result<BoundServer> {
     let timing = timing(&settings.ext.checkout)?;
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let sagas = store::Sagas::new(platform.database()?.clone());
-    let down = downstream::Downstream::new(platform.clients.clone(), hooks);
+    let grpc = downstream::grpc::GrpcDownstream::new(platform.clients.clone());
+    let down = wrap(Arc::new(grpc));
     let mut builder = platform.server(&settings);
     let metrics = metrics::Metrics::register(builder.registry_mut());
     let engine = saga::Engine::new(
@@ -144,7 +175,12 @@ pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<Boun
         down,
         metrics,
         timing,
-        settings.auth.jwt_secret.expose().to_string(),
+        settings
+            .ext
+            .checkout
+            .fingerprint_secret
+            .expose()
+            .to_string(),
     );
     let service = service::CheckoutApi::new(engine.clone());
     let alive = service.liveness();
@@ -165,4 +201,68 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     build(settings).await?.serve(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use config::Validate;
+
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, config::ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::load(
+            NAME,
+            default_settings(),
+            &config::Source { file: None, env },
+        )
+    }
+
+    #[test]
+    fn the_fingerprint_secret_is_checkout_s_own_and_never_printed() {
+        let secret = "a-fingerprint-key-of-at-least-32-bytes";
+        let settings = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", secret)]).expect("settings");
+        let own = settings.ext.checkout.fingerprint_secret.expose();
+        assert_eq!(own, secret);
+        assert_ne!(own, settings.auth.jwt_secret.expose());
+        assert!(!format!("{settings:?}").contains(secret));
+        // The development default is its own key too.
+        let dev = load(&[]).expect("defaults");
+        let own = dev.ext.checkout.fingerprint_secret.expose();
+        assert_eq!(own, DEFAULT_FINGERPRINT_SECRET);
+        assert_ne!(own, config::DEFAULT_JWT_SECRET);
+    }
+
+    #[test]
+    fn short_secrets_and_the_development_key_online_are_refused() {
+        let err = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRET", "too-short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`checkout.fingerprint_secret`"), "{err}");
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let err = load(&[("MALL__CHECKOUT__FINGERPRINT_SECRT", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean `checkout.fingerprint_secret`"),
+            "{err}"
+        );
+
+        let mut ext = default_settings().ext;
+        let err = ext
+            .validate(config::Profile::Online)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`checkout.fingerprint_secret`"), "{err}");
+        assert!(err.contains("MALL__CHECKOUT__FINGERPRINT_SECRET"), "{err}");
+        assert!(ext.validate(config::Profile::Dev).is_ok());
+        ext.checkout.fingerprint_secret =
+            config::Secret::new("an-online-fingerprint-key-of-32-bytes+");
+        assert!(ext.validate(config::Profile::Online).is_ok());
+    }
 }

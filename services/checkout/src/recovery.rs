@@ -59,7 +59,7 @@ impl Recovery {
                 Ok(()) => report.resumed.push(id),
                 Err(e) => {
                     report.failed += 1;
-                    tracing::warn!(saga = %id, code = ?e.code(), message = e.message(), "resuming saga failed; will retry");
+                    tracing::warn!(saga = %id, error = %e, "resuming saga failed; will retry");
                 }
             }
         }

@@ -1,16 +1,17 @@
 //! Black-box tests of the checkout saga through real gRPC on port 0: a test fleet runs auth,
-//! product, payment, cart and order; each test builds its own checkout instance (with fault
-//! hooks where needed) pointed at them, on its own database.
+//! product, payment, cart and order; each test builds its own checkout instance (with faults
+//! injected around its calls where needed, see `support`) pointed at them, on its own database.
 //!
 //! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
 //! `MALL_TEST_REDIS_URL` are set.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use checkout::Hooks;
 use mall::testing::{DECLINED_CARD, GOOD_CARD, TestFleet, checkout_request as request};
 use mall_common::client::{Channel, Clients};
 use mall_common::config::{self, Source};
@@ -27,7 +28,9 @@ use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use mall_testkit::proxy::LatencyProxy;
 use tokio::sync::oneshot;
-use tonic::Code;
+use tonic::{Code, Status};
+
+use crate::support::Faults;
 
 type CheckoutClient = CheckoutServiceClient<Channel>;
 type CartClient = CartServiceClient<Channel>;
@@ -68,7 +71,7 @@ impl Instance {
 async fn start_checkout(
     fleet: &TestFleet,
     db_url: &str,
-    hooks: Hooks,
+    hooks: Faults,
     payment_addr: Option<String>,
     overrides: &[(&str, &str)],
 ) -> Instance {
@@ -112,7 +115,7 @@ async fn start_checkout(
         &Source { file: None, env },
     )
     .expect("checkout settings");
-    let bound = checkout::build_with(settings, hooks)
+    let bound = checkout::build_with(settings, hooks.wrap())
         .await
         .expect("start checkout");
     let addr = bound.grpc_addr;
@@ -284,7 +287,7 @@ async fn cleanup(fleet: TestFleet, db_url: String) {
 async fn checkout_of_three_lines_pays_the_order_charges_the_total_and_empties_the_cart() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
     let user = 101;
     let a = create_product(&fleet, "Apple", 250, 10).await;
     let b = create_product(&fleet, "Bread", 1_000, 10).await;
@@ -341,7 +344,7 @@ async fn checkout_of_three_lines_pays_the_order_charges_the_total_and_empties_th
 async fn bad_requests_empty_carts_and_other_users_are_refused() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
     let user = 102;
     let mut client = user_client(&fleet, &instance, user);
 
@@ -376,7 +379,7 @@ async fn bad_requests_empty_carts_and_other_users_are_refused() {
 async fn concurrent_checkouts_never_oversell_and_losers_are_cancelled_uncharged() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
     let product = create_product(&fleet, "Scarce", 1_500, 5).await;
     let users: Vec<u64> = (1_000..1_020).collect();
     for user in &users {
@@ -420,7 +423,7 @@ async fn concurrent_checkouts_never_oversell_and_losers_are_cancelled_uncharged(
 async fn the_same_idempotency_key_ten_times_at_once_places_one_order_and_charges_once() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
     let user = 103;
     let product = create_product(&fleet, "Lamp", 4_200, 10).await;
     add_to_cart(&fleet, user, product, 2).await;
@@ -482,7 +485,7 @@ async fn the_same_idempotency_key_ten_times_at_once_places_one_order_and_charges
 async fn checkout_with_declined_card_releases_stock_and_cancels_order() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
     let user = 104;
     let product = create_product(&fleet, "Chair", 3_000, 4).await;
     add_to_cart(&fleet, user, product, 2).await;
@@ -523,7 +526,7 @@ async fn checkout_with_payment_unreachable_is_unavailable_and_cancels_the_order(
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").to_string()
     };
-    let instance = start_checkout(&fleet, &db, Hooks::default(), Some(dead), &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), Some(dead), &[]).await;
     let user = 105;
     let product = create_product(&fleet, "Desk", 9_900, 3).await;
     add_to_cart(&fleet, user, product, 1).await;
@@ -549,7 +552,7 @@ async fn checkout_with_payment_unreachable_is_unavailable_and_cancels_the_order(
 async fn mark_paid_failing_after_the_charge_refunds_it_and_cancels_the_order() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     hooks.fail_mark_paid.store(100, Ordering::SeqCst);
     let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
     let user = 106;
@@ -583,7 +586,7 @@ async fn mark_paid_failing_after_the_charge_refunds_it_and_cancels_the_order() {
 async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key_replays_it() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     // MarkOrderPaid succeeds at the order service but every answer is lost, so the saga starts
     // compensating; its CancelOrder then fails once, leaving the compensation to the worker.
     hooks
@@ -641,7 +644,7 @@ async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key
 async fn empty_cart_failing_still_pays_and_the_worker_empties_the_cart_later() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     hooks.fail_empty_cart.store(3, Ordering::SeqCst);
     let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
     let user = 107;
@@ -680,7 +683,7 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
         ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "300"),
         ("MALL__CHECKOUT__BUDGET_MS", "1000"),
     ];
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     hooks.crash_after_charge.store(true, Ordering::SeqCst);
     let first = start_checkout(&fleet, &db, hooks, None, &timing).await;
     let user = 108;
@@ -704,7 +707,7 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
         .expect("charged before the crash");
 
     // A retry meanwhile sees the saga in progress.
-    let second = start_checkout(&fleet, &db, Hooks::default(), None, &timing).await;
+    let second = start_checkout(&fleet, &db, Faults::default(), None, &timing).await;
     let busy = checkout(
         &mut user_client(&fleet, &second, user),
         request(user, GOOD_CARD, "crash-1"),
@@ -754,7 +757,7 @@ async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_t
         ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "300"),
         ("MALL__CHECKOUT__BUDGET_MS", "1000"),
     ];
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     hooks
         .crash_before_recording_charge
         .store(true, Ordering::SeqCst);
@@ -782,7 +785,7 @@ async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_t
         .expect("charged before the crash");
 
     // A retry meanwhile sees the saga in progress (or, if the worker was quicker, its result).
-    let second = start_checkout(&fleet, &db, Hooks::default(), None, &timing).await;
+    let second = start_checkout(&fleet, &db, Faults::default(), None, &timing).await;
     match checkout(
         &mut user_client(&fleet, &second, user),
         request(user, GOOD_CARD, "crash-2"),
@@ -837,7 +840,7 @@ async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_chargin
     let instance = start_checkout(
         &fleet,
         &db,
-        Hooks::default(),
+        Faults::default(),
         None,
         &[
             ("MALL__DISCOVERY__STATIC__PRODUCT", product_addr.as_str()),
@@ -897,10 +900,10 @@ async fn two_instances_recovering_the_same_sagas_drive_each_exactly_once() {
     // find no charge yet and cancel an order that is about to be charged.
     let slow_payment =
         LatencyProxy::start(fleet.endpoints("payment").grpc, Duration::from_millis(300)).await;
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     hooks.fail_empty_cart.store(u32::MAX, Ordering::SeqCst);
     let serving = start_checkout(&fleet, &db, hooks, Some(slow_payment.addr()), &[]).await;
-    let other = start_checkout(&fleet, &db, Hooks::default(), None, &[]).await;
+    let other = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
     let price = 1_250;
     let product = create_product(&fleet, "Lantern", price, 20).await;
     let buyers = [(121, 1), (122, 2), (123, 3), (124, 4), (125, 5)];
@@ -962,7 +965,7 @@ async fn a_charge_whose_answer_is_lost_is_found_and_paid_not_cancelled_uncharged
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
     let proxy = LatencyProxy::start(fleet.endpoints("payment").grpc, Duration::ZERO).await;
-    let instance = start_checkout(&fleet, &db, Hooks::default(), Some(proxy.addr()), &[]).await;
+    let instance = start_checkout(&fleet, &db, Faults::default(), Some(proxy.addr()), &[]).await;
     let product = create_product(&fleet, "Kettle", 3_000, 5).await;
 
     // A first purchase opens the connection to payment (through the proxy).
@@ -997,4 +1000,165 @@ async fn a_charge_whose_answer_is_lost_is_found_and_paid_not_cancelled_uncharged
     instance.stop().await;
     drop(proxy);
     cleanup(fleet, db).await;
+}
+
+#[tokio::test]
+async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
+    use mall_common::error::with_reason;
+
+    let fleet = fleet().await;
+    let db = checkout_db_url(&fleet);
+    let hooks = Faults::default();
+    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let product = create_product(&fleet, "Globe", 2_000, 10).await;
+    let refused = |hooks: &Faults, stock: Option<Status>, charge: Option<Status>| {
+        *hooks.refuse_reserve_stock.lock() = stock;
+        *hooks.refuse_charge.lock() = charge;
+    };
+    // Every refused checkout cancels its one order, charges nothing and keeps the cart.
+    let undone = |user: u64| {
+        let fleet = &fleet;
+        async move {
+            let orders = orders_of(fleet, user).await;
+            assert_eq!(orders.len(), 1, "user {user}");
+            assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+            let charge = payment_of_order(fleet, &orders[0].order_id).await;
+            assert_eq!(charge.unwrap_err().code(), Code::NotFound, "user {user}");
+            assert_eq!(cart_of(fleet, user).await, vec![(product, 1)]);
+        }
+    };
+
+    // Product's INSUFFICIENT_STOCK, whatever its words, is out of stock: told as it is.
+    let user = 141;
+    add_to_cart(&fleet, user, product, 1).await;
+    let stock_out = with_reason(
+        Code::FailedPrecondition,
+        "no units left",
+        "INSUFFICIENT_STOCK",
+    );
+    refused(&hooks, Some(stock_out), None);
+    let mut client = user_client(&fleet, &instance, user);
+    let err = checkout(&mut client, request(user, GOOD_CARD, "reason-stock"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::FailedPrecondition, "no units left")
+    );
+    undone(user).await;
+    let again = checkout(&mut client, request(user, GOOD_CARD, "reason-stock"))
+        .await
+        .unwrap_err();
+    assert_eq!((again.code(), again.message()), (err.code(), err.message()));
+
+    // The same words without the reason are not a stock answer: product failed.
+    let user = 142;
+    add_to_cart(&fleet, user, product, 1).await;
+    let words = Status::failed_precondition(format!("insufficient stock for product {product}"));
+    refused(&hooks, Some(words), None);
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "words-stock"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Internal, "product service failed")
+    );
+    undone(user).await;
+
+    // Payment's CARD_DECLINED, whatever its words, is a declined card: told as it is.
+    let user = 143;
+    add_to_cart(&fleet, user, product, 1).await;
+    let declined = with_reason(Code::FailedPrecondition, "issuer says no", "CARD_DECLINED");
+    refused(&hooks, None, Some(declined));
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "reason-declined"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::FailedPrecondition, "issuer says no")
+    );
+    undone(user).await;
+
+    // "card declined" without the reason is no proof that nothing was charged: the saga asks
+    // payment, which has no charge for the order, and only then answers.
+    let user = 144;
+    add_to_cart(&fleet, user, product, 1).await;
+    refused(
+        &hooks,
+        None,
+        Some(Status::failed_precondition("card declined")),
+    );
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, GOOD_CARD, "words-declined"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unavailable, checkout::saga::NOT_CHARGED_MESSAGE)
+    );
+    undone(user).await;
+
+    // A card payment finds invalid (a failed Luhn check) is refused with INVALID_REQUEST:
+    // nothing was charged, and the client hears payment's answer.
+    let user = 145;
+    add_to_cart(&fleet, user, product, 1).await;
+    let err = checkout(
+        &mut user_client(&fleet, &instance, user),
+        request(user, "4111111111111112", "invalid-card"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("credit_card_number"),
+        "{}",
+        err.message()
+    );
+    undone(user).await;
+    assert_eq!(stock_of(&fleet, product).await, 10);
+    assert!(hooks.refuse_reserve_stock.lock().is_none() && hooks.refuse_charge.lock().is_none());
+
+    instance.stop().await;
+    cleanup(fleet, db).await;
+}
+
+#[test]
+fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
+    use checkout::downstream::reason;
+
+    assert_eq!(
+        reason::INSUFFICIENT_STOCK,
+        product::domain::reason::INSUFFICIENT_STOCK
+    );
+    assert_eq!(
+        reason::RESERVATION_RELEASED,
+        product::domain::reason::RESERVATION_RELEASED
+    );
+    assert_eq!(
+        reason::CARD_DECLINED,
+        payment::domain::reason::CARD_DECLINED
+    );
+    assert_eq!(
+        reason::PAYMENT_NOT_FOUND,
+        payment::domain::reason::PAYMENT_NOT_FOUND
+    );
+    assert_eq!(
+        reason::ORDER_NOT_PENDING,
+        order::domain::reason::ORDER_NOT_PENDING
+    );
+    for sent in [
+        product::domain::reason::INVALID_REQUEST,
+        payment::domain::reason::INVALID_REQUEST,
+        order::domain::reason::INVALID_REQUEST,
+    ] {
+        assert_eq!(reason::INVALID_REQUEST, sent);
+    }
 }

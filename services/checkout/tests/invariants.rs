@@ -7,12 +7,13 @@
 //! failure). SQLite and the in-process cache by default; MariaDB and Redis when
 //! `MALL_TEST_MYSQL_URL` and `MALL_TEST_REDIS_URL` are set.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use checkout::Hooks;
 use futures::StreamExt;
 use mall::testing::{DECLINED_CARD, GOOD_CARD, TestFleet, checkout_request as request};
 use mall_common::client::{Channel, Clients};
@@ -32,6 +33,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 use tonic::Code;
+
+use crate::support::Faults;
 
 type CheckoutClient = CheckoutServiceClient<Channel>;
 type CartClient = CartServiceClient<Channel>;
@@ -70,7 +73,7 @@ impl Instance {
     }
 }
 
-async fn start_checkout(fleet: &TestFleet, db_url: &str, hooks: Hooks) -> Instance {
+async fn start_checkout(fleet: &TestFleet, db_url: &str, hooks: Faults) -> Instance {
     let mut env = BTreeMap::new();
     let mut put = |k: &str, v: String| {
         env.insert(k.to_string(), v);
@@ -104,7 +107,7 @@ async fn start_checkout(fleet: &TestFleet, db_url: &str, hooks: Hooks) -> Instan
         &Source { file: None, env },
     )
     .expect("checkout settings");
-    let bound = checkout::build_with(settings, hooks)
+    let bound = checkout::build_with(settings, hooks.wrap())
         .await
         .expect("start checkout");
     let addr = bound.grpc_addr;
@@ -292,7 +295,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
 
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let hooks = Hooks::default();
+    let hooks = Faults::default();
     let instance = start_checkout(&fleet, &db, hooks.clone()).await;
 
     // Products with known prices: three scarce ones (sold out early, so checkouts race for
@@ -563,7 +566,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
 async fn metrics_count_outcomes_and_compensations() {
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Hooks::default()).await;
+    let instance = start_checkout(&fleet, &db, Faults::default()).await;
     let product = create_product(&fleet, "Kettle", 2_500, 5).await;
     let (payer, decliner) = (30_001, 30_002);
     add_to_cart(&fleet, payer, product, 1).await;

@@ -1,0 +1,372 @@
+//! The production [`Downstream`]: the fleet's gRPC services through the platform's clients,
+//! every call with its own deadline (`tonic::Request::set_timeout`, enforced by
+//! `common::client` as well).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mall_common::client::{Channel, Clients, FromChannel};
+use mall_proto::cart::v1 as cart_pb;
+use mall_proto::cart::v1::cart_service_client::CartServiceClient;
+use mall_proto::common::v1 as common_pb;
+use mall_proto::order::v1 as order_pb;
+use mall_proto::order::v1::order_service_client::OrderServiceClient;
+use mall_proto::payment::v1 as payment_pb;
+use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use mall_proto::product::v1 as product_pb;
+use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use tonic::{Request, Status};
+
+use super::{Downstream, OrderState, PaymentInfo, reason};
+use crate::domain::{Card, Contact, PricedLine};
+use crate::saga::StepError;
+
+const CART: &str = "cart";
+const PRODUCT: &str = "product";
+const ORDER: &str = "order";
+const PAYMENT: &str = "payment";
+
+/// Calls cart, product, order and payment through `clients`, as the checkout service.
+#[derive(Clone)]
+pub struct GrpcDownstream {
+    clients: Clients,
+}
+
+impl GrpcDownstream {
+    /// Calls through `clients`.
+    pub fn new(clients: Clients) -> Self {
+        GrpcDownstream { clients }
+    }
+
+    fn client<T: FromChannel>(&self, service: &'static str) -> Result<T, StepError> {
+        self.clients.client(service).map_err(failed(service))
+    }
+}
+
+/// Classifies a failed call to `service` (see [`StepError::from_status`]).
+fn failed(service: &'static str) -> impl Fn(Status) -> StepError {
+    move |status| StepError::from_status(service, status)
+}
+
+fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+fn common_address(contact: &Contact) -> common_pb::Address {
+    let a = &contact.address;
+    common_pb::Address {
+        street_address: a.street_address.clone(),
+        city: a.city.clone(),
+        state: a.state.clone(),
+        country: a.country.clone(),
+        zip_code: a.zip_code.clone(),
+    }
+}
+
+fn cart_items(lines: &[PricedLine]) -> Vec<common_pb::CartItem> {
+    lines
+        .iter()
+        .map(|l| common_pb::CartItem {
+            product_id: l.product_id,
+            quantity: l.quantity,
+        })
+        .collect()
+}
+
+fn payment_info(p: payment_pb::Payment) -> PaymentInfo {
+    PaymentInfo {
+        transaction_id: p.transaction_id,
+        amount_cents: p.amount_cents,
+        refunded_cents: p.refunded_cents,
+    }
+}
+
+fn place_order_req(
+    saga_id: &str,
+    user_id: u64,
+    contact: &Contact,
+    lines: &[PricedLine],
+) -> order_pb::PlaceOrderReq {
+    order_pb::PlaceOrderReq {
+        user_id,
+        user_currency: String::new(),
+        address: Some(common_address(contact)),
+        email: contact.email.clone(),
+        order_items: lines
+            .iter()
+            .map(|l| order_pb::OrderItem {
+                item: Some(common_pb::CartItem {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                }),
+                cost_cents: l.cost_cents,
+            })
+            .collect(),
+        idempotency_key: saga_id.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Downstream for GrpcDownstream {
+    async fn get_cart(
+        &self,
+        user_id: u64,
+        timeout: Duration,
+    ) -> Result<Vec<(u64, i32)>, StepError> {
+        let resp = self
+            .client::<CartServiceClient<Channel>>(CART)?
+            .get_cart(with_timeout(cart_pb::GetCartReq { user_id }, timeout))
+            .await
+            .map_err(failed(CART))?
+            .into_inner();
+        Ok(resp
+            .cart
+            .map(|c| {
+                c.items
+                    .into_iter()
+                    .map(|i| (i.product_id, i.quantity))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn prices(
+        &self,
+        ids: Vec<u64>,
+        timeout: Duration,
+    ) -> Result<HashMap<u64, i64>, StepError> {
+        let req = product_pb::BatchGetProductsReq { ids };
+        let resp = self
+            .client::<ProductCatalogServiceClient<Channel>>(PRODUCT)?
+            .batch_get_products(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PRODUCT))?
+            .into_inner();
+        Ok(resp
+            .products
+            .into_iter()
+            .map(|p| (p.id, p.price_cents))
+            .collect())
+    }
+
+    async fn place_order(
+        &self,
+        saga_id: &str,
+        user_id: u64,
+        contact: &Contact,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<String, StepError> {
+        let req = place_order_req(saga_id, user_id, contact, lines);
+        let resp = self
+            .client::<OrderServiceClient<Channel>>(ORDER)?
+            .place_order(with_timeout(req, timeout))
+            .await
+            .map_err(failed(ORDER))?
+            .into_inner();
+        resp.order
+            .map(|o| o.order_id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| StepError::Unexpected {
+                service: ORDER,
+                what: "PlaceOrder returned no order id".into(),
+            })
+    }
+
+    async fn reserve_stock(
+        &self,
+        order_id: &str,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let req = product_pb::ReserveStockReq {
+            reservation_id: order_id.to_string(),
+            items: cart_items(lines),
+        };
+        self.client::<ProductCatalogServiceClient<Channel>>(PRODUCT)?
+            .reserve_stock(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PRODUCT))?;
+        Ok(())
+    }
+
+    async fn release_stock(&self, order_id: &str, timeout: Duration) -> Result<(), StepError> {
+        let req = product_pb::ReleaseStockReq {
+            reservation_id: order_id.to_string(),
+        };
+        self.client::<ProductCatalogServiceClient<Channel>>(PRODUCT)?
+            .release_stock(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PRODUCT))?;
+        Ok(())
+    }
+
+    async fn charge(
+        &self,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        card: &Card,
+        timeout: Duration,
+    ) -> Result<String, StepError> {
+        let req = payment_pb::ChargeReq {
+            amount_cents,
+            credit_card: Some(common_pb::CreditCardInfo {
+                credit_card_number: card.number.clone(),
+                credit_card_cvv: card.cvv.clone(),
+                credit_card_expiration_year: card.year,
+                credit_card_expiration_month: card.month,
+            }),
+            payment_method: "credit_card".into(),
+            order_id: order_id.to_string(),
+            user_id,
+        };
+        Ok(self
+            .client::<PaymentServiceClient<Channel>>(PAYMENT)?
+            .charge(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PAYMENT))?
+            .into_inner()
+            .transaction_id)
+    }
+
+    async fn refund(
+        &self,
+        transaction_id: &str,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<String, StepError> {
+        let req = payment_pb::RefundReq {
+            transaction_id: transaction_id.to_string(),
+            order_id: order_id.to_string(),
+            amount_cents,
+            reason: reason.to_string(),
+            user_id,
+        };
+        Ok(self
+            .client::<PaymentServiceClient<Channel>>(PAYMENT)?
+            .refund(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PAYMENT))?
+            .into_inner()
+            .refund_id)
+    }
+
+    async fn get_payment(
+        &self,
+        transaction_id: &str,
+        timeout: Duration,
+    ) -> Result<PaymentInfo, StepError> {
+        let req = payment_pb::GetPaymentReq {
+            transaction_id: transaction_id.to_string(),
+            order_id: String::new(),
+        };
+        let payment = self
+            .client::<PaymentServiceClient<Channel>>(PAYMENT)?
+            .get_payment(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PAYMENT))?
+            .into_inner();
+        Ok(payment_info(payment))
+    }
+
+    async fn payment_of_order(
+        &self,
+        order_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<PaymentInfo>, StepError> {
+        let req = payment_pb::GetPaymentReq {
+            transaction_id: String::new(),
+            order_id: order_id.to_string(),
+        };
+        let answer = self
+            .client::<PaymentServiceClient<Channel>>(PAYMENT)?
+            .get_payment(with_timeout(req, timeout))
+            .await;
+        match answer.map_err(failed(PAYMENT)) {
+            Ok(payment) => Ok(Some(payment_info(payment.into_inner()))),
+            Err(e) if e.refusal(&[reason::PAYMENT_NOT_FOUND]).is_some() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn mark_paid(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        transaction_id: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let req = order_pb::MarkOrderPaidReq {
+            user_id,
+            order_id: order_id.to_string(),
+            transaction_id: transaction_id.to_string(),
+        };
+        self.client::<OrderServiceClient<Channel>>(ORDER)?
+            .mark_order_paid(with_timeout(req, timeout))
+            .await
+            .map_err(failed(ORDER))?;
+        Ok(())
+    }
+
+    async fn order_state(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        timeout: Duration,
+    ) -> Result<OrderState, StepError> {
+        let req = order_pb::GetOrderReq {
+            user_id,
+            order_id: order_id.to_string(),
+        };
+        let order = self
+            .client::<OrderServiceClient<Channel>>(ORDER)?
+            .get_order(with_timeout(req, timeout))
+            .await
+            .map_err(failed(ORDER))?
+            .into_inner()
+            .order
+            .ok_or_else(|| StepError::Unexpected {
+                service: ORDER,
+                what: "GetOrder returned no order".into(),
+            })?;
+        Ok(match order_pb::OrderStatus::try_from(order.status) {
+            Ok(order_pb::OrderStatus::Pending) => OrderState::Pending,
+            Ok(order_pb::OrderStatus::Paid) => OrderState::Paid(order.transaction_id),
+            Ok(order_pb::OrderStatus::Cancelled) => OrderState::Cancelled,
+            _ => OrderState::Other(order.status),
+        })
+    }
+
+    async fn cancel_order(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let req = order_pb::CancelOrderReq {
+            user_id,
+            order_id: order_id.to_string(),
+            reason: reason.to_string(),
+        };
+        self.client::<OrderServiceClient<Channel>>(ORDER)?
+            .cancel_order(with_timeout(req, timeout))
+            .await
+            .map_err(failed(ORDER))?;
+        Ok(())
+    }
+
+    async fn empty_cart(&self, user_id: u64, timeout: Duration) -> Result<(), StepError> {
+        self.client::<CartServiceClient<Channel>>(CART)?
+            .empty_cart(with_timeout(cart_pb::EmptyCartReq { user_id }, timeout))
+            .await
+            .map_err(failed(CART))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,162 @@
+//! The saga's remote steps behind one trait, [`Downstream`]: one method per call, each with its
+//! own deadline. Production calls the fleet through [`grpc::GrpcDownstream`]; tests wrap it in
+//! an implementation of their own that injects faults (see `checkout::build_with`).
+//!
+//! Failures come back as [`StepError`]s, already classified (not sent, unreachable, refused
+//! with a reason), so the saga never reads a status.
+
+pub mod grpc;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::domain::{Card, Contact, PricedLine};
+use crate::saga::StepError;
+
+/// The reasons of other services' refusals the saga acts on: the `reason` constants of the
+/// product, payment and order error enums, as they travel in `google.rpc.ErrorInfo`.
+pub mod reason {
+    /// Product: a reservation line asks for more than is in stock.
+    pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
+    /// Product: the reservation was released (its order was cancelled meanwhile).
+    pub const RESERVATION_RELEASED: &str = "RESERVATION_RELEASED";
+    /// Payment: the card was declined.
+    pub const CARD_DECLINED: &str = "CARD_DECLINED";
+    /// Payment: no payment for the transaction or order asked for.
+    pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
+    /// Order: the order is no longer PENDING (so it cannot be cancelled).
+    pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
+    /// Any service: the request broke one of its rules; nothing was done.
+    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+}
+
+/// An order's status as the saga needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderState {
+    /// Still PENDING.
+    Pending,
+    /// PAID by this transaction.
+    Paid(String),
+    /// CANCELLED.
+    Cancelled,
+    /// Anything else (COMPLETED, REFUNDED, unknown).
+    Other(i32),
+}
+
+/// A recorded payment: what the saga reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentInfo {
+    /// The transaction id.
+    pub transaction_id: String,
+    /// Charged amount.
+    pub amount_cents: i64,
+    /// Already refunded.
+    pub refunded_cents: i64,
+}
+
+/// Cart, product, order and payment, as the saga calls them (as the checkout service).
+///
+/// A failure is a dependency's ([`StepError::NotSent`], [`StepError::Unreachable`],
+/// [`StepError::Refused`], [`StepError::Unexpected`]), or [`StepError::Stopped`]: the saga then
+/// stops where it is, writing nothing more, as a killed process would (how tests simulate
+/// crashes).
+#[async_trait::async_trait]
+pub trait Downstream: Send + Sync {
+    /// The cart's lines `(product_id, quantity)` in the order first added.
+    async fn get_cart(&self, user_id: u64, timeout: Duration)
+    -> Result<Vec<(u64, i32)>, StepError>;
+
+    /// Catalog prices of `ids` in one `BatchGetProducts`; missing or deleted ids are absent.
+    async fn prices(
+        &self,
+        ids: Vec<u64>,
+        timeout: Duration,
+    ) -> Result<HashMap<u64, i64>, StepError>;
+
+    /// Places the PENDING order; `saga_id` is its idempotency key, so a repeat names the same
+    /// order.
+    async fn place_order(
+        &self,
+        saga_id: &str,
+        user_id: u64,
+        contact: &Contact,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<String, StepError>;
+
+    /// Reserves the lines' stock under the order id.
+    async fn reserve_stock(
+        &self,
+        order_id: &str,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<(), StepError>;
+
+    /// Gives the order's reservation back (unknown or released: no-op).
+    async fn release_stock(&self, order_id: &str, timeout: Duration) -> Result<(), StepError>;
+
+    /// Charges the card; returns the transaction id.
+    async fn charge(
+        &self,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        card: &Card,
+        timeout: Duration,
+    ) -> Result<String, StepError>;
+
+    /// Refunds `amount_cents` of the transaction; returns the refund id.
+    async fn refund(
+        &self,
+        transaction_id: &str,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<String, StepError>;
+
+    /// The payment `transaction_id`.
+    async fn get_payment(
+        &self,
+        transaction_id: &str,
+        timeout: Duration,
+    ) -> Result<PaymentInfo, StepError>;
+
+    /// The successful payment of `order_id`, if there is one: how a saga that stopped during
+    /// `Charge` (outcome unknown) learns whether the card was charged.
+    async fn payment_of_order(
+        &self,
+        order_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<PaymentInfo>, StepError>;
+
+    /// PENDING→PAID by `transaction_id`.
+    async fn mark_paid(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        transaction_id: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError>;
+
+    /// The order's status.
+    async fn order_state(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        timeout: Duration,
+    ) -> Result<OrderState, StepError>;
+
+    /// PENDING→CANCELLED (order also releases the reservation).
+    async fn cancel_order(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError>;
+
+    /// Empties the cart (idempotent).
+    async fn empty_cart(&self, user_id: u64, timeout: Duration) -> Result<(), StepError>;
+}

@@ -1,0 +1,255 @@
+//! The forward path of a new saga, one function per step: cart, pricing, place order, reserve,
+//! charge, mark paid, empty cart. Before the order exists a failure is a rejection (nothing to
+//! undo); from then on it compensates (see [`super::compensate`]).
+
+use super::outcome::Answer;
+use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run, StepError};
+use crate::domain::{Card, PricedLine, PricingError, SagaState, Step, price_lines};
+use crate::downstream::reason;
+use crate::store::{Change, now_ms};
+
+/// Reasons product refuses a reservation for that the client is told as they are.
+const STOCK_REFUSALS: [&str; 2] = [reason::INSUFFICIENT_STOCK, reason::RESERVATION_RELEASED];
+/// Reasons payment refuses a charge for (nothing was charged): the card's fault.
+const CHARGE_REFUSALS: [&str; 2] = [reason::CARD_DECLINED, reason::INVALID_REQUEST];
+
+/// How step 3, the order, went.
+enum Placed {
+    /// The PENDING order exists.
+    Order(String),
+    /// The order service refused: nothing was created.
+    Refused(Failure),
+    /// The order may exist: compensate.
+    Failed(Failure),
+}
+
+impl Engine {
+    /// Drives a new saga from its cart to its answer.
+    pub(super) async fn forward(&self, run: &mut Run, card: &Card) -> Result<Answer, StepError> {
+        // 1–2. Reads only: a failure leaves nothing to undo.
+        let priced = match self.read_cart(run).await {
+            Ok(cart) => self.price(run, &cart).await,
+            Err(failure) => Err(failure),
+        };
+        let (lines, total) = match priced {
+            Ok(priced) => priced,
+            Err(failure) => return self.reject(run, failure).await,
+        };
+        // 3. The order. From here on an order may exist, so failures compensate.
+        let order_id = match self.place_order(run, lines, total).await? {
+            Placed::Order(id) => id,
+            Placed::Refused(failure) => return self.reject(run, failure).await,
+            Placed::Failed(failure) => return self.fail(run, failure).await,
+        };
+        // 4. Stock.
+        if let Err(failure) = self.reserve_stock(run, &order_id).await {
+            return self.fail(run, failure).await;
+        }
+        // 5. The charge, then 6. paid and 7. the cart.
+        self.charge(run, &order_id, card).await
+    }
+
+    /// Step 1: the cart's lines.
+    async fn read_cart(&self, run: &Run) -> Result<Vec<(u64, i32)>, Failure> {
+        let timeout = self.within_budget(run)?;
+        let cart = self
+            .down()
+            .get_cart(run.user(), timeout)
+            .await
+            .map_err(|e| Self::cut_by_budget(run, e))?;
+        if cart.is_empty() {
+            return Err(Failure::Pricing(PricingError::EmptyCart));
+        }
+        Ok(cart)
+    }
+
+    /// Step 2: every line priced from the catalog, all in one call, never from the client.
+    async fn price(
+        &self,
+        run: &Run,
+        cart: &[(u64, i32)],
+    ) -> Result<(Vec<PricedLine>, i64), Failure> {
+        let mut ids: Vec<u64> = cart.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let timeout = self.within_budget(run)?;
+        let prices = self
+            .down()
+            .prices(ids, timeout)
+            .await
+            .map_err(|e| Self::cut_by_budget(run, e))?;
+        price_lines(cart, &prices).map_err(Failure::Pricing)
+    }
+
+    /// Step 3: the PENDING order, with the priced lines stored first (so compensation can find
+    /// or cancel it) and its id after.
+    async fn place_order(
+        &self,
+        run: &mut Run,
+        lines: Vec<PricedLine>,
+        total: i64,
+    ) -> Result<Placed, StepError> {
+        let timeout = match self.within_budget(run) {
+            Ok(t) => t,
+            Err(e) => return Ok(Placed::Refused(e.into())),
+        };
+        run.lines = lines.clone();
+        run.total = total;
+        let priced = Change {
+            step: Some(Step::PlacingOrder),
+            priced: Some((lines, total)),
+            ..Change::default()
+        };
+        self.save(run, priced).await?;
+        let placed = self
+            .down()
+            .place_order(&run.id, run.user(), &run.contact, &run.lines, timeout)
+            .await;
+        let order_id = match placed {
+            Ok(id) => id,
+            // A refusal with a reason is the order service's own "no": it created nothing.
+            Err(e) if e.reason().is_some() => {
+                return Ok(Placed::Refused(Self::cut_by_budget(run, e).into()));
+            }
+            Err(e) => return Ok(Placed::Failed(Self::cut_by_budget(run, e).into())),
+        };
+        run.order_id = Some(order_id.clone());
+        let placed = Change {
+            step: Some(Step::ReservingStock),
+            order_id: Some(order_id.clone()),
+            ..Change::default()
+        };
+        self.save(run, placed).await?;
+        Ok(Placed::Order(order_id))
+    }
+
+    /// Step 4: the order's stock, reserved under its id.
+    async fn reserve_stock(&self, run: &Run, order_id: &str) -> Result<(), Failure> {
+        let reserved = match self.within_budget(run) {
+            Ok(timeout) => {
+                self.down()
+                    .reserve_stock(order_id, &run.lines, timeout)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        reserved.map_err(|e| match e.refusal(&STOCK_REFUSALS) {
+            Some(refusal) => Failure::Stock(refusal.message().to_string()),
+            None => Self::cut_by_budget(run, e).into(),
+        })
+    }
+
+    /// Step 5: the charge. Only a charge refused by payment, or one that never left this
+    /// service, is known not to have happened; any other failure (a connection lost mid-call)
+    /// may have charged the card, so payment is asked.
+    async fn charge(
+        &self,
+        run: &mut Run,
+        order_id: &str,
+        card: &Card,
+    ) -> Result<Answer, StepError> {
+        let timeout = match self.within_budget(run) {
+            Ok(t) => t,
+            Err(e) => return self.fail(run, e.into()).await,
+        };
+        self.save(run, Change::step(Step::Charging)).await?;
+        let charged = self
+            .down()
+            .charge(order_id, run.user(), run.total, card, timeout)
+            .await;
+        match charged {
+            Ok(tx) => {
+                self.record_charge(run, tx).await?;
+                self.finish_charged(run).await
+            }
+            Err(e) if e.ends_drive() => Err(e),
+            Err(e) => match e.refusal(&CHARGE_REFUSALS) {
+                Some(refusal) => self.fail(run, Failure::declined(refusal)).await,
+                None if matches!(e, StepError::NotSent { .. }) => {
+                    tracing::warn!(saga = %run.id, error = %e, "payment unreachable");
+                    self.fail(run, Failure::NotCharged).await
+                }
+                None => {
+                    tracing::warn!(saga = %run.id, error = %e, "charge outcome unknown");
+                    self.resolve_charge(run).await
+                }
+            },
+        }
+    }
+
+    /// Writes the transaction id down: from here on the saga pays or refunds.
+    pub(super) async fn record_charge(&self, run: &mut Run, tx: String) -> Result<(), StepError> {
+        run.tx = Some(tx.clone());
+        let charged = Change {
+            step: Some(Step::Charged),
+            transaction_id: Some(tx),
+            ..Change::default()
+        };
+        self.save(run, charged).await
+    }
+
+    /// Step 6: charged, so mark the order paid (bounded retries), else refund and cancel.
+    pub(super) async fn finish_charged(&self, run: &mut Run) -> Result<Answer, StepError> {
+        let (order_id, tx) = charged_ids(run, "charged")?;
+        let step = self.inner.timing.step;
+        for attempt in 0..MARK_PAID_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(MARK_PAID_BACKOFF * 2u32.pow(attempt - 1)).await;
+            }
+            match self
+                .down()
+                .mark_paid(run.user(), &order_id, &tx, step)
+                .await
+            {
+                Ok(()) => return self.paid(run).await,
+                Err(e) if e.ends_drive() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(saga = %run.id, attempt, error = %e, "MarkOrderPaid failed")
+                }
+            }
+        }
+        self.fail(run, Failure::Refunded).await
+    }
+
+    /// Step 7: the order is PAID, so record success, then empty the cart (or leave that to the
+    /// worker).
+    pub(super) async fn paid(&self, run: &mut Run) -> Result<Answer, StepError> {
+        let done = charged_ids(run, "paid")?;
+        let answer = self
+            .decide(run, Change::step(Step::CartPending), Ok(done))
+            .await?;
+        match self
+            .down()
+            .empty_cart(run.user(), self.inner.timing.step)
+            .await
+        {
+            Ok(()) => {
+                let completed = Change {
+                    state: Some(SagaState::Succeeded),
+                    step: Some(Step::Completed),
+                    release_lease_at: Some(now_ms()),
+                    ..Change::default()
+                };
+                self.save(run, completed).await?;
+                let order = run.order_id.as_deref().unwrap_or_default();
+                tracing::info!(saga = %run.id, order, "checkout completed");
+            }
+            Err(e) if e.ends_drive() => return Err(e),
+            Err(e) => {
+                tracing::warn!(saga = %run.id, error = %e, "EmptyCart failed; the recovery worker will retry");
+                self.park(run).await?;
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// The order and transaction of a saga that is `what` (charged, paid): both must be known.
+fn charged_ids(run: &Run, what: &str) -> Result<Done, StepError> {
+    match (&run.order_id, &run.tx) {
+        (Some(order_id), Some(tx)) => Ok((order_id.clone(), tx.clone())),
+        _ => Err(
+            crate::domain::Error::Corrupt(format!("saga {} is {what} without ids", run.id)).into(),
+        ),
+    }
+}

@@ -1,0 +1,89 @@
+//! What the client is told: recorded as the saga's outcome the first time it is decided, and
+//! replayed to every retry with the same idempotency key.
+
+use tonic::{Code, Status};
+
+use super::{Done, Engine, Failure, Run, StepError};
+use crate::domain::{Error, SagaState, Step};
+use crate::metrics::OutcomeKind;
+use crate::store::{Change, Outcome, Saga, now_ms};
+
+/// A checkout's answer to its client.
+pub type Answer = Result<Done, Status>;
+
+fn outcome_of(answer: &Answer) -> Outcome {
+    match answer {
+        Ok(_) => Outcome {
+            code: Code::Ok,
+            message: String::new(),
+        },
+        Err(s) => Outcome {
+            code: s.code(),
+            message: s.message().to_string(),
+        },
+    }
+}
+
+/// The recorded answer of `saga`: its ids, its error, or "in progress" while undecided.
+pub(super) fn replay(saga: &Saga) -> Answer {
+    match &saga.outcome {
+        Some(o) if o.code == Code::Ok => match (&saga.order_id, &saga.transaction_id) {
+            (Some(order), Some(tx)) => Ok((order.clone(), tx.clone())),
+            _ => Err(Error::Corrupt(format!("saga {} succeeded without ids", saga.id)).into()),
+        },
+        Some(o) => Err(Status::new(o.code, o.message.clone())),
+        None => Err(Error::InProgress.into()),
+    }
+}
+
+/// `failure`, unless it means this instance must stop writing: then that, as an error.
+pub(super) fn unless_stopping(failure: Failure) -> Result<Failure, StepError> {
+    match failure {
+        Failure::Step(e) if e.ends_drive() => Err(e),
+        failure => Ok(failure),
+    }
+}
+
+impl Engine {
+    /// Records `verdict` as the outcome (unless one is recorded already) with `change`,
+    /// counting it; returns the recorded answer.
+    pub(super) async fn decide(
+        &self,
+        run: &mut Run,
+        mut change: Change,
+        verdict: Result<Done, Failure>,
+    ) -> Result<Answer, StepError> {
+        let kind = match &verdict {
+            Ok(_) => OutcomeKind::Success,
+            Err(failure) => failure.kind(),
+        };
+        let answer = verdict.map_err(Failure::into_status);
+        let first = !run.outcome_recorded;
+        if first {
+            change.outcome = Some(outcome_of(&answer));
+        }
+        self.save(run, change).await?;
+        if first {
+            run.outcome_recorded = true;
+            self.inner.metrics.outcome(kind);
+        }
+        Ok(answer)
+    }
+
+    /// Ends a saga that wrote nothing elsewhere.
+    pub(super) async fn reject(
+        &self,
+        run: &mut Run,
+        failure: Failure,
+    ) -> Result<Answer, StepError> {
+        let failure = unless_stopping(failure)?;
+        tracing::info!(saga = %run.id, %failure, "checkout refused");
+        let change = Change {
+            state: Some(SagaState::Failed),
+            step: Some(Step::Rejected),
+            release_lease_at: Some(now_ms()),
+            ..Change::default()
+        };
+        self.decide(run, change, Err(failure)).await
+    }
+}

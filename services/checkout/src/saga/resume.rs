@@ -1,0 +1,90 @@
+//! Driving open sagas for the recovery worker: from the step each was left at to an end state,
+//! and finding out whether a charge whose answer never arrived happened.
+
+use std::time::Instant;
+
+use super::outcome::Answer;
+use super::{Engine, Failure, Run, StepError};
+use crate::domain::{SagaState, Step};
+use crate::store::{Change, Saga, now_ms};
+
+impl Engine {
+    /// Drives an open saga whose lease this instance just claimed to an end state (or parks
+    /// it again for later). A saga that ends in an error answer has still been driven: only
+    /// a lost lease, a stop or a storage failure is the worker's problem.
+    pub async fn resume(&self, saga: Saga) -> Result<(), StepError> {
+        tracing::info!(saga = %saga.id, step = %saga.step, "resuming saga");
+        let mut run = Run {
+            id: saga.id.clone(),
+            user_id: saga.user_id,
+            contact: saga.contact.clone(),
+            lines: saga.lines.clone(),
+            total: saga.total_cents.unwrap_or_default(),
+            order_id: saga.order_id.clone(),
+            tx: saga.transaction_id.clone(),
+            outcome_recorded: saga.outcome.is_some(),
+            deadline: Instant::now() + self.inner.timing.budget,
+        };
+        let run = &mut run;
+        match saga.step {
+            // Only reads so far: nothing to undo.
+            Step::Started | Step::Rejected => {
+                self.reject(run, Failure::Interrupted).await.map(drop)
+            }
+            // Never charged (the card is not stored), or charged and refunding.
+            Step::PlacingOrder
+            | Step::OrderPlaced
+            | Step::ReservingStock
+            | Step::StockReserved
+            | Step::Compensating => {
+                let failure = if run.tx.is_some() {
+                    Failure::Refunded
+                } else {
+                    Failure::Abandoned
+                };
+                self.fail(run, failure).await.map(drop)
+            }
+            Step::Charging => self.resolve_charge(run).await.map(drop),
+            Step::Charged => self.finish_charged(run).await.map(drop),
+            Step::CartPending => self.paid(run).await.map(drop),
+            Step::Completed | Step::Compensated => {
+                let state = if saga.step == Step::Completed {
+                    SagaState::Succeeded
+                } else {
+                    SagaState::Failed
+                };
+                let ended = Change {
+                    state: Some(state),
+                    release_lease_at: Some(now_ms()),
+                    ..Change::default()
+                };
+                self.save(run, ended).await
+            }
+        }
+    }
+
+    /// After a `Charge` whose outcome is unknown: ask payment whether the order was charged,
+    /// then finish the checkout with that charge or compensate an uncharged one.
+    pub(super) async fn resolve_charge(&self, run: &mut Run) -> Result<Answer, StepError> {
+        let Some(order_id) = run.order_id.clone() else {
+            return self.fail(run, Failure::Interrupted).await;
+        };
+        let found = self
+            .down()
+            .payment_of_order(&order_id, self.inner.timing.step)
+            .await;
+        match found {
+            Ok(Some(payment)) => {
+                self.record_charge(run, payment.transaction_id).await?;
+                self.finish_charged(run).await
+            }
+            Ok(None) => self.fail(run, Failure::NotCharged).await,
+            Err(e) if e.ends_drive() => Err(e),
+            Err(e) => {
+                tracing::warn!(saga = %run.id, error = %e, "cannot tell whether the order was charged; will retry");
+                self.park(run).await?;
+                Ok(Err(Failure::ChargeUnknown.into_status()))
+            }
+        }
+    }
+}
