@@ -30,13 +30,13 @@ pub use downstream::Downstream;
 pub const NAME: &str = "checkout";
 
 /// Default deadline of each remote step.
-pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default budget of one checkout request.
-pub const DEFAULT_BUDGET_MS: u64 = 10_000;
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
 /// Default interval of the recovery worker.
-pub const DEFAULT_RECOVERY_INTERVAL_MS: u64 = 5_000;
+pub const DEFAULT_RECOVERY_INTERVAL: Duration = Duration::from_secs(5);
 /// Default delay before a saga whose step failed is retried by the worker.
-pub const DEFAULT_RETRY_DELAY_MS: u64 = 2_000;
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// The built-in development key of request fingerprints; the `online` profile refuses it.
 pub const DEFAULT_FINGERPRINT_SECRET: &str =
     "tiktokmall-development-fingerprint-key-do-not-use-online";
@@ -54,13 +54,17 @@ pub struct Extra {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckoutSettings {
     /// Deadline of each remote call.
-    pub step_timeout_ms: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub step_timeout: Duration,
     /// Budget of the forward path of one checkout.
-    pub budget_ms: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub budget: Duration,
     /// How often the recovery worker looks for abandoned sagas.
-    pub recovery_interval_ms: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub recovery_interval: Duration,
     /// How long after a failed step the worker retries a saga.
-    pub retry_delay_ms: u64,
+    #[serde(with = "mall_common::config::duration")]
+    pub retry_delay: Duration,
     /// Secret keying the stored request fingerprints (they cover the card number), so a leaked
     /// `sagas` table cannot be brute-forced back to cards. Its own key, not the fleet's token
     /// signing key: rotating one must not touch the other. From the environment in production
@@ -96,10 +100,10 @@ pub fn default_settings() -> Settings {
         NAME,
         Extra {
             checkout: CheckoutSettings {
-                step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
-                budget_ms: DEFAULT_BUDGET_MS,
-                recovery_interval_ms: DEFAULT_RECOVERY_INTERVAL_MS,
-                retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
+                step_timeout: DEFAULT_STEP_TIMEOUT,
+                budget: DEFAULT_BUDGET,
+                recovery_interval: DEFAULT_RECOVERY_INTERVAL,
+                retry_delay: DEFAULT_RETRY_DELAY,
                 fingerprint_secret: config::Secret::new(DEFAULT_FINGERPRINT_SECRET),
             },
         },
@@ -128,27 +132,25 @@ fn mark_paid_backoff() -> Duration {
 /// saga a live request still drives.
 fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
     for (key, value) in [
-        ("checkout.step_timeout_ms", c.step_timeout_ms),
-        ("checkout.budget_ms", c.budget_ms),
-        ("checkout.recovery_interval_ms", c.recovery_interval_ms),
-        ("checkout.retry_delay_ms", c.retry_delay_ms),
+        ("checkout.step_timeout", c.step_timeout),
+        ("checkout.budget", c.budget),
+        ("checkout.recovery_interval", c.recovery_interval),
+        ("checkout.retry_delay", c.retry_delay),
     ] {
-        if value == 0 {
+        if value.is_zero() {
             anyhow::bail!("invalid configuration: `{key}`: must be positive");
         }
     }
-    if c.step_timeout_ms > c.budget_ms {
+    if c.step_timeout > c.budget {
         anyhow::bail!(
-            "invalid configuration: `checkout.step_timeout_ms`: must not exceed checkout.budget_ms"
+            "invalid configuration: `checkout.step_timeout`: must not exceed checkout.budget"
         );
     }
-    let step = Duration::from_millis(c.step_timeout_ms);
-    let budget = Duration::from_millis(c.budget_ms);
     Ok(saga::Timing {
-        step,
-        budget,
-        lease: budget + step * POST_BUDGET_STEPS + mark_paid_backoff(),
-        retry_delay: Duration::from_millis(c.retry_delay_ms),
+        step: c.step_timeout,
+        budget: c.budget,
+        lease: c.budget + c.step_timeout * POST_BUDGET_STEPS + mark_paid_backoff(),
+        retry_delay: c.retry_delay,
     })
 }
 
@@ -183,14 +185,13 @@ pub async fn build_with(
             .to_string(),
     );
     let service = service::CheckoutApi::new(engine.clone());
-    let alive = service.liveness();
     let bound = builder
         .add_service(CheckoutServiceServer::new(service), service::ACCESS)
         .bind()
         .await?;
     recovery::Recovery::new(engine).spawn(
-        Duration::from_millis(settings.ext.checkout.recovery_interval_ms),
-        alive,
+        settings.ext.checkout.recovery_interval,
+        bound.shutdown_handle(),
     );
     Ok(bound)
 }

@@ -1,12 +1,15 @@
-//! The recovery worker: on start and every `checkout.recovery_interval_ms` it claims running
+//! The recovery worker: on start and every `checkout.recovery_interval` it claims running
 //! sagas whose lease expired (one conditional `UPDATE` each, so one instance at a time drives a
 //! saga, across instances) and drives them to an end state with [`Engine::resume`]: before the
 //! charge they are compensated (the card is never stored, so they cannot be charged); after a
 //! recorded charge the order is marked paid or the charge refunded; `cart_pending` sagas get
 //! their cart emptied.
 
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::Duration;
+
+use mall_common::server::Shutdown;
+use mall_common::worker::spawn_periodic;
 
 use crate::domain::Error;
 use crate::saga::Engine;
@@ -68,19 +71,14 @@ impl Recovery {
         Ok(report)
     }
 
-    /// Runs a pass now and then every `interval` in a background task, for as long as `alive`
-    /// can be upgraded (the service holding its `Arc` is served).
-    pub fn spawn(self, interval: Duration, alive: Weak<()>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if alive.strong_count() == 0 {
-                    tracing::debug!("checkout service stopped; recovery worker exits");
-                    return;
-                }
-                match self.run_once().await {
+    /// Runs a pass now and then every `interval` in a background task, until the server
+    /// shuts down.
+    pub fn spawn(self, interval: Duration, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let recovery = Arc::new(self);
+        spawn_periodic("checkout recovery", interval, shutdown, move || {
+            let recovery = recovery.clone();
+            async move {
+                match recovery.run_once().await {
                     Ok(report) if !report.resumed.is_empty() || report.failed > 0 => {
                         tracing::info!(
                             resumed = report.resumed.len(),

@@ -1,8 +1,6 @@
 //! The gRPC edge of checkout: check the caller may act for the user, parse the request into
 //! domain types, run the saga, answer. Access rules are in [`ACCESS`].
 
-use std::sync::Arc;
-
 use mall_common::auth;
 use mall_common::auth::{Access, AccessTable};
 use mall_proto::checkout::v1 as pb;
@@ -23,22 +21,12 @@ pub const ACCESS: AccessTable = AccessTable {
 #[derive(Clone)]
 pub struct CheckoutApi {
     engine: Engine,
-    /// Held while the service is served; the recovery worker stops once the last clone drops.
-    alive: Arc<()>,
 }
 
 impl CheckoutApi {
     /// A service running sagas with `engine`.
     pub fn new(engine: Engine) -> Self {
-        CheckoutApi {
-            engine,
-            alive: Arc::new(()),
-        }
-    }
-
-    /// A handle that dies with the last clone of this service (see `Recovery::spawn`).
-    pub fn liveness(&self) -> std::sync::Weak<()> {
-        Arc::downgrade(&self.alive)
+        CheckoutApi { engine }
     }
 }
 

@@ -102,10 +102,10 @@ async fn start_checkout(
         "MALL__DISCOVERY__STATIC__PAYMENT",
         payment_addr.unwrap_or_else(|| fleet.endpoints("payment").grpc.to_string()),
     );
-    put("MALL__CHECKOUT__STEP_TIMEOUT_MS", "2000".into());
-    put("MALL__CHECKOUT__BUDGET_MS", "8000".into());
-    put("MALL__CHECKOUT__RECOVERY_INTERVAL_MS", "100".into());
-    put("MALL__CHECKOUT__RETRY_DELAY_MS", "100".into());
+    put("MALL__CHECKOUT__STEP_TIMEOUT", "2s".into());
+    put("MALL__CHECKOUT__BUDGET", "8s".into());
+    put("MALL__CHECKOUT__RECOVERY_INTERVAL", "100ms".into());
+    put("MALL__CHECKOUT__RETRY_DELAY", "100ms".into());
     for (k, v) in overrides {
         put(k, (*v).to_string());
     }
@@ -680,8 +680,8 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
     let fleet = fleet().await;
     let db = checkout_db_url(&fleet);
     let timing = [
-        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "300"),
-        ("MALL__CHECKOUT__BUDGET_MS", "1000"),
+        ("MALL__CHECKOUT__STEP_TIMEOUT", "300ms"),
+        ("MALL__CHECKOUT__BUDGET", "1s"),
     ];
     let hooks = Faults::default();
     hooks.crash_after_charge.store(true, Ordering::SeqCst);
@@ -754,8 +754,8 @@ async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_t
     // A short budget and step timeout keep the abandoned lease (budget + the steps a request may
     // still take after it) short.
     let timing = [
-        ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "300"),
-        ("MALL__CHECKOUT__BUDGET_MS", "1000"),
+        ("MALL__CHECKOUT__STEP_TIMEOUT", "300ms"),
+        ("MALL__CHECKOUT__BUDGET", "1s"),
     ];
     let hooks = Faults::default();
     hooks
@@ -844,8 +844,8 @@ async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_chargin
         None,
         &[
             ("MALL__DISCOVERY__STATIC__PRODUCT", product_addr.as_str()),
-            ("MALL__CHECKOUT__STEP_TIMEOUT_MS", "900"),
-            ("MALL__CHECKOUT__BUDGET_MS", "1000"),
+            ("MALL__CHECKOUT__STEP_TIMEOUT", "900ms"),
+            ("MALL__CHECKOUT__BUDGET", "1s"),
         ],
     )
     .await;

@@ -97,10 +97,10 @@ async fn start_checkout(fleet: &TestFleet, db_url: &str, hooks: Faults) -> Insta
             fleet.endpoints(name).grpc.to_string(),
         );
     }
-    put("MALL__CHECKOUT__STEP_TIMEOUT_MS", "2000".into());
-    put("MALL__CHECKOUT__BUDGET_MS", "8000".into());
-    put("MALL__CHECKOUT__RECOVERY_INTERVAL_MS", "100".into());
-    put("MALL__CHECKOUT__RETRY_DELAY_MS", "100".into());
+    put("MALL__CHECKOUT__STEP_TIMEOUT", "2s".into());
+    put("MALL__CHECKOUT__BUDGET", "8s".into());
+    put("MALL__CHECKOUT__RECOVERY_INTERVAL", "100ms".into());
+    put("MALL__CHECKOUT__RETRY_DELAY", "100ms".into());
     let settings = config::load(
         checkout::NAME,
         checkout::default_settings(),
