@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole CI run, on a fresh clone:
 #   1. make sure MariaDB and Redis are installed and running (fails if they stay unreachable);
-#   2. cargo fmt --check, cargo clippy -D warnings;
+#   2. cargo fmt --check, cargo clippy -D warnings, no unused dependency (cargo-machete);
 #   3. the README's test command (`cargo test --workspace`) with MALL_TEST_MYSQL_URL and
 #      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends;
 #   4. the same tests once more on the embedded defaults (SQLite + in-process cache);
@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 # Reuse one build directory across runs (CI runs in a fresh clone).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiktokmall-target}"
 export CARGO_TERM_COLOR=never
+# Incremental artifacts only help repeated local edits; in CI they cost gigabytes of disk.
+export CARGO_INCREMENTAL=0
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
@@ -50,6 +52,8 @@ echo "MariaDB and Redis are up"
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+command -v cargo-machete >/dev/null 2>&1 || cargo install cargo-machete --locked --version 0.9.2
+cargo machete
 
 step "tests on MariaDB + Redis (README: cargo test --workspace)"
 MALL_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 \
