@@ -10,15 +10,17 @@
 //! - [`invalid`]: [`Invalid`] `{ field, reason }`, whose message names the field;
 //! - [`ids`]: [`UserId`], [`ProductId`] (the API's `uint64` and the stored `BIGINT` in one
 //!   place), [`OrderId`], [`TransactionId`], [`ReservationId`], [`SagaId`];
-//! - [`money`]: [`Cents`] with checked arithmetic, [`Quantity`] (1..=999);
+//! - [`money`]: [`Cents`] with checked arithmetic, [`Quantity`] (1..=999), the line limits;
 //! - [`text`]: bounded [`Text`] (single line or multiline) and [`Email`];
 //! - [`address`]: the one shipping [`Address`];
+//! - [`card`]: the digits a card number and CVV have, for checkout and payment alike;
 //! - [`idempotency`]: a client's [`IdempotencyKey`];
 //! - [`service`]: [`ServiceName`], the seven services and their ports;
 //! - [`role`]: [`Role`] and [`TokenKind`] as tokens carry them;
 //! - [`time`]: the [`Clock`] and unix seconds / milliseconds.
 
 pub mod address;
+pub mod card;
 pub mod idempotency;
 pub mod ids;
 pub mod invalid;

@@ -13,6 +13,8 @@ use crate::invalid::Invalid;
 
 /// Most units on one cart, order or reservation line.
 pub const MAX_QUANTITY: i32 = 999;
+/// Most lines on one order, and so in one checkout and one stock reservation.
+pub const MAX_ORDER_LINES: usize = 100;
 /// Highest catalog price: 100 million in the store currency, so totals stay far from overflow.
 pub const MAX_PRICE_CENTS: i64 = 10_000_000_000;
 /// Highest line total: the highest price times the largest quantity.
@@ -242,7 +244,7 @@ mod tests {
         assert_eq!(Cents::checked_sum([]), Some(Cents::ZERO));
         assert_eq!(Cents::checked_sum([cents(i64::MAX), cents(1)]), None);
         // An order's most lines at the highest line total fit comfortably.
-        assert!(Cents::checked_sum(vec![cents(MAX_LINE_CENTS); 100]).is_some());
+        assert!(Cents::checked_sum(vec![cents(MAX_LINE_CENTS); MAX_ORDER_LINES]).is_some());
     }
 
     #[test]

@@ -5,15 +5,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::RangeInclusive;
 
+use mall_types::card::{CVV_DIGITS, EXPIRY_MONTHS, NUMBER_DIGITS};
 use mall_types::{Address, Cents, Email, IdempotencyKey, Invalid, Quantity, TextRule, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// A first or last name: one line of up to 100 characters.
 pub const NAME_TEXT: TextRule = TextRule::line(100);
-/// Most lines one checkout may hold (BatchGetProducts takes at most 100 ids).
-pub const MAX_LINES: usize = 100;
+/// Most lines one checkout may hold: one order's.
+pub use mall_types::money::MAX_ORDER_LINES as MAX_LINES;
 
 /// Everything that can go wrong at the checkout edge (the saga's own outcomes are statuses).
 #[derive(Debug, thiserror::Error)]
@@ -209,11 +211,12 @@ pub struct CheckoutInput {
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
-fn digits(value: &str, field: &str, min: usize, max: usize) -> Result<String, Invalid> {
+fn digits(value: &str, field: &str, count: RangeInclusive<usize>) -> Result<String, Invalid> {
     if value.is_empty() {
         return Err(Invalid::new(field, "is required"));
     }
-    if !(min..=max).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+    if !count.contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+        let (min, max) = count.into_inner();
         return Err(Invalid::new(
             field,
             format!("must be {min} to {max} digits"),
@@ -243,12 +246,12 @@ impl CheckoutInput {
         let (number, cvv, year, month) =
             card.ok_or_else(|| Invalid::new("credit_card", "is required"))?;
         let card = Card {
-            number: digits(number, "credit_card.credit_card_number", 13, 19)?,
-            cvv: digits(cvv, "credit_card.credit_card_cvv", 3, 4)?,
+            number: digits(number, "credit_card.credit_card_number", NUMBER_DIGITS)?,
+            cvv: digits(cvv, "credit_card.credit_card_cvv", CVV_DIGITS)?,
             year,
             month,
         };
-        if !(1..=12).contains(&month) {
+        if !EXPIRY_MONTHS.contains(&month) {
             return Err(Invalid::new(
                 "credit_card.credit_card_expiration_month",
                 "must be 1..=12",

@@ -8,8 +8,7 @@ use mall_types::{
     Address, Cents, Email, IdempotencyKey, Invalid, ProductId, Quantity, TextRule, UserId,
 };
 
-/// Most lines in one order.
-pub const MAX_ORDER_LINES: usize = 100;
+pub use mall_types::money::MAX_ORDER_LINES;
 /// A cancellation reason: one line of up to 500 characters, may be empty.
 pub const REASON_TEXT: TextRule = TextRule::line(500).optional();
 /// The reason recorded when a customer cancels without giving one.

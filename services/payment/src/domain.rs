@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use mall_types::card::{CVV_DIGITS, EXPIRY_MONTHS, NUMBER_DIGITS};
 use mall_types::{Cents, Invalid, OrderId, Text, TextRule, TransactionId, UserId};
 
 /// Highest card charge: far above any order total, far from `i64` overflow.
@@ -252,14 +253,14 @@ impl CardInput<'_> {
                 "must contain only digits, spaces and dashes",
             ));
         }
-        if !(13..=19).contains(&digits.len()) {
+        if !NUMBER_DIGITS.contains(&digits.len()) {
             return Err(Invalid::new(NUMBER, "must be 13 to 19 digits"));
         }
         if !luhn(&digits) {
             return Err(Invalid::new(NUMBER, "is not a valid card number"));
         }
         let cvv = self.cvv.as_bytes();
-        if !(3..=4).contains(&cvv.len()) || !cvv.iter().all(u8::is_ascii_digit) {
+        if !CVV_DIGITS.contains(&cvv.len()) || !cvv.iter().all(u8::is_ascii_digit) {
             return Err(Invalid::new(
                 "credit_card.credit_card_cvv",
                 "must be 3 or 4 digits",
@@ -286,7 +287,7 @@ impl CardInput<'_> {
 fn check_expiry(year: i32, month: i32, now: i64) -> Result<(), Invalid> {
     const MONTH: &str = "credit_card.credit_card_expiration_month";
     const YEAR: &str = "credit_card.credit_card_expiration_year";
-    if !(1..=12).contains(&month) {
+    if !EXPIRY_MONTHS.contains(&month) {
         return Err(Invalid::new(MONTH, "must be 1 to 12"));
     }
     let year = match year {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use mall_types::ids::ReservationId;
+use mall_types::money::MAX_ORDER_LINES;
 use mall_types::{Cents, Invalid, ProductId, Quantity, Text, TextRule};
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +20,12 @@ pub const CATEGORY_TEXT: TextRule = TextRule::line(64);
 pub const QUERY_TEXT: TextRule = TextRule::line(200);
 /// Most categories on one product.
 pub const MAX_CATEGORIES: usize = 20;
-/// Most ids in one `BatchGetProducts`.
+/// Most ids in one `BatchGetProducts`: at least an order's lines, so checkout prices a cart in
+/// one call.
 pub const MAX_BATCH_IDS: usize = 100;
-/// Most lines in one reservation.
-pub const MAX_RESERVATION_LINES: usize = 100;
+const _: () = assert!(MAX_BATCH_IDS >= MAX_ORDER_LINES);
+/// Most lines in one reservation: one order's.
+pub const MAX_RESERVATION_LINES: usize = MAX_ORDER_LINES;
 
 /// Everything that can go wrong in the catalog.
 #[derive(Debug, thiserror::Error)]
