@@ -1,9 +1,6 @@
 //! [`IdempotencyKey`]: a client's name for one logical request, so a retry finds the first
 //! attempt's outcome instead of doing the work twice.
 
-use std::fmt;
-use std::ops::Deref;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ids::visible_ascii;
@@ -34,44 +31,15 @@ impl IdempotencyKey {
             IdempotencyKey::parse(value).map(Some)
         }
     }
-
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl Deref for IdempotencyKey {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for IdempotencyKey {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for IdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::macros::str_newtype!(IdempotencyKey);
 
 impl TryFrom<String> for IdempotencyKey {
     type Error = Invalid;
 
     fn try_from(value: String) -> Result<Self, Invalid> {
         IdempotencyKey::parse(&value)
-    }
-}
-
-impl From<IdempotencyKey> for String {
-    fn from(k: IdempotencyKey) -> String {
-        k.0
     }
 }
 

@@ -10,7 +10,6 @@
 //! limits leave room for ids chosen by others (Alipay's `trade_no`, a caller's reservation id).
 
 use std::fmt;
-use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,36 +138,9 @@ macro_rules! string_id {
                 visible_ascii(value, field, Self::MAX_CHARS).map($name)
             }
 
-            /// The id.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            /// The id, owned.
-            pub fn into_string(self) -> String {
-                self.0
-            }
         }
 
-        impl Deref for $name {
-            type Target = str;
-
-            fn deref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        crate::macros::str_newtype!($name);
 
         impl TryFrom<String> for $name {
             type Error = Invalid;
@@ -178,11 +150,6 @@ macro_rules! string_id {
             }
         }
 
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
     };
 }
 

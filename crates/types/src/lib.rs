@@ -19,6 +19,8 @@
 //! - [`role`]: [`Role`] and [`TokenKind`] as tokens carry them;
 //! - [`time`]: the [`Clock`] and unix seconds / milliseconds.
 
+mod macros;
+
 pub mod address;
 pub mod card;
 pub mod idempotency;

@@ -1,11 +1,6 @@
 //! [`Role`] and [`TokenKind`], spelled as the tokens carry them (the `role` and `typ` claims).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::invalid::Invalid;
 
 /// Who a token speaks for: the `role` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,22 +28,7 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = Invalid;
-
-    fn from_str(name: &str) -> Result<Self, Invalid> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == name)
-            .ok_or_else(|| Invalid::new("role", format!("`{name}` is not user, admin or service")))
-    }
-}
+crate::macros::named_enum!(Role, "role");
 
 /// What a token is for: the `typ` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,6 +41,9 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
+    /// Every kind.
+    pub const ALL: [TokenKind; 2] = [TokenKind::Access, TokenKind::Service];
+
     /// The claim value (`"access"`, `"service"`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -70,22 +53,7 @@ impl TokenKind {
     }
 }
 
-impl fmt::Display for TokenKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TokenKind {
-    type Err = Invalid;
-
-    fn from_str(name: &str) -> Result<Self, Invalid> {
-        [TokenKind::Access, TokenKind::Service]
-            .into_iter()
-            .find(|k| k.as_str() == name)
-            .ok_or_else(|| Invalid::new("typ", format!("`{name}` is not access or service")))
-    }
-}
+crate::macros::named_enum!(TokenKind, "typ");
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,7 @@
 //! [`ServiceName`]: the seven services of the fleet, each with its well-known port, so no code
 //! spells a service as a string literal.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::invalid::Invalid;
 
 /// One of the seven services. Its [`as_str`](Self::as_str) is the name used in configuration,
 /// discovery, database URLs and service tokens.
@@ -68,30 +63,7 @@ impl ServiceName {
     }
 }
 
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ServiceName {
-    type Err = Invalid;
-
-    /// Exactly one of the seven names, lower case.
-    fn from_str(name: &str) -> Result<Self, Invalid> {
-        ServiceName::ALL
-            .into_iter()
-            .find(|s| s.as_str() == name)
-            .ok_or_else(|| {
-                Invalid::new(
-                    "service",
-                    format!(
-                        "`{name}` is not one of auth, user, cart, product, order, payment, checkout"
-                    ),
-                )
-            })
-    }
-}
+crate::macros::named_enum!(ServiceName, "service");
 
 #[cfg(test)]
 mod tests {

@@ -4,9 +4,6 @@
 //! A service states each of its limits once, as a rule constant (`const NAME: TextRule =
 //! TextRule::line(200);`), and parses with it at the edge.
 
-use std::fmt;
-use std::ops::Deref;
-
 use serde::{Deserialize, Serialize};
 
 use crate::invalid::Invalid;
@@ -91,47 +88,11 @@ impl TextRule {
 
 /// Text that kept its [`TextRule`]: trimmed, bounded, free of control characters. Reads as a
 /// `&str`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Text(String);
 
-impl Text {
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The text, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl Deref for Text {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<Text> for String {
-    fn from(t: Text) -> String {
-        t.0
-    }
-}
+crate::macros::str_newtype!(Text);
 
 /// An email address: one `@`, a non-empty local part of at most 64 characters, a dotted domain
 /// (no empty labels at its ends or in a row), no spaces or control characters, at most 254
@@ -170,49 +131,15 @@ impl Email {
             Err(Invalid::new(Self::FIELD, "is not a valid address"))
         }
     }
-
-    /// The address.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The address, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
-impl Deref for Email {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Email {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::macros::str_newtype!(Email);
 
 impl TryFrom<String> for Email {
     type Error = Invalid;
 
     fn try_from(value: String) -> Result<Self, Invalid> {
         Email::parse(&value)
-    }
-}
-
-impl From<Email> for String {
-    fn from(e: Email) -> String {
-        e.0
     }
 }
 
