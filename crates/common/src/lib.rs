@@ -22,7 +22,7 @@
 //! 13. [`platform`]: database + cache + tokens + discovery + clients, opened in one call, and
 //!     the server wired to them.
 //!
-//! [`paging`], [`reply`] and [`validate`] are small helpers for the services' gRPC edges.
+//! [`paging`] and [`reply`] are small helpers for the services' gRPC edges.
 
 pub mod error;
 
@@ -49,6 +49,5 @@ pub mod platform;
 
 pub mod paging;
 pub mod reply;
-pub mod validate;
 
 pub use config::Settings;

@@ -3,6 +3,7 @@
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use mall_types::{Email, Invalid};
 use tonic::Status;
 
 /// The one message for an unknown user and a wrong password (no enumeration).
@@ -12,8 +13,8 @@ pub const BAD_CREDENTIALS: &str = "invalid username or password";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// The username is taken.
     #[error("username is already taken")]
     UsernameTaken,
@@ -49,7 +50,7 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(m) => Status::invalid_argument(m),
+            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
             Error::UsernameTaken => Status::already_exists(e.to_string()),
             Error::AccountNotFound => Status::not_found(e.to_string()),
             Error::AccountDisabled => Status::permission_denied(e.to_string()),
@@ -64,12 +65,8 @@ impl From<Error> for Status {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid(msg.into())
-}
-
 /// A username: 4–31 characters of `[A-Za-z0-9_]`.
-pub fn username(value: &str) -> Result<String, Error> {
+pub fn username(value: &str) -> Result<String, Invalid> {
     let ok = (4..=31).contains(&value.len())
         && value
             .bytes()
@@ -77,30 +74,26 @@ pub fn username(value: &str) -> Result<String, Error> {
     if ok {
         Ok(value.to_string())
     } else {
-        Err(invalid(
-            "username must be 4-31 characters of letters, digits and _",
+        Err(Invalid::new(
+            "username",
+            "must be 4-31 characters of letters, digits and _",
         ))
     }
 }
 
 /// A password: 8–128 characters.
-pub fn password(value: &str) -> Result<&str, Error> {
+pub fn password(value: &str) -> Result<&str, Invalid> {
     let chars = value.chars().count();
     if (8..=128).contains(&chars) {
         Ok(value)
     } else {
-        Err(invalid("password must be 8-128 characters"))
+        Err(Invalid::new("password", "must be 8-128 characters"))
     }
-}
-
-/// An email address (see [`mall_common::validate::email`]).
-pub fn email(value: &str) -> Result<String, Error> {
-    mall_common::validate::email(value).map_err(|e| Error::Invalid(e.0))
 }
 
 /// A phone number: empty, a mainland-China mobile (`1[3-9]` + 9 digits) or E.164 (`+` then
 /// 7–15 digits, not starting with 0).
-pub fn phone(value: &str) -> Result<String, Error> {
+pub fn phone(value: &str) -> Result<String, Invalid> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let valid = value.is_empty()
         || (value.len() == 11
@@ -113,8 +106,9 @@ pub fn phone(value: &str) -> Result<String, Error> {
     if valid {
         Ok(value.to_string())
     } else {
-        Err(invalid(
-            "phone must be a mobile number like 13800138000 or E.164 like +4915112345678",
+        Err(Invalid::new(
+            "phone",
+            "must be a mobile number like 13800138000 or E.164 like +4915112345678",
         ))
     }
 }
@@ -125,17 +119,17 @@ pub struct Registration {
     /// Username.
     pub username: String,
     /// Email (lower-cased).
-    pub email: String,
+    pub email: Email,
     /// Phone or empty.
     pub phone: String,
 }
 
 impl Registration {
     /// Validates the request fields (the password separately, see [`password`]).
-    pub fn parse(user: &str, mail: &str, tel: &str) -> Result<Self, Error> {
+    pub fn parse(user: &str, mail: &str, tel: &str) -> Result<Self, Invalid> {
         Ok(Registration {
             username: username(user)?,
-            email: email(mail)?,
+            email: Email::parse(mail)?,
             phone: phone(tel)?,
         })
     }
@@ -147,17 +141,17 @@ pub struct AccountPatch {
     /// New username.
     pub username: Option<String>,
     /// New email.
-    pub email: Option<String>,
+    pub email: Option<Email>,
     /// New phone.
     pub phone: Option<String>,
 }
 
 impl AccountPatch {
     /// Validates the request; empty fields mean "unchanged".
-    pub fn parse(user: &str, mail: &str, tel: &str) -> Result<Self, Error> {
+    pub fn parse(user: &str, mail: &str, tel: &str) -> Result<Self, Invalid> {
         Ok(AccountPatch {
             username: (!user.is_empty()).then(|| username(user)).transpose()?,
-            email: (!mail.is_empty()).then(|| email(mail)).transpose()?,
+            email: (!mail.is_empty()).then(|| Email::parse(mail)).transpose()?,
             phone: (!tel.is_empty()).then(|| phone(tel)).transpose()?,
         })
     }
@@ -226,7 +220,11 @@ mod tests {
         assert!(password("12345678").is_ok());
         assert!(password("1234567").is_err());
         assert!(password(&"x".repeat(129)).is_err());
-        assert_eq!(email(" Alice@Example.COM ").unwrap(), "alice@example.com");
+        let email = |value: &str| Registration::parse("alice_01", value, "").map(|r| r.email);
+        assert_eq!(
+            email(" Alice@Example.COM ").unwrap().as_str(),
+            "alice@example.com"
+        );
         for bad in [
             "",
             "a",
@@ -237,8 +235,20 @@ mod tests {
             "a@.com",
             "a@b..com",
         ] {
-            assert!(email(bad).is_err(), "{bad}");
+            assert_eq!(email(bad).unwrap_err().field(), "email", "{bad}");
         }
+        assert_eq!(
+            username("abc").unwrap_err().to_string(),
+            "username must be 4-31 characters of letters, digits and _"
+        );
+        assert!(username(&"u".repeat(31)).is_ok());
+        assert!(username(&"u".repeat(32)).is_err());
+        assert!(password(&"p".repeat(128)).is_ok());
+        assert_eq!(
+            password("short").unwrap_err().to_string(),
+            "password must be 8-128 characters"
+        );
+        assert_eq!(phone("phone").unwrap_err().field(), "phone");
         for good in ["", "13800138000", "+4915112345678", "+1234567"] {
             assert!(phone(good).is_ok(), "{good}");
         }

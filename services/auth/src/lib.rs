@@ -12,10 +12,11 @@ use mall_common::config::{self, ConfigError, Profile, Secret, Validate, ensure};
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::auth::v1::auth_service_server::AuthServiceServer;
+use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
 
 /// The service name used in config, discovery and the database URL.
-pub const NAME: &str = "auth";
+pub const NAME: &str = ServiceName::Auth.as_str();
 
 /// Auth's own sections.
 #[derive(Debug, Clone, Serialize, Deserialize)]

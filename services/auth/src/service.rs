@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use mall_common::auth::{Access, AccessTable};
-use mall_common::auth::{Caller, ROLE_USER, Tokens, token_from_field_or_metadata};
+use mall_common::auth::{Caller, Tokens, token_from_field_or_metadata};
 use mall_common::cache::SharedCache;
 use mall_common::reply::success as ok;
-use mall_common::store::{id_from_api, id_to_api, unix_now};
 use mall_proto::auth::v1 as pb;
 use mall_proto::auth::v1::auth_service_server::AuthService;
+use mall_types::ids::stored_to_api;
+use mall_types::time::unix_secs;
+use mall_types::{Invalid, Role, UserId};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
@@ -50,8 +52,8 @@ fn new_refresh_token() -> String {
     )
 }
 
-fn account_id(user_id: u64) -> Result<i64, Error> {
-    id_from_api(user_id).ok_or_else(|| Error::Invalid("user_id must be a positive id".into()))
+fn account_id(user_id: u64) -> Result<UserId, Error> {
+    Ok(UserId::parse(user_id, "user_id")?)
 }
 
 /// A freshly issued session.
@@ -111,7 +113,7 @@ impl AuthServiceImpl {
         &self,
         reg: &Registration,
         password: &str,
-        role: &str,
+        role: Role,
     ) -> Result<i64, Error> {
         let hash = self.hash(domain::password(password)?).await?;
         self.accounts.create(reg, &hash, role).await
@@ -121,12 +123,12 @@ impl AuthServiceImpl {
     async fn start_session(&self, account: &AccountRow) -> Result<Session, Error> {
         let family = uuid::Uuid::new_v4().to_string();
         let refresh = new_refresh_token();
-        let expires = unix_now()
+        let expires = unix_secs()
             + i64::try_from(self.settings.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         self.accounts
             .add_refresh_token(&hash_refresh_token(&refresh), &family, account.id, expires)
             .await?;
-        let user_id = id_to_api(account.id);
+        let user_id = stored_to_api(account.id);
         let (access, claims) =
             self.tokens
                 .issue_access(user_id, &account.username, &account.role, &family)?;
@@ -175,11 +177,19 @@ impl AuthServiceImpl {
     }
 
     async fn login(&self, username: &str, password: &str) -> Result<Session, Error> {
-        if username.is_empty() || password.is_empty() {
-            return Err(Error::Invalid("username and password are required".into()));
-        }
-        if username.len() > MAX_LOGIN_INPUT_BYTES || password.len() > MAX_LOGIN_INPUT_BYTES {
-            return Err(Error::Invalid("username or password is too long".into()));
+        // Only the shape is checked here: the username rule is registration's, and a login
+        // must answer a name that breaks it exactly like an unknown one.
+        for (field, value) in [("username", username), ("password", password)] {
+            if value.is_empty() {
+                return Err(Invalid::new(field, "is required").into());
+            }
+            if value.len() > MAX_LOGIN_INPUT_BYTES {
+                return Err(Invalid::new(
+                    field,
+                    format!("is longer than {MAX_LOGIN_INPUT_BYTES} bytes"),
+                )
+                .into());
+            }
         }
         let (_, lock_key) = Self::lock_keys(username);
         let locked = self
@@ -221,7 +231,7 @@ impl AuthServiceImpl {
             return Err(Error::BadRefreshToken);
         }
         let next = new_refresh_token();
-        let expires = unix_now()
+        let expires = unix_secs()
             + i64::try_from(self.settings.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         match self
             .accounts
@@ -238,14 +248,14 @@ impl AuthServiceImpl {
                     .await
                     .map_err(|_| Error::BadRefreshToken)?;
                 let (access, claims) = self.tokens.issue_access(
-                    id_to_api(account.id),
+                    stored_to_api(account.id),
                     &account.username,
                     &account.role,
                     &family,
                 )?;
                 Ok((
                     Session {
-                        user_id: id_to_api(account.id),
+                        user_id: stored_to_api(account.id),
                         access,
                         expires_at: claims.exp,
                         refresh: next,
@@ -264,7 +274,7 @@ impl AuthServiceImpl {
 
     fn to_account(a: AccountRow) -> pb::Account {
         pb::Account {
-            user_id: id_to_api(a.id),
+            user_id: stored_to_api(a.id),
             username: a.username,
             email: a.email,
             phone: a.phone,
@@ -291,7 +301,7 @@ impl AuthServiceImpl {
         let reg = Registration::parse(&admin.username, &admin.email, "")
             .map_err(|e| anyhow::anyhow!("accounts.bootstrap_admin: {e}"))?;
         match self
-            .create_account(&reg, admin.password.expose(), mall_common::auth::ROLE_ADMIN)
+            .create_account(&reg, admin.password.expose(), Role::Admin)
             .await
         {
             Ok(id) => {
@@ -315,8 +325,9 @@ impl AuthService for AuthServiceImpl {
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let req = request.into_inner();
-        let reg = Registration::parse(&req.username, &req.email, &req.phone)?;
-        let id = self.create_account(&reg, &req.password, ROLE_USER).await?;
+        let reg =
+            Registration::parse(&req.username, &req.email, &req.phone).map_err(Error::from)?;
+        let id = self.create_account(&reg, &req.password, Role::User).await?;
         let account = self.active_account(id).await?;
         let session = self.start_session(&account).await?;
         tracing::info!(user_id = session.user_id, "account registered");
@@ -400,7 +411,7 @@ impl AuthService for AuthServiceImpl {
         request: Request<pb::DeliverTokenReq>,
     ) -> Result<Response<pb::DeliveryResp>, Status> {
         let id = account_id(request.into_inner().user_id)?;
-        let account = self.active_account(id).await?;
+        let account = self.active_account(id.db()).await?;
         let session = self.start_session(&account).await?;
         Ok(Response::new(pb::DeliveryResp {
             base: ok(),
@@ -414,7 +425,7 @@ impl AuthService for AuthServiceImpl {
         request: Request<pb::GetAccountReq>,
     ) -> Result<Response<pb::Account>, Status> {
         let id = account_id(request.into_inner().user_id)?;
-        let account = self.active_account(id).await?;
+        let account = self.active_account(id.db()).await?;
         Ok(Response::new(Self::to_account(account)))
     }
 
@@ -424,12 +435,13 @@ impl AuthService for AuthServiceImpl {
     ) -> Result<Response<pb::Account>, Status> {
         let req = request.into_inner();
         let id = account_id(req.user_id)?;
-        let patch = AccountPatch::parse(&req.new_username, &req.new_email, &req.new_phone)?;
+        let patch = AccountPatch::parse(&req.new_username, &req.new_email, &req.new_phone)
+            .map_err(Error::from)?;
         if !self.accounts.update(id, &patch).await? {
             return Err(Error::AccountNotFound.into());
         }
         Ok(Response::new(Self::to_account(
-            self.active_account(id).await?,
+            self.active_account(id.db()).await?,
         )))
     }
 

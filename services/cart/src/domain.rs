@@ -2,11 +2,9 @@
 //! Requests are parsed into these types at the edge (`service.rs`), so the store never sees
 //! unchecked input.
 
-use mall_common::validate::{Invalid, invalid, positive_id};
+use mall_types::money::MAX_QUANTITY;
+use mall_types::{Invalid, ProductId, Quantity, UserId};
 use tonic::{Code, Status};
-
-/// Most units one cart line holds.
-pub const MAX_LINE_QUANTITY: i64 = 999;
 
 /// Everything that can go wrong in the cart service.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +15,8 @@ pub enum Error {
     /// The catalog has no (live) product with this id.
     #[error("product {0} not found")]
     ProductNotFound(u64),
-    /// Adding would take the line past [`MAX_LINE_QUANTITY`].
-    #[error("cart line for product {0} would exceed {MAX_LINE_QUANTITY}")]
+    /// Adding would take the line past [`MAX_QUANTITY`].
+    #[error("cart line for product {0} would exceed {MAX_QUANTITY}")]
     LineFull(u64),
     /// The line kept changing under concurrent writers; the client may retry.
     #[error("cart line for product {0} is changing concurrently; retry")]
@@ -37,7 +35,7 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(e) => e.into(),
+            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
             Error::ProductNotFound(_) => Status::not_found(e.to_string()),
             Error::LineFull(_) => Status::failed_precondition(e.to_string()),
             // A concurrency conflict, not an unhealthy instance: ABORTED tells the client to retry
@@ -60,42 +58,37 @@ impl From<Error> for Status {
 }
 
 /// The owner of a cart from a request's `user_id`.
-pub fn user_id(id: u64) -> Result<i64, Invalid> {
-    positive_id(id, "user_id", "user")
+pub fn user_id(id: u64) -> Result<UserId, Invalid> {
+    UserId::parse(id, "user_id")
 }
 
-/// A product id from a request.
-pub fn product_id(id: u64, field: &str) -> Result<i64, Invalid> {
-    positive_id(id, field, "product")
+/// The `(product, units)` of a request's `item`, `None` when the item is missing: the product
+/// checked, the units as sent (each RPC has its own rule for them).
+fn item(item: Option<(u64, i32)>) -> Result<(ProductId, i32), Invalid> {
+    let (product, units) = item.ok_or_else(|| Invalid::new("item", "is required"))?;
+    Ok((ProductId::parse(product, "item.product_id")?, units))
 }
 
 /// A valid `AddItem`: add `quantity` (1..=999) units of `product_id` to `user_id`'s cart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addition {
     /// The cart's owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The product to add.
-    pub product_id: i64,
-    /// Units to add, 1..=999.
-    pub quantity: i64,
+    pub product_id: ProductId,
+    /// Units to add.
+    pub quantity: Quantity,
 }
 
 impl Addition {
     /// Validates the request fields; `item` is `(product_id, quantity)`, `None` when missing.
     pub fn parse(user_id: u64, item: Option<(u64, i32)>) -> Result<Self, Invalid> {
         let user_id = self::user_id(user_id)?;
-        let (product, quantity) = item.ok_or_else(|| invalid("item is required"))?;
-        let product_id = product_id(product, "item.product_id")?;
-        let quantity = i64::from(quantity);
-        if !(1..=MAX_LINE_QUANTITY).contains(&quantity) {
-            return Err(invalid(format!(
-                "item.quantity must be between 1 and {MAX_LINE_QUANTITY}, got {quantity}"
-            )));
-        }
+        let (product_id, units) = self::item(item)?;
         Ok(Addition {
             user_id,
             product_id,
-            quantity,
+            quantity: Quantity::parse(units, "item.quantity")?,
         })
     }
 }
@@ -103,21 +96,21 @@ impl Addition {
 /// A valid `UpdateItem`: set a line's quantity, or remove it (quantity 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineUpdate {
-    /// Set the line of `product_id` to `quantity` (1..=999), creating it when missing.
+    /// Set the line of `product_id` to `quantity`, creating it when missing.
     Set {
         /// The cart's owner.
-        user_id: i64,
+        user_id: UserId,
         /// The product of the line.
-        product_id: i64,
-        /// The new quantity, 1..=999.
-        quantity: i64,
+        product_id: ProductId,
+        /// The new quantity.
+        quantity: Quantity,
     },
     /// Remove the line of `product_id` (a missing line is fine).
     Remove {
         /// The cart's owner.
-        user_id: i64,
+        user_id: UserId,
         /// The product of the line.
-        product_id: i64,
+        product_id: ProductId,
     },
 }
 
@@ -125,24 +118,25 @@ impl LineUpdate {
     /// Validates the request fields; `item` is `(product_id, quantity)`, `None` when missing.
     pub fn parse(user_id: u64, item: Option<(u64, i32)>) -> Result<Self, Invalid> {
         let user_id = self::user_id(user_id)?;
-        let (product, quantity) = item.ok_or_else(|| invalid("item is required"))?;
-        let product_id = product_id(product, "item.product_id")?;
-        let quantity = i64::from(quantity);
-        match quantity {
-            0 => Ok(LineUpdate::Remove {
+        let (product_id, units) = self::item(item)?;
+        if units == 0 {
+            return Ok(LineUpdate::Remove {
                 user_id,
                 product_id,
-            }),
-            1..=MAX_LINE_QUANTITY => Ok(LineUpdate::Set {
-                user_id,
-                product_id,
-                quantity,
-            }),
-            _ => Err(invalid(format!(
-                "item.quantity must be between 0 and {MAX_LINE_QUANTITY} (0 removes the line), \
-                 got {quantity}"
-            ))),
+            });
         }
+        // Same range as AddItem, but the message owns up to 0 being allowed here.
+        let quantity = Quantity::parse(units, "item.quantity").map_err(|_| {
+            Invalid::new(
+                "item.quantity",
+                format!("must be between 0 and {MAX_QUANTITY} (0 removes the line), got {units}"),
+            )
+        })?;
+        Ok(LineUpdate::Set {
+            user_id,
+            product_id,
+            quantity,
+        })
     }
 }
 
@@ -162,7 +156,10 @@ mod tests {
     #[test]
     fn additions_take_one_to_999_units_of_a_real_id() {
         let a = Addition::parse(7, Some((3, 2))).unwrap();
-        assert_eq!((a.user_id, a.product_id, a.quantity), (7, 3, 2));
+        assert_eq!(
+            (a.user_id.get(), a.product_id.get(), a.quantity.get()),
+            (7, 3, 2)
+        );
         assert!(Addition::parse(7, Some((3, 999))).is_ok());
         for (user, item) in [
             (7, Some((3, 0))),
@@ -177,27 +174,39 @@ mod tests {
             assert!(Addition::parse(user, item).is_err(), "{user} {item:?}");
         }
         let err = Addition::parse(7, Some((3, 1000))).unwrap_err();
-        assert!(err.0.contains("item.quantity"), "{err}");
+        assert_eq!(err.field(), "item.quantity", "{err}");
+        assert_eq!(
+            err.to_string(),
+            "item.quantity must be between 1 and 999, got 1000"
+        );
         let err = Addition::parse(0, Some((3, 1))).unwrap_err();
-        assert!(err.0.contains("user_id"), "{err}");
+        assert_eq!(err.field(), "user_id", "{err}");
+        let err = Addition::parse(7, None).unwrap_err();
+        assert_eq!(err.to_string(), "item is required");
     }
 
     #[test]
     fn updates_to_zero_remove_the_line() {
+        let user = UserId::parse(7, "user_id").unwrap();
+        let product = ProductId::parse(3, "product_id").unwrap();
         assert_eq!(
             LineUpdate::parse(7, Some((3, 0))).unwrap(),
             LineUpdate::Remove {
-                user_id: 7,
-                product_id: 3
+                user_id: user,
+                product_id: product
             }
         );
         assert_eq!(
             LineUpdate::parse(7, Some((3, 999))).unwrap(),
             LineUpdate::Set {
-                user_id: 7,
-                product_id: 3,
-                quantity: 999
+                user_id: user,
+                product_id: product,
+                quantity: Quantity::parse(999, "q").unwrap()
             }
+        );
+        assert_eq!(
+            LineUpdate::parse(7, Some((3, -1))).unwrap_err().to_string(),
+            "item.quantity must be between 0 and 999 (0 removes the line), got -1"
         );
         assert!(LineUpdate::parse(7, Some((3, -1))).is_err());
         assert!(LineUpdate::parse(7, Some((3, 1000))).is_err());

@@ -12,9 +12,10 @@ use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::cart::v1::cart_service_server::CartServiceServer;
+use mall_types::ServiceName;
 
 /// The service name used in config, discovery and the database URL.
-pub const NAME: &str = "cart";
+pub const NAME: &str = ServiceName::Cart.as_str();
 
 /// Cart's settings: the platform sections only.
 pub type Settings = config::Settings;
@@ -27,11 +28,6 @@ pub fn default_settings() -> Settings {
 /// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
 pub fn load_settings() -> Result<Settings, config::ConfigError> {
     config::load(NAME, default_settings(), &config::Source::from_process())
-}
-
-/// Stored ids are positive `BIGINT`s; the API speaks `uint64`.
-pub(crate) fn api_id(id: i64) -> u64 {
-    mall_common::store::id_to_api(id)
 }
 
 /// Opens the database, cache, token keys and the product client, and binds the ports.

@@ -11,6 +11,8 @@ use mall_proto::cart::v1::cart_service_server::CartService;
 use mall_proto::common::v1::CartItem;
 use mall_proto::product::v1::GetProductReq;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_types::ids::stored_to_api;
+use mall_types::{ProductId, ServiceName};
 use tonic::{Code, Request, Response, Status};
 
 use crate::domain::{self, Addition, Error, LineUpdate};
@@ -51,11 +53,11 @@ impl ShoppingCartService {
 
     /// Asks the catalog whether `product_id` is a live product. Deleted products are
     /// `NOT_FOUND` there too, so they cannot be put in a cart.
-    async fn ensure_product_exists(&self, product_id: i64) -> Result<(), Error> {
-        let id = crate::api_id(product_id);
+    async fn ensure_product_exists(&self, product_id: ProductId) -> Result<(), Error> {
+        let id = product_id.get();
         let mut catalog = self
             .clients
-            .client::<CatalogClient>("product")
+            .client::<CatalogClient>(ServiceName::Product.as_str())
             .map_err(Error::Catalog)?;
         match catalog.get_product(GetProductReq { id }).await {
             Ok(resp) if resp.get_ref().product.is_some() => Ok(()),
@@ -79,9 +81,9 @@ impl CartService for ShoppingCartService {
         self.ensure_product_exists(addition.product_id).await?;
         self.carts.add(&addition).await?;
         tracing::debug!(
-            user = addition.user_id,
-            product = addition.product_id,
-            quantity = addition.quantity,
+            user = addition.user_id.get(),
+            product = addition.product_id.get(),
+            quantity = addition.quantity.get(),
             "cart item added"
         );
         Ok(Response::new(pb::AddItemResp {}))
@@ -100,7 +102,7 @@ impl CartService for ShoppingCartService {
             .await?
             .into_iter()
             .map(|line| CartItem {
-                product_id: crate::api_id(line.product_id),
+                product_id: stored_to_api(line.product_id),
                 quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
             })
             .collect();
@@ -120,7 +122,7 @@ impl CartService for ShoppingCartService {
         let user_id = domain::user_id(request.into_inner().user_id).map_err(Error::from)?;
         let removed = self.carts.empty(user_id).await?;
         if removed > 0 {
-            tracing::debug!(user = user_id, lines = removed, "cart emptied");
+            tracing::debug!(user = user_id.get(), lines = removed, "cart emptied");
         }
         Ok(Response::new(pb::EmptyCartResp {}))
     }
@@ -157,7 +159,7 @@ impl CartService for ShoppingCartService {
         auth::caller(&request)?.authorize(request.get_ref().user_id)?;
         let req = request.into_inner();
         let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
-        let product_id = domain::product_id(req.product_id, "product_id").map_err(Error::from)?;
+        let product_id = ProductId::parse(req.product_id, "product_id").map_err(Error::from)?;
         self.carts.remove(user_id, product_id).await?;
         Ok(Response::new(pb::RemoveItemResp {}))
     }

@@ -5,23 +5,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::RangeInclusive;
 
-use mall_common::validate::{invalid, positive_id, text};
+use mall_types::card::{CVV_DIGITS, EXPIRY_MONTHS, NUMBER_DIGITS};
+use mall_types::{Address, Cents, Email, IdempotencyKey, Invalid, Quantity, TextRule, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use mall_common::validate::{Invalid, email};
-
-/// Longest first or last name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-/// Longest address field (street, city, state, country), in characters.
-pub const MAX_ADDRESS_CHARS: usize = 200;
-/// Longest zip code, in characters.
-pub const MAX_ZIP_CHARS: usize = 32;
-/// Longest client idempotency key.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
-/// Most lines one checkout may hold (BatchGetProducts takes at most 100 ids).
-pub const MAX_LINES: usize = 100;
+/// A first or last name: one line of up to 100 characters.
+pub const NAME_TEXT: TextRule = TextRule::line(100);
+/// Most lines one checkout may hold: one order's.
+pub use mall_types::money::MAX_ORDER_LINES as MAX_LINES;
 
 /// Everything that can go wrong at the checkout edge (the saga's own outcomes are statuses).
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +41,7 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         use tonic::Status;
         match e {
-            Error::Invalid(e) => e.into(),
+            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
             Error::InProgress => Status::aborted(e.to_string()),
             Error::KeyReused => Status::invalid_argument(e.to_string()),
             Error::Corrupt(_) => mall_common::error::internal(&e),
@@ -161,29 +155,16 @@ impl SagaState {
     }
 }
 
-/// A shipping address.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Address {
-    /// Street and number.
-    pub street_address: String,
-    /// City.
-    pub city: String,
-    /// State or province (optional).
-    pub state: String,
-    /// Country.
-    pub country: String,
-    /// Zip or postal code.
-    pub zip_code: String,
-}
-
-/// Who buys and where it ships: stored with the saga, so a resumed saga can place the order.
+/// Who buys and where it ships: stored with the saga (as JSON), so a resumed saga can place
+/// the order. Every part was parsed by [`CheckoutInput::parse`]; they are kept as plain strings
+/// because that is what the order request and the stored JSON carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
-    /// First name.
+    /// First name ([`NAME_TEXT`]).
     pub firstname: String,
-    /// Last name.
+    /// Last name ([`NAME_TEXT`]).
     pub lastname: String,
-    /// Lower-cased email.
+    /// Lower-cased email (an [`Email`]).
     pub email: String,
     /// Shipping address.
     pub address: Address,
@@ -220,22 +201,26 @@ pub type RawCard<'a> = (&'a str, &'a str, i32, i32);
 /// A valid `Checkout` request.
 #[derive(Debug, Clone)]
 pub struct CheckoutInput {
-    /// The buyer.
+    /// The buyer: a parsed [`UserId`], in its stored form (the saga keys rows by it).
     pub user_id: i64,
     /// Names, email and address.
     pub contact: Contact,
     /// The card to charge.
     pub card: Card,
     /// The client's retry key, if any.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
-fn digits(value: &str, field: &str, min: usize, max: usize) -> Result<String, Invalid> {
+fn digits(value: &str, field: &str, count: RangeInclusive<usize>) -> Result<String, Invalid> {
     if value.is_empty() {
-        return Err(invalid(format!("{field} is required")));
+        return Err(Invalid::new(field, "is required"));
     }
-    if !(min..=max).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(format!("{field} must be {min} to {max} digits")));
+    if !count.contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+        let (min, max) = count.into_inner();
+        return Err(Invalid::new(
+            field,
+            format!("must be {min} to {max} digits"),
+        ));
     }
     Ok(value.to_string())
 }
@@ -251,59 +236,43 @@ impl CheckoutInput {
         card: Option<RawCard<'_>>,
         idempotency_key: &str,
     ) -> Result<Self, Invalid> {
-        let user_id = positive_id(user, "user_id", "user")?;
-        let firstname = text(firstname, "firstname", MAX_NAME_CHARS, true)?;
-        let lastname = text(lastname, "lastname", MAX_NAME_CHARS, true)?;
-        let email = email(mail)?;
+        let user_id = UserId::parse(user, "user_id")?;
+        let firstname = NAME_TEXT.parse(firstname, "firstname")?;
+        let lastname = NAME_TEXT.parse(lastname, "lastname")?;
+        let email = Email::parse(mail)?;
         let (street, city, state, country, zip) =
-            address.ok_or_else(|| invalid("address is required"))?;
-        let address = Address {
-            street_address: text(street, "address.street_address", MAX_ADDRESS_CHARS, true)?,
-            city: text(city, "address.city", MAX_ADDRESS_CHARS, true)?,
-            state: text(state, "address.state", MAX_ADDRESS_CHARS, false)?,
-            country: text(country, "address.country", MAX_ADDRESS_CHARS, true)?,
-            zip_code: text(zip, "address.zip_code", MAX_ZIP_CHARS, true)?,
-        };
-        let (number, cvv, year, month) = card.ok_or_else(|| invalid("credit_card is required"))?;
+            address.ok_or_else(|| Invalid::new("address", "is required"))?;
+        let address = Address::parse(street, city, state, country, zip)?;
+        let (number, cvv, year, month) =
+            card.ok_or_else(|| Invalid::new("credit_card", "is required"))?;
         let card = Card {
-            number: digits(number, "credit_card.credit_card_number", 13, 19)?,
-            cvv: digits(cvv, "credit_card.credit_card_cvv", 3, 4)?,
+            number: digits(number, "credit_card.credit_card_number", NUMBER_DIGITS)?,
+            cvv: digits(cvv, "credit_card.credit_card_cvv", CVV_DIGITS)?,
             year,
             month,
         };
-        if !(1..=12).contains(&month) {
-            return Err(invalid(
-                "credit_card.credit_card_expiration_month must be 1..=12",
+        if !EXPIRY_MONTHS.contains(&month) {
+            return Err(Invalid::new(
+                "credit_card.credit_card_expiration_month",
+                "must be 1..=12",
             ));
         }
         if year <= 0 {
-            return Err(invalid(
-                "credit_card.credit_card_expiration_year must be a positive year",
+            return Err(Invalid::new(
+                "credit_card.credit_card_expiration_year",
+                "must be a positive year",
             ));
         }
-        let idempotency_key = match idempotency_key {
-            "" => None,
-            key if key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
-                && key.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Some(key.to_string())
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
-                )));
-            }
-        };
         Ok(CheckoutInput {
-            user_id,
+            user_id: user_id.db(),
             contact: Contact {
-                firstname,
-                lastname,
-                email,
+                firstname: firstname.into_string(),
+                lastname: lastname.into_string(),
+                email: email.into_string(),
                 address,
             },
             card,
-            idempotency_key,
+            idempotency_key: IdempotencyKey::optional(idempotency_key)?,
         })
     }
 }
@@ -385,28 +354,25 @@ pub fn price_lines(
     if cart.len() > MAX_LINES {
         return Err(PricingError::TooManyLines);
     }
-    let mut total: i64 = 0;
+    let mut total = Cents::ZERO;
     let mut lines = Vec::with_capacity(cart.len());
     for &(product_id, quantity) in cart {
-        if quantity < 1 {
-            return Err(PricingError::BadQuantity(product_id));
-        }
-        let price = *prices
+        let units =
+            Quantity::new(i64::from(quantity)).ok_or(PricingError::BadQuantity(product_id))?;
+        // The catalog only holds positive prices; a product without one cannot be sold.
+        let price = prices
             .get(&product_id)
+            .and_then(|p| Cents::new(*p))
             .ok_or(PricingError::Unavailable(product_id))?;
-        let cost_cents = price
-            .checked_mul(i64::from(quantity))
-            .ok_or(PricingError::Overflow)?;
-        total = total
-            .checked_add(cost_cents)
-            .ok_or(PricingError::Overflow)?;
+        let cost = price.checked_mul(units).ok_or(PricingError::Overflow)?;
+        total = total.checked_add(cost).ok_or(PricingError::Overflow)?;
         lines.push(PricedLine {
             product_id,
-            quantity,
-            cost_cents,
+            quantity: units.get(),
+            cost_cents: cost.get(),
         });
     }
-    Ok((lines, total))
+    Ok((lines, total.get()))
 }
 
 /// A new, unguessable, time-ordered saga id (UUIDv7).
@@ -492,7 +458,8 @@ mod tests {
         ];
         for (result, field) in cases {
             let err = result.expect_err(field);
-            assert!(err.0.contains(field), "{field}: {}", err.0);
+            assert!(err.field().contains(field), "{field}: {err}");
+            assert!(err.to_string().starts_with(err.field()), "{err}");
         }
     }
 
@@ -519,6 +486,25 @@ mod tests {
         );
         let huge = HashMap::from([(1, i64::MAX)]);
         assert_eq!(price_lines(&[(1, 2)], &huge), Err(PricingError::Overflow));
+        assert_eq!(
+            price_lines(&[(1, 0)], &prices),
+            Err(PricingError::BadQuantity(1))
+        );
+        assert_eq!(
+            price_lines(&[(1, 1000)], &prices),
+            Err(PricingError::BadQuantity(1))
+        );
+        assert!(price_lines(&[(1, 999)], &prices).is_ok());
+        let broken = HashMap::from([(1, -5)]);
+        assert_eq!(
+            price_lines(&[(1, 1)], &broken),
+            Err(PricingError::Unavailable(1))
+        );
+        let too_many: Vec<(u64, i32)> = (1..=101).map(|id| (id, 1)).collect();
+        assert_eq!(
+            price_lines(&too_many, &prices),
+            Err(PricingError::TooManyLines)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use mall_common::auth;
 use mall_common::auth::{Access, AccessTable};
 use mall_proto::checkout::v1 as pb;
 use mall_proto::checkout::v1::checkout_service_server::CheckoutService;
+use mall_types::UserId;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{CheckoutInput, Error};
@@ -36,13 +37,9 @@ impl CheckoutService for CheckoutApi {
         &self,
         request: Request<pb::CheckoutReq>,
     ) -> Result<Response<pb::CheckoutResp>, Status> {
-        let user = request.get_ref().user_id;
-        if user == 0 {
-            return Err(Status::invalid_argument(
-                "user_id must be a positive user id",
-            ));
-        }
-        auth::caller(&request)?.authorize(user)?;
+        // The id is checked before ownership, so a bad one is INVALID_ARGUMENT for everyone.
+        let user = UserId::parse(request.get_ref().user_id, "user_id").map_err(Error::from)?;
+        auth::caller(&request)?.authorize(user.get())?;
         let req = request.into_inner();
         let input = CheckoutInput::parse(
             req.user_id,

@@ -4,31 +4,17 @@
 
 use std::fmt;
 
-/// Longest address field (street, city, state, country), in characters.
-pub const MAX_ADDRESS_CHARS: usize = 200;
-/// Longest zip code, in characters.
-pub const MAX_ZIP_CHARS: usize = 32;
-/// Most lines in one order.
-pub const MAX_ORDER_LINES: usize = 100;
-/// Largest quantity on one line (a cart line holds at most 999).
-pub const MAX_QUANTITY: i32 = 999;
-/// Highest line total: the catalog's highest price (100 million) times the largest quantity.
-pub const MAX_LINE_CENTS: i64 = 10_000_000_000 * 999;
-/// Longest idempotency key.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
-/// Longest order id accepted in a request (ours are 36-character UUIDs).
-pub const MAX_ORDER_ID_CHARS: usize = 64;
-/// Longest payment transaction id.
-pub const MAX_TRANSACTION_ID_CHARS: usize = 128;
-/// Longest cancellation reason, in characters.
-pub const MAX_REASON_CHARS: usize = 500;
+use mall_types::{
+    Address, Cents, Email, IdempotencyKey, Invalid, ProductId, Quantity, TextRule, UserId,
+};
+
+pub use mall_types::money::MAX_ORDER_LINES;
+/// A cancellation reason: one line of up to 500 characters, may be empty.
+pub const REASON_TEXT: TextRule = TextRule::line(500).optional();
 /// The reason recorded when a customer cancels without giving one.
 pub const DEFAULT_CANCEL_REASON: &str = "cancelled by customer";
 /// The reason recorded when the sweeper cancels an unpaid order.
 pub const TIMEOUT_CANCEL_REASON: &str = "payment timeout";
-
-pub use mall_common::validate::{Invalid, email};
-use mall_common::validate::{invalid, positive_id, text};
 
 /// Everything that can go wrong in the order service.
 #[derive(Debug, thiserror::Error)]
@@ -295,98 +281,31 @@ pub fn transition(from: OrderStatus, to: OrderStatus) -> Result<(), Error> {
     }
 }
 
-/// A user id from a request: positive and storable.
-pub fn user_id(id: u64) -> Result<i64, Invalid> {
-    positive_id(id, "user_id", "user")
-}
-
-fn token(value: &str, field: &str, max: usize) -> Result<String, Invalid> {
-    if value.is_empty() {
-        return Err(invalid(format!("{field} is required")));
-    }
-    if value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(format!(
-            "{field} must be 1..={max} visible ASCII characters"
-        )));
-    }
-    Ok(value.to_string())
-}
-
-/// An order id from a request: 1..=64 visible ASCII characters. Whether it exists is the
-/// store's business.
-pub fn order_id(id: &str) -> Result<String, Invalid> {
-    token(id, "order_id", MAX_ORDER_ID_CHARS)
-}
-
 /// A new, unguessable, time-ordered order id (UUIDv7).
 pub fn new_order_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// A payment transaction id from a request: 1..=128 visible ASCII characters.
-pub fn transaction_id(id: &str) -> Result<String, Invalid> {
-    token(id, "transaction_id", MAX_TRANSACTION_ID_CHARS)
-}
-
 /// A cancellation reason: trimmed, up to 500 characters; empty becomes
 /// [`DEFAULT_CANCEL_REASON`].
 pub fn cancel_reason(reason: &str) -> Result<String, Invalid> {
-    let reason = text(reason, "reason", MAX_REASON_CHARS, false)?;
+    let reason = REASON_TEXT.parse(reason, "reason")?;
     Ok(if reason.is_empty() {
         DEFAULT_CANCEL_REASON.to_string()
     } else {
-        reason
+        reason.into_string()
     })
-}
-
-/// The shipping address of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Address {
-    /// Street and number.
-    pub street_address: String,
-    /// City.
-    pub city: String,
-    /// State or province (optional).
-    pub state: String,
-    /// Country.
-    pub country: String,
-    /// Zip or postal code.
-    pub zip_code: String,
-}
-
-impl Address {
-    /// Validates the fields: all but `state` are required.
-    pub fn parse(
-        street_address: &str,
-        city: &str,
-        state: &str,
-        country: &str,
-        zip_code: &str,
-    ) -> Result<Self, Invalid> {
-        Ok(Address {
-            street_address: text(
-                street_address,
-                "address.street_address",
-                MAX_ADDRESS_CHARS,
-                true,
-            )?,
-            city: text(city, "address.city", MAX_ADDRESS_CHARS, true)?,
-            state: text(state, "address.state", MAX_ADDRESS_CHARS, false)?,
-            country: text(country, "address.country", MAX_ADDRESS_CHARS, true)?,
-            zip_code: text(zip_code, "address.zip_code", MAX_ZIP_CHARS, true)?,
-        })
-    }
 }
 
 /// One order line: a product, how many, and what the line costs in total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Line {
     /// Product id.
-    pub product_id: i64,
-    /// Units, 1..=999.
-    pub quantity: i64,
-    /// The line total in cents (priced by checkout from the catalog).
-    pub cost_cents: i64,
+    pub product_id: ProductId,
+    /// Units.
+    pub quantity: Quantity,
+    /// The line total (priced by checkout from the catalog).
+    pub cost_cents: Cents,
 }
 
 impl Line {
@@ -397,39 +316,28 @@ impl Line {
         quantity: i32,
         cost_cents: i64,
     ) -> Result<Self, Invalid> {
-        if product_id == 0 {
-            return Err(invalid(format!(
-                "order_items[{index}].item.product_id must be a positive product id"
-            )));
-        }
-        let product = mall_common::store::id_from_api(product_id).ok_or_else(|| {
-            invalid(format!(
-                "order_items[{index}].item.product_id {product_id} is out of range"
-            ))
-        })?;
-        if !(1..=MAX_QUANTITY).contains(&quantity) {
-            return Err(invalid(format!(
-                "order_items[{index}].item.quantity must be 1..={MAX_QUANTITY}"
-            )));
-        }
-        if !(0..=MAX_LINE_CENTS).contains(&cost_cents) {
-            return Err(invalid(format!(
-                "order_items[{index}].cost_cents must be 0..={MAX_LINE_CENTS}"
-            )));
-        }
+        let field = |name: &str| format!("order_items[{index}].{name}");
         Ok(Line {
-            product_id: product,
-            quantity: i64::from(quantity),
-            cost_cents,
+            product_id: ProductId::parse(product_id, &field("item.product_id"))?,
+            quantity: Quantity::parse(quantity, &field("item.quantity"))?,
+            cost_cents: Cents::parse_line_total(cost_cents, &field("cost_cents"))?,
+        })
+    }
+
+    /// A line read back from storage; `None` when the row breaks a rule only parsed lines
+    /// are written with.
+    pub fn from_stored(product_id: i64, quantity: i64, cost_cents: i64) -> Option<Self> {
+        Some(Line {
+            product_id: ProductId::from_db(product_id)?,
+            quantity: Quantity::new(quantity)?,
+            cost_cents: Cents::new(cost_cents)?,
         })
     }
 }
 
 /// The sum of the line totals; `None` on overflow.
-pub fn total_cents(lines: &[Line]) -> Option<i64> {
-    lines
-        .iter()
-        .try_fold(0i64, |sum, line| sum.checked_add(line.cost_cents))
+pub fn total_cents(lines: &[Line]) -> Option<Cents> {
+    Cents::checked_sum(lines.iter().map(|line| line.cost_cents))
 }
 
 /// A raw order line as it arrives: `(product_id, quantity, cost_cents)`.
@@ -439,19 +347,19 @@ pub type RawLine = (u64, i32, i64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
     /// The customer.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The store currency.
     pub currency: String,
     /// Where it ships.
     pub address: Address,
     /// Lower-cased email.
-    pub email: String,
+    pub email: Email,
     /// 1..=100 lines, in the order given.
     pub lines: Vec<Line>,
     /// Sum of the line totals.
-    pub total_cents: i64,
+    pub total_cents: Cents,
     /// The caller's retry key; the same (user, key) always names the same order.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 impl NewOrder {
@@ -466,34 +374,34 @@ impl NewOrder {
         lines: &[RawLine],
         idempotency_key: &str,
     ) -> Result<Self, Invalid> {
-        let user_id = user_id(user)?;
+        let user_id = UserId::parse(user, "user_id")?;
         let currency = currency.trim();
         if !currency.is_empty() && !currency.eq_ignore_ascii_case(store_currency) {
-            return Err(invalid(format!(
-                "user_currency {currency} is not accepted; the store sells in {store_currency}"
-            )));
+            return Err(Invalid::new(
+                "user_currency",
+                format!("{currency} is not accepted; the store sells in {store_currency}"),
+            ));
         }
-        let address = address.ok_or_else(|| invalid("address is required"))?;
-        let email = email(mail)?;
+        let address = address.ok_or_else(|| Invalid::new("address", "is required"))?;
+        let email = Email::parse(mail)?;
         if lines.is_empty() {
-            return Err(invalid("order_items must not be empty"));
+            return Err(Invalid::new("order_items", "must not be empty"));
         }
         if lines.len() > MAX_ORDER_LINES {
-            return Err(invalid(format!(
-                "at most {MAX_ORDER_LINES} order_items per order"
-            )));
+            return Err(Invalid::new(
+                "order_items",
+                format!("must hold at most {MAX_ORDER_LINES} lines"),
+            ));
         }
         let lines = lines
             .iter()
             .enumerate()
             .map(|(i, (product, quantity, cost))| Line::parse(i, *product, *quantity, *cost))
             .collect::<Result<Vec<_>, _>>()?;
-        let total_cents =
-            total_cents(&lines).ok_or_else(|| invalid("the order total is too large"))?;
-        let idempotency_key = match idempotency_key {
-            "" => None,
-            key => Some(token(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_CHARS)?),
-        };
+        // Unreachable within the limits (100 lines at the highest line total fit many times
+        // over), but an order total must never wrap.
+        let total_cents = total_cents(&lines)
+            .ok_or_else(|| Invalid::new("order_items", "add up to more than an order may cost"))?;
         Ok(NewOrder {
             user_id,
             currency: store_currency.to_string(),
@@ -501,7 +409,7 @@ impl NewOrder {
             email,
             lines,
             total_cents,
-            idempotency_key,
+            idempotency_key: IdempotencyKey::optional(idempotency_key)?,
         })
     }
 }
@@ -523,7 +431,7 @@ pub struct Order {
     pub email: String,
     /// Lines in the order placed.
     pub lines: Vec<Line>,
-    /// Sum of the line totals.
+    /// Sum of the line totals, as stored.
     pub total_cents: i64,
     /// The payment, once paid.
     pub transaction_id: Option<String>,
@@ -535,6 +443,10 @@ pub struct Order {
 
 #[cfg(test)]
 mod tests {
+    use mall_types::address::MAX_ADDRESS_CHARS;
+    use mall_types::money::MAX_LINE_CENTS;
+    use mall_types::{OrderId, TransactionId};
+
     use super::*;
 
     fn address() -> Address {
@@ -592,9 +504,9 @@ mod tests {
     #[test]
     fn orders_total_their_lines_and_use_the_store_currency() {
         let order = parse(&[(1, 2, 500), (2, 1, 250), (1, 1, 0)]).unwrap();
-        assert_eq!(order.total_cents, 750);
+        assert_eq!(order.total_cents.get(), 750);
         assert_eq!(order.currency, "USD");
-        assert_eq!(order.email, "a@example.com");
+        assert_eq!(order.email.as_str(), "a@example.com");
         assert_eq!(order.lines.len(), 3);
         assert_eq!(order.idempotency_key, None);
         let usd = NewOrder::parse(
@@ -614,7 +526,24 @@ mod tests {
 
     #[test]
     fn bad_orders_are_refused() {
-        assert!(parse(&[]).is_err());
+        let message = |lines: &[RawLine]| parse(lines).unwrap_err().to_string();
+        assert_eq!(message(&[]), "order_items must not be empty");
+        assert_eq!(
+            message(&[(1, 1, 1), (0, 1, 1)]),
+            "order_items[1].item.product_id must be a positive product id"
+        );
+        assert_eq!(
+            message(&[(1, 1000, 1)]),
+            "order_items[0].item.quantity must be between 1 and 999, got 1000"
+        );
+        assert_eq!(
+            message(&[(1, 1, -1)]),
+            format!("order_items[0].cost_cents must be 0..={MAX_LINE_CENTS}")
+        );
+        assert_eq!(
+            message(&vec![(1, 1, 1); MAX_ORDER_LINES + 1]),
+            "order_items must hold at most 100 lines"
+        );
         assert!(parse(&[(0, 1, 1)]).is_err());
         assert!(parse(&[(1, 0, 1)]).is_err());
         assert!(parse(&[(1, 1000, 1)]).is_err());
@@ -625,12 +554,12 @@ mod tests {
         let no_user = NewOrder::parse(0, "", "USD", Some(address()), "a@b.co", &[(1, 1, 1)], "");
         assert!(no_user.is_err());
         let no_address = NewOrder::parse(7, "", "USD", None, "a@b.co", &[(1, 1, 1)], "");
-        assert!(no_address.is_err());
+        assert_eq!(no_address.unwrap_err().to_string(), "address is required");
         for mail in ["", "no-at", "a@b", "a b@c.de", "a@@b.de"] {
             let bad = NewOrder::parse(7, "", "USD", Some(address()), mail, &[(1, 1, 1)], "");
             assert!(bad.is_err(), "{mail}");
         }
-        let long_key = "k".repeat(MAX_IDEMPOTENCY_KEY_CHARS + 1);
+        let long_key = "k".repeat(IdempotencyKey::MAX_CHARS + 1);
         let bad = NewOrder::parse(
             7,
             "",
@@ -640,18 +569,31 @@ mod tests {
             &[(1, 1, 1)],
             &long_key,
         );
-        assert!(bad.is_err());
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "idempotency_key must be 1..=128 visible ASCII characters"
+        );
+        let bad = NewOrder::parse(7, "EUR", "USD", Some(address()), "a@b.co", &[(1, 1, 1)], "");
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "user_currency EUR is not accepted; the store sells in USD"
+        );
     }
 
     #[test]
     fn totals_are_checked_for_overflow() {
-        let line = Line {
-            product_id: 1,
-            quantity: 1,
-            cost_cents: i64::MAX,
-        };
-        assert_eq!(total_cents(&[line]), Some(i64::MAX));
+        let line = Line::from_stored(1, 1, i64::MAX).unwrap();
+        assert_eq!(total_cents(&[line]).map(Cents::get), Some(i64::MAX));
         assert_eq!(total_cents(&[line, line]), None);
+    }
+
+    #[test]
+    fn stored_lines_must_keep_the_rules() {
+        assert!(Line::from_stored(1, 999, 0).is_some());
+        assert_eq!(Line::from_stored(0, 1, 1), None);
+        assert_eq!(Line::from_stored(1, 0, 1), None);
+        assert_eq!(Line::from_stored(1, 1000, 1), None);
+        assert_eq!(Line::from_stored(1, 1, -1), None);
     }
 
     #[test]
@@ -672,17 +614,25 @@ mod tests {
 
     #[test]
     fn ids_and_reasons_are_checked() {
+        let order_id = |id: &str| OrderId::parse(id, "order_id");
         assert!(order_id("").is_err());
-        assert!(order_id(&"x".repeat(MAX_ORDER_ID_CHARS + 1)).is_err());
+        assert!(order_id(&"x".repeat(OrderId::MAX_CHARS + 1)).is_err());
         assert!(order_id("has space").is_err());
         assert!(order_id(&new_order_id()).is_ok());
         assert_ne!(new_order_id(), new_order_id());
-        assert!(transaction_id("").is_err());
+        assert!(TransactionId::parse("", "transaction_id").is_err());
+        // Payment issues at most 64 characters; order accepts exactly what payment can issue.
+        assert!(TransactionId::parse(&"t".repeat(64), "transaction_id").is_ok());
+        assert!(TransactionId::parse(&"t".repeat(65), "transaction_id").is_err());
         assert_eq!(cancel_reason("  ").unwrap(), DEFAULT_CANCEL_REASON);
         assert_eq!(
             cancel_reason(" changed my mind ").unwrap(),
             "changed my mind"
         );
-        assert!(cancel_reason(&"r".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert!(cancel_reason(&"r".repeat(REASON_TEXT.max_chars())).is_ok());
+        assert_eq!(
+            cancel_reason(&"r".repeat(501)).unwrap_err().to_string(),
+            "reason is 501 characters long; the limit is 500"
+        );
     }
 }

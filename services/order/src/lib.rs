@@ -17,10 +17,11 @@ use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::order::v1::order_service_server::OrderServiceServer;
+use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
 
 /// The service name used in config, discovery and the database URL.
-pub const NAME: &str = "order";
+pub const NAME: &str = ServiceName::Order.as_str();
 
 /// Order's own settings, the `order` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,11 +87,6 @@ impl config::Validate for Extra {
     }
 }
 
-/// Stored ids are positive `BIGINT`s; the API speaks `uint64`.
-pub(crate) fn api_id(id: i64) -> u64 {
-    mall_common::store::id_to_api(id)
-}
-
 /// Opens the database, binds the ports and starts the sweeper (it runs while the server does).
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     config::Validate::validate(&settings.ext, settings.profile)?;
@@ -98,7 +94,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let orders = store::Orders::new(platform.database()?.clone());
     let product = platform
         .clients
-        .client::<sweeper::ProductClient>("product")
+        .client::<sweeper::ProductClient>(ServiceName::Product.as_str())
         .context("a client for the product service")?;
     let service = service::OrdersService::new(
         orders.clone(),

@@ -11,9 +11,11 @@ use mall_common::paging::Page;
 use mall_proto::common::v1 as common_pb;
 use mall_proto::order::v1 as pb;
 use mall_proto::order::v1::order_service_server::OrderService;
+use mall_types::ids::stored_to_api;
+use mall_types::{Address, OrderId, TransactionId, UserId};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, Address, Error, NewOrder, Order, OrderStatus, RawLine};
+use crate::domain::{self, Error, NewOrder, Order, OrderStatus, RawLine};
 use crate::store::{Orders, Paid};
 use crate::sweeper::{ProductClient, release_stock};
 
@@ -55,14 +57,14 @@ fn to_pb(order: Order) -> pb::Order {
             .iter()
             .map(|line| pb::OrderItem {
                 item: Some(common_pb::CartItem {
-                    product_id: crate::api_id(line.product_id),
-                    quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+                    product_id: line.product_id.get(),
+                    quantity: line.quantity.get(),
                 }),
-                cost_cents: line.cost_cents,
+                cost_cents: line.cost_cents.get(),
             })
             .collect(),
         order_id: order.id,
-        user_id: crate::api_id(order.user_id),
+        user_id: stored_to_api(order.user_id),
         user_currency: order.currency,
         address: Some(common_pb::Address {
             street_address: order.address.street_address,
@@ -82,8 +84,8 @@ fn to_pb(order: Order) -> pb::Order {
 
 /// The user id a user RPC acts for: valid, and the caller's own (or the caller is an admin or
 /// a service).
-fn acting_for<T>(request: &Request<T>, user: u64) -> Result<i64, Status> {
-    let user_id = domain::user_id(user).map_err(Error::from)?;
+fn acting_for<T>(request: &Request<T>, user: u64) -> Result<UserId, Status> {
+    let user_id = UserId::parse(user, "user_id").map_err(Error::from)?;
     auth::caller(request)?.authorize(user)?;
     Ok(user_id)
 }
@@ -143,7 +145,12 @@ impl OrderService for OrdersService {
         .map_err(Error::from)?;
         let placed = self.orders.place(&new).await?;
         if placed.created {
-            tracing::info!(order = %placed.id, user = new.user_id, total_cents = new.total_cents, "order placed");
+            tracing::info!(
+                order = %placed.id,
+                user = new.user_id.get(),
+                total_cents = new.total_cents.get(),
+                "order placed"
+            );
         }
         Ok(Response::new(pb::PlaceOrderResp {
             order: Some(pb::OrderResult {
@@ -171,12 +178,12 @@ impl OrderService for OrdersService {
         request: Request<pb::GetOrderReq>,
     ) -> Result<Response<pb::GetOrderResp>, Status> {
         let user_id = acting_for(&request, request.get_ref().user_id)?;
-        let id = domain::order_id(&request.get_ref().order_id).map_err(Error::from)?;
+        let id = OrderId::parse(&request.get_ref().order_id, "order_id").map_err(Error::from)?;
         let order = self
             .orders
             .get(user_id, &id)
             .await?
-            .ok_or(Error::OrderNotFound(id))?;
+            .ok_or(Error::OrderNotFound(id.into_string()))?;
         Ok(Response::new(pb::GetOrderResp {
             order: Some(to_pb(order)),
         }))
@@ -187,9 +194,10 @@ impl OrderService for OrdersService {
         request: Request<pb::MarkOrderPaidReq>,
     ) -> Result<Response<pb::MarkOrderPaidResp>, Status> {
         let req = request.into_inner();
-        let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
-        let id = domain::order_id(&req.order_id).map_err(Error::from)?;
-        let transaction = domain::transaction_id(&req.transaction_id).map_err(Error::from)?;
+        let user_id = UserId::parse(req.user_id, "user_id").map_err(Error::from)?;
+        let id = OrderId::parse(&req.order_id, "order_id").map_err(Error::from)?;
+        let transaction =
+            TransactionId::parse(&req.transaction_id, "transaction_id").map_err(Error::from)?;
         if self.orders.mark_paid(user_id, &id, &transaction).await? == Paid::Now {
             tracing::info!(order = %id, transaction = %transaction, "order paid");
         }
@@ -202,7 +210,7 @@ impl OrderService for OrdersService {
     ) -> Result<Response<pb::CancelOrderResp>, Status> {
         let user_id = acting_for(&request, request.get_ref().user_id)?;
         let req = request.into_inner();
-        let id = domain::order_id(&req.order_id).map_err(Error::from)?;
+        let id = OrderId::parse(&req.order_id, "order_id").map_err(Error::from)?;
         let reason = domain::cancel_reason(&req.reason).map_err(Error::from)?;
         self.orders.cancel(user_id, &id, &reason).await?;
         tracing::info!(order = %id, reason = %reason, "order cancelled");

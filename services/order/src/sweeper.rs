@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use mall_common::client::Channel;
 use mall_common::server::Shutdown;
-use mall_common::store::unix_now;
 use mall_common::worker::spawn_periodic;
 use mall_proto::product::v1::ReleaseStockReq;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_types::time::unix_secs;
 
 use crate::domain::Error;
 use crate::store::Orders;
@@ -91,7 +91,7 @@ impl Sweeper {
 
     /// One sweep now.
     pub async fn run_once(&self) -> Result<SweepReport, Error> {
-        self.run_once_at(unix_now()).await
+        self.run_once_at(unix_secs()).await
     }
 
     /// One sweep as if it were `now` (unix seconds), so tests need not wait for the timeout.

@@ -187,7 +187,7 @@ impl Alipay {
         let merchant = self.merchant.as_ref().ok_or(Error::AlipayNotConfigured)?;
         let biz_content = serde_json::json!({
             "out_trade_no": order.order_id,
-            "total_amount": yuan(order.amount_cents),
+            "total_amount": yuan(order.amount_cents.get()),
             "subject": format!("TikTokMall order {}", order.order_id),
             "product_code": PRODUCT_CODE,
             // Comes back in the notification: the user the payment is recorded for.

@@ -8,16 +8,15 @@
 
 use std::collections::BTreeMap;
 
-/// Longest order id (order ids are strings chosen by the order service).
-pub const MAX_ORDER_ID_CHARS: usize = 64;
-/// Longest transaction id (ours are UUIDs; Alipay's `trade_no` is at most 64).
-pub const MAX_TRANSACTION_ID_CHARS: usize = 64;
+use mall_types::card::{CVV_DIGITS, EXPIRY_MONTHS, NUMBER_DIGITS};
+use mall_types::{Cents, Invalid, OrderId, Text, TextRule, TransactionId, UserId};
+
 /// Highest card charge: far above any order total, far from `i64` overflow.
 pub const MAX_CHARGE_CENTS: i64 = 1_000_000_000_000_000;
 /// Highest Alipay amount: Alipay's own limit, 100 000 000.00.
 pub const MAX_ALIPAY_CENTS: i64 = 10_000_000_000;
-/// Longest refund reason, in characters.
-pub const MAX_REASON_CHARS: usize = 256;
+/// A refund reason: one line of up to 256 characters, may be empty.
+pub const REASON_TEXT: TextRule = TextRule::line(256).optional();
 /// Longest Alipay `return_url` (Alipay's limit).
 pub const MAX_RETURN_URL_CHARS: usize = 256;
 /// A card expiring further ahead than this many years is a typo, not a card.
@@ -30,15 +29,6 @@ pub const INSUFFICIENT_FUNDS_CARD: &str = "4000000000009995";
 
 /// Status of a payment that has not been refunded.
 pub const STATUS_PAID: &str = "paid";
-
-/// A rule a request broke; becomes `INVALID_ARGUMENT` with this message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-fn invalid(msg: impl Into<String>) -> Invalid {
-    Invalid(msg.into())
-}
 
 /// Why a card was declined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,7 +395,7 @@ impl CardInput<'_> {
     pub fn check(&self, now: i64) -> Result<(CardSummary, Option<Decline>), Invalid> {
         const NUMBER: &str = "credit_card.credit_card_number";
         if self.number.trim().is_empty() {
-            return Err(invalid(format!("{NUMBER} is required")));
+            return Err(Invalid::new(NUMBER, "is required"));
         }
         let digits: String = self
             .number
@@ -413,19 +403,23 @@ impl CardInput<'_> {
             .filter(|c| *c != ' ' && *c != '-')
             .collect();
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid(format!(
-                "{NUMBER} must contain only digits, spaces and dashes"
-            )));
+            return Err(Invalid::new(
+                NUMBER,
+                "must contain only digits, spaces and dashes",
+            ));
         }
-        if !(13..=19).contains(&digits.len()) {
-            return Err(invalid(format!("{NUMBER} must be 13 to 19 digits")));
+        if !NUMBER_DIGITS.contains(&digits.len()) {
+            return Err(Invalid::new(NUMBER, "must be 13 to 19 digits"));
         }
         if !luhn(&digits) {
-            return Err(invalid(format!("{NUMBER} is not a valid card number")));
+            return Err(Invalid::new(NUMBER, "is not a valid card number"));
         }
         let cvv = self.cvv.as_bytes();
-        if !(3..=4).contains(&cvv.len()) || !cvv.iter().all(u8::is_ascii_digit) {
-            return Err(invalid("credit_card.credit_card_cvv must be 3 or 4 digits"));
+        if !CVV_DIGITS.contains(&cvv.len()) || !cvv.iter().all(u8::is_ascii_digit) {
+            return Err(Invalid::new(
+                "credit_card.credit_card_cvv",
+                "must be 3 or 4 digits",
+            ));
         }
         check_expiry(self.year, self.month, now)?;
         let decline = match digits.as_str() {
@@ -446,28 +440,22 @@ impl CardInput<'_> {
 
 /// The card is valid through the end of its expiry month.
 fn check_expiry(year: i32, month: i32, now: i64) -> Result<(), Invalid> {
-    if !(1..=12).contains(&month) {
-        return Err(invalid(
-            "credit_card.credit_card_expiration_month must be 1 to 12",
-        ));
+    const MONTH: &str = "credit_card.credit_card_expiration_month";
+    const YEAR: &str = "credit_card.credit_card_expiration_year";
+    if !EXPIRY_MONTHS.contains(&month) {
+        return Err(Invalid::new(MONTH, "must be 1 to 12"));
     }
     let year = match year {
         0..=99 => 2000 + i64::from(year),
         1000..=9999 => i64::from(year),
-        _ => {
-            return Err(invalid(
-                "credit_card.credit_card_expiration_year must have 2 or 4 digits",
-            ));
-        }
+        _ => return Err(Invalid::new(YEAR, "must have 2 or 4 digits")),
     };
     let today = Civil::from_unix(now);
     if (year, i64::from(month)) < (today.year, i64::from(today.month)) {
-        return Err(invalid("credit card has expired"));
+        return Err(Invalid::new("credit_card", "has expired"));
     }
     if year > today.year + MAX_EXPIRY_YEARS_AHEAD {
-        return Err(invalid(
-            "credit_card.credit_card_expiration_year is too far in the future",
-        ));
+        return Err(Invalid::new(YEAR, "is too far in the future"));
     }
     Ok(())
 }
@@ -524,56 +512,20 @@ impl Civil {
     }
 }
 
-/// An order id: 1..=64 visible ASCII characters.
-pub fn order_id(id: &str, field: &str) -> Result<String, Invalid> {
-    visible_id(id, field, MAX_ORDER_ID_CHARS)
-}
-
-/// A transaction id: 1..=64 visible ASCII characters.
-pub fn transaction_id(id: &str) -> Result<String, Invalid> {
-    visible_id(id, "transaction_id", MAX_TRANSACTION_ID_CHARS)
-}
-
-fn visible_id(id: &str, field: &str, max: usize) -> Result<String, Invalid> {
-    if id.is_empty() {
-        return Err(invalid(format!("{field} is required")));
-    }
-    if id.len() > max || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(format!(
-            "{field} must be 1 to {max} visible ASCII characters"
-        )));
-    }
-    Ok(id.to_string())
-}
-
-/// A user id from a request: positive and storable.
-pub fn user_id(id: u64) -> Result<i64, Invalid> {
-    if id == 0 {
-        return Err(invalid("user_id must be a positive user id"));
-    }
-    mall_common::store::id_from_api(id)
-        .ok_or_else(|| invalid(format!("user_id {id} is out of range")))
-}
-
-fn amount(cents: i64, max: i64) -> Result<i64, Invalid> {
-    if cents <= 0 {
-        return Err(invalid("amount_cents must be positive"));
-    }
-    if cents > max {
-        return Err(invalid(format!("amount_cents must be at most {max}")));
-    }
-    Ok(cents)
+/// A charge or refund amount from a request: 1..=`max` cents.
+fn amount(cents: i64, max: i64) -> Result<Cents, Invalid> {
+    Cents::parse_positive(cents, max, "amount_cents")
 }
 
 /// A valid `Charge`: what is recorded when the card is approved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
     /// The order paid for.
-    pub order_id: String,
+    pub order_id: OrderId,
     /// The paying user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Positive amount.
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// Brand and last 4 digits.
     pub card: CardSummary,
 }
@@ -589,23 +541,26 @@ impl Charge {
         card: Option<CardInput<'_>>,
         now: i64,
     ) -> Result<(Charge, Option<Decline>), Invalid> {
+        const METHOD: &str = "payment_method";
         match payment_method {
             "" | "credit_card" => {}
             "alipay" => {
-                return Err(invalid(
-                    "payment_method alipay is paid through AlipayCharge, not Charge",
+                return Err(Invalid::new(
+                    METHOD,
+                    "alipay is paid through AlipayCharge, not Charge",
                 ));
             }
             _ => {
-                return Err(invalid(
-                    "payment_method must be credit_card (or alipay through AlipayCharge)",
+                return Err(Invalid::new(
+                    METHOD,
+                    "must be credit_card (or alipay through AlipayCharge)",
                 ));
             }
         }
         let amount_cents = amount(amount_cents, MAX_CHARGE_CENTS)?;
-        let order_id = order_id(order, "order_id")?;
-        let user_id = user_id(user)?;
-        let card = card.ok_or_else(|| invalid("credit_card is required"))?;
+        let order_id = OrderId::parse(order, "order_id")?;
+        let user_id = UserId::parse(user, "user_id")?;
+        let card = card.ok_or_else(|| Invalid::new("credit_card", "is required"))?;
         let (card, decline) = card.check(now)?;
         Ok((
             Charge {
@@ -647,8 +602,10 @@ pub struct Payment {
 impl Payment {
     /// Is a request for this order by `user` for `amount_cents` with `method` a repeat of this
     /// payment (answered with the same transaction id) rather than a second payment?
-    pub fn is_repeat(&self, user: i64, amount_cents: i64, method: Method) -> bool {
-        self.user_id == user && self.amount_cents == amount_cents && self.method == method
+    pub fn is_repeat(&self, user: UserId, amount_cents: Cents, method: Method) -> bool {
+        self.user_id == user.db()
+            && self.amount_cents == amount_cents.get()
+            && self.method == method
     }
 }
 
@@ -656,15 +613,15 @@ impl Payment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
     /// The payment refunded.
-    pub transaction_id: String,
+    pub transaction_id: TransactionId,
     /// Must be the payment's order.
-    pub order_id: String,
+    pub order_id: OrderId,
     /// Must be the payment's user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Positive; at most what remains (checked atomically by the store).
-    pub amount_cents: i64,
-    /// Free text, trimmed.
-    pub reason: String,
+    pub amount_cents: Cents,
+    /// Free text ([`REASON_TEXT`]).
+    pub reason: Text,
 }
 
 impl Refund {
@@ -676,35 +633,26 @@ impl Refund {
         reason: &str,
         user: u64,
     ) -> Result<Refund, Invalid> {
-        let reason = reason.trim();
-        let chars = reason.chars().count();
-        if chars > MAX_REASON_CHARS {
-            return Err(invalid(format!(
-                "reason is {chars} characters long; the limit is {MAX_REASON_CHARS}"
-            )));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err(invalid("reason contains control characters"));
-        }
+        let reason = REASON_TEXT.parse(reason, "reason")?;
         Ok(Refund {
-            transaction_id: transaction_id(transaction)?,
-            order_id: order_id(order, "order_id")?,
-            user_id: user_id(user)?,
+            transaction_id: TransactionId::parse(transaction, "transaction_id")?,
+            order_id: OrderId::parse(order, "order_id")?,
+            user_id: UserId::parse(user, "user_id")?,
             amount_cents: amount(amount_cents, MAX_CHARGE_CENTS)?,
-            reason: reason.to_string(),
+            reason,
         })
     }
 
     /// The rules checked against the stored payment before the atomic update: same order and
     /// user, a card payment, not more than the whole charge.
     pub fn check_against(&self, payment: &Payment) -> Result<(), Error> {
-        if payment.order_id != self.order_id || payment.user_id != self.user_id {
+        if payment.order_id != self.order_id.as_str() || payment.user_id != self.user_id.db() {
             return Err(Error::NotThisPayment);
         }
         if payment.method == Method::Alipay {
             return Err(Error::AlipayRefund);
         }
-        if self.amount_cents > payment.amount_cents - payment.refunded_cents {
+        if self.amount_cents.get() > payment.amount_cents - payment.refunded_cents {
             return Err(Error::RefundExceedsRemaining);
         }
         Ok(())
@@ -715,11 +663,11 @@ impl Refund {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlipayOrder {
     /// Alipay's `out_trade_no`.
-    pub order_id: String,
+    pub order_id: OrderId,
     /// The paying user (sent as `passback_params`, returned in the notification).
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Positive, at most Alipay's limit.
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// Where Alipay sends the browser back; `None` for none.
     pub return_url: Option<String>,
 }
@@ -739,16 +687,19 @@ impl AlipayOrder {
                     || !(url.starts_with("https://") || url.starts_with("http://"))
                     || url.chars().any(|c| c.is_whitespace() || c.is_control())
                 {
-                    return Err(invalid(format!(
-                        "return_url must be an http(s) URL of at most {MAX_RETURN_URL_CHARS} characters"
-                    )));
+                    return Err(Invalid::new(
+                        "return_url",
+                        format!(
+                            "must be an http(s) URL of at most {MAX_RETURN_URL_CHARS} characters"
+                        ),
+                    ));
                 }
                 Some(url.to_string())
             }
         };
         Ok(AlipayOrder {
-            order_id: order_id(order, "order_id")?,
-            user_id: user_id(user)?,
+            order_id: OrderId::parse(order, "order_id")?,
+            user_id: UserId::parse(user, "user_id")?,
             amount_cents: amount(amount_cents, MAX_ALIPAY_CENTS)?,
             return_url,
         })
@@ -785,13 +736,13 @@ pub fn cents_from_yuan(text: &str) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlipayPayment {
     /// `out_trade_no`.
-    pub order_id: String,
+    pub order_id: OrderId,
     /// From `passback_params`.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// `total_amount` in cents.
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// Alipay's `trade_no`, used as the transaction id when it is a valid one.
-    pub trade_no: Option<String>,
+    pub trade_no: Option<TransactionId>,
 }
 
 /// What a (verified) Alipay notification says.
@@ -810,14 +761,15 @@ impl Notice {
         if !matches!(get("trade_status"), "TRADE_SUCCESS" | "TRADE_FINISHED") {
             return Ok(Notice::Other);
         }
-        let order_id = order_id(get("out_trade_no"), "out_trade_no")?;
+        let order_id = OrderId::parse(get("out_trade_no"), "out_trade_no")?;
         let amount_cents = cents_from_yuan(get("total_amount"))
-            .ok_or_else(|| invalid("total_amount is not an amount"))?;
+            .and_then(Cents::new)
+            .ok_or_else(|| Invalid::new("total_amount", "is not an amount"))?;
         let user_id = get("passback_params")
             .parse::<u64>()
-            .map_err(|_| invalid("passback_params does not hold a user id"))
-            .and_then(user_id)?;
-        let trade_no = transaction_id(get("trade_no")).ok();
+            .map_err(|_| Invalid::new("passback_params", "does not hold a user id"))
+            .and_then(|id| UserId::parse(id, "passback_params"))?;
+        let trade_no = TransactionId::parse(get("trade_no"), "trade_no").ok();
         Ok(Notice::Paid(AlipayPayment {
             order_id,
             user_id,
@@ -891,7 +843,8 @@ mod tests {
             card("4242424242424242", "123", 2200, 1),
         ] {
             let err = bad.check(NOW).unwrap_err();
-            assert!(!err.0.contains("4242424242"), "{err}");
+            assert!(!err.to_string().contains("4242424242"), "{err}");
+            assert!(err.field().starts_with("credit_card"), "{err}");
         }
         // Valid through the end of the expiry month.
         assert!(card("4242424242424242", "123", 26, 3).check(NOW).is_ok());
@@ -957,7 +910,7 @@ mod tests {
         assert!(
             ok("alipay", 100, "o1", 7)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("AlipayCharge")
         );
         assert!(ok("paypal", 100, "o1", 7).is_err());
@@ -965,9 +918,48 @@ mod tests {
         assert!(ok("", -5, "o1", 7).is_err());
         assert!(ok("", MAX_CHARGE_CENTS + 1, "o1", 7).is_err());
         assert!(ok("", 100, "", 7).is_err());
+        assert!(ok("", 100, &"x".repeat(64), 7).is_ok());
         assert!(ok("", 100, &"x".repeat(65), 7).is_err());
+        assert_eq!(
+            ok("", MAX_CHARGE_CENTS + 1, "o1", 7)
+                .unwrap_err()
+                .to_string(),
+            format!("amount_cents must be at most {MAX_CHARGE_CENTS}")
+        );
+        assert!(ok("", MAX_CHARGE_CENTS, "o1", 7).is_ok());
         assert!(ok("", 100, "o1", 0).is_err());
         assert!(Charge::parse(100, "", "o1", 7, None, NOW).is_err());
+    }
+
+    #[test]
+    fn refunds_check_ids_amount_and_reason() {
+        let parse = |txn: &str, reason: &str| Refund::parse(txn, "o1", 100, reason, 7);
+        let refund = parse("t1", "  changed my mind ").unwrap();
+        assert_eq!(refund.reason.as_str(), "changed my mind");
+        assert_eq!(refund.amount_cents.get(), 100);
+        assert!(parse("t1", "").is_ok());
+        assert!(parse("t1", &"r".repeat(256)).is_ok());
+        assert_eq!(
+            parse("t1", &"r".repeat(257)).unwrap_err().to_string(),
+            "reason is 257 characters long; the limit is 256"
+        );
+        assert_eq!(
+            parse("t1", "a\u{7}b").unwrap_err().to_string(),
+            "reason contains control characters"
+        );
+        assert!(parse(&"t".repeat(64), "").is_ok());
+        assert_eq!(
+            parse(&"t".repeat(65), "").unwrap_err().to_string(),
+            "transaction_id must be 1..=64 visible ASCII characters"
+        );
+        assert_eq!(
+            Refund::parse("t1", "o1", 0, "", 7).unwrap_err().to_string(),
+            "amount_cents must be positive"
+        );
+        assert_eq!(
+            Refund::parse("t1", "o1", 1, "", 0).unwrap_err().to_string(),
+            "user_id must be a positive user id"
+        );
     }
 
     #[test]
@@ -989,10 +981,10 @@ mod tests {
         assert_eq!(
             paid,
             Notice::Paid(AlipayPayment {
-                order_id: "o1".into(),
-                user_id: 7,
-                amount_cents: 1234,
-                trade_no: Some("2026031522001".into()),
+                order_id: OrderId::parse("o1", "out_trade_no").unwrap(),
+                user_id: UserId::parse(7, "passback_params").unwrap(),
+                amount_cents: Cents::new(1234).unwrap(),
+                trade_no: Some(TransactionId::parse("2026031522001", "trade_no").unwrap()),
             })
         );
         assert_eq!(

@@ -18,10 +18,11 @@ use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::payment::v1::payment_service_server::PaymentServiceServer;
+use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
 
 /// The service name used in config, discovery and the database URL.
-pub const NAME: &str = "payment";
+pub const NAME: &str = ServiceName::Payment.as_str();
 
 /// Alipay's sandbox gateway, the default.
 pub const ALIPAY_SANDBOX_GATEWAY: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";

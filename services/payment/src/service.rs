@@ -12,17 +12,16 @@ use std::time::Duration;
 use mall_common::auth;
 use mall_common::auth::{Access, AccessTable};
 use mall_common::cache::SharedCache;
-use mall_common::store::unix_now;
 use mall_proto::payment::v1 as pb;
 use mall_proto::payment::v1::payment_service_server::PaymentService;
+use mall_types::ids::stored_to_api;
+use mall_types::time::unix_secs;
+use mall_types::{OrderId, TransactionId};
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::alipay::{Alipay, Verdict};
-use crate::domain::{
-    AlipayOrder, CardInput, Charge, Error, Method, Notice, Payment, Refund, order_id,
-    transaction_id,
-};
+use crate::domain::{AlipayOrder, CardInput, Charge, Error, Method, Notice, Payment, Refund};
 use crate::store::{Ledger, NewPayment, Recorded};
 
 /// Who may call what: card charges, refunds and lookups are for other services (checkout,
@@ -48,7 +47,8 @@ pub struct PaymentApi {
     pay_link_ttl: Duration,
 }
 
-/// A cached Alipay page-pay link: who it is for and how much, so a repeat can be checked.
+/// A cached Alipay page-pay link: who it is for and how much, so a repeat can be checked. The
+/// cache holds it as JSON, so its fields keep their plain stored types.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PayLink {
     user_id: i64,
@@ -56,7 +56,7 @@ struct PayLink {
     url: String,
 }
 
-fn pay_link_key(order_id: &str) -> String {
+fn pay_link_key(order_id: &OrderId) -> String {
     format!("payment:v1:alipay_url:{order_id}")
 }
 
@@ -64,7 +64,7 @@ fn to_pb(p: Payment) -> pb::Payment {
     pb::Payment {
         transaction_id: p.transaction_id,
         order_id: p.order_id,
-        user_id: mall_common::store::id_to_api(p.user_id),
+        user_id: stored_to_api(p.user_id),
         amount_cents: p.amount_cents,
         refunded_cents: p.refunded_cents,
         status: p.status,
@@ -116,21 +116,21 @@ impl PaymentApi {
 
     /// A cached link answers a request for the same user and amount only.
     fn reuse(link: PayLink, order: &AlipayOrder) -> Result<String, Error> {
-        if link.user_id != order.user_id {
-            return Err(Error::OtherUsersOrder(order.order_id.clone()));
+        if link.user_id != order.user_id.db() {
+            return Err(Error::OtherUsersOrder(order.order_id.to_string()));
         }
-        if link.amount_cents != order.amount_cents {
-            return Err(Error::PayLinkConflict(order.order_id.clone()));
+        if link.amount_cents != order.amount_cents.get() {
+            return Err(Error::PayLinkConflict(order.order_id.to_string()));
         }
         Ok(link.url)
     }
 
     async fn pay_link(&self, order: &AlipayOrder) -> Result<String, Error> {
         if let Some(paid) = self.ledger.by_order(&order.order_id).await? {
-            return Err(if paid.user_id == order.user_id {
-                Error::OrderAlreadyPaid(order.order_id.clone())
+            return Err(if paid.user_id == order.user_id.db() {
+                Error::OrderAlreadyPaid(order.order_id.to_string())
             } else {
-                Error::OtherUsersOrder(order.order_id.clone())
+                Error::OtherUsersOrder(order.order_id.to_string())
             });
         }
         let key = pay_link_key(&order.order_id);
@@ -138,9 +138,9 @@ impl PaymentApi {
             return Self::reuse(link, order);
         }
         let link = PayLink {
-            user_id: order.user_id,
-            amount_cents: order.amount_cents,
-            url: self.alipay.page_pay_url(order, unix_now())?,
+            user_id: order.user_id.db(),
+            amount_cents: order.amount_cents.get(),
+            url: self.alipay.page_pay_url(order, unix_secs())?,
         };
         let bytes = match serde_json::to_vec(&link) {
             Ok(bytes) => bytes,
@@ -189,7 +189,7 @@ impl PaymentApi {
             transaction_id: paid
                 .trade_no
                 .clone()
-                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                .map_or_else(|| uuid::Uuid::now_v7().to_string(), String::from),
             order_id: paid.order_id.clone(),
             user_id: paid.user_id,
             amount_cents: paid.amount_cents,
@@ -201,7 +201,7 @@ impl PaymentApi {
                 tracing::info!(
                     order = %new.order_id,
                     transaction = %new.transaction_id,
-                    amount_cents = new.amount_cents,
+                    amount_cents = new.amount_cents.get(),
                     "alipay payment recorded"
                 );
                 Ok(true)
@@ -245,7 +245,7 @@ impl PaymentService for PaymentApi {
             &req.order_id,
             req.user_id,
             card,
-            unix_now(),
+            unix_secs(),
         )
         .map_err(Error::from)?;
         if let Some(decline) = decline {
@@ -267,7 +267,7 @@ impl PaymentService for PaymentApi {
                 tracing::info!(
                     order = %new.order_id,
                     transaction = %new.transaction_id,
-                    amount_cents = new.amount_cents,
+                    amount_cents = new.amount_cents.get(),
                     brand = charge.card.brand.as_str(),
                     "card charged"
                 );
@@ -278,7 +278,9 @@ impl PaymentService for PaymentApi {
             {
                 p.transaction_id
             }
-            Recorded::Existing(_) => return Err(Error::OrderAlreadyPaid(charge.order_id).into()),
+            Recorded::Existing(_) => {
+                return Err(Error::OrderAlreadyPaid(charge.order_id.into_string()).into());
+            }
         };
         Ok(Response::new(pb::ChargeResp { transaction_id }))
     }
@@ -301,7 +303,7 @@ impl PaymentService for PaymentApi {
         tracing::info!(
             transaction = %refund.transaction_id,
             refund = %refund_id,
-            amount_cents = refund.amount_cents,
+            amount_cents = refund.amount_cents.get(),
             "payment refunded"
         );
         Ok(Response::new(pb::RefundResp { refund_id }))
@@ -357,17 +359,18 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<pb::Payment>, Status> {
         let req = request.into_inner();
         let payment = if req.transaction_id.is_empty() && !req.order_id.is_empty() {
-            let order = order_id(&req.order_id, "order_id").map_err(Error::from)?;
+            let order = OrderId::parse(&req.order_id, "order_id").map_err(Error::from)?;
             self.ledger
                 .by_order(&order)
                 .await?
                 .ok_or_else(|| Error::PaymentNotFound(format!("for order {order}")))?
         } else {
-            let id = transaction_id(&req.transaction_id).map_err(Error::from)?;
+            let id =
+                TransactionId::parse(&req.transaction_id, "transaction_id").map_err(Error::from)?;
             self.ledger
                 .get(&id)
                 .await?
-                .ok_or(Error::PaymentNotFound(id))?
+                .ok_or_else(|| Error::PaymentNotFound(id.into_string()))?
         };
         Ok(Response::new(to_pb(payment)))
     }

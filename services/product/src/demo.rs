@@ -1,6 +1,8 @@
 //! The demo catalog loaded into an empty database (`catalog.seed_demo`, on by default):
 //! 30 products in 5 categories, prices in cents.
 
+use mall_types::Invalid;
+
 use crate::domain::NewProduct;
 
 /// `(name, description, price_cents, stock, categories)`.
@@ -217,19 +219,21 @@ const DEMO: [(&str, &str, i64, u32, &[&str]); 30] = [
     ),
 ];
 
-/// The demo products, ready to insert.
-pub fn products() -> Vec<NewProduct> {
+/// The demo products, ready to insert. They pass the same rules as `CreateProduct`; an entry
+/// that did not would stop the service at start, naming the field.
+pub fn products() -> Result<Vec<NewProduct>, Invalid> {
     DEMO.iter()
         .map(|(name, description, price_cents, stock, categories)| {
             let slug = name.to_lowercase().replace([' ', '\''], "-");
-            NewProduct {
-                name: (*name).to_string(),
-                description: (*description).to_string(),
-                picture: format!("/static/image/{slug}.jpeg"),
-                price_cents: *price_cents,
-                stock: i64::from(*stock),
-                categories: categories.iter().map(|c| (*c).to_string()).collect(),
-            }
+            let categories: Vec<String> = categories.iter().map(|c| (*c).to_string()).collect();
+            NewProduct::parse(
+                name,
+                description,
+                &format!("/static/image/{slug}.jpeg"),
+                *price_cents,
+                *stock,
+                &categories,
+            )
         })
         .collect()
 }
@@ -238,12 +242,16 @@ pub fn products() -> Vec<NewProduct> {
 mod tests {
     #[test]
     fn demo_catalog_has_thirty_products_in_five_categories() {
-        let products = super::products();
+        let products = super::products().unwrap();
         assert_eq!(products.len(), 30);
-        let mut categories: Vec<_> = products.iter().flat_map(|p| p.categories.clone()).collect();
+        let mut categories: Vec<String> = products
+            .iter()
+            .flat_map(|p| p.categories.iter().map(|c| c.to_string()))
+            .collect();
         categories.sort();
         categories.dedup();
         assert_eq!(categories.len(), 5, "{categories:?}");
-        assert!(products.iter().all(|p| p.price_cents > 0 && p.stock > 0));
+        assert!(products.iter().all(|p| p.price.get() > 0 && p.stock > 0));
+        assert_eq!(products[0].picture.as_str(), "/static/image/notebook.jpeg");
     }
 }

@@ -15,10 +15,11 @@ use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::product::v1::product_catalog_service_server::ProductCatalogServiceServer;
+use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
 
 /// The service name used in config, discovery and the database URL.
-pub const NAME: &str = "product";
+pub const NAME: &str = ServiceName::Product.as_str();
 
 /// Product's own settings, the `catalog` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,16 +65,11 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
     config::load(NAME, default_settings(), &config::Source::from_process())
 }
 
-/// Stored ids are positive `BIGINT`s; the API speaks `uint64`.
-pub(crate) fn api_id(id: i64) -> u64 {
-    mall_common::store::id_to_api(id)
-}
-
 /// Opens the database and cache, seeds the demo catalog if configured, and binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let catalog = store::Catalog::new(platform.database()?.clone());
-    if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()).await? {
+    if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()?).await? {
         tracing::info!("loaded the demo catalog");
     }
     let service = service::CatalogService::new(

@@ -9,11 +9,11 @@ use mall_common::cache::{self, SharedCache};
 use mall_common::paging::Page;
 use mall_proto::product::v1 as pb;
 use mall_proto::product::v1::product_catalog_service_server::ProductCatalogService;
+use mall_types::ids::stored_to_api;
+use mall_types::{ProductId, ReservationId};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{
-    self, Error, NewProduct, Product, ProductPatch, Reservation, Search, batch_ids, product_id,
-};
+use crate::domain::{Error, NewProduct, Product, ProductPatch, Reservation, Search, batch_ids};
 use crate::store::{Catalog, Reserved};
 
 /// Who may call what: browsing is public, writes are admin-only, stock and batch reads are for
@@ -41,13 +41,13 @@ pub struct CatalogService {
     cache_ttl: Duration,
 }
 
-fn cache_key(id: i64) -> String {
+fn cache_key(id: ProductId) -> String {
     format!("product:v1:{id}")
 }
 
 fn to_pb(p: Product) -> pb::Product {
     pb::Product {
-        id: crate::api_id(p.id),
+        id: stored_to_api(p.id),
         name: p.name,
         description: p.description,
         picture: p.picture,
@@ -69,10 +69,10 @@ impl CatalogService {
 
     /// Drops cached copies of products after a write. A failure is logged, not returned: the
     /// write is committed and cached entries expire after `catalog.cache_ttl` anyway.
-    async fn invalidate(&self, ids: &[i64]) {
+    async fn invalidate(&self, ids: &[ProductId]) {
         for id in ids {
             if let Err(e) = cache::invalidate(self.cache.as_ref(), &cache_key(*id)).await {
-                tracing::error!(product = id, error = %e, "cache invalidation failed");
+                tracing::error!(product = id.get(), error = %e, "cache invalidation failed");
             }
         }
     }
@@ -99,7 +99,7 @@ impl ProductCatalogService for CatalogService {
         &self,
         request: Request<pb::GetProductReq>,
     ) -> Result<Response<pb::GetProductResp>, Status> {
-        let id = product_id(request.into_inner().id, "id").map_err(Error::from)?;
+        let id = ProductId::parse(request.into_inner().id, "id").map_err(Error::from)?;
         let catalog = self.catalog.clone();
         let product = cache::read_through(
             self.cache.as_ref(),
@@ -108,7 +108,7 @@ impl ProductCatalogService for CatalogService {
             || async move { catalog.get(id).await },
         )
         .await?
-        .ok_or(Error::ProductNotFound(crate::api_id(id)))?;
+        .ok_or(Error::ProductNotFound(id.get()))?;
         Ok(Response::new(pb::GetProductResp {
             product: Some(to_pb(product)),
         }))
@@ -136,8 +136,8 @@ impl ProductCatalogService for CatalogService {
         let products = self.catalog.batch_get(&ids).await?;
         let missing_ids = ids
             .iter()
-            .filter(|id| !products.iter().any(|p| p.id == **id))
-            .map(|id| crate::api_id(*id))
+            .filter(|id| !products.iter().any(|p| p.id == id.db()))
+            .map(|id| id.get())
             .collect();
         Ok(Response::new(pb::BatchGetProductsResp {
             products: products.into_iter().map(to_pb).collect(),
@@ -190,14 +190,13 @@ impl ProductCatalogService for CatalogService {
         &self,
         request: Request<pb::DeleteProductReq>,
     ) -> Result<Response<pb::DeleteProductResp>, Status> {
-        let raw = request.into_inner().id;
-        let id = product_id(raw, "id").map_err(Error::from)?;
+        let id = ProductId::parse(request.into_inner().id, "id").map_err(Error::from)?;
         let deleted = self.catalog.delete(id).await;
         self.invalidate(&[id]).await;
         if !deleted? {
-            return Err(Error::ProductNotFound(raw).into());
+            return Err(Error::ProductNotFound(id.get()).into());
         }
-        tracing::info!(product = id, "product deleted");
+        tracing::info!(product = id.get(), "product deleted");
         Ok(Response::new(pb::DeleteProductResp {}))
     }
 
@@ -214,7 +213,7 @@ impl ProductCatalogService for CatalogService {
         let reservation = Reservation::parse(&req.reservation_id, &items).map_err(Error::from)?;
         let outcome = self.catalog.reserve(&reservation).await?;
         if outcome == Reserved::Now {
-            let ids: Vec<i64> = reservation.lines.iter().map(|(id, _)| *id).collect();
+            let ids: Vec<ProductId> = reservation.lines.iter().map(|(id, _)| *id).collect();
             self.invalidate(&ids).await;
             tracing::info!(reservation = %reservation.id, lines = ids.len(), "stock reserved");
         }
@@ -225,8 +224,8 @@ impl ProductCatalogService for CatalogService {
         &self,
         request: Request<pb::ReleaseStockReq>,
     ) -> Result<Response<pb::ReleaseStockResp>, Status> {
-        let id =
-            domain::reservation_id(&request.into_inner().reservation_id).map_err(Error::from)?;
+        let id = ReservationId::parse(&request.into_inner().reservation_id, "reservation_id")
+            .map_err(Error::from)?;
         let touched = self.catalog.release(&id).await?;
         if !touched.is_empty() {
             self.invalidate(&touched).await;

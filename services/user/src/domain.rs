@@ -1,6 +1,7 @@
 //! What the user service knows on its own: the profile it caches and the ways a request can
 //! fail. Account rules (username, email, phone, password) belong to auth, which checks them.
 
+use mall_types::Invalid;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
 
@@ -27,6 +28,10 @@ pub fn profile_cache_key(user_id: u64) -> String {
 /// Everything that can go wrong in the user service.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Bad input. The account fields are auth's to check (it owns their rules), so this
+    /// service passes them on; the variant keeps its edge speaking the fleet's one vocabulary.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Auth has no live account for a valid token (deleted a moment ago).
     #[error("account {0} not found")]
     AccountNotFound(u64),
@@ -43,6 +48,7 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
+            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
             Error::AccountNotFound(_) => Status::not_found(e.to_string()),
             Error::IncompleteAnswer(_) => mall_common::error::internal(&e),
             Error::Upstream(status) => {
@@ -68,6 +74,13 @@ mod tests {
         let status: Status = Error::from(Status::already_exists("username taken")).into();
         assert_eq!(status.code(), Code::AlreadyExists);
         assert_eq!(status.message(), "username taken");
+    }
+
+    #[test]
+    fn invalid_input_is_invalid_argument_naming_the_field() {
+        let status = Status::from(Error::from(Invalid::new("token", "is required")));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "token is required");
     }
 
     #[test]

@@ -15,10 +15,11 @@ use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::user::v1::user_service_server::UserServiceServer;
+use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
 
 /// The service name used in config and discovery.
-pub const NAME: &str = "user";
+pub const NAME: &str = ServiceName::User.as_str();
 
 /// User's own settings, the `profile_cache` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use mall_proto::auth::v1 as auth_pb;
 use mall_proto::auth::v1::auth_service_client::AuthServiceClient;
 use mall_proto::user::v1 as pb;
 use mall_proto::user::v1::user_service_server::UserService;
+use mall_types::ServiceName;
 use tonic::{Code, Request, Response, Status};
 
 use crate::domain::{Error, Profile, profile_cache_key};
@@ -67,7 +68,9 @@ impl ProfileService {
 
     /// A client for auth; calls carry this service's token.
     fn auth(&self) -> Result<AuthClient, Error> {
-        Ok(self.clients.client::<AuthClient>("auth")?)
+        Ok(self
+            .clients
+            .client::<AuthClient>(ServiceName::Auth.as_str())?)
     }
 
     /// The end user behind a token-taking RPC: the token is the request's `token` field when

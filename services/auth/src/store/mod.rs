@@ -2,7 +2,9 @@
 //! Username uniqueness is a unique key, so concurrent registrations cannot both win; a refresh
 //! token is rotated by one conditional `UPDATE`, so it can be used once.
 
-use mall_common::store::{Database, Migrations, inserted_id, is_unique_violation, unix_now};
+use mall_common::store::{Database, Migrations, inserted_id, is_unique_violation};
+use mall_types::time::unix_secs;
+use mall_types::{Role, UserId};
 use sqlx::Row;
 
 use crate::domain::{AccountPatch, Error, Registration};
@@ -79,19 +81,19 @@ impl Accounts {
         &self,
         reg: &Registration,
         password_hash: &str,
-        role: &str,
+        role: Role,
     ) -> Result<i64, Error> {
-        let now = unix_now();
+        let now = unix_secs();
         let mut conn = self.db.pool().acquire().await?;
         let done = sqlx::query(
             "INSERT INTO accounts (username, email, phone, password_hash, role, status, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
         )
         .bind(&reg.username)
-        .bind(&reg.email)
+        .bind(reg.email.as_str())
         .bind(&reg.phone)
         .bind(password_hash)
-        .bind(role)
+        .bind(role.as_str())
         .bind(now)
         .bind(now)
         .execute(&mut *conn)
@@ -121,16 +123,16 @@ impl Accounts {
     }
 
     /// Applies a patch to an active account; `false` when there is none.
-    pub async fn update(&self, id: i64, patch: &AccountPatch) -> Result<bool, Error> {
+    pub async fn update(&self, id: UserId, patch: &AccountPatch) -> Result<bool, Error> {
         let done = sqlx::query(
             "UPDATE accounts SET username = COALESCE(?, username), email = COALESCE(?, email), \
              phone = COALESCE(?, phone), updated_at = ? WHERE id = ? AND status = 'active'",
         )
         .bind(patch.username.clone())
-        .bind(patch.email.clone())
+        .bind(patch.email.clone().map(String::from))
         .bind(patch.phone.clone())
-        .bind(unix_now())
-        .bind(id)
+        .bind(unix_secs())
+        .bind(id.db())
         .execute(self.db.pool())
         .await
         .map_err(|e| {
@@ -145,14 +147,14 @@ impl Accounts {
 
     /// Soft-deletes an active account and revokes its refresh tokens; `false` when there is
     /// none.
-    pub async fn delete(&self, id: i64) -> Result<bool, Error> {
-        let now = unix_now();
+    pub async fn delete(&self, id: UserId) -> Result<bool, Error> {
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE accounts SET status = 'deleted', updated_at = ? WHERE id = ? AND status <> 'deleted'",
         )
         .bind(now)
-        .bind(id)
+        .bind(id.db())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -161,7 +163,7 @@ impl Accounts {
         sqlx::query(
             "UPDATE refresh_tokens SET status = 'revoked' WHERE user_id = ? AND status = 'active'",
         )
-        .bind(id)
+        .bind(id.db())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -183,7 +185,7 @@ impl Accounts {
         .bind(token_hash)
         .bind(family)
         .bind(user_id)
-        .bind(unix_now())
+        .bind(unix_secs())
         .bind(expires_at)
         .execute(self.db.pool())
         .await?;
@@ -197,7 +199,7 @@ impl Accounts {
         new_hash: &str,
         expires_at: i64,
     ) -> Result<Rotation, Error> {
-        let now = unix_now();
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let spent = sqlx::query(
             "UPDATE refresh_tokens SET status = 'rotated' \

@@ -6,12 +6,15 @@
 //! never lose an increment. A missing line is inserted; when a concurrent insert wins the unique
 //! key, the statement is retried against the line it created.
 
-use mall_common::store::{Backend, Database, Migrations, is_unique_violation, unix_now};
+use mall_common::store::{Backend, Database, Migrations, is_unique_violation};
+use mall_types::money::MAX_QUANTITY;
+use mall_types::time::{unix_millis, unix_secs};
+use mall_types::{ProductId, Quantity, UserId};
 use sqlx::any::AnyQueryResult;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::domain::{Addition, CartLine, Error, MAX_LINE_QUANTITY};
+use crate::domain::{Addition, CartLine, Error};
 
 /// The carts' migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -56,14 +59,6 @@ impl Writer {
     }
 }
 
-/// Now as unix milliseconds: the order lines were first added in.
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 impl Carts {
     /// A repository on an open, migrated database.
     pub fn new(db: Database) -> Self {
@@ -82,22 +77,23 @@ impl Carts {
         })
     }
 
-    /// A new line; a unique violation means a concurrent writer created it first.
+    /// A new line; a unique violation means a concurrent writer created it first. Lines are
+    /// listed by `added_at_ms`, the order they were first added in.
     async fn insert_line(
         conn: &mut AnyConnection,
-        user_id: i64,
-        product_id: i64,
-        quantity: i64,
+        user_id: UserId,
+        product_id: ProductId,
+        quantity: Quantity,
     ) -> Result<AnyQueryResult, sqlx::Error> {
         sqlx::query(
             "INSERT INTO cart_items (user_id, product_id, quantity, added_at_ms, updated_at) \
              VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(user_id)
-        .bind(product_id)
-        .bind(quantity)
+        .bind(user_id.db())
+        .bind(product_id.db())
+        .bind(quantity.db())
         .bind(unix_millis())
-        .bind(unix_now())
+        .bind(unix_secs())
         .execute(conn)
         .await
     }
@@ -108,12 +104,12 @@ impl Carts {
             "UPDATE cart_items SET quantity = quantity + ?, updated_at = ? \
              WHERE user_id = ? AND product_id = ? AND quantity + ? <= ?",
         )
-        .bind(a.quantity)
-        .bind(unix_now())
-        .bind(a.user_id)
-        .bind(a.product_id)
-        .bind(a.quantity)
-        .bind(MAX_LINE_QUANTITY)
+        .bind(a.quantity.db())
+        .bind(unix_secs())
+        .bind(a.user_id.db())
+        .bind(a.product_id.db())
+        .bind(a.quantity.db())
+        .bind(i64::from(MAX_QUANTITY))
         .execute(conn)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -122,12 +118,12 @@ impl Carts {
     /// The line's current quantity, if there is a line.
     async fn quantity(
         conn: &mut AnyConnection,
-        user_id: i64,
-        product_id: i64,
+        user_id: UserId,
+        product_id: ProductId,
     ) -> Result<Option<i64>, sqlx::Error> {
         sqlx::query_scalar("SELECT quantity FROM cart_items WHERE user_id = ? AND product_id = ?")
-            .bind(user_id)
-            .bind(product_id)
+            .bind(user_id.db())
+            .bind(product_id.db())
             .fetch_optional(conn)
             .await
     }
@@ -151,18 +147,23 @@ impl Carts {
                 return Ok(writer.finish().await?);
             }
             match Self::quantity(conn, a.user_id, a.product_id).await? {
-                Some(q) if q + a.quantity > MAX_LINE_QUANTITY => {
-                    return Err(Error::LineFull(crate::api_id(a.product_id)));
+                Some(q) if q + a.quantity.db() > i64::from(MAX_QUANTITY) => {
+                    return Err(Error::LineFull(a.product_id.get()));
                 }
                 // Removed or lowered meanwhile: go round again.
                 _ => {}
             }
         }
-        Err(Error::Contended(crate::api_id(a.product_id)))
+        Err(Error::Contended(a.product_id.get()))
     }
 
-    /// Sets a line's quantity (1..=999), creating the line when missing.
-    pub async fn set(&self, user_id: i64, product_id: i64, quantity: i64) -> Result<(), Error> {
+    /// Sets a line's quantity, creating the line when missing.
+    pub async fn set(
+        &self,
+        user_id: UserId,
+        product_id: ProductId,
+        quantity: Quantity,
+    ) -> Result<(), Error> {
         let mut writer = self.writer().await?;
         for _ in 0..MAX_UPSERT_ROUNDS {
             let conn = writer.conn();
@@ -170,10 +171,10 @@ impl Carts {
                 "UPDATE cart_items SET quantity = ?, updated_at = ? \
                  WHERE user_id = ? AND product_id = ?",
             )
-            .bind(quantity)
-            .bind(unix_now())
-            .bind(user_id)
-            .bind(product_id)
+            .bind(quantity.db())
+            .bind(unix_secs())
+            .bind(user_id.db())
+            .bind(product_id.db())
             .execute(&mut *conn)
             .await?;
             // MySQL counts only rows that changed; a line already at `quantity` reads as 0 and
@@ -186,39 +187,39 @@ impl Carts {
                 Err(e) if is_unique_violation(&e) => {}
                 Err(e) => return Err(e.into()),
             }
-            if Self::quantity(conn, user_id, product_id).await? == Some(quantity) {
+            if Self::quantity(conn, user_id, product_id).await? == Some(quantity.db()) {
                 return Ok(writer.finish().await?);
             }
         }
-        Err(Error::Contended(crate::api_id(product_id)))
+        Err(Error::Contended(product_id.get()))
     }
 
     /// Removes one line; a missing line is fine.
-    pub async fn remove(&self, user_id: i64, product_id: i64) -> Result<(), Error> {
+    pub async fn remove(&self, user_id: UserId, product_id: ProductId) -> Result<(), Error> {
         sqlx::query("DELETE FROM cart_items WHERE user_id = ? AND product_id = ?")
-            .bind(user_id)
-            .bind(product_id)
+            .bind(user_id.db())
+            .bind(product_id.db())
             .execute(self.db.pool())
             .await?;
         Ok(())
     }
 
     /// Removes every line of a cart; an empty cart is fine.
-    pub async fn empty(&self, user_id: i64) -> Result<u64, Error> {
+    pub async fn empty(&self, user_id: UserId) -> Result<u64, Error> {
         let done = sqlx::query("DELETE FROM cart_items WHERE user_id = ?")
-            .bind(user_id)
+            .bind(user_id.db())
             .execute(self.db.pool())
             .await?;
         Ok(done.rows_affected())
     }
 
     /// A cart's lines in the order they were first added.
-    pub async fn lines(&self, user_id: i64) -> Result<Vec<CartLine>, Error> {
+    pub async fn lines(&self, user_id: UserId) -> Result<Vec<CartLine>, Error> {
         let rows = sqlx::query(
             "SELECT product_id, quantity FROM cart_items WHERE user_id = ? \
              ORDER BY added_at_ms, id",
         )
-        .bind(user_id)
+        .bind(user_id.db())
         .fetch_all(self.db.pool())
         .await?;
         rows.iter()

@@ -7,7 +7,8 @@
 //! instance drives a saga at a time. Every progress write is conditional on the owner too
 //! ([`Sagas::update`]): an owner that lost its lease stops instead of racing the new one.
 
-use mall_common::store::{Database, Migrations, is_unique_violation, unix_now};
+use mall_common::store::{Database, Migrations, is_unique_violation};
+use mall_types::time::{unix_millis, unix_secs};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{Contact, Error, PricedLine, SagaState, Step};
@@ -27,10 +28,7 @@ const MAX_OUTCOME_MESSAGE: usize = 500;
 
 /// Now as unix milliseconds (lease times).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
+    unix_millis()
 }
 
 /// The answer a checkout gave its client: OK with the ids, or an error status.
@@ -211,7 +209,7 @@ impl Sagas {
     ) -> Result<Inserted, Error> {
         let contact = serde_json::to_string(new.contact)
             .map_err(|e| Error::Corrupt(format!("contact does not serialize: {e}")))?;
-        let now = unix_now();
+        let now = unix_secs();
         let inserted = sqlx::query(
             "INSERT INTO sagas (id, user_id, idempotency_key, fingerprint, state, step, \
              contact_json, lease_owner, lease_until, created_at, updated_at) \
@@ -250,7 +248,7 @@ impl Sagas {
              WHERE id = ? AND idempotency_key = ?",
         )
         .bind(format!("{}~{}", saga.idempotency_key, saga.id))
-        .bind(unix_now())
+        .bind(unix_secs())
         .bind(&saga.id)
         .bind(&saga.idempotency_key)
         .execute(self.db.pool())
@@ -289,7 +287,7 @@ impl Sagas {
             "UPDATE sagas SET {} WHERE id = ? AND lease_owner = ?",
             sets.join(", ")
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(unix_now());
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(unix_secs());
         if let Some(state) = change.state {
             query = query.bind(state.as_str());
         }
@@ -345,7 +343,7 @@ impl Sagas {
             )
             .bind(owner)
             .bind(lease_until)
-            .bind(unix_now())
+            .bind(unix_secs())
             .bind(&id)
             .bind(SagaState::Running.as_str())
             .bind(now)

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 
 use mall_common::paging::Page;
-use mall_common::store::{Database, Migrations, is_unique_violation, unix_now};
+use mall_common::store::{Database, Migrations, is_unique_violation};
+use mall_types::time::unix_secs;
+use mall_types::{Address, OrderId, TransactionId, UserId};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{
-    Address, Error, Line, NewOrder, Order, OrderStatus, TIMEOUT_CANCEL_REASON, new_order_id,
-    transition,
+    Error, Line, NewOrder, Order, OrderStatus, TIMEOUT_CANCEL_REASON, new_order_id, transition,
 };
 
 /// The orders' migrations, one set per backend.
@@ -79,13 +80,13 @@ impl OrderRow {
             user_id: self.user_id,
             status,
             currency: self.currency,
-            address: Address {
-                street_address: self.street_address,
-                city: self.city,
-                state: self.state,
-                country: self.country,
-                zip_code: self.zip_code,
-            },
+            address: Address::from_stored(
+                self.street_address,
+                self.city,
+                self.state,
+                self.country,
+                self.zip_code,
+            ),
             email: self.email,
             lines,
             total_cents: self.total_cents,
@@ -117,10 +118,10 @@ impl Orders {
     }
 
     /// The order `user_id` placed with `key`, if any.
-    async fn find_by_key(&self, user_id: i64, key: &str) -> Result<Option<String>, Error> {
+    async fn find_by_key(&self, user_id: UserId, key: &str) -> Result<Option<String>, Error> {
         Ok(
             sqlx::query_scalar("SELECT id FROM orders WHERE user_id = ? AND idempotency_key = ?")
-                .bind(user_id)
+                .bind(user_id.db())
                 .bind(key)
                 .fetch_optional(self.db.pool())
                 .await?,
@@ -137,7 +138,7 @@ impl Orders {
             return Ok(Placed { id, created: false });
         }
         let id = new_order_id();
-        let now = unix_now();
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO orders (id, user_id, idempotency_key, status, currency, street_address, \
@@ -145,8 +146,8 @@ impl Orders {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
-        .bind(new.user_id)
-        .bind(new.idempotency_key.clone())
+        .bind(new.user_id.db())
+        .bind(new.idempotency_key.clone().map(String::from))
         .bind(OrderStatus::Pending.code())
         .bind(&new.currency)
         .bind(&new.address.street_address)
@@ -154,8 +155,8 @@ impl Orders {
         .bind(&new.address.state)
         .bind(&new.address.country)
         .bind(&new.address.zip_code)
-        .bind(&new.email)
-        .bind(new.total_cents)
+        .bind(new.email.as_str())
+        .bind(new.total_cents.get())
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -183,9 +184,9 @@ impl Orders {
             )
             .bind(&id)
             .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
-            .bind(line.product_id)
-            .bind(line.quantity)
-            .bind(line.cost_cents)
+            .bind(line.product_id.db())
+            .bind(line.quantity.db())
+            .bind(line.cost_cents.get())
             .execute(&mut *tx)
             .await?;
         }
@@ -210,11 +211,14 @@ impl Orders {
         }
         for row in query.fetch_all(self.db.pool()).await? {
             let order: String = row.try_get(0)?;
-            by_order.entry(order).or_default().push(Line {
-                product_id: row.try_get(1)?,
-                quantity: row.try_get(2)?,
-                cost_cents: row.try_get(3)?,
-            });
+            let (product, quantity, cost): (i64, i64, i64) =
+                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+            let line = Line::from_stored(product, quantity, cost).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "order {order} has a line of {quantity} x product {product} for {cost}"
+                ))
+            })?;
+            by_order.entry(order).or_default().push(line);
         }
         Ok(by_order)
     }
@@ -231,12 +235,12 @@ impl Orders {
     }
 
     /// `user_id`'s order `id`; `None` when there is none or it belongs to someone else.
-    pub async fn get(&self, user_id: i64, id: &str) -> Result<Option<Order>, Error> {
+    pub async fn get(&self, user_id: UserId, id: &OrderId) -> Result<Option<Order>, Error> {
         let row = sqlx::query_as::<_, OrderRow>(AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? AND user_id = ?"
         )))
-        .bind(id)
-        .bind(user_id)
+        .bind(id.as_str())
+        .bind(user_id.db())
         .fetch_optional(self.db.pool())
         .await?;
         match row {
@@ -246,16 +250,16 @@ impl Orders {
     }
 
     /// `user_id`'s orders, newest first, with the total count.
-    pub async fn list(&self, user_id: i64, page: Page) -> Result<(Vec<Order>, u64), Error> {
+    pub async fn list(&self, user_id: UserId, page: Page) -> Result<(Vec<Order>, u64), Error> {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = ?")
-            .bind(user_id)
+            .bind(user_id.db())
             .fetch_one(self.db.pool())
             .await?;
         let rows = sqlx::query_as::<_, OrderRow>(AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? \
              ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         )))
-        .bind(user_id)
+        .bind(user_id.db())
         .bind(page.limit())
         .bind(page.offset())
         .fetch_all(self.db.pool())
@@ -269,13 +273,13 @@ impl Orders {
     /// The status and payment of `user_id`'s order `id`.
     async fn state(
         &self,
-        user_id: i64,
-        id: &str,
+        user_id: UserId,
+        id: &OrderId,
     ) -> Result<Option<(OrderStatus, Option<String>)>, Error> {
         let row =
             sqlx::query("SELECT status, transaction_id FROM orders WHERE id = ? AND user_id = ?")
-                .bind(id)
-                .bind(user_id)
+                .bind(id.as_str())
+                .bind(user_id.db())
                 .fetch_optional(self.db.pool())
                 .await?;
         match row {
@@ -288,9 +292,9 @@ impl Orders {
     /// another transaction, or any other status, is refused.
     pub async fn mark_paid(
         &self,
-        user_id: i64,
-        id: &str,
-        transaction_id: &str,
+        user_id: UserId,
+        id: &OrderId,
+        transaction_id: &TransactionId,
     ) -> Result<Paid, Error> {
         for _ in 0..STATUS_CHANGE_ATTEMPTS {
             let (status, paid_by) = self
@@ -299,22 +303,22 @@ impl Orders {
                 .ok_or_else(|| Error::OrderNotFound(id.to_string()))?;
             if status == OrderStatus::Paid {
                 return match paid_by.as_deref() {
-                    Some(t) if t == transaction_id => Ok(Paid::Already),
+                    Some(t) if t == transaction_id.as_str() => Ok(Paid::Already),
                     _ => Err(Error::PaidByAnotherTransaction(id.to_string())),
                 };
             }
             transition(status, OrderStatus::Paid)?;
-            let now = unix_now();
+            let now = unix_secs();
             let done = sqlx::query(
                 "UPDATE orders SET status = ?, transaction_id = ?, paid_at = ?, updated_at = ? \
                  WHERE id = ? AND user_id = ? AND status = ?",
             )
             .bind(OrderStatus::Paid.code())
-            .bind(transaction_id)
+            .bind(transaction_id.as_str())
             .bind(now)
             .bind(now)
-            .bind(id)
-            .bind(user_id)
+            .bind(id.as_str())
+            .bind(user_id.db())
             .bind(status.code())
             .execute(self.db.pool())
             .await?;
@@ -328,14 +332,14 @@ impl Orders {
     /// The customer's PENDING→CANCELLED. The caller then releases the stock reservation (see
     /// `sweeper::release_stock`); until that succeeds `stock_released` stays 0 and the sweeper
     /// retries it.
-    pub async fn cancel(&self, user_id: i64, id: &str, reason: &str) -> Result<(), Error> {
+    pub async fn cancel(&self, user_id: UserId, id: &OrderId, reason: &str) -> Result<(), Error> {
         for _ in 0..STATUS_CHANGE_ATTEMPTS {
             let (status, _) = self
                 .state(user_id, id)
                 .await?
                 .ok_or_else(|| Error::OrderNotFound(id.to_string()))?;
             transition(status, OrderStatus::Cancelled)?;
-            let now = unix_now();
+            let now = unix_secs();
             let done = sqlx::query(
                 "UPDATE orders SET status = ?, cancel_reason = ?, cancelled_at = ?, updated_at = ?, \
                  release_attempt_at = ?, release_attempts = release_attempts + 1 \
@@ -346,8 +350,8 @@ impl Orders {
             .bind(now)
             .bind(now)
             .bind(now)
-            .bind(id)
-            .bind(user_id)
+            .bind(id.as_str())
+            .bind(user_id.db())
             .bind(status.code())
             .execute(self.db.pool())
             .await?;
@@ -429,7 +433,7 @@ impl Orders {
     /// Records that product gave the order's reserved stock back.
     pub async fn mark_released(&self, id: &str) -> Result<(), Error> {
         sqlx::query("UPDATE orders SET stock_released = 1, updated_at = ? WHERE id = ?")
-            .bind(unix_now())
+            .bind(unix_secs())
             .bind(id)
             .execute(self.db.pool())
             .await?;

@@ -8,7 +8,9 @@
 //! - refunds never exceed the charge: one conditional `UPDATE ... WHERE refunded_cents + ? <=
 //!   amount_cents`, with the refund row inserted in the same transaction.
 
-use mall_common::store::{Database, Migrations, is_unique_violation, unix_now};
+use mall_common::store::{Database, Migrations, is_unique_violation};
+use mall_types::time::unix_secs;
+use mall_types::{Cents, OrderId, TransactionId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -29,11 +31,11 @@ pub struct NewPayment {
     /// Its new transaction id.
     pub transaction_id: String,
     /// The order (unique).
-    pub order_id: String,
+    pub order_id: OrderId,
     /// The paying user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Positive amount.
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// How it was paid.
     pub method: Method,
     /// The card's brand and last 4 digits (card payments).
@@ -83,7 +85,7 @@ impl Ledger {
     /// Records a payment, or returns the order's existing one when the order already has a
     /// payment (the unique key on `order_id` decides, also between concurrent requests).
     pub async fn record(&self, new: &NewPayment) -> Result<Recorded, Error> {
-        let now = unix_now();
+        let now = unix_secs();
         let (brand, last4) = match &new.card {
             Some(card) => (card.brand.as_str(), card.last4.as_str()),
             None => ("", ""),
@@ -94,9 +96,9 @@ impl Ledger {
              VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&new.transaction_id)
-        .bind(&new.order_id)
-        .bind(new.user_id)
-        .bind(new.amount_cents)
+        .bind(new.order_id.as_str())
+        .bind(new.user_id.db())
+        .bind(new.amount_cents.get())
         .bind(STATUS_PAID)
         .bind(new.method.as_str())
         .bind(brand)
@@ -117,22 +119,22 @@ impl Ledger {
     }
 
     /// A payment by transaction id.
-    pub async fn get(&self, transaction_id: &str) -> Result<Option<Payment>, Error> {
+    pub async fn get(&self, transaction_id: &TransactionId) -> Result<Option<Payment>, Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = ?"
         )))
-        .bind(transaction_id)
+        .bind(transaction_id.as_str())
         .fetch_optional(self.db.pool())
         .await?;
         Ok(row.as_ref().map(payment_from_row).transpose()?)
     }
 
     /// The payment of an order.
-    pub async fn by_order(&self, order_id: &str) -> Result<Option<Payment>, Error> {
+    pub async fn by_order(&self, order_id: &OrderId) -> Result<Option<Payment>, Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?"
         )))
-        .bind(order_id)
+        .bind(order_id.as_str())
         .fetch_optional(self.db.pool())
         .await?;
         Ok(row.as_ref().map(payment_from_row).transpose()?)
@@ -141,19 +143,19 @@ impl Ledger {
     /// Refunds part or all of a payment and records the refund as `refund_id`, atomically:
     /// concurrent refunds can never add up to more than the charge.
     pub async fn refund(&self, refund: &Refund, refund_id: &str) -> Result<(), Error> {
-        let now = unix_now();
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = ?"
         )))
-        .bind(&refund.transaction_id)
+        .bind(refund.transaction_id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let payment = row
             .as_ref()
             .map(payment_from_row)
             .transpose()?
-            .ok_or_else(|| Error::PaymentNotFound(refund.transaction_id.clone()))?;
+            .ok_or_else(|| Error::PaymentNotFound(refund.transaction_id.to_string()))?;
         refund.check_against(&payment)?;
         // The read above may be stale (MySQL reads a snapshot); this statement is the check that
         // counts. `status` comes first: MySQL evaluates SET left to right with updated values.
@@ -163,13 +165,13 @@ impl Ledger {
              refunded_cents = refunded_cents + ?, updated_at = ? \
              WHERE transaction_id = ? AND order_id = ? AND user_id = ? AND refunded_cents + ? <= amount_cents",
         )
-        .bind(refund.amount_cents)
-        .bind(refund.amount_cents)
+        .bind(refund.amount_cents.get())
+        .bind(refund.amount_cents.get())
         .bind(now)
-        .bind(&refund.transaction_id)
-        .bind(&refund.order_id)
-        .bind(refund.user_id)
-        .bind(refund.amount_cents)
+        .bind(refund.transaction_id.as_str())
+        .bind(refund.order_id.as_str())
+        .bind(refund.user_id.db())
+        .bind(refund.amount_cents.get())
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -180,9 +182,9 @@ impl Ledger {
              VALUES (?, ?, ?, ?, ?)",
         )
         .bind(refund_id)
-        .bind(&refund.transaction_id)
-        .bind(refund.amount_cents)
-        .bind(&refund.reason)
+        .bind(refund.transaction_id.as_str())
+        .bind(refund.amount_cents.get())
+        .bind(refund.reason.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;

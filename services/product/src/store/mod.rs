@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 
 use mall_common::paging::Page;
-use mall_common::store::{
-    Backend, Database, Migrations, inserted_id, is_unique_violation, unix_now,
-};
+use mall_common::store::{Backend, Database, Migrations, inserted_id, is_unique_violation};
+use mall_types::ids::stored_to_api;
+use mall_types::time::unix_secs;
+use mall_types::{ProductId, ReservationId, Text};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::domain::{Error, NewProduct, Product, ProductPatch, Reservation, Search};
@@ -170,12 +171,12 @@ impl Catalog {
     }
 
     /// One live product.
-    pub async fn get(&self, id: i64) -> Result<Option<Product>, Error> {
+    pub async fn get(&self, id: ProductId) -> Result<Option<Product>, Error> {
         Ok(self.batch_get(&[id]).await?.pop())
     }
 
     /// The live products among `ids`, in the order asked.
-    pub async fn batch_get(&self, ids: &[i64]) -> Result<Vec<Product>, Error> {
+    pub async fn batch_get(&self, ids: &[ProductId]) -> Result<Vec<Product>, Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -185,10 +186,10 @@ impl Catalog {
         );
         let mut query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
         for id in ids {
-            query = query.bind(*id);
+            query = query.bind(id.db());
         }
         let mut rows = query.fetch_all(self.db.pool()).await?;
-        rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+        rows.sort_by_key(|r| ids.iter().position(|id| id.db() == r.id));
         self.with_categories(rows).await
     }
 
@@ -196,7 +197,7 @@ impl Catalog {
         &self,
         tx: &mut Transaction<'static, Any>,
         product: i64,
-        names: &[String],
+        names: &[Text],
     ) -> Result<(), Error> {
         let upsert = match self.db.backend() {
             Backend::Sqlite => {
@@ -207,9 +208,12 @@ impl Catalog {
             }
         };
         for name in names {
-            sqlx::query(upsert).bind(name).execute(&mut **tx).await?;
+            sqlx::query(upsert)
+                .bind(name.as_str())
+                .execute(&mut **tx)
+                .await?;
             let category: i64 = sqlx::query_scalar("SELECT id FROM categories WHERE name = ?")
-                .bind(name)
+                .bind(name.as_str())
                 .fetch_one(&mut **tx)
                 .await?;
             sqlx::query("INSERT INTO product_categories (product_id, category_id) VALUES (?, ?)")
@@ -232,10 +236,10 @@ impl Catalog {
             "INSERT INTO products (name, description, picture, price_cents, stock, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&new.name)
-        .bind(&new.description)
-        .bind(&new.picture)
-        .bind(new.price_cents)
+        .bind(new.name.as_str())
+        .bind(new.description.as_str())
+        .bind(new.picture.as_str())
+        .bind(new.price.get())
         .bind(new.stock)
         .bind(now)
         .bind(now)
@@ -248,13 +252,16 @@ impl Catalog {
 
     /// Inserts a product and its categories in one transaction.
     pub async fn create(&self, new: &NewProduct) -> Result<Product, Error> {
-        let now = unix_now();
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let id = self.insert(&mut tx, new, now).await?;
         tx.commit().await?;
-        self.get(id)
-            .await?
-            .ok_or(Error::ProductNotFound(crate::api_id(id)))
+        // The database hands out positive ids; a row it cannot find again is as good as gone.
+        let found = match ProductId::from_db(id) {
+            Some(id) => self.get(id).await?,
+            None => None,
+        };
+        found.ok_or(Error::ProductNotFound(stored_to_api(id)))
     }
 
     /// Applies a patch to a live product; `None` when there is none with that id.
@@ -265,12 +272,12 @@ impl Catalog {
              picture = COALESCE(?, picture), price_cents = COALESCE(?, price_cents), updated_at = ? \
              WHERE id = ? AND deleted_at IS NULL",
         )
-        .bind(patch.name.clone())
-        .bind(patch.description.clone())
-        .bind(patch.picture.clone())
-        .bind(patch.price_cents)
-        .bind(unix_now())
-        .bind(patch.id)
+        .bind(patch.name.clone().map(Text::into_string))
+        .bind(patch.description.clone().map(Text::into_string))
+        .bind(patch.picture.clone().map(Text::into_string))
+        .bind(patch.price.map(|p| p.get()))
+        .bind(unix_secs())
+        .bind(patch.id.db())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -278,24 +285,25 @@ impl Catalog {
         }
         if let Some(categories) = &patch.categories {
             sqlx::query("DELETE FROM product_categories WHERE product_id = ?")
-                .bind(patch.id)
+                .bind(patch.id.db())
                 .execute(&mut *tx)
                 .await?;
-            self.link_categories(&mut tx, patch.id, categories).await?;
+            self.link_categories(&mut tx, patch.id.db(), categories)
+                .await?;
         }
         tx.commit().await?;
         self.get(patch.id).await
     }
 
     /// Soft-deletes a live product; false when there is none with that id.
-    pub async fn delete(&self, id: i64) -> Result<bool, Error> {
-        let now = unix_now();
+    pub async fn delete(&self, id: ProductId) -> Result<bool, Error> {
+        let now = unix_secs();
         let done = sqlx::query(
             "UPDATE products SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
         )
         .bind(now)
         .bind(now)
-        .bind(id)
+        .bind(id.db())
         .execute(self.db.pool())
         .await?;
         Ok(done.rows_affected() > 0)
@@ -303,13 +311,13 @@ impl Catalog {
 
     /// Takes the reservation's stock, all lines or none. Idempotent per reservation id.
     pub async fn reserve(&self, r: &Reservation) -> Result<Reserved, Error> {
-        let now = unix_now();
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         // Claim the id first: a replay (or a concurrent twin) fails here and changes nothing.
         let claimed = sqlx::query(
             "INSERT INTO stock_reservations (reservation_id, status, created_at) VALUES (?, 'reserved', ?)",
         )
-        .bind(&r.id)
+        .bind(r.id.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await;
@@ -328,7 +336,7 @@ impl Catalog {
             )
             .bind(*quantity)
             .bind(now)
-            .bind(*product)
+            .bind(product.db())
             .bind(*quantity)
             .execute(&mut *tx)
             .await?;
@@ -336,20 +344,20 @@ impl Catalog {
                 let live: Option<i64> = sqlx::query_scalar(
                     "SELECT id FROM products WHERE id = ? AND deleted_at IS NULL",
                 )
-                .bind(*product)
+                .bind(product.db())
                 .fetch_optional(&mut *tx)
                 .await?;
                 // Dropping the transaction rolls back the lines already taken.
                 return Err(match live {
-                    Some(_) => Error::InsufficientStock(crate::api_id(*product)),
-                    None => Error::ProductNotFound(crate::api_id(*product)),
+                    Some(_) => Error::InsufficientStock(product.get()),
+                    None => Error::ProductNotFound(product.get()),
                 });
             }
             sqlx::query(
                 "INSERT INTO stock_reservation_items (reservation_id, product_id, quantity) VALUES (?, ?, ?)",
             )
-            .bind(&r.id)
-            .bind(*product)
+            .bind(r.id.as_str())
+            .bind(product.db())
             .bind(*quantity)
             .execute(&mut *tx)
             .await?;
@@ -362,24 +370,29 @@ impl Catalog {
     async fn existing_reservation(&self, r: &Reservation) -> Result<Reserved, Error> {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM stock_reservations WHERE reservation_id = ?")
-                .bind(&r.id)
+                .bind(r.id.as_str())
                 .fetch_optional(self.db.pool())
                 .await?;
         let lines = self.reservation_lines(&r.id).await?;
+        let same = lines.len() == r.lines.len()
+            && lines
+                .iter()
+                .zip(&r.lines)
+                .all(|(stored, asked)| *stored == (asked.0.db(), asked.1));
         match status.as_deref() {
-            Some("reserved") if lines == r.lines => Ok(Reserved::Already),
-            Some("released") => Err(Error::ReservationReleased(r.id.clone())),
-            _ => Err(Error::ReservationConflict(r.id.clone())),
+            Some("reserved") if same => Ok(Reserved::Already),
+            Some("released") => Err(Error::ReservationReleased(r.id.to_string())),
+            _ => Err(Error::ReservationConflict(r.id.to_string())),
         }
     }
 
     /// `(product, quantity)` lines of a reservation, by product id.
-    pub async fn reservation_lines(&self, id: &str) -> Result<Vec<(i64, i64)>, Error> {
+    pub async fn reservation_lines(&self, id: &ReservationId) -> Result<Vec<(i64, i64)>, Error> {
         let rows = sqlx::query(
             "SELECT product_id, quantity FROM stock_reservation_items \
              WHERE reservation_id = ? ORDER BY product_id",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(self.db.pool())
         .await?;
         rows.iter()
@@ -390,8 +403,8 @@ impl Catalog {
 
     /// Puts a held reservation's stock back, once. Returns the products touched (empty when the
     /// reservation is unknown or already released; an unknown id is recorded as released).
-    pub async fn release(&self, id: &str) -> Result<Vec<i64>, Error> {
-        let now = unix_now();
+    pub async fn release(&self, id: &ReservationId) -> Result<Vec<ProductId>, Error> {
+        let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         // Flipping the status is the claim: only one concurrent release can do it.
         let flipped = sqlx::query(
@@ -399,7 +412,7 @@ impl Catalog {
              WHERE reservation_id = ? AND status = 'reserved'",
         )
         .bind(now)
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
         if flipped.rows_affected() == 0 {
@@ -409,7 +422,7 @@ impl Catalog {
                 "INSERT INTO stock_reservations (reservation_id, status, created_at, released_at) \
                  VALUES (?, 'released', ?, ?)",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -425,7 +438,7 @@ impl Catalog {
             "SELECT product_id, quantity FROM stock_reservation_items \
              WHERE reservation_id = ? ORDER BY product_id",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&mut *tx)
         .await?;
         let mut touched = Vec::with_capacity(rows.len());
@@ -439,7 +452,8 @@ impl Catalog {
                 .bind(product)
                 .execute(&mut *tx)
                 .await?;
-            touched.push(product);
+            // Only positive ids were ever reserved; the cache entry of any other is not ours.
+            touched.extend(ProductId::from_db(product));
         }
         tx.commit().await?;
         Ok(touched)
@@ -451,7 +465,7 @@ impl Catalog {
         let mut tx = self.db.begin_write().await?;
         let claimed =
             sqlx::query("INSERT INTO catalog_meta (name, created_at) VALUES ('demo_seeded', ?)")
-                .bind(unix_now())
+                .bind(unix_secs())
                 .execute(&mut *tx)
                 .await;
         match claimed {
@@ -466,7 +480,7 @@ impl Catalog {
             tx.commit().await?;
             return Ok(false);
         }
-        let now = unix_now();
+        let now = unix_secs();
         for new in products {
             self.insert(&mut tx, new, now).await?;
         }
