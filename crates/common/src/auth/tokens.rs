@@ -9,7 +9,7 @@ use super::access::Access;
 use super::caller::{Caller, Claims};
 use crate::cache::SharedCache;
 use crate::config::AuthSettings;
-use crate::store::unix_now;
+use mall_types::time::unix_secs as unix_now;
 
 pub use crate::config::{DEFAULT_JWT_SECRET, MIN_SECRET_BYTES};
 /// `iss` of every token.

@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use super::BoxError;
 use crate::auth::Tokens;
-use crate::store::unix_now;
+use mall_types::time::unix_secs as unix_now;
 
 /// A service token is replaced when it has less than this left.
 pub const SERVICE_TOKEN_REFRESH_MARGIN_SECS: i64 = 15;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Profile, SERVICE_PORTS, Validate, ensure, parse_authority};
+use mall_types::ServiceName;
+
+use super::{ConfigError, Profile, Validate, ensure, parse_authority};
 
 /// Where instances come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -72,9 +74,9 @@ impl Default for DiscoverySettings {
         DiscoverySettings {
             kind: DiscoveryKind::Static,
             consul: ConsulSettings::default(),
-            static_addrs: SERVICE_PORTS
+            static_addrs: ServiceName::ALL
                 .iter()
-                .map(|(name, port)| (name.to_string(), vec![format!("127.0.0.1:{port}")]))
+                .map(|s| (s.to_string(), vec![format!("127.0.0.1:{}", s.port())]))
                 .collect(),
         }
     }

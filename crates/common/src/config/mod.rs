@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use mall_types::ServiceName;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -44,17 +45,6 @@ pub const CONFIG_FILE_ENV: &str = "MALL_CONFIG";
 /// Prefix of the per-key environment overrides (`MALL__SECTION__KEY`).
 pub const ENV_PREFIX: &str = "MALL";
 
-/// The seven services with their well-known gRPC ports (API.md). Admin ports are gRPC + 1000.
-pub const SERVICE_PORTS: [(&str, u16); 7] = [
-    ("auth", 8000),
-    ("user", 8001),
-    ("cart", 8002),
-    ("product", 8003),
-    ("order", 8004),
-    ("payment", 8005),
-    ("checkout", 8006),
-];
-
 /// The top-level sections that belong to one service each (product's `catalog`, ...). Every
 /// service accepts them in a shared file and the owning service checks their keys; a test in
 /// `crates/mall` keeps this list equal to what the services declare.
@@ -67,12 +57,10 @@ pub const SERVICE_SECTIONS: &[&str] = &[
     "profile_cache",
 ];
 
-/// The well-known gRPC port of a service, if `name` is one of the seven.
+/// The well-known gRPC port of a service, if `name` is one of the seven (admin ports are
+/// gRPC + 1000).
 pub fn default_port(name: &str) -> Option<u16> {
-    SERVICE_PORTS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, p)| *p)
+    name.parse::<ServiceName>().ok().map(ServiceName::port)
 }
 
 /// A configuration that cannot be loaded or is invalid; the message names the key.
