@@ -180,28 +180,9 @@ pub fn unavailable(what: &str, err: &(dyn StdError + 'static)) -> Status {
     Status::unavailable(format!("{what} unavailable (ref {reference})"))
 }
 
-/// A database error: pool exhaustion or a lost connection is `UNAVAILABLE`, the rest `INTERNAL`.
-pub fn database(err: &sqlx::Error) -> Status {
-    if crate::store::is_unavailable(err) {
-        unavailable("database", err)
-    } else {
-        internal(err)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_messages_hide_the_cause() {
-        let err = sqlx::Error::Protocol("SELECT secret_column FROM t".into());
-        let status = database(&err);
-        assert_eq!(status.code(), tonic::Code::Internal);
-        assert!(!status.message().contains("SELECT"), "{}", status.message());
-        let status = database(&sqlx::Error::PoolTimedOut);
-        assert_eq!(status.code(), tonic::Code::Unavailable);
-    }
 
     #[derive(Debug, thiserror::Error)]
     enum Sample {

@@ -221,6 +221,29 @@ pub async fn inserted_id(
     }
 }
 
+/// A database error as the caller sees it: pool exhaustion or a lost connection is
+/// `UNAVAILABLE "database unavailable"`, the rest `INTERNAL`; the cause is logged once, never
+/// sent (see [`crate::error`]).
+pub fn database_status(err: &sqlx::Error) -> tonic::Status {
+    if is_unavailable(err) {
+        crate::error::unavailable("database", err)
+    } else {
+        crate::error::internal(err)
+    }
+}
+
+/// The [`ServiceErrorCode`](crate::error::ServiceErrorCode) of a database error, for a
+/// service's `ServiceError` impl: `Unavailable` (with
+/// [`unavailable_dependency`](crate::error::ServiceError::unavailable_dependency) `"database"`)
+/// or `Internal`.
+pub fn error_code(err: &sqlx::Error) -> crate::error::ServiceErrorCode {
+    if is_unavailable(err) {
+        crate::error::ServiceErrorCode::Unavailable
+    } else {
+        crate::error::ServiceErrorCode::Internal
+    }
+}
+
 /// Pool exhaustion and lost connections: the client may retry (`UNAVAILABLE`).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
@@ -253,4 +276,24 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_failures_hide_their_cause() {
+        let err = sqlx::Error::Protocol("SELECT secret_column FROM t".into());
+        let status = database_status(&err);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(!status.message().contains("SELECT"), "{}", status.message());
+        let status = database_status(&sqlx::Error::PoolTimedOut);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            error_code(&sqlx::Error::PoolTimedOut),
+            crate::error::ServiceErrorCode::Unavailable
+        );
+        assert_eq!(error_code(&err), crate::error::ServiceErrorCode::Internal);
+    }
 }

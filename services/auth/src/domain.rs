@@ -59,7 +59,7 @@ impl From<Error> for Status {
             }
             Error::LockedOut => Status::resource_exhausted(e.to_string()),
             Error::Hashing(_) => mall_common::error::internal(&e),
-            Error::Database(e) => mall_common::error::database(&e),
+            Error::Database(e) => mall_common::store::database_status(&e),
             Error::Status(s) => s,
         }
     }

@@ -52,7 +52,7 @@ impl From<Error> for Status {
                 _ => mall_common::error::internal(&e),
             },
             Error::IncompleteAnswer => mall_common::error::internal(&e),
-            Error::Database(e) => mall_common::error::database(&e),
+            Error::Database(e) => mall_common::store::database_status(&e),
         }
     }
 }

@@ -45,7 +45,7 @@ impl From<Error> for tonic::Status {
             Error::InProgress => Status::aborted(e.to_string()),
             Error::KeyReused => Status::invalid_argument(e.to_string()),
             Error::Corrupt(_) => mall_common::error::internal(&e),
-            Error::Database(e) => mall_common::error::database(&e),
+            Error::Database(e) => mall_common::store::database_status(&e),
         }
     }
 }
