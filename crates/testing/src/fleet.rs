@@ -1,0 +1,266 @@
+//! [`TestFleet`]: a fleet on port 0 with its own databases and cache namespace.
+//!
+//! By default each service gets an SQLite file in a temporary directory and the in-process
+//! cache. With `MALL_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306`) each service gets a
+//! fresh MariaDB/MySQL database, dropped when the fleet is stopped or dropped; with
+//! `MALL_TEST_REDIS_URL` the cache is Redis under a fresh namespace.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mall::{Endpoints, Fleet};
+use mall_common::client::{Clients, FromChannel};
+use mall_common::config::{self, Source};
+use parking_lot::Mutex;
+use tonic::Status;
+
+/// Env var naming the MySQL server tests use (no database part).
+pub const MYSQL_ENV: &str = "MALL_TEST_MYSQL_URL";
+/// Env var naming the Redis server tests use.
+pub const REDIS_ENV: &str = "MALL_TEST_REDIS_URL";
+
+/// The user id of [`TestFleet::admin_token`]'s synthetic admin.
+pub const ADMIN_USER_ID: u64 = 4_000_000_000;
+
+/// A running test fleet; stop it with [`TestFleet::stop`] (dropping also cleans up).
+pub struct TestFleet {
+    fleet: Option<Fleet>,
+    database_template: String,
+    cache_namespace: String,
+    /// The databases this fleet drops when it stops: its services' and
+    /// [`TestFleet::fresh_database`]'s.
+    database_urls: Mutex<Vec<String>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The database URL template tests use for service `{service}` (a fresh database per fleet).
+fn database_template(dir: &std::path::Path, run: &str) -> String {
+    match std::env::var(MYSQL_ENV) {
+        Ok(base) => format!("{}/t_{run}_{{service}}", base.trim_end_matches('/')),
+        Err(_) => format!("sqlite://{}/{{service}}.db?mode=rwc", dir.display()),
+    }
+}
+
+/// The settings every service a test starts runs with: loopback, port 0, `database_url` (may be
+/// a `{service}` template), its own cache namespace, Redis when the tests have one.
+fn test_env(database_url: String, cache_namespace: String) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    put("MALL__PROFILE", "test".into());
+    put("MALL__SERVER__HOST", "127.0.0.1".into());
+    put("MALL__SERVER__PORT", "0".into());
+    put("MALL__SERVER__SHUTDOWN_GRACE", "5s".into());
+    put("MALL__DATABASE__URL", database_url);
+    put("MALL__CACHE__NAMESPACE", cache_namespace);
+    if let Ok(redis) = std::env::var(REDIS_ENV) {
+        put("MALL__CACHE__URL", redis);
+    }
+    put("MALL__CATALOG__SEED_DEMO", "false".into());
+    // Cheap password hashing: tests hash hundreds of passwords in debug builds.
+    put("MALL__ACCOUNTS__ARGON2__MEMORY_KIB", "256".into());
+    put("MALL__ACCOUNTS__ARGON2__ITERATIONS", "1".into());
+    env
+}
+
+impl TestFleet {
+    /// Starts `names` with test defaults.
+    pub async fn start(names: &[&str]) -> TestFleet {
+        Self::start_with(names, &[]).await
+    }
+
+    /// Starts `names` with test defaults plus `MALL__*` overrides.
+    pub async fn start_with(names: &[&str], overrides: &[(&str, &str)]) -> TestFleet {
+        crate::logs::init();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let mut env = test_env(database_template(dir.path(), &run), format!("test-{run}"));
+        for (k, v) in overrides {
+            env.insert(k.to_string(), (*v).to_string());
+        }
+        // Overrides may have replaced the template and namespace.
+        let database_template = env["MALL__DATABASE__URL"].clone();
+        let cache_namespace = env["MALL__CACHE__NAMESPACE"].clone();
+        let database_urls = names
+            .iter()
+            .map(|n| database_template.replace("{service}", n))
+            .collect();
+        let source = Source { file: None, env };
+        let fleet = Fleet::start(names, source)
+            .await
+            .unwrap_or_else(|e| panic!("test fleet failed to start: {e:#}"));
+        TestFleet {
+            fleet: Some(fleet),
+            database_template,
+            cache_namespace,
+            database_urls: Mutex::new(database_urls),
+            _dir: dir,
+        }
+    }
+
+    /// Starts more instances of `names` sharing this fleet's databases and cache, as replicas
+    /// behind a balancer would; the replica leaves the databases to this fleet.
+    pub async fn replica(&self, names: &[&str], overrides: &[(&str, &str)]) -> TestFleet {
+        let mut all = vec![
+            ("MALL__DATABASE__URL", self.database_template.as_str()),
+            ("MALL__CACHE__NAMESPACE", self.cache_namespace.as_str()),
+        ];
+        all.extend_from_slice(overrides);
+        let replica = Self::start_with(names, &all).await;
+        replica.database_urls.lock().clear();
+        replica
+    }
+
+    /// Settings for one more service instance the test builds itself beside this fleet (as
+    /// checkout's tests build checkout with faults injected): the test defaults, `database_url`,
+    /// a cache namespace of its own, and this fleet's services in static discovery.
+    pub fn source_beside(&self, database_url: &str) -> Source {
+        let namespace = format!("test-beside-{}", uuid::Uuid::new_v4().simple());
+        let mut env = test_env(database_url.to_string(), namespace);
+        for (name, endpoints) in self.fleet().all_endpoints() {
+            env.insert(
+                format!("MALL__DISCOVERY__STATIC__{}", name.to_uppercase()),
+                endpoints.grpc.to_string(),
+            );
+        }
+        Source { file: None, env }
+    }
+
+    /// A database URL for service `name` that this fleet does not run, on the fleet's backend
+    /// (for an instance built with [`TestFleet::source_beside`]); dropped with the fleet's own.
+    pub fn fresh_database(&self, name: &str) -> String {
+        let url = self.database_url(name);
+        self.database_urls.lock().push(url.clone());
+        url
+    }
+
+    fn fleet(&self) -> &Fleet {
+        self.fleet.as_ref().expect("fleet is running")
+    }
+
+    /// Where `name` listens.
+    pub fn endpoints(&self, name: &str) -> Endpoints {
+        self.fleet()
+            .endpoints(name)
+            .unwrap_or_else(|| panic!("{name} is not running"))
+    }
+
+    /// A typed client for `name` calling with a service token (internal RPCs).
+    pub fn client<T: FromChannel>(&self, name: &str) -> T {
+        self.fleet()
+            .clients()
+            .client(name)
+            .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    /// A typed client for `name` that sends `token` as its bearer.
+    pub fn client_as<T: FromChannel>(&self, name: &str, token: &str) -> T {
+        self.fleet()
+            .clients()
+            .client_as(name, token)
+            .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    /// A bare tonic channel to `name`: no client stack and no `authorization` metadata at all.
+    pub async fn bare_channel(&self, name: &str) -> tonic::transport::Channel {
+        let addr = self.endpoints(name).grpc;
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {name}: {e}"))
+    }
+
+    /// The fleet's token keys.
+    pub fn tokens(&self) -> &mall_common::auth::Tokens {
+        self.fleet().tokens().expect("fleet has token keys")
+    }
+
+    /// An access token for a synthetic admin (admin checks are local to each service, so no
+    /// account is needed).
+    pub fn admin_token(&self) -> String {
+        let sid = uuid::Uuid::new_v4().to_string();
+        self.tokens()
+            .issue_access(
+                ADMIN_USER_ID,
+                "test-admin",
+                mall_common::auth::ROLE_ADMIN,
+                &sid,
+            )
+            .expect("sign admin token")
+            .0
+    }
+
+    /// An access token for a synthetic end user `user_id`.
+    pub fn user_token(&self, user_id: u64) -> String {
+        let sid = uuid::Uuid::new_v4().to_string();
+        self.tokens()
+            .issue_access(
+                user_id,
+                &format!("user{user_id}"),
+                mall_common::auth::ROLE_USER,
+                &sid,
+            )
+            .expect("sign user token")
+            .0
+    }
+
+    /// The database URL service `name` uses.
+    pub fn database_url(&self, name: &str) -> String {
+        self.database_template.replace("{service}", name)
+    }
+
+    /// Shuts the fleet down gracefully and drops its databases.
+    pub async fn stop(mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.shutdown().await.expect("clean shutdown");
+        }
+        let urls = std::mem::take(&mut *self.database_urls.lock());
+        for url in urls {
+            let _ = mall_common::store::drop_database(&url).await;
+        }
+    }
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        let urls: Vec<String> = std::mem::take(&mut *self.database_urls.lock())
+            .into_iter()
+            .filter(|u| u.starts_with("mysql://"))
+            .collect();
+        if urls.is_empty() {
+            return;
+        }
+        // A panicking test never reached `stop`: drop its MySQL databases on a side runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    for url in urls {
+                        let _ = mall_common::store::drop_database(&url).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// A typed client for `name` at `addr` (an instance the test started itself, outside any
+/// fleet) sending `token`, with a 30 s request timeout for slow debug builds.
+pub fn client_at<T: FromChannel>(name: &str, addr: SocketAddr, token: &str) -> T {
+    let mut discovery = config::Settings::defaults("test").discovery;
+    discovery
+        .static_addrs
+        .insert(name.into(), vec![addr.to_string()]);
+    let mut client = config::Settings::defaults("test").client;
+    client.request_timeout = Duration::from_secs(30);
+    Clients::discover(&discovery, &client, None)
+        .expect("clients")
+        .client_as::<T>(name, token)
+        .unwrap_or_else(|e| panic!("client for {name} at {addr}: {e}"))
+}
