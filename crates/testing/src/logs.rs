@@ -12,7 +12,7 @@
 //! tests running meanwhile on other threads without that subscriber make it miss events now and
 //! then.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::sync::{Arc, Once};
 
 use parking_lot::Mutex;
@@ -32,6 +32,7 @@ pub fn init() {
             // A capturing test binary may already have its own; then it stays.
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(EnvFilter::new(filter))
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_test_writer()
                 .try_init();
         }
