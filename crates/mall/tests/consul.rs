@@ -5,17 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use mall::testing::{GOOD_CARD, TestFleet, checkout_request};
 use mall_common::client::Channel;
 use mall_common::discovery::consul::ConsulRegistry;
-use mall_proto::cart::v1 as cart_pb;
-use mall_proto::cart::v1::cart_service_client::CartServiceClient;
-use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
-use mall_proto::common::v1::CartItem;
 use mall_proto::order::v1 as order_pb;
-use mall_proto::order::v1::order_service_client::OrderServiceClient;
-use mall_proto::product::v1 as product_pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::{GOOD_CARD, TestFleet};
 use mall_testkit::consul::{CheckStatus, FakeConsul};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -76,47 +69,17 @@ async fn the_fleet_registers_in_consul_buys_through_it_and_deregisters_on_stop()
     // A purchase: cart asks product, checkout drives cart, product, order and payment, each
     // found through Consul.
     let user = 21;
-    let mut admin =
-        fleet.client_as::<ProductCatalogServiceClient<Channel>>("product", &fleet.admin_token());
-    let product = admin
-        .create_product(product_pb::CreateProductReq {
-            name: "consul lamp".into(),
-            price_cents: 2_500,
-            stock: 3,
-            ..Default::default()
-        })
-        .await
-        .expect("create product")
-        .into_inner();
-    let token = fleet.user_token(user);
-    fleet
-        .client_as::<CartServiceClient<Channel>>("cart", &token)
-        .add_item(cart_pb::AddItemReq {
-            user_id: user,
-            item: Some(CartItem {
-                product_id: product.id,
-                quantity: 2,
-            }),
-        })
-        .await
-        .expect("add to cart");
+    let product = fleet
+        .catalog()
+        .create_product("consul lamp", 2_500, 3)
+        .await;
+    fleet.cart(user).add(product, 2).await.expect("add to cart");
     let bought = fleet
-        .client_as::<CheckoutServiceClient<Channel>>("checkout", &token)
-        .checkout(checkout_request(user, GOOD_CARD, "through-consul"))
+        .checkout(user)
+        .pay(GOOD_CARD, "through-consul")
         .await
-        .expect("checkout")
-        .into_inner();
-    let order = fleet
-        .client_as::<OrderServiceClient<Channel>>("order", &token)
-        .get_order(order_pb::GetOrderReq {
-            user_id: user,
-            order_id: bought.order_id.clone(),
-        })
-        .await
-        .expect("get order")
-        .into_inner()
-        .order
-        .expect("order");
+        .expect("checkout");
+    let order = fleet.orders(user).get(&bought.order_id).await;
     assert_eq!(order.status, order_pb::OrderStatus::Paid as i32);
 
     fleet.stop().await;

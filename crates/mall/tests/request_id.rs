@@ -3,65 +3,22 @@
 //! joined — from cart to product, and through a whole checkout saga. Its own test binary: it
 //! captures the logs of the in-process fleet.
 
-use std::io::Write;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-
-use mall::testing::{GOOD_CARD, TestFleet, checkout_request};
-use mall_common::client::Channel;
 use mall_proto::cart::v1 as cart_pb;
-use mall_proto::cart::v1::cart_service_client::CartServiceClient;
-use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use mall_proto::common::v1::CartItem;
-use mall_proto::product::v1 as product_pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A card expiry year comfortably in the future.
+use mall_testing::logs::{self, Format};
+use mall_testing::{CartClient, CheckoutClient, GOOD_CARD, TestFleet, checkout_request};
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_id_follows_a_purchase_through_every_service() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = logs::capture(Format::Json, tracing::Level::INFO);
 
     let fleet = TestFleet::start(mall::SERVICES).await;
-    let mut admin =
-        fleet.client_as::<ProductCatalogServiceClient<Channel>>("product", &fleet.admin_token());
-    let product = admin
-        .create_product(product_pb::CreateProductReq {
-            name: "traced".into(),
-            price_cents: 100,
-            stock: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut cart = fleet.client_as::<CartServiceClient<Channel>>("cart", &fleet.user_token(9));
+    let product = fleet.catalog().create_product("traced", 100, 5).await;
+    let mut cart = fleet.client_as::<CartClient>("cart", &fleet.user_token(9));
     let mut request = tonic::Request::new(cart_pb::AddItemReq {
         user_id: 9,
         item: Some(CartItem {
-            product_id: product.id,
+            product_id: product,
             quantity: 1,
         }),
     });
@@ -74,7 +31,7 @@ async fn a_request_id_follows_a_purchase_through_every_service() {
     let mut request = tonic::Request::new(cart_pb::AddItemReq {
         user_id: 9,
         item: Some(CartItem {
-            product_id: product.id,
+            product_id: product,
             quantity: 1,
         }),
     });
@@ -84,8 +41,7 @@ async fn a_request_id_follows_a_purchase_through_every_service() {
         .insert("x-request-id", "deadline-200".parse().unwrap());
     cart.add_item(request).await.unwrap();
 
-    let mut checkout =
-        fleet.client_as::<CheckoutServiceClient<Channel>>("checkout", &fleet.user_token(9));
+    let mut checkout = fleet.client_as::<CheckoutClient>("checkout", &fleet.user_token(9));
     let mut request = tonic::Request::new(checkout_request(9, GOOD_CARD, "traced-purchase"));
     request
         .metadata_mut()
@@ -93,7 +49,7 @@ async fn a_request_id_follows_a_purchase_through_every_service() {
     checkout.checkout(request).await.unwrap();
     fleet.stop().await;
 
-    let logs = String::from_utf8(captured.0.lock().clone()).unwrap();
+    let logs = capture.finish();
     let tagged: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("journey-7f3a"))
