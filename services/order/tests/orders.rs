@@ -5,25 +5,22 @@
 //! `MALL_TEST_REDIS_URL` are set (each fleet gets its own databases, dropped afterwards).
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mall::testing::TestFleet;
-use mall_common::client::{Channel, Clients};
+use mall_common::client::Clients;
 use mall_common::store::{Database, unix_now};
 use mall_proto::common::v1::{Address, CartItem};
 use mall_proto::order::v1 as pb;
-use mall_proto::order::v1::order_service_client::OrderServiceClient;
-use mall_proto::product::v1 as product_pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::{OrderClient, TestFleet, address, assert_code, eventually};
 use order::store::Orders;
 use order::sweeper::Sweeper;
 use tonic::Code;
 
-type OrderClient = OrderServiceClient<Channel>;
-type ProductClient = ProductCatalogServiceClient<Channel>;
-
 const ALICE: u64 = 7;
 const BOB: u64 = 8;
+
+/// How long the sweeper gets to act.
+const SWEEP_WAIT: Duration = Duration::from_secs(15);
 
 async fn fleet() -> TestFleet {
     TestFleet::start(&["auth", "product", "order"]).await
@@ -50,16 +47,6 @@ async fn open_orders(fleet: &TestFleet) -> Orders {
     .await
     .expect("open the order database");
     Orders::new(db)
-}
-
-fn address() -> Address {
-    Address {
-        street_address: "1 Main St".into(),
-        city: "Springfield".into(),
-        state: "IL".into(),
-        country: "US".into(),
-        zip_code: "62701".into(),
-    }
 }
 
 /// `(product_id, quantity, cost_cents)` lines.
@@ -159,73 +146,6 @@ async fn list(
         })
         .await
         .map(|r| r.into_inner())
-}
-
-fn assert_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, what: &str) {
-    match result {
-        Ok(v) => panic!("{what}: expected {code:?}, got Ok({v:?})"),
-        Err(s) => assert_eq!(s.code(), code, "{what}: {}", s.message()),
-    }
-}
-
-/// Creates a product with `stock` units (as an admin) in the fleet running product.
-async fn new_product(products: &TestFleet, name: &str, stock: u32) -> u64 {
-    products
-        .client_as::<ProductClient>("product", &products.admin_token())
-        .create_product(product_pb::CreateProductReq {
-            name: name.into(),
-            description: String::new(),
-            picture: String::new(),
-            price_cents: 500,
-            stock,
-            categories: vec![],
-        })
-        .await
-        .expect("create product")
-        .into_inner()
-        .id
-}
-
-async fn stock(products: &TestFleet, id: u64) -> u32 {
-    products
-        .client::<ProductClient>("product")
-        .get_product(product_pb::GetProductReq { id })
-        .await
-        .expect("get product")
-        .into_inner()
-        .product
-        .expect("product")
-        .stock
-}
-
-/// Reserves stock the way checkout does: the reservation id is the order id.
-async fn reserve(products: &TestFleet, order_id: &str, lines: &[(u64, i32)]) {
-    products
-        .client::<ProductClient>("product")
-        .reserve_stock(product_pb::ReserveStockReq {
-            reservation_id: order_id.into(),
-            items: lines
-                .iter()
-                .map(|(product_id, quantity)| CartItem {
-                    product_id: *product_id,
-                    quantity: *quantity,
-                })
-                .collect(),
-        })
-        .await
-        .expect("reserve stock");
-}
-
-async fn wait_until<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -358,7 +278,11 @@ async fn place_order_refuses_bad_input_and_writes_nothing() {
         ),
     ];
     for (what, req) in cases {
-        assert_code(place(&mut client, req).await, Code::InvalidArgument, what);
+        assert_code!(
+            place(&mut client, req).await,
+            Code::InvalidArgument,
+            "{what}"
+        );
     }
     let listed = list(&mut internal(&fleet), ALICE, 1, 100).await.unwrap();
     assert_eq!(listed.total, 0, "no refused order was written");
@@ -448,20 +372,20 @@ async fn orders_are_listed_newest_first_in_pages() {
     let nobody = list(&mut as_user(&fleet, 9), 9, 1, 10).await.unwrap();
     assert_eq!((nobody.total, nobody.orders.len()), (0, 0));
 
-    assert_code(
+    assert_code!(
         list(&mut client, ALICE, -1, 10).await,
         Code::InvalidArgument,
-        "page -1",
+        "page -1"
     );
-    assert_code(
+    assert_code!(
         list(&mut client, ALICE, 1, -1).await,
         Code::InvalidArgument,
-        "size -1",
+        "size -1"
     );
-    assert_code(
+    assert_code!(
         list(&mut client, 0, 1, 10).await,
         Code::InvalidArgument,
-        "user 0",
+        "user 0"
     );
     fleet.stop().await;
 }
@@ -473,27 +397,27 @@ async fn another_users_order_is_not_found() {
     let mut bob = as_user(&fleet, BOB);
 
     // Bob asking for his own data, naming Alice's order: it does not exist for him.
-    assert_code(get(&mut bob, BOB, &id).await, Code::NotFound, "get");
-    assert_code(
+    assert_code!(get(&mut bob, BOB, &id).await, Code::NotFound, "get");
+    assert_code!(
         cancel(&mut bob, BOB, &id, "").await,
         Code::NotFound,
-        "cancel",
+        "cancel"
     );
     // Bob naming Alice as the user: not his to ask.
-    assert_code(
+    assert_code!(
         get(&mut bob, ALICE, &id).await,
         Code::PermissionDenied,
-        "get as alice",
+        "get as alice"
     );
-    assert_code(
+    assert_code!(
         cancel(&mut bob, ALICE, &id, "").await,
         Code::PermissionDenied,
-        "cancel as alice",
+        "cancel as alice"
     );
-    assert_code(
+    assert_code!(
         list(&mut bob, ALICE, 1, 10).await,
         Code::PermissionDenied,
-        "list as alice",
+        "list as alice"
     );
     assert_eq!(
         status_of(&fleet, ALICE, &id).await,
@@ -504,26 +428,26 @@ async fn another_users_order_is_not_found() {
     // Unknown and malformed ids.
     let mut alice = as_user(&fleet, ALICE);
     let unknown = uuid::Uuid::now_v7().to_string();
-    assert_code(
+    assert_code!(
         get(&mut alice, ALICE, &unknown).await,
         Code::NotFound,
-        "unknown id",
+        "unknown id"
     );
-    assert_code(
+    assert_code!(
         cancel(&mut alice, ALICE, &unknown, "").await,
         Code::NotFound,
-        "cancel unknown",
+        "cancel unknown"
     );
     for bad in [String::new(), "x".repeat(65), "has space".into()] {
-        assert_code(
+        assert_code!(
             get(&mut alice, ALICE, &bad).await,
             Code::InvalidArgument,
-            "bad id",
+            "bad id"
         );
-        assert_code(
+        assert_code!(
             cancel(&mut alice, ALICE, &bad, "").await,
             Code::InvalidArgument,
-            "bad id",
+            "bad id"
         );
     }
 
@@ -547,27 +471,27 @@ async fn internal_rpcs_reject_end_user_tokens() {
     let id = place_ok(&fleet, ALICE, &[(11, 1, 100)]).await;
     for token in [fleet.user_token(ALICE), fleet.admin_token()] {
         let mut client = fleet.client_as::<OrderClient>("order", &token);
-        assert_code(
+        assert_code!(
             place(&mut client, place_req(ALICE, &[(11, 1, 100)], "")).await,
             Code::PermissionDenied,
-            "PlaceOrder with an end-user token",
+            "PlaceOrder with an end-user token"
         );
-        assert_code(
+        assert_code!(
             pay(&mut client, ALICE, &id, "txn-1").await,
             Code::PermissionDenied,
-            "MarkOrderPaid with an end-user token",
+            "MarkOrderPaid with an end-user token"
         );
     }
     let mut forged = fleet.client_as::<OrderClient>("order", "not-a-token");
-    assert_code(
+    assert_code!(
         place(&mut forged, place_req(ALICE, &[(11, 1, 100)], "")).await,
         Code::Unauthenticated,
-        "PlaceOrder with a bad token",
+        "PlaceOrder with a bad token"
     );
-    assert_code(
+    assert_code!(
         get(&mut forged, ALICE, &id).await,
         Code::Unauthenticated,
-        "GetOrder with a bad token",
+        "GetOrder with a bad token"
     );
     assert_eq!(
         status_of(&fleet, ALICE, &id).await,
@@ -596,10 +520,10 @@ async fn mark_order_paid_twice_with_the_same_transaction_is_a_no_op() {
     let again = get(&mut client, ALICE, &id).await.unwrap();
     assert_eq!(again, paid, "nothing changed");
 
-    assert_code(
+    assert_code!(
         pay(&mut client, ALICE, &id, "txn-2").await,
         Code::FailedPrecondition,
-        "other txn",
+        "other txn"
     );
     assert_eq!(
         get(&mut client, ALICE, &id).await.unwrap().transaction_id,
@@ -607,31 +531,31 @@ async fn mark_order_paid_twice_with_the_same_transaction_is_a_no_op() {
     );
 
     let other = place_ok(&fleet, ALICE, &[(11, 1, 100)]).await;
-    assert_code(
+    assert_code!(
         pay(&mut client, ALICE, &other, "").await,
         Code::InvalidArgument,
-        "no txn",
+        "no txn"
     );
-    assert_code(
+    assert_code!(
         pay(&mut client, 0, &other, "t").await,
         Code::InvalidArgument,
-        "user 0",
+        "user 0"
     );
-    assert_code(
+    assert_code!(
         pay(&mut client, ALICE, "", "t").await,
         Code::InvalidArgument,
-        "no order id",
+        "no order id"
     );
-    assert_code(
+    assert_code!(
         pay(&mut client, BOB, &other, "t").await,
         Code::NotFound,
-        "someone else's order",
+        "someone else's order"
     );
     let unknown = uuid::Uuid::now_v7().to_string();
-    assert_code(
+    assert_code!(
         pay(&mut client, ALICE, &unknown, "t").await,
         Code::NotFound,
-        "unknown order",
+        "unknown order"
     );
     assert_eq!(
         status_of(&fleet, ALICE, &other).await,
@@ -686,19 +610,19 @@ async fn illegal_transitions_are_failed_precondition() {
         "{}",
         err.message()
     );
-    assert_code(
+    assert_code!(
         cancel(&mut alice, ALICE, &cancelled, "").await,
         Code::FailedPrecondition,
-        "cancel twice",
+        "cancel twice"
     );
     let order = get(&mut alice, ALICE, &cancelled).await.unwrap();
     assert_eq!(order.status, pb::OrderStatus::Cancelled as i32);
     assert_eq!((order.transaction_id.as_str(), order.paid_at), ("", 0));
 
-    assert_code(
+    assert_code!(
         cancel(&mut alice, ALICE, &paid, &"r".repeat(501)).await,
         Code::InvalidArgument,
-        "reason too long",
+        "reason too long"
     );
     fleet.stop().await;
 }
@@ -706,11 +630,18 @@ async fn illegal_transitions_are_failed_precondition() {
 #[tokio::test]
 async fn cancelling_an_order_gives_its_reserved_stock_back() {
     let fleet = fleet().await;
-    let pen = new_product(&fleet, "Pen", 10).await;
-    let ink = new_product(&fleet, "Ink", 5).await;
+    let catalog = fleet.catalog();
+    let pen = catalog.create_product("Pen", 500, 10).await;
+    let ink = catalog.create_product("Ink", 500, 5).await;
     let id = place_ok(&fleet, ALICE, &[(pen, 3, 1_500), (ink, 2, 1_000)]).await;
-    reserve(&fleet, &id, &[(pen, 3), (ink, 2)]).await;
-    assert_eq!((stock(&fleet, pen).await, stock(&fleet, ink).await), (7, 3));
+    catalog
+        .reserve(&id, &[(pen, 3), (ink, 2)])
+        .await
+        .expect("reserve stock");
+    assert_eq!(
+        (catalog.stock_of(pen).await, catalog.stock_of(ink).await),
+        (7, 3)
+    );
 
     cancel(&mut as_user(&fleet, ALICE), ALICE, &id, "found it cheaper")
         .await
@@ -720,7 +651,7 @@ async fn cancelling_an_order_gives_its_reserved_stock_back() {
         pb::OrderStatus::Cancelled
     );
     assert_eq!(
-        (stock(&fleet, pen).await, stock(&fleet, ink).await),
+        (catalog.stock_of(pen).await, catalog.stock_of(ink).await),
         (10, 5)
     );
     let orders = open_orders(&fleet).await;
@@ -731,7 +662,7 @@ async fn cancelling_an_order_gives_its_reserved_stock_back() {
     cancel(&mut internal(&fleet), ALICE, &unreserved, "")
         .await
         .unwrap();
-    assert_eq!(stock(&fleet, pen).await, 10);
+    assert_eq!(catalog.stock_of(pen).await, 10);
     orders.database().close().await;
     fleet.stop().await;
 }
@@ -746,29 +677,35 @@ async fn the_sweeper_cancels_an_expired_pending_order_and_its_stock_comes_back()
         ],
     )
     .await;
-    let pen = new_product(&fleet, "Pen", 10).await;
+    let catalog = fleet.catalog();
+    let pen = catalog.create_product("Pen", 500, 10).await;
     let unpaid = place_ok(&fleet, ALICE, &[(pen, 2, 1_000)]).await;
-    reserve(&fleet, &unpaid, &[(pen, 2)]).await;
+    catalog
+        .reserve(&unpaid, &[(pen, 2)])
+        .await
+        .expect("reserve stock");
     let paid = place_ok(&fleet, ALICE, &[(pen, 3, 1_500)]).await;
-    reserve(&fleet, &paid, &[(pen, 3)]).await;
+    catalog
+        .reserve(&paid, &[(pen, 3)])
+        .await
+        .expect("reserve stock");
     pay(&mut internal(&fleet), ALICE, &paid, "txn-1")
         .await
         .unwrap();
-    assert_eq!(stock(&fleet, pen).await, 5);
+    assert_eq!(catalog.stock_of(pen).await, 5);
 
-    let (f, id) = (&fleet, unpaid.as_str());
-    wait_until("the unpaid order is cancelled", || async move {
+    let (f, c, id) = (&fleet, &catalog, unpaid.as_str());
+    eventually(SWEEP_WAIT, "the unpaid order is cancelled", || async move {
         status_of(f, ALICE, id).await == pb::OrderStatus::Cancelled
     })
     .await;
-    wait_until(
-        "its stock is back",
-        || async move { stock(f, pen).await == 7 },
-    )
+    eventually(SWEEP_WAIT, "its stock is back", || async move {
+        c.stock_of(pen).await == 7
+    })
     .await;
     let orders = open_orders(&fleet).await;
     let o = &orders;
-    wait_until("the release is recorded", || async move {
+    eventually(SWEEP_WAIT, "the release is recorded", || async move {
         o.stock_released(id).await.unwrap() == Some(true)
     })
     .await;
@@ -779,11 +716,11 @@ async fn the_sweeper_cancels_an_expired_pending_order_and_its_stock_comes_back()
     );
     // Later sweeps change nothing more.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(stock(&fleet, pen).await, 7);
-    assert_code(
+    assert_eq!(catalog.stock_of(pen).await, 7);
+    assert_code!(
         pay(&mut internal(&fleet), ALICE, &unpaid, "txn-late").await,
         Code::FailedPrecondition,
-        "paying a timed-out order",
+        "paying a timed-out order"
     );
     orders.database().close().await;
     fleet.stop().await;
@@ -793,19 +730,26 @@ async fn the_sweeper_cancels_an_expired_pending_order_and_its_stock_comes_back()
 async fn two_sweepers_at_once_cancel_and_release_each_order_once() {
     // The fleet's own sweeper uses the 15-minute default, so only the two below act.
     let fleet = fleet().await;
-    let pen = new_product(&fleet, "Pen", 100).await;
+    let catalog = fleet.catalog();
+    let pen = catalog.create_product("Pen", 500, 100).await;
     let mut expired = Vec::new();
     for quantity in 1..=5 {
         let id = place_ok(&fleet, ALICE, &[(pen, quantity, 100)]).await;
-        reserve(&fleet, &id, &[(pen, quantity)]).await;
+        catalog
+            .reserve(&id, &[(pen, quantity)])
+            .await
+            .expect("reserve stock");
         expired.push(id);
     }
     let paid = place_ok(&fleet, ALICE, &[(pen, 10, 100)]).await;
-    reserve(&fleet, &paid, &[(pen, 10)]).await;
+    catalog
+        .reserve(&paid, &[(pen, 10)])
+        .await
+        .expect("reserve stock");
     pay(&mut internal(&fleet), ALICE, &paid, "txn-1")
         .await
         .unwrap();
-    assert_eq!(stock(&fleet, pen).await, 100 - 15 - 10);
+    assert_eq!(catalog.stock_of(pen).await, 100 - 15 - 10);
 
     // Two "instances": separate pools on the same database, each with its own product client.
     let a = open_orders(&fleet).await;
@@ -830,7 +774,7 @@ async fn two_sweepers_at_once_cancel_and_release_each_order_once() {
     assert_eq!(released, want, "each released exactly once");
     assert_eq!(ra.failed_releases + rb.failed_releases, 0);
     assert_eq!(
-        stock(&fleet, pen).await,
+        catalog.stock_of(pen).await,
         90,
         "all expired stock back, exactly once"
     );
@@ -849,7 +793,7 @@ async fn two_sweepers_at_once_cancel_and_release_each_order_once() {
     );
     assert_eq!(ra.unwrap(), Default::default());
     assert_eq!(rb.unwrap(), Default::default());
-    assert_eq!(stock(&fleet, pen).await, 90);
+    assert_eq!(catalog.stock_of(pen).await, 90);
 
     // Orders younger than the timeout are left alone.
     let fresh = place_ok(&fleet, ALICE, &[(pen, 1, 100)]).await;
@@ -867,15 +811,19 @@ async fn two_sweepers_at_once_cancel_and_release_each_order_once() {
 async fn a_release_that_failed_while_product_was_down_is_retried_by_the_sweeper() {
     // Product runs in its own fleet; the order service is told product lives on a dead port.
     let products = TestFleet::start(&["product"]).await;
+    let catalog = products.catalog();
     let fleet = TestFleet::start_with(
         &["auth", "order"],
         &[("MALL__DISCOVERY__STATIC__PRODUCT", "127.0.0.1:1")],
     )
     .await;
-    let pen = new_product(&products, "Pen", 10).await;
+    let pen = catalog.create_product("Pen", 500, 10).await;
     let id = place_ok(&fleet, ALICE, &[(pen, 4, 2_000)]).await;
-    reserve(&products, &id, &[(pen, 4)]).await;
-    assert_eq!(stock(&products, pen).await, 6);
+    catalog
+        .reserve(&id, &[(pen, 4)])
+        .await
+        .expect("reserve stock");
+    assert_eq!(catalog.stock_of(pen).await, 6);
 
     // The cancel itself succeeds; the release is left for later.
     cancel(&mut as_user(&fleet, ALICE), ALICE, &id, "")
@@ -885,7 +833,7 @@ async fn a_release_that_failed_while_product_was_down_is_retried_by_the_sweeper(
         status_of(&fleet, ALICE, &id).await,
         pb::OrderStatus::Cancelled
     );
-    assert_eq!(stock(&products, pen).await, 6);
+    assert_eq!(catalog.stock_of(pen).await, 6);
     let orders = open_orders(&fleet).await;
     assert_eq!(orders.stock_released(&id).await.unwrap(), Some(false));
 
@@ -916,10 +864,10 @@ async fn a_release_that_failed_while_product_was_down_is_retried_by_the_sweeper(
     let report = up.run_once().await.unwrap();
     assert_eq!(report.released, vec![id.clone()]);
     assert!(report.cancelled.is_empty());
-    assert_eq!(stock(&products, pen).await, 10);
+    assert_eq!(catalog.stock_of(pen).await, 10);
     assert_eq!(orders.stock_released(&id).await.unwrap(), Some(true));
     assert_eq!(up.run_once().await.unwrap(), Default::default());
-    assert_eq!(stock(&products, pen).await, 10);
+    assert_eq!(catalog.stock_of(pen).await, 10);
     orders.database().close().await;
     fleet.stop().await;
     products.stop().await;
