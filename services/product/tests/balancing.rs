@@ -5,14 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mall::testing::{TestFleet, http_get};
-use mall_common::client::{Channel, Clients};
+use mall_common::client::Clients;
 use mall_common::config::Settings;
 use mall_proto::product::v1 as pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::{ProductClient as Client, TestFleet, http_get};
 use mall_testkit::proxy::LatencyProxy;
-
-type Client = ProductCatalogServiceClient<Channel>;
 
 const CALLS: usize = 3_000;
 const CALLERS: usize = 8;
@@ -22,18 +19,7 @@ async fn three_instances() -> (Vec<TestFleet>, u64) {
     let first = TestFleet::start(&["product"]).await;
     let second = first.replica(&["product"], &[]).await;
     let third = first.replica(&["product"], &[]).await;
-    let mut admin = first.client_as::<Client>("product", &first.admin_token());
-    let id = admin
-        .create_product(pb::CreateProductReq {
-            name: "balanced".into(),
-            price_cents: 100,
-            stock: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .id;
+    let id = first.catalog().create_product("balanced", 100, 1).await;
     (vec![first, second, third], id)
 }
 

@@ -3,14 +3,9 @@
 //! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
 //! `MALL_TEST_REDIS_URL` are set (each fleet gets its own database, dropped afterwards).
 
-use mall::testing::{TestFleet, http_get};
-use mall_common::client::Channel;
-use mall_proto::common::v1::CartItem;
 use mall_proto::product::v1 as pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::{ProductClient as Client, TestFleet, cart_items, http_get};
 use tonic::{Code, Request};
-
-type Client = ProductCatalogServiceClient<Channel>;
 
 /// A fleet and a client signed in as an admin (catalog writes).
 async fn fleet() -> (TestFleet, Client) {
@@ -24,6 +19,7 @@ fn service_client(fleet: &TestFleet) -> Client {
     fleet.client::<Client>("product")
 }
 
+/// [`mall_testing::new_product`] in `categories`.
 fn new_product(
     name: &str,
     price_cents: i64,
@@ -31,12 +27,8 @@ fn new_product(
     categories: &[&str],
 ) -> pb::CreateProductReq {
     pb::CreateProductReq {
-        name: name.into(),
-        description: format!("{name}, described"),
-        picture: format!("/img/{name}.png"),
-        price_cents,
-        stock,
         categories: categories.iter().map(|c| c.to_string()).collect(),
+        ..mall_testing::new_product(name, price_cents, stock)
     }
 }
 
@@ -70,21 +62,11 @@ async fn total(client: &mut Client) -> u64 {
         .total
 }
 
-fn items(lines: &[(u64, i32)]) -> Vec<CartItem> {
-    lines
-        .iter()
-        .map(|(product_id, quantity)| CartItem {
-            product_id: *product_id,
-            quantity: *quantity,
-        })
-        .collect()
-}
-
 async fn reserve(client: &mut Client, id: &str, lines: &[(u64, i32)]) -> Result<(), tonic::Status> {
     client
         .reserve_stock(pb::ReserveStockReq {
             reservation_id: id.into(),
-            items: items(lines),
+            items: cart_items(lines),
         })
         .await
         .map(|_| ())
@@ -107,12 +89,7 @@ async fn reflection_and_health_list_the_catalog() {
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
     let (fleet, _) = fleet().await;
-    let addr = fleet.endpoints("product").grpc;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = fleet.bare_channel("product").await;
     let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),

@@ -5,7 +5,7 @@
 //! it exits. Loopback only, every wait bounded.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use mall_common::client::{Channel, Clients};
 use mall_common::config::Settings;
 use mall_proto::product::v1 as pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::KillOnDrop;
 use mall_testkit::consul::{CheckStatus, FakeConsul};
 
 const CALLS: usize = 1_000;
@@ -21,16 +22,6 @@ const KILL_AFTER: usize = 300;
 const CALLERS: usize = 4;
 const CHECK_INTERVAL_MS: u64 = 200;
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Kills the child process if the test fails half-way, so no server outlives the test.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start_product(db_url: &str, consul: &str) -> KillOnDrop {
     let child = Command::new(env!("CARGO_BIN_EXE_product"))

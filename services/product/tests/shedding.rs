@@ -3,31 +3,18 @@
 
 use std::time::{Duration, Instant};
 
-use mall::testing::TestFleet;
-use mall_common::client::Channel;
 use mall_proto::common::v1::CartItem;
 use mall_proto::product::v1 as pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::{ProductClient as Client, TestFleet};
 use sqlx::{Connection, Executor};
 use tonic::Code;
-
-type Client = ProductCatalogServiceClient<Channel>;
 
 #[tokio::test]
 async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
     let fleet =
         TestFleet::start_with(&["product"], &[("MALL__SERVER__MAX_CONCURRENT_RPCS", "2")]).await;
-    let mut admin = fleet.client_as::<Client>("product", &fleet.admin_token());
-    let product = admin
-        .create_product(pb::CreateProductReq {
-            name: "busy".into(),
-            price_cents: 100,
-            stock: 50,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let catalog = fleet.catalog();
+    let product = catalog.create_product("busy", 100, 50).await;
 
     // Hold the product row so admitted reservations wait inside the server.
     sqlx::any::install_default_drivers();
@@ -38,8 +25,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
     } else {
         lock.execute("BEGIN").await.unwrap();
         lock.execute(sqlx::AssertSqlSafe(format!(
-            "UPDATE products SET updated_at = updated_at WHERE id = {}",
-            product.id
+            "UPDATE products SET updated_at = updated_at WHERE id = {product}"
         )))
         .await
         .unwrap();
@@ -55,7 +41,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
                     .reserve_stock(pb::ReserveStockReq {
                         reservation_id: format!("busy-{i}"),
                         items: vec![CartItem {
-                            product_id: product.id,
+                            product_id: product,
                             quantity: 1,
                         }],
                     })
@@ -89,14 +75,6 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
         }
     }
     assert_eq!((served, shed), (2, 6));
-    let stock = admin
-        .get_product(pb::GetProductReq { id: product.id })
-        .await
-        .unwrap()
-        .into_inner()
-        .product
-        .unwrap()
-        .stock;
-    assert_eq!(stock, 48);
+    assert_eq!(catalog.stock_of(product).await, 48);
     fleet.stop().await;
 }

@@ -7,17 +7,8 @@ use std::time::Duration;
 use mall_proto::common::v1::CartItem;
 use mall_proto::product::v1 as pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::KillOnDrop;
 use sqlx::{Connection, Executor};
-
-/// Kills the child process if the test fails half-way, so no server outlives the test.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A service token signed with the binary's (default, development) key: ReserveStock is
 /// internal.
