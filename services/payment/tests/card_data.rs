@@ -8,32 +8,8 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-
+use mall_testing::logs::{self, Format};
 use support::*;
-
-/// A `MakeWriter` collecting every log line in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// `needle` appears in `haystack` as a number of its own, not inside a longer run of digits or
 /// letters (a short CVV also occurs by chance inside UUIDs and timings).
@@ -72,13 +48,7 @@ fn with_check_digit(prefix: &str) -> String {
 // One thread: the in-process fleet's tasks log through this test's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn card_number_and_cvv_never_reach_rows_logs_or_errors() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let capture = logs::capture(Format::Text, tracing::Level::DEBUG);
 
     let number = with_check_digit("491633898174312");
     let cvv = "7319";
@@ -148,9 +118,7 @@ async fn card_number_and_cvv_never_reach_rows_logs_or_errors() {
     let stored = every_stored_value(&pool).await;
     assert!(!stored.is_empty());
     fleet.stop().await;
-    drop(guard);
-
-    let logs = String::from_utf8(logs.0.lock().clone()).unwrap();
+    let logs = capture.finish();
     assert!(logs.contains("card charged"), "the service logged: {logs}");
     assert!(logs.lines().count() > 5);
     for secret in [number.as_str(), spaced.as_str(), bad_luhn.as_str()] {

@@ -13,8 +13,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use mall::testing::TestFleet;
 use mall_proto::payment::v1 as pb;
+use mall_testing::{TestFleet, assert_code};
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier;
 use sha2::Sha256;
@@ -70,15 +70,15 @@ async fn charge_records_brand_and_last4_only() {
         ("amex", "0005")
     );
 
-    assert_code(
+    assert_code!(
         get(&mut client, "no-such-transaction").await,
         Code::NotFound,
-        "unknown id",
+        "unknown id"
     );
-    assert_code(
+    assert_code!(
         get(&mut client, "").await,
         Code::InvalidArgument,
-        "empty id",
+        "empty id"
     );
     fleet.stop().await;
 }
@@ -253,19 +253,19 @@ async fn one_charge_per_order_repeats_answer_with_the_same_transaction() {
         first, again,
         "a repeat with the same user and amount is the same charge"
     );
-    assert_code(
+    assert_code!(
         client
             .charge(charge_req("order-once", 7, 2_600, card(VISA)))
             .await,
         Code::AlreadyExists,
-        "different amount",
+        "different amount"
     );
-    assert_code(
+    assert_code!(
         client
             .charge(charge_req("order-once", 8, 2_500, card(VISA)))
             .await,
         Code::AlreadyExists,
-        "different user",
+        "different user"
     );
     let pool = database(&fleet).await;
     assert_eq!(
@@ -335,27 +335,27 @@ async fn partial_refunds_up_to_what_remains() {
         (30, "partially_refunded")
     );
 
-    assert_code(
+    assert_code!(
         client.refund(refund_req(&txn, "order-refund", 7, 71)).await,
         Code::FailedPrecondition,
-        "more than remains",
+        "more than remains"
     );
-    assert_code(
+    assert_code!(
         client.refund(refund_req(&txn, "order-refund", 7, 0)).await,
         Code::InvalidArgument,
-        "zero",
+        "zero"
     );
-    assert_code(
+    assert_code!(
         client.refund(refund_req(&txn, "order-refund", 7, -5)).await,
         Code::InvalidArgument,
-        "negative",
+        "negative"
     );
-    assert_code(
+    assert_code!(
         client
             .refund(refund_req("nope", "order-refund", 7, 5))
             .await,
         Code::NotFound,
-        "unknown transaction",
+        "unknown transaction"
     );
 
     let second = client
@@ -469,24 +469,24 @@ async fn internal_rpcs_reject_end_user_tokens() {
         user(&fleet, 7),
         fleet.client_as::<Client>("payment", &fleet.admin_token()),
     ] {
-        assert_code(
+        assert_code!(
             client
                 .charge(charge_req("order-internal-2", 7, 100, card(VISA)))
                 .await,
             Code::PermissionDenied,
-            "Charge",
+            "Charge"
         );
-        assert_code(
+        assert_code!(
             client
                 .refund(refund_req(&txn, "order-internal", 7, 10))
                 .await,
             Code::PermissionDenied,
-            "Refund",
+            "Refund"
         );
-        assert_code(
+        assert_code!(
             get(&mut client, &txn).await,
             Code::PermissionDenied,
-            "GetPayment",
+            "GetPayment"
         );
     }
     assert_eq!(
@@ -600,7 +600,7 @@ async fn alipay_charge_builds_a_signed_page_pay_url() {
         .pay_url;
     assert_eq!(again, url);
     // Same order, different amount: refused rather than a second price for one order.
-    assert_code(
+    assert_code!(
         alice
             .alipay_charge(pb::AlipayChargeReq {
                 amount_cents: 999,
@@ -608,10 +608,10 @@ async fn alipay_charge_builds_a_signed_page_pay_url() {
             })
             .await,
         Code::AlreadyExists,
-        "different amount",
+        "different amount"
     );
     // Someone else's user id, or someone else's order.
-    assert_code(
+    assert_code!(
         alice
             .alipay_charge(pb::AlipayChargeReq {
                 user_id: 8,
@@ -619,9 +619,9 @@ async fn alipay_charge_builds_a_signed_page_pay_url() {
             })
             .await,
         Code::PermissionDenied,
-        "other user id",
+        "other user id"
     );
-    assert_code(
+    assert_code!(
         user(&fleet, 8)
             .alipay_charge(pb::AlipayChargeReq {
                 user_id: 8,
@@ -629,7 +629,7 @@ async fn alipay_charge_builds_a_signed_page_pay_url() {
             })
             .await,
         Code::PermissionDenied,
-        "other user's order",
+        "other user's order"
     );
     for (what, bad) in [
         (
@@ -654,14 +654,18 @@ async fn alipay_charge_builds_a_signed_page_pay_url() {
             },
         ),
     ] {
-        assert_code(alice.alipay_charge(bad).await, Code::InvalidArgument, what);
+        assert_code!(
+            alice.alipay_charge(bad).await,
+            Code::InvalidArgument,
+            "{what}"
+        );
     }
     // No token at all.
     let mut anonymous = fleet.client_as::<Client>("payment", "not-a-token");
-    assert_code(
+    assert_code!(
         anonymous.alipay_charge(req).await,
         Code::Unauthenticated,
-        "bad token",
+        "bad token"
     );
     fleet.stop().await;
 }
@@ -736,14 +740,14 @@ async fn alipay_notify_records_a_correctly_signed_payment_once() {
     assert_eq!((p.card_brand.as_str(), p.card_last4.as_str()), ("", ""));
 
     // The order is paid: no card charge, no new pay link, no Refund through this service.
-    assert_code(
+    assert_code!(
         client
             .charge(charge_req("order-ali-2", 7, 1_234, card(VISA)))
             .await,
         Code::AlreadyExists,
-        "card after alipay",
+        "card after alipay"
     );
-    assert_code(
+    assert_code!(
         user(&fleet, 7)
             .alipay_charge(pb::AlipayChargeReq {
                 order_id: "order-ali-2".into(),
@@ -753,14 +757,14 @@ async fn alipay_notify_records_a_correctly_signed_payment_once() {
             })
             .await,
         Code::AlreadyExists,
-        "pay link for a paid order",
+        "pay link for a paid order"
     );
-    assert_code(
+    assert_code!(
         client
             .refund(refund_req("2026031522001400001", "order-ali-2", 7, 100))
             .await,
         Code::FailedPrecondition,
-        "alipay refund",
+        "alipay refund"
     );
 
     // A second payment for the paid order (another trade, another amount) is not recorded.
@@ -794,10 +798,10 @@ async fn alipay_notify_records_a_correctly_signed_payment_once() {
         "7",
     );
     assert!(notify(&mut client, sign_notification(waiting, alipay_key)).await);
-    assert_code(
+    assert_code!(
         get(&mut client, "2026031522001400003").await,
         Code::NotFound,
-        "not recorded",
+        "not recorded"
     );
     for (what, bad) in [
         (
@@ -895,8 +899,8 @@ async fn get_payment_finds_an_order_s_charge_by_order_id() {
             order_id: "never-charged".into(),
         })
         .await;
-    assert_code(missing, Code::NotFound, "unknown order");
+    assert_code!(missing, Code::NotFound, "unknown order");
     let neither = svc.get_payment(pb::GetPaymentReq::default()).await;
-    assert_code(neither, Code::InvalidArgument, "no id at all");
+    assert_code!(neither, Code::InvalidArgument, "no id at all");
     fleet.stop().await;
 }

@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use mall::testing::TestFleet;
-use mall_common::client::Channel;
 use mall_common::store::unix_now;
 use mall_proto::common::v1::CreditCardInfo;
 use mall_proto::payment::v1 as pb;
-use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use mall_testing::{PaymentClient, TestFleet};
 use payment::domain::Civil;
 use rsa::pkcs1v15::{Signature, SigningKey};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -20,9 +18,8 @@ use rsa::signature::Signer;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 use sqlx::Row;
-use tonic::Code;
 
-pub type Client = PaymentServiceClient<Channel>;
+pub type Client = PaymentClient;
 
 pub const APP_ID: &str = "2021000000000000";
 pub const NOTIFY_URL: &str = "https://mall.example/alipay/notify";
@@ -142,13 +139,6 @@ pub fn refund_req(txn: &str, order: &str, user_id: u64, amount_cents: i64) -> pb
         amount_cents,
         reason: "customer asked".into(),
         user_id,
-    }
-}
-
-pub fn assert_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, what: &str) {
-    match result {
-        Err(status) => assert_eq!(status.code(), code, "{what}: {status:?}"),
-        Ok(v) => panic!("{what}: expected {code:?}, got {v:?}"),
     }
 }
 
