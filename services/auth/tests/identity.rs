@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use mall::testing::TestFleet;
 use mall_common::client::Channel;
 use mall_proto::auth::v1 as pb;
 use mall_proto::auth::v1::auth_service_client::AuthServiceClient;
 use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::TestFleet;
 use tonic::Code;
 
 type Auth = AuthServiceClient<Channel>;

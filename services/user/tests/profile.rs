@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use mall::testing::TestFleet;
 use mall_common::client::Channel;
 use mall_proto::user::v1 as pb;
 use mall_proto::user::v1::user_service_client::UserServiceClient;
+use mall_testing::{TestFleet, assert_code};
 use tonic::{Code, Status};
 
 type Client = UserServiceClient<Channel>;
@@ -25,13 +25,7 @@ async fn fleet() -> (TestFleet, Client) {
 
 /// A client that sends no `authorization` metadata at all.
 async fn anonymous(fleet: &TestFleet) -> UserServiceClient<tonic::transport::Channel> {
-    let addr = fleet.endpoints("user").grpc;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    UserServiceClient::new(channel)
+    UserServiceClient::new(fleet.bare_channel("user").await)
 }
 
 fn email(username: &str) -> String {
@@ -41,13 +35,6 @@ fn email(username: &str) -> String {
 fn assert_success(base: Option<mall_proto::common::v1::BaseResp>) {
     let base = base.expect("base");
     assert_eq!((base.code, base.message.as_str()), (0, "success"));
-}
-
-fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, what: &str) {
-    match result {
-        Err(status) => assert_eq!(status.code(), code, "{what}: {status:?}"),
-        Ok(v) => panic!("{what}: expected {code:?}, got {v:?}"),
-    }
 }
 
 async fn try_register(
@@ -266,10 +253,10 @@ async fn token_in_metadata_works_like_the_field_and_the_field_wins() {
         (bob.user_id, "bob_1"),
         "the field wins over metadata"
     );
-    assert_code(
+    assert_code!(
         info(&mut as_alice, "not-a-token").await,
         Code::Unauthenticated,
-        "a bad field is not rescued by good metadata",
+        "a bad field is not rescued by good metadata"
     );
 
     update(
@@ -293,10 +280,10 @@ async fn token_in_metadata_works_like_the_field_and_the_field_wins() {
 
     logout(&mut as_alice, "").await.unwrap();
     assert_rejected_within_a_second(&mut client, &alice.token).await;
-    assert_code(
+    assert_code!(
         info(&mut as_alice, "").await,
         Code::Unauthenticated,
-        "revoked token in metadata",
+        "revoked token in metadata"
     );
     assert!(info(&mut client, &bob.token).await.is_ok());
 
@@ -395,10 +382,10 @@ async fn a_service_token_is_not_an_end_user() {
 async fn a_valid_token_without_an_account_is_not_found() {
     let (fleet, mut client) = fleet().await;
     let token = fleet.user_token(987_654);
-    assert_code(
+    assert_code!(
         info(&mut client, &token).await,
         Code::NotFound,
-        "Info of an account auth never had",
+        "Info of an account auth never had"
     );
     fleet.stop().await;
 }
@@ -416,21 +403,21 @@ async fn deleting_the_account_revokes_its_tokens_and_blocks_login() {
     delete(&mut client, &token).await.unwrap();
     assert_rejected_within_a_second(&mut client, &token).await;
     assert_rejected_within_a_second(&mut client, &carol.token).await;
-    assert_code(
+    assert_code!(
         delete(&mut client, &token).await,
         Code::Unauthenticated,
-        "deleting twice",
+        "deleting twice"
     );
 
-    assert_code(
+    assert_code!(
         try_login(&mut client, "carol_1", PASSWORD).await,
         Code::PermissionDenied,
-        "login to a deleted account with the right password",
+        "login to a deleted account with the right password"
     );
-    assert_code(
+    assert_code!(
         try_login(&mut client, "carol_1", "wrong-password-1").await,
         Code::Unauthenticated,
-        "login to a deleted account with a wrong password",
+        "login to a deleted account with a wrong password"
     );
 
     fleet.stop().await;
@@ -448,24 +435,24 @@ async fn registration_and_update_rules_come_from_auth() {
         ("missing email", "dave_1", PASSWORD, "", ""),
     ];
     for (what, username, password, email, phone) in bad {
-        assert_code(
+        assert_code!(
             try_register(&mut client, username, password, email, phone).await,
             Code::InvalidArgument,
-            what,
+            "{what}"
         );
     }
 
     let dave = register(&mut client, "dave_1").await;
-    assert_code(
+    assert_code!(
         try_register(&mut client, "dave_1", PASSWORD, "other@example.com", "").await,
         Code::AlreadyExists,
-        "taken username",
+        "taken username"
     );
 
     let wrong = try_login(&mut client, "dave_1", "wrong-password-1").await;
     let unknown = try_login(&mut client, "nobody_1", PASSWORD).await;
-    assert_code(wrong.clone(), Code::Unauthenticated, "wrong password");
-    assert_code(unknown.clone(), Code::Unauthenticated, "unknown user");
+    assert_code!(wrong.clone(), Code::Unauthenticated, "wrong password");
+    assert_code!(unknown.clone(), Code::Unauthenticated, "unknown user");
     assert_eq!(
         wrong.unwrap_err().message(),
         unknown.unwrap_err().message(),
@@ -473,7 +460,7 @@ async fn registration_and_update_rules_come_from_auth() {
     );
 
     register(&mut client, "erin_1").await;
-    assert_code(
+    assert_code!(
         update(
             &mut client,
             &dave.token,
@@ -484,9 +471,9 @@ async fn registration_and_update_rules_come_from_auth() {
         )
         .await,
         Code::InvalidArgument,
-        "update to a bad email",
+        "update to a bad email"
     );
-    assert_code(
+    assert_code!(
         update(
             &mut client,
             &dave.token,
@@ -497,7 +484,7 @@ async fn registration_and_update_rules_come_from_auth() {
         )
         .await,
         Code::AlreadyExists,
-        "update to a taken username",
+        "update to a taken username"
     );
     let profile = info(&mut client, &dave.token).await.unwrap();
     assert_eq!(
