@@ -7,388 +7,116 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mall::testing::{DECLINED_CARD, GOOD_CARD, TestFleet, checkout_request as request};
-use mall_common::client::{Channel, Clients};
-use mall_common::config::{self, Source};
-use mall_proto::cart::v1 as cart_pb;
-use mall_proto::cart::v1::cart_service_client::CartServiceClient;
-use mall_proto::checkout::v1 as pb;
-use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
-use mall_proto::common::v1::CartItem;
 use mall_proto::order::v1 as order_pb;
-use mall_proto::order::v1::order_service_client::OrderServiceClient;
-use mall_proto::payment::v1 as payment_pb;
-use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
-use mall_proto::product::v1 as product_pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::order_status as status;
+use mall_testing::{DECLINED_CARD, GOOD_CARD, checkout_request as request, eventually};
 use mall_testkit::proxy::LatencyProxy;
-use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
-use crate::support::Faults;
-
-type CheckoutClient = CheckoutServiceClient<Channel>;
-type CartClient = CartServiceClient<Channel>;
-type OrderClient = OrderServiceClient<Channel>;
-type PaymentClient = PaymentServiceClient<Channel>;
-type ProductClient = ProductCatalogServiceClient<Channel>;
-
-/// The services checkout calls.
-async fn fleet() -> TestFleet {
-    TestFleet::start(&["auth", "product", "payment", "cart", "order"]).await
-}
-
-/// A database URL for checkout beside the fleet's (same backend, fresh database).
-fn checkout_db_url(fleet: &TestFleet) -> String {
-    let order = fleet.database_url("order");
-    match order.strip_suffix("_order") {
-        Some(base) => format!("{base}_checkout"),
-        None => order.replace("/order.db", "/checkout.db"),
-    }
-}
-
-/// A checkout instance on port 0.
-struct Instance {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Instance {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-async fn start_checkout(
-    fleet: &TestFleet,
-    db_url: &str,
-    hooks: Faults,
-    payment_addr: Option<String>,
-    overrides: &[(&str, &str)],
-) -> Instance {
-    let mut env = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        env.insert(k.to_string(), v);
-    };
-    put("MALL__PROFILE", "test".into());
-    put("MALL__SERVER__HOST", "127.0.0.1".into());
-    put("MALL__SERVER__PORT", "0".into());
-    put("MALL__SERVER__DRAIN_DELAY", "0s".into());
-    put("MALL__SERVER__SHUTDOWN_GRACE", "2s".into());
-    put("MALL__DATABASE__URL", db_url.to_string());
-    put(
-        "MALL__CACHE__NAMESPACE",
-        format!("checkout-test-{}", uuid::Uuid::new_v4().simple()),
-    );
-    if let Ok(redis) = std::env::var(mall::testing::REDIS_ENV) {
-        put("MALL__CACHE__URL", redis);
-    }
-    for name in ["product", "cart", "order"] {
-        put(
-            &format!("MALL__DISCOVERY__STATIC__{}", name.to_uppercase()),
-            fleet.endpoints(name).grpc.to_string(),
-        );
-    }
-    put(
-        "MALL__DISCOVERY__STATIC__PAYMENT",
-        payment_addr.unwrap_or_else(|| fleet.endpoints("payment").grpc.to_string()),
-    );
-    put("MALL__CHECKOUT__STEP_TIMEOUT", "2s".into());
-    put("MALL__CHECKOUT__BUDGET", "8s".into());
-    put("MALL__CHECKOUT__RECOVERY_INTERVAL", "100ms".into());
-    put("MALL__CHECKOUT__RETRY_DELAY", "100ms".into());
-    for (k, v) in overrides {
-        put(k, (*v).to_string());
-    }
-    let settings = config::load(
-        checkout::NAME,
-        checkout::default_settings(),
-        &Source { file: None, env },
-    )
-    .expect("checkout settings");
-    let bound = checkout::build_with(settings, hooks.wrap())
-        .await
-        .expect("start checkout");
-    let addr = bound.grpc_addr;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(bound.serve(async move {
-        let _ = stopped.await;
-    }));
-    Instance {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-/// A checkout client for `instance` sending `token`.
-fn checkout_client(fleet: &TestFleet, instance: &Instance, token: &str) -> CheckoutClient {
-    let mut discovery = config::Settings::defaults("test").discovery;
-    discovery
-        .static_addrs
-        .insert("checkout".into(), vec![instance.addr.to_string()]);
-    let mut client = config::Settings::defaults("test").client;
-    client.request_timeout = Duration::from_secs(30);
-    let _ = fleet;
-    Clients::discover(&discovery, &client, None)
-        .expect("clients")
-        .client_as::<CheckoutClient>("checkout", token)
-        .expect("checkout client")
-}
-
-fn user_client(fleet: &TestFleet, instance: &Instance, user_id: u64) -> CheckoutClient {
-    checkout_client(fleet, instance, &fleet.user_token(user_id))
-}
-
-async fn create_product(fleet: &TestFleet, name: &str, price_cents: i64, stock: u32) -> u64 {
-    fleet
-        .client_as::<ProductClient>("product", &fleet.admin_token())
-        .create_product(product_pb::CreateProductReq {
-            name: name.into(),
-            description: format!("{name} for checkout tests"),
-            picture: String::new(),
-            price_cents,
-            stock,
-            categories: vec![],
-        })
-        .await
-        .expect("create product")
-        .into_inner()
-        .id
-}
-
-async fn stock_of(fleet: &TestFleet, id: u64) -> u32 {
-    fleet
-        .client::<ProductClient>("product")
-        .get_product(product_pb::GetProductReq { id })
-        .await
-        .expect("get product")
-        .into_inner()
-        .product
-        .expect("product")
-        .stock
-}
-
-async fn add_to_cart(fleet: &TestFleet, user_id: u64, product_id: u64, quantity: i32) {
-    fleet
-        .client::<CartClient>("cart")
-        .add_item(cart_pb::AddItemReq {
-            user_id,
-            item: Some(CartItem {
-                product_id,
-                quantity,
-            }),
-        })
-        .await
-        .expect("add to cart");
-}
-
-async fn cart_of(fleet: &TestFleet, user_id: u64) -> Vec<(u64, i32)> {
-    fleet
-        .client::<CartClient>("cart")
-        .get_cart(cart_pb::GetCartReq { user_id })
-        .await
-        .expect("get cart")
-        .into_inner()
-        .cart
-        .map(|c| {
-            c.items
-                .into_iter()
-                .map(|i| (i.product_id, i.quantity))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn orders_of(fleet: &TestFleet, user_id: u64) -> Vec<order_pb::Order> {
-    fleet
-        .client::<OrderClient>("order")
-        .list_order(order_pb::ListOrderReq {
-            user_id,
-            page: 1,
-            page_size: 100,
-        })
-        .await
-        .expect("list orders")
-        .into_inner()
-        .orders
-}
-
-async fn order(fleet: &TestFleet, user_id: u64, order_id: &str) -> order_pb::Order {
-    fleet
-        .client::<OrderClient>("order")
-        .get_order(order_pb::GetOrderReq {
-            user_id,
-            order_id: order_id.into(),
-        })
-        .await
-        .expect("get order")
-        .into_inner()
-        .order
-        .expect("order")
-}
-
-fn status(order: &order_pb::Order) -> order_pb::OrderStatus {
-    order_pb::OrderStatus::try_from(order.status).expect("known status")
-}
-
-async fn payment_of_order(
-    fleet: &TestFleet,
-    order_id: &str,
-) -> Result<payment_pb::Payment, tonic::Status> {
-    fleet
-        .client::<PaymentClient>("payment")
-        .get_payment(payment_pb::GetPaymentReq {
-            transaction_id: String::new(),
-            order_id: order_id.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn checkout(
-    client: &mut CheckoutClient,
-    req: pb::CheckoutReq,
-) -> Result<pb::CheckoutResp, tonic::Status> {
-    client.checkout(req).await.map(|r| r.into_inner())
-}
-
-/// Polls `check` until it holds or `within` passes.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(start.elapsed() < within, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn cleanup(fleet: TestFleet, db_url: String) {
-    fleet.stop().await;
-    let _ = mall_common::store::drop_database(&db_url).await;
-}
+use crate::support::{Faults, Instance, fleet};
 
 #[tokio::test]
 async fn checkout_of_three_lines_pays_the_order_charges_the_total_and_empties_the_cart() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
     let user = 101;
-    let a = create_product(&fleet, "Apple", 250, 10).await;
-    let b = create_product(&fleet, "Bread", 1_000, 10).await;
-    let c = create_product(&fleet, "Cheese", 799, 10).await;
-    add_to_cart(&fleet, user, a, 2).await;
-    add_to_cart(&fleet, user, b, 1).await;
-    add_to_cart(&fleet, user, c, 3).await;
+    let a = fleet.catalog().create_product("Apple", 250, 10).await;
+    let b = fleet.catalog().create_product("Bread", 1_000, 10).await;
+    let c = fleet.catalog().create_product("Cheese", 799, 10).await;
+    fleet.cart(user).add(a, 2).await.unwrap();
+    fleet.cart(user).add(b, 1).await.unwrap();
+    fleet.cart(user).add(c, 3).await.unwrap();
 
-    let resp = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, ""),
-    )
-    .await
-    .expect("checkout");
+    let resp = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "")
+        .await
+        .expect("checkout");
     let expected = 250 * 2 + 1_000 + 799 * 3;
 
-    let placed = order(&fleet, user, &resp.order_id).await;
+    let placed = fleet.orders(user).get(&resp.order_id).await;
     assert_eq!(status(&placed), order_pb::OrderStatus::Paid);
     assert_eq!(placed.total_cents, expected);
     assert_eq!(placed.transaction_id, resp.transaction_id);
     assert_eq!(placed.order_items.len(), 3);
-    assert_eq!(stock_of(&fleet, a).await, 8);
-    assert_eq!(stock_of(&fleet, b).await, 9);
-    assert_eq!(stock_of(&fleet, c).await, 7);
+    assert_eq!(fleet.catalog().stock_of(a).await, 8);
+    assert_eq!(fleet.catalog().stock_of(b).await, 9);
+    assert_eq!(fleet.catalog().stock_of(c).await, 7);
     let payment = fleet
-        .client::<PaymentClient>("payment")
-        .get_payment(payment_pb::GetPaymentReq {
-            transaction_id: resp.transaction_id.clone(),
-            order_id: String::new(),
-        })
+        .payments()
+        .get(&resp.transaction_id)
         .await
-        .expect("payment recorded")
-        .into_inner();
+        .expect("payment recorded");
     assert_eq!(payment.amount_cents, expected);
     assert_eq!(payment.order_id, resp.order_id);
     assert_eq!(payment.refunded_cents, 0);
-    assert!(cart_of(&fleet, user).await.is_empty());
+    assert!(fleet.cart(user).lines().await.is_empty());
 
     // The same request again within 10 s (no key) is the same checkout.
-    let again = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, ""),
-    )
-    .await
-    .expect("repeat");
+    let again = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "")
+        .await
+        .expect("repeat");
     assert_eq!(again.order_id, resp.order_id);
     assert_eq!(again.transaction_id, resp.transaction_id);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn bad_requests_empty_carts_and_other_users_are_refused() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
     let user = 102;
-    let mut client = user_client(&fleet, &instance, user);
+    let client = instance.checkout(&fleet, user);
 
     let mut bad = request(user, GOOD_CARD, "");
     bad.firstname = String::new();
-    let err = checkout(&mut client, bad).await.unwrap_err();
+    let err = client.send(bad).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("firstname"), "{}", err.message());
     let mut bad = request(user, GOOD_CARD, "");
     bad.credit_card.as_mut().unwrap().credit_card_cvv = "12345".into();
-    let err = checkout(&mut client, bad).await.unwrap_err();
+    let err = client.send(bad).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("cvv"), "{}", err.message());
 
-    let err = checkout(&mut client, request(user + 1, GOOD_CARD, ""))
+    let err = client
+        .send(request(user + 1, GOOD_CARD, ""))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    let err = checkout(&mut client, request(user, GOOD_CARD, "empty-1"))
-        .await
-        .unwrap_err();
+    let err = client.pay(GOOD_CARD, "empty-1").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(err.message(), "cart is empty");
-    assert!(orders_of(&fleet, user).await.is_empty());
+    assert!(fleet.orders(user).list().await.is_empty());
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_checkouts_never_oversell_and_losers_are_cancelled_uncharged() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
-    let product = create_product(&fleet, "Scarce", 1_500, 5).await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
+    let product = fleet.catalog().create_product("Scarce", 1_500, 5).await;
     let users: Vec<u64> = (1_000..1_020).collect();
     for user in &users {
-        add_to_cart(&fleet, *user, product, 1).await;
+        fleet.cart(*user).add(product, 1).await.unwrap();
     }
     let results = futures::future::join_all(users.iter().map(|user| {
-        let mut client = user_client(&fleet, &instance, *user);
+        let client = instance.checkout(&fleet, *user);
         let req = request(*user, GOOD_CARD, &format!("buy-{user}"));
-        async move { (*user, checkout(&mut client, req).await) }
+        async move { (*user, client.send(req).await) }
     }))
     .await;
 
@@ -403,34 +131,34 @@ async fn concurrent_checkouts_never_oversell_and_losers_are_cancelled_uncharged(
                     "{}",
                     e.message()
                 );
-                let orders = orders_of(&fleet, *user).await;
+                let orders = fleet.orders(*user).list().await;
                 assert_eq!(orders.len(), 1);
                 assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
-                let charge = payment_of_order(&fleet, &orders[0].order_id).await;
+                let charge = fleet.payments().of_order(&orders[0].order_id).await;
                 assert_eq!(charge.unwrap_err().code(), Code::NotFound);
-                assert_eq!(cart_of(&fleet, *user).await, vec![(product, 1)]);
+                assert_eq!(fleet.cart(*user).lines().await, vec![(product, 1)]);
             }
         }
     }
     assert_eq!(won, 5);
-    assert_eq!(stock_of(&fleet, product).await, 0);
+    assert_eq!(fleet.catalog().stock_of(product).await, 0);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn the_same_idempotency_key_ten_times_at_once_places_one_order_and_charges_once() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
     let user = 103;
-    let product = create_product(&fleet, "Lamp", 4_200, 10).await;
-    add_to_cart(&fleet, user, product, 2).await;
+    let product = fleet.catalog().create_product("Lamp", 4_200, 10).await;
+    fleet.cart(user).add(product, 2).await.unwrap();
 
     let results = futures::future::join_all((0..10).map(|_| {
-        let mut client = user_client(&fleet, &instance, user);
-        async move { checkout(&mut client, request(user, GOOD_CARD, "order-once")).await }
+        let client = instance.checkout(&fleet, user);
+        async move { client.pay(GOOD_CARD, "order-once").await }
     }))
     .await;
     let mut ids = Vec::new();
@@ -447,145 +175,149 @@ async fn the_same_idempotency_key_ten_times_at_once_places_one_order_and_charges
     ids.dedup();
     assert_eq!(ids.len(), 1, "every success carries the same ids");
 
-    let retry = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "order-once"),
-    )
-    .await
-    .expect("retry after completion");
+    let retry = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "order-once")
+        .await
+        .expect("retry after completion");
     assert_eq!(
         (retry.order_id.clone(), retry.transaction_id.clone()),
         ids[0]
     );
 
-    let orders = orders_of(&fleet, user).await;
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Paid);
-    let payment = payment_of_order(&fleet, &orders[0].order_id)
+    let payment = fleet
+        .payments()
+        .of_order(&orders[0].order_id)
         .await
         .expect("one payment");
     assert_eq!(payment.transaction_id, ids[0].1);
     assert_eq!(payment.amount_cents, 8_400);
-    assert_eq!(stock_of(&fleet, product).await, 8);
+    assert_eq!(fleet.catalog().stock_of(product).await, 8);
 
     // The key is the user's: reusing it for another request is refused.
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, DECLINED_CARD, "order-once"),
-    )
-    .await
-    .unwrap_err();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(DECLINED_CARD, "order-once")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn checkout_with_declined_card_releases_stock_and_cancels_order() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
     let user = 104;
-    let product = create_product(&fleet, "Chair", 3_000, 4).await;
-    add_to_cart(&fleet, user, product, 2).await;
+    let product = fleet.catalog().create_product("Chair", 3_000, 4).await;
+    fleet.cart(user).add(product, 2).await.unwrap();
 
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, DECLINED_CARD, "declined-1"),
-    )
-    .await
-    .unwrap_err();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(DECLINED_CARD, "declined-1")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("declined"), "{}", err.message());
-    assert_eq!(stock_of(&fleet, product).await, 4);
-    let orders = orders_of(&fleet, user).await;
+    assert_eq!(fleet.catalog().stock_of(product).await, 4);
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
-    assert_eq!(cart_of(&fleet, user).await, vec![(product, 2)]);
+    assert_eq!(fleet.cart(user).lines().await, vec![(product, 2)]);
 
     // The recorded answer is replayed.
-    let again = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, DECLINED_CARD, "declined-1"),
-    )
-    .await
-    .unwrap_err();
+    let again = instance
+        .checkout(&fleet, user)
+        .pay(DECLINED_CARD, "declined-1")
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), err.code());
     assert_eq!(again.message(), err.message());
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn checkout_with_payment_unreachable_is_unavailable_and_cancels_the_order() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").to_string()
     };
-    let instance = start_checkout(&fleet, &db, Faults::default(), Some(dead), &[]).await;
-    let user = 105;
-    let product = create_product(&fleet, "Desk", 9_900, 3).await;
-    add_to_cart(&fleet, user, product, 1).await;
-
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "no-payment"),
+    let instance = Instance::start(
+        &fleet,
+        &db,
+        Faults::default(),
+        &[("MALL__DISCOVERY__STATIC__PAYMENT", dead.as_str())],
     )
-    .await
-    .unwrap_err();
+    .await;
+    let user = 105;
+    let product = fleet.catalog().create_product("Desk", 9_900, 3).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
+
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "no-payment")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    let orders = orders_of(&fleet, user).await;
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
-    assert_eq!(stock_of(&fleet, product).await, 3);
-    assert_eq!(cart_of(&fleet, user).await, vec![(product, 1)]);
+    assert_eq!(fleet.catalog().stock_of(product).await, 3);
+    assert_eq!(fleet.cart(user).lines().await, vec![(product, 1)]);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn mark_paid_failing_after_the_charge_refunds_it_and_cancels_the_order() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let hooks = Faults::default();
     hooks.fail_mark_paid.store(100, Ordering::SeqCst);
-    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let instance = Instance::start(&fleet, &db, hooks.clone(), &[]).await;
     let user = 106;
-    let product = create_product(&fleet, "Sofa", 50_000, 2).await;
-    add_to_cart(&fleet, user, product, 1).await;
+    let product = fleet.catalog().create_product("Sofa", 50_000, 2).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
 
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "mark-paid-fails"),
-    )
-    .await
-    .unwrap_err();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "mark-paid-fails")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
     assert!(err.message().contains("refunded"), "{}", err.message());
-    let orders = orders_of(&fleet, user).await;
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
-    let payment = payment_of_order(&fleet, &orders[0].order_id)
+    let payment = fleet
+        .payments()
+        .of_order(&orders[0].order_id)
         .await
         .expect("the charge is recorded");
     assert_eq!(payment.amount_cents, 50_000);
     assert_eq!(payment.refunded_cents, 50_000);
-    assert_eq!(stock_of(&fleet, product).await, 2);
-    assert_eq!(cart_of(&fleet, user).await, vec![(product, 1)]);
+    assert_eq!(fleet.catalog().stock_of(product).await, 2);
+    assert_eq!(fleet.cart(user).lines().await, vec![(product, 1)]);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key_replays_it() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let hooks = Faults::default();
     // MarkOrderPaid succeeds at the order service but every answer is lost, so the saga starts
     // compensating; its CancelOrder then fails once, leaving the compensation to the worker.
@@ -593,16 +325,14 @@ async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key
         .lose_mark_paid_answers
         .store(checkout::saga::MARK_PAID_ATTEMPTS, Ordering::SeqCst);
     hooks.fail_cancel_order.store(1, Ordering::SeqCst);
-    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let instance = Instance::start(&fleet, &db, hooks.clone(), &[]).await;
     let user = 110;
-    let product = create_product(&fleet, "Lamp", 4_500, 2).await;
-    add_to_cart(&fleet, user, product, 1).await;
-    let mut client = user_client(&fleet, &instance, user);
+    let product = fleet.catalog().create_product("Lamp", 4_500, 2).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
+    let client = instance.checkout(&fleet, user);
 
     // Neither paid nor refunded yet: the client is not told a failure that may not happen.
-    let err = checkout(&mut client, request(user, GOOD_CARD, "lost-answer"))
-        .await
-        .unwrap_err();
+    let err = client.pay(GOOD_CARD, "lost-answer").await.unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
     assert!(!err.message().contains("refunded"), "{}", err.message());
 
@@ -612,7 +342,7 @@ async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key
     let deadline = Instant::now() + Duration::from_secs(10);
     while settled.is_none() {
         assert!(Instant::now() < deadline, "the saga was never settled");
-        match checkout(&mut client, request(user, GOOD_CARD, "lost-answer")).await {
+        match client.pay(GOOD_CARD, "lost-answer").await {
             Ok(resp) => settled = Some(resp),
             Err(e) => {
                 assert_eq!(e.code(), Code::Aborted, "{e:?}");
@@ -622,97 +352,98 @@ async fn a_lost_mark_paid_answer_with_cancel_failing_settles_as_paid_and_the_key
         }
     }
     let resp = settled.expect("settled");
-    let placed = order(&fleet, user, &resp.order_id).await;
+    let placed = fleet.orders(user).get(&resp.order_id).await;
     assert_eq!(status(&placed), order_pb::OrderStatus::Paid);
-    let payment = payment_of_order(&fleet, &resp.order_id)
+    let payment = fleet
+        .payments()
+        .of_order(&resp.order_id)
         .await
         .expect("the charge is recorded");
     assert_eq!(payment.transaction_id, resp.transaction_id);
     assert_eq!((payment.amount_cents, payment.refunded_cents), (4_500, 0));
-    assert_eq!(stock_of(&fleet, product).await, 1);
+    assert_eq!(fleet.catalog().stock_of(product).await, 1);
     eventually(Duration::from_secs(10), "the cart is emptied", || async {
-        cart_of(&fleet, user).await.is_empty()
+        fleet.cart(user).lines().await.is_empty()
     })
     .await;
     assert_eq!(hooks.fail_cancel_order.load(Ordering::SeqCst), 0);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn empty_cart_failing_still_pays_and_the_worker_empties_the_cart_later() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let hooks = Faults::default();
     hooks.fail_empty_cart.store(3, Ordering::SeqCst);
-    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
+    let instance = Instance::start(&fleet, &db, hooks.clone(), &[]).await;
     let user = 107;
-    let product = create_product(&fleet, "Mug", 1_200, 5).await;
-    add_to_cart(&fleet, user, product, 2).await;
+    let product = fleet.catalog().create_product("Mug", 1_200, 5).await;
+    fleet.cart(user).add(product, 2).await.unwrap();
 
-    let resp = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "cart-later"),
-    )
-    .await
-    .expect("checkout succeeds although EmptyCart failed");
+    let resp = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "cart-later")
+        .await
+        .expect("checkout succeeds although EmptyCart failed");
     assert_eq!(
-        status(&order(&fleet, user, &resp.order_id).await),
+        status(&fleet.orders(user).get(&resp.order_id).await),
         order_pb::OrderStatus::Paid
     );
     eventually(
         Duration::from_secs(10),
         "the worker empties the cart",
-        || async { cart_of(&fleet, user).await.is_empty() },
+        || async { fleet.cart(user).lines().await.is_empty() },
     )
     .await;
     assert_eq!(hooks.fail_empty_cart.load(Ordering::SeqCst), 0);
-    assert_eq!(stock_of(&fleet, product).await, 3);
+    assert_eq!(fleet.catalog().stock_of(product).await, 3);
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_without_a_second_charge()
 {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let timing = [
         ("MALL__CHECKOUT__STEP_TIMEOUT", "300ms"),
         ("MALL__CHECKOUT__BUDGET", "1s"),
     ];
     let hooks = Faults::default();
     hooks.crash_after_charge.store(true, Ordering::SeqCst);
-    let first = start_checkout(&fleet, &db, hooks, None, &timing).await;
+    let first = Instance::start(&fleet, &db, hooks, &timing).await;
     let user = 108;
-    let product = create_product(&fleet, "Bike", 25_000, 2).await;
-    add_to_cart(&fleet, user, product, 1).await;
+    let product = fleet.catalog().create_product("Bike", 25_000, 2).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
 
-    let err = checkout(
-        &mut user_client(&fleet, &first, user),
-        request(user, GOOD_CARD, "crash-1"),
-    )
-    .await
-    .unwrap_err();
+    let err = first
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "crash-1")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     first.stop().await;
-    let orders = orders_of(&fleet, user).await;
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     let order_id = orders[0].order_id.clone();
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Pending);
-    let charged = payment_of_order(&fleet, &order_id)
+    let charged = fleet
+        .payments()
+        .of_order(&order_id)
         .await
         .expect("charged before the crash");
 
     // A retry meanwhile sees the saga in progress.
-    let second = start_checkout(&fleet, &db, Faults::default(), None, &timing).await;
-    let busy = checkout(
-        &mut user_client(&fleet, &second, user),
-        request(user, GOOD_CARD, "crash-1"),
-    )
-    .await;
+    let second = Instance::start(&fleet, &db, Faults::default(), &timing).await;
+    let busy = second
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "crash-1")
+        .await;
     if let Err(e) = &busy {
         assert_eq!(e.code(), Code::Aborted, "{e:?}");
     }
@@ -720,37 +451,38 @@ async fn a_checkout_killed_after_the_charge_is_completed_by_a_new_instance_witho
     eventually(
         Duration::from_secs(20),
         "the new instance pays the order",
-        || async { status(&order(&fleet, user, &order_id).await) == order_pb::OrderStatus::Paid },
+        || async {
+            status(&fleet.orders(user).get(&order_id).await) == order_pb::OrderStatus::Paid
+        },
     )
     .await;
-    let paid = order(&fleet, user, &order_id).await;
+    let paid = fleet.orders(user).get(&order_id).await;
     assert_eq!(paid.transaction_id, charged.transaction_id);
-    let payment = payment_of_order(&fleet, &order_id).await.expect("payment");
+    let payment = fleet.payments().of_order(&order_id).await.expect("payment");
     assert_eq!(payment.transaction_id, charged.transaction_id);
     assert_eq!(payment.amount_cents, 25_000);
     assert_eq!(payment.refunded_cents, 0);
     eventually(Duration::from_secs(10), "the cart is emptied", || async {
-        cart_of(&fleet, user).await.is_empty()
+        fleet.cart(user).lines().await.is_empty()
     })
     .await;
-    let replay = checkout(
-        &mut user_client(&fleet, &second, user),
-        request(user, GOOD_CARD, "crash-1"),
-    )
-    .await
-    .expect("the recorded result");
+    let replay = second
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "crash-1")
+        .await
+        .expect("the recorded result");
     assert_eq!(replay.order_id, order_id);
     assert_eq!(replay.transaction_id, charged.transaction_id);
-    assert_eq!(stock_of(&fleet, product).await, 1);
+    assert_eq!(fleet.catalog().stock_of(product).await, 1);
 
     second.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_the_order_lookup() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     // A short budget and step timeout keep the abandoned lease (budget + the steps a request may
     // still take after it) short.
     let timing = [
@@ -761,36 +493,36 @@ async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_t
     hooks
         .crash_before_recording_charge
         .store(true, Ordering::SeqCst);
-    let first = start_checkout(&fleet, &db, hooks, None, &timing).await;
+    let first = Instance::start(&fleet, &db, hooks, &timing).await;
     let user = 111;
-    let product = create_product(&fleet, "Kayak", 32_000, 3).await;
-    add_to_cart(&fleet, user, product, 1).await;
+    let product = fleet.catalog().create_product("Kayak", 32_000, 3).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
 
-    let err = checkout(
-        &mut user_client(&fleet, &first, user),
-        request(user, GOOD_CARD, "crash-2"),
-    )
-    .await
-    .unwrap_err();
+    let err = first
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "crash-2")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     first.stop().await;
     // The card was charged, but the saga died at `charging` without the transaction id: only
     // payment knows it, by the order id.
-    let orders = orders_of(&fleet, user).await;
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     let order_id = orders[0].order_id.clone();
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Pending);
-    let charged = payment_of_order(&fleet, &order_id)
+    let charged = fleet
+        .payments()
+        .of_order(&order_id)
         .await
         .expect("charged before the crash");
 
     // A retry meanwhile sees the saga in progress (or, if the worker was quicker, its result).
-    let second = start_checkout(&fleet, &db, Faults::default(), None, &timing).await;
-    match checkout(
-        &mut user_client(&fleet, &second, user),
-        request(user, GOOD_CARD, "crash-2"),
-    )
-    .await
+    let second = Instance::start(&fleet, &db, Faults::default(), &timing).await;
+    match second
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "crash-2")
+        .await
     {
         Ok(resp) => assert_eq!(resp.transaction_id, charged.transaction_id),
         Err(e) => assert_eq!(e.code(), Code::Aborted, "{e:?}"),
@@ -801,47 +533,47 @@ async fn a_checkout_killed_between_charge_and_recording_it_is_resolved_through_t
     eventually(
         Duration::from_secs(10),
         "the new instance pays the order",
-        || async { status(&order(&fleet, user, &order_id).await) == order_pb::OrderStatus::Paid },
+        || async {
+            status(&fleet.orders(user).get(&order_id).await) == order_pb::OrderStatus::Paid
+        },
     )
     .await;
-    let paid = order(&fleet, user, &order_id).await;
+    let paid = fleet.orders(user).get(&order_id).await;
     assert_eq!(paid.transaction_id, charged.transaction_id);
-    let payment = payment_of_order(&fleet, &order_id).await.expect("payment");
+    let payment = fleet.payments().of_order(&order_id).await.expect("payment");
     assert_eq!(payment.transaction_id, charged.transaction_id);
     assert_eq!((payment.amount_cents, payment.refunded_cents), (32_000, 0));
-    assert_eq!(stock_of(&fleet, product).await, 2);
+    assert_eq!(fleet.catalog().stock_of(product).await, 2);
     eventually(Duration::from_secs(10), "the cart is emptied", || async {
-        cart_of(&fleet, user).await.is_empty()
+        fleet.cart(user).lines().await.is_empty()
     })
     .await;
-    let replay = checkout(
-        &mut user_client(&fleet, &second, user),
-        request(user, GOOD_CARD, "crash-2"),
-    )
-    .await
-    .expect("the recorded result");
+    let replay = second
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "crash-2")
+        .await
+        .expect("the recorded result");
     assert_eq!(replay.order_id, order_id);
     assert_eq!(replay.transaction_id, charged.transaction_id);
-    assert_eq!(orders_of(&fleet, user).await.len(), 1);
+    assert_eq!(fleet.orders(user).list().await.len(), 1);
 
     second.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_charging() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     // Every product call takes at least 600 ms. Each fits the 900 ms step timeout, but pricing
     // and the reservation together do not fit the 1 s budget: the budget cuts the reservation.
     let slow =
         LatencyProxy::start(fleet.endpoints("product").grpc, Duration::from_millis(600)).await;
     let product_addr = slow.addr();
-    let instance = start_checkout(
+    let instance = Instance::start(
         &fleet,
         &db,
         Faults::default(),
-        None,
         &[
             ("MALL__DISCOVERY__STATIC__PRODUCT", product_addr.as_str()),
             ("MALL__CHECKOUT__STEP_TIMEOUT", "900ms"),
@@ -850,22 +582,20 @@ async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_chargin
     )
     .await;
     let user = 112;
-    let product = create_product(&fleet, "Tent", 18_000, 4).await;
-    add_to_cart(&fleet, user, product, 2).await;
-    let mut client = user_client(&fleet, &instance, user);
+    let product = fleet.catalog().create_product("Tent", 18_000, 4).await;
+    fleet.cart(user).add(product, 2).await.unwrap();
+    let client = instance.checkout(&fleet, user);
 
     // The budget, not the catalog, is what ran out: DEADLINE_EXCEEDED, saying so.
-    let err = checkout(&mut client, request(user, GOOD_CARD, "slow-catalog"))
-        .await
-        .unwrap_err();
+    let err = client.pay(GOOD_CARD, "slow-catalog").await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert_eq!(err.message(), checkout::saga::BUDGET_MESSAGE);
     // Pricing got through, so the order was placed; the saga cancelled it and charged nothing.
-    let orders = orders_of(&fleet, user).await;
+    let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
     for placed in &orders {
-        let charge = payment_of_order(&fleet, &placed.order_id).await;
+        let charge = fleet.payments().of_order(&placed.order_id).await;
         assert_eq!(charge.unwrap_err().code(), Code::NotFound);
     }
     // The cut reservation reaches product only after the saga gave up on it, once the cancelled
@@ -873,26 +603,24 @@ async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_chargin
     eventually(
         Duration::from_secs(10),
         "the reserved stock is back",
-        || async { stock_of(&fleet, product).await == 4 },
+        || async { fleet.catalog().stock_of(product).await == 4 },
     )
     .await;
-    assert_eq!(cart_of(&fleet, user).await, vec![(product, 2)]);
+    assert_eq!(fleet.cart(user).lines().await, vec![(product, 2)]);
 
     // The recorded answer is replayed.
-    let again = checkout(&mut client, request(user, GOOD_CARD, "slow-catalog"))
-        .await
-        .unwrap_err();
+    let again = client.pay(GOOD_CARD, "slow-catalog").await.unwrap_err();
     assert_eq!((again.code(), again.message()), (err.code(), err.message()));
 
     instance.stop().await;
     drop(slow);
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn two_instances_recovering_the_same_sagas_drive_each_exactly_once() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     // `serving` can never empty a cart, so each of its checkouts is paid and then parked; the
     // workers of both instances (every 100 ms, on the same database) race for the parked sagas,
     // and only `other`'s can finish them. `serving`'s charges take 300 ms, so the workers' passes
@@ -902,38 +630,47 @@ async fn two_instances_recovering_the_same_sagas_drive_each_exactly_once() {
         LatencyProxy::start(fleet.endpoints("payment").grpc, Duration::from_millis(300)).await;
     let hooks = Faults::default();
     hooks.fail_empty_cart.store(u32::MAX, Ordering::SeqCst);
-    let serving = start_checkout(&fleet, &db, hooks, Some(slow_payment.addr()), &[]).await;
-    let other = start_checkout(&fleet, &db, Faults::default(), None, &[]).await;
+    let slow_addr = slow_payment.addr();
+    let serving = Instance::start(
+        &fleet,
+        &db,
+        hooks,
+        &[("MALL__DISCOVERY__STATIC__PAYMENT", slow_addr.as_str())],
+    )
+    .await;
+    let other = Instance::start(&fleet, &db, Faults::default(), &[]).await;
     let price = 1_250;
-    let product = create_product(&fleet, "Lantern", price, 20).await;
+    let product = fleet.catalog().create_product("Lantern", price, 20).await;
     let buyers = [(121, 1), (122, 2), (123, 3), (124, 4), (125, 5)];
     for (user, quantity) in &buyers {
-        add_to_cart(&fleet, *user, product, *quantity).await;
+        fleet.cart(*user).add(product, *quantity).await.unwrap();
     }
 
     let bought = futures::future::join_all(buyers.iter().map(|(user, quantity)| {
-        let mut client = user_client(&fleet, &serving, *user);
+        let client = serving.checkout(&fleet, *user);
         let req = request(*user, GOOD_CARD, &format!("two-workers-{user}"));
         async move {
-            let resp = checkout(&mut client, req).await;
+            let resp = client.send(req).await;
             (*user, *quantity, resp.expect("checkout"))
         }
     }))
     .await;
     for (user, _, _) in &bought {
         eventually(Duration::from_secs(10), "every cart is emptied", || async {
-            cart_of(&fleet, *user).await.is_empty()
+            fleet.cart(*user).lines().await.is_empty()
         })
         .await;
     }
 
     for (user, quantity, resp) in &bought {
-        let orders = orders_of(&fleet, *user).await;
+        let orders = fleet.orders(*user).list().await;
         assert_eq!(orders.len(), 1, "user {user}");
         assert_eq!(orders[0].order_id, resp.order_id);
         assert_eq!(status(&orders[0]), order_pb::OrderStatus::Paid);
         assert_eq!(orders[0].transaction_id, resp.transaction_id);
-        let payment = payment_of_order(&fleet, &resp.order_id)
+        let payment = fleet
+            .payments()
+            .of_order(&resp.order_id)
             .await
             .expect("one charge");
         assert_eq!(payment.transaction_id, resp.transaction_id);
@@ -943,63 +680,69 @@ async fn two_instances_recovering_the_same_sagas_drive_each_exactly_once() {
             "user {user}"
         );
         // Either instance answers the recorded result.
-        let replay = checkout(
-            &mut user_client(&fleet, &other, *user),
-            request(*user, GOOD_CARD, &format!("two-workers-{user}")),
-        )
-        .await
-        .expect("the recorded result");
+        let replay = other
+            .checkout(&fleet, *user)
+            .pay(GOOD_CARD, &format!("two-workers-{user}"))
+            .await
+            .expect("the recorded result");
         assert_eq!(replay.order_id, resp.order_id);
         assert_eq!(replay.transaction_id, resp.transaction_id);
     }
-    assert_eq!(stock_of(&fleet, product).await, 20 - 15);
+    assert_eq!(fleet.catalog().stock_of(product).await, 20 - 15);
 
     serving.stop().await;
     other.stop().await;
     drop(slow_payment);
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn a_charge_whose_answer_is_lost_is_found_and_paid_not_cancelled_uncharged() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let proxy = LatencyProxy::start(fleet.endpoints("payment").grpc, Duration::ZERO).await;
-    let instance = start_checkout(&fleet, &db, Faults::default(), Some(proxy.addr()), &[]).await;
-    let product = create_product(&fleet, "Kettle", 3_000, 5).await;
+    let proxy_addr = proxy.addr();
+    let instance = Instance::start(
+        &fleet,
+        &db,
+        Faults::default(),
+        &[("MALL__DISCOVERY__STATIC__PAYMENT", proxy_addr.as_str())],
+    )
+    .await;
+    let product = fleet.catalog().create_product("Kettle", 3_000, 5).await;
 
     // A first purchase opens the connection to payment (through the proxy).
-    add_to_cart(&fleet, 131, product, 1).await;
-    checkout(
-        &mut user_client(&fleet, &instance, 131),
-        request(131, GOOD_CARD, "before-the-loss"),
-    )
-    .await
-    .expect("a normal checkout");
+    fleet.cart(131).add(product, 1).await.unwrap();
+    instance
+        .checkout(&fleet, 131)
+        .pay(GOOD_CARD, "before-the-loss")
+        .await
+        .expect("a normal checkout");
 
     // The next Charge reaches payment and charges the card, but its answer never comes back:
     // the connection fails mid-call. The saga must not take that for "nothing was charged".
     proxy.lose_next_answer();
     let user = 132;
-    add_to_cart(&fleet, user, product, 2).await;
-    let resp = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "lost-charge-answer"),
-    )
-    .await
-    .expect("the charge is found through the order and the checkout completes");
-    let placed = order(&fleet, user, &resp.order_id).await;
+    fleet.cart(user).add(product, 2).await.unwrap();
+    let resp = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "lost-charge-answer")
+        .await
+        .expect("the charge is found through the order and the checkout completes");
+    let placed = fleet.orders(user).get(&resp.order_id).await;
     assert_eq!(status(&placed), order_pb::OrderStatus::Paid);
-    let payment = payment_of_order(&fleet, &resp.order_id)
+    let payment = fleet
+        .payments()
+        .of_order(&resp.order_id)
         .await
         .expect("the charge");
     assert_eq!(payment.transaction_id, resp.transaction_id);
     assert_eq!((payment.amount_cents, payment.refunded_cents), (6_000, 0));
-    assert_eq!(stock_of(&fleet, product).await, 2);
+    assert_eq!(fleet.catalog().stock_of(product).await, 2);
 
     instance.stop().await;
     drop(proxy);
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
@@ -1007,10 +750,10 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
     use mall_common::error::with_reason;
 
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let hooks = Faults::default();
-    let instance = start_checkout(&fleet, &db, hooks.clone(), None, &[]).await;
-    let product = create_product(&fleet, "Globe", 2_000, 10).await;
+    let instance = Instance::start(&fleet, &db, hooks.clone(), &[]).await;
+    let product = fleet.catalog().create_product("Globe", 2_000, 10).await;
     let refused = |hooks: &Faults, stock: Option<Status>, charge: Option<Status>| {
         *hooks.refuse_reserve_stock.lock() = stock;
         *hooks.refuse_charge.lock() = charge;
@@ -1019,49 +762,44 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
     let undone = |user: u64| {
         let fleet = &fleet;
         async move {
-            let orders = orders_of(fleet, user).await;
+            let orders = fleet.orders(user).list().await;
             assert_eq!(orders.len(), 1, "user {user}");
             assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
-            let charge = payment_of_order(fleet, &orders[0].order_id).await;
+            let charge = fleet.payments().of_order(&orders[0].order_id).await;
             assert_eq!(charge.unwrap_err().code(), Code::NotFound, "user {user}");
-            assert_eq!(cart_of(fleet, user).await, vec![(product, 1)]);
+            assert_eq!(fleet.cart(user).lines().await, vec![(product, 1)]);
         }
     };
 
     // Product's INSUFFICIENT_STOCK, whatever its words, is out of stock: told as it is.
     let user = 141;
-    add_to_cart(&fleet, user, product, 1).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
     let stock_out = with_reason(
         Code::FailedPrecondition,
         "no units left",
         "INSUFFICIENT_STOCK",
     );
     refused(&hooks, Some(stock_out), None);
-    let mut client = user_client(&fleet, &instance, user);
-    let err = checkout(&mut client, request(user, GOOD_CARD, "reason-stock"))
-        .await
-        .unwrap_err();
+    let client = instance.checkout(&fleet, user);
+    let err = client.pay(GOOD_CARD, "reason-stock").await.unwrap_err();
     assert_eq!(
         (err.code(), err.message()),
         (Code::FailedPrecondition, "no units left")
     );
     undone(user).await;
-    let again = checkout(&mut client, request(user, GOOD_CARD, "reason-stock"))
-        .await
-        .unwrap_err();
+    let again = client.pay(GOOD_CARD, "reason-stock").await.unwrap_err();
     assert_eq!((again.code(), again.message()), (err.code(), err.message()));
 
     // The same words without the reason are not a stock answer: product failed.
     let user = 142;
-    add_to_cart(&fleet, user, product, 1).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
     let words = Status::failed_precondition(format!("insufficient stock for product {product}"));
     refused(&hooks, Some(words), None);
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "words-stock"),
-    )
-    .await
-    .unwrap_err();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "words-stock")
+        .await
+        .unwrap_err();
     assert_eq!(
         (err.code(), err.message()),
         (Code::Internal, "product service failed")
@@ -1070,15 +808,14 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
 
     // Payment's CARD_DECLINED, whatever its words, is a declined card: told as it is.
     let user = 143;
-    add_to_cart(&fleet, user, product, 1).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
     let declined = with_reason(Code::FailedPrecondition, "issuer says no", "CARD_DECLINED");
     refused(&hooks, None, Some(declined));
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "reason-declined"),
-    )
-    .await
-    .unwrap_err();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "reason-declined")
+        .await
+        .unwrap_err();
     assert_eq!(
         (err.code(), err.message()),
         (Code::FailedPrecondition, "issuer says no")
@@ -1088,18 +825,17 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
     // "card declined" without the reason is no proof that nothing was charged: the saga asks
     // payment, which has no charge for the order, and only then answers.
     let user = 144;
-    add_to_cart(&fleet, user, product, 1).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
     refused(
         &hooks,
         None,
         Some(Status::failed_precondition("card declined")),
     );
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, GOOD_CARD, "words-declined"),
-    )
-    .await
-    .unwrap_err();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "words-declined")
+        .await
+        .unwrap_err();
     assert_eq!(
         (err.code(), err.message()),
         (Code::Unavailable, checkout::saga::NOT_CHARGED_MESSAGE)
@@ -1109,13 +845,12 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
     // A card payment finds invalid (a failed Luhn check) is refused with INVALID_REQUEST:
     // nothing was charged, and the client hears payment's answer.
     let user = 145;
-    add_to_cart(&fleet, user, product, 1).await;
-    let err = checkout(
-        &mut user_client(&fleet, &instance, user),
-        request(user, "4111111111111112", "invalid-card"),
-    )
-    .await
-    .unwrap_err();
+    fleet.cart(user).add(product, 1).await.unwrap();
+    let err = instance
+        .checkout(&fleet, user)
+        .pay("4111111111111112", "invalid-card")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(
         err.message().contains("credit_card_number"),
@@ -1123,11 +858,11 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
         err.message()
     );
     undone(user).await;
-    assert_eq!(stock_of(&fleet, product).await, 10);
+    assert_eq!(fleet.catalog().stock_of(product).await, 10);
     assert!(hooks.refuse_reserve_stock.lock().is_none() && hooks.refuse_charge.lock().is_none());
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[test]

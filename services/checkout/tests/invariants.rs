@@ -10,233 +10,19 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use mall::testing::{DECLINED_CARD, GOOD_CARD, TestFleet, checkout_request as request};
-use mall_common::client::{Channel, Clients};
-use mall_common::config::{self, Source};
-use mall_proto::cart::v1 as cart_pb;
-use mall_proto::cart::v1::cart_service_client::CartServiceClient;
 use mall_proto::checkout::v1 as pb;
-use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
-use mall_proto::common::v1::CartItem;
 use mall_proto::order::v1 as order_pb;
-use mall_proto::order::v1::order_service_client::OrderServiceClient;
-use mall_proto::payment::v1 as payment_pb;
-use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
-use mall_proto::product::v1 as product_pb;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::order_status as status;
+use mall_testing::{DECLINED_CARD, GOOD_CARD, checkout_request as request, http_get};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::oneshot;
 use tonic::Code;
 
-use crate::support::Faults;
-
-type CheckoutClient = CheckoutServiceClient<Channel>;
-type CartClient = CartServiceClient<Channel>;
-type OrderClient = OrderServiceClient<Channel>;
-type PaymentClient = PaymentServiceClient<Channel>;
-type ProductClient = ProductCatalogServiceClient<Channel>;
-
-/// The services checkout calls.
-async fn fleet() -> TestFleet {
-    TestFleet::start(&["auth", "product", "payment", "cart", "order"]).await
-}
-
-/// A database URL for checkout beside the fleet's (same backend, fresh database).
-fn checkout_db_url(fleet: &TestFleet) -> String {
-    let order = fleet.database_url("order");
-    match order.strip_suffix("_order") {
-        Some(base) => format!("{base}_checkout"),
-        None => order.replace("/order.db", "/checkout.db"),
-    }
-}
-
-/// A checkout instance on port 0.
-struct Instance {
-    addr: SocketAddr,
-    admin_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Instance {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-async fn start_checkout(fleet: &TestFleet, db_url: &str, hooks: Faults) -> Instance {
-    let mut env = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        env.insert(k.to_string(), v);
-    };
-    put("MALL__PROFILE", "test".into());
-    put("MALL__SERVER__HOST", "127.0.0.1".into());
-    put("MALL__SERVER__PORT", "0".into());
-    put("MALL__SERVER__DRAIN_DELAY", "0s".into());
-    put("MALL__SERVER__SHUTDOWN_GRACE", "2s".into());
-    put("MALL__DATABASE__URL", db_url.to_string());
-    put(
-        "MALL__CACHE__NAMESPACE",
-        format!("checkout-test-{}", uuid::Uuid::new_v4().simple()),
-    );
-    if let Ok(redis) = std::env::var(mall::testing::REDIS_ENV) {
-        put("MALL__CACHE__URL", redis);
-    }
-    for name in ["product", "cart", "order", "payment"] {
-        put(
-            &format!("MALL__DISCOVERY__STATIC__{}", name.to_uppercase()),
-            fleet.endpoints(name).grpc.to_string(),
-        );
-    }
-    put("MALL__CHECKOUT__STEP_TIMEOUT", "2s".into());
-    put("MALL__CHECKOUT__BUDGET", "8s".into());
-    put("MALL__CHECKOUT__RECOVERY_INTERVAL", "100ms".into());
-    put("MALL__CHECKOUT__RETRY_DELAY", "100ms".into());
-    let settings = config::load(
-        checkout::NAME,
-        checkout::default_settings(),
-        &Source { file: None, env },
-    )
-    .expect("checkout settings");
-    let bound = checkout::build_with(settings, hooks.wrap())
-        .await
-        .expect("start checkout");
-    let addr = bound.grpc_addr;
-    let admin_addr = bound.admin_addr;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(bound.serve(async move {
-        let _ = stopped.await;
-    }));
-    Instance {
-        addr,
-        admin_addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-/// A checkout client for `instance` acting as `user_id`.
-fn user_client(fleet: &TestFleet, instance: &Instance, user_id: u64) -> CheckoutClient {
-    let mut discovery = config::Settings::defaults("test").discovery;
-    discovery
-        .static_addrs
-        .insert("checkout".into(), vec![instance.addr.to_string()]);
-    let mut client = config::Settings::defaults("test").client;
-    client.request_timeout = std::time::Duration::from_secs(30);
-    Clients::discover(&discovery, &client, None)
-        .expect("clients")
-        .client_as::<CheckoutClient>("checkout", &fleet.user_token(user_id))
-        .expect("checkout client")
-}
-
-async fn create_product(fleet: &TestFleet, name: &str, price_cents: i64, stock: u32) -> u64 {
-    fleet
-        .client_as::<ProductClient>("product", &fleet.admin_token())
-        .create_product(product_pb::CreateProductReq {
-            name: name.into(),
-            description: format!("{name} for checkout invariant tests"),
-            picture: String::new(),
-            price_cents,
-            stock,
-            categories: vec![],
-        })
-        .await
-        .expect("create product")
-        .into_inner()
-        .id
-}
-
-async fn stock_of(fleet: &TestFleet, id: u64) -> u32 {
-    fleet
-        .client::<ProductClient>("product")
-        .get_product(product_pb::GetProductReq { id })
-        .await
-        .expect("get product")
-        .into_inner()
-        .product
-        .expect("product")
-        .stock
-}
-
-async fn add_to_cart(fleet: &TestFleet, user_id: u64, product_id: u64, quantity: i32) {
-    fleet
-        .client::<CartClient>("cart")
-        .add_item(cart_pb::AddItemReq {
-            user_id,
-            item: Some(CartItem {
-                product_id,
-                quantity,
-            }),
-        })
-        .await
-        .expect("add to cart");
-}
-
-async fn empty_cart(fleet: &TestFleet, user_id: u64) {
-    fleet
-        .client::<CartClient>("cart")
-        .empty_cart(cart_pb::EmptyCartReq { user_id })
-        .await
-        .expect("empty cart");
-}
-
-async fn orders_of(fleet: &TestFleet, user_id: u64) -> Vec<order_pb::Order> {
-    let resp = fleet
-        .client::<OrderClient>("order")
-        .list_order(order_pb::ListOrderReq {
-            user_id,
-            page: 1,
-            page_size: 100,
-        })
-        .await
-        .expect("list orders")
-        .into_inner();
-    assert_eq!(
-        resp.total,
-        resp.orders.len() as u64,
-        "user {user_id}: all orders fit one page"
-    );
-    resp.orders
-}
-
-fn status(order: &order_pb::Order) -> order_pb::OrderStatus {
-    order_pb::OrderStatus::try_from(order.status).expect("known status")
-}
-
-async fn payment_of_order(
-    fleet: &TestFleet,
-    order_id: &str,
-) -> Result<payment_pb::Payment, tonic::Status> {
-    fleet
-        .client::<PaymentClient>("payment")
-        .get_payment(payment_pb::GetPaymentReq {
-            transaction_id: String::new(),
-            order_id: order_id.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn checkout(
-    client: &mut CheckoutClient,
-    req: pb::CheckoutReq,
-) -> Result<pb::CheckoutResp, tonic::Status> {
-    client.checkout(req).await.map(|r| r.into_inner())
-}
-
-async fn cleanup(fleet: TestFleet, db_url: String) {
-    fleet.stop().await;
-    let _ = mall_common::store::drop_database(&db_url).await;
-}
+use crate::support::{Faults, Instance, fleet};
 
 /// The value of the sample line `series` (name with labels, exactly as exposed) in a
 /// Prometheus text exposition.
@@ -249,7 +35,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 async fn metrics_of(instance: &Instance) -> String {
-    let (code, body) = mall::testing::http_get(instance.admin_addr, "/metrics").await;
+    let (code, body) = http_get(instance.admin_addr, "/metrics").await;
     assert_eq!(code, 200, "GET /metrics: {body}");
     body
 }
@@ -294,9 +80,9 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
     let started = Instant::now();
 
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
+    let db = fleet.fresh_database("checkout");
     let hooks = Faults::default();
-    let instance = start_checkout(&fleet, &db, hooks.clone()).await;
+    let instance = Instance::start(&fleet, &db, hooks.clone(), &[]).await;
 
     // Products with known prices: three scarce ones (sold out early, so checkouts race for
     // the last units) and three with a few dozen units (enough that most of the run still
@@ -312,7 +98,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
     const SCARCE: usize = 3;
     let mut products = Vec::new();
     for (name, price, stock) in catalog {
-        let id = create_product(&fleet, name, price, stock).await;
+        let id = fleet.catalog().create_product(name, price, stock).await;
         products.push((id, price, stock));
     }
 
@@ -356,9 +142,13 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
             async move {
                 // A fresh cart per checkout: a failed checkout leaves its lines in the cart,
                 // and a sold-out line would fail every later checkout of that user.
-                empty_cart(fleet, plan.user).await;
+                fleet.cart(plan.user).empty().await.expect("empty cart");
                 for (p, quantity) in &plan.lines {
-                    add_to_cart(fleet, plan.user, products[*p].0, *quantity).await;
+                    fleet
+                        .cart(plan.user)
+                        .add(products[*p].0, *quantity)
+                        .await
+                        .unwrap();
                 }
                 let card = match plan.action {
                     Action::Declined => DECLINED_CARD,
@@ -373,7 +163,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
                     Action::Good => GOOD_CARD,
                 };
                 let req = request(plan.user, card, &format!("inv-{seed}-{}", plan.index));
-                let result = checkout(&mut user_client(fleet, instance, plan.user), req).await;
+                let result = instance.checkout(fleet, plan.user).send(req).await;
                 (plan, result)
             }
         }))
@@ -405,7 +195,9 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
         let open = sample(&metrics_of(&instance).await, "checkout_open_sagas");
         let mut pending = 0;
         for user in &users {
-            pending += orders_of(&fleet, *user)
+            pending += fleet
+                .orders(*user)
+                .list()
                 .await
                 .iter()
                 .filter(|o| status(o) == order_pb::OrderStatus::Pending)
@@ -426,7 +218,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
     let mut violations: Vec<String> = Vec::new();
     let mut orders: HashMap<String, order_pb::Order> = HashMap::new();
     for user in &users {
-        for o in orders_of(&fleet, *user).await {
+        for o in fleet.orders(*user).list().await {
             if o.user_id != *user {
                 violations.push(format!(
                     "order {} listed for user {user}: {o:?}",
@@ -467,7 +259,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
         let o = &orders[id];
         let st = status(o);
         *by_status.entry(format!("{st:?}")).or_default() += 1;
-        let payment = match payment_of_order(&fleet, id).await {
+        let payment = match fleet.payments().of_order(id).await {
             Ok(p) => Some(p),
             Err(e) if e.code() == Code::NotFound => None,
             Err(e) => panic!("GetPayment for order {id}: {e:?}"),
@@ -538,7 +330,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
 
     // Stock: what is left plus what PAID orders hold is what there was.
     for (id, _, initial) in &products {
-        let now = stock_of(&fleet, *id).await;
+        let now = fleet.catalog().stock_of(*id).await;
         let held = sold.get(id).copied().unwrap_or_default();
         if i64::from(now) + held != i64::from(*initial) {
             violations.push(format!(
@@ -559,31 +351,29 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
     );
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
 
 #[tokio::test]
 async fn metrics_count_outcomes_and_compensations() {
     let fleet = fleet().await;
-    let db = checkout_db_url(&fleet);
-    let instance = start_checkout(&fleet, &db, Faults::default()).await;
-    let product = create_product(&fleet, "Kettle", 2_500, 5).await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
+    let product = fleet.catalog().create_product("Kettle", 2_500, 5).await;
     let (payer, decliner) = (30_001, 30_002);
-    add_to_cart(&fleet, payer, product, 1).await;
-    add_to_cart(&fleet, decliner, product, 2).await;
+    fleet.cart(payer).add(product, 1).await.unwrap();
+    fleet.cart(decliner).add(product, 2).await.unwrap();
 
-    checkout(
-        &mut user_client(&fleet, &instance, payer),
-        request(payer, GOOD_CARD, "metrics-ok"),
-    )
-    .await
-    .expect("checkout");
-    let err = checkout(
-        &mut user_client(&fleet, &instance, decliner),
-        request(decliner, DECLINED_CARD, "metrics-declined"),
-    )
-    .await
-    .unwrap_err();
+    instance
+        .checkout(&fleet, payer)
+        .pay(GOOD_CARD, "metrics-ok")
+        .await
+        .expect("checkout");
+    let err = instance
+        .checkout(&fleet, decliner)
+        .pay(DECLINED_CARD, "metrics-declined")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 
     let body = metrics_of(&instance).await;
@@ -617,5 +407,5 @@ async fn metrics_count_outcomes_and_compensations() {
     );
 
     instance.stop().await;
-    cleanup(fleet, db).await;
+    fleet.stop().await;
 }
