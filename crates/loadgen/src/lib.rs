@@ -18,11 +18,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use mall::testing::TestFleet;
 use mall_common::client::Clients;
 use mall_common::config::Settings;
 use mall_proto::product::v1 as pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_testing::TestFleet;
 use mall_testkit::proxy::LatencyProxy;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};

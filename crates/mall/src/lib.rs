@@ -1,11 +1,10 @@
 //! Runs any set of TikTokMall services in one process.
 //!
 //! The `mall` binary uses [`Fleet::start`] to run the whole fleet on the well-known ports with the
-//! embedded defaults; black-box tests use [`testing::TestFleet`] to run the services they need on
-//! port 0 with a fresh database each. Services are started in dependency order and each one is
-//! told where the ones before it listen, through the same `MALL__*` keys an operator would set.
-
-pub mod testing;
+//! embedded defaults; black-box tests run the services they need on port 0 with a fresh database
+//! each through `mall-testing`'s `TestFleet`, which starts a `Fleet` too. Services are started in
+//! dependency order and each one is told where the ones before it listen, through the same
+//! `MALL__*` keys an operator would set.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
