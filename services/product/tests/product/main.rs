@@ -1,0 +1,12 @@
+//! The product service's black-box tests, in one test binary (one link instead of five):
+//! the catalog API, client-side balancing over three instances, failover and graceful shutdown
+//! of the real binary, and load shedding.
+//!
+//! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
+//! `MALL_TEST_REDIS_URL` are set.
+
+mod balancing;
+mod catalog;
+mod failover;
+mod shedding;
+mod shutdown;
