@@ -7,8 +7,6 @@
 //! failure). SQLite and the in-process cache by default; MariaDB and Redis when
 //! `MALL_TEST_MYSQL_URL` and `MALL_TEST_REDIS_URL` are set.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

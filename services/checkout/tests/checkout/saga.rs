@@ -5,8 +5,6 @@
 //! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
 //! `MALL_TEST_REDIS_URL` are set.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
