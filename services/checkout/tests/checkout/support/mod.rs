@@ -2,9 +2,8 @@
 //! [`Downstream`] (through `checkout::build_with`) in one that fails, loses answers, refuses or
 //! "crashes" where a test arms it, and otherwise passes every call through.
 //!
-//! Both checkout test binaries also share [`fleet`] and the checkout [`Instance`] each test
+//! The saga and invariant tests also share [`fleet`] and the checkout [`Instance`] each test
 //! builds itself beside it (`instance.rs`).
-#![allow(dead_code)] // each test binary uses its own subset
 
 mod instance;
 
