@@ -7,7 +7,8 @@
 //! 2. [`backoff`]: exponential backoff with jitter;
 //! 3. [`config`]: typed settings, layered defaults → YAML → `MALL__SECTION__KEY`, one file per
 //!    section, unknown keys refused;
-//! 4. [`context`]: the request context (request id, deadline) shared by server and client;
+//! 4. [`context`]: the request context (request id, deadline) shared by server and client,
+//!    and [`around`]: the one shape of every request-path layer;
 //! 5. [`telemetry`]: logging and the Prometheus metrics of servers;
 //! 6. [`store`]: the SQL pool chosen by URL scheme, with per-backend migrations;
 //! 7. [`cache`]: the [`cache::Cache`] trait with in-process (moka) and Redis implementations;
@@ -26,6 +27,7 @@
 
 pub mod error;
 
+pub mod around;
 pub mod backoff;
 pub mod config;
 pub mod context;

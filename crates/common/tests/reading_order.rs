@@ -10,6 +10,7 @@ const ORDER: &[&str] = &[
     "backoff",
     "config",
     "context",
+    "around",
     "telemetry",
     "store",
     "cache",

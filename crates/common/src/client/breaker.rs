@@ -8,7 +8,6 @@
 //! (`RESOURCE_EXHAUSTED`) say nothing about the target's health and count as successes.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
@@ -17,9 +16,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{BoxError, TrailerCode, response_code};
+use crate::around::Around;
 use crate::error::{NotSent, not_sent, not_sent_reason};
 
 use crate::config::BreakerSettings;
@@ -229,50 +229,27 @@ pub(crate) struct BreakerLayer {
     pub(crate) rejected: Counter,
 }
 
-impl<S> Layer<S> for BreakerLayer {
-    type Service = BreakerService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        BreakerService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`BreakerLayer`].
-#[derive(Clone)]
-pub(crate) struct BreakerService<S> {
-    inner: S,
-    layer: BreakerLayer,
-}
-
-impl<S> Service<http::Request<Body>> for BreakerService<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let permit = match self.layer.breaker.admit() {
+impl Around<http::Request<Body>, http::Response<Body>, BoxError> for BreakerLayer {
+    fn around<S>(
+        &self,
+        mut inner: S,
+        req: http::Request<Body>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, BoxError>>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let permit = match self.breaker.admit() {
             Ok(permit) => permit,
             Err(refused) => {
-                self.layer.rejected.inc();
+                self.rejected.inc();
                 let refused = not_sent(NotSent::CircuitOpen, refused);
                 return Box::pin(std::future::ready(Err(refused.into())));
             }
         };
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let result = inner.call(req).await;
             match failed(&result) {

@@ -3,15 +3,15 @@
 //! a fixed bearer token (an end user's, or an admin's in tools and tests).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::BoxError;
+use crate::around::Around;
 use crate::auth::Tokens;
 use mall_types::time::unix_secs as unix_now;
 
@@ -76,39 +76,21 @@ impl Credentials {
     }
 }
 
-impl<S> Layer<S> for Credentials {
-    type Service = CredentialsService<S>;
-    fn layer(&self, inner: S) -> CredentialsService<S> {
-        CredentialsService {
-            inner,
-            credentials: self.clone(),
-        }
-    }
-}
-
-/// See the module docs.
-#[derive(Clone)]
-pub(crate) struct CredentialsService<S> {
-    inner: S,
-    credentials: Credentials,
-}
-
-impl<S> Service<http::Request<Body>> for CredentialsService<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+impl Around<http::Request<Body>, http::Response<Body>, BoxError> for Credentials {
+    fn around<S>(
+        &self,
+        mut inner: S,
+        mut req: http::Request<Body>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, BoxError>>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         if !req.headers().contains_key(http::header::AUTHORIZATION) {
-            match self.credentials.header() {
+            match self.header() {
                 Ok(Some(value)) => {
                     req.headers_mut().insert(http::header::AUTHORIZATION, value);
                 }
@@ -116,6 +98,6 @@ where
                 Err(status) => return Box::pin(std::future::ready(Err(status.into()))),
             }
         }
-        Box::pin(self.inner.call(req))
+        Box::pin(inner.call(req))
     }
 }

@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::{BoxError, CallDeadline};
+use crate::around::Around;
 use crate::context::{GRPC_TIMEOUT_HEADER, current_deadline, parse_grpc_timeout};
 use crate::error::{NotSent, not_sent};
 
@@ -39,43 +39,25 @@ impl DeadlineLayer {
     }
 }
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See the module docs.
-#[derive(Clone)]
-pub(crate) struct DeadlineService<S> {
-    inner: S,
-    layer: DeadlineLayer,
-}
-
-impl<S> Service<http::Request<Body>> for DeadlineService<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
-        let service = self.layer.service.clone();
+impl Around<http::Request<Body>, http::Response<Body>, BoxError> for DeadlineLayer {
+    fn around<S>(
+        &self,
+        mut inner: S,
+        mut req: http::Request<Body>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, BoxError>>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let service = self.service.clone();
         let own = req
             .headers()
             .get(GRPC_TIMEOUT_HEADER)
             .and_then(parse_grpc_timeout)
-            .unwrap_or_else(|| self.layer.default_for(req.uri().path()));
+            .unwrap_or_else(|| self.default_for(req.uri().path()));
         let remaining = current_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         let timeout = remaining.map_or(own, |r| r.min(own));
         if timeout.is_zero() {
@@ -87,7 +69,7 @@ where
         }
         let deadline = Instant::now() + timeout;
         req.extensions_mut().insert(CallDeadline(deadline));
-        let call = self.inner.call(req);
+        let call = inner.call(req);
         Box::pin(async move {
             match tokio::time::timeout_at(deadline.into(), call).await {
                 Ok(result) => result,

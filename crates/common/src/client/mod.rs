@@ -49,6 +49,7 @@ use self::deadline::DeadlineLayer;
 use self::request_id::RequestIdLayer;
 pub use self::retry::is_idempotent;
 use self::retry::{RetryBudget, RetryLayer};
+use crate::around::AroundLayer;
 use crate::config::ClientSettings;
 pub use crate::config::{format_authority, parse_authority};
 use crate::discovery::{InstancesWatch, Resolve};
@@ -119,22 +120,22 @@ impl Pool {
             .unwrap_or_default();
         let stack = ServiceBuilder::new()
             .layer(RequestIdLayer)
-            .layer(credentials)
-            .layer(BreakerLayer {
+            .layer(AroundLayer(credentials))
+            .layer(AroundLayer(BreakerLayer {
                 breaker: self.breaker.clone(),
                 rejected: self.metrics.rejected.clone(),
-            })
-            .layer(DeadlineLayer {
+            }))
+            .layer(AroundLayer(DeadlineLayer {
                 service: self.target.service.clone(),
                 default: self.settings.request_timeout,
                 per_method: Arc::new(per_method),
-            })
-            .layer(RetryLayer {
+            }))
+            .layer(AroundLayer(RetryLayer {
                 max_attempts: self.settings.retry.max_attempts,
                 budget: self.budget.clone(),
                 target: self.target.clone(),
                 retries: self.metrics.retries.clone(),
-            })
+            }))
             .service(Balance {
                 target: self.target.clone(),
             });

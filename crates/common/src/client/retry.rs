@@ -4,7 +4,6 @@
 //! multiply the load on a struggling fleet.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,10 +13,11 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::balance::Target;
 use super::{Attempted, BoxError, ReadWhole, answered_unavailable};
+use crate::around::Around;
 use crate::config::RetrySettings;
 use crate::error::{NotSent, not_sent_reason};
 
@@ -93,47 +93,24 @@ pub(crate) struct RetryLayer {
     pub(crate) retries: Counter,
 }
 
-impl<S> Layer<S> for RetryLayer {
-    type Service = RetryService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RetryService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`RetryLayer`].
-#[derive(Clone)]
-pub(crate) struct RetryService<S> {
-    inner: S,
-    layer: RetryLayer,
-}
-
-impl<S> Service<http::Request<Body>> for RetryService<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        self.layer.budget.deposit();
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        if self.layer.max_attempts <= 1 || !is_idempotent(req.uri().path()) {
+impl Around<http::Request<Body>, http::Response<Body>, BoxError> for RetryLayer {
+    fn around<S>(
+        &self,
+        inner: S,
+        req: http::Request<Body>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, BoxError>>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = BoxError>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.budget.deposit();
+        if self.max_attempts <= 1 || !is_idempotent(req.uri().path()) {
             return Box::pin(inner.oneshot(req));
         }
-        let layer = self.layer.clone();
+        let layer = self.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let body = body.collect().await?.to_bytes();

@@ -36,13 +36,14 @@ use tower::{Service, ServiceBuilder};
 
 use self::admin::{ReadyCheck, ready_check};
 use self::layers::access::AccessLayer;
-use self::layers::deadline::DeadlineLayer;
+use self::layers::deadline::Deadlines;
 use self::layers::load_shed::LoadShedLayer;
 use self::layers::metrics::MetricsLayer;
-use self::layers::request_id::RequestIdLayer;
+use self::layers::request_id::RequestIds;
 pub use self::shutdown::{
     DEREGISTER_TIMEOUT, Shutdown, ShutdownTrigger, shutdown_pair, shutdown_signal,
 };
+use crate::around::AroundLayer;
 use crate::auth::{AccessTable, Tokens};
 use crate::config::Settings;
 use crate::discovery::{Announcement, Register, Registered};
@@ -257,11 +258,11 @@ impl BoundServer {
         let mut begun = drain.trigger.subscribe();
         let signal = drain.run(shutdown, registration);
         let stack = ServiceBuilder::new()
-            .layer(RequestIdLayer)
-            .layer(self.stack.metrics)
-            .layer(self.stack.load_shed)
-            .layer(self.stack.access)
-            .layer(DeadlineLayer);
+            .layer(AroundLayer(RequestIds))
+            .layer(AroundLayer(self.stack.metrics))
+            .layer(AroundLayer(self.stack.load_shed))
+            .layer(AroundLayer(self.stack.access))
+            .layer(AroundLayer(Deadlines));
         let incoming =
             tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()

@@ -5,12 +5,12 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tonic::Status;
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::{HttpRequest, HttpResponse, LayerFuture, refuse, split_path, take_ready};
+use super::{HttpRequest, HttpResponse, LayerFuture, refuse, split_path};
+use crate::around::Around;
 use crate::auth::{AccessTable, Caller, Tokens, bearer};
 
 /// See the module docs.
@@ -42,39 +42,16 @@ impl AccessLayer {
     }
 }
 
-impl<S> Layer<S> for AccessLayer {
-    type Service = AccessService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See the module docs.
-#[derive(Clone)]
-pub struct AccessService<S> {
-    inner: S,
-    layer: AccessLayer,
-}
-
-impl<S> Service<HttpRequest> for AccessService<S>
-where
-    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = LayerFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: HttpRequest) -> Self::Future {
-        let layer = self.layer.clone();
-        let mut inner = take_ready(&mut self.inner);
+impl Around<HttpRequest, HttpResponse, Infallible> for AccessLayer {
+    fn around<S>(&self, mut inner: S, mut req: HttpRequest) -> LayerFuture
+    where
+        S: Service<HttpRequest, Response = HttpResponse, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let layer = self.clone();
         Box::pin(async move {
             let token = bearer(req.headers()).map(str::to_string);
             match layer.admit(req.uri().path(), token.as_deref()).await {

@@ -6,13 +6,13 @@
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
 use tonic::Status;
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::{HttpRequest, HttpResponse, LayerFuture, refuse, split_path, take_ready};
+use super::{HttpRequest, HttpResponse, LayerFuture, refuse, split_path};
+use crate::around::Around;
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -33,40 +33,18 @@ impl LoadShedLayer {
     }
 }
 
-impl<S> Layer<S> for LoadShedLayer {
-    type Service = LoadShedService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        LoadShedService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See the module docs.
-#[derive(Debug, Clone)]
-pub struct LoadShedService<S> {
-    inner: S,
-    layer: LoadShedLayer,
-}
-
-impl<S> Service<HttpRequest> for LoadShedService<S>
-where
-    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = LayerFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: HttpRequest) -> Self::Future {
+impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
+    fn around<S>(&self, mut inner: S, req: HttpRequest) -> LayerFuture
+    where
+        S: Service<HttpRequest, Response = HttpResponse, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         let (service, _) = split_path(req.uri().path());
-        let permit = if self.layer.governed.contains(service) {
-            match self.layer.permits.clone().try_acquire_owned() {
+        let permit = if self.governed.contains(service) {
+            match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     let refusal =
@@ -77,7 +55,6 @@ where
         } else {
             None
         };
-        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let resp = inner.call(req).await;
             drop(permit);

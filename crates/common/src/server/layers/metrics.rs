@@ -12,11 +12,12 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 
 use super::request_id::RequestId;
-use super::{HttpRequest, HttpResponse, LayerFuture, split_path, take_ready};
+use super::{HttpRequest, HttpResponse, LayerFuture, split_path};
+use crate::around::Around;
 use crate::context::{GRPC_TIMEOUT_HEADER, parse_grpc_timeout};
 use crate::telemetry::RpcMetrics;
 
@@ -33,37 +34,15 @@ impl MetricsLayer {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// See the module docs.
-#[derive(Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: RpcMetrics,
-}
-
-impl<S> Service<HttpRequest> for MetricsService<S>
-where
-    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = LayerFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: HttpRequest) -> Self::Future {
+impl Around<HttpRequest, HttpResponse, Infallible> for MetricsLayer {
+    fn around<S>(&self, mut inner: S, req: HttpRequest) -> LayerFuture
+    where
+        S: Service<HttpRequest, Response = HttpResponse, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         let (service, method) = split_path(req.uri().path());
         let request_id = req
             .extensions()
@@ -91,7 +70,6 @@ where
             span: span.clone(),
             done: false,
         };
-        let mut inner = take_ready(&mut self.inner);
         Box::pin(
             async move {
                 let Ok(resp) = inner.call(req).await;

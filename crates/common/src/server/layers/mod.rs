@@ -9,7 +9,8 @@
 //! 5. [`deadline`]: the caller's `grpc-timeout` and the request id become the task's request
 //!    context, which outgoing calls read.
 //!
-//! A layer that refuses a call answers with a trailers-only status response, so the layers
+//! Each is an [`Around`](crate::around::Around), stacked as an
+//! [`AroundLayer`](crate::around::AroundLayer). A layer that refuses a call answers with a trailers-only status response, so the layers
 //! outside it see and record it like any other answer.
 
 pub mod access;
@@ -42,11 +43,4 @@ pub fn split_path(path: &str) -> (&str, &str) {
 /// A refusal as a trailers-only response.
 pub fn refuse(status: Status) -> HttpResponse {
     status.into_http::<Body>()
-}
-
-/// The inner service a layer calls: the clone driven to readiness, leaving a fresh clone behind
-/// (tower's rule for services called from a future).
-pub fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }
