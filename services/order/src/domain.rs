@@ -1,12 +1,14 @@
 //! Order rules: what a valid order, order id or payment is, and the state machine every status
 //! change goes through ([`transition`]). Requests are parsed into these types at the edge
-//! (`service.rs`), so the store never sees unchecked input.
+//! (`api.rs`), so the store never sees unchecked input.
 
 use std::fmt;
 
 use mall_types::{
     Address, Cents, Email, IdempotencyKey, Invalid, ProductId, Quantity, TextRule, UserId,
 };
+
+use crate::error::Error;
 
 pub use mall_types::money::MAX_ORDER_LINES;
 /// A cancellation reason: one line of up to 500 characters, may be empty.
@@ -15,206 +17,6 @@ pub const REASON_TEXT: TextRule = TextRule::line(500).optional();
 pub const DEFAULT_CANCEL_REASON: &str = "cancelled by customer";
 /// The reason recorded when the sweeper cancels an unpaid order.
 pub const TIMEOUT_CANCEL_REASON: &str = "payment timeout";
-
-/// Everything that can go wrong in the order service.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad input.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// No such order for this user (someone else's order looks the same).
-    #[error("order {0} not found")]
-    OrderNotFound(String),
-    /// A move the state machine does not allow.
-    #[error("order is {from}; it cannot become {to}")]
-    IllegalTransition {
-        /// The order's current status.
-        from: OrderStatus,
-        /// The status asked for.
-        to: OrderStatus,
-    },
-    /// `MarkOrderPaid` for an order another transaction already paid.
-    #[error("order {0} is already paid by another transaction")]
-    PaidByAnotherTransaction(String),
-    /// The order kept changing under a conditional update (the retries ran out).
-    #[error("order {0} changed concurrently; retry")]
-    Contended(String),
-    /// A stored row breaks an invariant the schema should guarantee.
-    #[error("stored order is corrupt: {0}")]
-    Corrupt(String),
-    /// The product service refused or failed a call.
-    #[error("product service: {}: {}", .0.code(), .0.message())]
-    Product(tonic::Status),
-    /// The database failed.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-/// The machine-readable reasons the order service's refusals carry (a `google.rpc.ErrorInfo`
-/// detail, see `mall_common::error`): callers such as checkout decide on these, never on the
-/// message.
-pub mod reason {
-    /// The request broke a rule (the message names the field); nothing was written.
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-    /// No such order for this user.
-    pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
-    /// The order is not PENDING, so it can neither be paid nor cancelled.
-    pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
-    /// The order is not PAID, so it can neither be completed nor refunded.
-    pub const ORDER_NOT_PAID: &str = "ORDER_NOT_PAID";
-    /// A move no status allows (back to PENDING).
-    pub const ILLEGAL_TRANSITION: &str = "ILLEGAL_TRANSITION";
-    /// `MarkOrderPaid` for an order another transaction already paid.
-    pub const PAID_BY_ANOTHER_TRANSACTION: &str = "PAID_BY_ANOTHER_TRANSACTION";
-    /// The order kept changing under a conditional update; retrying may succeed.
-    pub const ORDER_CONTENDED: &str = "ORDER_CONTENDED";
-}
-
-impl mall_common::error::ServiceError for Error {
-    fn code(&self) -> mall_common::error::ServiceErrorCode {
-        use mall_common::error::ServiceErrorCode as Code;
-        match self {
-            Error::Invalid(_) => Code::InvalidArgument,
-            Error::OrderNotFound(_) => Code::NotFound,
-            Error::IllegalTransition { .. } | Error::PaidByAnotherTransaction(_) => {
-                Code::FailedPrecondition
-            }
-            Error::Contended(_) => Code::Aborted,
-            Error::Corrupt(_) => Code::Internal,
-            Error::Product(status) => match status.code() {
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unavailable,
-                _ => Code::Internal,
-            },
-            Error::Database(e) if mall_common::store::is_unavailable(e) => Code::Unavailable,
-            Error::Database(_) => Code::Internal,
-        }
-    }
-
-    fn reason(&self) -> Option<&'static str> {
-        Some(match self {
-            Error::Invalid(_) => reason::INVALID_REQUEST,
-            Error::OrderNotFound(_) => reason::ORDER_NOT_FOUND,
-            // Only PENDING moves to PAID or CANCELLED, only PAID to COMPLETED or REFUNDED.
-            Error::IllegalTransition { to, .. } => match to {
-                OrderStatus::Paid | OrderStatus::Cancelled => reason::ORDER_NOT_PENDING,
-                OrderStatus::Completed | OrderStatus::Refunded => reason::ORDER_NOT_PAID,
-                OrderStatus::Pending => reason::ILLEGAL_TRANSITION,
-            },
-            Error::PaidByAnotherTransaction(_) => reason::PAID_BY_ANOTHER_TRANSACTION,
-            Error::Contended(_) => reason::ORDER_CONTENDED,
-            Error::Corrupt(_) | Error::Product(_) | Error::Database(_) => return None,
-        })
-    }
-
-    fn unavailable_dependency(&self) -> &str {
-        match self {
-            Error::Product(_) => "product service",
-            _ => "database",
-        }
-    }
-}
-
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> Self {
-        mall_common::error::to_status(&e)
-    }
-}
-
-#[cfg(test)]
-mod error_tests {
-    use mall_common::error::reason_of;
-    use tonic::{Code, Status};
-
-    use super::{Error, OrderStatus, reason};
-
-    #[test]
-    fn refusals_keep_their_code_and_message_and_carry_a_reason() {
-        let invalid = super::cancel_reason(&"r".repeat(10_000)).expect_err("a reason too long");
-        let invalid_message = invalid.to_string();
-        let moved = |from, to| Error::IllegalTransition { from, to };
-        let cases = [
-            (
-                Error::Invalid(invalid),
-                Code::InvalidArgument,
-                invalid_message.as_str(),
-                reason::INVALID_REQUEST,
-            ),
-            (
-                Error::OrderNotFound("o1".into()),
-                Code::NotFound,
-                "order o1 not found",
-                reason::ORDER_NOT_FOUND,
-            ),
-            (
-                moved(OrderStatus::Paid, OrderStatus::Cancelled),
-                Code::FailedPrecondition,
-                "order is PAID; it cannot become CANCELLED",
-                reason::ORDER_NOT_PENDING,
-            ),
-            (
-                moved(OrderStatus::Cancelled, OrderStatus::Paid),
-                Code::FailedPrecondition,
-                "order is CANCELLED; it cannot become PAID",
-                reason::ORDER_NOT_PENDING,
-            ),
-            (
-                moved(OrderStatus::Pending, OrderStatus::Refunded),
-                Code::FailedPrecondition,
-                "order is PENDING; it cannot become REFUNDED",
-                reason::ORDER_NOT_PAID,
-            ),
-            (
-                moved(OrderStatus::Paid, OrderStatus::Pending),
-                Code::FailedPrecondition,
-                "order is PAID; it cannot become PENDING",
-                reason::ILLEGAL_TRANSITION,
-            ),
-            (
-                Error::PaidByAnotherTransaction("o1".into()),
-                Code::FailedPrecondition,
-                "order o1 is already paid by another transaction",
-                reason::PAID_BY_ANOTHER_TRANSACTION,
-            ),
-            (
-                Error::Contended("o1".into()),
-                Code::Aborted,
-                "order o1 changed concurrently; retry",
-                reason::ORDER_CONTENDED,
-            ),
-        ];
-        for (error, code, message, why) in cases {
-            let status = Status::from(error);
-            assert_eq!(status.code(), code, "{message}");
-            assert_eq!(status.message(), message);
-            assert_eq!(reason_of(&status).as_deref(), Some(why), "{message}");
-        }
-    }
-
-    #[test]
-    fn failures_of_dependencies_carry_no_reason_and_hide_the_cause() {
-        let status = Status::from(Error::Product(Status::unavailable("product down")));
-        assert_eq!(status.code(), Code::Unavailable);
-        assert!(
-            status.message().starts_with("product service unavailable"),
-            "{}",
-            status.message()
-        );
-        assert_eq!(reason_of(&status), None);
-        let status = Status::from(Error::Product(Status::internal("secret detail")));
-        assert_eq!(status.code(), Code::Internal);
-        assert!(!status.message().contains("secret"), "{}", status.message());
-        let status = Status::from(Error::Corrupt("order o1 has status 9".into()));
-        assert_eq!(status.code(), Code::Internal);
-        assert_eq!(reason_of(&status), None);
-        let status = Status::from(Error::Database(sqlx::Error::PoolClosed));
-        assert_eq!(status.code(), Code::Unavailable);
-        assert!(
-            status.message().starts_with("database unavailable"),
-            "{}",
-            status.message()
-        );
-    }
-}
 
 /// Where an order is in its life. Stored as its API number (1..=5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -443,6 +245,7 @@ pub struct Order {
 
 #[cfg(test)]
 mod tests {
+    use mall_common::error::{ServiceError, ServiceErrorCode};
     use mall_types::address::MAX_ADDRESS_CHARS;
     use mall_types::money::MAX_LINE_CENTS;
     use mall_types::{OrderId, TransactionId};
@@ -475,16 +278,20 @@ mod tests {
                     assert!(result.is_ok(), "{from} -> {to} must be legal");
                 } else {
                     let err = result.expect_err("illegal move accepted");
-                    let status = tonic::Status::from(err);
+                    assert!(
+                        matches!(err, Error::IllegalTransition { from: f, to: t } if f == from && t == to),
+                        "{from} -> {to}: {err:?}"
+                    );
+                    // The client sees this code and this message (`error::to_status` keeps the
+                    // message of every refusal, as `error_tests` checks).
                     assert_eq!(
-                        status.code(),
-                        tonic::Code::FailedPrecondition,
+                        err.code(),
+                        ServiceErrorCode::FailedPrecondition,
                         "{from} -> {to}"
                     );
                     assert!(
-                        status.message().starts_with(&format!("order is {from}")),
-                        "{}",
-                        status.message()
+                        err.to_string().starts_with(&format!("order is {from}")),
+                        "{err}"
                     );
                 }
             }

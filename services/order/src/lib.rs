@@ -5,8 +5,9 @@
 //! [`build`] opens the database, binds the server and starts the sweeper; [`run`] serves until
 //! shutdown. Tests and the `mall` fleet call `build` with port 0.
 
+pub mod api;
 pub mod domain;
-pub mod service;
+pub mod error;
 pub mod store;
 pub mod sweeper;
 
@@ -96,14 +97,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         .clients
         .client::<sweeper::ProductClient>(ServiceName::Product.as_str())
         .context("a client for the product service")?;
-    let service = service::OrdersService::new(
+    let service = api::OrderApi::new(
         orders.clone(),
         product.clone(),
         settings.ext.order.currency.clone(),
     );
     let bound = platform
         .server(&settings)
-        .add_service(OrderServiceServer::new(service), service::ACCESS)
+        .add_service(OrderServiceServer::new(service), api::ACCESS)
         .bind()
         .await?;
     sweeper::Sweeper::new(orders, product, settings.ext.order.pending_timeout)

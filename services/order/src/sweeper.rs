@@ -18,7 +18,7 @@ use mall_proto::product::v1::ReleaseStockReq;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use mall_types::time::unix_secs;
 
-use crate::domain::Error;
+use crate::error::Error;
 use crate::store::Orders;
 
 /// A client for product; calls carry this service's token (ReleaseStock is internal).

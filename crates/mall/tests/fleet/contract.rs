@@ -11,7 +11,7 @@ fn tables() -> [AccessTable; 7] {
         user::service::ACCESS,
         cart::service::ACCESS,
         product::service::ACCESS,
-        order::service::ACCESS,
+        order::api::ACCESS,
         payment::service::ACCESS,
         checkout::service::ACCESS,
     ]

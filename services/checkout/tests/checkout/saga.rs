@@ -885,12 +885,12 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
     );
     assert_eq!(
         reason::ORDER_NOT_PENDING,
-        order::domain::reason::ORDER_NOT_PENDING
+        order::error::reason::ORDER_NOT_PENDING
     );
     for sent in [
         product::domain::reason::INVALID_REQUEST,
         payment::domain::reason::INVALID_REQUEST,
-        order::domain::reason::INVALID_REQUEST,
+        order::error::reason::INVALID_REQUEST,
     ] {
         assert_eq!(reason::INVALID_REQUEST, sent);
     }

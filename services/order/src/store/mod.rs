@@ -12,8 +12,9 @@ use mall_types::{Address, OrderId, TransactionId, UserId};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{
-    Error, Line, NewOrder, Order, OrderStatus, TIMEOUT_CANCEL_REASON, new_order_id, transition,
+    Line, NewOrder, Order, OrderStatus, TIMEOUT_CANCEL_REASON, new_order_id, transition,
 };
+use crate::error::Error;
 
 /// The orders' migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {

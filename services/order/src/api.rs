@@ -15,7 +15,8 @@ use mall_types::ids::stored_to_api;
 use mall_types::{Address, OrderId, TransactionId, UserId};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, Error, NewOrder, Order, OrderStatus, RawLine};
+use crate::domain::{self, NewOrder, Order, OrderStatus, RawLine};
+use crate::error::Error;
 use crate::store::{Orders, Paid};
 use crate::sweeper::{ProductClient, release_stock};
 
@@ -34,7 +35,7 @@ pub const ACCESS: AccessTable = AccessTable {
 
 /// The `OrderService` implementation.
 #[derive(Clone)]
-pub struct OrdersService {
+pub struct OrderApi {
     orders: Orders,
     product: ProductClient,
     currency: String,
@@ -90,10 +91,10 @@ fn acting_for<T>(request: &Request<T>, user: u64) -> Result<UserId, Status> {
     Ok(user_id)
 }
 
-impl OrdersService {
+impl OrderApi {
     /// A service over `orders`, releasing stock through `product`, selling in `currency`.
     pub fn new(orders: Orders, product: ProductClient, currency: String) -> Self {
-        OrdersService {
+        OrderApi {
             orders,
             product,
             currency,
@@ -102,7 +103,7 @@ impl OrdersService {
 }
 
 #[tonic::async_trait]
-impl OrderService for OrdersService {
+impl OrderService for OrderApi {
     async fn place_order(
         &self,
         request: Request<pb::PlaceOrderReq>,
