@@ -1,5 +1,5 @@
 //! Payment rules: what a valid charge, refund, Alipay order or Alipay notification is. Requests
-//! are parsed into these types at the edge (`service.rs`), so the store never sees unchecked
+//! are parsed into these types at the edge (`api.rs`), so the store never sees unchecked
 //! input.
 //!
 //! Card data: [`CardInput`] borrows the number and CVV from the request and has no `Debug`, so

@@ -6,8 +6,8 @@
 //! serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
 
 pub mod alipay;
+pub mod api;
 pub mod domain;
-pub mod service;
 pub mod store;
 
 use std::fmt;
@@ -134,7 +134,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     tracing::info!(alipay = ?alipay, "payment ready");
-    let service = service::PaymentApi::new(
+    let service = api::PaymentApi::new(
         store::Ledger::new(platform.database()?.clone()),
         platform.cache.clone(),
         alipay,
@@ -142,7 +142,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     );
     platform
         .server(&settings)
-        .add_service(PaymentServiceServer::new(service), service::ACCESS)
+        .add_service(PaymentServiceServer::new(service), api::ACCESS)
         .bind()
         .await
 }

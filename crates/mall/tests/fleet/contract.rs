@@ -12,7 +12,7 @@ fn tables() -> [AccessTable; 7] {
         cart::service::ACCESS,
         product::service::ACCESS,
         order::api::ACCESS,
-        payment::service::ACCESS,
+        payment::api::ACCESS,
         checkout::service::ACCESS,
     ]
 }
