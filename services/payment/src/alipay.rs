@@ -19,7 +19,8 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
 use crate::PaymentSettings;
-use crate::domain::{AlipayOrder, Civil, Error, yuan};
+use crate::domain::{AlipayOrder, Civil, yuan};
+use crate::error::Error;
 
 /// The API method of a desktop-web payment page.
 pub const METHOD_PAGE_PAY: &str = "alipay.trade.page.pay";

@@ -7,7 +7,9 @@
 
 pub mod alipay;
 pub mod api;
+pub mod app;
 pub mod domain;
+pub mod error;
 pub mod store;
 
 use std::fmt;
@@ -134,7 +136,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     tracing::info!(alipay = ?alipay, "payment ready");
-    let service = api::PaymentApi::new(
+    let payments = app::Payments::new(
         store::Ledger::new(platform.database()?.clone()),
         platform.cache.clone(),
         alipay,
@@ -142,7 +144,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     );
     platform
         .server(&settings)
-        .add_service(PaymentServiceServer::new(service), api::ACCESS)
+        .add_service(
+            PaymentServiceServer::new(api::PaymentApi::new(payments)),
+            api::ACCESS,
+        )
         .bind()
         .await
 }

@@ -875,13 +875,10 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
         reason::RESERVATION_RELEASED,
         product::domain::reason::RESERVATION_RELEASED
     );
-    assert_eq!(
-        reason::CARD_DECLINED,
-        payment::domain::reason::CARD_DECLINED
-    );
+    assert_eq!(reason::CARD_DECLINED, payment::error::reason::CARD_DECLINED);
     assert_eq!(
         reason::PAYMENT_NOT_FOUND,
-        payment::domain::reason::PAYMENT_NOT_FOUND
+        payment::error::reason::PAYMENT_NOT_FOUND
     );
     assert_eq!(
         reason::ORDER_NOT_PENDING,
@@ -889,7 +886,7 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
     );
     for sent in [
         product::domain::reason::INVALID_REQUEST,
-        payment::domain::reason::INVALID_REQUEST,
+        payment::error::reason::INVALID_REQUEST,
         order::error::reason::INVALID_REQUEST,
     ] {
         assert_eq!(reason::INVALID_REQUEST, sent);

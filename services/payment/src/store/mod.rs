@@ -14,7 +14,8 @@ use mall_types::{Cents, OrderId, TransactionId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::domain::{CardSummary, Error, Method, Payment, Refund, STATUS_PAID};
+use crate::domain::{CardSummary, Method, Payment, Refund, STATUS_PAID};
+use crate::error::Error;
 
 /// The ledger's migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {

@@ -1,0 +1,225 @@
+//! Everything that can go wrong with a payment, in one enum, and its one mapping to a `Status`
+//! (through `mall_common::error::ServiceError`): refusals keep their message and carry a
+//! machine-readable [`reason`]; signing and database failures are logged and hidden.
+
+use mall_types::Invalid;
+
+use crate::domain::Decline;
+
+/// Everything that can go wrong with a payment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The card was declined.
+    #[error("{0}")]
+    Declined(Decline),
+    /// The order already has a payment that this request does not repeat.
+    #[error("order {0} already has a payment")]
+    OrderAlreadyPaid(String),
+    /// No payment with that transaction id.
+    #[error("payment {0} not found")]
+    PaymentNotFound(String),
+    /// A refund named an order or user the payment does not belong to.
+    #[error("the transaction does not belong to this order and user")]
+    NotThisPayment,
+    /// A refund asked for more than what remains of the charge.
+    #[error("refund exceeds the remaining amount")]
+    RefundExceedsRemaining,
+    /// Alipay payments are refunded through Alipay, which this service does not call.
+    #[error("alipay payments are refunded through Alipay, not through Refund")]
+    AlipayRefund,
+    /// AlipayCharge without the app id and key.
+    #[error("alipay is not configured")]
+    AlipayNotConfigured,
+    /// A pay link for this order exists for a different amount.
+    #[error("order {0} already has an Alipay payment link for a different amount")]
+    PayLinkConflict(String),
+    /// A pay link for this order was made for another user.
+    #[error("order {0} belongs to another user")]
+    OtherUsersOrder(String),
+    /// Signing the Alipay request failed.
+    #[error("signing the alipay request: {0}")]
+    Signing(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The machine-readable reasons payment's refusals carry (a `google.rpc.ErrorInfo` detail, see
+/// `mall_common::error`): callers such as checkout decide on these, never on the message.
+pub mod reason {
+    /// The request broke a rule (the message names the field); nothing was charged.
+    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    /// The card was declined (for any cause; the message says which); nothing was charged.
+    pub const CARD_DECLINED: &str = "CARD_DECLINED";
+    /// The order already has a payment that this request does not repeat.
+    pub const ORDER_ALREADY_PAID: &str = "ORDER_ALREADY_PAID";
+    /// No such payment.
+    pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
+    /// A refund named an order or user the payment does not belong to.
+    pub const PAYMENT_MISMATCH: &str = "PAYMENT_MISMATCH";
+    /// A refund asked for more than what remains of the charge.
+    pub const REFUND_EXCEEDS_REMAINING: &str = "REFUND_EXCEEDS_REMAINING";
+    /// Alipay payments are refunded through Alipay, not through `Refund`.
+    pub const ALIPAY_REFUND_UNSUPPORTED: &str = "ALIPAY_REFUND_UNSUPPORTED";
+    /// Alipay is not configured on this deployment.
+    pub const ALIPAY_NOT_CONFIGURED: &str = "ALIPAY_NOT_CONFIGURED";
+    /// A pay link for this order exists for a different amount.
+    pub const PAY_LINK_CONFLICT: &str = "PAY_LINK_CONFLICT";
+    /// The order belongs to another user.
+    pub const OTHER_USERS_ORDER: &str = "OTHER_USERS_ORDER";
+}
+
+impl mall_common::error::ServiceError for Error {
+    fn code(&self) -> mall_common::error::ServiceErrorCode {
+        use mall_common::error::ServiceErrorCode as Code;
+        match self {
+            Error::Invalid(_) => Code::InvalidArgument,
+            Error::Declined(_)
+            | Error::NotThisPayment
+            | Error::RefundExceedsRemaining
+            | Error::AlipayRefund
+            | Error::AlipayNotConfigured => Code::FailedPrecondition,
+            Error::OrderAlreadyPaid(_) | Error::PayLinkConflict(_) => Code::AlreadyExists,
+            Error::PaymentNotFound(_) => Code::NotFound,
+            Error::OtherUsersOrder(_) => Code::PermissionDenied,
+            Error::Signing(_) => Code::Internal,
+            Error::Database(e) if mall_common::store::is_unavailable(e) => Code::Unavailable,
+            Error::Database(_) => Code::Internal,
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::Invalid(_) => reason::INVALID_REQUEST,
+            Error::Declined(_) => reason::CARD_DECLINED,
+            Error::OrderAlreadyPaid(_) => reason::ORDER_ALREADY_PAID,
+            Error::PaymentNotFound(_) => reason::PAYMENT_NOT_FOUND,
+            Error::NotThisPayment => reason::PAYMENT_MISMATCH,
+            Error::RefundExceedsRemaining => reason::REFUND_EXCEEDS_REMAINING,
+            Error::AlipayRefund => reason::ALIPAY_REFUND_UNSUPPORTED,
+            Error::AlipayNotConfigured => reason::ALIPAY_NOT_CONFIGURED,
+            Error::PayLinkConflict(_) => reason::PAY_LINK_CONFLICT,
+            Error::OtherUsersOrder(_) => reason::OTHER_USERS_ORDER,
+            Error::Signing(_) | Error::Database(_) => return None,
+        })
+    }
+
+    fn unavailable_dependency(&self) -> &str {
+        "database"
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        mall_common::error::to_status(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mall_common::error::reason_of;
+    use tonic::{Code, Status};
+
+    use super::{Error, reason};
+    use crate::domain::{Decline, Notice};
+
+    #[test]
+    fn refusals_keep_their_code_and_message_and_carry_a_reason() {
+        let notice = [("trade_status".to_string(), "TRADE_SUCCESS".to_string())].into();
+        let invalid = Notice::parse(&notice).expect_err("a notice without an order");
+        let invalid_message = invalid.to_string();
+        let cases = [
+            (
+                Error::Invalid(invalid),
+                Code::InvalidArgument,
+                invalid_message.as_str(),
+                reason::INVALID_REQUEST,
+            ),
+            (
+                Error::Declined(Decline::Declined),
+                Code::FailedPrecondition,
+                "card declined",
+                reason::CARD_DECLINED,
+            ),
+            (
+                Error::Declined(Decline::InsufficientFunds),
+                Code::FailedPrecondition,
+                "card declined: insufficient funds",
+                reason::CARD_DECLINED,
+            ),
+            (
+                Error::OrderAlreadyPaid("o1".into()),
+                Code::AlreadyExists,
+                "order o1 already has a payment",
+                reason::ORDER_ALREADY_PAID,
+            ),
+            (
+                Error::PaymentNotFound("t1".into()),
+                Code::NotFound,
+                "payment t1 not found",
+                reason::PAYMENT_NOT_FOUND,
+            ),
+            (
+                Error::NotThisPayment,
+                Code::FailedPrecondition,
+                "the transaction does not belong to this order and user",
+                reason::PAYMENT_MISMATCH,
+            ),
+            (
+                Error::RefundExceedsRemaining,
+                Code::FailedPrecondition,
+                "refund exceeds the remaining amount",
+                reason::REFUND_EXCEEDS_REMAINING,
+            ),
+            (
+                Error::AlipayRefund,
+                Code::FailedPrecondition,
+                "alipay payments are refunded through Alipay, not through Refund",
+                reason::ALIPAY_REFUND_UNSUPPORTED,
+            ),
+            (
+                Error::AlipayNotConfigured,
+                Code::FailedPrecondition,
+                "alipay is not configured",
+                reason::ALIPAY_NOT_CONFIGURED,
+            ),
+            (
+                Error::PayLinkConflict("o1".into()),
+                Code::AlreadyExists,
+                "order o1 already has an Alipay payment link for a different amount",
+                reason::PAY_LINK_CONFLICT,
+            ),
+            (
+                Error::OtherUsersOrder("o1".into()),
+                Code::PermissionDenied,
+                "order o1 belongs to another user",
+                reason::OTHER_USERS_ORDER,
+            ),
+        ];
+        for (error, code, message, why) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+            assert_eq!(reason_of(&status).as_deref(), Some(why), "{message}");
+        }
+    }
+
+    #[test]
+    fn internal_failures_carry_no_reason_and_hide_the_cause() {
+        let status = Status::from(Error::Signing("key material".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("key"), "{}", status.message());
+        assert_eq!(reason_of(&status), None);
+        let status = Status::from(Error::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            status.message().starts_with("database unavailable"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(reason_of(&status), None);
+    }
+}
