@@ -17,39 +17,6 @@ pub const NAME_TEXT: TextRule = TextRule::line(100);
 /// Most lines one checkout may hold: one order's.
 pub use mall_types::money::MAX_ORDER_LINES as MAX_LINES;
 
-/// Everything that can go wrong at the checkout edge (the saga's own outcomes are statuses).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad input.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// A checkout with this key is still running.
-    #[error("checkout in progress")]
-    InProgress,
-    /// The client reused an idempotency key for a different request.
-    #[error("idempotency_key was already used for a different checkout")]
-    KeyReused,
-    /// A stored row breaks an invariant the schema should guarantee.
-    #[error("stored saga is corrupt: {0}")]
-    Corrupt(String),
-    /// The database failed.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> Self {
-        use tonic::Status;
-        match e {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::InProgress => Status::aborted(e.to_string()),
-            Error::KeyReused => Status::invalid_argument(e.to_string()),
-            Error::Corrupt(_) => mall_common::error::internal(&e),
-            Error::Database(e) => mall_common::store::database_status(&e),
-        }
-    }
-}
-
 /// Where a saga is. Stored by [`Step::as_str`]; written before and after each remote call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

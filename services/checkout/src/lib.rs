@@ -7,12 +7,13 @@
 //! until shutdown. Tests use [`build_with`] to wrap the saga's [`Downstream`] in one that injects
 //! faults.
 
+pub mod api;
 pub mod domain;
 pub mod downstream;
+pub mod error;
 pub mod metrics;
 pub mod recovery;
 pub mod saga;
-pub mod service;
 pub mod store;
 
 use std::sync::Arc;
@@ -22,12 +23,13 @@ use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::checkout::v1::checkout_service_server::CheckoutServiceServer;
+use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
 
 pub use downstream::Downstream;
 
 /// The service name used in config, discovery and the database URL.
-pub const NAME: &str = "checkout";
+pub const NAME: &str = ServiceName::Checkout.as_str();
 
 /// Default deadline of each remote step.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -184,9 +186,9 @@ pub async fn build_with(
             .expose()
             .to_string(),
     );
-    let service = service::CheckoutApi::new(engine.clone());
+    let service = api::CheckoutApi::new(engine.clone());
     let bound = builder
-        .add_service(CheckoutServiceServer::new(service), service::ACCESS)
+        .add_service(CheckoutServiceServer::new(service), api::ACCESS)
         .bind()
         .await?;
     recovery::Recovery::new(engine).spawn(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mall_common::server::Shutdown;
 use mall_common::worker::spawn_periodic;
 
-use crate::domain::Error;
+use crate::error::Error;
 use crate::saga::Engine;
 use crate::store::now_ms;
 

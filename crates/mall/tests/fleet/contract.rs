@@ -13,7 +13,7 @@ fn tables() -> [AccessTable; 7] {
         product::service::ACCESS,
         order::api::ACCESS,
         payment::api::ACCESS,
-        checkout::service::ACCESS,
+        checkout::api::ACCESS,
     ]
 }
 

@@ -9,7 +9,8 @@
 use mall_common::error::reason_of;
 use tonic::{Code, Status};
 
-use crate::domain::{Error, PricingError};
+use crate::domain::PricingError;
+use crate::error::Error;
 use crate::metrics::OutcomeKind;
 
 /// The answer when the checkout's time budget runs out before its outcome is decided.

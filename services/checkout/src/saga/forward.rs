@@ -249,7 +249,7 @@ fn charged_ids(run: &Run, what: &str) -> Result<Done, StepError> {
     match (&run.order_id, &run.tx) {
         (Some(order_id), Some(tx)) => Ok((order_id.clone(), tx.clone())),
         _ => Err(
-            crate::domain::Error::Corrupt(format!("saga {} is {what} without ids", run.id)).into(),
+            crate::error::Error::Corrupt(format!("saga {} is {what} without ids", run.id)).into(),
         ),
     }
 }

@@ -34,8 +34,9 @@ pub use self::error::{
     REFUNDED_MESSAGE, STOPPED_MESSAGE, StepError, UNSETTLED_MESSAGE,
 };
 pub use self::outcome::Answer;
-use crate::domain::{CheckoutInput, Contact, Error, PricedLine, fingerprint, new_saga_id};
+use crate::domain::{CheckoutInput, Contact, PricedLine, fingerprint, new_saga_id};
 use crate::downstream::Downstream;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::store::{Change, Inserted, NewSaga, Sagas, now_ms};
 

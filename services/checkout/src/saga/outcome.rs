@@ -4,7 +4,8 @@
 use tonic::{Code, Status};
 
 use super::{Done, Engine, Failure, Run, StepError};
-use crate::domain::{Error, SagaState, Step};
+use crate::domain::{SagaState, Step};
+use crate::error::Error;
 use crate::metrics::OutcomeKind;
 use crate::store::{Change, Outcome, Saga, now_ms};
 

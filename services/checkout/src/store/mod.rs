@@ -11,7 +11,8 @@ use mall_common::store::{Database, Migrations, is_unique_violation};
 use mall_types::time::{unix_millis, unix_secs};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::domain::{Contact, Error, PricedLine, SagaState, Step};
+use crate::domain::{Contact, PricedLine, SagaState, Step};
+use crate::error::Error;
 
 /// The sagas' migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {

@@ -8,7 +8,8 @@ use mall_proto::checkout::v1::checkout_service_server::CheckoutService;
 use mall_types::UserId;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{CheckoutInput, Error};
+use crate::domain::CheckoutInput;
+use crate::error::Error;
 use crate::saga::Engine;
 
 /// Who may call what: a signed-in user checks out their own cart (admins and services may act

@@ -1,0 +1,98 @@
+//! Everything that can go wrong at the checkout edge, in one enum, and its one mapping to a
+//! `Status` (through `mall_common::error::ServiceError`). The saga's own outcomes are
+//! `saga::StepError` and `saga::Failure`, which map to statuses themselves.
+
+use mall_common::error::{ServiceError, ServiceErrorCode};
+use mall_types::Invalid;
+
+/// Everything that can go wrong at the checkout edge (the saga's own outcomes are statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// A checkout with this key is still running.
+    #[error("checkout in progress")]
+    InProgress,
+    /// The client reused an idempotency key for a different request.
+    #[error("idempotency_key was already used for a different checkout")]
+    KeyReused,
+    /// A stored row breaks an invariant the schema should guarantee.
+    #[error("stored saga is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl ServiceError for Error {
+    fn code(&self) -> ServiceErrorCode {
+        match self {
+            Error::Invalid(_) | Error::KeyReused => ServiceErrorCode::InvalidArgument,
+            Error::InProgress => ServiceErrorCode::Aborted,
+            Error::Corrupt(_) => ServiceErrorCode::Internal,
+            Error::Database(e) => mall_common::store::error_code(e),
+        }
+    }
+
+    fn unavailable_dependency(&self) -> &str {
+        "database"
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        mall_common::error::to_status(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mall_common::error::reason_of;
+    use tonic::{Code, Status};
+
+    use super::Error;
+    use crate::domain::NAME_TEXT;
+
+    #[test]
+    fn refusals_keep_their_code_and_message() {
+        let invalid = NAME_TEXT.parse("", "firstname").expect_err("an empty name");
+        let invalid_message = invalid.to_string();
+        let cases = [
+            (
+                Error::Invalid(invalid),
+                Code::InvalidArgument,
+                invalid_message.as_str(),
+            ),
+            (Error::InProgress, Code::Aborted, "checkout in progress"),
+            (
+                Error::KeyReused,
+                Code::InvalidArgument,
+                "idempotency_key was already used for a different checkout",
+            ),
+        ];
+        for (error, code, message) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+            assert_eq!(reason_of(&status), None, "{message}");
+        }
+    }
+
+    #[test]
+    fn store_failures_hide_the_cause() {
+        let status = Status::from(Error::Corrupt("saga s1 has step 9".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("s1"), "{}", status.message());
+        let status = Status::from(Error::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            status.message().starts_with("database unavailable"),
+            "{}",
+            status.message()
+        );
+        let status = Status::from(Error::Database(sqlx::Error::Protocol("SELECT x".into())));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("SELECT"), "{}", status.message());
+    }
+}
