@@ -260,24 +260,6 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Converts a stored id (`BIGINT`) to the API's `uint64`; ids are never negative.
-pub fn id_to_api(id: i64) -> u64 {
-    u64::try_from(id).unwrap_or_default()
-}
-
-/// Converts an API id to the stored `BIGINT`; `None` when it cannot exist in the database.
-pub fn id_from_api(id: u64) -> Option<i64> {
-    i64::try_from(id).ok().filter(|id| *id > 0)
-}
-
-/// Now as unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,7 +71,7 @@ pub fn address() -> Address {
 pub fn checkout_request(user_id: u64, card: &str, key: &str) -> pb::CheckoutReq {
     // A year is 31,556,952 s on average: good enough for "next year" without a date library.
     let next_year =
-        i32::try_from(1970 + mall_common::store::unix_now() / 31_556_952 + 1).unwrap_or(2100);
+        i32::try_from(1970 + mall_types::time::unix_secs() / 31_556_952 + 1).unwrap_or(2100);
     pb::CheckoutReq {
         user_id,
         firstname: "Ann".into(),

@@ -8,10 +8,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use mall_common::client::Clients;
-use mall_common::store::{Database, unix_now};
+use mall_common::store::Database;
 use mall_proto::common::v1::{Address, CartItem};
 use mall_proto::order::v1 as pb;
 use mall_testing::{OrderClient, TestFleet, address, assert_code, eventually};
+use mall_types::time::unix_secs as unix_now;
 use order::store::Orders;
 use order::sweeper::Sweeper;
 use tonic::Code;

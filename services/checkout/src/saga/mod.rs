@@ -26,7 +26,8 @@ mod resume;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mall_common::store::{id_to_api, unix_now};
+use mall_types::ids::stored_to_api as id_to_api;
+use mall_types::time::unix_secs as unix_now;
 use tonic::Status;
 
 pub use self::error::{

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use mall_common::store::unix_now;
 use mall_proto::common::v1::CreditCardInfo;
 use mall_proto::payment::v1 as pb;
 use mall_testing::{PaymentClient, TestFleet};
+use mall_types::time::unix_secs as unix_now;
 use payment::domain::Civil;
 use rsa::pkcs1v15::{Signature, SigningKey};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
