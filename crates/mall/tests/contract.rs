@@ -10,7 +10,7 @@ fn tables() -> [AccessTable; 7] {
         auth::service::ACCESS,
         user::service::ACCESS,
         cart::service::ACCESS,
-        product::service::ACCESS,
+        product::api::ACCESS,
         order::service::ACCESS,
         payment::service::ACCESS,
         checkout::service::ACCESS,

@@ -1136,11 +1136,11 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
 
     assert_eq!(
         reason::INSUFFICIENT_STOCK,
-        product::domain::reason::INSUFFICIENT_STOCK
+        product::error::reason::INSUFFICIENT_STOCK
     );
     assert_eq!(
         reason::RESERVATION_RELEASED,
-        product::domain::reason::RESERVATION_RELEASED
+        product::error::reason::RESERVATION_RELEASED
     );
     assert_eq!(
         reason::CARD_DECLINED,
@@ -1155,7 +1155,7 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
         order::domain::reason::ORDER_NOT_PENDING
     );
     for sent in [
-        product::domain::reason::INVALID_REQUEST,
+        product::error::reason::INVALID_REQUEST,
         payment::domain::reason::INVALID_REQUEST,
         order::domain::reason::INVALID_REQUEST,
     ] {
