@@ -9,7 +9,7 @@ fn tables() -> [AccessTable; 7] {
     [
         auth::service::ACCESS,
         user::service::ACCESS,
-        cart::service::ACCESS,
+        cart::api::ACCESS,
         product::api::ACCESS,
         order::service::ACCESS,
         payment::service::ACCESS,
