@@ -8,7 +8,7 @@ use mall_common::auth::AccessTable;
 fn tables() -> [AccessTable; 7] {
     [
         auth::service::ACCESS,
-        user::service::ACCESS,
+        user::api::ACCESS,
         cart::api::ACCESS,
         product::api::ACCESS,
         order::service::ACCESS,
