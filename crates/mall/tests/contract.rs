@@ -7,7 +7,7 @@ use mall_common::auth::AccessTable;
 
 fn tables() -> [AccessTable; 7] {
     [
-        auth::service::ACCESS,
+        auth::api::ACCESS,
         user::api::ACCESS,
         cart::api::ACCESS,
         product::api::ACCESS,
