@@ -1,69 +1,14 @@
-//! Identity rules: what a valid username, password, email and phone are, password hashing
-//! (Argon2id), and the service's error type.
+//! Identity rules: what a valid username, password, email and phone are, and password hashing
+//! (Argon2id). No I/O: the use cases that need the store or the cache are in `app.rs`.
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use mall_types::{Email, Invalid};
-use tonic::Status;
+
+use crate::error::Error;
 
 /// The one message for an unknown user and a wrong password (no enumeration).
 pub const BAD_CREDENTIALS: &str = "invalid username or password";
-
-/// Everything that can go wrong in auth.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad input.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// The username is taken.
-    #[error("username is already taken")]
-    UsernameTaken,
-    /// No active account with that id.
-    #[error("account not found")]
-    AccountNotFound,
-    /// The account is banned or deleted.
-    #[error("account is disabled")]
-    AccountDisabled,
-    /// Unknown user or wrong password.
-    #[error("{BAD_CREDENTIALS}")]
-    BadCredentials,
-    /// Too many failed logins for this username.
-    #[error("too many failed logins; try again later")]
-    LockedOut,
-    /// A refresh token that is unknown, expired or revoked.
-    #[error("invalid refresh token")]
-    BadRefreshToken,
-    /// A rotated refresh token was presented again: the session is revoked.
-    #[error("refresh token reuse detected; the session was revoked")]
-    RefreshTokenReused,
-    /// Hashing failed.
-    #[error("password hashing failed: {0}")]
-    Hashing(String),
-    /// The database failed.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    /// A status from the platform (tokens, cache) passed through.
-    #[error("{0}")]
-    Status(#[from] Status),
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::UsernameTaken => Status::already_exists(e.to_string()),
-            Error::AccountNotFound => Status::not_found(e.to_string()),
-            Error::AccountDisabled => Status::permission_denied(e.to_string()),
-            Error::BadCredentials | Error::BadRefreshToken | Error::RefreshTokenReused => {
-                Status::unauthenticated(e.to_string())
-            }
-            Error::LockedOut => Status::resource_exhausted(e.to_string()),
-            Error::Hashing(_) => mall_common::error::internal(&e),
-            Error::Database(e) => mall_common::store::database_status(&e),
-            Error::Status(s) => s,
-        }
-    }
-}
 
 /// A username: 4–31 characters of `[A-Za-z0-9_]`.
 pub fn username(value: &str) -> Result<String, Invalid> {

@@ -2,8 +2,10 @@
 //! hashes, role, status) and sessions (refresh-token families), issues the JWT access tokens
 //! every service verifies locally, and keeps login lockout counters in the shared cache.
 
+pub mod api;
+pub mod app;
 pub mod domain;
-pub mod service;
+pub mod error;
 pub mod store;
 
 use std::time::Duration;
@@ -149,17 +151,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let a = &settings.ext.accounts.argon2;
     let hashing = domain::PasswordHashing::new(a.memory_kib, a.iterations, a.parallelism)
         .map_err(|e| anyhow::anyhow!("accounts.argon2: {e}"))?;
-    let service = service::AuthServiceImpl::new(
+    let identity = app::Identity::new(
         store::Accounts::new(platform.database()?.clone()),
         platform.tokens.clone(),
         platform.cache.clone(),
         hashing,
         settings.ext.accounts.clone(),
     );
-    service.bootstrap_admin().await?;
+    identity.bootstrap_admin().await?;
     platform
         .server(&settings)
-        .add_service(AuthServiceServer::new(service), service::ACCESS)
+        .add_service(
+            AuthServiceServer::new(api::AuthApi::new(identity)),
+            api::ACCESS,
+        )
         .bind()
         .await
 }

@@ -1,61 +1,9 @@
-//! Cart rules: what a valid owner, line and quantity are, and the ways a request can fail.
-//! Requests are parsed into these types at the edge (`service.rs`), so the store never sees
+//! Cart rules: what a valid owner, line and quantity are.
+//! Requests are parsed into these types at the edge (`api.rs`), so the store never sees
 //! unchecked input.
 
 use mall_types::money::MAX_QUANTITY;
 use mall_types::{Invalid, ProductId, Quantity, UserId};
-use tonic::{Code, Status};
-
-/// Everything that can go wrong in the cart service.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad input.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// The catalog has no (live) product with this id.
-    #[error("product {0} not found")]
-    ProductNotFound(u64),
-    /// Adding would take the line past [`MAX_QUANTITY`].
-    #[error("cart line for product {0} would exceed {MAX_QUANTITY}")]
-    LineFull(u64),
-    /// The line kept changing under concurrent writers; the client may retry.
-    #[error("cart line for product {0} is changing concurrently; retry")]
-    Contended(u64),
-    /// The catalog refused or failed the existence check.
-    #[error("product catalog answered {}: {}", .0.code(), .0.message())]
-    Catalog(Status),
-    /// The catalog answered without the data its contract promises.
-    #[error("product catalog answered GetProduct without a product")]
-    IncompleteAnswer,
-    /// The database failed.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::ProductNotFound(_) => Status::not_found(e.to_string()),
-            Error::LineFull(_) => Status::failed_precondition(e.to_string()),
-            // A concurrency conflict, not an unhealthy instance: ABORTED tells the client to retry
-            // the call without balancers ejecting the instance or breakers counting a failure.
-            Error::Contended(_) => Status::aborted(e.to_string()),
-            Error::Catalog(ref status) => match status.code() {
-                Code::Unavailable => mall_common::error::unavailable("product catalog", &e),
-                Code::DeadlineExceeded => {
-                    tracing::warn!(error = %e, "product catalog timed out");
-                    Status::deadline_exceeded("product catalog did not answer in time")
-                }
-                // Anything else from the catalog is a bug on one side; its message is not ours
-                // to echo.
-                _ => mall_common::error::internal(&e),
-            },
-            Error::IncompleteAnswer => mall_common::error::internal(&e),
-            Error::Database(e) => mall_common::store::database_status(&e),
-        }
-    }
-}
 
 /// The owner of a cart from a request's `user_id`.
 pub fn user_id(id: u64) -> Result<UserId, Invalid> {
@@ -212,23 +160,5 @@ mod tests {
         assert!(LineUpdate::parse(7, Some((3, 1000))).is_err());
         assert!(LineUpdate::parse(7, Some((0, 0))).is_err());
         assert!(LineUpdate::parse(7, None).is_err());
-    }
-
-    #[test]
-    fn errors_map_to_the_contract_codes() {
-        assert_eq!(
-            Status::from(Error::ProductNotFound(5)).code(),
-            Code::NotFound
-        );
-        let full = Status::from(Error::LineFull(5));
-        assert_eq!(full.code(), Code::FailedPrecondition);
-        assert_eq!(full.message(), "cart line for product 5 would exceed 999");
-        assert_eq!(Status::from(Error::Contended(5)).code(), Code::Aborted);
-        let down = Status::from(Error::Catalog(Status::unavailable("connection refused")));
-        assert_eq!(down.code(), Code::Unavailable);
-        assert!(!down.message().contains("refused"), "{}", down.message());
-        let odd = Status::from(Error::Catalog(Status::invalid_argument("SELECT ...")));
-        assert_eq!(odd.code(), Code::Internal);
-        assert!(!odd.message().contains("SELECT"), "{}", odd.message());
     }
 }

@@ -4,8 +4,9 @@
 //! [`build`] opens the database, cache, token keys and the product client, and binds the
 //! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
 
+pub mod api;
 pub mod domain;
-pub mod service;
+pub mod error;
 pub mod store;
 
 use mall_common::config;
@@ -34,10 +35,10 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let carts = store::Carts::new(platform.database()?.clone());
-    let service = service::ShoppingCartService::new(carts, platform.clients.clone());
+    let service = api::CartApi::new(carts, platform.clients.clone());
     platform
         .server(&settings)
-        .add_service(CartServiceServer::new(service), service::ACCESS)
+        .add_service(CartServiceServer::new(service), api::ACCESS)
         .bind()
         .await
 }

@@ -4,9 +4,10 @@
 //! [`build`] opens the database and cache, seeds the demo catalog when asked, and binds the
 //! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
 
+pub mod api;
 pub mod demo;
 pub mod domain;
-pub mod service;
+pub mod error;
 pub mod store;
 
 use std::time::Duration;
@@ -72,14 +73,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()?).await? {
         tracing::info!("loaded the demo catalog");
     }
-    let service = service::CatalogService::new(
+    let service = api::CatalogApi::new(
         catalog,
         platform.cache.clone(),
         settings.ext.catalog.cache_ttl,
     );
     platform
         .server(&settings)
-        .add_service(ProductCatalogServiceServer::new(service), service::ACCESS)
+        .add_service(ProductCatalogServiceServer::new(service), api::ACCESS)
         .bind()
         .await
 }

@@ -6,8 +6,9 @@
 //! cache. [`build`] opens the cache, token keys and clients, and binds the server; [`run`] serves
 //! until shutdown. Tests and the `mall` fleet call `build` with port 0.
 
+pub mod api;
 pub mod domain;
-pub mod service;
+pub mod error;
 
 use std::time::Duration;
 
@@ -66,10 +67,10 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 /// binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, None).await?;
-    let service = service::ProfileService::new(&platform, settings.ext.profile_cache.ttl);
+    let service = api::ProfileApi::new(&platform, settings.ext.profile_cache.ttl);
     platform
         .server(&settings)
-        .add_service(UserServiceServer::new(service), service::ACCESS)
+        .add_service(UserServiceServer::new(service), api::ACCESS)
         .bind()
         .await
 }

@@ -7,10 +7,10 @@ use mall_common::auth::AccessTable;
 
 fn tables() -> [AccessTable; 7] {
     [
-        auth::service::ACCESS,
-        user::service::ACCESS,
-        cart::service::ACCESS,
-        product::service::ACCESS,
+        auth::api::ACCESS,
+        user::api::ACCESS,
+        cart::api::ACCESS,
+        product::api::ACCESS,
         order::api::ACCESS,
         payment::api::ACCESS,
         checkout::api::ACCESS,

@@ -7,7 +7,8 @@ use mall_types::time::unix_secs;
 use mall_types::{Role, UserId};
 use sqlx::Row;
 
-use crate::domain::{AccountPatch, Error, Registration};
+use crate::domain::{AccountPatch, Registration};
+use crate::error::Error;
 
 /// Auth's migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {

@@ -14,7 +14,8 @@ use sqlx::any::AnyQueryResult;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::domain::{Addition, CartLine, Error};
+use crate::domain::{Addition, CartLine};
+use crate::error::Error;
 
 /// The carts' migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {

@@ -869,11 +869,11 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
 
     assert_eq!(
         reason::INSUFFICIENT_STOCK,
-        product::domain::reason::INSUFFICIENT_STOCK
+        product::error::reason::INSUFFICIENT_STOCK
     );
     assert_eq!(
         reason::RESERVATION_RELEASED,
-        product::domain::reason::RESERVATION_RELEASED
+        product::error::reason::RESERVATION_RELEASED
     );
     assert_eq!(reason::CARD_DECLINED, payment::error::reason::CARD_DECLINED);
     assert_eq!(
@@ -885,7 +885,7 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
         order::error::reason::ORDER_NOT_PENDING
     );
     for sent in [
-        product::domain::reason::INVALID_REQUEST,
+        product::error::reason::INVALID_REQUEST,
         payment::error::reason::INVALID_REQUEST,
         order::error::reason::INVALID_REQUEST,
     ] {

@@ -12,7 +12,8 @@ use mall_types::time::unix_secs;
 use mall_types::{ProductId, ReservationId, Text};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use crate::domain::{Error, NewProduct, Product, ProductPatch, Reservation, Search};
+use crate::domain::{NewProduct, Product, ProductPatch, Reservation, Search};
+use crate::error::Error;
 
 /// The catalog's migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {

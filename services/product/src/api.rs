@@ -13,7 +13,8 @@ use mall_types::ids::stored_to_api;
 use mall_types::{ProductId, ReservationId};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{Error, NewProduct, Product, ProductPatch, Reservation, Search, batch_ids};
+use crate::domain::{NewProduct, Product, ProductPatch, Reservation, Search, batch_ids};
+use crate::error::Error;
 use crate::store::{Catalog, Reserved};
 
 /// Who may call what: browsing is public, writes are admin-only, stock and batch reads are for
@@ -35,7 +36,7 @@ pub const ACCESS: AccessTable = AccessTable {
 
 /// The `ProductCatalogService` implementation.
 #[derive(Clone)]
-pub struct CatalogService {
+pub struct CatalogApi {
     catalog: Catalog,
     cache: SharedCache,
     cache_ttl: Duration,
@@ -57,10 +58,10 @@ fn to_pb(p: Product) -> pb::Product {
     }
 }
 
-impl CatalogService {
+impl CatalogApi {
     /// A service over `catalog`, caching products by id for `cache_ttl`.
     pub fn new(catalog: Catalog, cache: SharedCache, cache_ttl: Duration) -> Self {
-        CatalogService {
+        CatalogApi {
             catalog,
             cache,
             cache_ttl,
@@ -79,7 +80,7 @@ impl CatalogService {
 }
 
 #[tonic::async_trait]
-impl ProductCatalogService for CatalogService {
+impl ProductCatalogService for CatalogApi {
     async fn list_products(
         &self,
         request: Request<pb::ListProductsReq>,

@@ -15,7 +15,8 @@ use mall_types::ids::stored_to_api;
 use mall_types::{ProductId, ServiceName};
 use tonic::{Code, Request, Response, Status};
 
-use crate::domain::{self, Addition, Error, LineUpdate};
+use crate::domain::{self, Addition, LineUpdate};
+use crate::error::Error;
 use crate::store::Carts;
 
 /// Who may call what: every RPC needs a token. End users act on their own cart, admins on
@@ -35,7 +36,7 @@ type CatalogClient = ProductCatalogServiceClient<Channel>;
 
 /// The `CartService` implementation.
 #[derive(Clone)]
-pub struct ShoppingCartService {
+pub struct CartApi {
     carts: Carts,
     clients: Clients,
 }
@@ -45,10 +46,10 @@ fn item_fields(item: Option<&CartItem>) -> Option<(u64, i32)> {
     item.map(|i| (i.product_id, i.quantity))
 }
 
-impl ShoppingCartService {
+impl CartApi {
     /// A service over `carts`, asking the catalog through `clients`.
     pub fn new(carts: Carts, clients: Clients) -> Self {
-        ShoppingCartService { carts, clients }
+        CartApi { carts, clients }
     }
 
     /// Asks the catalog whether `product_id` is a live product. Deleted products are
@@ -58,18 +59,18 @@ impl ShoppingCartService {
         let mut catalog = self
             .clients
             .client::<CatalogClient>(ServiceName::Product.as_str())
-            .map_err(Error::Catalog)?;
+            .map_err(Error::catalog)?;
         match catalog.get_product(GetProductReq { id }).await {
             Ok(resp) if resp.get_ref().product.is_some() => Ok(()),
             Ok(_) => Err(Error::IncompleteAnswer),
             Err(status) if status.code() == Code::NotFound => Err(Error::ProductNotFound(id)),
-            Err(status) => Err(Error::Catalog(status)),
+            Err(status) => Err(Error::catalog(status)),
         }
     }
 }
 
 #[tonic::async_trait]
-impl CartService for ShoppingCartService {
+impl CartService for CartApi {
     async fn add_item(
         &self,
         request: Request<pb::AddItemReq>,

@@ -1,6 +1,6 @@
 //! The gRPC edge of the profile API: authenticate the caller, call auth, map its answers to the
 //! original TikTokMall responses, and keep `Info` profiles in the shared cache. Access rules are
-//! in [`ACCESS`]; see [`ProfileService::authenticate`] for why four of them are checked here.
+//! in [`ACCESS`]; see [`ProfileApi::authenticate`] for why four of them are checked here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +18,13 @@ use mall_proto::user::v1::user_service_server::UserService;
 use mall_types::ServiceName;
 use tonic::{Code, Request, Response, Status};
 
-use crate::domain::{Error, Profile, profile_cache_key};
+use crate::domain::{Profile, profile_cache_key};
+use crate::error::Error;
 
 /// Who may call what. Register and Login need no token. Logout, Delete, Update and Info act on
 /// the caller's own account, yet are `Public` here: their token may arrive in the request's
 /// `token` field, which the server's gate cannot read, so their handlers authenticate the
-/// caller themselves ([`ProfileService::authenticate`]).
+/// caller themselves ([`ProfileApi::authenticate`]).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::user::v1::user_service_server::SERVICE_NAME,
     rules: &[
@@ -40,7 +41,7 @@ type AuthClient = AuthServiceClient<Channel>;
 
 /// The `UserService` implementation.
 #[derive(Clone)]
-pub struct ProfileService {
+pub struct ProfileApi {
     tokens: Arc<Tokens>,
     cache: SharedCache,
     clients: Clients,
@@ -54,11 +55,11 @@ struct EndUser {
     token: String,
 }
 
-impl ProfileService {
+impl ProfileApi {
     /// A service calling auth through `platform`'s clients and caching profiles for
     /// `profile_ttl`.
     pub fn new(platform: &Platform, profile_ttl: Duration) -> Self {
-        ProfileService {
+        ProfileApi {
             tokens: platform.tokens.clone(),
             cache: platform.cache.clone(),
             clients: platform.clients.clone(),
@@ -127,7 +128,7 @@ impl ProfileService {
 }
 
 #[tonic::async_trait]
-impl UserService for ProfileService {
+impl UserService for ProfileApi {
     async fn register(
         &self,
         request: Request<pb::RegisterReq>,
