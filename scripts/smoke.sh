@@ -97,4 +97,7 @@ for _ in $(seq 1 50); do
 done
 if kill -0 "$pid" 2>/dev/null; then fail "mall did not stop on SIGTERM"; fi
 wait "$pid" || fail "mall exited with an error"
+# Its output went to a file, not a terminal: plain text, no colour escape codes.
+[ -s "$log" ] || fail "mall wrote no log"
+if grep -q $'\x1b\[' "$log"; then fail "the redirected log contains terminal escape codes"; fi
 echo "smoke: ok"

@@ -47,6 +47,24 @@ pub enum ServiceErrorCode {
 }
 
 impl ServiceErrorCode {
+    /// The kind of a status another service answered with, for errors that pass it on; codes
+    /// outside the vocabulary (`UNKNOWN`, `CANCELLED`, `DATA_LOSS`, ...) count as internal.
+    pub fn of_grpc(code: Code) -> Self {
+        match code {
+            Code::InvalidArgument => ServiceErrorCode::InvalidArgument,
+            Code::NotFound => ServiceErrorCode::NotFound,
+            Code::AlreadyExists => ServiceErrorCode::AlreadyExists,
+            Code::FailedPrecondition => ServiceErrorCode::FailedPrecondition,
+            Code::Aborted => ServiceErrorCode::Aborted,
+            Code::Unauthenticated => ServiceErrorCode::Unauthenticated,
+            Code::PermissionDenied => ServiceErrorCode::PermissionDenied,
+            Code::ResourceExhausted => ServiceErrorCode::ResourceExhausted,
+            Code::DeadlineExceeded => ServiceErrorCode::DeadlineExceeded,
+            Code::Unavailable => ServiceErrorCode::Unavailable,
+            _ => ServiceErrorCode::Internal,
+        }
+    }
+
     /// The gRPC code.
     pub fn grpc(self) -> Code {
         match self {
@@ -183,6 +201,33 @@ pub fn unavailable(what: &str, err: &(dyn StdError + 'static)) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passed_on_codes_keep_their_kind() {
+        for kind in [
+            ServiceErrorCode::InvalidArgument,
+            ServiceErrorCode::NotFound,
+            ServiceErrorCode::AlreadyExists,
+            ServiceErrorCode::FailedPrecondition,
+            ServiceErrorCode::Aborted,
+            ServiceErrorCode::Unauthenticated,
+            ServiceErrorCode::PermissionDenied,
+            ServiceErrorCode::ResourceExhausted,
+            ServiceErrorCode::DeadlineExceeded,
+            ServiceErrorCode::Unavailable,
+            ServiceErrorCode::Internal,
+        ] {
+            assert_eq!(ServiceErrorCode::of_grpc(kind.grpc()), kind);
+        }
+        for code in [
+            Code::Unknown,
+            Code::Cancelled,
+            Code::DataLoss,
+            Code::Unimplemented,
+        ] {
+            assert_eq!(ServiceErrorCode::of_grpc(code), ServiceErrorCode::Internal);
+        }
+    }
 
     #[derive(Debug, thiserror::Error)]
     enum Sample {

@@ -7,7 +7,7 @@
 use mall_common::cache::CacheError;
 use mall_common::error::{ServiceError, ServiceErrorCode, to_status};
 use mall_types::Invalid;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::domain::BAD_CREDENTIALS;
 
@@ -52,24 +52,6 @@ pub enum Error {
     Status(#[from] Status),
 }
 
-/// The vocabulary's kind for a platform status; codes outside it (`UNKNOWN`, `CANCELLED`, ...)
-/// count as internal.
-fn kind_of(code: Code) -> ServiceErrorCode {
-    match code {
-        Code::InvalidArgument => ServiceErrorCode::InvalidArgument,
-        Code::NotFound => ServiceErrorCode::NotFound,
-        Code::AlreadyExists => ServiceErrorCode::AlreadyExists,
-        Code::FailedPrecondition => ServiceErrorCode::FailedPrecondition,
-        Code::Aborted => ServiceErrorCode::Aborted,
-        Code::Unauthenticated => ServiceErrorCode::Unauthenticated,
-        Code::PermissionDenied => ServiceErrorCode::PermissionDenied,
-        Code::ResourceExhausted => ServiceErrorCode::ResourceExhausted,
-        Code::DeadlineExceeded => ServiceErrorCode::DeadlineExceeded,
-        Code::Unavailable => ServiceErrorCode::Unavailable,
-        _ => ServiceErrorCode::Internal,
-    }
-}
-
 impl ServiceError for Error {
     fn code(&self) -> ServiceErrorCode {
         match self {
@@ -87,7 +69,7 @@ impl ServiceError for Error {
                 ServiceErrorCode::Unavailable
             }
             Error::Database(_) => ServiceErrorCode::Internal,
-            Error::Status(status) => kind_of(status.code()),
+            Error::Status(status) => ServiceErrorCode::of_grpc(status.code()),
         }
     }
 
@@ -112,6 +94,8 @@ impl From<Error> for Status {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
 
     #[test]

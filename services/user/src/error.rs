@@ -28,31 +28,13 @@ pub enum Error {
     Upstream(#[from] Status),
 }
 
-/// The vocabulary's kind for a status auth answered with; codes outside it (`UNKNOWN`,
-/// `CANCELLED`, ...) count as internal.
-fn kind_of(code: Code) -> ServiceErrorCode {
-    match code {
-        Code::InvalidArgument => ServiceErrorCode::InvalidArgument,
-        Code::NotFound => ServiceErrorCode::NotFound,
-        Code::AlreadyExists => ServiceErrorCode::AlreadyExists,
-        Code::FailedPrecondition => ServiceErrorCode::FailedPrecondition,
-        Code::Aborted => ServiceErrorCode::Aborted,
-        Code::Unauthenticated => ServiceErrorCode::Unauthenticated,
-        Code::PermissionDenied => ServiceErrorCode::PermissionDenied,
-        Code::ResourceExhausted => ServiceErrorCode::ResourceExhausted,
-        Code::DeadlineExceeded => ServiceErrorCode::DeadlineExceeded,
-        Code::Unavailable => ServiceErrorCode::Unavailable,
-        _ => ServiceErrorCode::Internal,
-    }
-}
-
 impl ServiceError for Error {
     fn code(&self) -> ServiceErrorCode {
         match self {
             Error::Invalid(_) => ServiceErrorCode::InvalidArgument,
             Error::AccountNotFound(_) => ServiceErrorCode::NotFound,
             Error::IncompleteAnswer(_) => ServiceErrorCode::Internal,
-            Error::Upstream(status) => kind_of(status.code()),
+            Error::Upstream(status) => ServiceErrorCode::of_grpc(status.code()),
         }
     }
 
