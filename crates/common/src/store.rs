@@ -123,9 +123,16 @@ impl Database {
                             )
                             .await?;
                         }
+                        // READ COMMITTED: no statement of ours relies on gap locks, and under
+                        // REPEATABLE READ the next-key locks of one user's DELETE or range UPDATE
+                        // reach into the neighbouring user's rows and deadlock their inserts.
+                        // A store that needs a set of rows to hold still locks a row for it.
                         Backend::MySql => {
-                            conn.execute("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")
-                                .await?;
+                            conn.execute(
+                                "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci; \
+                                 SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                            )
+                            .await?;
                         }
                     }
                     Ok(())
@@ -165,6 +172,35 @@ impl Database {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::MySql => self.pool.begin().await,
+        }
+    }
+
+    /// Runs `op` — one whole unit of work: its own transaction, or single statements each
+    /// atomic on their own — again when the database aborted it for a lock conflict (a
+    /// deadlock, a lock-wait timeout, `SQLITE_BUSY`), which it rolled back, so running it
+    /// again is safe. Bounded ([`LOCK_RETRIES`] more attempts) with jittered backoff; the last
+    /// failure is returned as it is (and is `UNAVAILABLE` to the client through
+    /// [`error_code`]). `what` names the operation in the log.
+    pub async fn retrying<T, E, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: AsDatabaseError,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e)
+                    if attempt < LOCK_RETRIES
+                        && e.as_database_error().is_some_and(is_lock_conflict) =>
+                {
+                    let delay = crate::backoff::backoff(attempt, LOCK_RETRY_BASE, LOCK_RETRY_CAP);
+                    tracing::debug!(operation = what, attempt, ?delay, "lock conflict; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                }
+                done => return done,
+            }
         }
     }
 
@@ -221,7 +257,87 @@ pub async fn inserted_id(
     }
 }
 
-/// A database error as the caller sees it: pool exhaustion or a lost connection is
+/// How many times [`Database::retrying`] runs an operation again after a lock conflict.
+pub const LOCK_RETRIES: u32 = 4;
+const LOCK_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(5);
+const LOCK_RETRY_CAP: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// An error that may be a database failure: what [`Database::retrying`] inspects.
+pub trait AsDatabaseError {
+    /// The database error inside, if this is one.
+    fn as_database_error(&self) -> Option<&sqlx::Error>;
+}
+
+/// Implements [`AsDatabaseError`] for a service's error enum whose `Database(sqlx::Error)`
+/// variant holds its database failures: `mall_common::as_database_error!(Error);`.
+#[macro_export]
+macro_rules! as_database_error {
+    ($error:ty) => {
+        impl $crate::store::AsDatabaseError for $error {
+            fn as_database_error(&self) -> Option<&sqlx::Error> {
+                match self {
+                    Self::Database(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+impl AsDatabaseError for sqlx::Error {
+    fn as_database_error(&self) -> Option<&sqlx::Error> {
+        Some(self)
+    }
+}
+
+/// MySQL / MariaDB error numbers that mean "aborted for a lock conflict, rolled back":
+/// `ER_LOCK_WAIT_TIMEOUT` (1205) and `ER_LOCK_DEADLOCK` (1213).
+const MYSQL_LOCK_CONFLICTS: [u16; 2] = [1205, 1213];
+/// MySQL / MariaDB error numbers of a server going away or a connection ended under the
+/// statement: `ER_CON_COUNT_ERROR` (1040), `ER_SERVER_SHUTDOWN` (1053), `ER_NET_READ_ERROR` …
+/// (1158–1161), `ER_QUERY_INTERRUPTED` (1317, `KILL QUERY`), MariaDB's `ER_CONNECTION_KILLED`
+/// (1927), and the client's `CR_SERVER_GONE_ERROR` (2006) / `CR_SERVER_LOST` (2013).
+const MYSQL_GONE: [u16; 10] = [1040, 1053, 1158, 1159, 1160, 1161, 1317, 1927, 2006, 2013];
+/// SQLite primary result codes of a lock held elsewhere: `SQLITE_BUSY` (5), `SQLITE_LOCKED` (6).
+const SQLITE_LOCK_CONFLICTS: [i64; 2] = [5, 6];
+
+/// The MySQL error number of a database error.
+fn mysql_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|e| e.number()),
+        _ => None,
+    }
+}
+
+/// The SQLite primary result code of a database error (the low byte of the extended one).
+fn sqlite_code(e: &sqlx::Error) -> Option<i64> {
+    match e {
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            db.code()?.parse::<i64>().ok().map(|code| code & 0xff)
+        }
+        _ => None,
+    }
+}
+
+/// The database aborted the statement (and its transaction) for a lock conflict: a deadlock,
+/// a lock-wait timeout, `SQLITE_BUSY`. Nothing of the transaction was kept; running the whole
+/// unit of work again is safe (see [`Database::retrying`]).
+pub fn is_lock_conflict(e: &sqlx::Error) -> bool {
+    if let Some(n) = mysql_number(e) {
+        return MYSQL_LOCK_CONFLICTS.contains(&n);
+    }
+    if let Some(code) = sqlite_code(e) {
+        return SQLITE_LOCK_CONFLICTS.contains(&code);
+    }
+    // SQLSTATE 40001 (serialization failure) from any backend.
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"))
+}
+
+/// A database error as the caller sees it: a transient failure ([`is_unavailable`]) is
 /// `UNAVAILABLE "database unavailable"`, the rest `INTERNAL`; the cause is logged once, never
 /// sent (see [`crate::error`]).
 pub fn database_status(err: &sqlx::Error) -> tonic::Status {
@@ -244,12 +360,24 @@ pub fn error_code(err: &sqlx::Error) -> crate::error::ServiceErrorCode {
     }
 }
 
-/// Pool exhaustion and lost connections: the client may retry (`UNAVAILABLE`).
+/// Transient failures the client may retry (`UNAVAILABLE`): pool exhaustion, a lost or
+/// killed connection, a server shutting down, and lock conflicts that outlasted
+/// [`Database::retrying`]. Never a bug of the service.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
+    if matches!(
         e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    ) {
+        return true;
+    }
+    if is_lock_conflict(e) {
+        return true;
+    }
+    mysql_number(e).is_some_and(|n| MYSQL_GONE.contains(&n))
 }
 
 /// A unique-key violation (a concurrent or repeated insert).

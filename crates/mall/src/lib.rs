@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 /// The services the fleet can run, in start order (a service only calls ones listed before it).
 pub const SERVICES: &[&str] = &[
-    "auth", "product", "user", "payment", "cart", "order", "checkout",
+    "auth", "product", "user", "cart", "order", "payment", "checkout",
 ];
 
 /// Where one running service listens.

@@ -111,7 +111,7 @@ async fn a_request_id_follows_a_purchase_through_every_service() {
         ),
         ("tiktokmall.payment.v1.PaymentService", "Charge"),
         ("tiktokmall.order.v1.OrderService", "MarkOrderPaid"),
-        ("tiktokmall.cart.v1.CartService", "EmptyCart"),
+        ("tiktokmall.cart.v1.CartService", "RemovePurchased"),
     ] {
         assert!(
             purchase

@@ -24,6 +24,11 @@ impl TestFleet {
     pub fn cart(&self, user_id: u64) -> Cart {
         Cart::new(self.client_as("cart", &self.user_token(user_id)), user_id)
     }
+
+    /// The cart of `user_id`, called as another service of the fleet (internal RPCs).
+    pub fn cart_as_service(&self, user_id: u64) -> Cart {
+        Cart::new(self.client("cart"), user_id)
+    }
 }
 
 fn item(product_id: u64, quantity: i32) -> Option<CartItem> {
@@ -89,6 +94,30 @@ impl Cart {
             })
             .await
             .map(|_| ())
+    }
+
+    /// `RemovePurchased` of `order_id`'s `(product_id, quantity)` lines; whether it removed
+    /// anything (false for a repeat).
+    pub async fn remove_purchased(
+        &self,
+        order_id: &str,
+        items: &[(u64, i32)],
+    ) -> Result<bool, Status> {
+        self.client
+            .clone()
+            .remove_purchased(pb::RemovePurchasedReq {
+                user_id: self.user_id,
+                order_id: order_id.to_string(),
+                items: items
+                    .iter()
+                    .map(|&(product_id, quantity)| CartItem {
+                        product_id,
+                        quantity,
+                    })
+                    .collect(),
+            })
+            .await
+            .map(|r| r.into_inner().removed)
     }
 
     /// `GetCart`.

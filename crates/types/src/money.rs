@@ -13,7 +13,7 @@ use crate::invalid::Invalid;
 
 /// Most units on one cart, order or reservation line.
 pub const MAX_QUANTITY: i32 = 999;
-/// Most lines on one order, and so in one checkout and one stock reservation.
+/// Most lines in one cart, and so on one order, in one checkout and one stock reservation.
 pub const MAX_ORDER_LINES: usize = 100;
 /// Highest catalog price: 100 million in the store currency, so totals stay far from overflow.
 pub const MAX_PRICE_CENTS: i64 = 10_000_000_000;

@@ -52,6 +52,8 @@ pub enum Error {
     Status(#[from] Status),
 }
 
+mall_common::as_database_error!(Error);
+
 impl ServiceError for Error {
     fn code(&self) -> ServiceErrorCode {
         match self {

@@ -15,12 +15,13 @@ use mall_types::ids::stored_to_api;
 use mall_types::{ProductId, ServiceName};
 use tonic::{Code, Request, Response, Status};
 
-use crate::domain::{self, Addition, LineUpdate};
+use crate::domain::{self, Addition, LineUpdate, Purchase};
 use crate::error::Error;
-use crate::store::Carts;
+use crate::store::{Carts, Removal};
 
 /// Who may call what: every RPC needs a token. End users act on their own cart, admins on
-/// anyone's, and other services (checkout) on behalf of any user.
+/// anyone's, and other services (checkout) on behalf of any user; only services take a
+/// purchase out of a cart.
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::cart::v1::cart_service_server::SERVICE_NAME,
     rules: &[
@@ -29,6 +30,7 @@ pub const ACCESS: AccessTable = AccessTable {
         ("EmptyCart", Access::User),
         ("UpdateItem", Access::User),
         ("RemoveItem", Access::User),
+        ("RemovePurchased", Access::Internal),
     ],
 };
 
@@ -163,5 +165,28 @@ impl CartService for CartApi {
         let product_id = ProductId::parse(req.product_id, "product_id").map_err(Error::from)?;
         self.carts.remove(user_id, product_id).await?;
         Ok(Response::new(pb::RemoveItemResp {}))
+    }
+
+    async fn remove_purchased(
+        &self,
+        request: Request<pb::RemovePurchasedReq>,
+    ) -> Result<Response<pb::RemovePurchasedResp>, Status> {
+        let req = request.into_inner();
+        let items: Vec<(u64, i32)> = req
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect();
+        let purchase = Purchase::parse(req.user_id, &req.order_id, &items).map_err(Error::from)?;
+        let removal = self.carts.remove_purchased(&purchase).await?;
+        tracing::debug!(
+            user = purchase.user_id.get(),
+            order = purchase.order_id.as_str(),
+            ?removal,
+            "purchase removed from cart"
+        );
+        Ok(Response::new(pb::RemovePurchasedResp {
+            removed: removal == Removal::Removed,
+        }))
     }
 }

@@ -2,8 +2,8 @@
 //! Requests are parsed into these types at the edge (`api.rs`), so the store never sees
 //! unchecked input.
 
-use mall_types::money::MAX_QUANTITY;
-use mall_types::{Invalid, ProductId, Quantity, UserId};
+use mall_types::money::{MAX_ORDER_LINES, MAX_QUANTITY};
+use mall_types::{Invalid, OrderId, ProductId, Quantity, UserId};
 
 /// The owner of a cart from a request's `user_id`.
 pub fn user_id(id: u64) -> Result<UserId, Invalid> {
@@ -88,6 +88,54 @@ impl LineUpdate {
     }
 }
 
+/// A valid `RemovePurchased`: the units of each product an order bought, to take out of its
+/// buyer's cart once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// The buyer, whose cart it is.
+    pub user_id: UserId,
+    /// The order: a removal happens once per order.
+    pub order_id: OrderId,
+    /// `(product, units bought)`, 1..=100 distinct products.
+    pub lines: Vec<(ProductId, Quantity)>,
+}
+
+impl Purchase {
+    /// Validates the request fields; `items` are `(product_id, quantity)` as sent.
+    pub fn parse(user_id: u64, order_id: &str, items: &[(u64, i32)]) -> Result<Self, Invalid> {
+        let user_id = self::user_id(user_id)?;
+        let order_id = OrderId::parse(order_id, "order_id")?;
+        if items.is_empty() {
+            return Err(Invalid::new("items", "must hold at least one line"));
+        }
+        if items.len() > MAX_ORDER_LINES {
+            return Err(Invalid::new(
+                "items",
+                format!("must hold at most {MAX_ORDER_LINES} lines"),
+            ));
+        }
+        let mut lines: Vec<(ProductId, Quantity)> = Vec::with_capacity(items.len());
+        for (i, (product, units)) in items.iter().enumerate() {
+            let product = ProductId::parse(*product, &format!("items[{i}].product_id"))?;
+            if lines.iter().any(|(p, _)| *p == product) {
+                return Err(Invalid::new(
+                    format!("items[{i}].product_id"),
+                    format!("repeats product {}", product.get()),
+                ));
+            }
+            lines.push((
+                product,
+                Quantity::parse(*units, &format!("items[{i}].quantity"))?,
+            ));
+        }
+        Ok(Purchase {
+            user_id,
+            order_id,
+            lines,
+        })
+    }
+}
+
 /// One line of a cart as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CartLine {
@@ -131,6 +179,25 @@ mod tests {
         assert_eq!(err.field(), "user_id", "{err}");
         let err = Addition::parse(7, None).unwrap_err();
         assert_eq!(err.to_string(), "item is required");
+    }
+
+    #[test]
+    fn purchases_name_an_order_and_distinct_lines() {
+        let p = Purchase::parse(7, "order-1", &[(3, 2), (4, 1)]).unwrap();
+        assert_eq!(p.order_id.as_str(), "order-1");
+        assert_eq!(p.lines.len(), 2);
+        for (user, order, items, field) in [
+            (0, "order-1", vec![(3, 1)], "user_id"),
+            (7, "", vec![(3, 1)], "order_id"),
+            (7, "order-1", vec![], "items"),
+            (7, "order-1", vec![(3, 1), (3, 2)], "items[1].product_id"),
+            (7, "order-1", vec![(3, 0)], "items[0].quantity"),
+            (7, "order-1", vec![(0, 1)], "items[0].product_id"),
+            (7, "order-1", vec![(1, 1); 101], "items"),
+        ] {
+            let err = Purchase::parse(user, order, &items).unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+        }
     }
 
     #[test]

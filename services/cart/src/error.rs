@@ -3,7 +3,7 @@
 
 use mall_common::error::{ServiceError, ServiceErrorCode, to_status};
 use mall_types::Invalid;
-use mall_types::money::MAX_QUANTITY;
+use mall_types::money::{MAX_ORDER_LINES, MAX_QUANTITY};
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in the cart service.
@@ -18,7 +18,10 @@ pub enum Error {
     /// Adding would take the line past [`MAX_QUANTITY`].
     #[error("cart line for product {0} would exceed {MAX_QUANTITY}")]
     LineFull(u64),
-    /// The line kept changing under concurrent writers; the client may retry.
+    /// A new line in a cart that holds [`MAX_ORDER_LINES`] lines already.
+    #[error("cart already holds {MAX_ORDER_LINES} lines; remove one before adding another product")]
+    CartFull,
+    /// A writer that bypassed the cart's lock created the line meanwhile; the client may retry.
     #[error("cart line for product {0} is changing concurrently; retry")]
     Contended(u64),
     /// The catalog refused or failed the existence check (any code but `DEADLINE_EXCEEDED`;
@@ -35,6 +38,8 @@ pub enum Error {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
+
+mall_common::as_database_error!(Error);
 
 impl Error {
     /// The error for a failed call to the catalog: a timeout is its own variant, so the client
@@ -56,7 +61,7 @@ impl ServiceError for Error {
         match self {
             Error::Invalid(_) => ServiceErrorCode::InvalidArgument,
             Error::ProductNotFound(_) => ServiceErrorCode::NotFound,
-            Error::LineFull(_) => ServiceErrorCode::FailedPrecondition,
+            Error::LineFull(_) | Error::CartFull => ServiceErrorCode::FailedPrecondition,
             // A concurrency conflict, not an unhealthy instance: ABORTED tells the client to retry
             // the call without balancers ejecting the instance or breakers counting a failure.
             Error::Contended(_) => ServiceErrorCode::Aborted,
@@ -102,6 +107,12 @@ mod tests {
         assert_eq!(full.code(), Code::FailedPrecondition);
         assert_eq!(full.message(), "cart line for product 5 would exceed 999");
         assert_eq!(Status::from(Error::Contended(5)).code(), Code::Aborted);
+        let full = Status::from(Error::CartFull);
+        assert_eq!(full.code(), Code::FailedPrecondition);
+        assert_eq!(
+            full.message(),
+            "cart already holds 100 lines; remove one before adding another product"
+        );
         let down = Status::from(Error::Catalog(Status::unavailable("connection refused")));
         assert_eq!(down.code(), Code::Unavailable);
         assert!(!down.message().contains("refused"), "{}", down.message());

@@ -7,7 +7,7 @@
 use mall_proto::cart::v1 as pb;
 use mall_proto::cart::v1::cart_service_client::CartServiceClient;
 use mall_proto::common::v1::CartItem;
-use mall_testing::{Cart, CartClient, Catalog, TestFleet};
+use mall_testing::{Cart, CartClient, Catalog, TestFleet, assert_code};
 use tonic::Code;
 
 const ME: u64 = 7;
@@ -473,5 +473,160 @@ async fn adding_is_unavailable_while_the_catalog_is_down() {
     cart.remove(5).await.unwrap();
     cart.update(5, 0).await.unwrap();
     cart.empty().await.unwrap();
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_cart_holds_at_most_100_lines_also_under_concurrent_adds() {
+    let (fleet, catalog) = fleet().await;
+    let cart = fleet.cart(ME);
+    let mut products = Vec::new();
+    for i in 0..110 {
+        products.push(catalog.create_product(&format!("item {i}"), 100, 50).await);
+    }
+    for p in &products[..95] {
+        cart.add(*p, 1).await.unwrap();
+    }
+    // 15 new products at once into a cart with room for 5: exactly 5 get in.
+    let added = futures::future::join_all(products[95..].iter().map(|p| cart.add(*p, 1))).await;
+    let ok = added.iter().filter(|r| r.is_ok()).count();
+    for err in added.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert_eq!(
+            err.message(),
+            "cart already holds 100 lines; remove one before adding another product"
+        );
+    }
+    assert_eq!(ok, 5, "{added:?}");
+    let lines = cart.lines().await;
+    assert_eq!(lines.len(), 100);
+
+    // A full cart still takes more units on its lines, and a new line once one is gone.
+    let (first, _) = lines[0];
+    cart.add(first, 2).await.unwrap();
+    cart.update(first, 7).await.unwrap();
+    let outside = *products
+        .iter()
+        .find(|p| !lines.iter().any(|(q, _)| q == *p))
+        .expect("a product outside the cart");
+    assert_code!(cart.update(outside, 1).await, Code::FailedPrecondition);
+    cart.remove(first).await.unwrap();
+    cart.add(outside, 1).await.unwrap();
+    assert_eq!(cart.lines().await.len(), 100);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn remove_purchased_takes_out_what_was_bought_once_per_order() {
+    let (fleet, catalog) = fleet().await;
+    let (a, b, c) = (
+        product(&catalog, "a").await,
+        product(&catalog, "b").await,
+        product(&catalog, "c").await,
+    );
+    let mine = fleet.cart(ME);
+    mine.add(a, 3).await.unwrap();
+    mine.add(b, 1).await.unwrap();
+    mine.add(c, 2).await.unwrap();
+    fleet.cart(SOMEONE_ELSE).add(a, 1).await.unwrap();
+    let service = fleet.cart_as_service(ME);
+
+    assert!(
+        service
+            .remove_purchased("order-1", &[(a, 2), (b, 1)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(mine.lines().await, vec![(a, 1), (c, 2)]);
+    assert_eq!(fleet.cart(SOMEONE_ELSE).lines().await, vec![(a, 1)]);
+
+    // The shopper buys more afterwards; a repeat of the removal, however late, changes nothing.
+    mine.add(b, 5).await.unwrap();
+    let bought = [(a, 2), (b, 1)];
+    let repeats =
+        futures::future::join_all((0..8).map(|_| service.remove_purchased("order-1", &bought)))
+            .await;
+    assert!(
+        repeats.iter().all(|r| matches!(r, Ok(false))),
+        "{repeats:?}"
+    );
+    assert_eq!(mine.lines().await, vec![(a, 1), (c, 2), (b, 5)]);
+
+    // Concurrent first removals of one order: exactly one takes effect.
+    let bought = [(c, 1)];
+    let firsts =
+        futures::future::join_all((0..8).map(|_| service.remove_purchased("order-2", &bought)))
+            .await;
+    let removed = firsts.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(removed, 1, "{firsts:?}");
+    assert_eq!(mine.lines().await, vec![(a, 1), (c, 1), (b, 5)]);
+    // Bought more than the line holds (it changed since): the line goes.
+    assert!(
+        service
+            .remove_purchased("order-3", &[(b, 9)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(mine.lines().await, vec![(a, 1), (c, 1)]);
+
+    // Only services may call it, and bad input is refused precisely.
+    assert_code!(
+        mine.remove_purchased("order-4", &[(a, 1)]).await,
+        Code::PermissionDenied
+    );
+    let err = assert_code!(
+        service.remove_purchased("order-4", &[(a, 1), (a, 1)]).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        err.message(),
+        format!("items[1].product_id repeats product {a}")
+    );
+    assert_code!(
+        service.remove_purchased("", &[(a, 1)]).await,
+        Code::InvalidArgument
+    );
+    assert_code!(
+        service.remove_purchased("order-4", &[]).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(mine.lines().await, vec![(a, 1), (c, 1)]);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_adds_and_empties_of_different_carts_never_fail() {
+    // Different users' AddItem and EmptyCart on one table: under REPEATABLE READ their
+    // next-key locks deadlocked each other on MariaDB (1213), surfacing as INTERNAL.
+    let (fleet, catalog) = fleet().await;
+    let products = [
+        product(&catalog, "x").await,
+        product(&catalog, "y").await,
+        product(&catalog, "z").await,
+    ];
+    let users: Vec<u64> = (100..108).collect();
+    let runs = users.iter().map(|&user| {
+        let cart = fleet.cart(user);
+        async move {
+            let mut failures = Vec::new();
+            for round in 0..15 {
+                for p in products {
+                    if let Err(e) = cart.add(p, 1).await {
+                        failures.push(format!("AddItem round {round}: {e}"));
+                    }
+                }
+                if let Err(e) = cart.empty().await {
+                    failures.push(format!("EmptyCart round {round}: {e}"));
+                }
+            }
+            failures
+        }
+    });
+    let failures: Vec<String> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
     fleet.stop().await;
 }

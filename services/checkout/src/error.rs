@@ -25,6 +25,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+mall_common::as_database_error!(Error);
+
 impl ServiceError for Error {
     fn code(&self) -> ServiceErrorCode {
         match self {

@@ -40,6 +40,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+mall_common::as_database_error!(Error);
+
 /// The machine-readable reasons the order service's refusals carry (a `google.rpc.ErrorInfo`
 /// detail, see `mall_common::error`): callers such as checkout decide on these, never on the
 /// message.

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::app::Payments;
 use crate::domain::{AlipayOrder, CardInput, Charge, Payment, Refund};
 use crate::error::Error;
+use crate::store::Voided;
 
 /// Who may call what: card charges, refunds and lookups are for other services (checkout,
 /// order); a user asks for their own Alipay link; Alipay's notifications come unauthenticated
@@ -30,6 +31,7 @@ pub const ACCESS: AccessTable = AccessTable {
         ("Refund", Access::Internal),
         ("AlipayCharge", Access::User),
         ("AlipayNotify", Access::Public),
+        ("VoidOrder", Access::Internal),
         ("GetPayment", Access::Internal),
     ],
 };
@@ -130,6 +132,23 @@ impl PaymentService for PaymentApi {
         let params: BTreeMap<String, String> = request.into_inner().params.into_iter().collect();
         let accepted = self.payments.accept_notice(&params).await?;
         Ok(Response::new(pb::AlipayNotifyResp { accepted }))
+    }
+
+    async fn void_order(
+        &self,
+        request: Request<pb::VoidOrderReq>,
+    ) -> Result<Response<pb::VoidOrderResp>, Status> {
+        let order = OrderId::parse(&request.get_ref().order_id, "order_id").map_err(Error::from)?;
+        Ok(Response::new(match self.payments.void(&order).await? {
+            Voided::Voided => pb::VoidOrderResp {
+                voided: true,
+                payment: None,
+            },
+            Voided::Charged(p) => pb::VoidOrderResp {
+                voided: false,
+                payment: Some(to_pb(p)),
+            },
+        }))
     }
 
     async fn get_payment(

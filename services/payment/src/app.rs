@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::alipay::{Alipay, Verdict};
 use crate::domain::{AlipayOrder, Charge, Decline, Method, Notice, Payment, Refund};
 use crate::error::Error;
-use crate::store::{Ledger, NewPayment, Recorded};
+use crate::store::{Ledger, NewPayment, OnVoided, Recorded, Voided};
 
 /// The payment use cases over the ledger, the cache (pay links) and Alipay.
 #[derive(Clone)]
@@ -75,7 +75,7 @@ impl Payments {
             method: Method::CreditCard,
             card: Some(charge.card.clone()),
         };
-        match self.ledger.record(&new).await? {
+        match self.ledger.record(&new, OnVoided::Refuse).await? {
             Recorded::New => {
                 tracing::info!(
                     order = %new.order_id,
@@ -85,6 +85,10 @@ impl Payments {
                     "card charged"
                 );
                 Ok(new.transaction_id)
+            }
+            Recorded::Voided => {
+                tracing::warn!(order = %new.order_id, "charge refused: checkout abandoned the order");
+                Err(Error::OrderVoided(charge.order_id.into_string()))
             }
             Recorded::Existing(p)
                 if p.is_repeat(charge.user_id, charge.amount_cents, Method::CreditCard) =>
@@ -106,6 +110,24 @@ impl Payments {
             "payment refunded"
         );
         Ok(refund_id)
+    }
+
+    /// Voids an order checkout gave up on: no card charge for it is accepted from now on. If
+    /// the order was charged first, its payment (the caller refunds or adopts it).
+    pub async fn void(&self, order: &OrderId) -> Result<Voided, Error> {
+        let voided = self.ledger.void(order).await?;
+        match &voided {
+            Voided::Voided => tracing::info!(order = %order, "order voided"),
+            Voided::Charged(p) => {
+                tracing::info!(order = %order, transaction = %p.transaction_id, "void found a charge")
+            }
+        }
+        Ok(voided)
+    }
+
+    /// The ledger (for the reconciliation worker).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// The payment of an order.
@@ -251,8 +273,10 @@ impl Payments {
             method: Method::Alipay,
             card: None,
         };
-        match self.ledger.record(&new).await? {
-            Recorded::New => {
+        match self.ledger.record(&new, OnVoided::Record).await? {
+            // Recorded beside a void too: the money has moved; reconciliation refunds it when
+            // the order ends cancelled.
+            Recorded::New | Recorded::Voided => {
                 tracing::info!(
                     order = %new.order_id,
                     transaction = %new.transaction_id,

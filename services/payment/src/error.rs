@@ -18,6 +18,9 @@ pub enum Error {
     /// The order already has a payment that this request does not repeat.
     #[error("order {0} already has a payment")]
     OrderAlreadyPaid(String),
+    /// Checkout gave up on the order (it voided it), so it is not charged any more.
+    #[error("order {0} was abandoned by checkout and can no longer be charged")]
+    OrderVoided(String),
     /// No payment with that transaction id.
     #[error("payment {0} not found")]
     PaymentNotFound(String),
@@ -47,6 +50,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+mall_common::as_database_error!(Error);
+
 /// The machine-readable reasons payment's refusals carry (a `google.rpc.ErrorInfo` detail, see
 /// `mall_common::error`): callers such as checkout decide on these, never on the message.
 pub mod reason {
@@ -56,6 +61,8 @@ pub mod reason {
     pub const CARD_DECLINED: &str = "CARD_DECLINED";
     /// The order already has a payment that this request does not repeat.
     pub const ORDER_ALREADY_PAID: &str = "ORDER_ALREADY_PAID";
+    /// The order was voided by checkout: nothing was charged.
+    pub const ORDER_VOIDED: &str = "ORDER_VOIDED";
     /// No such payment.
     pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
     /// A refund named an order or user the payment does not belong to.
@@ -81,7 +88,8 @@ impl mall_common::error::ServiceError for Error {
             | Error::NotThisPayment
             | Error::RefundExceedsRemaining
             | Error::AlipayRefund
-            | Error::AlipayNotConfigured => Code::FailedPrecondition,
+            | Error::AlipayNotConfigured
+            | Error::OrderVoided(_) => Code::FailedPrecondition,
             Error::OrderAlreadyPaid(_) | Error::PayLinkConflict(_) => Code::AlreadyExists,
             Error::PaymentNotFound(_) => Code::NotFound,
             Error::OtherUsersOrder(_) => Code::PermissionDenied,
@@ -96,6 +104,7 @@ impl mall_common::error::ServiceError for Error {
             Error::Invalid(_) => reason::INVALID_REQUEST,
             Error::Declined(_) => reason::CARD_DECLINED,
             Error::OrderAlreadyPaid(_) => reason::ORDER_ALREADY_PAID,
+            Error::OrderVoided(_) => reason::ORDER_VOIDED,
             Error::PaymentNotFound(_) => reason::PAYMENT_NOT_FOUND,
             Error::NotThisPayment => reason::PAYMENT_MISMATCH,
             Error::RefundExceedsRemaining => reason::REFUND_EXCEEDS_REMAINING,
@@ -155,6 +164,12 @@ mod tests {
                 Code::AlreadyExists,
                 "order o1 already has a payment",
                 reason::ORDER_ALREADY_PAID,
+            ),
+            (
+                Error::OrderVoided("o1".into()),
+                Code::FailedPrecondition,
+                "order o1 was abandoned by checkout and can no longer be charged",
+                reason::ORDER_VOIDED,
             ),
             (
                 Error::PaymentNotFound("t1".into()),

@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod error;
+pub mod reconcile;
 pub mod store;
 
 use std::fmt;
@@ -56,6 +57,13 @@ pub struct PaymentSettings {
     /// How long one order's pay link is reused.
     #[serde(with = "mall_common::config::duration")]
     pub pay_url_cache: Duration,
+    /// How often the reconciliation worker looks for payments of cancelled orders.
+    #[serde(with = "mall_common::config::duration")]
+    pub reconcile_interval: Duration,
+    /// How old a payment must be before the worker asks about its order (younger ones are
+    /// still in their checkout).
+    #[serde(with = "mall_common::config::duration")]
+    pub reconcile_after: Duration,
 }
 
 /// A string setting that may arrive as a number (`alipay_app_id: 2021...` unquoted in YAML).
@@ -91,6 +99,8 @@ impl fmt::Debug for PaymentSettings {
             )
             .field("alipay_notify_url", &self.alipay_notify_url)
             .field("pay_url_cache", &self.pay_url_cache)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .field("reconcile_after", &self.reconcile_after)
             .finish()
     }
 }
@@ -116,6 +126,8 @@ pub fn default_settings() -> Settings {
                 alipay_public_key_pem: String::new(),
                 alipay_notify_url: String::new(),
                 pay_url_cache: Duration::from_secs(600),
+                reconcile_interval: Duration::from_secs(30),
+                reconcile_after: Duration::from_secs(120),
             },
         },
     )
@@ -132,6 +144,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     if p.pay_url_cache < Duration::from_secs(1) {
         anyhow::bail!("invalid configuration: `payment.pay_url_cache` must be at least 1s");
     }
+    if p.reconcile_interval < Duration::from_secs(1) {
+        anyhow::bail!("invalid configuration: `payment.reconcile_interval` must be at least 1s");
+    }
     // Keys first: a bad one fails start-up before any port is bound.
     let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
@@ -142,14 +157,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         alipay,
         p.pay_url_cache,
     );
-    platform
+    let order = platform
+        .clients
+        .client::<reconcile::OrderClient>(ServiceName::Order.as_str())?;
+    let reconciler = reconcile::Reconciler::new(payments.clone(), order, p.reconcile_after);
+    let server = platform
         .server(&settings)
         .add_service(
             PaymentServiceServer::new(api::PaymentApi::new(payments)),
             api::ACCESS,
         )
         .bind()
-        .await
+        .await?;
+    reconciler.spawn(p.reconcile_interval, server.shutdown_handle());
+    Ok(server)
 }
 
 /// Builds and serves until `shutdown` completes.

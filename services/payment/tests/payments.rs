@@ -904,3 +904,221 @@ async fn get_payment_finds_an_order_s_charge_by_order_id() {
     assert_code!(neither, Code::InvalidArgument, "no id at all");
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_voided_order_refuses_a_late_charge_and_a_void_after_a_charge_finds_it() {
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let void = |order: &str| pb::VoidOrderReq {
+        order_id: order.into(),
+    };
+
+    // Voided first: the charge that arrives late is refused, and nothing is recorded.
+    for _ in 0..2 {
+        let answer = client
+            .void_order(void("order-void-1"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answer.voided && answer.payment.is_none(), "{answer:?}");
+    }
+    let err = assert_code!(
+        client
+            .charge(charge_req("order-void-1", 7, 1_000, card(VISA)))
+            .await,
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        mall_common::error::reason_of(&err).as_deref(),
+        Some("ORDER_VOIDED")
+    );
+    assert_code!(
+        client
+            .get_payment(pb::GetPaymentReq {
+                transaction_id: String::new(),
+                order_id: "order-void-1".into(),
+            })
+            .await,
+        Code::NotFound
+    );
+
+    // Charged first: the void changes nothing and answers with the charge.
+    let txn = charge(&mut client, "order-void-2", 7, 2_500).await;
+    let answer = client
+        .void_order(void("order-void-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.voided, "{answer:?}");
+    let payment = answer.payment.expect("the order's payment");
+    assert_eq!(
+        (
+            payment.transaction_id.as_str(),
+            payment.user_id,
+            payment.amount_cents
+        ),
+        (txn.as_str(), 7, 2_500)
+    );
+    assert_eq!(payment.payment_method, "credit_card");
+    // A repeat of the charge still answers the same transaction.
+    assert_eq!(charge(&mut client, "order-void-2", 7, 2_500).await, txn);
+
+    assert_code!(client.void_order(void("")).await, Code::InvalidArgument);
+    assert_code!(
+        user(&fleet, 7).void_order(void("order-void-3")).await,
+        Code::PermissionDenied
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_charge_racing_a_void_either_lands_and_is_found_or_is_refused() {
+    let fleet = fleet().await;
+    let races = (0..12).map(|i| {
+        let (mut charging, mut voiding) = (service(&fleet), service(&fleet));
+        let order = format!("order-race-void-{i}");
+        async move {
+            let (charged, voided) = tokio::join!(
+                charging.charge(charge_req(&order, 7, 700, card(VISA))),
+                voiding.void_order(pb::VoidOrderReq {
+                    order_id: order.clone(),
+                })
+            );
+            let voided = voided.expect("void answers").into_inner();
+            match charged {
+                Ok(resp) => {
+                    let txn = resp.into_inner().transaction_id;
+                    assert!(!voided.voided, "{order}: charged and voided");
+                    assert_eq!(voided.payment.map(|p| p.transaction_id), Some(txn));
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), Code::FailedPrecondition, "{order}: {status}");
+                    assert!(voided.voided, "{order}: neither charged nor voided");
+                }
+            }
+        }
+    });
+    futures::future::join_all(races).await;
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn reconciliation_refunds_payments_of_cancelled_orders_and_keeps_paid_ones() {
+    let k = keys();
+    let fleet = TestFleet::start_with(
+        &["auth", "product", "order", "payment"],
+        &[
+            ("MALL__PAYMENT__ALIPAY_APP_ID", APP_ID),
+            ("MALL__PAYMENT__ALIPAY_PRIVATE_KEY_PEM", &k.app_private_pem),
+            ("MALL__PAYMENT__ALIPAY_PUBLIC_KEY_PEM", &k.alipay_public_pem),
+            ("MALL__PAYMENT__RECONCILE_INTERVAL", "1s"),
+            ("MALL__PAYMENT__RECONCILE_AFTER", "0s"),
+        ],
+    )
+    .await;
+    let user = 9;
+    let mut order: mall_testing::OrderClient = fleet.client("order");
+    let place = |key: &'static str| {
+        let req = mall_proto::order::v1::PlaceOrderReq {
+            user_id: user,
+            user_currency: String::new(),
+            address: Some(mall_testing::address()),
+            email: "buyer@example.com".into(),
+            order_items: vec![mall_proto::order::v1::OrderItem {
+                item: Some(mall_proto::common::v1::CartItem {
+                    product_id: 1,
+                    quantity: 2,
+                }),
+                cost_cents: 1_800,
+            }],
+            idempotency_key: key.into(),
+        };
+        let mut order = order.clone();
+        async move {
+            order
+                .place_order(req)
+                .await
+                .expect("PlaceOrder")
+                .into_inner()
+                .order
+                .expect("an order")
+                .order_id
+        }
+    };
+    let (cancelled, paid, pending) = (
+        place("reconcile-cancelled").await,
+        place("reconcile-paid").await,
+        place("reconcile-pending").await,
+    );
+    let mut client = service(&fleet);
+    let late = charge(&mut client, &cancelled, user, 1_800).await;
+    let good = charge(&mut client, &paid, user, 1_800).await;
+    let waiting = charge(&mut client, &pending, user, 1_800).await;
+    order
+        .cancel_order(mall_proto::order::v1::CancelOrderReq {
+            user_id: user,
+            order_id: cancelled.clone(),
+            reason: "checkout gave up".into(),
+        })
+        .await
+        .expect("cancel");
+    order
+        .mark_order_paid(mall_proto::order::v1::MarkOrderPaidReq {
+            user_id: user,
+            order_id: paid.clone(),
+            transaction_id: good.clone(),
+        })
+        .await
+        .expect("mark paid");
+
+    mall_testing::eventually(
+        std::time::Duration::from_secs(10),
+        "the cancelled order's payment is refunded",
+        || async {
+            let p = get(&mut service(&fleet), &late).await.unwrap();
+            p.refunded_cents == 1_800 && p.status == "refunded"
+        },
+    )
+    .await;
+    let pool = database(&fleet).await;
+    mall_testing::eventually(
+        std::time::Duration::from_secs(10),
+        "the paid order's payment is reconciled",
+        || async {
+            count(
+                &pool,
+                "SELECT COUNT(*) FROM payments WHERE transaction_id = ? AND reconciled_at IS NOT NULL",
+                &good,
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    // A few more rounds change nothing else: the paid one is kept, the pending one waits.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    for txn in [&good, &waiting] {
+        let p = get(&mut client, txn).await.unwrap();
+        assert_eq!((p.refunded_cents, p.status.as_str()), (0, "paid"), "{txn}");
+    }
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM payments WHERE transaction_id = ? AND reconciled_at IS NULL",
+            &waiting,
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM refunds WHERE transaction_id = ?",
+            &late
+        )
+        .await,
+        1,
+        "refunded exactly once"
+    );
+    fleet.stop().await;
+}

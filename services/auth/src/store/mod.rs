@@ -149,6 +149,10 @@ impl Accounts {
     /// Soft-deletes an active account and revokes its refresh tokens; `false` when there is
     /// none.
     pub async fn delete(&self, id: UserId) -> Result<bool, Error> {
+        self.db.retrying("delete", || self.delete_once(id)).await
+    }
+
+    async fn delete_once(&self, id: UserId) -> Result<bool, Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
@@ -195,6 +199,19 @@ impl Accounts {
 
     /// Spends `old_hash` and stores `new_hash` in its family, or detects reuse.
     pub async fn rotate(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: i64,
+    ) -> Result<Rotation, Error> {
+        self.db
+            .retrying("rotate", || {
+                self.rotate_once(old_hash, new_hash, expires_at)
+            })
+            .await
+    }
+
+    async fn rotate_once(
         &self,
         old_hash: &str,
         new_hash: &str,

@@ -1,20 +1,19 @@
 //! The carts' SQL. One implementation for both backends through sqlx `Any`, `?` placeholders
 //! and portable types.
 //!
-//! Quantities change only through single conditional statements (`SET quantity = quantity + ?
-//! ... AND quantity + ? <= 999`), never read-then-write, so concurrent `AddItem`s on one line
-//! never lose an increment. A missing line is inserted; when a concurrent insert wins the unique
-//! key, the statement is retried against the line it created.
+//! Every write is one transaction that first locks the cart's row in `carts` (an upsert), so the
+//! writes of one cart run one at a time: what a write reads of its cart (is the line there? how
+//! many lines?) still holds when it writes, and the 100-line cap cannot be passed by concurrent
+//! adds. Different carts share no lock (record locks only, under READ COMMITTED), and a lock
+//! conflict the database aborts anyway is run again ([`Database::retrying`]).
 
 use mall_common::store::{Backend, Database, Migrations, is_unique_violation};
-use mall_types::money::MAX_QUANTITY;
+use mall_types::money::{MAX_ORDER_LINES, MAX_QUANTITY};
 use mall_types::time::{unix_millis, unix_secs};
 use mall_types::{ProductId, Quantity, UserId};
-use sqlx::any::AnyQueryResult;
-use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::domain::{Addition, CartLine};
+use crate::domain::{Addition, CartLine, Purchase};
 use crate::error::Error;
 
 /// The carts' migrations, one set per backend.
@@ -23,41 +22,19 @@ pub static MIGRATIONS: Migrations = Migrations {
     mysql: sqlx::migrate!("./migrations/mysql"),
 };
 
-/// How many times an upsert goes round (update → insert → update) before giving up on a line
-/// that other writers keep inserting and deleting.
-const MAX_UPSERT_ROUNDS: usize = 3;
-
 /// The carts' repository.
 #[derive(Clone, Debug)]
 pub struct Carts {
     db: Database,
 }
 
-/// The connection one upsert runs on.
-///
-/// SQLite: a write transaction (`BEGIN IMMEDIATE`), so the update and the insert run under one
-/// write lock and no other writer slips between them. MySQL: plain autocommit statements, each
-/// atomic on its own; in a transaction the update of a missing row would take a gap lock, and
-/// two concurrent first adds would deadlock on each other's insert.
-enum Writer {
-    Sqlite(Transaction<'static, Any>),
-    MySql(PoolConnection<Any>),
-}
-
-impl Writer {
-    fn conn(&mut self) -> &mut AnyConnection {
-        match self {
-            Writer::Sqlite(tx) => tx,
-            Writer::MySql(conn) => conn,
-        }
-    }
-
-    async fn finish(self) -> Result<(), sqlx::Error> {
-        match self {
-            Writer::Sqlite(tx) => tx.commit().await,
-            Writer::MySql(_) => Ok(()),
-        }
-    }
+/// What [`Carts::remove_purchased`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The purchase's units were taken out now.
+    Removed,
+    /// They were taken out before (a repeat): nothing changed.
+    Repeat,
 }
 
 impl Carts {
@@ -71,49 +48,25 @@ impl Carts {
         &self.db
     }
 
-    async fn writer(&self) -> Result<Writer, sqlx::Error> {
-        Ok(match self.db.backend() {
-            Backend::Sqlite => Writer::Sqlite(self.db.begin_write().await?),
-            Backend::MySql => Writer::MySql(self.db.pool().acquire().await?),
-        })
-    }
-
-    /// A new line; a unique violation means a concurrent writer created it first. Lines are
-    /// listed by `added_at_ms`, the order they were first added in.
-    async fn insert_line(
-        conn: &mut AnyConnection,
-        user_id: UserId,
-        product_id: ProductId,
-        quantity: Quantity,
-    ) -> Result<AnyQueryResult, sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO cart_items (user_id, product_id, quantity, added_at_ms, updated_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(user_id.db())
-        .bind(product_id.db())
-        .bind(quantity.db())
-        .bind(unix_millis())
-        .bind(unix_secs())
-        .execute(conn)
-        .await
-    }
-
-    /// Adds to the line's quantity if the line exists and stays within the limit; true if it did.
-    async fn increment(conn: &mut AnyConnection, a: &Addition) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE cart_items SET quantity = quantity + ?, updated_at = ? \
-             WHERE user_id = ? AND product_id = ? AND quantity + ? <= ?",
-        )
-        .bind(a.quantity.db())
-        .bind(unix_secs())
-        .bind(a.user_id.db())
-        .bind(a.product_id.db())
-        .bind(a.quantity.db())
-        .bind(i64::from(MAX_QUANTITY))
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected() > 0)
+    /// A write transaction holding the lock of `user_id`'s cart.
+    async fn lock_cart(&self, user_id: UserId) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let upsert = match self.db.backend() {
+            Backend::MySql => {
+                "INSERT INTO carts (user_id, updated_at) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at)"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO carts (user_id, updated_at) VALUES (?, ?) \
+                 ON CONFLICT (user_id) DO UPDATE SET updated_at = excluded.updated_at"
+            }
+        };
+        sqlx::query(upsert)
+            .bind(user_id.db())
+            .bind(unix_secs())
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     /// The line's current quantity, if there is a line.
@@ -129,89 +82,191 @@ impl Carts {
             .await
     }
 
-    /// Adds units to a line, creating it when missing. A line that would pass 999 is
-    /// [`Error::LineFull`] and stays as it was.
-    pub async fn add(&self, a: &Addition) -> Result<(), Error> {
-        let mut writer = self.writer().await?;
-        for _ in 0..MAX_UPSERT_ROUNDS {
-            let conn = writer.conn();
-            if Self::increment(conn, a).await? {
-                return Ok(writer.finish().await?);
-            }
-            match Self::insert_line(conn, a.user_id, a.product_id, a.quantity).await {
-                Ok(_) => return Ok(writer.finish().await?),
-                Err(e) if is_unique_violation(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-            // A concurrent add created the line between our update and insert: add to it.
-            if Self::increment(conn, a).await? {
-                return Ok(writer.finish().await?);
-            }
-            match Self::quantity(conn, a.user_id, a.product_id).await? {
-                Some(q) if q + a.quantity.db() > i64::from(MAX_QUANTITY) => {
-                    return Err(Error::LineFull(a.product_id.get()));
-                }
-                // Removed or lowered meanwhile: go round again.
-                _ => {}
-            }
+    /// A new line at the end of the cart, unless the cart holds [`MAX_ORDER_LINES`] already.
+    /// Lines are listed by `added_at_ms`, the order they were first added in.
+    async fn insert_line(
+        conn: &mut AnyConnection,
+        user_id: UserId,
+        product_id: ProductId,
+        quantity: Quantity,
+    ) -> Result<(), Error> {
+        let lines: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cart_items WHERE user_id = ?")
+            .bind(user_id.db())
+            .fetch_one(&mut *conn)
+            .await?;
+        if usize::try_from(lines).unwrap_or(usize::MAX) >= MAX_ORDER_LINES {
+            return Err(Error::CartFull);
         }
-        Err(Error::Contended(a.product_id.get()))
+        let inserted = sqlx::query(
+            "INSERT INTO cart_items (user_id, product_id, quantity, added_at_ms, updated_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(user_id.db())
+        .bind(product_id.db())
+        .bind(quantity.db())
+        .bind(unix_millis())
+        .bind(unix_secs())
+        .execute(conn)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            // Only a writer that skipped the cart's lock could have created it meanwhile.
+            Err(e) if is_unique_violation(&e) => Err(Error::Contended(product_id.get())),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Sets a line's quantity, creating the line when missing.
+    /// Adds units to a line, creating it when missing. A line that would pass 999 is
+    /// [`Error::LineFull`], a new line in a full cart [`Error::CartFull`]; both leave the cart
+    /// as it was.
+    pub async fn add(&self, a: &Addition) -> Result<(), Error> {
+        self.db.retrying("AddItem", || self.add_once(a)).await
+    }
+
+    async fn add_once(&self, a: &Addition) -> Result<(), Error> {
+        let mut tx = self.lock_cart(a.user_id).await?;
+        let added = sqlx::query(
+            "UPDATE cart_items SET quantity = quantity + ?, updated_at = ? \
+             WHERE user_id = ? AND product_id = ? AND quantity + ? <= ?",
+        )
+        .bind(a.quantity.db())
+        .bind(unix_secs())
+        .bind(a.user_id.db())
+        .bind(a.product_id.db())
+        .bind(a.quantity.db())
+        .bind(i64::from(MAX_QUANTITY))
+        .execute(&mut *tx)
+        .await?;
+        if added.rows_affected() == 0 {
+            if Self::quantity(&mut tx, a.user_id, a.product_id)
+                .await?
+                .is_some()
+            {
+                return Err(Error::LineFull(a.product_id.get()));
+            }
+            Self::insert_line(&mut tx, a.user_id, a.product_id, a.quantity).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    /// Sets a line's quantity, creating the line when missing (unless the cart is full).
     pub async fn set(
         &self,
         user_id: UserId,
         product_id: ProductId,
         quantity: Quantity,
     ) -> Result<(), Error> {
-        let mut writer = self.writer().await?;
-        for _ in 0..MAX_UPSERT_ROUNDS {
-            let conn = writer.conn();
-            let done = sqlx::query(
-                "UPDATE cart_items SET quantity = ?, updated_at = ? \
-                 WHERE user_id = ? AND product_id = ?",
-            )
-            .bind(quantity.db())
-            .bind(unix_secs())
-            .bind(user_id.db())
-            .bind(product_id.db())
-            .execute(&mut *conn)
-            .await?;
-            // MySQL counts only rows that changed; a line already at `quantity` reads as 0 and
-            // falls through to the insert, whose unique violation brings us back here.
-            if done.rows_affected() > 0 {
-                return Ok(writer.finish().await?);
-            }
-            match Self::insert_line(conn, user_id, product_id, quantity).await {
-                Ok(_) => return Ok(writer.finish().await?),
-                Err(e) if is_unique_violation(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if Self::quantity(conn, user_id, product_id).await? == Some(quantity.db()) {
-                return Ok(writer.finish().await?);
-            }
+        self.db
+            .retrying("UpdateItem", || {
+                self.set_once(user_id, product_id, quantity)
+            })
+            .await
+    }
+
+    async fn set_once(
+        &self,
+        user_id: UserId,
+        product_id: ProductId,
+        quantity: Quantity,
+    ) -> Result<(), Error> {
+        let mut tx = self.lock_cart(user_id).await?;
+        let done = sqlx::query(
+            "UPDATE cart_items SET quantity = ?, updated_at = ? \
+             WHERE user_id = ? AND product_id = ?",
+        )
+        .bind(quantity.db())
+        .bind(unix_secs())
+        .bind(user_id.db())
+        .bind(product_id.db())
+        .execute(&mut *tx)
+        .await?;
+        // MySQL counts only rows that changed: a line already at `quantity` reads as 0.
+        if done.rows_affected() == 0
+            && Self::quantity(&mut tx, user_id, product_id)
+                .await?
+                .is_none()
+        {
+            Self::insert_line(&mut tx, user_id, product_id, quantity).await?;
         }
-        Err(Error::Contended(product_id.get()))
+        Ok(tx.commit().await?)
     }
 
     /// Removes one line; a missing line is fine.
     pub async fn remove(&self, user_id: UserId, product_id: ProductId) -> Result<(), Error> {
-        sqlx::query("DELETE FROM cart_items WHERE user_id = ? AND product_id = ?")
-            .bind(user_id.db())
-            .bind(product_id.db())
-            .execute(self.db.pool())
+        self.db
+            .retrying("RemoveItem", || async {
+                sqlx::query("DELETE FROM cart_items WHERE user_id = ? AND product_id = ?")
+                    .bind(user_id.db())
+                    .bind(product_id.db())
+                    .execute(self.db.pool())
+                    .await
+            })
             .await?;
         Ok(())
     }
 
     /// Removes every line of a cart; an empty cart is fine.
     pub async fn empty(&self, user_id: UserId) -> Result<u64, Error> {
-        let done = sqlx::query("DELETE FROM cart_items WHERE user_id = ?")
-            .bind(user_id.db())
-            .execute(self.db.pool())
+        let done = self
+            .db
+            .retrying("EmptyCart", || async {
+                sqlx::query("DELETE FROM cart_items WHERE user_id = ?")
+                    .bind(user_id.db())
+                    .execute(self.db.pool())
+                    .await
+            })
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Takes a purchase's units out of its cart, once per order: each line loses the units
+    /// bought (a line left with none is removed); lines of other products, and units added
+    /// beyond those bought, stay. A repeat for the same order, however late, changes nothing.
+    pub async fn remove_purchased(&self, purchase: &Purchase) -> Result<Removal, Error> {
+        self.db
+            .retrying("RemovePurchased", || self.remove_purchased_once(purchase))
+            .await
+    }
+
+    async fn remove_purchased_once(&self, purchase: &Purchase) -> Result<Removal, Error> {
+        let user = purchase.user_id.db();
+        let mut tx = self.lock_cart(purchase.user_id).await?;
+        let marked = sqlx::query(
+            "INSERT INTO cart_purchases (order_id, user_id, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(purchase.order_id.as_str())
+        .bind(user)
+        .bind(unix_secs())
+        .execute(&mut *tx)
+        .await;
+        match marked {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(Removal::Repeat),
+            Err(e) => return Err(e.into()),
+        }
+        for (product, bought) in &purchase.lines {
+            sqlx::query(
+                "DELETE FROM cart_items WHERE user_id = ? AND product_id = ? AND quantity <= ?",
+            )
+            .bind(user)
+            .bind(product.db())
+            .bind(bought.db())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE cart_items SET quantity = quantity - ?, updated_at = ? \
+                 WHERE user_id = ? AND product_id = ? AND quantity > ?",
+            )
+            .bind(bought.db())
+            .bind(unix_secs())
+            .bind(user)
+            .bind(product.db())
+            .bind(bought.db())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Removal::Removed)
     }
 
     /// A cart's lines in the order they were first added.

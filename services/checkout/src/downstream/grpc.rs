@@ -17,7 +17,7 @@ use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use tonic::{Request, Status};
 
-use super::{Downstream, OrderState, PaymentInfo, reason};
+use super::{CARD_METHOD, Downstream, OrderState, PaymentInfo, Settlement};
 use crate::domain::{Card, Contact, PricedLine};
 use crate::saga::StepError;
 
@@ -78,8 +78,10 @@ fn cart_items(lines: &[PricedLine]) -> Vec<common_pb::CartItem> {
 fn payment_info(p: payment_pb::Payment) -> PaymentInfo {
     PaymentInfo {
         transaction_id: p.transaction_id,
+        user_id: p.user_id,
         amount_cents: p.amount_cents,
         refunded_cents: p.refunded_cents,
+        method: p.payment_method,
     }
 }
 
@@ -219,7 +221,7 @@ impl Downstream for GrpcDownstream {
                 credit_card_expiration_year: card.year,
                 credit_card_expiration_month: card.month,
             }),
-            payment_method: "credit_card".into(),
+            payment_method: CARD_METHOD.into(),
             order_id: order_id.to_string(),
             user_id,
         };
@@ -275,23 +277,23 @@ impl Downstream for GrpcDownstream {
         Ok(payment_info(payment))
     }
 
-    async fn payment_of_order(
-        &self,
-        order_id: &str,
-        timeout: Duration,
-    ) -> Result<Option<PaymentInfo>, StepError> {
-        let req = payment_pb::GetPaymentReq {
-            transaction_id: String::new(),
+    async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError> {
+        let req = payment_pb::VoidOrderReq {
             order_id: order_id.to_string(),
         };
         let answer = self
             .client::<PaymentServiceClient<Channel>>(PAYMENT)?
-            .get_payment(with_timeout(req, timeout))
-            .await;
-        match answer.map_err(failed(PAYMENT)) {
-            Ok(payment) => Ok(Some(payment_info(payment.into_inner()))),
-            Err(e) if e.refusal(&[reason::PAYMENT_NOT_FOUND]).is_some() => Ok(None),
-            Err(e) => Err(e),
+            .void_order(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PAYMENT))?
+            .into_inner();
+        match (answer.voided, answer.payment) {
+            (true, _) => Ok(Settlement::Voided),
+            (false, Some(payment)) => Ok(Settlement::Charged(payment_info(payment))),
+            (false, None) => Err(StepError::Unexpected {
+                service: PAYMENT,
+                what: "VoidOrder answered neither voided nor a payment".into(),
+            }),
         }
     }
 
@@ -362,9 +364,20 @@ impl Downstream for GrpcDownstream {
         Ok(())
     }
 
-    async fn empty_cart(&self, user_id: u64, timeout: Duration) -> Result<(), StepError> {
+    async fn remove_purchased(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let req = cart_pb::RemovePurchasedReq {
+            user_id,
+            order_id: order_id.to_string(),
+            items: cart_items(lines),
+        };
         self.client::<CartServiceClient<Channel>>(CART)?
-            .empty_cart(with_timeout(cart_pb::EmptyCartReq { user_id }, timeout))
+            .remove_purchased(with_timeout(req, timeout))
             .await
             .map_err(failed(CART))?;
         Ok(())

@@ -22,8 +22,6 @@ pub mod reason {
     pub const RESERVATION_RELEASED: &str = "RESERVATION_RELEASED";
     /// Payment: the card was declined.
     pub const CARD_DECLINED: &str = "CARD_DECLINED";
-    /// Payment: no payment for the transaction or order asked for.
-    pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
     /// Order: the order is no longer PENDING (so it cannot be cancelled).
     pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
     /// Any service: the request broke one of its rules; nothing was done.
@@ -48,10 +46,26 @@ pub enum OrderState {
 pub struct PaymentInfo {
     /// The transaction id.
     pub transaction_id: String,
+    /// The payer.
+    pub user_id: u64,
     /// Charged amount.
     pub amount_cents: i64,
     /// Already refunded.
     pub refunded_cents: i64,
+    /// `credit_card` or `alipay`.
+    pub method: String,
+}
+
+/// The payment method of the saga's charges, as payment names it.
+pub const CARD_METHOD: &str = "credit_card";
+
+/// What voiding an order found (`VoidOrder`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Nothing was charged, and from now on nothing can be.
+    Voided,
+    /// The order was charged first: its payment.
+    Charged(PaymentInfo),
 }
 
 /// Cart, product, order and payment, as the saga calls them (as the checkout service).
@@ -123,13 +137,10 @@ pub trait Downstream: Send + Sync {
         timeout: Duration,
     ) -> Result<PaymentInfo, StepError>;
 
-    /// The successful payment of `order_id`, if there is one: how a saga that stopped during
-    /// `Charge` (outcome unknown) learns whether the card was charged.
-    async fn payment_of_order(
-        &self,
-        order_id: &str,
-        timeout: Duration,
-    ) -> Result<Option<PaymentInfo>, StepError>;
+    /// Voids `order_id` at payment unless it was charged: how a saga that stopped during
+    /// `Charge` (outcome unknown) settles whether the card was charged, so that a `Charge`
+    /// still in flight cannot land after the saga gave up.
+    async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError>;
 
     /// PENDING→PAID by `transaction_id`.
     async fn mark_paid(
@@ -157,6 +168,13 @@ pub trait Downstream: Send + Sync {
         timeout: Duration,
     ) -> Result<(), StepError>;
 
-    /// Empties the cart (idempotent).
-    async fn empty_cart(&self, user_id: u64, timeout: Duration) -> Result<(), StepError>;
+    /// Takes the purchased lines out of the buyer's cart, once per order (idempotent: a
+    /// repeat, however late, changes nothing, so lines added since stay).
+    async fn remove_purchased(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<(), StepError>;
 }

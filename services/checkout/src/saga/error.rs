@@ -93,9 +93,10 @@ impl StepError {
             return StepError::NotSent { service, status };
         }
         match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-                StepError::Unreachable { service, status }
-            }
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled => StepError::Unreachable { service, status },
             _ => StepError::Refused {
                 service,
                 reason: reason_of(&status),
@@ -140,9 +141,13 @@ impl StepError {
         )
     }
 
-    /// The client's answer: `UNAVAILABLE` for a down or slow dependency, `INTERNAL` (logged)
-    /// for one that failed unexpectedly or for the store, `DEADLINE_EXCEEDED` for the budget,
-    /// `ABORTED` "in progress" when another instance drives the saga.
+    /// The client's answer: `UNAVAILABLE` for a down or slow dependency and for one that
+    /// failed (its `INTERNAL` is its own bug, counted there); a business refusal the saga does
+    /// not act on (`FAILED_PRECONDITION`, `NOT_FOUND`, `ALREADY_EXISTS`, `ABORTED`) as the
+    /// dependency gave it; `INTERNAL` (logged) only when the fault is checkout's — a request the
+    /// dependency found invalid, credentials it refused, an answer the saga cannot act on, its
+    /// own store; `DEADLINE_EXCEEDED` for the budget; `ABORTED` "in progress" when another
+    /// instance drives the saga.
     pub fn into_status(self) -> Status {
         match self {
             StepError::Budget => Status::deadline_exceeded(BUDGET_MESSAGE),
@@ -159,8 +164,25 @@ impl StepError {
                 tracing::warn!(dependency = service, code = ?status.code(), message = status.message(), "dependency failed");
                 Status::unavailable(format!("{service} service unavailable"))
             }
-            StepError::Refused { service, .. } | StepError::Unexpected { service, .. } => {
-                tracing::error!(dependency = service, error = %self, "dependency refused a saga step");
+            StepError::Refused {
+                service,
+                ref status,
+                ..
+            } => match status.code() {
+                Code::Internal | Code::Unknown | Code::DataLoss | Code::Unimplemented => {
+                    tracing::warn!(dependency = service, code = ?status.code(), message = status.message(), "dependency failed");
+                    Status::unavailable(format!("{service} service failed"))
+                }
+                Code::FailedPrecondition | Code::NotFound | Code::AlreadyExists | Code::Aborted => {
+                    Status::new(status.code(), status.message())
+                }
+                _ => {
+                    tracing::error!(dependency = service, error = %self, "dependency refused a saga step");
+                    Status::internal(format!("{service} refused checkout's request"))
+                }
+            },
+            StepError::Unexpected { service, .. } => {
+                tracing::error!(dependency = service, error = %self, "dependency answered unexpectedly");
                 Status::internal(format!("{service} service failed"))
             }
             StepError::Store(e) => e.into(),
@@ -267,14 +289,56 @@ mod tests {
         assert_eq!(refused.message(), "no units left");
         assert!(e.refusal(&["CARD_DECLINED"]).is_none());
 
-        // The words alone decide nothing.
+        // The words alone decide nothing: a refusal without a reason reaches the client as
+        // the dependency gave it.
         let e = StepError::from_status(
             "product",
             Status::failed_precondition("insufficient stock for product 1"),
         );
         assert_eq!(e.reason(), None);
         assert!(e.refusal(&["INSUFFICIENT_STOCK"]).is_none());
-        assert_eq!(e.into_status().code(), Code::Internal);
+        let answer = e.into_status();
+        assert_eq!(
+            (answer.code(), answer.message()),
+            (Code::FailedPrecondition, "insufficient stock for product 1")
+        );
+    }
+
+    #[test]
+    fn a_dependency_s_bug_is_unavailable_and_checkout_s_own_is_internal() {
+        for code in [
+            Code::Internal,
+            Code::Unknown,
+            Code::DataLoss,
+            Code::Unimplemented,
+        ] {
+            let answer =
+                StepError::from_status("product", Status::new(code, "SELECT boom")).into_status();
+            assert_eq!(answer.code(), Code::Unavailable, "{code:?}");
+            assert_eq!(answer.message(), "product service failed");
+        }
+        for code in [Code::NotFound, Code::AlreadyExists, Code::Aborted] {
+            let answer = StepError::from_status("order", Status::new(code, "no")).into_status();
+            assert_eq!((answer.code(), answer.message()), (code, "no"));
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+        ] {
+            let answer = StepError::from_status(
+                "product",
+                Status::new(code, "ids must hold at most 100 ids"),
+            )
+            .into_status();
+            assert_eq!(answer.code(), Code::Internal, "{code:?}");
+            assert!(!answer.message().contains("100"), "{}", answer.message());
+        }
+        let cancelled = StepError::from_status("cart", Status::cancelled("server going away"));
+        assert!(
+            matches!(cancelled, StepError::Unreachable { .. }),
+            "{cancelled:?}"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The forward path of a new saga, one function per step: cart, pricing, place order, reserve,
-//! charge, mark paid, empty cart. Before the order exists a failure is a rejection (nothing to
+//! charge, mark paid, remove the purchased lines from the cart. Before the order exists a failure is a rejection (nothing to
 //! undo); from then on it compensates (see [`super::compensate`]).
 
 use super::outcome::Answer;
 use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run, StepError};
-use crate::domain::{Card, PricedLine, PricingError, SagaState, Step, price_lines};
+use crate::domain::{Card, MAX_LINES, PricedLine, PricingError, SagaState, Step, price_lines};
 use crate::downstream::reason;
 use crate::store::{Change, now_ms};
 
@@ -59,6 +59,10 @@ impl Engine {
             .map_err(|e| Self::cut_by_budget(run, e))?;
         if cart.is_empty() {
             return Err(Failure::Pricing(PricingError::EmptyCart));
+        }
+        // Before any other call: one order (and one catalog lookup) takes at most this many.
+        if cart.len() > MAX_LINES {
+            return Err(Failure::Pricing(PricingError::TooManyLines));
         }
         Ok(cart)
     }
@@ -211,16 +215,18 @@ impl Engine {
         self.fail(run, Failure::Refunded).await
     }
 
-    /// Step 7: the order is PAID, so record success, then empty the cart (or leave that to the
-    /// worker).
+    /// Step 7: the order is PAID, so record success, then take the purchased lines out of the
+    /// cart (or leave that to the worker: once per order, so a late retry cannot touch what the
+    /// shopper added since).
     pub(super) async fn paid(&self, run: &mut Run) -> Result<Answer, StepError> {
         let done = charged_ids(run, "paid")?;
+        let order_id = done.0.clone();
         let answer = self
             .decide(run, Change::step(Step::CartPending), Ok(done))
             .await?;
         match self
             .down()
-            .empty_cart(run.user(), self.inner.timing.step)
+            .remove_purchased(run.user(), &order_id, &run.lines, self.inner.timing.step)
             .await
         {
             Ok(()) => {
@@ -236,7 +242,7 @@ impl Engine {
             }
             Err(e) if e.ends_drive() => return Err(e),
             Err(e) => {
-                tracing::warn!(saga = %run.id, error = %e, "EmptyCart failed; the recovery worker will retry");
+                tracing::warn!(saga = %run.id, error = %e, "RemovePurchased failed; the recovery worker will retry");
                 self.park(run).await?;
             }
         }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::outcome::Answer;
 use super::{Engine, Failure, Run, StepError};
 use crate::domain::{SagaState, Step};
+use crate::downstream::{CARD_METHOD, PaymentInfo, Settlement};
 use crate::store::{Change, Saga, now_ms};
 
 impl Engine {
@@ -63,22 +64,29 @@ impl Engine {
         }
     }
 
-    /// After a `Charge` whose outcome is unknown: ask payment whether the order was charged,
-    /// then finish the checkout with that charge or compensate an uncharged one.
+    /// After a `Charge` whose outcome is unknown: void the order at payment, which either
+    /// shuts out a charge still in flight or finds the charge that landed. A charge that is this
+    /// saga's (its amount, user and method) finishes the checkout; otherwise nothing of ours was
+    /// charged and the saga compensates (a foreign payment on the cancelled order is refunded
+    /// by payment's reconciliation).
     pub(super) async fn resolve_charge(&self, run: &mut Run) -> Result<Answer, StepError> {
         let Some(order_id) = run.order_id.clone() else {
             return self.fail(run, Failure::Interrupted).await;
         };
         let found = self
             .down()
-            .payment_of_order(&order_id, self.inner.timing.step)
+            .void_order(&order_id, self.inner.timing.step)
             .await;
         match found {
-            Ok(Some(payment)) => {
+            Ok(Settlement::Charged(payment)) if is_this_sagas(run, &payment) => {
                 self.record_charge(run, payment.transaction_id).await?;
                 self.finish_charged(run).await
             }
-            Ok(None) => self.fail(run, Failure::NotCharged).await,
+            Ok(Settlement::Charged(payment)) => {
+                tracing::error!(saga = %run.id, order = %order_id, transaction = %payment.transaction_id, "the order's payment is not this checkout's charge");
+                self.fail(run, Failure::NotCharged).await
+            }
+            Ok(Settlement::Voided) => self.fail(run, Failure::NotCharged).await,
             Err(e) if e.ends_drive() => Err(e),
             Err(e) => {
                 tracing::warn!(saga = %run.id, error = %e, "cannot tell whether the order was charged; will retry");
@@ -87,4 +95,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether `payment` is the charge this saga asked for: its user, its total, by card.
+fn is_this_sagas(run: &Run, payment: &PaymentInfo) -> bool {
+    payment.user_id == run.user()
+        && payment.amount_cents == run.total
+        && payment.method == CARD_METHOD
 }

@@ -259,6 +259,12 @@ impl Sagas {
 
     /// Applies `change` to saga `id` if `owner` still holds it. False when the lease was lost.
     pub async fn update(&self, id: &str, owner: &str, change: &Change) -> Result<bool, Error> {
+        self.db
+            .retrying("update", || self.update_once(id, owner, change))
+            .await
+    }
+
+    async fn update_once(&self, id: &str, owner: &str, change: &Change) -> Result<bool, Error> {
         let mut sets: Vec<&str> = vec!["updated_at = ?"];
         if change.state.is_some() {
             sets.push("state = ?");
@@ -321,6 +327,18 @@ impl Sagas {
     /// Claims up to `limit` running sagas whose lease expired before `now` (unix ms) for
     /// `owner` until `lease_until`; returns the ones this caller won.
     pub async fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Saga>, Error> {
+        self.db
+            .retrying("claim", || self.claim_once(owner, now, lease_until, limit))
+            .await
+    }
+
+    async fn claim_once(
         &self,
         owner: &str,
         now: i64,

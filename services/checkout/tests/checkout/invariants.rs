@@ -50,7 +50,7 @@ enum Action {
     /// concurrent checkouts take some of them).
     FailMarkPaid(u32),
     /// Arms one `EmptyCart` failure, then pays with the good card.
-    FailEmptyCart,
+    FailRemovePurchased,
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
                 50..70 => Action::Declined,
                 70..78 => Action::FailMarkPaid(1),
                 78..86 => Action::FailMarkPaid(checkout::saga::MARK_PAID_ATTEMPTS + 2),
-                _ => Action::FailEmptyCart,
+                _ => Action::FailRemovePurchased,
             };
             Plan {
                 index,
@@ -154,8 +154,8 @@ async fn randomized_checkouts_with_injected_faults_keep_every_invariant() {
                         hooks.fail_mark_paid.store(n, Ordering::SeqCst);
                         GOOD_CARD
                     }
-                    Action::FailEmptyCart => {
-                        hooks.fail_empty_cart.store(1, Ordering::SeqCst);
+                    Action::FailRemovePurchased => {
+                        hooks.fail_remove_purchased.store(1, Ordering::SeqCst);
                         GOOD_CARD
                     }
                     Action::Good => GOOD_CARD,

@@ -133,6 +133,10 @@ impl Orders {
     /// same (user, key) always gives the same order, also when two requests race: the unique
     /// key lets one insert win and the other reads the winner back.
     pub async fn place(&self, new: &NewOrder) -> Result<Placed, Error> {
+        self.db.retrying("place", || self.place_once(new)).await
+    }
+
+    async fn place_once(&self, new: &NewOrder) -> Result<Placed, Error> {
         if let Some(key) = &new.idempotency_key
             && let Some(id) = self.find_by_key(new.user_id, key).await?
         {
@@ -297,6 +301,19 @@ impl Orders {
         id: &OrderId,
         transaction_id: &TransactionId,
     ) -> Result<Paid, Error> {
+        self.db
+            .retrying("mark_paid", || {
+                self.mark_paid_once(user_id, id, transaction_id)
+            })
+            .await
+    }
+
+    async fn mark_paid_once(
+        &self,
+        user_id: UserId,
+        id: &OrderId,
+        transaction_id: &TransactionId,
+    ) -> Result<Paid, Error> {
         for _ in 0..STATUS_CHANGE_ATTEMPTS {
             let (status, paid_by) = self
                 .state(user_id, id)
@@ -334,6 +351,12 @@ impl Orders {
     /// `sweeper::release_stock`); until that succeeds `stock_released` stays 0 and the sweeper
     /// retries it.
     pub async fn cancel(&self, user_id: UserId, id: &OrderId, reason: &str) -> Result<(), Error> {
+        self.db
+            .retrying("cancel", || self.cancel_once(user_id, id, reason))
+            .await
+    }
+
+    async fn cancel_once(&self, user_id: UserId, id: &OrderId, reason: &str) -> Result<(), Error> {
         for _ in 0..STATUS_CHANGE_ATTEMPTS {
             let (status, _) = self
                 .state(user_id, id)

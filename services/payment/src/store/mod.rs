@@ -50,7 +50,32 @@ pub enum Recorded {
     New,
     /// The order already had this payment (recorded earlier or by a concurrent request).
     Existing(Payment),
+    /// The order was voided (checkout gave up on it) and this payment was refused.
+    Voided,
 }
+
+/// What to do with a payment for an order that checkout voided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnVoided {
+    /// Refuse it: nothing is charged (card charges happen here, so they can still be refused).
+    Refuse,
+    /// Record it anyway: the money has moved already (Alipay tells us afterwards); the
+    /// reconciliation worker refunds it when its order ends CANCELLED.
+    Record,
+}
+
+/// What `void` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Voided {
+    /// The order is voided (now or before): no charge for it will be accepted.
+    Voided,
+    /// The order was charged before the void: this is its payment.
+    Charged(Payment),
+}
+
+/// A settlement outcome as stored in `order_settlements.outcome`.
+const CHARGED: &str = "charged";
+const VOIDED: &str = "voided";
 
 /// The payment ledger's repository.
 #[derive(Clone, Debug)]
@@ -84,9 +109,44 @@ impl Ledger {
     }
 
     /// Records a payment, or returns the order's existing one when the order already has a
-    /// payment (the unique key on `order_id` decides, also between concurrent requests).
-    pub async fn record(&self, new: &NewPayment) -> Result<Recorded, Error> {
+    /// payment (the unique keys on the order decide, also between concurrent requests). The
+    /// order's settlement row is claimed in the same transaction, so a payment and a void of
+    /// one order exclude each other; `on_voided` says what a voided order gets.
+    pub async fn record(&self, new: &NewPayment, on_voided: OnVoided) -> Result<Recorded, Error> {
+        self.db
+            .retrying("record payment", || self.record_once(new, on_voided))
+            .await
+    }
+
+    async fn record_once(&self, new: &NewPayment, on_voided: OnVoided) -> Result<Recorded, Error> {
         let now = unix_secs();
+        let mut tx = self.db.begin_write().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO order_settlements (order_id, outcome, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(new.order_id.as_str())
+        .bind(CHARGED)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match claimed {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                let outcome: String =
+                    sqlx::query_scalar("SELECT outcome FROM order_settlements WHERE order_id = ?")
+                        .bind(new.order_id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if outcome != VOIDED {
+                    drop(tx);
+                    return self.existing(&new.order_id, e).await;
+                }
+                if on_voided == OnVoided::Refuse {
+                    return Ok(Recorded::Voided);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         let (brand, last4) = match &new.card {
             Some(card) => (card.brand.as_str(), card.last4.as_str()),
             None => ("", ""),
@@ -106,17 +166,98 @@ impl Ledger {
         .bind(last4)
         .bind(now)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => Ok(Recorded::New),
-            Err(e) if is_unique_violation(&e) => match self.by_order(&new.order_id).await? {
-                Some(existing) => Ok(Recorded::Existing(existing)),
-                // The clash was on the transaction id, not the order.
-                None => Err(e.into()),
-            },
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(Recorded::New)
+            }
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                self.existing(&new.order_id, e).await
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The order's payment after an insert lost to it on a unique key (`clash`).
+    async fn existing(&self, order_id: &OrderId, clash: sqlx::Error) -> Result<Recorded, Error> {
+        match self.by_order(order_id).await? {
+            Some(existing) => Ok(Recorded::Existing(existing)),
+            // The clash was on the transaction id, not the order.
+            None => Err(clash.into()),
+        }
+    }
+
+    /// Voids an order that checkout gave up on without knowing whether its charge happened:
+    /// from now on no card charge for it is accepted. If it was charged first, nothing is
+    /// voided and its payment is returned (the caller refunds it).
+    pub async fn void(&self, order_id: &OrderId) -> Result<Voided, Error> {
+        self.db
+            .retrying("void order", || self.void_once(order_id))
+            .await
+    }
+
+    async fn void_once(&self, order_id: &OrderId) -> Result<Voided, Error> {
+        let voided = sqlx::query(
+            "INSERT INTO order_settlements (order_id, outcome, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(order_id.as_str())
+        .bind(VOIDED)
+        .bind(unix_secs())
+        .execute(self.db.pool())
+        .await;
+        match voided {
+            Ok(_) => Ok(Voided::Voided),
+            Err(e) if is_unique_violation(&e) => {
+                let outcome: String =
+                    sqlx::query_scalar("SELECT outcome FROM order_settlements WHERE order_id = ?")
+                        .bind(order_id.as_str())
+                        .fetch_one(self.db.pool())
+                        .await?;
+                if outcome == VOIDED {
+                    return Ok(Voided::Voided);
+                }
+                // Written in the charge's transaction: the payment is there.
+                self.by_order(order_id)
+                    .await?
+                    .map(Voided::Charged)
+                    .ok_or_else(|| Error::PaymentNotFound(format!("for order {order_id}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Payments older than `created_before` whose order the reconciliation worker has not
+    /// found settled yet, oldest first.
+    pub async fn unreconciled(
+        &self,
+        created_before: i64,
+        limit: i64,
+    ) -> Result<Vec<Payment>, Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments \
+             WHERE reconciled_at IS NULL AND created_at <= ? ORDER BY created_at LIMIT ?"
+        )))
+        .bind(created_before)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(payment_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Records that the payment's order is settled: the worker stops looking at it.
+    pub async fn mark_reconciled(&self, transaction_id: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE payments SET reconciled_at = ? WHERE transaction_id = ?")
+            .bind(unix_secs())
+            .bind(transaction_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
     }
 
     /// A payment by transaction id.
@@ -144,6 +285,12 @@ impl Ledger {
     /// Refunds part or all of a payment and records the refund as `refund_id`, atomically:
     /// concurrent refunds can never add up to more than the charge.
     pub async fn refund(&self, refund: &Refund, refund_id: &str) -> Result<(), Error> {
+        self.db
+            .retrying("refund", || self.refund_once(refund, refund_id))
+            .await
+    }
+
+    async fn refund_once(&self, refund: &Refund, refund_id: &str) -> Result<(), Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

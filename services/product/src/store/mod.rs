@@ -253,6 +253,10 @@ impl Catalog {
 
     /// Inserts a product and its categories in one transaction.
     pub async fn create(&self, new: &NewProduct) -> Result<Product, Error> {
+        self.db.retrying("create", || self.create_once(new)).await
+    }
+
+    async fn create_once(&self, new: &NewProduct) -> Result<Product, Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         let id = self.insert(&mut tx, new, now).await?;
@@ -267,6 +271,10 @@ impl Catalog {
 
     /// Applies a patch to a live product; `None` when there is none with that id.
     pub async fn update(&self, patch: &ProductPatch) -> Result<Option<Product>, Error> {
+        self.db.retrying("update", || self.update_once(patch)).await
+    }
+
+    async fn update_once(&self, patch: &ProductPatch) -> Result<Option<Product>, Error> {
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE products SET name = COALESCE(?, name), description = COALESCE(?, description), \
@@ -312,6 +320,10 @@ impl Catalog {
 
     /// Takes the reservation's stock, all lines or none. Idempotent per reservation id.
     pub async fn reserve(&self, r: &Reservation) -> Result<Reserved, Error> {
+        self.db.retrying("reserve", || self.reserve_once(r)).await
+    }
+
+    async fn reserve_once(&self, r: &Reservation) -> Result<Reserved, Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         // Claim the id first: a replay (or a concurrent twin) fails here and changes nothing.
@@ -405,6 +417,10 @@ impl Catalog {
     /// Puts a held reservation's stock back, once. Returns the products touched (empty when the
     /// reservation is unknown or already released; an unknown id is recorded as released).
     pub async fn release(&self, id: &ReservationId) -> Result<Vec<ProductId>, Error> {
+        self.db.retrying("release", || self.release_once(id)).await
+    }
+
+    async fn release_once(&self, id: &ReservationId) -> Result<Vec<ProductId>, Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         // Flipping the status is the claim: only one concurrent release can do it.

@@ -71,6 +71,15 @@ impl Instance {
         Checkout::new(client, user_id)
     }
 
+    /// How many checkouts this instance counted with `outcome` in `checkout_outcomes_total`.
+    pub async fn outcomes(&self, outcome: &str) -> u64 {
+        let (_, body) = mall_testing::http_get(self.admin_addr, "/metrics").await;
+        let series = format!("checkout_outcomes_total{{outcome=\"{outcome}\"}} ");
+        body.lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+
     /// Stops the instance and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use checkout::Downstream;
 use checkout::domain::{Card, Contact, PricedLine};
-use checkout::downstream::{OrderState, PaymentInfo};
+use checkout::downstream::{OrderState, PaymentInfo, Settlement};
 use checkout::saga::StepError;
 use parking_lot::Mutex;
 use tonic::Status;
@@ -26,8 +26,8 @@ use tonic::Status;
 pub struct Faults {
     /// The next this-many `MarkOrderPaid` calls fail with `UNAVAILABLE` without being sent.
     pub fail_mark_paid: Arc<AtomicU32>,
-    /// The next this-many `EmptyCart` calls fail with `UNAVAILABLE` without being sent.
-    pub fail_empty_cart: Arc<AtomicU32>,
+    /// The next this-many `RemovePurchased` calls fail with `UNAVAILABLE` without being sent.
+    pub fail_remove_purchased: Arc<AtomicU32>,
     /// The next this-many `MarkOrderPaid` calls are sent, but their answer is lost: the saga
     /// sees `DEADLINE_EXCEEDED` whatever the order service did.
     pub lose_mark_paid_answers: Arc<AtomicU32>,
@@ -176,12 +176,8 @@ impl Downstream for Faulty {
         self.inner.get_payment(transaction_id, timeout).await
     }
 
-    async fn payment_of_order(
-        &self,
-        order_id: &str,
-        timeout: Duration,
-    ) -> Result<Option<PaymentInfo>, StepError> {
-        self.inner.payment_of_order(order_id, timeout).await
+    async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError> {
+        self.inner.void_order(order_id, timeout).await
     }
 
     async fn mark_paid(
@@ -235,10 +231,18 @@ impl Downstream for Faulty {
             .await
     }
 
-    async fn empty_cart(&self, user_id: u64, timeout: Duration) -> Result<(), StepError> {
-        if take(&self.faults.fail_empty_cart) {
-            return Err(not_sent("cart", "EmptyCart"));
+    async fn remove_purchased(
+        &self,
+        user_id: u64,
+        order_id: &str,
+        lines: &[PricedLine],
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        if take(&self.faults.fail_remove_purchased) {
+            return Err(not_sent("cart", "RemovePurchased"));
         }
-        self.inner.empty_cart(user_id, timeout).await
+        self.inner
+            .remove_purchased(user_id, order_id, lines, timeout)
+            .await
     }
 }
