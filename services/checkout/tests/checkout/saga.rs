@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use mall_proto::order::v1 as order_pb;
 use mall_testing::order_status as status;
-use mall_testing::{DECLINED_CARD, GOOD_CARD, checkout_request as request, eventually};
+use mall_testing::{
+    DECLINED_CARD, GOOD_CARD, assert_code, checkout_request as request, eventually,
+};
 use mall_testkit::proxy::LatencyProxy;
 use tonic::{Code, Status};
 
@@ -806,7 +808,11 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
     let user = 142;
     fleet.cart(user).add(product, 1).await.unwrap();
     let words = format!("insufficient stock for product {product}");
-    refused(&hooks, Some(Status::failed_precondition(words.clone())), None);
+    refused(
+        &hooks,
+        Some(Status::failed_precondition(words.clone())),
+        None,
+    );
     let outcomes_before = instance.outcomes("insufficient_stock").await;
     let err = instance
         .checkout(&fleet, user)
@@ -907,4 +913,92 @@ fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
     ] {
         assert_eq!(reason::INVALID_REQUEST, sent);
     }
+}
+
+#[tokio::test]
+async fn a_charge_that_lands_after_checkout_gave_up_is_refused_and_nothing_stays_charged() {
+    let fleet = fleet().await;
+    let db = fleet.fresh_database("checkout");
+    let hooks = Faults::default();
+    let instance = Instance::start(&fleet, &db, hooks.clone(), &[]).await;
+    let user = 151;
+    let product = fleet.catalog().create_product("Clock", 4_400, 4).await;
+    fleet.cart(user).add(product, 1).await.unwrap();
+
+    // The Charge times out for the saga but is still on its way to payment; it arrives after
+    // checkout has settled the order as uncharged.
+    *hooks.delay_charge.lock() = Some(Duration::from_millis(800));
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "late-charge")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unavailable, checkout::saga::NOT_CHARGED_MESSAGE)
+    );
+    let orders = fleet.orders(user).list().await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
+    eventually(
+        Duration::from_secs(5),
+        "the late charge arrives",
+        || async { hooks.late_charge_answer.lock().is_some() },
+    )
+    .await;
+    let late = hooks.late_charge_answer.lock().take().expect("an answer");
+    let refused = late.expect_err("the late charge is refused");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_code!(
+        fleet.payments().of_order(&orders[0].order_id).await,
+        Code::NotFound
+    );
+    assert_eq!(fleet.catalog().stock_of(product).await, 4);
+    assert_eq!(fleet.cart(user).lines().await, vec![(product, 1)]);
+
+    instance.stop().await;
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_cart_of_more_than_100_lines_is_refused_before_any_other_call() {
+    let fleet = fleet().await;
+    let db = fleet.fresh_database("checkout");
+    let instance = Instance::start(&fleet, &db, Faults::default(), &[]).await;
+    let user = 161;
+    // Cart refuses a 101st line, so the oversized cart is written straight into its database
+    // (as one written before the cap existed would be).
+    sqlx::any::install_default_drivers();
+    let carts = sqlx::AnyPool::connect(&fleet.database_url("cart"))
+        .await
+        .expect("cart database");
+    for product in 1..=101_i64 {
+        sqlx::query(
+            "INSERT INTO cart_items (user_id, product_id, quantity, added_at_ms, updated_at) \
+             VALUES (?, ?, 1, ?, 0)",
+        )
+        .bind(i64::try_from(user).unwrap())
+        .bind(product)
+        .bind(product)
+        .execute(&carts)
+        .await
+        .expect("insert a cart line");
+    }
+    carts.close().await;
+    let err = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "too-many-lines")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::FailedPrecondition, "cart has more than 100 lines")
+    );
+    assert!(
+        fleet.orders(user).list().await.is_empty(),
+        "no order placed"
+    );
+
+    instance.stop().await;
+    fleet.stop().await;
 }

@@ -42,6 +42,12 @@ pub struct Faults {
     pub crash_before_recording_charge: Arc<AtomicBool>,
     /// When set, the next `ReserveStock` is not sent: product's answer is this status instead.
     pub refuse_reserve_stock: Arc<Mutex<Option<Status>>>,
+    /// When set, the next `Charge` is held back this long and sent after the saga was told
+    /// `DEADLINE_EXCEEDED` (a charge still in flight when checkout gives up); its answer lands
+    /// in [`Faults::late_charge_answer`].
+    pub delay_charge: Arc<Mutex<Option<Duration>>>,
+    /// What the late `Charge` of [`Faults::delay_charge`] got: the transaction id or the status.
+    pub late_charge_answer: Arc<Mutex<Option<Result<String, Status>>>>,
     /// When set, the next `Charge` is not sent: payment's answer is this status instead.
     pub refuse_charge: Arc<Mutex<Option<Status>>>,
 }
@@ -132,6 +138,23 @@ impl Downstream for Faulty {
     ) -> Result<String, StepError> {
         if let Some(status) = self.faults.refuse_charge.lock().take() {
             return Err(StepError::from_status("payment", status));
+        }
+        let delay = self.faults.delay_charge.lock().take();
+        if let Some(delay) = delay {
+            let (inner, answer) = (self.inner.clone(), self.faults.late_charge_answer.clone());
+            let (order_id, card) = (order_id.to_string(), card.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let charged = inner
+                    .charge(&order_id, user_id, amount_cents, &card, timeout)
+                    .await
+                    .map_err(StepError::into_status);
+                *answer.lock() = Some(charged);
+            });
+            return Err(StepError::Unreachable {
+                service: "payment",
+                status: Status::deadline_exceeded("Charge: injected late charge"),
+            });
         }
         let charged = self
             .inner
