@@ -80,6 +80,7 @@ fn all_services_and_rpcs_present() {
                 "EmptyCart",
                 "UpdateItem",
                 "RemoveItem",
+                "RemovePurchased",
             ],
         ),
         (
@@ -101,6 +102,7 @@ fn all_services_and_rpcs_present() {
                 "Refund",
                 "AlipayCharge",
                 "AlipayNotify",
+                "VoidOrder",
                 "GetPayment",
             ],
         ),
