@@ -67,10 +67,7 @@ impl ServiceError for Error {
             Error::LockedOut => ServiceErrorCode::ResourceExhausted,
             Error::Hashing(_) => ServiceErrorCode::Internal,
             Error::LoginCounter(_) => ServiceErrorCode::Unavailable,
-            Error::Database(e) if mall_common::store::is_unavailable(e) => {
-                ServiceErrorCode::Unavailable
-            }
-            Error::Database(_) => ServiceErrorCode::Internal,
+            Error::Database(e) => mall_common::store::error_code(e),
             Error::Status(status) => ServiceErrorCode::of_grpc(status.code()),
         }
     }

@@ -72,10 +72,7 @@ impl ServiceError for Error {
             // Anything else from the catalog is a bug on one side; its message is not ours to
             // echo.
             Error::Catalog(_) | Error::IncompleteAnswer => ServiceErrorCode::Internal,
-            Error::Database(e) if mall_common::store::is_unavailable(e) => {
-                ServiceErrorCode::Unavailable
-            }
-            Error::Database(_) => ServiceErrorCode::Internal,
+            Error::Database(e) => mall_common::store::error_code(e),
         }
     }
 

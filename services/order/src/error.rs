@@ -77,8 +77,7 @@ impl mall_common::error::ServiceError for Error {
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unavailable,
                 _ => Code::Internal,
             },
-            Error::Database(e) if mall_common::store::is_unavailable(e) => Code::Unavailable,
-            Error::Database(_) => Code::Internal,
+            Error::Database(e) => mall_common::store::error_code(e),
         }
     }
 

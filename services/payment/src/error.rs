@@ -94,8 +94,7 @@ impl mall_common::error::ServiceError for Error {
             Error::PaymentNotFound(_) => Code::NotFound,
             Error::OtherUsersOrder(_) => Code::PermissionDenied,
             Error::Signing(_) => Code::Internal,
-            Error::Database(e) if mall_common::store::is_unavailable(e) => Code::Unavailable,
-            Error::Database(_) => Code::Internal,
+            Error::Database(e) => mall_common::store::error_code(e),
         }
     }
 

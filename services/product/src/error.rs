@@ -51,8 +51,7 @@ impl mall_common::error::ServiceError for Error {
             Error::ProductNotFound(_) => Code::NotFound,
             Error::InsufficientStock(_) | Error::ReservationReleased(_) => Code::FailedPrecondition,
             Error::ReservationConflict(_) => Code::AlreadyExists,
-            Error::Database(e) if mall_common::store::is_unavailable(e) => Code::Unavailable,
-            Error::Database(_) => Code::Internal,
+            Error::Database(e) => mall_common::store::error_code(e),
         }
     }
 
