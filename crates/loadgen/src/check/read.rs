@@ -1,0 +1,200 @@
+//! Reads a [`Snapshot`] from the fleet's MariaDB/MySQL databases (`<prefix>product`,
+//! `<prefix>order`, `<prefix>payment`, `<prefix>checkout`), in one read-only transaction with a
+//! consistent snapshot: InnoDB's snapshot covers every database of the server, so all four are
+//! read at one instant.
+
+use std::collections::HashMap;
+
+use sqlx::mysql::MySqlConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use super::model::{Order, Payment, Product, Reservation, Saga, Snapshot};
+
+/// A database name prefix: letters, digits and `_` only (it is spliced into SQL, which is why
+/// every query below may be built with `format!`).
+pub fn validate_prefix(prefix: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !prefix.is_empty()
+            && prefix.len() <= 48
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "--db-prefix `{prefix}`: use 1 to 48 letters, digits or `_`"
+    );
+    Ok(())
+}
+
+/// Connects to the server at `url` (`mysql://user[:password]@host:port`; a database part is
+/// ignored: every table is named with its database).
+pub async fn connect(url: &str) -> anyhow::Result<MySqlConnection> {
+    anyhow::ensure!(
+        url.starts_with("mysql://"),
+        "--mysql-url must start with mysql://"
+    );
+    MySqlConnection::connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database server: {e}"))
+}
+
+/// Reads everything the rules need, at one instant.
+pub async fn snapshot(conn: &mut MySqlConnection, prefix: &str) -> anyhow::Result<Snapshot> {
+    validate_prefix(prefix)?;
+    sqlx::raw_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::raw_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    let read = read_all(conn, prefix).await;
+    // Read-only: ending it either way changes nothing.
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    read
+}
+
+async fn read_all(conn: &mut MySqlConnection, prefix: &str) -> anyhow::Result<Snapshot> {
+    let db = |service: &str| format!("`{prefix}{service}`");
+    let (product, order, payment, checkout) =
+        (db("product"), db("order"), db("payment"), db("checkout"));
+    let context = |table: &str| format!("reading {table}");
+
+    let taken_at: i64 = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP() AS SIGNED)")
+        .fetch_one(&mut *conn)
+        .await?;
+
+    let products = sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, name, stock FROM {product}.products ORDER BY id"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{product}.products"))))?
+    .iter()
+    .map(|r| {
+        Ok(Product {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            stock: r.try_get("stock")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+    let mut items: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT reservation_id, product_id, quantity FROM {product}.stock_reservation_items"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context("stock_reservation_items")))?
+    {
+        let id: String = r.try_get("reservation_id")?;
+        items
+            .entry(id)
+            .or_default()
+            .push((r.try_get("product_id")?, r.try_get("quantity")?));
+    }
+    let reservations = sqlx::query(AssertSqlSafe(format!(
+        "SELECT reservation_id, status FROM {product}.stock_reservations"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context("stock_reservations")))?
+    .iter()
+    .map(|r| {
+        let id: String = r.try_get("reservation_id")?;
+        let status: String = r.try_get("status")?;
+        Ok(Reservation {
+            items: items.remove(&id).unwrap_or_default(),
+            id,
+            live: status == "reserved",
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+    let orders = sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, user_id, status, total_cents, transaction_id, updated_at FROM {order}.orders"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{order}.orders"))))?
+    .iter()
+    .map(|r| {
+        Ok(Order {
+            id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            status: r.try_get("status")?,
+            total_cents: r.try_get("total_cents")?,
+            transaction_id: r.try_get("transaction_id")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+    let payments = sqlx::query(AssertSqlSafe(format!(
+        "SELECT transaction_id, order_id, user_id, amount_cents, refunded_cents, status, \
+         updated_at FROM {payment}.payments"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{payment}.payments"))))?
+    .iter()
+    .map(|r| {
+        Ok(Payment {
+            transaction_id: r.try_get("transaction_id")?,
+            order_id: r.try_get("order_id")?,
+            user_id: r.try_get("user_id")?,
+            amount_cents: r.try_get("amount_cents")?,
+            refunded_cents: r.try_get("refunded_cents")?,
+            status: r.try_get("status")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+    let refunds: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(amount_cents), 0) AS SIGNED) FROM {payment}.refunds"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{payment}.refunds"))))?;
+
+    let sagas = sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, state, step, order_id, created_at FROM {checkout}.sagas"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{checkout}.sagas"))))?
+    .iter()
+    .map(|r| {
+        Ok(Saga {
+            id: r.try_get("id")?,
+            state: r.try_get("state")?,
+            step: r.try_get("step")?,
+            order_id: r.try_get("order_id")?,
+            created_at: r.try_get("created_at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+    Ok(Snapshot {
+        taken_at,
+        products,
+        reservations,
+        orders,
+        payments,
+        refunds: (u64::try_from(refunds.0).unwrap_or(0), refunds.1),
+        sagas,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_prefix;
+
+    #[test]
+    fn prefixes_are_plain_names() {
+        assert!(validate_prefix("fleet_").is_ok());
+        assert!(validate_prefix("t_0123abcd_").is_ok());
+        for bad in ["", "fleet`; DROP", "a-b", "x y", &"p".repeat(49)] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}
