@@ -298,6 +298,7 @@ wait_healthy() {
     for inst in "${pending[@]}"; do
       if ! live_pid "$inst" >/dev/null; then
         explain_failure "$inst" "died while starting"
+        echo "fleet: the instances that did start keep running (scripts/fleet.sh status, down)" >&2
         return 1
       fi
       healthy "$inst" || still+=("$inst")
@@ -312,6 +313,7 @@ wait_healthy() {
           explain_failure "$inst" "is not ready after ${UP_TIMEOUT}s (admin /readyz)"
         fi
       done
+      echo "fleet: the instances that did start keep running (scripts/fleet.sh status, down)" >&2
       return 1
     fi
     sleep 0.5
