@@ -6,7 +6,10 @@
 #      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends;
 #   4. the same tests once more on the embedded defaults (SQLite + in-process cache);
 #   5. the deploy files: promtool on the Prometheus config and rules, compose/YAML syntax;
-#   6. a smoke test: the release `mall` binary called with the real grpcurl.
+#   6. a smoke test: the release `mall` binary called with the real grpcurl;
+#   7. end to end: the fleet as separate processes on MariaDB + Redis under a minute of load
+#      with one of each fault (scripts/e2e.sh --short): no violated invariant, no INTERNAL or
+#      UNKNOWN in any service's /metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +34,7 @@ apt_install() {
 }
 
 step "backends"
-apt_install mariadb-server mariadb-client redis-server redis-tools prometheus python3-yaml
+apt_install mariadb-server mariadb-client redis-server redis-tools prometheus python3-yaml curl
 if ! mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then
   echo "starting MariaDB"
   mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
@@ -68,6 +71,9 @@ scripts/check-deploy.sh
 
 step "smoke: release fleet + grpcurl"
 scripts/smoke.sh
+
+step "e2e: the fleet as separate processes, under load and faults"
+scripts/e2e.sh --short
 
 echo
 echo "CI passed"

@@ -1,4 +1,6 @@
-//! A stateful fake Consul agent for tests: an axum server on `127.0.0.1:0` with in-memory state.
+//! A stateful fake Consul agent for tests: an axum server on `127.0.0.1:0` (or any address, see
+//! [`FakeConsul::bind`]) with in-memory state. The `fake-consul` binary runs it on its own, for a
+//! fleet of separate processes (`scripts/fleet.sh`).
 //!
 //! # Covered API (the subset TikTokMall's `common::discovery` uses)
 //!
@@ -130,6 +132,14 @@ pub struct FakeConsul {
 impl FakeConsul {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> FakeConsul {
+        FakeConsul::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind fake consul")
+    }
+
+    /// Starts the fake on `addr` (port 0 picks a free one); fails when the address cannot be
+    /// bound, e.g. because it is in use.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<FakeConsul> {
         let (index, _) = watch::channel(1);
         let (down, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -137,17 +147,15 @@ impl FakeConsul {
             index,
             down,
         });
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake consul");
-        let addr = listener.local_addr().expect("fake consul address");
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let mut fake = FakeConsul {
             shared,
             addr,
             server: None,
         };
         fake.serve(listener);
-        fake
+        Ok(fake)
     }
 
     fn serve(&mut self, listener: TcpListener) {
@@ -574,5 +582,24 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[tokio::test]
+    async fn binds_the_address_it_is_given_and_refuses_one_in_use() {
+        let first = FakeConsul::start().await;
+        let addr = first.addr();
+        let taken = FakeConsul::bind(addr).await;
+        assert!(taken.is_err(), "a second agent bound {addr}");
+        drop(first);
+        let mut again = None;
+        for _ in 0..50 {
+            if let Ok(fake) = FakeConsul::bind(addr).await {
+                again = Some(fake);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let again = again.expect("rebind the freed address");
+        assert_eq!(again.addr(), addr);
     }
 }

@@ -1,6 +1,6 @@
 //! Test support for TikTokMall (for tests and the `loadgen` benchmarks, never for services):
 //! - [`consul::FakeConsul`], a stateful fake Consul agent that runs gRPC health checks like the
-//!   real one;
+//!   real one (also run on its own by the `fake-consul` binary, for a fleet of processes);
 //! - [`grpc::StubGrpc`], a gRPC server whose answers are scripted (errors on demand);
 //! - [`proxy::LatencyProxy`], a TCP proxy that makes a real server slow.
 
