@@ -65,11 +65,24 @@ impl ServiceError for Error {
             // A concurrency conflict, not an unhealthy instance: ABORTED tells the client to retry
             // the call without balancers ejecting the instance or breakers counting a failure.
             Error::Contended(_) => ServiceErrorCode::Aborted,
-            Error::Catalog(status) if status.code() == Code::Unavailable => {
+            // Down, shedding load, or failing on its own (the catalog's INTERNAL is the
+            // catalog's bug, counted there): to our caller the catalog is unavailable.
+            Error::Catalog(status)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable
+                        | Code::ResourceExhausted
+                        | Code::Cancelled
+                        | Code::Internal
+                        | Code::Unknown
+                        | Code::DataLoss
+                ) =>
+            {
                 ServiceErrorCode::Unavailable
             }
             Error::CatalogTimedOut(_) => ServiceErrorCode::DeadlineExceeded,
-            // Anything else from the catalog is a bug on one side; its message is not ours to
+            // Anything else (the catalog found our request invalid, refused our credentials, or
+            // answered without a product) is a bug on this side; its message is not ours to
             // echo.
             Error::Catalog(_) | Error::IncompleteAnswer => ServiceErrorCode::Internal,
             Error::Database(e) => mall_common::store::error_code(e),
@@ -113,6 +126,15 @@ mod tests {
         let down = Status::from(Error::Catalog(Status::unavailable("connection refused")));
         assert_eq!(down.code(), Code::Unavailable);
         assert!(!down.message().contains("refused"), "{}", down.message());
+        for failing in [
+            Status::internal("internal error (ref x)"),
+            Status::resource_exhausted("shed"),
+            Status::unknown("odd"),
+        ] {
+            let answer = Status::from(Error::Catalog(failing));
+            assert_eq!(answer.code(), Code::Unavailable, "{answer:?}");
+            assert!(answer.message().starts_with("product catalog unavailable"));
+        }
         let odd = Status::from(Error::Catalog(Status::invalid_argument("SELECT ...")));
         assert_eq!(odd.code(), Code::Internal);
         assert!(!odd.message().contains("SELECT"), "{}", odd.message());

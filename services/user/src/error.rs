@@ -46,15 +46,21 @@ impl ServiceError for Error {
 /// Auth's status as this service's answer: code and message only, since auth's response
 /// metadata is not ours to echo. Auth already made the message client-safe (an internal error
 /// there carries only its reference), so it is not replaced here; failures that point at auth's
-/// health are logged.
+/// health are logged. Auth's own `INTERNAL` or `UNKNOWN` is auth's bug, not this service's:
+/// the caller hears `UNAVAILABLE` with auth's message (and reference).
 fn pass_through(status: Status) -> Status {
+    let code = status.code();
     if matches!(
-        status.code(),
+        code,
         Code::Unavailable | Code::DeadlineExceeded | Code::Internal | Code::Unknown
     ) {
-        tracing::warn!(code = ?status.code(), message = status.message(), "auth call failed");
+        tracing::warn!(code = ?code, message = status.message(), "auth call failed");
     }
-    Status::new(status.code(), status.message())
+    let code = match code {
+        Code::Internal | Code::Unknown | Code::DataLoss => Code::Unavailable,
+        code => code,
+    };
+    Status::new(code, status.message())
 }
 
 impl From<Error> for Status {
@@ -77,12 +83,13 @@ mod tests {
         let status: Status = Error::from(Status::already_exists("username taken")).into();
         assert_eq!(status.code(), Code::AlreadyExists);
         assert_eq!(status.message(), "username taken");
-        // An internal error in auth keeps auth's reference, so the two logs can be matched.
+        // An internal error in auth keeps auth's reference, so the two logs can be matched, but
+        // it is auth's failure, not this service's: UNAVAILABLE here.
         let status: Status = Error::from(Status::internal("internal error (ref abc)")).into();
-        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(status.message(), "internal error (ref abc)");
         let status: Status = Error::from(Status::unknown("odd")).into();
-        assert_eq!(status.code(), Code::Unknown);
+        assert_eq!(status.code(), Code::Unavailable);
     }
 
     #[test]
