@@ -288,13 +288,22 @@ impl<R: Rng> Session<'_, R> {
 }
 
 /// Whether a checkout that ended with `status` may still have happened or may still succeed
-/// with the same key.
+/// with the same key. Checkout's settled "nothing was charged" answers (`UNAVAILABLE` or
+/// `ABORTED`, recorded under the key and replayed to every retry) are final: the next purchase
+/// takes a new key. Checkout's answers carry no machine-readable reason yet, so this one reads
+/// the message (see `checkout::saga::NOT_CHARGED_MESSAGE` and `INTERRUPTED_MESSAGE`).
 fn outcome_unknown(status: &Status) -> bool {
+    if Outcome::of(status).origin == Origin::Transport {
+        return true;
+    }
     matches!(
         status.code(),
         Code::Unavailable | Code::Aborted | Code::DeadlineExceeded | Code::ResourceExhausted
-    ) || Outcome::of(status).origin == Origin::Transport
+    ) && !status.message().contains(NOTHING_CHARGED)
 }
+
+/// What checkout's final, uncharged answers say.
+const NOTHING_CHARGED: &str = "nothing was charged";
 
 /// A valid checkout of `user`'s cart under `key`: the approved test card, expiring in two years.
 pub fn checkout_request(user: &User, key: &str) -> checkout::CheckoutReq {
@@ -325,6 +334,24 @@ pub fn checkout_request(user: &User, key: &str) -> checkout::CheckoutReq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unsettled_checkout_answers_keep_the_key() {
+        for status in [
+            Status::aborted("checkout in progress"),
+            Status::unavailable("product service unavailable"),
+            Status::deadline_exceeded("checkout did not finish within its time budget"),
+        ] {
+            assert!(outcome_unknown(&status), "{status:?}");
+        }
+        for status in [
+            Status::unavailable("payment service unavailable; nothing was charged"),
+            Status::aborted("checkout was interrupted; nothing was charged"),
+            Status::failed_precondition("cart is empty"),
+        ] {
+            assert!(!outcome_unknown(&status), "{status:?}");
+        }
+    }
 
     #[test]
     fn the_catalog_collects_ids_categories_and_words() {
