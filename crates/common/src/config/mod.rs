@@ -224,6 +224,7 @@ impl<E: Validate> Settings<E> {
     /// Checks every rule a value must meet; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let profile = self.profile;
+        self.validate_exposure()?;
         self.database
             .validate_url(&self.database_url())
             .and_then(|()| self.server.validate(profile))
@@ -235,6 +236,71 @@ impl<E: Validate> Settings<E> {
             .and_then(|()| self.auth.validate(profile))
             .and_then(|()| self.ext.validate(profile))
     }
+}
+
+impl<E> Settings<E> {
+    /// The rules that span sections: a server reachable from other machines never trusts the
+    /// built-in development key (it is in the source, so anyone can sign tokens with it),
+    /// whatever the profile; and `online` needs state every instance shares (no SQLite file, no
+    /// in-process cache) and no password left at a sample's placeholder. Each refusal names the
+    /// key and the fix.
+    fn validate_exposure(&self) -> Result<(), ConfigError> {
+        let host = self.server.host;
+        ensure(
+            host.is_loopback() || self.auth.jwt_secret.expose() != auth::DEFAULT_JWT_SECRET,
+            "auth.jwt_secret",
+            format!(
+                "the built-in development key is refused on a server reachable from other \
+                 machines (server.host = {host}); set MALL__AUTH__JWT_SECRET to a key of your own, \
+                 or bind 127.0.0.1"
+            ),
+        )?;
+        if self.profile != Profile::Online {
+            return Ok(());
+        }
+        let database = self.database_url();
+        ensure(
+            !database.starts_with("sqlite:"),
+            "database.url",
+            "the online profile needs a database every instance shares: set \
+             MALL__DATABASE__URL to mysql://…",
+        )?;
+        ensure(
+            !self.cache.url.starts_with("memory://"),
+            "cache.url",
+            "the online profile needs a cache every instance shares (revocations, lockouts): set \
+             MALL__CACHE__URL to redis://…",
+        )?;
+        for (key, url) in [
+            ("database.url", database.as_str()),
+            ("cache.url", &self.cache.url),
+        ] {
+            ensure(
+                !url_password(url).is_some_and(|p| PLACEHOLDER_PASSWORDS.contains(&p)),
+                key,
+                "the online profile refuses a placeholder password (`change-me`, `password`, …) \
+                 in the URL; set a real one",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Passwords that samples and compose files use as placeholders.
+const PLACEHOLDER_PASSWORDS: [&str; 6] = [
+    "change-me",
+    "changeme",
+    "password",
+    "secret",
+    "root",
+    "mall",
+];
+
+/// The password of `scheme://user:password@host/...`, if the URL has one.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split('/').next()?.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, password)| password)
 }
 
 /// Where the settings come from; [`Source::from_process`] reads the real process.

@@ -20,7 +20,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// `server.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerSettings {
-    /// Interface to bind, e.g. `0.0.0.0` or `127.0.0.1`.
+    /// Interface to bind: `127.0.0.1` by default (nothing off this machine can call it);
+    /// `0.0.0.0` or another address only where it must be reachable (compose, Kubernetes), and
+    /// then never with the built-in development signing key.
     pub host: IpAddr,
     /// gRPC port; 0 picks a free one (tests).
     pub port: u16,
@@ -42,7 +44,7 @@ impl ServerSettings {
     /// The defaults for a service whose well-known port is `port`.
     pub fn defaults(port: u16) -> Self {
         ServerSettings {
-            host: IpAddr::from([0, 0, 0, 0]),
+            host: IpAddr::from([127, 0, 0, 1]),
             port,
             admin_port: None,
             drain_delay: DEFAULT_DRAIN_DELAY,

@@ -261,21 +261,22 @@ fn durations_need_units_and_invalid_values_name_the_key() {
 
 #[test]
 fn online_profile_refuses_the_development_signing_key() {
-    let err = load_env("product", &[("MALL__PROFILE", "online")])
-        .unwrap_err()
-        .to_string();
+    let shared = [
+        (
+            "MALL__DATABASE__URL",
+            "mysql://mall:s3cr3t-pw@db:3306/mall_{service}",
+        ),
+        ("MALL__CACHE__URL", "redis://redis:6379"),
+    ];
+    let mut env = vec![("MALL__PROFILE", "online")];
+    env.extend(shared);
+    let err = load_env("product", &env).unwrap_err().to_string();
     assert!(err.contains("`auth.jwt_secret`"), "{err}");
-    let ok = load_env(
-        "product",
-        &[
-            ("MALL__PROFILE", "online"),
-            (
-                "MALL__AUTH__JWT_SECRET",
-                "a-production-key-of-more-than-32-bytes",
-            ),
-        ],
-    )
-    .unwrap();
+    env.push((
+        "MALL__AUTH__JWT_SECRET",
+        "a-production-key-of-more-than-32-bytes",
+    ));
+    let ok = load_env("product", &env).unwrap();
     assert!(
         !format!("{ok:?}").contains("production-key"),
         "secret in Debug output"
@@ -348,4 +349,87 @@ fn redaction_hides_passwords() {
     s.database.url = "mysql://a:topsecret@h/d".into();
     assert!(!format!("{:?}", s.database).contains("topsecret"));
     assert!(!format!("{:?}", s.auth).contains(DEFAULT_JWT_SECRET));
+}
+
+#[test]
+fn servers_bind_loopback_by_default_and_never_serve_the_development_key_off_it() {
+    let s = load_env("product", &[]).unwrap();
+    assert_eq!(s.server.host.to_string(), "127.0.0.1");
+    // Any profile: the development key is public, so a reachable server must not trust it.
+    for profile in ["dev", "test"] {
+        for host in ["0.0.0.0", "192.168.1.20", "::"] {
+            let err = load_env(
+                "product",
+                &[("MALL__PROFILE", profile), ("MALL__SERVER__HOST", host)],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("`auth.jwt_secret`"), "{profile} {host}: {err}");
+            assert!(err.contains("MALL__AUTH__JWT_SECRET"), "{err}");
+        }
+    }
+    let ok = load_env(
+        "product",
+        &[
+            ("MALL__SERVER__HOST", "0.0.0.0"),
+            (
+                "MALL__AUTH__JWT_SECRET",
+                "a-key-of-our-own-of-more-than-32-bytes",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(ok.server.host.to_string(), "0.0.0.0");
+    assert!(load_env("product", &[("MALL__SERVER__HOST", "::1")]).is_ok());
+}
+
+#[test]
+fn online_refuses_state_that_is_not_shared_and_placeholder_passwords() {
+    let key = (
+        "MALL__AUTH__JWT_SECRET",
+        "a-production-key-of-more-than-32-bytes",
+    );
+    let online = ("MALL__PROFILE", "online");
+    let mysql = (
+        "MALL__DATABASE__URL",
+        "mysql://mall:s3cr3t-pw@db:3306/mall_{service}",
+    );
+    let redis = ("MALL__CACHE__URL", "redis://redis:6379");
+    let refused = |env: &[(&str, &str)], key_named: &str| {
+        let err = load_env("product", env).unwrap_err().to_string();
+        assert!(err.contains(key_named), "{env:?}: {err}");
+        assert!(!err.contains("s3cr3t"), "the password stays out: {err}");
+    };
+    refused(&[online, key, redis], "`database.url`");
+    refused(&[online, key, mysql], "`cache.url`");
+    refused(
+        &[
+            online,
+            key,
+            redis,
+            (
+                "MALL__DATABASE__URL",
+                "mysql://root:change-me@mysql:3306/mall_{service}",
+            ),
+        ],
+        "`database.url`",
+    );
+    refused(
+        &[
+            online,
+            key,
+            mysql,
+            ("MALL__CACHE__URL", "redis://:password@redis:6379"),
+        ],
+        "`cache.url`",
+    );
+    assert!(load_env("product", &[online, key, mysql, redis]).is_ok());
+    // Outside online, a laptop keeps its embedded defaults.
+    assert!(
+        load_env(
+            "product",
+            &[("MALL__DATABASE__URL", "mysql://root:change-me@h/db")]
+        )
+        .is_ok()
+    );
 }
