@@ -284,163 +284,208 @@ impl Findings {
 /// Applies every rule to `snapshot`; rows updated within `window_secs` of the snapshot (sagas
 /// created within it) are settling.
 pub fn evaluate(snapshot: &Snapshot, initial: &InitialStock, window_secs: i64) -> Findings {
-    let young = |at: i64| snapshot.taken_at - at < window_secs;
-    let orders: HashMap<&str, &Order> =
-        snapshot.orders.iter().map(|o| (o.id.as_str(), o)).collect();
-    let payments: HashMap<&str, &Payment> = snapshot
-        .payments
-        .iter()
-        .map(|p| (p.order_id.as_str(), p))
-        .collect();
-    let reservations: HashMap<&str, &Reservation> = snapshot
-        .reservations
-        .iter()
-        .map(|r| (r.id.as_str(), r))
-        .collect();
-    let open_saga_of: HashMap<&str, &Saga> = snapshot
-        .sagas
-        .iter()
-        .filter(|s| s.open())
-        .filter_map(|s| Some((s.order_id.as_deref()?, s)))
-        .collect();
-    let mut out = Findings::default();
-    let mut find = |rule, settling, detail: String| {
-        out.findings.push(Finding {
+    let mut rules = Rules::new(snapshot, window_secs);
+    rules.payments_belong_to_paid_orders();
+    rules.cancelled_orders_hold_no_stock();
+    rules.stock_adds_up(initial);
+    rules.no_saga_left_open();
+    rules.paid_orders_have_their_payment();
+    rules.out
+}
+
+/// The snapshot indexed for the rules, and what they found so far.
+struct Rules<'a> {
+    snapshot: &'a Snapshot,
+    window_secs: i64,
+    orders: HashMap<&'a str, &'a Order>,
+    payments: HashMap<&'a str, &'a Payment>,
+    reservations: HashMap<&'a str, &'a Reservation>,
+    open_saga_of: HashMap<&'a str, &'a Saga>,
+    out: Findings,
+}
+
+impl<'a> Rules<'a> {
+    fn new(snapshot: &'a Snapshot, window_secs: i64) -> Self {
+        Rules {
+            snapshot,
+            window_secs,
+            orders: snapshot.orders.iter().map(|o| (o.id.as_str(), o)).collect(),
+            payments: snapshot
+                .payments
+                .iter()
+                .map(|p| (p.order_id.as_str(), p))
+                .collect(),
+            reservations: snapshot
+                .reservations
+                .iter()
+                .map(|r| (r.id.as_str(), r))
+                .collect(),
+            open_saga_of: snapshot
+                .sagas
+                .iter()
+                .filter(|s| s.open())
+                .filter_map(|s| Some((s.order_id.as_deref()?, s)))
+                .collect(),
+            out: Findings::default(),
+        }
+    }
+
+    /// Changed within the recovery window of the snapshot.
+    fn young(&self, at: i64) -> bool {
+        self.snapshot.taken_at - at < self.window_secs
+    }
+
+    fn find(&mut self, rule: Rule, settling: bool, detail: String) {
+        self.out.findings.push(Finding {
             rule,
             detail,
             settling,
-        })
-    };
-
-    // 1. Every successful payment belongs to a PAID/COMPLETED order or is fully refunded.
-    for p in snapshot.payments.iter().filter(|p| p.successful()) {
-        if p.fully_refunded() {
-            continue;
-        }
-        let order = orders.get(p.order_id.as_str());
-        let status = order.map(|o| o.status);
-        if matches!(status, Some(order_status::PAID | order_status::COMPLETED)) {
-            continue;
-        }
-        let last_change = order.map_or(p.updated_at, |o| o.updated_at.max(p.updated_at));
-        let settling = young(last_change)
-            || open_saga_of
-                .get(p.order_id.as_str())
-                .is_some_and(|s| young(s.created_at));
-        let order_text = match order {
-            Some(o) => format!("order {} is {}", o.id, order_status::name(o.status)),
-            None => format!("order {} does not exist", p.order_id),
-        };
-        find(
-            Rule::PaymentWithoutPaidOrder,
-            settling,
-            format!(
-                "payment {} ({}, {} cents, {} refunded, user {}): {order_text}",
-                p.transaction_id, p.status, p.amount_cents, p.refunded_cents, p.user_id
-            ),
-        );
+        });
     }
 
-    // 2. Every CANCELLED order has no live reservation.
-    for o in snapshot
-        .orders
-        .iter()
-        .filter(|o| o.status == order_status::CANCELLED)
-    {
-        if let Some(r) = reservations.get(o.id.as_str()).filter(|r| r.live) {
-            let units: i64 = r.items.iter().map(|(_, q)| q).sum();
-            find(
-                Rule::CancelledOrderHoldsStock,
-                young(o.updated_at),
-                format!(
-                    "order {} (user {}) is CANCELLED but reservation {} still holds {units} units",
-                    o.id, o.user_id, r.id
-                ),
-            );
-        }
-    }
-
-    // 3. stock + live reservations = initial stock.
-    let held = live_units(snapshot);
-    for p in &snapshot.products {
-        let Some(&start) = initial.units.get(&p.id) else {
-            out.unchecked_products.push(p.id);
-            continue;
-        };
-        let live = held.get(&p.id).copied().unwrap_or(0);
-        if p.stock + live != start {
-            find(
-                Rule::StockDoesNotAddUp,
-                false,
-                format!(
-                    "product {} ({}): stock {} + {live} reserved = {}, initial {start} ({})",
-                    p.id,
-                    p.name,
-                    p.stock,
-                    p.stock + live,
-                    initial.source
-                ),
-            );
-        }
-    }
-
-    // 4. No saga open past the recovery window.
-    for s in snapshot.sagas.iter().filter(|s| s.open()) {
-        if young(s.created_at) {
-            out.open_sagas_in_window += 1;
-        } else {
-            find(
-                Rule::SagaLeftOpen,
-                false,
-                format!(
-                    "saga {} (order {}) still running at step {}, {} s after it started",
-                    s.id,
-                    s.order_id.as_deref().unwrap_or("none"),
-                    s.step,
-                    snapshot.taken_at - s.created_at
-                ),
-            );
-        }
-    }
-
-    // 5. Every PAID/COMPLETED order has a payment of exactly its total, by its user.
-    for o in snapshot
-        .orders
-        .iter()
-        .filter(|o| matches!(o.status, order_status::PAID | order_status::COMPLETED))
-    {
-        let status = order_status::name(o.status);
-        let problem = match payments.get(o.id.as_str()) {
-            None => Some("no payment".to_string()),
-            Some(p) if p.amount_cents != o.total_cents || p.user_id != o.user_id => Some(format!(
-                "payment {} is {} cents by user {}",
-                p.transaction_id, p.amount_cents, p.user_id
-            )),
-            Some(p)
-                if o.transaction_id
-                    .as_deref()
-                    .is_some_and(|t| t != p.transaction_id) =>
-            {
-                Some(format!(
-                    "it records transaction {} but its payment is {}",
-                    o.transaction_id.as_deref().unwrap_or_default(),
-                    p.transaction_id
-                ))
+    /// Every successful payment belongs to a PAID/COMPLETED order or is fully refunded.
+    fn payments_belong_to_paid_orders(&mut self) {
+        for p in self.snapshot.payments.iter().filter(|p| p.successful()) {
+            if p.fully_refunded() {
+                continue;
             }
-            Some(_) => None,
-        };
-        if let Some(problem) = problem {
-            find(
-                Rule::PaidOrderWithoutPayment,
-                false,
+            let order = self.orders.get(p.order_id.as_str());
+            let status = order.map(|o| o.status);
+            if matches!(status, Some(order_status::PAID | order_status::COMPLETED)) {
+                continue;
+            }
+            let last_change = order.map_or(p.updated_at, |o| o.updated_at.max(p.updated_at));
+            let settling = self.young(last_change)
+                || self
+                    .open_saga_of
+                    .get(p.order_id.as_str())
+                    .is_some_and(|s| self.young(s.created_at));
+            let order_text = match order {
+                Some(o) => format!("order {} is {}", o.id, order_status::name(o.status)),
+                None => format!("order {} does not exist", p.order_id),
+            };
+            self.find(
+                Rule::PaymentWithoutPaidOrder,
+                settling,
                 format!(
-                    "order {} ({status}, {} cents, user {}): {problem}",
-                    o.id, o.total_cents, o.user_id
+                    "payment {} ({}, {} cents, {} refunded, user {}): {order_text}",
+                    p.transaction_id, p.status, p.amount_cents, p.refunded_cents, p.user_id
                 ),
             );
         }
     }
-    out
+
+    /// Every CANCELLED order has no live reservation.
+    fn cancelled_orders_hold_no_stock(&mut self) {
+        for o in self
+            .snapshot
+            .orders
+            .iter()
+            .filter(|o| o.status == order_status::CANCELLED)
+        {
+            if let Some(r) = self.reservations.get(o.id.as_str()).filter(|r| r.live) {
+                let units: i64 = r.items.iter().map(|(_, q)| q).sum();
+                self.find(
+                    Rule::CancelledOrderHoldsStock,
+                    self.young(o.updated_at),
+                    format!(
+                        "order {} (user {}) is CANCELLED but reservation {} still holds {units} units",
+                        o.id, o.user_id, r.id
+                    ),
+                );
+            }
+        }
+    }
+
+    /// stock + live reservations = initial stock.
+    fn stock_adds_up(&mut self, initial: &InitialStock) {
+        let held = live_units(self.snapshot);
+        for p in &self.snapshot.products {
+            let Some(&start) = initial.units.get(&p.id) else {
+                self.out.unchecked_products.push(p.id);
+                continue;
+            };
+            let live = held.get(&p.id).copied().unwrap_or(0);
+            if p.stock + live != start {
+                self.find(
+                    Rule::StockDoesNotAddUp,
+                    false,
+                    format!(
+                        "product {} ({}): stock {} + {live} reserved = {}, initial {start} ({})",
+                        p.id,
+                        p.name,
+                        p.stock,
+                        p.stock + live,
+                        initial.source
+                    ),
+                );
+            }
+        }
+    }
+
+    /// No saga open past the recovery window.
+    fn no_saga_left_open(&mut self) {
+        for s in self.snapshot.sagas.iter().filter(|s| s.open()) {
+            if self.young(s.created_at) {
+                self.out.open_sagas_in_window += 1;
+            } else {
+                self.find(
+                    Rule::SagaLeftOpen,
+                    false,
+                    format!(
+                        "saga {} (order {}) still running at step {}, {} s after it started",
+                        s.id,
+                        s.order_id.as_deref().unwrap_or("none"),
+                        s.step,
+                        self.snapshot.taken_at - s.created_at
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Every PAID/COMPLETED order has a payment of exactly its total, by its user.
+    fn paid_orders_have_their_payment(&mut self) {
+        for o in self
+            .snapshot
+            .orders
+            .iter()
+            .filter(|o| matches!(o.status, order_status::PAID | order_status::COMPLETED))
+        {
+            let status = order_status::name(o.status);
+            let problem = match self.payments.get(o.id.as_str()) {
+                None => Some("no payment".to_string()),
+                Some(p) if p.amount_cents != o.total_cents || p.user_id != o.user_id => {
+                    Some(format!(
+                        "payment {} is {} cents by user {}",
+                        p.transaction_id, p.amount_cents, p.user_id
+                    ))
+                }
+                Some(p)
+                    if o.transaction_id
+                        .as_deref()
+                        .is_some_and(|t| t != p.transaction_id) =>
+                {
+                    Some(format!(
+                        "it records transaction {} but its payment is {}",
+                        o.transaction_id.as_deref().unwrap_or_default(),
+                        p.transaction_id
+                    ))
+                }
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                self.find(
+                    Rule::PaidOrderWithoutPayment,
+                    false,
+                    format!(
+                        "order {} ({status}, {} cents, user {}): {problem}",
+                        o.id, o.total_cents, o.user_id
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// Counts of what the snapshot holds, for the report.
