@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::mysql::MySqlConnection;
+use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::model::{Order, Payment, Product, Reservation, Saga, Snapshot};
@@ -55,124 +55,79 @@ async fn read_all(conn: &mut MySqlConnection, prefix: &str) -> anyhow::Result<Sn
     let db = |service: &str| format!("`{prefix}{service}`");
     let (product, order, payment, checkout) =
         (db("product"), db("order"), db("payment"), db("checkout"));
-    let context = |table: &str| format!("reading {table}");
 
     let taken_at: i64 = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP() AS SIGNED)")
         .fetch_one(&mut *conn)
         .await?;
-
-    let products = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, name, stock FROM {product}.products ORDER BY id"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{product}.products"))))?
-    .iter()
-    .map(|r| {
-        Ok(Product {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            stock: r.try_get("stock")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
-    let mut items: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-    for r in sqlx::query(AssertSqlSafe(format!(
-        "SELECT reservation_id, product_id, quantity FROM {product}.stock_reservation_items"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context("stock_reservation_items")))?
-    {
-        let id: String = r.try_get("reservation_id")?;
-        items
-            .entry(id)
-            .or_default()
-            .push((r.try_get("product_id")?, r.try_get("quantity")?));
-    }
-    let reservations = sqlx::query(AssertSqlSafe(format!(
-        "SELECT reservation_id, status FROM {product}.stock_reservations"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context("stock_reservations")))?
-    .iter()
-    .map(|r| {
-        let id: String = r.try_get("reservation_id")?;
-        let status: String = r.try_get("status")?;
-        Ok(Reservation {
-            items: items.remove(&id).unwrap_or_default(),
-            id,
-            live: status == "reserved",
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
-    let orders = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, user_id, status, total_cents, transaction_id, updated_at FROM {order}.orders"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{order}.orders"))))?
-    .iter()
-    .map(|r| {
-        Ok(Order {
-            id: r.try_get("id")?,
-            user_id: r.try_get("user_id")?,
-            status: r.try_get("status")?,
-            total_cents: r.try_get("total_cents")?,
-            transaction_id: r.try_get("transaction_id")?,
-            updated_at: r.try_get("updated_at")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
-    let payments = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, order_id, user_id, amount_cents, refunded_cents, status, \
-         updated_at FROM {payment}.payments"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{payment}.payments"))))?
-    .iter()
-    .map(|r| {
-        Ok(Payment {
-            transaction_id: r.try_get("transaction_id")?,
-            order_id: r.try_get("order_id")?,
-            user_id: r.try_get("user_id")?,
-            amount_cents: r.try_get("amount_cents")?,
-            refunded_cents: r.try_get("refunded_cents")?,
-            status: r.try_get("status")?,
-            updated_at: r.try_get("updated_at")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
+    let products = fetch(
+        conn,
+        format!("SELECT id, name, stock FROM {product}.products ORDER BY id"),
+        |r| {
+            Ok(Product {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                stock: r.try_get("stock")?,
+            })
+        },
+    )
+    .await?;
+    let reservations = read_reservations(conn, &product).await?;
+    let orders = fetch(
+        conn,
+        format!(
+            "SELECT id, user_id, status, total_cents, transaction_id, updated_at FROM {order}.orders"
+        ),
+        |r| {
+            Ok(Order {
+                id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                status: r.try_get("status")?,
+                total_cents: r.try_get("total_cents")?,
+                transaction_id: r.try_get("transaction_id")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        },
+    )
+    .await?;
+    let payments = fetch(
+        conn,
+        format!(
+            "SELECT transaction_id, order_id, user_id, amount_cents, refunded_cents, status, \
+             updated_at FROM {payment}.payments"
+        ),
+        |r| {
+            Ok(Payment {
+                transaction_id: r.try_get("transaction_id")?,
+                order_id: r.try_get("order_id")?,
+                user_id: r.try_get("user_id")?,
+                amount_cents: r.try_get("amount_cents")?,
+                refunded_cents: r.try_get("refunded_cents")?,
+                status: r.try_get("status")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        },
+    )
+    .await?;
     let refunds: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT COUNT(*), CAST(COALESCE(SUM(amount_cents), 0) AS SIGNED) FROM {payment}.refunds"
     )))
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{payment}.refunds"))))?;
-
-    let sagas = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, state, step, order_id, created_at FROM {checkout}.sagas"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", context(&format!("{checkout}.sagas"))))?
-    .iter()
-    .map(|r| {
-        Ok(Saga {
-            id: r.try_get("id")?,
-            state: r.try_get("state")?,
-            step: r.try_get("step")?,
-            order_id: r.try_get("order_id")?,
-            created_at: r.try_get("created_at")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    .map_err(|e| anyhow::anyhow!("reading {payment}.refunds: {e}"))?;
+    let sagas = fetch(
+        conn,
+        format!("SELECT id, state, step, order_id, created_at FROM {checkout}.sagas"),
+        |r| {
+            Ok(Saga {
+                id: r.try_get("id")?,
+                state: r.try_get("state")?,
+                step: r.try_get("step")?,
+                order_id: r.try_get("order_id")?,
+                created_at: r.try_get("created_at")?,
+            })
+        },
+    )
+    .await?;
 
     Ok(Snapshot {
         taken_at,
@@ -183,6 +138,69 @@ async fn read_all(conn: &mut MySqlConnection, prefix: &str) -> anyhow::Result<Sn
         refunds: (u64::try_from(refunds.0).unwrap_or(0), refunds.1),
         sagas,
     })
+}
+
+/// Product's reservations with their lines.
+async fn read_reservations(
+    conn: &mut MySqlConnection,
+    product: &str,
+) -> anyhow::Result<Vec<Reservation>> {
+    let lines = fetch(
+        conn,
+        format!(
+            "SELECT reservation_id, product_id, quantity FROM {product}.stock_reservation_items"
+        ),
+        |r| {
+            Ok((
+                r.try_get::<String, _>("reservation_id")?,
+                (r.try_get("product_id")?, r.try_get("quantity")?),
+            ))
+        },
+    )
+    .await?;
+    let mut items: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for (id, line) in lines {
+        items.entry(id).or_default().push(line);
+    }
+    let held = fetch(
+        conn,
+        format!("SELECT reservation_id, status FROM {product}.stock_reservations"),
+        |r| {
+            Ok((
+                r.try_get::<String, _>("reservation_id")?,
+                r.try_get::<String, _>("status")?,
+            ))
+        },
+    )
+    .await?;
+    Ok(held
+        .into_iter()
+        .map(|(id, status)| Reservation {
+            items: items.remove(&id).unwrap_or_default(),
+            id,
+            live: status == "reserved",
+        })
+        .collect())
+}
+
+/// Every row of `sql` (which names its table in `FROM`) through `row`; a failure names the
+/// statement's table.
+async fn fetch<T>(
+    conn: &mut MySqlConnection,
+    sql: String,
+    row: impl Fn(&MySqlRow) -> Result<T, sqlx::Error>,
+) -> anyhow::Result<Vec<T>> {
+    let table = sql
+        .split(" FROM ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {table}: {e}"))?;
+    Ok(rows.iter().map(row).collect::<Result<Vec<_>, _>>()?)
 }
 
 #[cfg(test)]
