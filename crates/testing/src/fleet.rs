@@ -65,6 +65,21 @@ fn test_env(database_url: String, cache_namespace: String) -> BTreeMap<String, S
     env
 }
 
+/// Marks the revocation copy in `source`'s cache namespace complete, as auth does at start.
+/// For fleets (and instances beside them) that do not run auth in that namespace: services
+/// fail closed on user tokens until a revocation epoch exists, and with no auth nothing can
+/// have been revoked, so an empty copy is the true one.
+async fn stand_in_for_auth(source: &Source) {
+    let settings = config::load("test", config::Settings::defaults("test"), source)
+        .unwrap_or_else(|e| panic!("test settings: {e}"));
+    let cache = mall_common::cache::connect(&settings.cache)
+        .await
+        .unwrap_or_else(|e| panic!("test cache: {e}"));
+    mall_common::auth::revocation::publish_epoch(cache.as_ref(), "test-fleet-without-auth")
+        .await
+        .unwrap_or_else(|e| panic!("revocation epoch: {e}"));
+}
+
 impl TestFleet {
     /// Starts `names` with test defaults.
     pub async fn start(names: &[&str]) -> TestFleet {
@@ -88,6 +103,9 @@ impl TestFleet {
             .map(|n| database_template.replace("{service}", n))
             .collect();
         let source = Source { file: None, env };
+        if !names.contains(&"auth") {
+            stand_in_for_auth(&source).await;
+        }
         let fleet = Fleet::start(names, source)
             .await
             .unwrap_or_else(|e| panic!("test fleet failed to start: {e:#}"));
@@ -116,7 +134,7 @@ impl TestFleet {
     /// Settings for one more service instance the test builds itself beside this fleet (as
     /// checkout's tests build checkout with faults injected): the test defaults, `database_url`,
     /// a cache namespace of its own, and this fleet's services in static discovery.
-    pub fn source_beside(&self, database_url: &str) -> Source {
+    pub async fn source_beside(&self, database_url: &str) -> Source {
         let namespace = format!("test-beside-{}", uuid::Uuid::new_v4().simple());
         let mut env = test_env(database_url.to_string(), namespace);
         for (name, endpoints) in self.fleet().all_endpoints() {
@@ -125,7 +143,9 @@ impl TestFleet {
                 endpoints.grpc.to_string(),
             );
         }
-        Source { file: None, env }
+        let source = Source { file: None, env };
+        stand_in_for_auth(&source).await;
+        source
     }
 
     /// A database URL for service `name` that this fleet does not run, on the fleet's backend

@@ -121,7 +121,9 @@ impl AuthService for AuthApi {
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         let token = token_from_field_or_metadata(&request.get_ref().token, request.metadata());
-        self.identity.logout(token).await?;
+        self.identity
+            .logout(token, &request.get_ref().refresh_token)
+            .await?;
         Ok(Response::new(pb::LogoutResponse { base: ok() }))
     }
 

@@ -3,6 +3,7 @@
 //! refresh, checks only its shape) and answers with [`Error`]; `api.rs` turns them into gRPC.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mall_common::auth::{Caller, Tokens};
 use mall_common::cache::SharedCache;
@@ -10,10 +11,12 @@ use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
 use mall_types::{Invalid, Role, UserId};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::AccountsSettings;
 use crate::domain::{self, AccountPatch, PasswordHashing, Registration};
 use crate::error::Error;
+use crate::revocations::Revocations;
 use crate::store::{AccountRow, Accounts, Rotation};
 
 /// Longest password accepted at login before hashing (bounds the work a caller can cause).
@@ -32,12 +35,41 @@ fn new_refresh_token() -> String {
     )
 }
 
-fn lock_keys(username: &str) -> (String, String) {
-    let name = username.to_lowercase();
+/// The attempt counter and lock of a canonical username.
+fn lock_keys(name: &str) -> (String, String) {
     (
-        format!("auth:login:fail:{name}"),
+        format!("auth:login:attempts:{name}"),
         format!("auth:login:lock:{name}"),
     )
+}
+
+/// Argon2 behind a semaphore: at most `slots` hashes at once (each holds its memory cost), a
+/// caller waits at most `queue_wait` for a slot, then gets `RESOURCE_EXHAUSTED`. A login flood
+/// costs a bounded amount of memory and leaves the other cores to the rest of the fleet.
+struct Hasher {
+    hashing: Arc<PasswordHashing>,
+    slots: Arc<Semaphore>,
+    queue_wait: Duration,
+}
+
+impl Hasher {
+    async fn run<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        F: FnOnce(&PasswordHashing) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::HashingBusy)?
+            .map_err(|_| Error::HashingBusy)?;
+        let hashing = self.hashing.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            work(&hashing)
+        })
+        .await
+        .map_err(|e| Error::Hashing(e.to_string()))
+    }
 }
 
 /// A freshly issued session.
@@ -58,42 +90,47 @@ pub struct Identity {
     accounts: Accounts,
     tokens: Arc<Tokens>,
     cache: SharedCache,
-    hashing: Arc<PasswordHashing>,
+    hasher: Arc<Hasher>,
+    revocations: Revocations,
     settings: AccountsSettings,
 }
 
 impl Identity {
-    /// Use cases over `accounts`, signing with `tokens`, counting logins in `cache`.
+    /// Use cases over `accounts`, signing with `tokens`, counting logins in `cache` and
+    /// recording revocations with `revocations`.
     pub fn new(
         accounts: Accounts,
         tokens: Arc<Tokens>,
         cache: SharedCache,
         hashing: PasswordHashing,
+        revocations: Revocations,
         settings: AccountsSettings,
     ) -> Self {
+        let hasher = Hasher {
+            hashing: Arc::new(hashing),
+            slots: Arc::new(Semaphore::new(settings.argon2.slots())),
+            queue_wait: settings.argon2.queue_wait,
+        };
         Identity {
             accounts,
             tokens,
             cache,
-            hashing: Arc::new(hashing),
+            hasher: Arc::new(hasher),
+            revocations,
             settings,
         }
     }
 
     async fn hash(&self, password: &str) -> Result<String, Error> {
-        let hashing = self.hashing.clone();
         let password = password.to_string();
-        tokio::task::spawn_blocking(move || hashing.hash(&password))
-            .await
-            .map_err(|e| Error::Hashing(e.to_string()))?
+        self.hasher.run(move |h| h.hash(&password)).await?
     }
 
     async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool, Error> {
-        let hashing = self.hashing.clone();
         let password = password.to_string();
-        tokio::task::spawn_blocking(move || hashing.verify(&password, hash.as_deref()))
+        self.hasher
+            .run(move |h| h.verify(&password, hash.as_deref()))
             .await
-            .map_err(|e| Error::Hashing(e.to_string()))
     }
 
     /// Creates an account and returns its id.
@@ -124,12 +161,15 @@ impl Identity {
     async fn start_session(&self, account: &AccountRow) -> Result<Session, Error> {
         let family = uuid::Uuid::new_v4().to_string();
         let refresh = new_refresh_token();
+        let session_end = unix_secs()
+            + i64::try_from(self.settings.session_max_age.as_secs()).unwrap_or(i64::MAX / 2);
         self.accounts
             .add_refresh_token(
                 &hash_refresh_token(&refresh),
                 &family,
                 account.id,
                 self.refresh_expiry(),
+                session_end,
             )
             .await?;
         let user_id = stored_to_api(account.id);
@@ -158,60 +198,63 @@ impl Identity {
         }
     }
 
-    /// Counts a failed login; locks the username when the threshold is reached.
-    async fn record_failure(&self, username: &str) -> Result<(), Error> {
-        let (fail_key, lock_key) = lock_keys(username);
-        let window = self.settings.lockout.window;
-        let failures = self
+    /// Counts a login attempt for the canonical username `name` before its password is
+    /// checked; `LockedOut` when the name is locked or this attempt is over the threshold (which
+    /// locks it). Counting first makes the threshold hold under concurrency: of any number of
+    /// simultaneous guesses at most `threshold` are evaluated.
+    async fn admit_attempt(&self, name: &str) -> Result<(), Error> {
+        let (attempts_key, lock_key) = lock_keys(name);
+        let lockout = &self.settings.lockout;
+        let attempts = self
             .cache
-            .incr(&fail_key, window)
+            .incr(&attempts_key, lockout.window)
             .await
             .map_err(Error::LoginCounter)?;
-        if failures >= i64::from(self.settings.lockout.threshold) {
-            let lock = self.settings.lockout.lock_for;
+        // Read after counting: whoever locks sets the lock before resetting the counter, so a
+        // fresh counter always sees the lock.
+        if self
+            .cache
+            .get(&lock_key)
+            .await
+            .map_err(Error::LoginCounter)?
+            .is_some()
+        {
+            return Err(Error::LockedOut);
+        }
+        if attempts > i64::from(lockout.threshold) {
             self.cache
-                .set(&lock_key, b"1", lock)
+                .set(&lock_key, b"1", lockout.lock_for)
                 .await
                 .map_err(Error::LoginCounter)?;
-            let _ = self.cache.delete(&fail_key).await;
-            tracing::warn!(username, "login locked after repeated failures");
+            let _ = self.cache.delete(&attempts_key).await;
+            tracing::warn!(username = name, "login locked after repeated failures");
+            return Err(Error::LockedOut);
         }
         Ok(())
     }
 
     /// Checks the password of `username` and starts a session, unless the username is locked
-    /// out; a wrong password counts towards the lock.
+    /// out. The username is canonicalised first (trimmed, the registration rule, lower case),
+    /// every attempt counts towards the lock, and a success clears the count.
     pub async fn login(&self, username: &str, password: &str) -> Result<Session, Error> {
-        // Only the shape is checked here: the username rule is registration's, and a login
-        // must answer a name that breaks it exactly like an unknown one.
-        for (field, value) in [("username", username), ("password", password)] {
-            if value.is_empty() {
-                return Err(Invalid::new(field, "is required").into());
-            }
-            if value.len() > MAX_LOGIN_INPUT_BYTES {
-                return Err(Invalid::new(
-                    field,
-                    format!("is longer than {MAX_LOGIN_INPUT_BYTES} bytes"),
-                )
-                .into());
-            }
+        if password.is_empty() {
+            return Err(Invalid::new("password", "is required").into());
         }
-        let (fail_key, lock_key) = lock_keys(username);
-        let locked = self
-            .cache
-            .get(&lock_key)
-            .await
-            .map_err(Error::LoginCounter)?;
-        if locked.is_some() {
-            return Err(Error::LockedOut);
+        if password.len() > MAX_LOGIN_INPUT_BYTES {
+            return Err(Invalid::new(
+                "password",
+                format!("is longer than {MAX_LOGIN_INPUT_BYTES} bytes"),
+            )
+            .into());
         }
-        let account = self.accounts.by_username(username).await?;
+        let name = domain::login_username(username)?;
+        self.admit_attempt(&name).await?;
+        let account = self.accounts.by_username_key(&name).await?;
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         if !self.verify(password, hash).await? {
-            self.record_failure(username).await?;
             return Err(Error::BadCredentials);
         }
-        let _ = self.cache.delete(&fail_key).await;
+        let _ = self.cache.delete(&lock_keys(&name).0).await;
         let account = account.ok_or(Error::BadCredentials)?;
         if !account.is_active() {
             return Err(Error::AccountDisabled);
@@ -219,13 +262,46 @@ impl Identity {
         self.start_session(&account).await
     }
 
-    /// Revokes `token` and its session, given the token itself.
-    pub async fn logout(&self, token: Option<&str>) -> Result<(), Error> {
-        let (_, claims) = self.tokens.verify_end_user(token).await?;
-        self.tokens.revoke_token(&claims).await?;
-        if !claims.sid.is_empty() {
-            self.accounts.revoke_family(&claims.sid).await?;
-            self.tokens.revoke_session(&claims.sid).await?;
+    /// Ends a session. `token` is an access token — valid, or expired but correctly signed —
+    /// or a refresh token of the session; `refresh_token` a refresh token. Every session named
+    /// ends: its refresh tokens are revoked and its access tokens too, durably. Ending an ended
+    /// session is fine; a token that proves nothing is `UNAUTHENTICATED`.
+    pub async fn logout(&self, token: Option<&str>, refresh_token: &str) -> Result<(), Error> {
+        let token = token.filter(|t| !t.is_empty());
+        let (access, refresh) = match token {
+            Some(t) if t.contains('.') => (Some(t), refresh_token),
+            Some(t) if refresh_token.is_empty() => (None, t),
+            Some(_) => return Err(Error::BadRefreshToken),
+            None => (None, refresh_token),
+        };
+        if access.is_none() && refresh.is_empty() {
+            return Err(Error::Status(tonic::Status::unauthenticated(
+                "missing access or refresh token",
+            )));
+        }
+        if let Some(access) = access {
+            let claims = self.tokens.decode_expired_access(access)?;
+            let mut revoked = vec![self.revocations.token(&claims)];
+            if claims.sid.is_empty() {
+                self.accounts.record_revocations(&revoked).await?;
+            } else {
+                revoked.push(self.revocations.session(&claims.sid));
+                self.accounts.end_session(&claims.sid, &revoked).await?;
+            }
+            self.revocations.publish(&revoked).await;
+        }
+        if !refresh.is_empty() {
+            if refresh.len() > 256 {
+                return Err(Error::BadRefreshToken);
+            }
+            let (family, _) = self
+                .accounts
+                .family_of(&hash_refresh_token(refresh))
+                .await?
+                .ok_or(Error::BadRefreshToken)?;
+            let revoked = [self.revocations.session(&family)];
+            self.accounts.end_session(&family, &revoked).await?;
+            self.revocations.publish(&revoked).await;
         }
         Ok(())
     }
@@ -244,6 +320,7 @@ impl Identity {
                 &hash_refresh_token(refresh_token),
                 &hash_refresh_token(&next),
                 self.refresh_expiry(),
+                &|family| self.revocations.session(family),
             )
             .await?;
         match rotation {
@@ -269,7 +346,9 @@ impl Identity {
                 ))
             }
             Rotation::Reused { family } => {
-                self.tokens.revoke_session(&family).await?;
+                self.revocations
+                    .publish(&[self.revocations.session(&family)])
+                    .await;
                 tracing::warn!(session = %family, "refresh token reuse: session revoked");
                 Err(Error::RefreshTokenReused)
             }
@@ -297,12 +376,13 @@ impl Identity {
         self.active_account(id.db()).await
     }
 
-    /// Deletes the account `id` and revokes every token issued to it.
+    /// Deletes the account `id` and revokes every token issued to it (in one transaction).
     pub async fn delete_account(&self, id: UserId) -> Result<(), Error> {
-        if !self.accounts.delete(id).await? {
+        let revoked = self.revocations.user(id.get());
+        if !self.accounts.delete(id, &revoked).await? {
             return Err(Error::AccountNotFound);
         }
-        self.tokens.revoke_user(id.get()).await?;
+        self.revocations.publish(&[revoked]).await;
         Ok(())
     }
 
@@ -314,7 +394,7 @@ impl Identity {
         }
         if self
             .accounts
-            .by_username(&admin.username)
+            .by_username_key(&domain::canonical_username(&admin.username))
             .await
             .map_err(anyhow_err)?
             .is_some()

@@ -26,6 +26,19 @@ pub fn username(value: &str) -> Result<String, Invalid> {
     }
 }
 
+/// The canonical form of a valid username: ASCII lower case (usernames are ASCII). Accounts
+/// are unique by it and logins look it up exactly.
+pub fn canonical_username(valid: &str) -> String {
+    valid.to_ascii_lowercase()
+}
+
+/// The canonical username a login names: surrounding whitespace trimmed, the registration rule
+/// checked, then [`canonical_username`]. Every spelling of one account (`Victim`, `victim `)
+/// is one lookup key and one lockout counter.
+pub fn login_username(value: &str) -> Result<String, Invalid> {
+    Ok(canonical_username(&username(value.trim())?))
+}
+
 /// A password: 8–128 characters.
 pub fn password(value: &str) -> Result<&str, Invalid> {
     let chars = value.chars().count();
@@ -161,6 +174,11 @@ mod tests {
             "ümlaut",
         ] {
             assert!(username(bad).is_err(), "{bad}");
+        }
+        assert_eq!(login_username("  Victim_1 ").unwrap(), "victim_1");
+        assert_eq!(login_username("VICTIM_1").unwrap(), "victim_1");
+        for bad in ["vic tim", "", "   ", "victim\u{0}", "vïctim"] {
+            assert_eq!(login_username(bad).unwrap_err().field(), "username", "{bad}");
         }
         assert!(password("12345678").is_ok());
         assert!(password("1234567").is_err());

@@ -38,6 +38,12 @@ pub enum Error {
     /// A rotated refresh token was presented again: the session is revoked.
     #[error("refresh token reuse detected; the session was revoked")]
     RefreshTokenReused,
+    /// Every password-hashing slot stayed busy for `accounts.argon2.queue_wait`.
+    #[error("too many logins in progress; retry shortly")]
+    HashingBusy,
+    /// The shared cache refused the copy of the revocations.
+    #[error("revocation copy failed: {0}")]
+    RevocationCopy(CacheError),
     /// Hashing failed.
     #[error("password hashing failed: {0}")]
     Hashing(String),
@@ -64,7 +70,8 @@ impl ServiceError for Error {
             Error::BadCredentials | Error::BadRefreshToken | Error::RefreshTokenReused => {
                 ServiceErrorCode::Unauthenticated
             }
-            Error::LockedOut => ServiceErrorCode::ResourceExhausted,
+            Error::LockedOut | Error::HashingBusy => ServiceErrorCode::ResourceExhausted,
+            Error::RevocationCopy(_) => ServiceErrorCode::Unavailable,
             Error::Hashing(_) => ServiceErrorCode::Internal,
             Error::LoginCounter(_) => ServiceErrorCode::Unavailable,
             Error::Database(e) => mall_common::store::error_code(e),
@@ -75,6 +82,7 @@ impl ServiceError for Error {
     fn unavailable_dependency(&self) -> &str {
         match self {
             Error::LoginCounter(_) => "login counter",
+            Error::RevocationCopy(_) => "cache",
             _ => "database",
         }
     }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod error;
+pub mod revocations;
 pub mod store;
 
 use std::time::Duration;
@@ -27,8 +28,21 @@ pub struct Extra {
     pub accounts: AccountsSettings,
 }
 
-/// Default lifetime of refresh tokens (`accounts.refresh_token_ttl`); it does not slide.
+/// Default lifetime of a refresh token (`accounts.refresh_token_ttl`): each rotation issues the
+/// next one for this long, so an active session slides, up to `session_max_age`.
 pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default absolute lifetime of a session (`accounts.session_max_age`), however often it is
+/// refreshed.
+pub const DEFAULT_SESSION_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Password hashes computed at once (`accounts.argon2.max_concurrent`); 0 means one per core.
+pub const DEFAULT_ARGON2_MAX_CONCURRENT: u32 = 0;
+/// How long a login or registration waits for a hashing slot before `RESOURCE_EXHAUSTED`
+/// (`accounts.argon2.queue_wait`).
+pub const DEFAULT_ARGON2_QUEUE_WAIT: Duration = Duration::from_secs(1);
+/// How often auth checks that the shared cache still holds the revocation epoch and rebuilds
+/// it from its table when not (`accounts.revocation_sync_interval`): the longest a wiped cache
+/// fails closed.
+pub const DEFAULT_REVOCATION_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Failed logins for one username within the window that lock it (`accounts.lockout.threshold`).
 pub const DEFAULT_LOCKOUT_THRESHOLD: u32 = 5;
 /// The window failed logins are counted in (`accounts.lockout.window`).
@@ -48,6 +62,12 @@ pub struct AccountsSettings {
     /// Lifetime of a session's refresh tokens.
     #[serde(with = "mall_common::config::duration")]
     pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a session (refresh-token family), whatever its rotations.
+    #[serde(with = "mall_common::config::duration")]
+    pub session_max_age: Duration,
+    /// How often the revocation copy in the shared cache is checked (and rebuilt if lost).
+    #[serde(with = "mall_common::config::duration")]
+    pub revocation_sync_interval: Duration,
     /// Locking a username after repeated failed logins.
     pub lockout: LockoutSettings,
     /// Password hashing cost.
@@ -79,6 +99,21 @@ pub struct Argon2Settings {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
+    /// Hashes computed at once (each holds `memory_kib`); 0 = one per core.
+    pub max_concurrent: u32,
+    /// How long a call waits for a hashing slot before `RESOURCE_EXHAUSTED`.
+    #[serde(with = "mall_common::config::duration")]
+    pub queue_wait: Duration,
+}
+
+impl Argon2Settings {
+    /// The number of hashing slots: `max_concurrent`, or the number of cores when 0.
+    pub fn slots(&self) -> usize {
+        match self.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// `accounts.bootstrap_admin.*`
@@ -96,6 +131,8 @@ impl Default for AccountsSettings {
     fn default() -> Self {
         AccountsSettings {
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            session_max_age: DEFAULT_SESSION_MAX_AGE,
+            revocation_sync_interval: DEFAULT_REVOCATION_SYNC_INTERVAL,
             lockout: LockoutSettings {
                 threshold: DEFAULT_LOCKOUT_THRESHOLD,
                 window: DEFAULT_LOCKOUT_WINDOW,
@@ -105,6 +142,8 @@ impl Default for AccountsSettings {
                 memory_kib: DEFAULT_ARGON2_MEMORY_KIB,
                 iterations: DEFAULT_ARGON2_ITERATIONS,
                 parallelism: DEFAULT_ARGON2_PARALLELISM,
+                max_concurrent: DEFAULT_ARGON2_MAX_CONCURRENT,
+                queue_wait: DEFAULT_ARGON2_QUEUE_WAIT,
             },
             bootstrap_admin: BootstrapAdmin::default(),
         }
@@ -118,6 +157,11 @@ impl Validate for Extra {
             !a.refresh_token_ttl.is_zero(),
             "accounts.refresh_token_ttl",
             "must be positive",
+        )?;
+        ensure(
+            !a.session_max_age.is_zero() && !a.revocation_sync_interval.is_zero(),
+            "accounts",
+            "session_max_age and revocation_sync_interval must be positive",
         )?;
         ensure(
             a.lockout.threshold > 0 && !a.lockout.window.is_zero() && !a.lockout.lock_for.is_zero(),
@@ -151,22 +195,39 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let a = &settings.ext.accounts.argon2;
     let hashing = domain::PasswordHashing::new(a.memory_kib, a.iterations, a.parallelism)
         .map_err(|e| anyhow::anyhow!("accounts.argon2: {e}"))?;
+    let accounts = store::Accounts::new(platform.database()?.clone());
+    let revocations = revocations::Revocations::new(
+        accounts.clone(),
+        platform.cache.clone(),
+        settings.auth.access_token_ttl,
+    );
+    // Restore the cache's copy before serving; a cache that is down now is retried by the
+    // worker (services fail closed meanwhile).
+    if let Err(e) = revocations.sync().await {
+        tracing::warn!(error = %e, "revocations not copied to the cache yet");
+    }
     let identity = app::Identity::new(
-        store::Accounts::new(platform.database()?.clone()),
+        accounts,
         platform.tokens.clone(),
         platform.cache.clone(),
         hashing,
+        revocations.clone(),
         settings.ext.accounts.clone(),
     );
     identity.bootstrap_admin().await?;
-    platform
+    let server = platform
         .server(&settings)
         .add_service(
             AuthServiceServer::new(api::AuthApi::new(identity)),
             api::ACCESS,
         )
         .bind()
-        .await
+        .await?;
+    revocations.spawn(
+        settings.ext.accounts.revocation_sync_interval,
+        server.shutdown_handle(),
+    );
+    Ok(server)
 }
 
 /// Builds and serves until `shutdown` completes.

@@ -85,6 +85,7 @@ async fn register_login_validate_and_logout() {
 
     auth.logout(pb::LogoutRequest {
         token: session.token.clone(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -133,6 +134,7 @@ async fn logout_is_seen_by_another_service_within_a_second() {
     product.create_product(create()).await.unwrap();
     auth.logout(pb::LogoutRequest {
         token: admin.token.clone(),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -24,7 +24,8 @@ use crate::error::Error;
 /// Who may call what. Register and Login need no token. Logout, Delete, Update and Info act on
 /// the caller's own account, yet are `Public` here: their token may arrive in the request's
 /// `token` field, which the server's gate cannot read, so their handlers authenticate the
-/// caller themselves ([`ProfileApi::authenticate`]).
+/// caller themselves ([`ProfileApi::authenticate`]); Logout leaves that to auth, which also
+/// ends a session whose access token expired.
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::user::v1::user_service_server::SERVICE_NAME,
     rules: &[
@@ -51,8 +52,6 @@ pub struct ProfileApi {
 /// An end user proven by an access token.
 struct EndUser {
     user_id: u64,
-    /// The token that proved it (Logout revokes exactly this one).
-    token: String,
 }
 
 impl ProfileApi {
@@ -84,10 +83,7 @@ impl ProfileApi {
     async fn authenticate<T>(&self, request: &Request<T>, field: &str) -> Result<EndUser, Error> {
         let token = auth::token_from_field_or_metadata(field, request.metadata());
         let (user_id, _) = self.tokens.verify_end_user(token).await?;
-        Ok(EndUser {
-            user_id,
-            token: token.unwrap_or_default().to_string(),
-        })
+        Ok(EndUser { user_id })
     }
 
     /// The profile of `user_id`, from the cache or from auth's `GetAccount`.
@@ -182,14 +178,19 @@ impl UserService for ProfileApi {
         &self,
         request: Request<pb::LogoutReq>,
     ) -> Result<Response<pb::LogoutResp>, Status> {
-        let user = self
-            .authenticate(&request, &request.get_ref().token)
-            .await?;
+        // Auth verifies: the token may be expired (its session still ends) or a refresh token.
+        let token = auth::token_from_field_or_metadata(&request.get_ref().token, request.metadata())
+            .unwrap_or_default()
+            .to_string();
+        let refresh_token = request.into_inner().refresh_token;
         self.auth()?
-            .logout(auth_pb::LogoutRequest { token: user.token })
+            .logout(auth_pb::LogoutRequest {
+                token,
+                refresh_token,
+            })
             .await
             .map_err(Error::from)?;
-        tracing::info!(user = user.user_id, "user logged out");
+        tracing::info!("session ended");
         Ok(Response::new(pb::LogoutResp { base: success() }))
     }
 

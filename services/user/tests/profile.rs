@@ -117,6 +117,7 @@ async fn logout(client: &mut Client, token: &str) -> Result<(), Status> {
     let resp = client
         .logout(pb::LogoutReq {
             token: token.into(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -19,6 +19,8 @@ pub struct Claims {
     pub jti: String,
     /// Issued at, unix seconds.
     pub iat: i64,
+    /// Not valid before, unix seconds (= `iat`).
+    pub nbf: i64,
     /// Expires at, unix seconds.
     pub exp: i64,
     /// Session (refresh-token family) of an access token; empty for service tokens.

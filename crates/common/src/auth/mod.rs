@@ -3,8 +3,9 @@
 //!
 //! - Access tokens are HS256 JWTs (`sub`, `name`, `role`, `jti`, `iat`, `exp`, plus `sid`, the
 //!   session they belong to). Every service verifies them locally with the shared key — no call
-//!   to auth on the hot path — and checks revocation in the shared cache (Redis in a fleet, the
-//!   process-wide memory cache in the embedded one), so a logout is seen everywhere at once.
+//!   to auth on the hot path — and checks [`revocation`] in the shared cache (Redis in a fleet,
+//!   the process-wide memory cache in the embedded one), so a logout is seen everywhere at once;
+//!   a cache that lost its revocations fails closed until auth restores them.
 //! - Service tokens (`typ = service`, a minute long) are minted by [`crate::client`] with the same
 //!   key and attached to every outgoing call; internal RPCs accept only those.
 //! - The server verifies the bearer token before the handler runs (see [`crate::server`]) and
@@ -13,6 +14,7 @@
 
 pub mod access;
 pub mod caller;
+pub mod revocation;
 pub mod tokens;
 
 pub use access::{Access, AccessTable};

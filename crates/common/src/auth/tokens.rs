@@ -7,6 +7,7 @@ use tonic::Status;
 
 use super::access::Access;
 use super::caller::{Caller, Claims};
+use super::revocation;
 use crate::cache::SharedCache;
 use crate::config::AuthSettings;
 use mall_types::time::unix_secs as unix_now;
@@ -41,16 +42,6 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn revoked_token_key(jti: &str) -> String {
-    format!("auth:revoked:jti:{jti}")
-}
-fn revoked_session_key(sid: &str) -> String {
-    format!("auth:revoked:sid:{sid}")
-}
-fn revoked_user_key(user_id: u64) -> String {
-    format!("auth:revoked:user:{user_id}")
-}
-
 impl Tokens {
     /// Tokens signed with `settings.jwt_secret`, revocations kept in `cache`.
     pub fn new(settings: &AuthSettings, cache: SharedCache) -> Self {
@@ -58,7 +49,8 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = CLOCK_LEEWAY_SECS;
         validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss"]);
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss"]);
         validation.validate_aud = false;
         Tokens {
             encoding: EncodingKey::from_secret(secret),
@@ -95,6 +87,7 @@ impl Tokens {
             role: role.to_string(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
+            nbf: now,
             exp: now + i64::try_from(self.access_ttl.as_secs()).unwrap_or(900),
             sid: sid.to_string(),
             typ: TYP_ACCESS.into(),
@@ -112,6 +105,7 @@ impl Tokens {
             role: "service".into(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
+            nbf: now,
             exp: now + i64::try_from(self.service_ttl.as_secs()).unwrap_or(60),
             sid: String::new(),
             typ: TYP_SERVICE.into(),
@@ -120,11 +114,36 @@ impl Tokens {
         Ok((self.sign(&claims)?, claims.exp))
     }
 
-    /// Checks signature, algorithm, issuer and expiry (not revocation).
+    /// Checks signature, algorithm, issuer, expiry, `nbf`, and that `iat` is not in the future
+    /// (beyond [`CLOCK_LEEWAY_SECS`]); not revocation.
     pub fn decode(&self, token: &str) -> Result<Claims, Status> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| Status::unauthenticated("invalid or expired token"))
+        self.decode_with(token, &self.validation)
+    }
+
+    /// Like [`Tokens::decode`] but accepts an expired access token: a correctly signed token
+    /// whose session is to be ended (`Logout` after the access token expired).
+    pub fn decode_expired_access(&self, token: &str) -> Result<Claims, Status> {
+        let mut validation = self.validation.clone();
+        validation.validate_exp = false;
+        let claims = self.decode_with(token, &validation)?;
+        match claims.typ.as_str() {
+            TYP_ACCESS => {}
+            TYP_SERVICE => return Err(Self::not_an_end_user()),
+            _ => return Err(Status::unauthenticated("invalid or expired token")),
+        }
+        Ok(claims)
+    }
+
+    fn decode_with(&self, token: &str, validation: &Validation) -> Result<Claims, Status> {
+        let invalid = || Status::unauthenticated("invalid or expired token");
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, validation)
+            .map_err(|_| invalid())?
+            .claims;
+        let leeway = i64::try_from(CLOCK_LEEWAY_SECS).unwrap_or(5);
+        if claims.iat > unix_now() + leeway {
+            return Err(invalid());
+        }
+        Ok(claims)
     }
 
     /// Decodes `token` and checks it has not been revoked; returns the caller.
@@ -137,7 +156,7 @@ impl Tokens {
                     .sub
                     .parse()
                     .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
-                self.check_not_revoked(&claims, user_id).await?;
+                revocation::check(self.cache.as_ref(), &claims, user_id).await?;
                 Ok(Caller::User {
                     user_id,
                     username: claims.name.clone(),
@@ -157,74 +176,14 @@ impl Tokens {
             Caller::User {
                 user_id, claims, ..
             } => Ok((user_id, *claims)),
-            Caller::Service { .. } => Err(Status::permission_denied(
-                "this RPC acts on an end user's own account; service tokens are not accepted",
-            )),
+            Caller::Service { .. } => Err(Self::not_an_end_user()),
         }
     }
 
-    async fn check_not_revoked(&self, claims: &Claims, user_id: u64) -> Result<(), Status> {
-        let keys = [
-            revoked_token_key(&claims.jti),
-            revoked_session_key(&claims.sid),
-            revoked_user_key(user_id),
-        ];
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let values = self
-            .cache
-            .get_many(&keys)
-            .await
-            .map_err(|e| crate::error::unavailable("revocation list", &e))?;
-        if values[0].is_some() || (!claims.sid.is_empty() && values[1].is_some()) {
-            return Err(Status::unauthenticated("token has been revoked"));
-        }
-        if let Some(cutoff) = values[2]
-            .as_deref()
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            && claims.iat <= cutoff
-        {
-            return Err(Status::unauthenticated("token has been revoked"));
-        }
-        Ok(())
-    }
-
-    fn until_exp(exp: i64) -> Duration {
-        Duration::from_secs(u64::try_from(exp - unix_now()).unwrap_or(0) + CLOCK_LEEWAY_SECS + 1)
-    }
-
-    /// Revokes one access token until it would have expired anyway.
-    pub async fn revoke_token(&self, claims: &Claims) -> Result<(), Status> {
-        self.cache
-            .set(
-                &revoked_token_key(&claims.jti),
-                b"1",
-                Self::until_exp(claims.exp),
-            )
-            .await
-            .map_err(|e| crate::error::unavailable("revocation list", &e))
-    }
-
-    /// Revokes every access token of a session (refresh-token family).
-    pub async fn revoke_session(&self, sid: &str) -> Result<(), Status> {
-        let ttl = self.access_ttl + Duration::from_secs(CLOCK_LEEWAY_SECS + 1);
-        self.cache
-            .set(&revoked_session_key(sid), b"1", ttl)
-            .await
-            .map_err(|e| crate::error::unavailable("revocation list", &e))
-    }
-
-    /// Revokes every access token of a user issued up to now.
-    pub async fn revoke_user(&self, user_id: u64) -> Result<(), Status> {
-        let ttl = self.access_ttl + Duration::from_secs(CLOCK_LEEWAY_SECS + 1);
-        self.cache
-            .set(
-                &revoked_user_key(user_id),
-                unix_now().to_string().as_bytes(),
-                ttl,
-            )
-            .await
-            .map_err(|e| crate::error::unavailable("revocation list", &e))
+    fn not_an_end_user() -> Status {
+        Status::permission_denied(
+            "this RPC acts on an end user's own account; service tokens are not accepted",
+        )
     }
 
     /// Decides whether a call with `bearer` may reach an RPC of `access`; returns the caller to
@@ -262,8 +221,48 @@ mod tests {
 
     fn tokens() -> Tokens {
         let settings = crate::config::Settings::defaults("test").auth;
-        let cache = Arc::new(crate::cache::MemoryCache::new("t:".into(), 100));
+        let cache: SharedCache = Arc::new(crate::cache::MemoryCache::new("t:".into(), 100));
+        futures::executor::block_on(revocation::publish_epoch(cache.as_ref(), "test")).unwrap();
         Tokens::new(&settings, cache)
+    }
+
+    #[tokio::test]
+    async fn a_cache_without_revocation_epoch_fails_closed() {
+        let t = tokens();
+        let (token, _) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        t.verify(&token).await.unwrap();
+        revocation::withdraw_epoch(t.cache.as_ref()).await.unwrap();
+        let err = t.verify(&token).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        // Service tokens carry no user state to revoke.
+        let (service, _) = t.issue_service("checkout").unwrap();
+        t.verify(&service).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn future_iat_is_refused_and_expired_access_tokens_decode_only_for_logout() {
+        let t = tokens();
+        let (token, mut claims) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        assert_eq!(t.decode_expired_access(&token).unwrap(), claims);
+        claims.iat += 60;
+        claims.nbf = claims.iat - 60;
+        let future = t.sign(&claims).unwrap();
+        assert_eq!(
+            t.verify(&future).await.unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(t.decode_expired_access(&future).is_err());
+        claims.iat -= 3600;
+        claims.nbf = claims.iat;
+        claims.exp = claims.iat + 60;
+        let expired = t.sign(&claims).unwrap();
+        assert!(t.decode(&expired).is_err());
+        assert_eq!(t.decode_expired_access(&expired).unwrap().sid, "s1");
+        let (service, _) = t.issue_service("checkout").unwrap();
+        assert_eq!(
+            t.decode_expired_access(&service).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
     }
 
     #[tokio::test]
@@ -277,7 +276,10 @@ mod tests {
             caller.authorize(8).unwrap_err().code(),
             tonic::Code::PermissionDenied
         );
-        t.revoke_token(&claims).await.unwrap();
+        revocation::Revoked::Token(claims.jti.clone())
+            .publish(t.cache.as_ref(), Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(
             t.verify(&token).await.unwrap_err().code(),
             tonic::Code::Unauthenticated
@@ -321,6 +323,7 @@ mod tests {
         let expired = {
             let mut c: Claims = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
             c.iat -= 3600;
+            c.nbf = c.iat;
             c.exp = c.iat + 60;
             t.sign(&c).unwrap()
         };

@@ -36,42 +36,58 @@ impl moka::Expiry<String, Entry> for EntryExpiry {
     }
 }
 
-/// In-process cache on moka: per-entry expiry, per-key atomic read-modify-write.
+type Store = moka::future::Cache<String, Entry>;
+
+/// At most `capacity` entries (least recently used evicted first); `None`: expiry only.
+fn store(capacity: Option<u64>) -> Store {
+    let builder = moka::future::Cache::builder().expire_after(EntryExpiry);
+    match capacity {
+        Some(capacity) => builder.max_capacity(capacity).build(),
+        None => builder.build(),
+    }
+}
+
+/// In-process cache on moka: per-entry expiry, per-key atomic read-modify-write. Keys under
+/// [`UNEVICTABLE_PREFIX`](super::UNEVICTABLE_PREFIX) live in a second map that only expiry
+/// empties, so a full cache never drops them.
 pub struct MemoryCache {
     prefix: String,
-    inner: moka::future::Cache<String, Entry>,
+    evictable: Store,
+    unevictable: Store,
 }
 
 impl MemoryCache {
-    /// A cache holding at most `capacity` entries, keys prefixed with `prefix`.
+    /// A cache holding at most `capacity` evictable entries, keys prefixed with `prefix`.
     pub fn new(prefix: String, capacity: u64) -> Self {
         MemoryCache {
             prefix,
-            inner: moka::future::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(EntryExpiry)
-                .build(),
+            evictable: store(Some(capacity)),
+            unevictable: store(None),
         }
     }
 
     /// The process-wide in-process cache (created by the first caller with its capacity), so
     /// services of one embedded fleet share revocations and counters like they would in Redis.
     pub fn shared(prefix: String, capacity: u64) -> Self {
-        static SHARED: std::sync::OnceLock<moka::future::Cache<String, Entry>> =
-            std::sync::OnceLock::new();
-        let inner = SHARED
-            .get_or_init(|| {
-                moka::future::Cache::builder()
-                    .max_capacity(capacity)
-                    .expire_after(EntryExpiry)
-                    .build()
-            })
+        static SHARED: std::sync::OnceLock<(Store, Store)> = std::sync::OnceLock::new();
+        let (evictable, unevictable) = SHARED
+            .get_or_init(|| (store(Some(capacity)), store(None)))
             .clone();
-        MemoryCache { prefix, inner }
+        MemoryCache {
+            prefix,
+            evictable,
+            unevictable,
+        }
     }
 
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+    /// The map `key` lives in and its full (prefixed) name.
+    fn slot(&self, key: &str) -> (&Store, String) {
+        let map = if key.starts_with(super::UNEVICTABLE_PREFIX) {
+            &self.unevictable
+        } else {
+            &self.evictable
+        };
+        (map, format!("{}{key}", self.prefix))
     }
 }
 
@@ -79,9 +95,9 @@ impl MemoryCache {
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
         let now = Instant::now();
-        Ok(self
-            .inner
-            .get(&self.key(key))
+        let (map, key) = self.slot(key);
+        Ok(map
+            .get(&key)
             .await
             .filter(|e| e.live(now))
             .map(|e| e.data.as_ref().clone()))
@@ -100,16 +116,17 @@ impl Cache for MemoryCache {
             data: Arc::new(value.to_vec()),
             expires_at: Instant::now() + ttl,
         };
-        self.inner.insert(self.key(key), entry).await;
+        let (map, key) = self.slot(key);
+        map.insert(key, entry).await;
         Ok(())
     }
 
     async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
         use moka::ops::compute::{CompResult, Op};
         let value = Arc::new(value.to_vec());
-        let result = self
-            .inner
-            .entry(self.key(key))
+        let (map, key) = self.slot(key);
+        let result = map
+            .entry(key)
             .and_compute_with(|current| {
                 let now = Instant::now();
                 let op = match current {
@@ -129,15 +146,16 @@ impl Cache for MemoryCache {
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        self.inner.invalidate(&self.key(key)).await;
+        let (map, key) = self.slot(key);
+        map.invalidate(&key).await;
         Ok(())
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, CacheError> {
         use moka::ops::compute::{CompResult, Op};
-        let result = self
-            .inner
-            .entry(self.key(key))
+        let (map, full_key) = self.slot(key);
+        let result = map
+            .entry(full_key)
             .and_compute_with(|current| {
                 let now = Instant::now();
                 let next = match current {

@@ -26,6 +26,13 @@ pub use redis::RedisCache;
 #[error("cache: {0}")]
 pub struct CacheError(String);
 
+impl CacheError {
+    /// An error saying `what`.
+    pub fn new(what: impl Into<String>) -> Self {
+        CacheError(what.into())
+    }
+}
+
 impl From<::redis::RedisError> for CacheError {
     fn from(e: ::redis::RedisError) -> Self {
         CacheError(e.to_string())
@@ -51,6 +58,11 @@ pub trait Cache: Send + Sync + 'static {
     /// Checks the cache is reachable (for `/readyz`).
     async fn ping(&self) -> Result<(), CacheError>;
 }
+
+/// Keys starting with this are never evicted to make room, only expired: the in-process cache
+/// keeps them apart from its bounded map; Redis must run with `maxmemory-policy noeviction`
+/// (its default), which the README and compose require. Revocations live here.
+pub const UNEVICTABLE_PREFIX: &str = "keep:";
 
 /// The cache handle services hold.
 pub type SharedCache = Arc<dyn Cache>;

@@ -88,6 +88,7 @@ async fn register_login_profile_logout_across_auth_user_and_product() {
     users
         .logout(user_pb::LogoutReq {
             token: via_user.token.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -35,7 +35,7 @@ impl Instance {
         faults: Faults,
         overrides: &[(&str, &str)],
     ) -> Instance {
-        let mut source = fleet.source_beside(db_url);
+        let mut source = fleet.source_beside(db_url).await;
         let timings = [
             ("MALL__SERVER__DRAIN_DELAY", "0s"),
             ("MALL__SERVER__SHUTDOWN_GRACE", "2s"),
