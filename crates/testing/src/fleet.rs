@@ -227,6 +227,20 @@ impl TestFleet {
             .0
     }
 
+    /// Empties this fleet's cache namespace, as a Redis restart or `FLUSHALL` would (the
+    /// in-process cache: every entry of the namespace); answers how many keys went.
+    pub async fn wipe_cache(&self) -> u64 {
+        let settings = mall_common::config::CacheSettings {
+            url: std::env::var(REDIS_ENV).unwrap_or_else(|_| "memory://".into()),
+            namespace: self.cache_namespace.clone(),
+            ..Default::default()
+        };
+        let cache = mall_common::cache::connect(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("test cache: {e}"));
+        cache.clear().await.expect("clear the cache")
+    }
+
     /// The database URL service `name` uses.
     pub fn database_url(&self, name: &str) -> String {
         self.database_template.replace("{service}", name)

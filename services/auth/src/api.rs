@@ -120,10 +120,14 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let token = token_from_field_or_metadata(&request.get_ref().token, request.metadata());
-        self.identity
-            .logout(token, &request.get_ref().refresh_token)
-            .await?;
+        let req = request.get_ref();
+        // The bearer token counts only when the body names no session at all.
+        let token = if req.refresh_token.is_empty() {
+            token_from_field_or_metadata(&req.token, request.metadata())
+        } else {
+            Some(req.token.as_str())
+        };
+        self.identity.logout(token, &req.refresh_token).await?;
         Ok(Response::new(pb::LogoutResponse { base: ok() }))
     }
 

@@ -178,11 +178,20 @@ impl UserService for ProfileApi {
         &self,
         request: Request<pb::LogoutReq>,
     ) -> Result<Response<pb::LogoutResp>, Status> {
-        // Auth verifies: the token may be expired (its session still ends) or a refresh token.
-        let token = auth::token_from_field_or_metadata(&request.get_ref().token, request.metadata())
-            .unwrap_or_default()
-            .to_string();
+        // Auth verifies: the token may be expired (its session still ends) or a refresh token;
+        // the bearer token counts only when the body names no session at all.
+        let req = request.get_ref();
+        let token = if req.refresh_token.is_empty() {
+            auth::token_from_field_or_metadata(&req.token, request.metadata())
+        } else {
+            Some(req.token.as_str())
+        };
+        let token = token.unwrap_or_default().to_string();
         let refresh_token = request.into_inner().refresh_token;
+        if token.is_empty() && refresh_token.is_empty() {
+            // Sent on empty, auth would read this service's own credentials instead.
+            return Err(Status::unauthenticated("missing access or refresh token"));
+        }
         self.auth()?
             .logout(auth_pb::LogoutRequest {
                 token,

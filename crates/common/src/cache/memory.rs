@@ -80,6 +80,14 @@ impl MemoryCache {
         }
     }
 
+    /// Applies pending evictions; answers how many evictable entries remain.
+    #[cfg(test)]
+    pub(crate) async fn settle(&self) -> u64 {
+        self.evictable.run_pending_tasks().await;
+        self.unevictable.run_pending_tasks().await;
+        self.evictable.entry_count()
+    }
+
     /// The map `key` lives in and its full (prefixed) name.
     fn slot(&self, key: &str) -> (&Store, String) {
         let map = if key.starts_with(super::UNEVICTABLE_PREFIX) {
@@ -185,6 +193,22 @@ impl Cache for MemoryCache {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| CacheError(format!("`{key}` does not hold a counter")))
+    }
+
+    async fn clear(&self) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        for map in [&self.evictable, &self.unevictable] {
+            let keys: Vec<String> = map
+                .iter()
+                .filter(|(k, _)| k.starts_with(&self.prefix))
+                .map(|(k, _)| k.as_ref().clone())
+                .collect();
+            for key in keys {
+                map.invalidate(&key).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     async fn ping(&self) -> Result<(), CacheError> {

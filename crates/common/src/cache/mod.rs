@@ -55,6 +55,9 @@ pub trait Cache: Send + Sync + 'static {
     /// Adds 1 to the counter under `key` and returns the new value; a new counter starts at 1
     /// and expires after `ttl` (later increments keep that expiry).
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, CacheError>;
+    /// Removes every key of this cache's namespace (what a Redis restart or `FLUSHALL` does to
+    /// a fleet); answers how many. For tests and for operators resetting a namespace.
+    async fn clear(&self) -> Result<u64, CacheError>;
     /// Checks the cache is reachable (for `/readyz`).
     async fn ping(&self) -> Result<(), CacheError>;
 }
@@ -154,6 +157,49 @@ mod tests {
             out.push(("redis", Arc::new(redis)));
         }
         out
+    }
+
+    #[tokio::test]
+    async fn clear_empties_only_its_own_namespace() {
+        let ns = uuid::Uuid::new_v4().simple().to_string();
+        let mut pairs: Vec<(&str, SharedCache, SharedCache)> = vec![(
+            "memory",
+            Arc::new(MemoryCache::shared(format!("a-{ns}:"), 1000)),
+            Arc::new(MemoryCache::shared(format!("b-{ns}:"), 1000)),
+        )];
+        if let Ok(url) = std::env::var("MALL_TEST_REDIS_URL") {
+            let open = |prefix: String| RedisCache::connect(&url, prefix);
+            pairs.push((
+                "redis",
+                Arc::new(open(format!("a-{ns}:")).await.unwrap()),
+                Arc::new(open(format!("b-{ns}:")).await.unwrap()),
+            ));
+        }
+        let minute = Duration::from_secs(60);
+        for (name, cache, other) in pairs {
+            cache.set("a", b"1", minute).await.unwrap();
+            cache.set("keep:b", b"2", minute).await.unwrap();
+            other.set("a", b"x", minute).await.unwrap();
+            assert_eq!(cache.clear().await.unwrap(), 2, "{name}");
+            assert_eq!(cache.get("a").await.unwrap(), None, "{name}");
+            assert_eq!(cache.get("keep:b").await.unwrap(), None, "{name}");
+            let kept = other.get("a").await.unwrap();
+            assert_eq!(kept.as_deref(), Some(&b"x"[..]), "{name}");
+            other.clear().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_cache_never_evicts_unevictable_keys() {
+        let cache = MemoryCache::new("t:".into(), 10);
+        let minute = Duration::from_secs(60);
+        cache.set("keep:revoked", b"1", minute).await.unwrap();
+        for i in 0..1_000 {
+            cache.set(&format!("k{i}"), b"v", minute).await.unwrap();
+        }
+        let evictable = cache.settle().await;
+        assert!(evictable <= 10, "the bounded map stays bounded: {evictable}");
+        assert!(cache.get("keep:revoked").await.unwrap().is_some());
     }
 
     #[tokio::test]
