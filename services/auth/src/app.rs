@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::AccountsSettings;
-use crate::domain::{self, AccountPatch, PasswordHashing, Registration};
+use crate::domain::{self, AccountPatch, PasswordHashing, Registration, Scratch};
 use crate::error::Error;
 use crate::revocations::Revocations;
 use crate::store::{AccountRow, Accounts, Rotation};
@@ -43,32 +43,70 @@ fn lock_keys(name: &str) -> (String, String) {
     )
 }
 
-/// Argon2 behind a semaphore: at most `slots` hashes at once (each holds its memory cost), a
-/// caller waits at most `queue_wait` for a slot, then gets `RESOURCE_EXHAUSTED`. A login flood
-/// costs a bounded amount of memory and leaves the other cores to the rest of the fleet.
+/// A job for the hashing threads: the hashing and the thread's Argon2 memory.
+type HashJob = Box<dyn FnOnce(&PasswordHashing, &mut Scratch) + Send>;
+
+/// Argon2 on a fixed set of `slots` threads of its own behind a semaphore: at most `slots`
+/// hashes at once (each holds its memory cost), a caller waits at most `queue_wait` for a slot,
+/// then gets `RESOURCE_EXHAUSTED`. Own threads rather than the blocking pool: each thread's
+/// allocator keeps the memory of its last hash, so a flood spread over hundreds of pool threads
+/// would keep hundreds of buffers. A login flood costs a bounded amount of memory and leaves
+/// the other cores to the rest of the fleet.
 struct Hasher {
-    hashing: Arc<PasswordHashing>,
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
     slots: Arc<Semaphore>,
     queue_wait: Duration,
 }
 
 impl Hasher {
+    fn new(hashing: PasswordHashing, slots: usize, queue_wait: Duration) -> Self {
+        let slots = slots.max(1);
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(slots);
+        let queue = Arc::new(parking_lot::Mutex::new(queue));
+        let hashing = Arc::new(hashing);
+        for n in 0..slots {
+            let (queue, hashing) = (queue.clone(), hashing.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    let mut scratch = Scratch::new();
+                    // Ends when the hasher (the only sender) is dropped.
+                    while let Ok(job) = queue.lock().recv() {
+                        job(&hashing, &mut scratch);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "password hashing thread not started");
+            }
+        }
+        Hasher {
+            jobs,
+            slots: Arc::new(Semaphore::new(slots)),
+            queue_wait,
+        }
+    }
+
     async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
-        F: FnOnce(&PasswordHashing) -> T + Send + 'static,
+        F: FnOnce(&PasswordHashing, &mut Scratch) -> T + Send + 'static,
         T: Send + 'static,
     {
         let permit = tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| Error::HashingBusy)?
             .map_err(|_| Error::HashingBusy)?;
-        let hashing = self.hashing.clone();
-        tokio::task::spawn_blocking(move || {
+        let (answer, result) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move |hashing, scratch| {
             let _slot = permit;
-            work(&hashing)
-        })
-        .await
-        .map_err(|e| Error::Hashing(e.to_string()))
+            let _ = answer.send(work(hashing, scratch));
+        });
+        // A slot is held, so one of the `slots` places in the queue is free.
+        self.jobs
+            .try_send(job)
+            .map_err(|e| Error::Hashing(format!("hashing queue: {e}")))?;
+        result
+            .await
+            .map_err(|_| Error::Hashing("hashing thread stopped".into()))
     }
 }
 
@@ -106,11 +144,7 @@ impl Identity {
         revocations: Revocations,
         settings: AccountsSettings,
     ) -> Self {
-        let hasher = Hasher {
-            hashing: Arc::new(hashing),
-            slots: Arc::new(Semaphore::new(settings.argon2.slots())),
-            queue_wait: settings.argon2.queue_wait,
-        };
+        let hasher = Hasher::new(hashing, settings.argon2.slots(), settings.argon2.queue_wait);
         Identity {
             accounts,
             tokens,
@@ -123,13 +157,13 @@ impl Identity {
 
     async fn hash(&self, password: &str) -> Result<String, Error> {
         let password = password.to_string();
-        self.hasher.run(move |h| h.hash(&password)).await?
+        self.hasher.run(move |h, m| h.hash(&password, m)).await?
     }
 
     async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool, Error> {
         let password = password.to_string();
         self.hasher
-            .run(move |h| h.verify(&password, hash.as_deref()))
+            .run(move |h, m| h.verify(&password, hash.as_deref(), m))
             .await
     }
 

@@ -1,7 +1,7 @@
 //! Identity rules: what a valid username, password, email and phone are, and password hashing
 //! (Argon2id). No I/O: the use cases that need the store or the cache are in `app.rs`.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Params, Version};
 use mall_types::{Email, Invalid};
 
@@ -115,6 +115,11 @@ impl AccountPatch {
     }
 }
 
+/// The working memory of Argon2 (`memory_kib` of it), kept by each hashing thread and reused
+/// for every hash: allocating it per hash leaves the allocator holding a fresh 19 MiB after
+/// every call (measured: resident memory grew by the memory cost per verification).
+pub type Scratch = Vec<argon2::Block>;
+
 /// Argon2id with the configured cost.
 #[derive(Clone)]
 pub struct PasswordHashing {
@@ -133,30 +138,74 @@ impl PasswordHashing {
             params,
             decoy: String::new(),
         };
-        hashing.decoy = hashing.hash(&uuid::Uuid::new_v4().to_string())?;
+        hashing.decoy = hashing.hash(&uuid::Uuid::new_v4().to_string(), &mut Scratch::new())?;
         Ok(hashing)
     }
 
-    fn argon2(&self) -> Argon2<'static> {
+    /// `scratch` grown to the blocks `params` need (allocates only the first time).
+    #[cfg(test)]
+    fn argon2_for_tests(&self) -> Argon2<'static> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
-    /// A PHC string for `password` with a fresh salt.
-    pub fn hash(&self, password: &str) -> Result<String, Error> {
-        self.argon2()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Hashing(e.to_string()))
+    fn blocks<'a>(scratch: &'a mut Scratch, params: &Params) -> &'a mut [argon2::Block] {
+        let n = params.block_count();
+        if scratch.len() < n {
+            scratch.resize(n, argon2::Block::default());
+        }
+        &mut scratch[..n]
     }
 
-    /// True when `password` matches `hash`; with no hash, spends the same effort and says no.
-    pub fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+    /// A PHC string for `password` with a fresh salt, computed in `scratch`.
+    pub fn hash(&self, password: &str, scratch: &mut Scratch) -> Result<String, Error> {
+        let failed = |e: &dyn std::fmt::Display| Error::Hashing(e.to_string());
+        let salt = Salt::new(uuid::Uuid::new_v4().as_bytes()).map_err(|e| failed(&e))?;
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                Self::blocks(scratch, &self.params),
+            )
+            .map_err(|e| failed(&e))?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).map_err(|e| failed(&e))?,
+            salt: Some(salt),
+            hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// True when `password` matches `hash` (any Argon2 PHC string); with no hash, spends the
+    /// same effort on the decoy and says no. Computed in `scratch`.
+    pub fn verify(&self, password: &str, hash: Option<&str>, scratch: &mut Scratch) -> bool {
         let target = hash.unwrap_or(&self.decoy);
-        let ok = self
-            .argon2()
-            .verify_password(password.as_bytes(), target)
-            .is_ok();
-        ok && hash.is_some()
+        Self::matches(password, target, scratch).unwrap_or(false) && hash.is_some()
+    }
+
+    fn matches(password: &str, phc: &str, scratch: &mut Scratch) -> Option<bool> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let (salt, expected) = (parsed.salt?, parsed.hash?);
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                Self::blocks(scratch, &params),
+            )
+            .ok()?;
+        // `Output`'s equality is constant-time.
+        Some(Output::new(&out).ok()? == expected)
     }
 }
 
@@ -178,7 +227,11 @@ mod tests {
         assert_eq!(login_username("  Victim_1 ").unwrap(), "victim_1");
         assert_eq!(login_username("VICTIM_1").unwrap(), "victim_1");
         for bad in ["vic tim", "", "   ", "victim\u{0}", "vïctim"] {
-            assert_eq!(login_username(bad).unwrap_err().field(), "username", "{bad}");
+            assert_eq!(
+                login_username(bad).unwrap_err().field(),
+                "username",
+                "{bad}"
+            );
         }
         assert!(password("12345678").is_ok());
         assert!(password("1234567").is_err());
@@ -229,10 +282,63 @@ mod tests {
     #[test]
     fn hashes_verify_and_decoys_never_do() {
         let h = PasswordHashing::new(256, 1, 1).unwrap();
-        let hash = h.hash("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(h.verify("correct horse", Some(&hash)));
-        assert!(!h.verify("wrong horse", Some(&hash)));
-        assert!(!h.verify("correct horse", None));
+        let scratch = &mut Scratch::new();
+        let hash = h.hash("correct horse", scratch).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{hash}");
+        assert!(h.verify("correct horse", Some(&hash), scratch));
+        assert!(!h.verify("wrong horse", Some(&hash), scratch));
+        assert!(!h.verify("correct horse", None, scratch));
+        assert!(!h.verify("correct horse", Some("not a phc string"), scratch));
+        // Hashes made by the argon2 crate's own API (as stored before) still verify, and ours
+        // verify with its API: the format is the standard one.
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let theirs = h
+            .argon2_for_tests()
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        assert!(h.verify("correct horse", Some(&theirs), scratch));
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(
+            h.argon2_for_tests()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        // Costs other than the configured one (an old hash after a cost change) verify too.
+        let old = PasswordHashing::new(128, 2, 1).unwrap();
+        let old_hash = old.hash("correct horse", scratch).unwrap();
+        assert!(h.verify("correct horse", Some(&old_hash), scratch));
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line[6..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn verifying_reuses_its_scratch_memory() {
+        let h = PasswordHashing::new(19_456, 1, 1).unwrap();
+        let scratch = &mut Scratch::new();
+        h.verify("x", None, scratch);
+        let before = rss_kib();
+        for _ in 0..10 {
+            h.verify("x", None, scratch);
+        }
+        let growth = rss_kib().saturating_sub(before);
+        assert!(
+            growth < 19_456,
+            "10 verifications grew the process by {growth} KiB"
+        );
     }
 }

@@ -159,7 +159,9 @@ impl Revocations {
 
 /// Writes `r` to `cache` until it expires.
 async fn copy_to(cache: SharedCache, r: Revocation) -> Result<(), CacheError> {
-    let ttl = u64::try_from(r.expires_at - unix_secs()).unwrap_or(0).max(1);
+    let ttl = u64::try_from(r.expires_at - unix_secs())
+        .unwrap_or(0)
+        .max(1);
     r.revoked
         .publish(cache.as_ref(), Duration::from_secs(ttl))
         .await

@@ -108,13 +108,19 @@ async fn at_every_service(fleet: &TestFleet, token: &str) -> [Result<(), Code>; 
 
 #[tokio::test]
 async fn forty_concurrent_guesses_evaluate_at_most_five() {
-    let fleet = TestFleet::start_with(&["auth"], &[("MALL__ACCOUNTS__LOCKOUT__LOCK_FOR", "60s")])
-        .await;
+    let fleet =
+        TestFleet::start_with(&["auth"], &[("MALL__ACCOUNTS__LOCKOUT__LOCK_FOR", "60s")]).await;
     let mut auth = fleet.client::<Auth>("auth");
     register(&mut auth, "Victim_1", "right-password").await;
     // Every spelling of one account is one account and one counter: trailing spaces and case
     // (on MariaDB a PAD SPACE collation used to give each its own counter).
-    let spellings = ["Victim_1", "victim_1 ", " VICTIM_1", "victim_1  ", "vIcTiM_1"];
+    let spellings = [
+        "Victim_1",
+        "victim_1 ",
+        " VICTIM_1",
+        "victim_1  ",
+        "vIcTiM_1",
+    ];
     let guesses = (0..40).map(|i| login(&auth, spellings[i % spellings.len()], "wrong-guess"));
     let answers = join_all(guesses).await;
     let evaluated = answers
@@ -146,7 +152,10 @@ async fn spellings_of_a_username_log_into_one_account_and_bad_ones_are_invalid()
         let session = login(&auth, spelling, "right-password").await.unwrap();
         let claims = fleet.tokens().decode(&session.token).unwrap();
         assert_eq!(claims.sub, alice.user_id.to_string(), "{spelling:?}");
-        assert_eq!(claims.name, "Alice_7", "the name keeps its registered spelling");
+        assert_eq!(
+            claims.name, "Alice_7",
+            "the name keeps its registered spelling"
+        );
     }
     let taken = auth
         .register(pb::RegisterRequest {
@@ -192,7 +201,10 @@ async fn revocations_survive_a_wiped_cache_at_every_service() {
     .unwrap();
     assert_eq!(at_every_service(&fleet, &dave.token).await, [Ok(()); 3]);
 
-    assert!(fleet.wipe_cache().await > 0, "the cache held the revocations");
+    assert!(
+        fleet.wipe_cache().await > 0,
+        "the cache held the revocations"
+    );
     // Until auth has restored its copy, nothing reads as "not revoked".
     for token in [&bob.token, &carol.token] {
         for answer in at_every_service(&fleet, token).await {
@@ -207,8 +219,16 @@ async fn revocations_survive_a_wiped_cache_at_every_service() {
     })
     .await;
     let revoked = [Err(Code::Unauthenticated); 3];
-    assert_eq!(at_every_service(&fleet, &bob.token).await, revoked, "logged out");
-    assert_eq!(at_every_service(&fleet, &carol.token).await, revoked, "deleted");
+    assert_eq!(
+        at_every_service(&fleet, &bob.token).await,
+        revoked,
+        "logged out"
+    );
+    assert_eq!(
+        at_every_service(&fleet, &carol.token).await,
+        revoked,
+        "deleted"
+    );
     assert_eq!(
         at_every_service(&fleet, &other_bob.token).await,
         [Ok(()); 3],
@@ -233,22 +253,32 @@ async fn a_session_ends_by_its_refresh_token_or_its_expired_access_token() {
         "expired"
     );
 
-    logout(&mut auth, "", &by_refresh.refresh_token).await.unwrap();
+    logout(&mut auth, "", &by_refresh.refresh_token)
+        .await
+        .unwrap();
     assert_eq!(
-        refresh(&mut auth, &by_refresh.refresh_token).await.unwrap_err(),
+        refresh(&mut auth, &by_refresh.refresh_token)
+            .await
+            .unwrap_err(),
         Code::Unauthenticated,
         "the refresh token is revoked"
     );
     logout(&mut auth, &by_expired.token, "").await.unwrap();
     assert_eq!(
-        refresh(&mut auth, &by_expired.refresh_token).await.unwrap_err(),
+        refresh(&mut auth, &by_expired.refresh_token)
+            .await
+            .unwrap_err(),
         Code::Unauthenticated,
         "the expired token's session is ended"
     );
     // A refresh token in the token field works the same; ending an ended session is fine.
-    logout(&mut auth, &by_refresh.refresh_token, "").await.unwrap();
+    logout(&mut auth, &by_refresh.refresh_token, "")
+        .await
+        .unwrap();
     assert_eq!(
-        logout(&mut auth, "not-a-refresh-token", "").await.unwrap_err(),
+        logout(&mut auth, "not-a-refresh-token", "")
+            .await
+            .unwrap_err(),
         Code::Unauthenticated
     );
     assert_eq!(

@@ -198,7 +198,10 @@ mod tests {
             cache.set(&format!("k{i}"), b"v", minute).await.unwrap();
         }
         let evictable = cache.settle().await;
-        assert!(evictable <= 10, "the bounded map stays bounded: {evictable}");
+        assert!(
+            evictable <= 10,
+            "the bounded map stays bounded: {evictable}"
+        );
         assert!(cache.get("keep:revoked").await.unwrap().is_some());
     }
 

@@ -394,12 +394,8 @@ impl Accounts {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let kind: String = row.try_get(0)?;
-            let stored = Revocation::from_columns(
-                &kind,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-            );
+            let stored =
+                Revocation::from_columns(&kind, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
             // Skipping a row would un-revoke it: an unreadable one fails the whole copy.
             out.push(stored.ok_or_else(|| {
                 sqlx::Error::Protocol(format!("unreadable revocation row of kind `{kind}`"))
