@@ -6,7 +6,12 @@
 #      deploy/Dockerfile with a SERVICE build arg naming a workspace package (services not yet in
 #      the workspace are reported as planned, not failed), with peers and Prometheus targets that
 #      match;
-#   4. the sample configs in deploy/config use known values and hold no password.
+#   4. compose is closed by default: no published MySQL, Redis or Consul port, every published
+#      port bound to MALL_PUBLISH_HOST (127.0.0.1 unless set), Redis with a password, AOF and
+#      noeviction, one MySQL user per service (the init script is run against a stand-in client
+#      and its SQL checked), every secret required from deploy/.env (listed in .env.example,
+#      which holds no value; .env is ignored by git);
+#   5. the sample configs in deploy/config use known values and hold no password.
 # Installs Debian's `prometheus` (for promtool) and `python3-yaml` when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -197,8 +202,10 @@ for name in names:
         continue
     port = ports[name]
     published = [str(p) for p in svc.get("ports", [])]
-    if not any(re.fullmatch(rf"(?:[\d.]+:)?{port}:{port}(?:/tcp)?", p) for p in published):
-        fail(f"{name}: gRPC port {port} is not published as {port}:{port} (got {published})")
+    if not any(re.fullmatch(rf"\$\{{MALL_PUBLISH_HOST:-127\.0\.0\.1\}}:{port}:{port}(?:/tcp)?", p)
+               for p in published):
+        fail(f"{name}: gRPC port {port} is not published as "
+             f"${{MALL_PUBLISH_HOST:-127.0.0.1}}:{port}:{port} (got {published})")
     build = svc.get("build") or {}
     dockerfile = os.path.normpath(os.path.join(base, build.get("context", "."),
                                                build.get("dockerfile", "Dockerfile")))
@@ -260,18 +267,157 @@ if errors:
     sys.exit("\n".join(f"error: {e}" for e in errors))
 EOF
 
-# The compose tool's own schema check, with whichever tool is installed (none is required).
+# The compose tool's own schema check, with whichever tool is installed (none is required): it
+# must refuse to render without deploy/.env's secrets, and render with a generated one.
+compose=()
 if docker compose version >/dev/null 2>&1; then
-  step "docker compose config"
-  docker compose -f deploy/docker-compose.yaml config --quiet
+  compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then
-  step "docker-compose config"
-  docker-compose -f deploy/docker-compose.yaml config --quiet
+  compose=(docker-compose)
+fi
+if [ ${#compose[@]} -gt 0 ]; then
+  step "${compose[*]} config"
+  scripts/compose-env.sh "$work/compose.env" >/dev/null
+  empty_env="$work/empty.env"
+  : >"$empty_env"
+  if env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
+    "${compose[@]}" --env-file "$empty_env" -f deploy/docker-compose.yaml config --quiet \
+    >/dev/null 2>&1; then
+    die "compose renders without the secrets of deploy/.env"
+  fi
+  "${compose[@]}" --env-file "$work/compose.env" -f deploy/docker-compose.yaml config --quiet
+  echo "ok: refused without deploy/.env, renders with one"
 else
   note "neither docker compose nor docker-compose is installed; compose checked structurally only"
 fi
 
-# --- 4. sample configs ---------------------------------------------------------------------------
+# --- 4. compose hardening ------------------------------------------------------------------------
+step "docker-compose.yaml: nothing open by default, every secret from deploy/.env"
+init_script=deploy/mysql/init/01-service-users.sh
+[ -x "$init_script" ] || die "$init_script is missing or not executable (the MySQL image must run it)"
+bash -n "$init_script" || die "$init_script does not parse"
+# The init script against a stand-in client that keeps the SQL it is sent.
+printf '#!/usr/bin/env bash\ncat >"%s"\n' "$work/init.sql" >"$work/client"
+chmod +x "$work/client"
+init_env=(MYSQL_ROOT_PASSWORD=root-pw "MYSQL_CLIENT=$work/client")
+for s in "${SERVICES[@]}"; do init_env+=("MALL_DB_PASSWORD_${s^^}=pw-for-${s}-0123456789"); done
+env -i PATH="$PATH" "${init_env[@]}" "$init_script" >/dev/null \
+  || die "$init_script failed with every password set"
+if env -i PATH="$PATH" "${init_env[@]}" MALL_DB_PASSWORD_CART= "$init_script" >/dev/null 2>&1; then
+  die "$init_script ran without MALL_DB_PASSWORD_CART"
+fi
+if env -i PATH="$PATH" "${init_env[@]}" "MALL_DB_PASSWORD_CART=it's-not-url-safe!" \
+  "$init_script" >/dev/null 2>&1; then
+  die "$init_script accepted a password that is not URL-safe"
+fi
+"$PY" - deploy/docker-compose.yaml deploy/.env.example "$work/init.sql" "$init_script" "${SERVICES[@]}" <<'EOF'
+import os, re, sys, yaml
+
+compose_path, example_path, sql_path, init_script, names = (
+    sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+errors = []
+fail = errors.append
+with open(compose_path) as f:
+    raw = f.read()
+services = yaml.safe_load(raw).get("services", {})
+PUBLISH = "${MALL_PUBLISH_HOST:-127.0.0.1}:"
+
+def env_of(svc):
+    env = svc.get("environment") or {}
+    return dict(e.split("=", 1) for e in env) if isinstance(env, list) else env
+
+# Backends are reachable from the compose network only; whatever is published is on loopback.
+for backend in ("mysql", "redis", "consul"):
+    svc = services.get(backend, {})
+    if svc.get("ports") or svc.get("network_mode") == "host":
+        fail(f"{backend}: publishes ports; it must be reachable from the compose network only")
+for name, svc in services.items():
+    if name in ("mysql", "redis", "consul"):
+        continue
+    for p in svc.get("ports", []):
+        if not (isinstance(p, str) and p.startswith(PUBLISH)):
+            fail(f"{name}: published port {p!r} is not bound to {PUBLISH[:-1]}")
+
+# Redis: a password, AOF, and never an eviction.
+cmd = [str(a) for a in services.get("redis", {}).get("command", [])]
+def arg(flag):
+    return cmd[cmd.index(flag) + 1] if flag in cmd[:-1] else None
+if not (arg("--requirepass") or "").startswith("${REDIS_PASSWORD:?"):
+    fail("redis: --requirepass must be ${REDIS_PASSWORD:?...}")
+if arg("--appendonly") != "yes":
+    fail("redis: --appendonly yes is required")
+if arg("--maxmemory-policy") != "noeviction":
+    fail("redis: --maxmemory-policy noeviction is required (revocations must not be evicted)")
+
+# Secrets: required (`${VAR:?...}`), never defaulted, and all listed in .env.example.
+for m in re.finditer(r"\$\{(\w*(?:PASSWORD|SECRET)\w*)(:?[-?])?", raw):
+    if m.group(2) != ":?":
+        fail(f"compose: ${{{m.group(1)}}} must be required as ${{{m.group(1)}:?message}}")
+if re.search(r"change-me", raw, re.I):
+    fail("compose: a `change-me` default is left")
+required = set(re.findall(r"\$\{(\w+):\?", raw))
+example = {}
+with open(example_path) as f:
+    for line in f:
+        m = re.match(r"^(\w+)=(.*)$", line.strip())
+        if m:
+            example[m.group(1)] = m.group(2)
+for var in sorted(required - set(example)):
+    fail(f".env.example: {var} (required by compose) is not listed")
+for var, value in example.items():
+    if value:
+        fail(f".env.example: {var} has a value; the example must hold none")
+for var in ("MALL_JWT_SECRET", "REDIS_PASSWORD", "MYSQL_ROOT_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+            "MALL_CHECKOUT_FINGERPRINT_SECRET"):
+    if var not in required:
+        fail(f"compose: {var} is not required")
+
+# One MySQL user per service, on its own database; the init script creates them all.
+mysql = services.get("mysql", {})
+mysql_env = env_of(mysql)
+mount = "./" + os.path.relpath(init_script, os.path.dirname(compose_path)) + ":"
+if not any(isinstance(v, str) and v.startswith(mount + "/docker-entrypoint-initdb.d/")
+           for v in mysql.get("volumes", [])):
+    fail(f"mysql: {init_script} is not mounted into /docker-entrypoint-initdb.d/")
+with open(sql_path) as f:
+    sql = f.read()
+grants = re.findall(r"GRANT (.+?) ON (\S+) TO '(\w+)'@'%'", sql)
+for name in names:
+    var = f"MALL_DB_PASSWORD_{name.upper()}"
+    if not str(mysql_env.get(var, "")).startswith(f"${{{var}:?"):
+        fail(f"mysql: {var} is not passed to the init script")
+    env = env_of(services.get(name, {}))
+    url = str(env.get("MALL__DATABASE__URL", ""))
+    want = rf"mysql://mall_{name}:\$\{{{var}:\?[^}}]*\}}@mysql:3306/mall_{name}"
+    if not re.fullmatch(want, url):
+        fail(f"{name}: MALL__DATABASE__URL should be mysql://mall_{name}:${{{var}:?...}}"
+             f"@mysql:3306/mall_{name}, got {url!r}")
+    if str(env.get("MALL__SERVER__HOST")) != "0.0.0.0":
+        fail(f"{name}: MALL__SERVER__HOST must be 0.0.0.0 inside the container")
+    if f"CREATE USER IF NOT EXISTS 'mall_{name}'@'%'" not in sql:
+        fail(f"init script: no user mall_{name}")
+    mine = [g for g in grants if g[2] == f"mall_{name}"]
+    want_grant = [("ALL PRIVILEGES", f"`mall\\_{name}`.*", f"mall_{name}")]
+    if mine != want_grant:
+        fail(f"init script: mall_{name} should be granted {want_grant} only, got {mine}")
+if len(grants) != len(names) or "GRANT OPTION" in sql or "*.*" in sql:
+    fail(f"init script: unexpected grants {grants}")
+if re.search(r"mysql://root[:@]", raw):
+    fail("compose: a URL still uses MySQL's root")
+
+if errors:
+    sys.exit("\n".join(f"error: {e}" for e in errors))
+print(f"ok: backends unpublished, ports on {PUBLISH[:-1]}, {len(required)} required variables, "
+      f"{len(names)} database users with one grant each")
+EOF
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  git check-ignore -q deploy/.env || die "deploy/.env is not ignored by git (.gitignore)"
+  if git ls-files --error-unmatch deploy/.env >/dev/null 2>&1; then
+    die "deploy/.env is committed; remove it and rotate every secret in it"
+  fi
+fi
+
+# --- 5. sample configs ---------------------------------------------------------------------------
 step "deploy/config samples"
 "$PY" - deploy/config/*.yaml <<'EOF'
 import re, sys, yaml

@@ -13,7 +13,9 @@ use mall_types::ids::stored_to_api;
 use mall_types::{ProductId, ReservationId};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{NewProduct, Product, ProductPatch, Reservation, Search, batch_ids};
+use crate::domain::{
+    NewProduct, Product, ProductPatch, Reservation, Search, batch_ids, category_filter,
+};
 use crate::error::Error;
 use crate::store::{Catalog, Reserved};
 
@@ -87,9 +89,8 @@ impl ProductCatalogService for CatalogApi {
     ) -> Result<Response<pb::ListProductsResp>, Status> {
         let req = request.into_inner();
         let page = Page::parse(req.page, req.page_size)?;
-        let category = req.category_name.trim();
-        let category = (!category.is_empty()).then_some(category);
-        let (products, total) = self.catalog.list(category, page).await?;
+        let category = category_filter(&req.category_name).map_err(Error::from)?;
+        let (products, total) = self.catalog.list(category.as_deref(), page).await?;
         Ok(Response::new(pb::ListProductsResp {
             products: products.into_iter().map(to_pb).collect(),
             total,

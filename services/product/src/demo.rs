@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(products.len(), 30);
         let mut categories: Vec<String> = products
             .iter()
-            .flat_map(|p| p.categories.iter().map(|c| c.to_string()))
+            .flat_map(|p| p.categories.iter().map(|c| c.name.to_string()))
             .collect();
         categories.sort();
         categories.dedup();

@@ -1,5 +1,9 @@
 //! Catalog rules: what a valid product, patch, search or reservation is. Requests are parsed
 //! into these types at the edge (`api.rs`), so the store never sees unchecked input.
+//!
+//! Text is matched in its [`fold`]ed form, computed here in Rust and stored beside the text, so
+//! both databases compare the same bytes (binary collation) and neither's collation rules
+//! decide what is "the same" category or a search hit.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +11,8 @@ use mall_types::ids::ReservationId;
 use mall_types::money::MAX_ORDER_LINES;
 use mall_types::{Cents, Invalid, ProductId, Quantity, Text, TextRule};
 use serde::{Deserialize, Serialize};
+use unicase::UniCase;
+use unicode_normalization::UnicodeNormalization;
 
 /// A product name: one line of up to 200 characters.
 pub const NAME_TEXT: TextRule = TextRule::line(200);
@@ -18,6 +24,12 @@ pub const PICTURE_TEXT: TextRule = TextRule::line(1_024).optional();
 pub const CATEGORY_TEXT: TextRule = TextRule::line(64);
 /// A search query: one line of up to 200 characters.
 pub const QUERY_TEXT: TextRule = TextRule::line(200);
+/// Most characters one character becomes in [`fold`] (`ᾂ` decomposes to four, each folding to
+/// one; a test checks every code point). Folding can lengthen text, never beyond this.
+pub const MAX_FOLD_GROWTH: usize = 4;
+/// Longest category match key, in characters: the stored key column is this wide, so every
+/// valid name's key fits.
+pub const MAX_CATEGORY_KEY_CHARS: usize = MAX_FOLD_GROWTH * CATEGORY_TEXT.max_chars();
 /// Most categories on one product.
 pub const MAX_CATEGORIES: usize = 20;
 /// Most ids in one `BatchGetProducts`: at least an order's lines, so checkout prices a cart in
@@ -46,8 +58,44 @@ pub struct Product {
     pub categories: Vec<String>,
 }
 
-/// Category names: trimmed, non-empty, deduplicated case-insensitively, sorted.
-pub fn categories(names: &[String]) -> Result<Vec<Text>, Invalid> {
+/// The form text is matched in: canonical caseless matching (Unicode full case folding between
+/// decomposition and recomposition), kept NFC. Case-insensitive for all of Unicode (`ÄRGER`,
+/// `Ärger` and `ärger` fold alike, so do `STRASSE` and `Straße`) but accent-sensitive (`Cafe`
+/// and `Café` stay different); precomposed and decomposed spellings of one letter fold alike.
+/// The folding is Unicode's default, not a locale's (no Turkish dotless-i rule).
+pub fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
+    let decomposed: String = text.nfd().collect();
+    UniCase::unicode(decomposed)
+        .to_folded_case()
+        .nfc()
+        .collect()
+}
+
+/// A category of a new product or patch: its display name and the key it is matched by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Category {
+    /// The name as sent, trimmed and NFC-normalised ([`CATEGORY_TEXT`]). The first spelling
+    /// stored for a key is the one every product shows.
+    pub name: Text,
+    /// [`fold`] of the name: what makes two names the same category.
+    pub key: String,
+}
+
+impl Category {
+    /// Validates one category name (the message names `field`).
+    pub fn parse(name: &str, field: &str) -> Result<Self, Invalid> {
+        let name: String = name.nfc().collect();
+        let name = CATEGORY_TEXT.parse(&name, field)?;
+        let key = fold(name.as_str());
+        Ok(Category { name, key })
+    }
+}
+
+/// Category names: trimmed, non-empty, deduplicated by [`fold`], sorted by key.
+pub fn categories(names: &[String]) -> Result<Vec<Category>, Invalid> {
     if names.len() > MAX_CATEGORIES {
         return Err(Invalid::new(
             "categories",
@@ -56,10 +104,19 @@ pub fn categories(names: &[String]) -> Result<Vec<Text>, Invalid> {
     }
     let mut by_key = BTreeMap::new();
     for name in names {
-        let name = CATEGORY_TEXT.parse(name, "category")?;
-        by_key.entry(name.to_lowercase()).or_insert(name);
+        let category = Category::parse(name, "category")?;
+        by_key.entry(category.key.clone()).or_insert(category);
     }
     Ok(by_key.into_values().collect())
+}
+
+/// The `category_name` filter of `ListProducts`: `None` when empty (no filter), else the key of
+/// the category asked for.
+pub fn category_filter(name: &str) -> Result<Option<String>, Invalid> {
+    if name.trim().is_empty() {
+        return Ok(None);
+    }
+    Category::parse(name, "category_name").map(|c| Some(c.key))
 }
 
 /// A valid `CreateProduct`.
@@ -75,8 +132,8 @@ pub struct NewProduct {
     pub price: Cents,
     /// Initial stock.
     pub stock: i64,
-    /// Category names (created when unknown).
-    pub categories: Vec<Text>,
+    /// Categories (created when unknown).
+    pub categories: Vec<Category>,
 }
 
 impl NewProduct {
@@ -114,7 +171,7 @@ pub struct ProductPatch {
     /// New price.
     pub price: Option<Cents>,
     /// New category set (replaces the old one).
-    pub categories: Option<Vec<Text>>,
+    pub categories: Option<Vec<Category>>,
 }
 
 /// `value` checked by `rule` (as a required field), or `None` when it is empty: "unchanged".
@@ -154,7 +211,8 @@ impl ProductPatch {
     }
 }
 
-/// A search: the lowercase text and its `LIKE` pattern with `%`, `_` and `!` escaped by `!`.
+/// A search: the [`fold`]ed text as a `LIKE` pattern with `%`, `_` and `!` escaped by `!`, for
+/// the folded name and description columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search {
     /// `%text%` with wildcards escaped, for `LIKE ? ESCAPE '!'`.
@@ -165,9 +223,10 @@ impl Search {
     /// Validates the query; `%` and `_` match themselves.
     pub fn parse(query: &str) -> Result<Self, Invalid> {
         let query = QUERY_TEXT.parse(query, "query")?;
-        let mut pattern = String::with_capacity(query.len() + 2);
+        let folded = fold(query.as_str());
+        let mut pattern = String::with_capacity(folded.len() + 2);
         pattern.push('%');
-        for c in query.to_lowercase().chars() {
+        for c in folded.chars() {
             if matches!(c, '%' | '_' | '!') {
                 pattern.push('!');
             }
@@ -280,10 +339,61 @@ mod tests {
     }
 
     #[test]
-    fn categories_are_deduplicated_case_insensitively() {
+    fn folding_ignores_case_everywhere_but_keeps_accents() {
+        assert_eq!(fold("ÄRGER"), "ärger");
+        assert_eq!(fold("Ärger"), fold("ärger"));
+        // A decomposed Ä (A + combining diaeresis) is the same letter.
+        assert_eq!(fold("A\u{308}rger"), "ärger");
+        assert_eq!(fold("Straße"), fold("STRASSE"));
+        assert_eq!(fold("ΣΊΣΥΦΟΣ"), fold("σίσυφος"));
+        assert_eq!(fold("Cafe"), "cafe");
+        assert_ne!(fold("Café"), fold("Cafe"), "accents are kept");
+        assert_eq!(fold("CAFÉ"), fold("cafe\u{301}"));
+    }
+
+    #[test]
+    fn search_folds_the_query() {
+        for query in ["ärger", "ÄRGER", "A\u{308}rger"] {
+            assert_eq!(Search::parse(query).unwrap().pattern, "%ärger%", "{query}");
+        }
+    }
+
+    #[test]
+    fn categories_are_nfc_and_deduplicated_by_their_folded_key() {
         let c = categories(&["Books".into(), " books ".into(), "Art".into()]).unwrap();
-        let names: Vec<&str> = c.iter().map(Text::as_str).collect();
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["Art", "Books"]);
+        let c = categories(&["Cafe".into(), "Café".into(), "CAFE\u{301}".into()]).unwrap();
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["Cafe", "Café"], "one per key; stored NFC");
+        assert_eq!(category_filter(" ").unwrap(), None);
+        assert_eq!(category_filter("ÄRGER").unwrap().as_deref(), Some("ärger"));
+        assert!(category_filter(&"x".repeat(65)).is_err());
+        let longest = categories(&["\u{FB03}".repeat(64)]).unwrap();
+        assert_eq!(longest[0].key, "ffi".repeat(64));
+    }
+
+    #[test]
+    fn no_character_folds_to_more_than_max_fold_growth() {
+        // Bound per character: its decomposition's characters, each folded and decomposed
+        // again (recomposing only shortens). Additive over a string, so a key of an n-character
+        // name is at most MAX_FOLD_GROWTH * n characters.
+        let growth = |c: char| -> usize {
+            c.to_string()
+                .nfd()
+                .map(|d| {
+                    UniCase::unicode(d.to_string())
+                        .to_folded_case()
+                        .nfd()
+                        .count()
+                })
+                .sum()
+        };
+        let most = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .map(growth)
+            .max();
+        assert_eq!(most, Some(MAX_FOLD_GROWTH));
         assert!(categories(&["".into()]).is_err());
         assert!(categories(&vec!["x".to_string(); MAX_CATEGORIES]).is_ok());
         let err = categories(&vec!["x".to_string(); MAX_CATEGORIES + 1]).unwrap_err();

@@ -1,8 +1,9 @@
 //! The product catalog service (port 8003): browsing and search, admin writes, and the stock
 //! reservations checkout relies on.
 //!
-//! [`build`] opens the database and cache, seeds the demo catalog when asked, and binds the
-//! server; [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
+//! [`build`] opens the database and cache, fills the folded text of old rows, seeds the demo
+//! catalog when asked, and binds the server; [`run`] serves until shutdown. Tests and the
+//! `mall` fleet call `build` with port 0.
 
 pub mod api;
 pub mod demo;
@@ -70,6 +71,15 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let catalog = store::Catalog::new(platform.database()?.clone());
+    let filled = catalog.backfill().await?;
+    if filled != store::Backfilled::default() {
+        tracing::info!(
+            products = filled.products,
+            categories = filled.categories,
+            merged = filled.merged,
+            "filled the folded text of rows from before migration 0002"
+        );
+    }
     if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()?).await? {
         tracing::info!("loaded the demo catalog");
     }

@@ -2,6 +2,11 @@
 //! portable types; the two that differ (category upsert, last-insert id) switch on
 //! [`Backend`]. Stock changes are single conditional `UPDATE`s inside one transaction, never
 //! read-then-write, so concurrent reservations cannot oversell.
+//!
+//! Names and descriptions are stored with their [`fold`]ed forms (`name_fold`,
+//! `description_fold`, `categories.name_key`, binary collation on both backends): category
+//! lookups are exact matches on the unique key, search is `LIKE` on the folded columns.
+//! [`Catalog::backfill`] fills them for rows written before they existed.
 
 use std::collections::HashMap;
 
@@ -12,7 +17,9 @@ use mall_types::time::unix_secs;
 use mall_types::{ProductId, ReservationId, Text};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use crate::domain::{NewProduct, Product, ProductPatch, Reservation, Search};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::domain::{Category, NewProduct, Product, ProductPatch, Reservation, Search, fold};
 use crate::error::Error;
 
 /// The catalog's migrations, one set per backend.
@@ -22,6 +29,28 @@ pub static MIGRATIONS: Migrations = Migrations {
 };
 
 const PRODUCT_COLUMNS: &str = "id, name, description, picture, price_cents, stock";
+
+/// Rows [`Catalog::backfill`] reads at a time.
+const BACKFILL_BATCH: i64 = 500;
+
+/// What [`Catalog::backfill`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backfilled {
+    /// Products whose folded name and description were filled.
+    pub products: u64,
+    /// Categories that got their key.
+    pub categories: u64,
+    /// Categories merged into an older one with the same key (their products moved over).
+    pub merged: u64,
+}
+
+/// What keying one old category did.
+enum Keyed {
+    /// It got its key.
+    Keyed,
+    /// Another category had the key; this one was merged into it.
+    Merged,
+}
 
 /// What `reserve` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +114,7 @@ impl Catalog {
         let sql = format!(
             "SELECT pc.product_id, c.name FROM product_categories pc \
              JOIN categories c ON c.id = pc.category_id \
-             WHERE pc.product_id IN ({}) ORDER BY c.name",
+             WHERE pc.product_id IN ({}) ORDER BY c.name_key, c.id",
             placeholders(rows.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -108,7 +137,8 @@ impl Catalog {
             .collect())
     }
 
-    /// Live products by id order, optionally in one category, with the total count.
+    /// Live products by id order, optionally in the category with key `category` (see
+    /// [`crate::domain::category_filter`]), with the total count.
     pub async fn list(
         &self,
         category: Option<&str>,
@@ -118,7 +148,7 @@ impl Catalog {
             Some(_) => {
                 "WHERE p.deleted_at IS NULL AND EXISTS (SELECT 1 FROM product_categories pc \
                  JOIN categories c ON c.id = pc.category_id \
-                 WHERE pc.product_id = p.id AND LOWER(c.name) = LOWER(?))"
+                 WHERE pc.product_id = p.id AND c.name_key = ?)"
             }
             None => "WHERE p.deleted_at IS NULL",
         };
@@ -145,10 +175,10 @@ impl Catalog {
         ))
     }
 
-    /// Live products whose name or description contains the search text, case-insensitively.
+    /// Live products whose folded name or description contains the folded search text.
     pub async fn search(&self, search: &Search, page: Page) -> Result<(Vec<Product>, u64), Error> {
         const FILTER: &str = "WHERE deleted_at IS NULL \
-             AND (LOWER(name) LIKE ? ESCAPE '!' OR LOWER(description) LIKE ? ESCAPE '!')";
+             AND (name_fold LIKE ? ESCAPE '!' OR description_fold LIKE ? ESCAPE '!')";
         let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM products {FILTER}"
         )))
@@ -194,32 +224,35 @@ impl Catalog {
         self.with_categories(rows).await
     }
 
+    /// Links `product` to `categories`, creating the unknown ones. A category is found by its
+    /// key, so a name that folds like an existing one joins it (under the stored spelling).
     async fn link_categories(
         &self,
         tx: &mut Transaction<'static, Any>,
         product: i64,
-        names: &[Text],
+        categories: &[Category],
     ) -> Result<(), Error> {
         let upsert = match self.db.backend() {
             Backend::Sqlite => {
-                "INSERT INTO categories (name) VALUES (?) ON CONFLICT (name) DO NOTHING"
+                "INSERT INTO categories (name, name_key) VALUES (?, ?) ON CONFLICT (name_key) DO NOTHING"
             }
             Backend::MySql => {
-                "INSERT INTO categories (name) VALUES (?) ON DUPLICATE KEY UPDATE id = id"
+                "INSERT INTO categories (name, name_key) VALUES (?, ?) ON DUPLICATE KEY UPDATE id = id"
             }
         };
-        for name in names {
+        for category in categories {
             sqlx::query(upsert)
-                .bind(name.as_str())
+                .bind(category.name.as_str())
+                .bind(category.key.as_str())
                 .execute(&mut **tx)
                 .await?;
-            let category: i64 = sqlx::query_scalar("SELECT id FROM categories WHERE name = ?")
-                .bind(name.as_str())
+            let id: i64 = sqlx::query_scalar("SELECT id FROM categories WHERE name_key = ?")
+                .bind(category.key.as_str())
                 .fetch_one(&mut **tx)
                 .await?;
             sqlx::query("INSERT INTO product_categories (product_id, category_id) VALUES (?, ?)")
                 .bind(product)
-                .bind(category)
+                .bind(id)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -234,8 +267,8 @@ impl Catalog {
         now: i64,
     ) -> Result<i64, Error> {
         let done = sqlx::query(
-            "INSERT INTO products (name, description, picture, price_cents, stock, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO products (name, description, picture, price_cents, stock, created_at, \
+             updated_at, name_fold, description_fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.name.as_str())
         .bind(new.description.as_str())
@@ -244,6 +277,8 @@ impl Catalog {
         .bind(new.stock)
         .bind(now)
         .bind(now)
+        .bind(fold(new.name.as_str()))
+        .bind(fold(new.description.as_str()))
         .execute(&mut **tx)
         .await?;
         let id = inserted_id(&done, tx).await?;
@@ -278,7 +313,8 @@ impl Catalog {
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE products SET name = COALESCE(?, name), description = COALESCE(?, description), \
-             picture = COALESCE(?, picture), price_cents = COALESCE(?, price_cents), updated_at = ? \
+             picture = COALESCE(?, picture), price_cents = COALESCE(?, price_cents), updated_at = ?, \
+             name_fold = COALESCE(?, name_fold), description_fold = COALESCE(?, description_fold) \
              WHERE id = ? AND deleted_at IS NULL",
         )
         .bind(patch.name.clone().map(Text::into_string))
@@ -286,6 +322,8 @@ impl Catalog {
         .bind(patch.picture.clone().map(Text::into_string))
         .bind(patch.price.map(|p| p.get()))
         .bind(unix_secs())
+        .bind(patch.name.as_ref().map(|n| fold(n.as_str())))
+        .bind(patch.description.as_ref().map(|d| fold(d.as_str())))
         .bind(patch.id.db())
         .execute(&mut *tx)
         .await?;
@@ -474,6 +512,127 @@ impl Catalog {
         }
         tx.commit().await?;
         Ok(touched)
+    }
+
+    /// Fills the folded columns of rows written before they existed (migration 0002 adds them
+    /// empty: SQL cannot fold like Rust). Categories whose names now fold alike (`Ärger` and
+    /// `ärger` were two on SQLite) are merged into the oldest, their products moved over.
+    /// Touches only rows still missing a folded form, so it is cheap on every start, and safe
+    /// with several instances starting at once.
+    pub async fn backfill(&self) -> Result<Backfilled, Error> {
+        let mut done = Backfilled::default();
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, name FROM categories WHERE name_key IS NULL ORDER BY id LIMIT ?",
+            )
+            .bind(BACKFILL_BATCH)
+            .fetch_all(self.db.pool())
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for (id, name) in &rows {
+                match self.key_category_racing(*id, name).await? {
+                    Keyed::Keyed => done.categories += 1,
+                    Keyed::Merged => done.merged += 1,
+                }
+            }
+        }
+        loop {
+            let filled = self
+                .db
+                .retrying("backfill", || self.fold_product_batch())
+                .await?;
+            if filled == 0 {
+                break;
+            }
+            done.products += filled;
+        }
+        Ok(done)
+    }
+
+    /// [`Self::key_category`], once more when another instance gave a second category the
+    /// same key in the meantime (the retry then merges into that one).
+    async fn key_category_racing(&self, id: i64, name: &str) -> Result<Keyed, Error> {
+        let once = || self.db.retrying("backfill", || self.key_category(id, name));
+        match once().await {
+            Err(Error::Database(e)) if is_unique_violation(&e) => once().await,
+            keyed => keyed,
+        }
+    }
+
+    /// Gives old category `id` its key, or merges it into the category that has it already.
+    async fn key_category(&self, id: i64, name: &str) -> Result<Keyed, Error> {
+        let name: String = name.nfc().collect();
+        let key = fold(&name);
+        let mut tx = self.db.begin_write().await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM categories WHERE name_key = ? AND id <> ?")
+                .bind(&key)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(keep) = existing else {
+            sqlx::query(
+                "UPDATE categories SET name = ?, name_key = ? WHERE id = ? AND name_key IS NULL",
+            )
+            .bind(&name)
+            .bind(&key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Keyed::Keyed);
+        };
+        // Links the products of `id` to `keep` (those not linked already), then drops `id`.
+        sqlx::query(
+            "INSERT INTO product_categories (product_id, category_id) \
+             SELECT product_id, ? FROM product_categories WHERE category_id = ? \
+             AND product_id NOT IN (SELECT product_id FROM product_categories WHERE category_id = ?)",
+        )
+        .bind(keep)
+        .bind(id)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM product_categories WHERE category_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM categories WHERE id = ? AND name_key IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::warn!(
+            category = %name,
+            into = keep,
+            "merged a category into one whose name folds alike"
+        );
+        Ok(Keyed::Merged)
+    }
+
+    /// Folds the name and description of up to [`BACKFILL_BATCH`] products missing them;
+    /// returns how many.
+    async fn fold_product_batch(&self) -> Result<u64, Error> {
+        let mut tx = self.db.begin_write().await?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, name, description FROM products \
+             WHERE name_fold IS NULL OR description_fold IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(BACKFILL_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, name, description) in &rows {
+            sqlx::query("UPDATE products SET name_fold = ?, description_fold = ? WHERE id = ?")
+                .bind(fold(name))
+                .bind(fold(description))
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
     }
 
     /// Loads `products` when the catalog has never been seeded and is empty. Safe with several

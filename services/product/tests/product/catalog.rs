@@ -322,6 +322,137 @@ async fn search_is_case_insensitive_and_treats_wildcards_literally() {
     fleet.stop().await;
 }
 
+/// The ids a search for `query` finds, in id order.
+async fn search_ids(client: &mut Client, query: &str) -> Vec<u64> {
+    client
+        .search_products(pb::SearchProductsReq {
+            query: query.into(),
+            page: 0,
+            page_size: 100,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("search {query:?}: {e}"))
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+}
+
+/// The ids listed in category `name`, in id order.
+async fn in_category(client: &mut Client, name: &str) -> Vec<u64> {
+    client
+        .list_products(pb::ListProductsReq {
+            category_name: name.into(),
+            page: 0,
+            page_size: 100,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("list {name:?}: {e}"))
+        .into_inner()
+        .products
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn search_ignores_case_for_all_of_unicode() {
+    let (fleet, mut client) = fleet().await;
+    let anger = create(&mut client, "Ärger im Büro", 1_500, 1, &[]).await;
+    let mut street = new_product("Map", 700, 1, &[]);
+    street.description = "Every Straße of the old town".into();
+    let street = client.create_product(street).await.unwrap().into_inner();
+    let greek = create(&mut client, "ΣΊΣΥΦΟΣ poster", 900, 1, &[]).await;
+    let _other = create(&mut client, "Arger", 100, 1, &[]).await;
+
+    // Upper, lower and a decomposed Ä (A + U+0308) all find the one product; `Arger` is not it.
+    for query in ["ärger", "ÄRGER", "Ärger", "A\u{308}RGER", "BÜRO"] {
+        assert_eq!(
+            search_ids(&mut client, query).await,
+            vec![anger.id],
+            "{query}"
+        );
+    }
+    assert_eq!(search_ids(&mut client, "STRASSE").await, vec![street.id]);
+    assert_eq!(search_ids(&mut client, "straße").await, vec![street.id]);
+    assert_eq!(search_ids(&mut client, "σίσυφος").await, vec![greek.id]);
+
+    // A renamed product is found by its new name only.
+    client
+        .update_product(pb::UpdateProductReq {
+            id: anger.id,
+            name: "Öl".into(),
+            description: "Für die LAMPE".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(search_ids(&mut client, "ärger").await.is_empty());
+    assert_eq!(search_ids(&mut client, "ÖL").await, vec![anger.id]);
+    assert_eq!(
+        search_ids(&mut client, "für die lampe").await,
+        vec![anger.id]
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn accented_categories_are_distinct_and_never_internal() {
+    let (fleet, mut client) = fleet().await;
+    // Equal under MariaDB's utf8mb4_unicode_ci, but different categories here: accents count.
+    let plain = create(&mut client, "plain", 100, 1, &["Cafe"]).await;
+    let accented = create(&mut client, "accented", 100, 1, &["Café"]).await;
+    assert_eq!(accented.categories, vec!["Café"]);
+    // Case and a decomposed é join the existing categories under their stored spelling.
+    let both = create(&mut client, "both", 100, 1, &["CAFE\u{301}", "cafe"]).await;
+    assert_eq!(both.categories, vec!["Cafe", "Café"]);
+
+    for name in ["Cafe", "cafe", "CAFE"] {
+        assert_eq!(
+            in_category(&mut client, name).await,
+            vec![plain.id, both.id],
+            "{name}"
+        );
+    }
+    for name in ["Café", "CAFÉ", "cafe\u{301}"] {
+        assert_eq!(
+            in_category(&mut client, name).await,
+            vec![accented.id, both.id],
+            "{name}"
+        );
+    }
+
+    // Names that fold alike in one request are one category; case-only twins too.
+    let twins = client
+        .update_product(pb::UpdateProductReq {
+            id: plain.id,
+            categories: vec!["Ärger".into(), "ÄRGER".into(), "Café".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(twins.categories, vec!["Café", "Ärger"]);
+    assert_eq!(in_category(&mut client, "ärger").await, vec![plain.id]);
+    assert_eq!(in_category(&mut client, "Cafe").await, vec![both.id]);
+
+    let err = client
+        .list_products(pb::ListProductsReq {
+            category_name: "x".repeat(65),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(
+        err.message().starts_with("category_name"),
+        "{}",
+        err.message()
+    );
+    fleet.stop().await;
+}
+
 #[tokio::test]
 async fn batch_get_reports_missing_ids() {
     let (fleet, mut client) = fleet().await;

@@ -1,6 +1,6 @@
 //! The product service's black-box tests, in one test binary (one link instead of five):
 //! the catalog API, client-side balancing over three instances, failover and graceful shutdown
-//! of the real binary, and load shedding.
+//! of the real binary, load shedding, and the catalog's migrations on a populated database.
 //!
 //! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
 //! `MALL_TEST_REDIS_URL` are set.
@@ -8,5 +8,6 @@
 mod balancing;
 mod catalog;
 mod failover;
+mod migration;
 mod shedding;
 mod shutdown;
