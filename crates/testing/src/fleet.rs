@@ -210,6 +210,14 @@ impl TestFleet {
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
     }
 
+    /// A typed client for `name` that sends `token` as its bearer over the service `caller`'s
+    /// connection (its certificate in a [`TestFleet::start_tls`] fleet).
+    pub fn client_from_as<T: FromChannel>(&self, caller: &str, name: &str, token: &str) -> T {
+        self.clients_as(caller)
+            .client_as(name, token)
+            .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
     fn clients_as(&self, caller: &str) -> Clients {
         self.fleet()
             .clients_as(caller)
