@@ -12,7 +12,8 @@
 //! 5. [`telemetry`]: logging and the Prometheus metrics of servers;
 //! 6. [`store`]: the SQL pool chosen by URL scheme, with per-backend migrations;
 //! 7. [`cache`]: the [`cache::Cache`] trait with in-process (moka) and Redis implementations;
-//! 8. [`auth`]: tokens, the [`auth::Caller`], access tables;
+//! 8. [`tls`]: mutual TLS, and the calling service named by its certificate; [`auth`]: tokens,
+//!    the [`auth::Caller`], access tables;
 //! 9. [`discovery`]: the [`discovery::Resolve`] / [`discovery::Register`] traits, static and
 //!    Consul;
 //! 10. [`client`]: `Clients::client::<T>("product")`, a stack of layers (credentials, breaker,
@@ -36,6 +37,8 @@ pub mod telemetry;
 pub mod store;
 
 pub mod cache;
+
+pub mod tls;
 
 pub mod auth;
 

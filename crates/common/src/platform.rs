@@ -1,6 +1,7 @@
 //! What every service opens at start, in one call: its database (created and migrated), the
-//! shared cache, the token keys, discovery, and clients for the services it calls (carrying this
-//! service's credentials); then the server, wired to all of them.
+//! shared cache, the token keys, discovery, its TLS certificate when `tls.enabled`, and clients
+//! for the services it calls (carrying this service's credentials); then the server, wired to all
+//! of them.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::config::Settings;
 use crate::discovery::{self, Register};
 use crate::server::ServerBuilder;
 use crate::store::{Database, Migrations};
+use crate::tls::MutualTls;
 
 /// The opened platform of one service.
 #[derive(Clone)]
@@ -25,6 +27,8 @@ pub struct Platform {
     pub clients: Clients,
     /// Where this instance announces itself.
     pub register: Arc<dyn Register>,
+    /// Mutual TLS for the listener and the clients, when `tls.enabled`.
+    pub tls: Option<MutualTls>,
 }
 
 impl Platform {
@@ -43,6 +47,7 @@ impl Platform {
         let cache = cache::connect(&settings.cache).await?;
         let tokens = Arc::new(Tokens::new(&settings.auth, cache.clone()));
         let (resolver, register) = discovery::from_settings(&settings.discovery)?;
+        let tls = MutualTls::load(&settings.tls, &settings.service)?;
         let clients = Clients::new(
             resolver,
             &settings.client,
@@ -50,7 +55,8 @@ impl Platform {
                 name: settings.service.clone(),
                 tokens: tokens.clone(),
             }),
-        );
+        )
+        .with_tls(tls.clone());
         tracing::info!(
             service = %settings.service,
             backend = ?db.as_ref().map(Database::backend),
@@ -62,6 +68,7 @@ impl Platform {
             tokens,
             clients,
             register,
+            tls,
         })
     }
 
@@ -78,6 +85,7 @@ impl Platform {
     pub fn server<E>(&self, settings: &Settings<E>) -> ServerBuilder {
         let cache = self.cache.clone();
         let mut server = ServerBuilder::new(settings, self.tokens.clone(), self.register.clone())
+            .tls(self.tls.clone())
             .ready_check("cache", move || {
                 let cache = cache.clone();
                 async move { cache.ping().await.map_err(|e| e.to_string()) }

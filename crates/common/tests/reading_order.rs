@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "telemetry",
     "store",
     "cache",
+    "tls",
     "auth",
     "discovery",
     "client",

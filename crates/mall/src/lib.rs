@@ -6,6 +6,8 @@
 //! dependency order and each one is told where the ones before it listen, through the same
 //! `MALL__*` keys an operator would set.
 
+pub mod certs;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use mall_common::auth::Tokens;
 use mall_common::client::{Clients, ServiceIdentity};
 use mall_common::config::{self, Source};
 use mall_common::server::BoundServer;
+use mall_common::tls::MutualTls;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -37,8 +41,11 @@ pub struct Fleet {
     endpoints: BTreeMap<&'static str, Endpoints>,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
-    clients: Clients,
+    /// The settings of the fleet's own clients (`mall`), once every service listens.
+    settings: Option<config::Settings>,
     tokens: Option<Arc<Tokens>>,
+    /// Clients by the service they call as.
+    clients: Mutex<BTreeMap<String, Clients>>,
 }
 
 async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
@@ -90,12 +97,9 @@ impl Fleet {
             endpoints: BTreeMap::new(),
             stop,
             tasks: Vec::new(),
-            clients: Clients::discover(
-                &config::Settings::defaults("mall").discovery,
-                &config::Settings::defaults("mall").client,
-                None,
-            )?,
+            settings: None,
             tokens: None,
+            clients: Mutex::default(),
         };
         for name in SERVICES.iter().copied().filter(|s| names.contains(s)) {
             let bound = build(name, &source)
@@ -119,16 +123,8 @@ impl Fleet {
         }
         let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
         let cache = mall_common::cache::connect(&settings.cache).await?;
-        let tokens = Arc::new(Tokens::new(&settings.auth, cache));
-        fleet.clients = Clients::discover(
-            &settings.discovery,
-            &settings.client,
-            Some(ServiceIdentity {
-                name: "mall".into(),
-                tokens: tokens.clone(),
-            }),
-        )?;
-        fleet.tokens = Some(tokens);
+        fleet.tokens = Some(Arc::new(Tokens::new(&settings.auth, cache)));
+        fleet.settings = Some(settings);
         Ok(fleet)
     }
 
@@ -142,9 +138,29 @@ impl Fleet {
         &self.endpoints
     }
 
-    /// Clients that reach this fleet's services (calling as the service `mall`).
-    pub fn clients(&self) -> &Clients {
-        &self.clients
+    /// Clients that reach this fleet's services calling as the service `caller` (its service
+    /// tokens, and with `tls.enabled` its certificate), as tools and tests do; built once per
+    /// caller.
+    pub fn clients_as(&self, caller: &str) -> anyhow::Result<Clients> {
+        let mut clients = self.clients.lock();
+        if let Some(existing) = clients.get(caller) {
+            return Ok(existing.clone());
+        }
+        let (Some(settings), Some(tokens)) = (&self.settings, &self.tokens) else {
+            anyhow::bail!("the fleet has not started");
+        };
+        let tls = MutualTls::load(&settings.tls, caller)?;
+        let built = Clients::discover(
+            &settings.discovery,
+            &settings.client,
+            Some(ServiceIdentity {
+                name: caller.into(),
+                tokens: tokens.clone(),
+            }),
+        )?
+        .with_tls(tls);
+        clients.insert(caller.to_string(), built.clone());
+        Ok(built)
     }
 
     /// The fleet's token keys (to mint tokens for tools and tests).

@@ -1,11 +1,23 @@
 //! `mall`: the whole TikTokMall fleet in one process, on the well-known ports, with the embedded
 //! defaults (SQLite under `./data/`, in-process cache, static discovery). Settings layer as for
 //! every service: `--config FILE` / `MALL_CONFIG`, then `MALL__SECTION__KEY`.
+//!
+//! `mall certs [--out DIR]` writes a development certificate set for mutual TLS instead (see
+//! [`mall::certs`]; default directory `certs`, where the `tls.*` defaults look).
+
+use std::path::PathBuf;
 
 use mall_common::config::{self, Source};
 
+/// Where `mall certs` writes without `--out`.
+const DEFAULT_CERTS_DIR: &str = "certs";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("certs") {
+        return certs(&args[1..]);
+    }
     let source = Source::from_process();
     let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
     mall_common::telemetry::init_logging(&settings.telemetry);
@@ -15,4 +27,18 @@ async fn main() -> anyhow::Result<()> {
     }
     mall_common::server::shutdown_signal().await;
     fleet.shutdown().await
+}
+
+/// `mall certs [--out DIR]`.
+fn certs(args: &[String]) -> anyhow::Result<()> {
+    let out = match args {
+        [] => PathBuf::from(DEFAULT_CERTS_DIR),
+        [flag, dir] if flag == "--out" => PathBuf::from(dir),
+        [arg] if arg.starts_with("--out=") => PathBuf::from(&arg["--out=".len()..]),
+        _ => anyhow::bail!("usage: mall certs [--out DIR]"),
+    };
+    for file in mall::certs::generate(&out, &mall::certs::names())? {
+        println!("{}", file.display());
+    }
+    Ok(())
 }

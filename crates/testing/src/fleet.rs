@@ -12,6 +12,7 @@ use std::time::Duration;
 use mall::{Endpoints, Fleet};
 use mall_common::client::{Clients, FromChannel};
 use mall_common::config::{self, Source};
+use mall_types::ServiceName;
 use parking_lot::Mutex;
 use tonic::Status;
 
@@ -28,6 +29,8 @@ pub struct TestFleet {
     fleet: Option<Fleet>,
     database_template: String,
     cache_namespace: String,
+    /// The `MALL__TLS__*` settings of a fleet started with mutual TLS (empty otherwise).
+    tls_env: BTreeMap<String, String>,
     /// The databases this fleet drops when it stops: its services' and
     /// [`TestFleet::fresh_database`]'s.
     database_urls: Mutex<Vec<String>>,
@@ -88,8 +91,39 @@ impl TestFleet {
 
     /// Starts `names` with test defaults plus `MALL__*` overrides.
     pub async fn start_with(names: &[&str], overrides: &[(&str, &str)]) -> TestFleet {
-        crate::logs::init();
         let dir = tempfile::tempdir().expect("temporary directory");
+        Self::start_in(dir, names, overrides).await
+    }
+
+    /// Starts `names` with mutual TLS on (`tls.*`): a fresh development certificate set (see
+    /// `mall certs`) in the fleet's temporary directory.
+    pub async fn start_tls(names: &[&str]) -> TestFleet {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let certs = dir.path().join("certs");
+        mall::certs::generate(&certs, &mall::certs::names()).expect("generate certificates");
+        let ca = certs.join("ca.pem").display().to_string();
+        let cert = certs.join("{service}.pem").display().to_string();
+        let key = certs.join("{service}.key").display().to_string();
+        let overrides = [
+            ("MALL__TLS__ENABLED", "true"),
+            ("MALL__TLS__CA", ca.as_str()),
+            ("MALL__TLS__CERT", cert.as_str()),
+            ("MALL__TLS__KEY", key.as_str()),
+        ];
+        Self::start_in(dir, names, &overrides).await
+    }
+
+    /// The directory of a fleet started with [`TestFleet::start_tls`]'s certificates.
+    pub fn certs_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("certs")
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        names: &[&str],
+        overrides: &[(&str, &str)],
+    ) -> TestFleet {
+        crate::logs::init();
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let mut env = test_env(database_template(dir.path(), &run), format!("test-{run}"));
         for (k, v) in overrides {
@@ -98,6 +132,11 @@ impl TestFleet {
         // Overrides may have replaced the template and namespace.
         let database_template = env["MALL__DATABASE__URL"].clone();
         let cache_namespace = env["MALL__CACHE__NAMESPACE"].clone();
+        let tls_env = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("MALL__TLS__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let database_urls = names
             .iter()
             .map(|n| database_template.replace("{service}", n))
@@ -113,6 +152,7 @@ impl TestFleet {
             fleet: Some(fleet),
             database_template,
             cache_namespace,
+            tls_env,
             database_urls: Mutex::new(database_urls),
             _dir: dir,
         }
@@ -137,6 +177,7 @@ impl TestFleet {
     pub async fn source_beside(&self, database_url: &str) -> Source {
         let namespace = format!("test-beside-{}", uuid::Uuid::new_v4().simple());
         let mut env = test_env(database_url.to_string(), namespace);
+        env.extend(self.tls_env.clone());
         for (name, endpoints) in self.fleet().all_endpoints() {
             env.insert(
                 format!("MALL__DISCOVERY__STATIC__{}", name.to_uppercase()),
@@ -167,20 +208,40 @@ impl TestFleet {
             .unwrap_or_else(|| panic!("{name} is not running"))
     }
 
-    /// A typed client for `name` calling with a service token (internal RPCs).
+    /// A typed client for `name` calling as the service that calls `name`'s internal RPCs in
+    /// the fleet ([`usual_caller`]): user for auth, checkout for the others.
     pub fn client<T: FromChannel>(&self, name: &str) -> T {
-        self.fleet()
-            .clients()
+        self.client_from(usual_caller(name), name)
+    }
+
+    /// A typed client for `name` calling as the service `caller` (its service tokens, and in a
+    /// [`TestFleet::start_tls`] fleet its certificate).
+    pub fn client_from<T: FromChannel>(&self, caller: &str, name: &str) -> T {
+        self.clients_as(caller)
             .client(name)
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
     }
 
-    /// A typed client for `name` that sends `token` as its bearer.
+    /// A typed client for `name` that sends `token` as its bearer (over the
+    /// [`TOOLS`](mall::certs::TOOLS) certificate in a [`TestFleet::start_tls`] fleet).
     pub fn client_as<T: FromChannel>(&self, name: &str, token: &str) -> T {
-        self.fleet()
-            .clients()
+        self.clients_as(mall::certs::TOOLS)
             .client_as(name, token)
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    /// A typed client for `name` that sends `token` as its bearer over the service `caller`'s
+    /// connection (its certificate in a [`TestFleet::start_tls`] fleet).
+    pub fn client_from_as<T: FromChannel>(&self, caller: &str, name: &str, token: &str) -> T {
+        self.clients_as(caller)
+            .client_as(name, token)
+            .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
+    }
+
+    fn clients_as(&self, caller: &str) -> Clients {
+        self.fleet()
+            .clients_as(caller)
+            .unwrap_or_else(|e| panic!("clients calling as {caller}: {e:#}"))
     }
 
     /// A bare tonic channel to `name`: no client stack and no `authorization` metadata at all.
@@ -281,6 +342,16 @@ impl Drop for TestFleet {
             }
         })
         .join();
+    }
+}
+
+/// The service that calls `target`'s internal RPCs in the fleet: user calls auth's account RPCs,
+/// checkout the internal RPCs of every other service.
+pub fn usual_caller(target: &str) -> &'static str {
+    if target == ServiceName::Auth.as_str() {
+        ServiceName::User.as_str()
+    } else {
+        ServiceName::Checkout.as_str()
     }
 }
 

@@ -7,8 +7,8 @@ use mall_common::auth::{Caller, token_from_field_or_metadata};
 use mall_common::reply::success as ok;
 use mall_proto::auth::v1 as pb;
 use mall_proto::auth::v1::auth_service_server::AuthService;
-use mall_types::UserId;
 use mall_types::ids::stored_to_api;
+use mall_types::{ServiceName, UserId};
 use tonic::{Request, Response, Status};
 
 use crate::app::Identity;
@@ -16,7 +16,9 @@ use crate::domain::{AccountPatch, Registration};
 use crate::error::Error;
 use crate::store::AccountRow;
 
-/// Who may call what. Account administration is for other services (user) only.
+/// Who may call what. Account administration and token delivery are for the user service (the
+/// account front door) only; nothing in the fleet calls ValidateToken or DeliverToken today, so
+/// they admit user alone too.
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::auth::v1::auth_service_server::SERVICE_NAME,
     rules: &[
@@ -25,11 +27,11 @@ pub const ACCESS: AccessTable = AccessTable {
         ("RefreshToken", Access::Public),
         // The token to revoke may come in the body only; the handler verifies it.
         ("Logout", Access::Public),
-        ("ValidateToken", Access::Internal),
-        ("DeliverToken", Access::Internal),
-        ("GetAccount", Access::Internal),
-        ("UpdateAccount", Access::Internal),
-        ("DeleteAccount", Access::Internal),
+        ("ValidateToken", Access::Internal(&[ServiceName::User])),
+        ("DeliverToken", Access::Internal(&[ServiceName::User])),
+        ("GetAccount", Access::Internal(&[ServiceName::User])),
+        ("UpdateAccount", Access::Internal(&[ServiceName::User])),
+        ("DeleteAccount", Access::Internal(&[ServiceName::User])),
     ],
 };
 

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::store::{Carts, Removal};
 
 /// Who may call what: every RPC needs a token. End users act on their own cart, admins on
-/// anyone's, and other services (checkout) on behalf of any user; only services take a
+/// anyone's, and other services (checkout) on behalf of any user; only checkout takes a
 /// purchase out of a cart.
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::cart::v1::cart_service_server::SERVICE_NAME,
@@ -30,7 +30,10 @@ pub const ACCESS: AccessTable = AccessTable {
         ("EmptyCart", Access::User),
         ("UpdateItem", Access::User),
         ("RemoveItem", Access::User),
-        ("RemovePurchased", Access::Internal),
+        (
+            "RemovePurchased",
+            Access::Internal(&[ServiceName::Checkout]),
+        ),
     ],
 };
 

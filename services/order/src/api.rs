@@ -12,7 +12,7 @@ use mall_proto::common::v1 as common_pb;
 use mall_proto::order::v1 as pb;
 use mall_proto::order::v1::order_service_server::OrderService;
 use mall_types::ids::stored_to_api;
-use mall_types::{Address, OrderId, TransactionId, UserId};
+use mall_types::{Address, OrderId, ServiceName, TransactionId, UserId};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, NewOrder, Order, OrderStatus, RawLine};
@@ -20,15 +20,16 @@ use crate::error::Error;
 use crate::store::{Orders, Paid};
 use crate::sweeper::{ProductClient, release_stock};
 
-/// Who may call what: placing and paying are steps of checkout (service-to-service); customers
-/// read and cancel their own orders.
+/// Who may call what: placing and paying are steps of checkout (checkout only); customers read
+/// and cancel their own orders (checkout and payment's reconciler also read and cancel for
+/// them).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::order::v1::order_service_server::SERVICE_NAME,
     rules: &[
-        ("PlaceOrder", Access::Internal),
+        ("PlaceOrder", Access::Internal(&[ServiceName::Checkout])),
         ("ListOrder", Access::User),
         ("GetOrder", Access::User),
-        ("MarkOrderPaid", Access::Internal),
+        ("MarkOrderPaid", Access::Internal(&[ServiceName::Checkout])),
         ("CancelOrder", Access::User),
     ],
 };

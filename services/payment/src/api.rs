@@ -13,7 +13,7 @@ use mall_proto::payment::v1 as pb;
 use mall_proto::payment::v1::payment_service_server::PaymentService;
 use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
-use mall_types::{OrderId, TransactionId};
+use mall_types::{OrderId, ServiceName, TransactionId};
 use tonic::{Request, Response, Status};
 
 use crate::app::Payments;
@@ -21,18 +21,18 @@ use crate::domain::{AlipayOrder, CardInput, Charge, Payment, Refund};
 use crate::error::Error;
 use crate::store::Voided;
 
-/// Who may call what: card charges, refunds and lookups are for other services (checkout,
-/// order); a user asks for their own Alipay link; Alipay's notifications come unauthenticated
+/// Who may call what: card charges, refunds, voids and lookups are checkout's steps (checkout
+/// only; the reconciler refunds in process, not over gRPC); a user asks for their own Alipay link; Alipay's notifications come unauthenticated
 /// and are trusted only through their signature.
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::payment::v1::payment_service_server::SERVICE_NAME,
     rules: &[
-        ("Charge", Access::Internal),
-        ("Refund", Access::Internal),
+        ("Charge", Access::Internal(&[ServiceName::Checkout])),
+        ("Refund", Access::Internal(&[ServiceName::Checkout])),
         ("AlipayCharge", Access::User),
         ("AlipayNotify", Access::Public),
-        ("VoidOrder", Access::Internal),
-        ("GetPayment", Access::Internal),
+        ("VoidOrder", Access::Internal(&[ServiceName::Checkout])),
+        ("GetPayment", Access::Internal(&[ServiceName::Checkout])),
     ],
 };
 

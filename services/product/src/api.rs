@@ -10,7 +10,7 @@ use mall_common::paging::Page;
 use mall_proto::product::v1 as pb;
 use mall_proto::product::v1::product_catalog_service_server::ProductCatalogService;
 use mall_types::ids::stored_to_api;
-use mall_types::{ProductId, ReservationId};
+use mall_types::{ProductId, ReservationId, ServiceName};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -19,20 +19,26 @@ use crate::domain::{
 use crate::error::Error;
 use crate::store::{Catalog, Reserved};
 
-/// Who may call what: browsing is public, writes are admin-only, stock and batch reads are for
-/// other services.
+/// Who may call what: browsing is public, writes are admin-only; batch reads and reservations
+/// are checkout's, releases checkout's and order's (its sweeper of expired orders).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::product::v1::product_catalog_service_server::SERVICE_NAME,
     rules: &[
         ("ListProducts", Access::Public),
         ("GetProduct", Access::Public),
         ("SearchProducts", Access::Public),
-        ("BatchGetProducts", Access::Internal),
+        (
+            "BatchGetProducts",
+            Access::Internal(&[ServiceName::Checkout]),
+        ),
         ("CreateProduct", Access::Admin),
         ("UpdateProduct", Access::Admin),
         ("DeleteProduct", Access::Admin),
-        ("ReserveStock", Access::Internal),
-        ("ReleaseStock", Access::Internal),
+        ("ReserveStock", Access::Internal(&[ServiceName::Checkout])),
+        (
+            "ReleaseStock",
+            Access::Internal(&[ServiceName::Checkout, ServiceName::Order]),
+        ),
     ],
 };
 

@@ -366,7 +366,7 @@ async fn a_service_token_is_not_an_end_user() {
     for (rpc, code) in all_token_rpcs(&mut as_service, "").await {
         assert_eq!(code, Code::PermissionDenied, "{rpc} as a service");
     }
-    let service_token = fleet.tokens().issue_service("cart").unwrap().0;
+    let service_token = fleet.tokens().issue_service("cart", "user").unwrap().0;
     for (rpc, code) in all_token_rpcs(&mut as_service, &service_token).await {
         assert_eq!(
             code,

@@ -2,22 +2,40 @@
 //!
 //! Every service declares an [`AccessTable`]: each RPC is [`Access::Public`], [`Access::User`]
 //! (a signed-in user; handlers then check ownership with `Caller::authorize`),
-//! [`Access::Internal`] (service-to-service only) or [`Access::Admin`]. The server
+//! [`Access::Internal`] (only the services it names) or [`Access::Admin`]. The server
 //! ([`crate::server`]) looks the table up for every request and verifies the bearer token against
 //! it (see [`super::Tokens::admit`]) before any handler runs, so no handler can forget the
-//! check; an RPC missing from the table is refused (fail closed).
+//! check; an RPC missing from its table is refused (fail closed).
+//!
+//! The calling service of an internal RPC is the subject of its service token, which must be
+//! addressed to the answering service (`aud`); with mutual TLS on it is the name in the caller's
+//! client certificate instead (see [`crate::tls`]). Any other service is `PERMISSION_DENIED`.
+
+use mall_types::service::ServiceName;
 
 /// The audience of one RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone, no token.
     Public,
-    /// A signed-in end user (on their own data) or an admin.
+    /// A signed-in end user (on their own data), an admin, or a service acting for a user.
     User,
-    /// Another service of the fleet only.
-    Internal,
+    /// Only these services of the fleet (everyone else is `PERMISSION_DENIED`).
+    Internal(&'static [ServiceName]),
     /// The `admin` role only.
     Admin,
+}
+
+impl Access {
+    /// Whether the service called `caller` may call an RPC of this audience (only
+    /// [`Access::Internal`] names services; the other audiences are decided by the token).
+    pub fn admits_service(&self, caller: &str) -> bool {
+        match self {
+            Access::Internal(allowed) => allowed.iter().any(|s| s.as_str() == caller),
+            Access::Public | Access::User => true,
+            Access::Admin => false,
+        }
+    }
 }
 
 /// The access rules of one gRPC service.

@@ -30,6 +30,10 @@ pub struct Claims {
     pub typ: String,
     /// Always [`ISSUER`](super::tokens::ISSUER).
     pub iss: String,
+    /// The service a service token is addressed to (the only server that accepts it); absent
+    /// from access tokens, which every service accepts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub aud: String,
 }
 
 /// Who is calling, as established by the server from the bearer token.

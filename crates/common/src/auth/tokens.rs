@@ -92,12 +92,14 @@ impl Tokens {
             sid: sid.to_string(),
             typ: TYP_ACCESS.into(),
             iss: ISSUER.into(),
+            aud: String::new(),
         };
         Ok((self.sign(&claims)?, claims))
     }
 
-    /// Issues a short-lived service token for `service`; returns it with its expiry.
-    pub fn issue_service(&self, service: &str) -> Result<(String, i64), Status> {
+    /// Issues a short-lived service token for `service` calling `audience` (the only service
+    /// that accepts it, see [`Tokens::admit`]); returns it with its expiry.
+    pub fn issue_service(&self, service: &str, audience: &str) -> Result<(String, i64), Status> {
         let now = unix_now();
         let claims = Claims {
             sub: service.to_string(),
@@ -110,6 +112,7 @@ impl Tokens {
             sid: String::new(),
             typ: TYP_SERVICE.into(),
             iss: ISSUER.into(),
+            aud: audience.to_string(),
         };
         Ok((self.sign(&claims)?, claims.exp))
     }
@@ -148,7 +151,11 @@ impl Tokens {
 
     /// Decodes `token` and checks it has not been revoked; returns the caller.
     pub async fn verify(&self, token: &str) -> Result<Caller, Status> {
-        let claims = self.decode(token)?;
+        self.caller_from(self.decode(token)?).await
+    }
+
+    /// The caller `claims` (already decoded) stand for, checking an access token's revocation.
+    async fn caller_from(&self, claims: Claims) -> Result<Caller, Status> {
         match claims.typ.as_str() {
             TYP_SERVICE => Ok(Caller::Service { name: claims.sub }),
             TYP_ACCESS => {
@@ -186,37 +193,99 @@ impl Tokens {
         )
     }
 
-    /// Decides whether a call with `bearer` may reach an RPC of `access`; returns the caller to
-    /// attach (none for public RPCs).
+    /// Decides whether a call with `bearer` may reach an RPC of `access` as `gate` describes it;
+    /// returns the caller to attach (none for public RPCs).
+    ///
+    /// A service token must be addressed to `gate.audience` (else `UNAUTHENTICATED`: it was
+    /// captured from a call to another service). The calling service is the token's subject, or
+    /// with mutual TLS the name in the client certificate (the token's subject is then ignored);
+    /// an internal RPC that does not name it is `PERMISSION_DENIED`.
     pub async fn admit(
         &self,
         access: Access,
         bearer: Option<&str>,
+        gate: Gate<'_>,
     ) -> Result<Option<Caller>, Status> {
         if access == Access::Public {
             return Ok(None);
         }
         let token = bearer.ok_or_else(|| Status::unauthenticated("missing access token"))?;
-        let caller = self.verify(token).await?;
-        let allowed = match access {
-            Access::Public => true,
-            Access::User => true,
-            Access::Internal => matches!(caller, Caller::Service { .. }),
-            Access::Admin => caller.is_admin(),
+        let claims = self.decode(token)?;
+        let caller = if claims.typ == TYP_SERVICE {
+            Caller::Service {
+                name: service_identity(&claims, &gate)?,
+            }
+        } else {
+            self.caller_from(claims).await?
+        };
+        let allowed = match (&access, &caller) {
+            (Access::Public | Access::User, _) => true,
+            (Access::Internal(_), Caller::Service { name }) => access.admits_service(name),
+            (Access::Internal(_), Caller::User { .. }) => {
+                return Err(Status::permission_denied(format!(
+                    "{} is internal: service credentials required",
+                    gate.rpc
+                )));
+            }
+            (Access::Admin, _) => caller.is_admin(),
         };
         if !allowed {
-            return Err(Status::permission_denied(match access {
-                Access::Internal => "internal RPC: service credentials required",
-                _ => "admin role required",
+            return Err(Status::permission_denied(match &caller {
+                Caller::Service { name } if matches!(access, Access::Internal(_)) => {
+                    format!("service `{name}` may not call {}", gate.rpc)
+                }
+                _ => format!("{}: admin role required", gate.rpc),
             }));
         }
         Ok(Some(caller))
     }
 }
 
+/// What the answering server knows about a call besides its bearer token.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    /// The answering service (`payment`): service tokens must be addressed to it.
+    pub audience: &'a str,
+    /// The RPC called, for messages (`tiktokmall.payment.v1.PaymentService/Refund`).
+    pub rpc: &'a str,
+    /// How the caller's service identity is established.
+    pub transport: Transport<'a>,
+}
+
+/// The connection a call came on, as far as identity goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport<'a> {
+    /// Plain TCP: the calling service is the subject of its (signed) service token.
+    Plain,
+    /// Mutual TLS: the calling service is the one named in its verified client certificate
+    /// (`None` when the certificate names no service of the fleet).
+    MutualTls {
+        /// The service named by the client certificate.
+        peer: Option<&'a str>,
+    },
+}
+
+/// The calling service of a service token's `claims` arriving through `gate`.
+fn service_identity(claims: &Claims, gate: &Gate<'_>) -> Result<String, Status> {
+    if claims.aud != gate.audience {
+        return Err(Status::unauthenticated(format!(
+            "service token addressed to `{}`, not to `{}`",
+            claims.aud, gate.audience
+        )));
+    }
+    match gate.transport {
+        Transport::Plain => Ok(claims.sub.clone()),
+        Transport::MutualTls { peer: Some(peer) } => Ok(peer.to_string()),
+        Transport::MutualTls { peer: None } => Err(Status::permission_denied(
+            "the client certificate names no service of the fleet",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mall_types::service::ServiceName;
     use std::sync::Arc;
 
     fn tokens() -> Tokens {
@@ -235,7 +304,7 @@ mod tests {
         let err = t.verify(&token).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         // Service tokens carry no user state to revoke.
-        let (service, _) = t.issue_service("checkout").unwrap();
+        let (service, _) = t.issue_service("checkout", "payment").unwrap();
         t.verify(&service).await.unwrap();
     }
 
@@ -258,7 +327,7 @@ mod tests {
         let expired = t.sign(&claims).unwrap();
         assert!(t.decode(&expired).is_err());
         assert_eq!(t.decode_expired_access(&expired).unwrap().sid, "s1");
-        let (service, _) = t.issue_service("checkout").unwrap();
+        let (service, _) = t.issue_service("checkout", "payment").unwrap();
         assert_eq!(
             t.decode_expired_access(&service).unwrap_err().code(),
             tonic::Code::PermissionDenied
@@ -339,36 +408,132 @@ mod tests {
         }
     }
 
+    const PAYMENT_REFUND: Gate<'static> = Gate {
+        audience: "payment",
+        rpc: "payment/Refund",
+        transport: Transport::Plain,
+    };
+    const FROM_CHECKOUT: Access = Access::Internal(&[ServiceName::Checkout]);
+
+    fn code(r: Result<Option<Caller>, Status>) -> Option<tonic::Code> {
+        r.err().map(|e| e.code())
+    }
+
     #[tokio::test]
     async fn access_levels() {
         let t = tokens();
         let (user, _) = t.issue_access(1, "u", ROLE_USER, "s").unwrap();
         let (admin, _) = t.issue_access(2, "a", ROLE_ADMIN, "s").unwrap();
-        let (service, _) = t.issue_service("checkout").unwrap();
-        let code = |r: Result<Option<Caller>, Status>| r.err().map(|e| e.code());
-        assert_eq!(code(t.admit(Access::Public, None).await), None);
+        let (service, _) = t.issue_service("checkout", "payment").unwrap();
+        let gate = PAYMENT_REFUND;
+        assert_eq!(code(t.admit(Access::Public, None, gate).await), None);
         assert_eq!(
-            code(t.admit(Access::User, None).await),
+            code(t.admit(Access::User, None, gate).await),
             Some(tonic::Code::Unauthenticated)
         );
-        assert_eq!(code(t.admit(Access::User, Some(&user)).await), None);
+        assert_eq!(code(t.admit(Access::User, Some(&user), gate).await), None);
         assert_eq!(
-            code(t.admit(Access::Internal, Some(&user)).await),
+            code(t.admit(FROM_CHECKOUT, Some(&user), gate).await),
             Some(tonic::Code::PermissionDenied)
         );
         assert_eq!(
-            code(t.admit(Access::Internal, Some(&admin)).await),
-            Some(tonic::Code::PermissionDenied)
-        );
-        assert_eq!(code(t.admit(Access::Internal, Some(&service)).await), None);
-        assert_eq!(
-            code(t.admit(Access::Admin, Some(&user)).await),
+            code(t.admit(FROM_CHECKOUT, Some(&admin), gate).await),
             Some(tonic::Code::PermissionDenied)
         );
         assert_eq!(
-            code(t.admit(Access::Admin, Some(&service)).await),
+            code(t.admit(FROM_CHECKOUT, Some(&service), gate).await),
+            None
+        );
+        assert_eq!(
+            code(t.admit(Access::Admin, Some(&user), gate).await),
             Some(tonic::Code::PermissionDenied)
         );
-        assert_eq!(code(t.admit(Access::Admin, Some(&admin)).await), None);
+        assert_eq!(
+            code(t.admit(Access::Admin, Some(&service), gate).await),
+            Some(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(code(t.admit(Access::Admin, Some(&admin), gate).await), None);
+    }
+
+    #[tokio::test]
+    async fn internal_rules_name_their_callers() {
+        let t = tokens();
+        let (cart, _) = t.issue_service("cart", "payment").unwrap();
+        let err = t
+            .admit(FROM_CHECKOUT, Some(&cart), PAYMENT_REFUND)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.message().contains("`cart`"), "{}", err.message());
+        assert!(
+            err.message().contains("payment/Refund"),
+            "{}",
+            err.message()
+        );
+        let nobody = Access::Internal(&[]);
+        let (checkout, _) = t.issue_service("checkout", "payment").unwrap();
+        assert_eq!(
+            code(t.admit(nobody, Some(&checkout), PAYMENT_REFUND).await),
+            Some(tonic::Code::PermissionDenied)
+        );
+    }
+
+    #[tokio::test]
+    async fn service_tokens_are_accepted_only_by_their_audience() {
+        let t = tokens();
+        let (for_order, _) = t.issue_service("checkout", "order").unwrap();
+        let err = t
+            .admit(FROM_CHECKOUT, Some(&for_order), PAYMENT_REFUND)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert!(err.message().contains("`order`"), "{}", err.message());
+        // A token without any audience (as minted before audiences existed).
+        let mut claims = t.decode(&for_order).unwrap();
+        claims.aud = String::new();
+        let no_aud = t.sign(&claims).unwrap();
+        assert!(!no_aud.is_empty());
+        assert_eq!(
+            code(t.admit(FROM_CHECKOUT, Some(&no_aud), PAYMENT_REFUND).await),
+            Some(tonic::Code::Unauthenticated)
+        );
+        // An access token has no audience and is accepted everywhere.
+        let (user, _) = t.issue_access(1, "u", ROLE_USER, "s").unwrap();
+        assert_eq!(
+            code(t.admit(Access::User, Some(&user), PAYMENT_REFUND).await),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn with_mutual_tls_the_certificate_names_the_caller() {
+        let t = tokens();
+        // A token claiming to be checkout, on a connection certified as cart.
+        let (claims_checkout, _) = t.issue_service("checkout", "payment").unwrap();
+        let mtls = |peer| Gate {
+            transport: Transport::MutualTls { peer },
+            ..PAYMENT_REFUND
+        };
+        let err = t
+            .admit(FROM_CHECKOUT, Some(&claims_checkout), mtls(Some("cart")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.message().contains("`cart`"), "{}", err.message());
+        let (claims_cart, _) = t.issue_service("cart", "payment").unwrap();
+        let caller = t
+            .admit(FROM_CHECKOUT, Some(&claims_cart), mtls(Some("checkout")))
+            .await
+            .unwrap();
+        assert_eq!(
+            caller,
+            Some(Caller::Service {
+                name: "checkout".into()
+            })
+        );
+        assert_eq!(
+            code(t.admit(FROM_CHECKOUT, Some(&claims_cart), mtls(None)).await),
+            Some(tonic::Code::PermissionDenied)
+        );
     }
 }

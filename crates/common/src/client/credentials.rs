@@ -1,6 +1,7 @@
 //! Credentials on outgoing calls: unless the request sets `authorization` itself, the channel's
-//! [`Credentials`] go on it: this service's own token (re-minted shortly before it expires), or
-//! a fixed bearer token (an end user's, or an admin's in tools and tests).
+//! [`Credentials`] go on it: this service's own token addressed to the called service (re-minted
+//! shortly before it expires), or a fixed bearer token (an end user's, or an admin's in tools and
+//! tests).
 
 use std::sync::Arc;
 
@@ -31,9 +32,10 @@ pub struct ServiceIdentity {
 #[derive(Clone)]
 pub(crate) enum Credentials {
     None,
-    /// A service token, re-minted shortly before it expires.
+    /// A service token for calling `audience`, re-minted shortly before it expires.
     Service {
         identity: ServiceIdentity,
+        audience: Arc<str>,
         current: Arc<Mutex<Option<(String, i64)>>>,
     },
     /// A fixed bearer token.
@@ -41,11 +43,12 @@ pub(crate) enum Credentials {
 }
 
 impl Credentials {
-    /// This service's token, when it has an identity.
-    pub(crate) fn service(identity: Option<&ServiceIdentity>) -> Self {
+    /// This service's token for calling `audience`, when it has an identity.
+    pub(crate) fn service(identity: Option<&ServiceIdentity>, audience: Arc<str>) -> Self {
         match identity {
             Some(identity) => Credentials::Service {
                 identity: identity.clone(),
+                audience,
                 current: Arc::default(),
             },
             None => Credentials::None,
@@ -56,14 +59,19 @@ impl Credentials {
         let token = match self {
             Credentials::None => return Ok(None),
             Credentials::Bearer(token) => token.to_string(),
-            Credentials::Service { identity, current } => {
+            Credentials::Service {
+                identity,
+                audience,
+                current,
+            } => {
                 let mut current = current.lock();
                 match current.as_ref() {
                     Some((token, exp)) if *exp - unix_now() > SERVICE_TOKEN_REFRESH_MARGIN_SECS => {
                         token.clone()
                     }
                     _ => {
-                        let (token, exp) = identity.tokens.issue_service(&identity.name)?;
+                        let (token, exp) =
+                            identity.tokens.issue_service(&identity.name, audience)?;
                         *current = Some((token.clone(), exp));
                         token
                     }

@@ -36,7 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
@@ -54,6 +54,7 @@ use crate::config::ClientSettings;
 pub use crate::config::{format_authority, parse_authority};
 use crate::discovery::{InstancesWatch, Resolve};
 pub use crate::error::never_sent;
+use crate::tls::MutualTls;
 
 /// The error type of every client layer (a boxed [`Status`] for failures this crate makes).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -210,6 +211,7 @@ pub struct Clients {
     resolver: Arc<dyn Resolve>,
     settings: ClientSettings,
     identity: Option<ServiceIdentity>,
+    tls: Option<MutualTls>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     metrics: ClientMetrics,
 }
@@ -264,9 +266,18 @@ impl Clients {
             resolver,
             settings: settings.clone(),
             identity,
+            tls: None,
             channels: Arc::default(),
             metrics: ClientMetrics::default(),
         }
+    }
+
+    /// The same clients calling over mutual TLS with `tls` (see [`crate::tls`]): every
+    /// connection presents this service's certificate and checks that the server's names the
+    /// service called. Set it before the first call: channels already made keep their transport.
+    pub fn with_tls(mut self, tls: Option<MutualTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Clients finding services the way `discovery` says (see
@@ -331,7 +342,10 @@ impl Clients {
         let watch = self.resolver.resolve(service)?;
         let pool = self.pool(service, &watch)?;
         let channel = Channel {
-            stack: pool.stack(Credentials::service(self.identity.as_ref())),
+            stack: pool.stack(Credentials::service(
+                self.identity.as_ref(),
+                pool.target.service.clone(),
+            )),
             pool,
         };
         channels.insert(service.to_string(), channel.clone());
@@ -352,9 +366,13 @@ impl Clients {
             settings: self.settings.balance.clone(),
             ejections: metrics.ejections.clone(),
         });
+        let connect = Connect {
+            settings: self.settings.clone(),
+            tls: self.tls.as_ref().map(|tls| tls.client(service)),
+        };
         if let Some(addrs) = &current {
             for addr in addrs {
-                let channel = connect_lazy(addr, &self.settings).map_err(|_| {
+                let channel = connect.lazy(addr).map_err(|_| {
                     Status::unavailable(format!("bad address `{addr}` for {service}"))
                 })?;
                 target
@@ -364,7 +382,7 @@ impl Clients {
             }
         }
         if watch.has_changed().is_ok() {
-            self.follow(&target, watch.clone(), resolved_tx);
+            follow(&target, watch.clone(), resolved_tx, connect);
         }
         Ok(Arc::new(Pool {
             breaker: Breaker::new(name, &self.settings.breaker, state),
@@ -374,45 +392,55 @@ impl Clients {
             metrics,
         }))
     }
-
-    /// Keeps `target`'s instances equal to what `watch` reports, until the last [`Channel`]
-    /// sharing them is dropped.
-    fn follow(
-        &self,
-        target: &Arc<Target>,
-        mut watch: InstancesWatch,
-        resolved: tokio::sync::watch::Sender<bool>,
-    ) {
-        let weak: Weak<Target> = Arc::downgrade(target);
-        let settings = self.settings.clone();
-        tokio::spawn(async move {
-            loop {
-                let answer = watch.borrow_and_update().clone();
-                let Some(target) = weak.upgrade() else {
-                    return;
-                };
-                if let Some(addrs) = answer {
-                    update_instances(&target, &addrs, |addr| connect_lazy(addr, &settings));
-                    resolved.send_replace(true);
-                }
-                drop(target);
-                if watch.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
 }
 
-/// A lazily connecting channel to `addr` (`host:port`).
-fn connect_lazy(
-    addr: &str,
-    settings: &ClientSettings,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(settings.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(settings.keepalive_interval)
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+/// Keeps `target`'s instances equal to what `watch` reports, until the last [`Channel`] sharing
+/// them is dropped.
+fn follow(
+    target: &Arc<Target>,
+    mut watch: InstancesWatch,
+    resolved: tokio::sync::watch::Sender<bool>,
+    connect: Connect,
+) {
+    let weak: Weak<Target> = Arc::downgrade(target);
+    tokio::spawn(async move {
+        loop {
+            let answer = watch.borrow_and_update().clone();
+            let Some(target) = weak.upgrade() else {
+                return;
+            };
+            if let Some(addrs) = answer {
+                update_instances(&target, &addrs, |addr| connect.lazy(addr));
+                resolved.send_replace(true);
+            }
+            drop(target);
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// How the channels to one target service connect.
+struct Connect {
+    settings: ClientSettings,
+    /// Mutual TLS towards this target, when on.
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Connect {
+    /// A lazily connecting channel to `addr` (`host:port`).
+    fn lazy(&self, addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let settings = &self.settings;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(settings.keepalive_interval)
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
 }

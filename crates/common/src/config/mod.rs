@@ -23,6 +23,7 @@ pub mod duration;
 mod keys;
 mod server;
 mod telemetry;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,6 +40,7 @@ pub use database::*;
 pub use discovery::*;
 pub use server::*;
 pub use telemetry::*;
+pub use tls::*;
 
 /// The environment variable naming the YAML config file (same as `--config FILE`).
 pub const CONFIG_FILE_ENV: &str = "MALL_CONFIG";
@@ -153,6 +155,8 @@ pub struct Settings<E = NoExtra> {
     pub telemetry: TelemetrySettings,
     /// Token verification and lifetimes, the same for the whole fleet.
     pub auth: AuthSettings,
+    /// Mutual TLS between the services.
+    pub tls: TlsSettings,
     /// Sections only this service reads (e.g. `catalog` for product).
     pub ext: E,
 }
@@ -171,6 +175,7 @@ struct PlatformSections {
     client: ClientSettings,
     telemetry: TelemetrySettings,
     auth: AuthSettings,
+    tls: TlsSettings,
 }
 
 /// The empty service-specific extension.
@@ -197,6 +202,7 @@ impl<E> Settings<E> {
             client: ClientSettings::default(),
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
             ext,
         }
     }
@@ -216,6 +222,7 @@ impl<E> Settings<E> {
             client: self.client.clone(),
             telemetry: self.telemetry.clone(),
             auth: self.auth.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -234,6 +241,7 @@ impl<E: Validate> Settings<E> {
             .and_then(|()| self.client.validate(profile))
             .and_then(|()| self.telemetry.validate(profile))
             .and_then(|()| self.auth.validate(profile))
+            .and_then(|()| self.tls.validate(profile))
             .and_then(|()| self.ext.validate(profile))
     }
 }
@@ -382,6 +390,7 @@ where
         client: sections.client,
         telemetry: sections.telemetry,
         auth: sections.auth,
+        tls: sections.tls,
         ext,
     };
     settings.validate()?;

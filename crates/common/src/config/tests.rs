@@ -433,3 +433,34 @@ fn online_refuses_state_that_is_not_shared_and_placeholder_passwords() {
         .is_ok()
     );
 }
+
+#[test]
+fn tls_is_off_by_default_and_its_paths_are_per_service() {
+    let s = load_env("cart", &[]).unwrap();
+    assert!(!s.tls.enabled);
+    let s = load_env(
+        "cart",
+        &[
+            ("MALL__TLS__ENABLED", "true"),
+            ("MALL__TLS__CERT", "/etc/mall/{service}.crt"),
+            ("MALL__TLS__HANDSHAKE_TIMEOUT", "2s"),
+        ],
+    )
+    .unwrap();
+    assert!(s.tls.enabled);
+    assert_eq!(
+        s.tls.identity_paths(&s.service),
+        (
+            "/etc/mall/cart.crt".to_string(),
+            "certs/cart.key".to_string()
+        )
+    );
+    assert_eq!(s.tls.handshake_timeout, Duration::from_secs(2));
+    let err = load_env(
+        "cart",
+        &[("MALL__TLS__ENABLED", "true"), ("MALL__TLS__KEY", " ")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tls.key"), "{err}");
+}

@@ -4,6 +4,7 @@
 //! - server reflection `v1` and `v1alpha` (grpcurl 1.8 speaks only `v1alpha`);
 //! - the [`layers`] every RPC passes through (request id, metrics, load shedding, access,
 //!   deadline);
+//! - with `tls.enabled`, mutual TLS on the gRPC port (see [`crate::tls`]);
 //! - an admin HTTP port ([`admin`]) with `/metrics`, `/healthz` and `/readyz`;
 //! - once the ports are bound, registration through the discovery [`Register`] (a no-op for
 //!   static discovery, the agent for Consul);
@@ -48,6 +49,7 @@ use crate::auth::{AccessTable, Tokens};
 use crate::config::Settings;
 use crate::discovery::{Announcement, Register, Registered};
 use crate::telemetry::{Metrics, RpcMetrics};
+use crate::tls::MutualTls;
 
 /// Builds a server; see the module docs.
 pub struct ServerBuilder {
@@ -65,6 +67,7 @@ pub struct ServerBuilder {
     register: Arc<dyn Register>,
     ready_checks: Vec<(String, ReadyCheck)>,
     registry: Registry,
+    tls: Option<MutualTls>,
 }
 
 impl ServerBuilder {
@@ -90,7 +93,14 @@ impl ServerBuilder {
             register,
             ready_checks: Vec::new(),
             registry: Registry::default(),
+            tls: None,
         }
+    }
+
+    /// Serves over mutual TLS with `tls` (see [`crate::tls`]); plain TCP with `None`.
+    pub fn tls(mut self, tls: Option<MutualTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Adds a gRPC service with its access rules.
@@ -156,7 +166,7 @@ impl ServerBuilder {
         let stack = Stack {
             metrics: MetricsLayer::new(rpc_metrics),
             load_shed: LoadShedLayer::new(self.max_concurrent_rpcs, self.service_names.clone()),
-            access: AccessLayer::new(self.access, self.tokens),
+            access: AccessLayer::new(self.access, self.tokens, &self.name, self.tls.is_some()),
         };
         let (trigger, _) = shutdown_pair();
         tracing::info!(service = %self.name, %grpc_addr, %admin_addr, "listening");
@@ -176,6 +186,7 @@ impl ServerBuilder {
             grace: self.grace,
             register: self.register,
             trigger,
+            tls: self.tls.as_ref().map(MutualTls::server),
         })
     }
 }
@@ -218,6 +229,7 @@ pub struct BoundServer {
     grace: Duration,
     register: Arc<dyn Register>,
     trigger: ShutdownTrigger,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl BoundServer {
@@ -265,7 +277,11 @@ impl BoundServer {
             .layer(AroundLayer(Deadlines));
         let incoming =
             tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true));
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .layer(stack)
             .add_routes(self.routes)
             .serve_with_incoming_shutdown(incoming, signal);

@@ -5,4 +5,5 @@
 mod consul;
 mod contract;
 mod identity_journey;
+mod service_identity;
 mod settings;

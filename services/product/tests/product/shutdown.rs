@@ -11,12 +11,12 @@ use mall_testing::KillOnDrop;
 use sqlx::{Connection, Executor};
 
 /// A service token signed with the binary's (default, development) key: ReserveStock is
-/// internal.
+/// checkout's.
 fn service_token() -> String {
     let settings = mall_common::Settings::defaults("test");
     let cache = std::sync::Arc::new(mall_common::cache::MemoryCache::new("t:".into(), 10));
     mall_common::auth::Tokens::new(&settings.auth, cache)
-        .issue_service("shutdown-test")
+        .issue_service("checkout", "product")
         .unwrap()
         .0
 }

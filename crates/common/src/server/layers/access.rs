@@ -1,7 +1,7 @@
-//! Access control before any handler runs: the RPC's rule in its service's [`AccessTable`] and
-//! the bearer token decide; the [`Caller`](crate::auth::Caller) goes into the request for the
-//! handler. Services without a table (health, reflection) are public; an RPC missing from its
-//! table is refused (fail closed).
+//! Access control before any handler runs: the RPC's rule in its service's [`AccessTable`], the
+//! bearer token and (with mutual TLS) the client certificate decide; the
+//! [`Caller`](crate::auth::Caller) goes into the request for the handler. Services without a
+//! table (health, reflection) are public; an RPC missing from its table is refused (fail closed).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,26 +11,42 @@ use tower::Service;
 
 use super::{HttpRequest, HttpResponse, LayerFuture, refuse, split_path};
 use crate::around::Around;
-use crate::auth::{AccessTable, Caller, Tokens, bearer};
+use crate::auth::{AccessTable, Caller, Gate, Tokens, Transport, bearer};
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct AccessLayer {
     tables: Arc<Vec<AccessTable>>,
     tokens: Arc<Tokens>,
+    audience: Arc<str>,
+    mutual_tls: bool,
 }
 
 impl AccessLayer {
-    /// Enforces `tables`, verifying tokens with `tokens`.
-    pub fn new(tables: Vec<AccessTable>, tokens: Arc<Tokens>) -> Self {
+    /// Enforces `tables` for the service `audience`, verifying tokens with `tokens`; with
+    /// `mutual_tls` the calling service is the one its client certificate names.
+    pub fn new(
+        tables: Vec<AccessTable>,
+        tokens: Arc<Tokens>,
+        audience: &str,
+        mutual_tls: bool,
+    ) -> Self {
         AccessLayer {
             tables: Arc::new(tables),
             tokens,
+            audience: Arc::from(audience),
+            mutual_tls,
         }
     }
 
-    /// The caller of `path` as its rule admits it.
-    async fn admit(&self, path: &str, bearer: Option<&str>) -> Result<Option<Caller>, Status> {
+    /// The caller of `path` as its rule admits it; `peer` is the service the client
+    /// certificate names (mutual TLS only).
+    async fn admit(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        peer: Option<&str>,
+    ) -> Result<Option<Caller>, Status> {
         let (service, method) = split_path(path);
         let Some(table) = self.tables.iter().find(|t| t.service == service) else {
             return Ok(None);
@@ -38,7 +54,16 @@ impl AccessLayer {
         let access = table.access(method).ok_or_else(|| {
             Status::permission_denied(format!("no access rule for {service}/{method}"))
         })?;
-        self.tokens.admit(access, bearer).await
+        let gate = Gate {
+            audience: &self.audience,
+            rpc: path.trim_start_matches('/'),
+            transport: if self.mutual_tls {
+                Transport::MutualTls { peer }
+            } else {
+                Transport::Plain
+            },
+        };
+        self.tokens.admit(access, bearer, gate).await
     }
 }
 
@@ -54,7 +79,14 @@ impl Around<HttpRequest, HttpResponse, Infallible> for AccessLayer {
         let layer = self.clone();
         Box::pin(async move {
             let token = bearer(req.headers()).map(str::to_string);
-            match layer.admit(req.uri().path(), token.as_deref()).await {
+            let peer = layer
+                .mutual_tls
+                .then(|| crate::tls::peer_service(req.extensions()))
+                .flatten();
+            match layer
+                .admit(req.uri().path(), token.as_deref(), peer.as_deref())
+                .await
+            {
                 Ok(Some(caller)) => {
                     req.extensions_mut().insert(caller);
                 }
