@@ -368,7 +368,7 @@ for var, value in example.items():
     if value:
         fail(f".env.example: {var} has a value; the example must hold none")
 for var in ("MALL_JWT_SECRET", "REDIS_PASSWORD", "MYSQL_ROOT_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-            "MALL_CHECKOUT_FINGERPRINT_SECRET"):
+            "MALL_CHECKOUT_FINGERPRINT_SECRET", "MALL_ACCESS_VERIFY_KEY", "MALL_ACCESS_SIGNING_KEY"):
     if var not in required:
         fail(f"compose: {var} is not required")
 

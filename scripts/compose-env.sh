@@ -16,9 +16,19 @@ command -v openssl >/dev/null || { echo "compose-env: openssl is needed" >&2; ex
 
 umask 077
 tmp=$(mktemp "$out.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
+key=$(mktemp)
+trap 'rm -f "$tmp" "$key"' EXIT
+# The access-token pair: an Ed25519 key's 32-byte seed and public key, base64 (what `mall keys`
+# prints). The raw keys are the last 32 bytes of their DER encodings.
+openssl genpkey -algorithm ed25519 -outform DER -out "$key"
+signing_key=$(tail -c 32 "$key" | base64 -w0)
+verify_key=$(openssl pkey -inform DER -in "$key" -pubout -outform DER | tail -c 32 | base64 -w0)
 while IFS= read -r line || [ -n "$line" ]; do
-  if [[ "$line" =~ ^([A-Z][A-Z0-9_]*)=$ ]]; then
+  if [ "$line" = "MALL_ACCESS_SIGNING_KEY=" ]; then
+    printf 'MALL_ACCESS_SIGNING_KEY=%s\n' "$signing_key"
+  elif [ "$line" = "MALL_ACCESS_VERIFY_KEY=" ]; then
+    printf 'MALL_ACCESS_VERIFY_KEY=%s\n' "$verify_key"
+  elif [[ "$line" =~ ^([A-Z][A-Z0-9_]*)=$ ]]; then
     printf '%s=%s\n' "${BASH_REMATCH[1]}" "$(openssl rand -hex 32)"
   else
     printf '%s\n' "$line"

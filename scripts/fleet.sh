@@ -156,6 +156,16 @@ load_secrets() {
   fi
   # shellcheck disable=SC1090
   . "$f"
+  if [ -z "${FLEET_SIGNING_KEY:-}" ]; then
+    # The access-token pair (Ed25519 seed and public key, base64), added to older files too.
+    local key
+    key=$(mktemp)
+    openssl genpkey -algorithm ed25519 -outform DER -out "$key"
+    FLEET_SIGNING_KEY=$(tail -c 32 "$key" | base64 -w0)
+    FLEET_VERIFY_KEY=$(openssl pkey -inform DER -in "$key" -pubout -outform DER | tail -c 32 | base64 -w0)
+    rm -f "$key"
+    (umask 077; printf 'FLEET_SIGNING_KEY=%s\nFLEET_VERIFY_KEY=%s\n' "$FLEET_SIGNING_KEY" "$FLEET_VERIFY_KEY" >>"$f")
+  fi
   if [ -z "${FLEET_DB_PASSWORD:-}" ] || [ -z "${FLEET_JWT_SECRET:-}" ] || [ -z "${FLEET_FINGERPRINT_SECRET:-}" ]; then
     die "$f is incomplete: remove it (or run down --wipe) to generate new secrets"
   fi
@@ -163,6 +173,7 @@ load_secrets() {
 
 check_backends() {
   need curl
+  need openssl
   need mysql "apt-get install mariadb-client"
   need redis-cli "apt-get install redis-tools"
   mysql_root -e 'SELECT 1' >/dev/null 2>&1 \
@@ -210,6 +221,11 @@ instance_env() {
   echo "MALL__DISCOVERY__CONSUL__DEREGISTER_CRITICAL_AFTER=30s"
   echo "MALL__TELEMETRY__LOG_FORMAT=json"
   echo "MALL__AUTH__JWT_SECRET=$FLEET_JWT_SECRET"
+  echo "MALL__AUTH__VERIFY_KEY=$FLEET_VERIFY_KEY"
+  # Only auth mints sessions.
+  if [ "$svc" = auth ]; then
+    echo "MALL__AUTH__SIGNING_KEY=$FLEET_SIGNING_KEY"
+  fi
   if [ "$svc" = checkout ]; then
     echo "MALL__CHECKOUT__FINGERPRINT_SECRET=$FLEET_FINGERPRINT_SECRET"
   fi

@@ -16,11 +16,17 @@ fn every_sample_config_loads_and_validates() {
     samples.sort();
     assert!(samples.len() >= 3, "{samples:?}");
     for path in samples {
-        // The online profile refuses the development key: give it one, as its header says.
-        let env = BTreeMap::from([(
-            "MALL__AUTH__JWT_SECRET".to_string(),
-            "a-test-signing-key-that-is-long-enough-for-online-use".to_string(),
-        )]);
+        // The online profile refuses the development keys: give it its own, as its header says.
+        let env = BTreeMap::from([
+            (
+                "MALL__AUTH__JWT_SECRET".to_string(),
+                "a-test-signing-key-that-is-long-enough-for-online-use".to_string(),
+            ),
+            (
+                "MALL__AUTH__VERIFY_KEY".to_string(),
+                config::AccessKeys::generate().1,
+            ),
+        ]);
         let source = Source {
             file: Some(path.clone()),
             env,

@@ -4,6 +4,9 @@
 //!
 //! `mall certs [--out DIR]` writes a development certificate set for mutual TLS instead (see
 //! [`mall::certs`]; default directory `certs`, where the `tls.*` defaults look).
+//!
+//! `mall keys` prints a fresh Ed25519 key pair for access tokens as environment lines:
+//! `MALL__AUTH__VERIFY_KEY` for every service, `MALL__AUTH__SIGNING_KEY` for auth only.
 
 use std::path::PathBuf;
 
@@ -15,8 +18,15 @@ const DEFAULT_CERTS_DIR: &str = "certs";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("certs") {
-        return certs(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("certs") => return certs(&args[1..]),
+        Some("keys") => {
+            let (signing, verify) = config::AccessKeys::generate();
+            println!("MALL__AUTH__VERIFY_KEY={verify}");
+            println!("MALL__AUTH__SIGNING_KEY={signing}");
+            return Ok(());
+        }
+        _ => {}
     }
     let source = Source::from_process();
     let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;

@@ -192,6 +192,11 @@ pub fn load_settings() -> Result<Settings, config::ConfigError> {
 /// Opens the database and cache, creates the bootstrap admin if configured, binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
+    anyhow::ensure!(
+        platform.tokens.signs_access_tokens(),
+        "auth.signing_key: auth signs the access tokens; set MALL__AUTH__SIGNING_KEY to the \
+         private half of auth.verify_key (`mall keys` prints a pair)"
+    );
     let a = &settings.ext.accounts.argon2;
     let hashing = domain::PasswordHashing::new(a.memory_kib, a.iterations, a.parallelism)
         .map_err(|e| anyhow::anyhow!("accounts.argon2: {e}"))?;

@@ -326,9 +326,10 @@ async fn token_rpcs_without_a_valid_token_are_unauthenticated() {
         );
     }
 
-    // A JWT signed with someone else's key, for alice's id.
+    // A JWT signed with someone else's key pair, for alice's id.
     let mut foreign = mall_common::Settings::defaults("test").auth;
-    foreign.jwt_secret = "someone-elses-signing-key-of-32-bytes-or-more".into();
+    let (signing, verify) = mall_common::config::AccessKeys::generate();
+    (foreign.signing_key, foreign.verify_key) = (signing.as_str().into(), verify);
     let cache = std::sync::Arc::new(mall_common::cache::MemoryCache::new("t:".into(), 10));
     let (forged, _) = mall_common::auth::Tokens::new(&foreign, cache)
         .issue_access(

@@ -9,7 +9,7 @@ use super::access::Access;
 use super::caller::{Caller, Claims};
 use super::revocation;
 use crate::cache::SharedCache;
-use crate::config::AuthSettings;
+use crate::config::{AccessKeys, AuthSettings};
 use mall_types::time::unix_secs as unix_now;
 
 pub use crate::config::{DEFAULT_JWT_SECRET, MIN_SECRET_BYTES};
@@ -24,11 +24,29 @@ pub const ROLE_USER: &str = "user";
 pub const ROLE_ADMIN: &str = "admin";
 const TYP_ACCESS: &str = "access";
 const TYP_SERVICE: &str = "service";
+/// PKCS#8 v1 header of an Ed25519 private key; the 32-byte seed follows.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
 /// Signs and verifies tokens and keeps the revocation list.
+///
+/// Two kinds, two keys, each accepted only with its own algorithm:
+/// - access tokens (end users) are EdDSA, signed with `auth.signing_key`, which only auth
+///   holds; every service verifies them with `auth.verify_key`;
+/// - service tokens are HS256 with the fleet's shared `auth.jwt_secret`.
+///
+/// An HS256 token claiming to be an access token is refused, so a service holding the shared
+/// secret cannot mint sessions.
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    service_key: (EncodingKey, DecodingKey),
+    /// `None` in every service but auth.
+    access_signing: Option<EncodingKey>,
+    access_verifying: DecodingKey,
+    service_validation: Validation,
+    access_validation: Validation,
+    /// `access_validation` without the expiry check (Logout of an expired session).
+    expired_access_validation: Validation,
     access_ttl: Duration,
     service_ttl: Duration,
     cache: SharedCache,
@@ -38,24 +56,51 @@ impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
             .field("access_ttl", &self.access_ttl)
+            .field("signs_access_tokens", &self.access_signing.is_some())
             .finish_non_exhaustive()
     }
 }
 
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = CLOCK_LEEWAY_SECS;
+    validation.set_issuer(&[ISSUER]);
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss"]);
+    validation.validate_aud = false;
+    validation
+}
+
 impl Tokens {
-    /// Tokens signed with `settings.jwt_secret`, revocations kept in `cache`.
+    /// Service tokens with `settings.jwt_secret`, access tokens with `settings`' Ed25519 keys,
+    /// revocations kept in `cache`. Keys the settings' validation would refuse verify nothing.
     pub fn new(settings: &AuthSettings, cache: SharedCache) -> Self {
         let secret = settings.jwt_secret.expose().as_bytes();
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = CLOCK_LEEWAY_SECS;
-        validation.set_issuer(&[ISSUER]);
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss"]);
-        validation.validate_aud = false;
+        let keys = settings.access_keys().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "access-token keys unusable: no access token verifies");
+            AccessKeys {
+                signing: None,
+                verifying: [0; 32],
+                development: false,
+            }
+        });
+        let access_signing = keys.signing.map(|seed| {
+            let mut der = ED25519_PKCS8_PREFIX.to_vec();
+            der.extend_from_slice(&seed);
+            EncodingKey::from_ed_der(&der)
+        });
+        let mut expired_access_validation = validation(Algorithm::EdDSA);
+        expired_access_validation.validate_exp = false;
         Tokens {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            service_key: (
+                EncodingKey::from_secret(secret),
+                DecodingKey::from_secret(secret),
+            ),
+            access_signing,
+            access_verifying: DecodingKey::from_ed_der(&keys.verifying),
+            service_validation: validation(Algorithm::HS256),
+            access_validation: validation(Algorithm::EdDSA),
+            expired_access_validation,
             access_ttl: settings.access_token_ttl,
             service_ttl: settings.service_token_ttl,
             cache,
@@ -67,8 +112,23 @@ impl Tokens {
         self.access_ttl
     }
 
+    /// True when this service holds the access-token signing key (auth).
+    pub fn signs_access_tokens(&self) -> bool {
+        self.access_signing.is_some()
+    }
+
     fn sign(&self, claims: &Claims) -> Result<String, Status> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        let (algorithm, key) = if claims.typ == TYP_ACCESS {
+            let key = self.access_signing.as_ref().ok_or_else(|| {
+                Status::failed_precondition(
+                    "this service holds no access-token signing key (auth.signing_key)",
+                )
+            })?;
+            (Algorithm::EdDSA, key)
+        } else {
+            (Algorithm::HS256, &self.service_key.0)
+        };
+        jsonwebtoken::encode(&Header::new(algorithm), claims, key)
             .map_err(|e| crate::error::internal(&e))
     }
 
@@ -117,33 +177,41 @@ impl Tokens {
         Ok((self.sign(&claims)?, claims.exp))
     }
 
-    /// Checks signature, algorithm, issuer, expiry, `nbf`, and that `iat` is not in the future
-    /// (beyond [`CLOCK_LEEWAY_SECS`]); not revocation.
+    /// Checks signature, algorithm (EdDSA for access tokens, HS256 for service tokens, nothing
+    /// else), issuer, expiry, `nbf`, and that `iat` is not in the future (beyond
+    /// [`CLOCK_LEEWAY_SECS`]); not revocation.
     pub fn decode(&self, token: &str) -> Result<Claims, Status> {
-        self.decode_with(token, &self.validation)
+        self.decode_with(token, false)
     }
 
     /// Like [`Tokens::decode`] but accepts an expired access token: a correctly signed token
     /// whose session is to be ended (`Logout` after the access token expired).
     pub fn decode_expired_access(&self, token: &str) -> Result<Claims, Status> {
-        let mut validation = self.validation.clone();
-        validation.validate_exp = false;
-        let claims = self.decode_with(token, &validation)?;
-        match claims.typ.as_str() {
-            TYP_ACCESS => {}
-            TYP_SERVICE => return Err(Self::not_an_end_user()),
-            _ => return Err(Status::unauthenticated("invalid or expired token")),
+        let claims = self.decode_with(token, true)?;
+        if claims.typ == TYP_SERVICE {
+            return Err(Self::not_an_end_user());
         }
         Ok(claims)
     }
 
-    fn decode_with(&self, token: &str, validation: &Validation) -> Result<Claims, Status> {
+    fn decode_with(&self, token: &str, allow_expired: bool) -> Result<Claims, Status> {
         let invalid = || Status::unauthenticated("invalid or expired token");
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let (key, validation, typ) = match header.alg {
+            Algorithm::EdDSA if allow_expired => (
+                &self.access_verifying,
+                &self.expired_access_validation,
+                TYP_ACCESS,
+            ),
+            Algorithm::EdDSA => (&self.access_verifying, &self.access_validation, TYP_ACCESS),
+            Algorithm::HS256 => (&self.service_key.1, &self.service_validation, TYP_SERVICE),
+            _ => return Err(invalid()),
+        };
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|_| invalid())?
             .claims;
         let leeway = i64::try_from(CLOCK_LEEWAY_SECS).unwrap_or(5);
-        if claims.iat > unix_now() + leeway {
+        if claims.typ != typ || claims.iat > unix_now() + leeway {
             return Err(invalid());
         }
         Ok(claims)
@@ -295,6 +363,35 @@ mod tests {
         Tokens::new(&settings, cache)
     }
 
+    #[test]
+    fn only_the_holder_of_the_signing_key_mints_access_tokens() {
+        let (private, public) = AccessKeys::generate();
+        let cache: SharedCache = Arc::new(crate::cache::MemoryCache::new("k:".into(), 10));
+        let mut settings = crate::config::Settings::defaults("test").auth;
+        settings.verify_key = public.clone();
+        let cart = Tokens::new(&settings, cache.clone());
+        settings.signing_key = private.as_str().into();
+        let auth = Tokens::new(&settings, cache);
+        assert!(!cart.signs_access_tokens() && auth.signs_access_tokens());
+        let err = cart.issue_access(7, "alice", ROLE_USER, "s").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        let (token, _) = auth.issue_access(7, "alice", ROLE_USER, "s").unwrap();
+        assert_eq!(
+            cart.decode(&token).unwrap().sub,
+            "7",
+            "cart verifies what auth signed"
+        );
+        // Service tokens still work both ways.
+        let (service, _) = cart.issue_service("cart", "product").unwrap();
+        assert_eq!(auth.decode(&service).unwrap().sub, "cart");
+        // A signing key of another pair is a configuration error naming the key.
+        settings.signing_key = AccessKeys::generate().0.as_str().into();
+        let err = settings.access_keys().err().expect("mismatched pair");
+        assert!(err.to_string().contains("auth.signing_key"), "{err}");
+        settings.verify_key = "not base64".into();
+        assert!(settings.access_keys().is_err());
+    }
+
     #[tokio::test]
     async fn a_cache_without_revocation_epoch_fails_closed() {
         let t = tokens();
@@ -378,15 +475,25 @@ mod tests {
             b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
             parts[1]
         );
-        // Signed with another key.
+        // Signed with another key pair.
         let other = {
             let mut s = crate::config::Settings::defaults("test").auth;
-            s.jwt_secret = "another-key-that-is-long-enough-to-be-used-here".into();
+            (s.signing_key, s.verify_key) = {
+                let (private, public) = AccessKeys::generate();
+                (private.as_str().into(), public)
+            };
             let cache = Arc::new(crate::cache::MemoryCache::new("o:".into(), 10));
             Tokens::new(&s, cache)
                 .issue_access(7, "alice", ROLE_ADMIN, "s1")
                 .unwrap()
                 .0
+        };
+        // An access token signed with the fleet's shared service secret, as a compromised
+        // service could make one.
+        let with_shared_secret = {
+            let c: Claims = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+            let header = Header::new(Algorithm::HS256);
+            jsonwebtoken::encode(&header, &c, &t.service_key.0).unwrap()
         };
         // Expired long ago.
         let expired = {
@@ -400,6 +507,7 @@ mod tests {
             ("tampered", tampered),
             ("none", none),
             ("other key", other),
+            ("shared secret", with_shared_secret),
             ("expired", expired),
             ("garbage", "x.y.z".into()),
         ] {

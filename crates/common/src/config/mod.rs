@@ -263,6 +263,15 @@ impl<E> Settings<E> {
                  or bind 127.0.0.1"
             ),
         )?;
+        ensure(
+            host.is_loopback() || !self.auth.access_keys()?.development,
+            "auth.verify_key",
+            format!(
+                "the built-in development key pair is refused on a server reachable from other \
+                 machines (server.host = {host}); generate a pair with `mall keys`, or bind \
+                 127.0.0.1"
+            ),
+        )?;
         if self.profile != Profile::Online {
             return Ok(());
         }

@@ -276,7 +276,19 @@ fn online_profile_refuses_the_development_signing_key() {
         "MALL__AUTH__JWT_SECRET",
         "a-production-key-of-more-than-32-bytes",
     ));
+    let err = load_env("product", &env).unwrap_err().to_string();
+    assert!(err.contains("`auth.verify_key`"), "{err}");
+    // A service verifies access tokens with the public key alone.
+    let (private, public) = super::AccessKeys::generate();
+    env.push(("MALL__AUTH__VERIFY_KEY", &public));
     let ok = load_env("product", &env).unwrap();
+    assert!(ok.auth.access_keys().unwrap().signing.is_none());
+    env.push(("MALL__AUTH__SIGNING_KEY", &private));
+    let auth = load_env("auth", &env).unwrap();
+    assert!(
+        !format!("{auth:?}").contains(&private),
+        "signing key in Debug output"
+    );
     assert!(
         !format!("{ok:?}").contains("production-key"),
         "secret in Debug output"
@@ -368,14 +380,22 @@ fn servers_bind_loopback_by_default_and_never_serve_the_development_key_off_it()
             assert!(err.contains("MALL__AUTH__JWT_SECRET"), "{err}");
         }
     }
+    let own_secret = (
+        "MALL__AUTH__JWT_SECRET",
+        "a-key-of-our-own-of-more-than-32-bytes",
+    );
+    // The development access-token pair is public too.
+    let err = load_env("product", &[("MALL__SERVER__HOST", "0.0.0.0"), own_secret])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`auth.verify_key`"), "{err}");
+    let (_, public) = super::AccessKeys::generate();
     let ok = load_env(
         "product",
         &[
             ("MALL__SERVER__HOST", "0.0.0.0"),
-            (
-                "MALL__AUTH__JWT_SECRET",
-                "a-key-of-our-own-of-more-than-32-bytes",
-            ),
+            own_secret,
+            ("MALL__AUTH__VERIFY_KEY", &public),
         ],
     )
     .unwrap();
@@ -423,7 +443,10 @@ fn online_refuses_state_that_is_not_shared_and_placeholder_passwords() {
         ],
         "`cache.url`",
     );
-    assert!(load_env("product", &[online, key, mysql, redis]).is_ok());
+    let (_, public) = super::AccessKeys::generate();
+    let verify = ("MALL__AUTH__VERIFY_KEY", public.as_str());
+    refused(&[online, key, mysql, redis], "`auth.verify_key`");
+    assert!(load_env("product", &[online, key, mysql, redis, verify]).is_ok());
     // Outside online, a laptop keeps its embedded defaults.
     assert!(
         load_env(
