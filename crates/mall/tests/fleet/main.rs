@@ -4,6 +4,7 @@
 
 mod consul;
 mod contract;
+mod exposure;
 mod identity_journey;
 mod service_identity;
 mod settings;
