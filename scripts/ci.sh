@@ -34,7 +34,7 @@ apt_install() {
 }
 
 step "backends"
-apt_install mariadb-server mariadb-client redis-server redis-tools prometheus python3-yaml curl
+apt_install mariadb-server mariadb-client redis-server redis-tools prometheus python3-yaml curl openssl
 if ! mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then
   echo "starting MariaDB"
   mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
