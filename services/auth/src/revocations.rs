@@ -192,7 +192,154 @@ fn latest_cutoffs(live: Vec<Revocation>) -> Vec<Revocation> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use async_trait::async_trait;
+    use mall_common::cache::{Cache, MemoryCache};
+    use mall_common::config::DatabaseSettings;
+    use mall_common::store::Database;
+
     use super::*;
+
+    /// The in-process cache, whose writes fail while `writes_down` is set and whose deletes
+    /// fail while `deletes_down` is.
+    struct Flaky {
+        inner: MemoryCache,
+        writes_down: AtomicBool,
+        deletes_down: AtomicBool,
+    }
+
+    fn fails(flag: &AtomicBool) -> Result<(), CacheError> {
+        if flag.load(Ordering::SeqCst) {
+            Err(CacheError::new("injected: cache down"))
+        } else {
+            Ok(())
+        }
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), CacheError> {
+            fails(&self.writes_down)
+        }
+    }
+
+    #[async_trait]
+    impl Cache for Flaky {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+            self.inner.get(key).await
+        }
+        async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+            self.inner.get_many(keys).await
+        }
+        async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+            self.check()?;
+            self.inner.set(key, value, ttl).await
+        }
+        async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+            self.check()?;
+            self.inner.set_nx(key, value, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), CacheError> {
+            fails(&self.deletes_down)?;
+            self.inner.delete(key).await
+        }
+        async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, CacheError> {
+            self.check()?;
+            self.inner.incr(key, ttl).await
+        }
+        async fn clear(&self) -> Result<u64, CacheError> {
+            self.inner.clear().await
+        }
+        async fn ping(&self) -> Result<(), CacheError> {
+            self.check()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_failed_is_rebuilt_and_meanwhile_the_cache_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/auth.db?mode=rwc", dir.path().display());
+        let db = Database::connect(
+            &url,
+            &DatabaseSettings::default(),
+            &crate::store::MIGRATIONS,
+        )
+        .await
+        .unwrap();
+        let accounts = Accounts::new(db);
+        let flaky = Arc::new(Flaky {
+            inner: MemoryCache::new("t:".into(), 100),
+            writes_down: AtomicBool::new(false),
+            deletes_down: AtomicBool::new(false),
+        });
+        let cache: SharedCache = flaky.clone();
+        let revocations =
+            Revocations::new(accounts.clone(), cache.clone(), Duration::from_secs(60));
+        assert!(
+            revocations.sync().await.unwrap(),
+            "a new cache gets its first copy"
+        );
+        assert!(
+            !revocations.sync().await.unwrap(),
+            "a complete copy is left alone"
+        );
+        let holds = |r: &Revocation| {
+            let (cache, key) = (cache.clone(), r.revoked.key());
+            async move { cache.get(&key).await.unwrap().is_some() }
+        };
+
+        // The cache refuses the copy but takes the withdrawal: services fail closed at once,
+        // and the next sync restores everything.
+        let first = revocations.session("s-1");
+        accounts
+            .record_revocations(std::slice::from_ref(&first))
+            .await
+            .unwrap();
+        flaky.writes_down.store(true, Ordering::SeqCst);
+        revocations.publish(std::slice::from_ref(&first)).await;
+        assert!(
+            !revocation::has_epoch(cache.as_ref()).await.unwrap(),
+            "withdrawn"
+        );
+        flaky.writes_down.store(false, Ordering::SeqCst);
+        assert!(
+            revocations.sync().await.unwrap(),
+            "the failed copy is redone"
+        );
+        assert!(holds(&first).await, "restored from the table");
+        assert!(revocation::has_epoch(cache.as_ref()).await.unwrap());
+
+        // It refuses the withdrawal too: the epoch stays, yet the next sync still rebuilds.
+        let second = revocations.session("s-2");
+        accounts
+            .record_revocations(std::slice::from_ref(&second))
+            .await
+            .unwrap();
+        flaky.writes_down.store(true, Ordering::SeqCst);
+        flaky.deletes_down.store(true, Ordering::SeqCst);
+        revocations.publish(std::slice::from_ref(&second)).await;
+        flaky.writes_down.store(false, Ordering::SeqCst);
+        flaky.deletes_down.store(false, Ordering::SeqCst);
+        assert!(!holds(&second).await);
+        assert!(
+            revocations.sync().await.unwrap(),
+            "rebuilt although the epoch was there"
+        );
+        assert!(holds(&second).await);
+
+        // A wiped cache (no epoch) is rebuilt from the table, every row of it.
+        let third = revocations.user(7);
+        accounts
+            .record_revocations(std::slice::from_ref(&third))
+            .await
+            .unwrap();
+        revocations.publish(std::slice::from_ref(&third)).await;
+        cache.clear().await.unwrap();
+        assert!(revocations.sync().await.unwrap());
+        for r in [&first, &second, &third] {
+            assert!(holds(r).await, "{r:?}");
+        }
+    }
 
     #[test]
     fn one_copy_per_user_with_the_latest_cutoff() {
