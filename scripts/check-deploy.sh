@@ -11,7 +11,14 @@
 #      noeviction, one MySQL user per service (the init script is run against a stand-in client
 #      and its SQL checked), every secret required from deploy/.env (listed in .env.example,
 #      which holds no value; .env is ignored by git);
-#   5. the sample configs in deploy/config use known values and hold no password.
+#   5. the sample configs in deploy/config use known values and hold no password;
+#   6. observability: every metric name in the dashboards and alert rules is registered in the
+#      Rust source (so they cannot drift), the Grafana datasources (Prometheus with exemplar
+#      links to Jaeger), every service exporting OTLP to Jaeger and logging JSON, the `elk`
+#      profile (Elasticsearch with security and a password from deploy/.env, nothing published
+#      but Kibana) and the Logstash pipeline, parsed by two independent parsers of the Logstash
+#      config grammar from PyPI (logstash-pipeline-parser, lscl) installed into a cached venv;
+#      when PyPI is unreachable, by the structural check here alone (said so in the output).
 # Installs Debian's `prometheus` (for promtool) and `python3-yaml` when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -140,7 +147,9 @@ with open(path) as f:
 assert d.get("uid") and d.get("title"), f"{path}: uid and title are required"
 assert d.get("schemaVersion") == 39, f"{path}: schemaVersion should be 39"
 names = [v["name"] for v in d.get("templating", {}).get("list", [])]
-assert "service" in names, f"{path}: no `service` template variable"
+uses_service = any("$service" in t.get("expr", "") or "${service}" in t.get("expr", "")
+                   for p in d.get("panels", []) for t in p.get("targets", []))
+assert "service" in names or not uses_service, f"{path}: no `service` template variable"
 ids = [p["id"] for p in d.get("panels", [])]
 assert ids and len(ids) == len(set(ids)), f"{path}: panel ids missing or repeated"
 for p in d["panels"]:
@@ -164,8 +173,10 @@ for path in paths:
     for p in d["panels"]:
         for t in p.get("targets", []):
             expr = (t["expr"].replace("$__rate_interval", "5m").replace("$__interval", "1m")
+                    .replace("$__range", "1h")
                     .replace("${service}", ".*").replace("$service", ".*"))
-            rules.append({"record": f"dashboard:panel{p['id']}:{t['refId']}", "expr": expr})
+            uid = d["uid"].replace("-", "_")
+            rules.append({"record": f"dashboard:{uid}:panel{p['id']}:{t['refId']}", "expr": expr})
 with open(out, "w") as f:
     yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}, f)
 EOF
@@ -368,7 +379,9 @@ for var, value in example.items():
     if value:
         fail(f".env.example: {var} has a value; the example must hold none")
 for var in ("MALL_JWT_SECRET", "REDIS_PASSWORD", "MYSQL_ROOT_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-            "MALL_CHECKOUT_FINGERPRINT_SECRET", "MALL_ACCESS_VERIFY_KEY", "MALL_ACCESS_SIGNING_KEY"):
+            "MALL_CHECKOUT_FINGERPRINT_SECRET", "MALL_ACCESS_VERIFY_KEY", "MALL_ACCESS_SIGNING_KEY",
+            "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "LOGSTASH_ES_PASSWORD",
+            "KIBANA_ENCRYPTION_SECRET"):
     if var not in required:
         fail(f"compose: {var} is not required")
 
@@ -453,5 +466,315 @@ for path in sys.argv[1:]:
                 sys.exit(f"{path}: discovery.static.{name}: `{a}` is not host:port")
     print(f"ok {path}")
 EOF
+
+# --- 6. observability ----------------------------------------------------------------------------
+step "dashboards and alert rules use only metrics registered in the Rust source"
+"$PY" - <<'EOF'
+import glob, json, os, re, sys, yaml
+
+# --- the names the Rust source registers ---------------------------------------------------------
+# `registry.register("name", "help", <expr>)` in the non-test source of crates/ and services/.
+# prometheus_client exposes a counter as name_total, a histogram as name_bucket/_sum/_count and a
+# gauge as name; the kind is read from the declaration of the registered value (`let x = ...` or
+# a struct field `x: ...`) in the same crate.
+KINDS = {"Counter": ["_total"], "Gauge": [""], "Histogram": ["_bucket", "_sum", "_count"]}
+sources = [p for p in glob.glob("crates/**/src/**/*.rs", recursive=True)
+           + glob.glob("services/**/src/**/*.rs", recursive=True)]
+texts = {p: open(p).read() for p in sources}
+def crate_of(path):
+    return path.split("/src/")[0]
+registered = {}
+for path, text in texts.items():
+    for m in re.finditer(r"\.register\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*,\s*([^;]*?)\)\s*;", text, re.S):
+        name, value = m.group(1), m.group(2)
+        ident = re.findall(r"([a-z_][a-z0-9_]*)\s*(?:\.clone\(\))?\s*$", value.strip().rstrip(","))
+        kind = None
+        if ident:
+            decl = re.compile(rf"\b{re.escape(ident[0])}\s*(?::|=)\s*([^;\n]*)")
+            # The registering file first, then the rest of its crate.
+            crate = [path] + [o for o in texts if o != path and crate_of(o) == crate_of(path)]
+            for other in crate:
+                for d in decl.finditer(texts[other]):
+                    # `Histogram` also in a type alias such as `HistogramFamily`.
+                    found = re.search(r"\b(Counter|Gauge|Histogram)", d.group(1))
+                    if found:
+                        kind = found.group(1)
+                        break
+                if kind:
+                    break
+        if kind is None:
+            sys.exit(f"{path}: cannot tell the kind of metric {name!r} (registered from {value!r})")
+        if name.endswith("_total"):
+            sys.exit(f"{path}: {name}: prometheus_client adds `_total` itself")
+        for suffix in KINDS[kind]:
+            registered[name + suffix] = (kind, path)
+if not registered:
+    sys.exit("no metric registrations found in the Rust source")
+# Series Prometheus makes itself.
+synthetic = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS", "ALERTS_FOR_STATE"}
+
+# --- the names the queries use -------------------------------------------------------------------
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+            "unless", "offset", "inf", "nan", "atan2"}
+def metric_names(expr):
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)          # strings
+    e = re.sub(r"\{[^}]*\}", "", e)                        # label matchers
+    e = re.sub(r"\[[^\]]*\]", "", e)                       # ranges and subqueries
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    e = re.sub(r"\$\{?\w+\}?", "", e)                      # Grafana variables
+    names = set()
+    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?", e):
+        word, call = m.group(1), m.group(2)
+        if call or word in KEYWORDS or re.fullmatch(r"\d+[smhdwy]?", word):
+            continue
+        names.add(word)
+    return names
+
+queries = []   # (where, expr)
+for path in sorted(glob.glob("deploy/grafana/dashboards/*.json")):
+    d = json.load(open(path))
+    for p in d.get("panels", []):
+        for t in p.get("targets", []):
+            queries.append((f"{path}: panel {p['title']!r} {t.get('refId')}", t.get("expr", "")))
+    for v in d.get("templating", {}).get("list", []):
+        q = v.get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        m = re.match(r"label_values\((\w+)", q or "")
+        if m:
+            queries.append((f"{path}: variable {v['name']!r}", m.group(1)))
+for path in ("deploy/prometheus/alerts.yml",):
+    for group in yaml.safe_load(open(path))["groups"]:
+        for r in group["rules"]:
+            queries.append((f"{path}: {r.get('alert') or r.get('record')}", r["expr"]))
+
+errors, used = [], set()
+for where, expr in queries:
+    names = metric_names(expr)
+    if not names:
+        errors.append(f"{where}: no metric name found in {expr!r}")
+    for n in sorted(names):
+        used.add(n)
+        if n not in registered and n not in synthetic:
+            errors.append(f"{where}: metric {n!r} is not registered anywhere in the Rust source")
+if errors:
+    sys.exit("\n".join(f"error: {e}" for e in errors))
+print(f"ok: {len(queries)} queries use {len(used)} metric names, all registered "
+      f"({len({p for _, p in registered.values()})} source files, {len(registered)} series names)")
+EOF
+
+step "Grafana datasources: Prometheus with exemplar links, Jaeger"
+"$PY" - deploy/grafana/provisioning/datasources/*.yaml <<'EOF'
+import sys, yaml
+sources = {}
+for path in sys.argv[1:]:
+    for ds in (yaml.safe_load(open(path)) or {}).get("datasources", []):
+        assert ds.get("uid") not in sources, f"{path}: datasource uid {ds.get('uid')!r} repeated"
+        sources[ds.get("uid")] = ds
+prom, jaeger = sources.get("prometheus"), sources.get("jaeger")
+assert prom and prom["type"] == "prometheus", "no Prometheus datasource with uid prometheus"
+assert jaeger and jaeger["type"] == "jaeger", "no Jaeger datasource with uid jaeger"
+assert jaeger.get("url") == "http://jaeger:16686", f"jaeger: url {jaeger.get('url')!r}"
+links = (prom.get("jsonData") or {}).get("exemplarTraceIdDestinations") or []
+assert links, "prometheus: no exemplarTraceIdDestinations (latency exemplars link nowhere)"
+for link in links:
+    assert link.get("name"), "prometheus: an exemplar destination without a label name"
+    assert sources.get(link.get("datasourceUid"), {}).get("type") == "jaeger", \
+        f"prometheus: exemplar destination {link} is not the Jaeger datasource"
+print(f"ok: {len(sources)} datasources; exemplar label(s) "
+      f"{', '.join(l['name'] for l in links)} link to Jaeger")
+EOF
+
+step "docker-compose.yaml: traces to Jaeger, JSON logs, the elk profile"
+"$PY" - deploy/docker-compose.yaml deploy/logstash/pipeline "${SERVICES[@]}" <<'EOF'
+import os, sys, yaml
+compose_path, pipeline_dir, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+base = os.path.dirname(compose_path)
+services = yaml.safe_load(open(compose_path)).get("services", {})
+errors = []
+fail = errors.append
+
+def env_of(svc):
+    env = svc.get("environment") or {}
+    return dict(e.split("=", 1) for e in env) if isinstance(env, list) else env
+
+def mounts(svc):
+    return {v.split(":")[1]: v.split(":")[0] for v in svc.get("volumes", []) if isinstance(v, str)}
+
+for name in names:
+    svc = services.get(name, {})
+    env = env_of(svc)
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != "http://jaeger:4317":
+        fail(f"{name}: OTEL_EXPORTER_OTLP_ENDPOINT should be http://jaeger:4317")
+    if env.get("MALL__TELEMETRY__LOG_FORMAT") != "json":
+        fail(f"{name}: MALL__TELEMETRY__LOG_FORMAT should be json (Logstash reads JSON lines)")
+    logging = svc.get("logging") or {}
+    labels = str((logging.get("options") or {}).get("labels", "")).split(",")
+    if logging.get("driver") != "json-file" or "com.docker.compose.service" not in labels:
+        fail(f"{name}: logging should be json-file with labels com.docker.compose.service "
+             "(Logstash reads those files and takes the service name from them)")
+    if svc.get("profiles"):
+        fail(f"{name}: must start without a profile")
+
+jaeger = services.get("jaeger", {})
+if str(env_of(jaeger).get("COLLECTOR_OTLP_ENABLED")).lower() != "true":
+    fail("jaeger: COLLECTOR_OTLP_ENABLED must be true")
+if any("4317" in str(p) or "4318" in str(p) for p in jaeger.get("ports", [])):
+    fail("jaeger: OTLP must stay inside the compose network")
+if "--enable-feature=exemplar-storage" not in services.get("prometheus", {}).get("command", []):
+    fail("prometheus: --enable-feature=exemplar-storage is needed for the exemplar links")
+
+elk = ("elasticsearch", "elk-setup", "logstash", "kibana")
+for name in elk:
+    svc = services.get(name)
+    if svc is None:
+        fail(f"service `{name}` (elk profile) is missing")
+    elif svc.get("profiles") != ["elk"]:
+        fail(f"{name}: should be in the `elk` profile only, got {svc.get('profiles')}")
+for name, svc in services.items():
+    if name not in elk and "elk" in (svc.get("profiles") or []):
+        fail(f"{name}: unexpected service in the elk profile")
+es = services.get("elasticsearch", {})
+es_env = env_of(es)
+if str(es_env.get("xpack.security.enabled")) != "true":
+    fail("elasticsearch: xpack.security.enabled must be true")
+if not str(es_env.get("ELASTIC_PASSWORD", "")).startswith("${ELASTIC_PASSWORD:?"):
+    fail("elasticsearch: ELASTIC_PASSWORD must be ${ELASTIC_PASSWORD:?...} from deploy/.env")
+if es_env.get("discovery.type") != "single-node":
+    fail("elasticsearch: discovery.type should be single-node")
+for name in ("elasticsearch", "elk-setup", "logstash"):
+    if services.get(name, {}).get("ports"):
+        fail(f"{name}: publishes ports; only Kibana is published")
+setup = services.get("elk-setup", {})
+script = mounts(setup).get("/setup/setup.sh")
+if not script or not os.path.isfile(os.path.join(base, script)):
+    fail("elk-setup: deploy/elk/setup.sh is not mounted at /setup/setup.sh")
+for var in ("ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "LOGSTASH_ES_PASSWORD"):
+    if not str(env_of(setup).get(var, "")).startswith(f"${{{var}:?"):
+        fail(f"elk-setup: {var} must come from deploy/.env")
+ls = services.get("logstash", {})
+ls_mounts = mounts(ls)
+if os.path.normpath(os.path.join(base, ls_mounts.get("/usr/share/logstash/pipeline", "-"))) != \
+        os.path.normpath(pipeline_dir):
+    fail("logstash: deploy/logstash/pipeline is not mounted at /usr/share/logstash/pipeline")
+logs = [v for v in ls.get("volumes", []) if str(v).startswith("/var/lib/docker/containers:")]
+if not logs or not str(logs[0]).endswith(":ro"):
+    fail("logstash: /var/lib/docker/containers should be mounted read-only")
+if not str(env_of(ls).get("LOGSTASH_ES_PASSWORD", "")).startswith("${LOGSTASH_ES_PASSWORD:?"):
+    fail("logstash: LOGSTASH_ES_PASSWORD must come from deploy/.env")
+for name in ("logstash", "kibana"):
+    deps = services.get(name, {}).get("depends_on") or {}
+    if (deps.get("elk-setup") or {}).get("condition") != "service_completed_successfully":
+        fail(f"{name}: should wait for elk-setup (condition service_completed_successfully)")
+kb_env = env_of(services.get("kibana", {}))
+if kb_env.get("ELASTICSEARCH_USERNAME") != "kibana_system" or \
+        not str(kb_env.get("ELASTICSEARCH_PASSWORD", "")).startswith("${KIBANA_SYSTEM_PASSWORD:?"):
+    fail("kibana: should log in as kibana_system with ${KIBANA_SYSTEM_PASSWORD:?...}")
+if errors:
+    sys.exit("\n".join(f"error: {e}" for e in errors))
+print(f"ok: {len(names)} services export to jaeger:4317 and log JSON; elk profile: "
+      f"{', '.join(elk)}")
+EOF
+bash -n deploy/elk/setup.sh || die "deploy/elk/setup.sh does not parse"
+
+step "Logstash pipeline"
+mapfile -t pipelines < <(find deploy/logstash/pipeline -type f -name '*.conf' | sort)
+[ ${#pipelines[@]} -gt 0 ] || die "no pipeline under deploy/logstash/pipeline"
+# What the pipeline must do, checked on its text (comments and strings understood).
+"$PY" - deploy/elk/setup.sh "${pipelines[@]}" <<'EOF'
+import re, sys
+setup, paths = open(sys.argv[1]).read(), sys.argv[2:]
+services = ["auth", "user", "cart", "product", "order", "payment", "checkout"]
+text = ""
+for path in paths:
+    raw = open(path).read()
+    code, depth, i, in_str = [], 0, 0, None
+    while i < len(raw):          # drop comments, balance braces outside strings
+        c = raw[i]
+        if in_str:
+            if c == "\\":
+                code.append(raw[i:i + 2]); i += 2; continue
+            if c == in_str:
+                in_str = None
+        elif c in "\"'":
+            in_str = c
+        elif c == "#":
+            while i < len(raw) and raw[i] != "\n":
+                i += 1
+            continue
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            assert depth >= 0, f"{path}: unbalanced `}}` near char {i}"
+        code.append(c); i += 1
+    assert depth == 0 and not in_str, f"{path}: unbalanced braces or an unterminated string"
+    text += "".join(code) + "\n"
+for section in ("input", "filter", "output"):
+    assert re.search(rf"(?m)^{section}\s*\{{", text), f"no top-level `{section}` section"
+assert '"/var/lib/docker/containers/*/*-json.log"' in text, "the file input does not read the container logs"
+listed = re.search(r"not in \[([^\]]*)\]", text)
+assert listed and sorted(re.findall(r'"(\w+)"', listed.group(1))) == sorted(services), \
+    "the pipeline should keep exactly the seven services"
+for field in ("trace_id", "span_id", "request_id", "service", "level", "message"):
+    assert re.search(rf'=>\s*"{field}"', text), f"the pipeline does not produce the `{field}` field"
+assert 'password => "${LOGSTASH_ES_PASSWORD}"' in text, "the output's password must be ${LOGSTASH_ES_PASSWORD}"
+assert re.search(r'user\s*=>\s*"mall_logstash"', text), "the output should log in as mall_logstash"
+index = re.search(r'index\s*=>\s*"([\w-]+)-%\{', text)
+assert index and f'"{index.group(1)}-*"' in setup, \
+    "the output's index is not the one deploy/elk/setup.sh lets mall_logstash write"
+print(f"ok: {len(paths)} pipeline file(s): container logs of the seven services -> "
+      f"{index.group(1)}-*, keeping trace_id, span_id, request_id, service, level")
+EOF
+# The grammar itself, with two parsers of the Logstash config language from PyPI (Logstash, a
+# JVM distribution, is not packaged for Debian), kept in a venv under the user's cache.
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/tiktokmall-check-deploy/venv
+if [ ! -x "$venv/bin/python" ]; then
+  "$PY" -m venv "$venv" >/dev/null 2>&1 || python3 -m venv "$venv" >/dev/null 2>&1 \
+    || { apt_install python3-venv >/dev/null 2>&1 && /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1; } \
+    || rm -rf "$venv"
+fi
+parsers=0
+if [ -x "$venv/bin/python" ]; then
+  "$venv/bin/python" -c 'import logstash_pipeline_parser' 2>/dev/null \
+    || "$venv/bin/pip" install -q logstash-pipeline-parser==0.0.3 >/dev/null 2>&1 || true
+  "$venv/bin/python" -c 'import lscl' 2>/dev/null \
+    || "$venv/bin/pip" install -q lscl==0.5 >/dev/null 2>&1 || true
+  "$venv/bin/python" - "${pipelines[@]}" <<'EOF' || die "the Logstash pipeline does not parse"
+import sys
+try:
+    from logstash_pipeline_parser import Pipeline
+except ImportError:
+    Pipeline = None
+try:
+    from lscl.parser import parse_lscl
+except ImportError:
+    parse_lscl = None
+for path in sys.argv[1:]:
+    text = open(path).read()
+    if Pipeline:
+        p = Pipeline(text)
+        for t in list(p.get_types()):      # grammar only: no value conversions
+            p.remove_type(t)
+        tree = p.parse()
+        assert [b[0] for b in tree] == ["input", "filter", "output"], f"{path}: sections {tree}"
+        print(f"ok {path} (logstash-pipeline-parser)")
+    if parse_lscl:
+        blocks = parse_lscl(text)
+        assert [b.name for b in blocks] == ["input", "filter", "output"], f"{path}: sections"
+        print(f"ok {path} (lscl)")
+EOF
+  parsers=$("$venv/bin/python" -c '
+n = 0
+for m in ("logstash_pipeline_parser", "lscl"):
+    try:
+        __import__(m); n += 1
+    except ImportError:
+        pass
+print(n)')
+fi
+if [ "$parsers" -eq 0 ]; then
+  note "no Logstash config parser could be installed from PyPI; the pipeline was checked" \
+    "structurally only (braces, sections, fields)"
+fi
 
 echo "deploy files OK"
