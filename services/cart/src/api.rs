@@ -25,11 +25,11 @@ use crate::store::{Carts, Removal};
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::cart::v1::cart_service_server::SERVICE_NAME,
     rules: &[
-        ("AddItem", Access::User),
-        ("GetCart", Access::User),
-        ("EmptyCart", Access::User),
-        ("UpdateItem", Access::User),
-        ("RemoveItem", Access::User),
+        ("AddItem", Access::User(&[])),
+        ("GetCart", Access::User(&[ServiceName::Checkout])),
+        ("EmptyCart", Access::User(&[])),
+        ("UpdateItem", Access::User(&[])),
+        ("RemoveItem", Access::User(&[])),
         (
             "RemovePurchased",
             Access::Internal(&[ServiceName::Checkout]),

@@ -223,11 +223,10 @@ async fn bad_quantities_and_ids_are_invalid_argument_and_change_nothing() {
 async fn user_id_zero_is_invalid_argument_on_every_rpc() {
     let (fleet, catalog) = fleet().await;
     let p = product(&catalog, "thing").await;
-    // A service (or admin) may act for any user, so the id itself is what is refused.
-    for cart in [
-        Cart::new(fleet.client("cart"), 0),
-        Cart::new(fleet.client_as("cart", &fleet.admin_token()), 0),
-    ] {
+    // An admin may act for any user, so the id itself is what is refused (checkout's
+    // GetCart too, below).
+    {
+        let cart = Cart::new(fleet.client_as("cart", &fleet.admin_token()), 0);
         let results = [
             ("AddItem", cart.add(p, 1).await),
             ("UpdateItem", cart.update(p, 1).await),
@@ -245,6 +244,12 @@ async fn user_id_zero_is_invalid_argument_on_every_rpc() {
             );
         }
     }
+    let err = Cart::new(fleet.client("cart"), 0).get().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "checkout's GetCart: {err}"
+    );
     // An end user asking for user 0's cart is asking for someone else's.
     let err = fleet.cart(ME).of(0).get().await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
@@ -423,7 +428,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
 }
 
 #[tokio::test]
-async fn admins_and_services_may_act_on_any_cart() {
+async fn admins_act_on_any_cart_and_checkout_only_reads_it() {
     let (fleet, catalog) = fleet().await;
     let theirs = fleet.cart(SOMEONE_ELSE);
     let admin = Cart::new(fleet.client_as("cart", &fleet.admin_token()), SOMEONE_ELSE);
@@ -443,13 +448,25 @@ async fn admins_and_services_may_act_on_any_cart() {
     );
     admin.add(q, 1).await.unwrap();
 
-    // Checkout reads the cart and empties it as a service.
+    // Checkout reads the cart as a service (and removes purchased lines through its internal
+    // RPC); changing a cart is for its owner and admins only.
     assert_eq!(service.lines().await, vec![(p, 2), (q, 1)]);
-    service.add(q, 1).await.unwrap();
-    service.update(p, 5).await.unwrap();
-    service.remove(q).await.unwrap();
-    assert_eq!(theirs.lines().await, vec![(p, 5)]);
-    service.empty().await.unwrap();
+    let changes = [
+        ("AddItem", service.add(q, 1).await),
+        ("UpdateItem", service.update(p, 5).await),
+        ("RemoveItem", service.remove(q).await),
+        ("EmptyCart", service.empty().await),
+    ];
+    for (rpc, result) in changes {
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{rpc}: {err}");
+        assert!(
+            err.message().contains("checkout"),
+            "{rpc}: {}",
+            err.message()
+        );
+    }
+    admin.empty().await.unwrap();
     assert!(theirs.lines().await.is_empty());
     fleet.stop().await;
 }

@@ -16,7 +16,7 @@ use crate::saga::Engine;
 /// for anyone).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::checkout::v1::checkout_service_server::SERVICE_NAME,
-    rules: &[("Checkout", Access::User)],
+    rules: &[("Checkout", Access::User(&[]))],
 };
 
 /// The `CheckoutService` implementation.

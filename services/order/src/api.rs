@@ -27,10 +27,13 @@ pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::order::v1::order_service_server::SERVICE_NAME,
     rules: &[
         ("PlaceOrder", Access::Internal(&[ServiceName::Checkout])),
-        ("ListOrder", Access::User),
-        ("GetOrder", Access::User),
+        ("ListOrder", Access::User(&[])),
+        (
+            "GetOrder",
+            Access::User(&[ServiceName::Checkout, ServiceName::Payment]),
+        ),
         ("MarkOrderPaid", Access::Internal(&[ServiceName::Checkout])),
-        ("CancelOrder", Access::User),
+        ("CancelOrder", Access::User(&[ServiceName::Checkout])),
     ],
 };
 

@@ -285,7 +285,9 @@ async fn place_order_refuses_bad_input_and_writes_nothing() {
             "{what}"
         );
     }
-    let listed = list(&mut internal(&fleet), ALICE, 1, 100).await.unwrap();
+    let listed = list(&mut as_user(&fleet, ALICE), ALICE, 1, 100)
+        .await
+        .unwrap();
     assert_eq!(listed.total, 0, "no refused order was written");
     fleet.stop().await;
 }
@@ -327,7 +329,9 @@ async fn the_same_idempotency_key_gives_the_same_order() {
         .map(|r| r.expect("concurrent place"))
         .collect();
     assert_eq!(ids.len(), 1, "one order for one key: {ids:?}");
-    let listed = list(&mut internal(&fleet), ALICE, 1, 100).await.unwrap();
+    let listed = list(&mut as_user(&fleet, ALICE), ALICE, 1, 100)
+        .await
+        .unwrap();
     assert_eq!(listed.total, 5, "cart-1, cart-2, two without a key, race");
     fleet.stop().await;
 }
@@ -499,7 +503,9 @@ async fn internal_rpcs_reject_end_user_tokens() {
         pb::OrderStatus::Pending,
         "still unpaid"
     );
-    let listed = list(&mut internal(&fleet), ALICE, 1, 10).await.unwrap();
+    let listed = list(&mut as_user(&fleet, ALICE), ALICE, 1, 10)
+        .await
+        .unwrap();
     assert_eq!(listed.total, 1, "no order placed by a user token");
     fleet.stop().await;
 }

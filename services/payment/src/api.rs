@@ -29,7 +29,7 @@ pub const ACCESS: AccessTable = AccessTable {
     rules: &[
         ("Charge", Access::Internal(&[ServiceName::Checkout])),
         ("Refund", Access::Internal(&[ServiceName::Checkout])),
-        ("AlipayCharge", Access::User),
+        ("AlipayCharge", Access::User(&[])),
         ("AlipayNotify", Access::Public),
         ("VoidOrder", Access::Internal(&[ServiceName::Checkout])),
         ("GetPayment", Access::Internal(&[ServiceName::Checkout])),

@@ -1,7 +1,8 @@
 //! Who may call which RPC.
 //!
 //! Every service declares an [`AccessTable`]: each RPC is [`Access::Public`], [`Access::User`]
-//! (a signed-in user; handlers then check ownership with `Caller::authorize`),
+//! (a signed-in user, handlers then check ownership with `Caller::authorize`; or one of the
+//! services it names acting for a user),
 //! [`Access::Internal`] (only the services it names) or [`Access::Admin`]. The server
 //! ([`crate::server`]) looks the table up for every request and verifies the bearer token against
 //! it (see [`super::Tokens::admit`]) before any handler runs, so no handler can forget the
@@ -18,8 +19,9 @@ use mall_types::service::ServiceName;
 pub enum Access {
     /// Anyone, no token.
     Public,
-    /// A signed-in end user (on their own data), an admin, or a service acting for a user.
-    User,
+    /// A signed-in end user (on their own data), an admin, or one of these services acting for
+    /// a user (the saga reading the cart, say); any other service is `PERMISSION_DENIED`.
+    User(&'static [ServiceName]),
     /// Only these services of the fleet (everyone else is `PERMISSION_DENIED`).
     Internal(&'static [ServiceName]),
     /// The `admin` role only.
@@ -27,12 +29,13 @@ pub enum Access {
 }
 
 impl Access {
-    /// Whether the service called `caller` may call an RPC of this audience (only
-    /// [`Access::Internal`] names services; the other audiences are decided by the token).
+    /// Whether the service called `caller` may call an RPC of this audience.
     pub fn admits_service(&self, caller: &str) -> bool {
         match self {
-            Access::Internal(allowed) => allowed.iter().any(|s| s.as_str() == caller),
-            Access::Public | Access::User => true,
+            Access::Internal(allowed) | Access::User(allowed) => {
+                allowed.iter().any(|s| s.as_str() == caller)
+            }
+            Access::Public => true,
             Access::Admin => false,
         }
     }

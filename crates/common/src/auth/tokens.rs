@@ -287,8 +287,10 @@ impl Tokens {
             self.caller_from(claims).await?
         };
         let allowed = match (&access, &caller) {
-            (Access::Public | Access::User, _) => true,
-            (Access::Internal(_), Caller::Service { name }) => access.admits_service(name),
+            (Access::Public, _) | (Access::User(_), Caller::User { .. }) => true,
+            (Access::Internal(_) | Access::User(_), Caller::Service { name }) => {
+                access.admits_service(name)
+            }
             (Access::Internal(_), Caller::User { .. }) => {
                 return Err(Status::permission_denied(format!(
                     "{} is internal: service credentials required",
@@ -299,7 +301,9 @@ impl Tokens {
         };
         if !allowed {
             return Err(Status::permission_denied(match &caller {
-                Caller::Service { name } if matches!(access, Access::Internal(_)) => {
+                Caller::Service { name }
+                    if matches!(access, Access::Internal(_) | Access::User(_)) =>
+                {
                     format!("service `{name}` may not call {}", gate.rpc)
                 }
                 _ => format!("{}: admin role required", gate.rpc),
@@ -536,10 +540,13 @@ mod tests {
         let gate = PAYMENT_REFUND;
         assert_eq!(code(t.admit(Access::Public, None, gate).await), None);
         assert_eq!(
-            code(t.admit(Access::User, None, gate).await),
+            code(t.admit(Access::User(&[]), None, gate).await),
             Some(tonic::Code::Unauthenticated)
         );
-        assert_eq!(code(t.admit(Access::User, Some(&user), gate).await), None);
+        assert_eq!(
+            code(t.admit(Access::User(&[]), Some(&user), gate).await),
+            None
+        );
         assert_eq!(
             code(t.admit(FROM_CHECKOUT, Some(&user), gate).await),
             Some(tonic::Code::PermissionDenied)
@@ -608,7 +615,10 @@ mod tests {
         // An access token has no audience and is accepted everywhere.
         let (user, _) = t.issue_access(1, "u", ROLE_USER, "s").unwrap();
         assert_eq!(
-            code(t.admit(Access::User, Some(&user), PAYMENT_REFUND).await),
+            code(
+                t.admit(Access::User(&[]), Some(&user), PAYMENT_REFUND)
+                    .await
+            ),
             None
         );
     }

@@ -117,6 +117,43 @@ async fn internal_rpcs_admit_only_the_services_they_name() {
         Code::PermissionDenied,
         "`payment`",
     );
+    // A service acting for users only where the RPC names it: payment and checkout may read
+    // an order, cart may not; nobody but checkout cancels one.
+    let get = || order_pb::GetOrderReq {
+        user_id: 7,
+        order_id: "order-ident-1".into(),
+    };
+    denied(
+        fleet
+            .client_from::<OrderClient>("cart", "order")
+            .get_order(get())
+            .await,
+        Code::PermissionDenied,
+        "`cart` may not call tiktokmall.order.v1.OrderService/GetOrder",
+    );
+    for reader in ["payment", "checkout"] {
+        let answer = fleet
+            .client_from::<OrderClient>(reader, "order")
+            .get_order(get())
+            .await;
+        assert_eq!(
+            answer.unwrap_err().code(),
+            Code::NotFound,
+            "{reader} may read"
+        );
+    }
+    denied(
+        fleet
+            .client_from::<OrderClient>("payment", "order")
+            .cancel_order(order_pb::CancelOrderReq {
+                user_id: 7,
+                order_id: "order-ident-1".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+        "`payment` may not call tiktokmall.order.v1.OrderService/CancelOrder",
+    );
     fleet.stop().await;
 }
 
