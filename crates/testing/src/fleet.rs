@@ -98,6 +98,11 @@ impl TestFleet {
     /// Starts `names` with mutual TLS on (`tls.*`): a fresh development certificate set (see
     /// `mall certs`) in the fleet's temporary directory.
     pub async fn start_tls(names: &[&str]) -> TestFleet {
+        Self::start_tls_with(names, &[]).await
+    }
+
+    /// [`TestFleet::start_tls`] plus `MALL__*` overrides.
+    pub async fn start_tls_with(names: &[&str], more: &[(&str, &str)]) -> TestFleet {
         let dir = tempfile::tempdir().expect("temporary directory");
         let certs = dir.path().join("certs");
         mall::certs::generate(&certs, &mall::certs::names()).expect("generate certificates");
@@ -110,6 +115,7 @@ impl TestFleet {
             ("MALL__TLS__CERT", cert.as_str()),
             ("MALL__TLS__KEY", key.as_str()),
         ];
+        let overrides: Vec<(&str, &str)> = overrides.iter().chain(more).copied().collect();
         Self::start_in(dir, names, &overrides).await
     }
 

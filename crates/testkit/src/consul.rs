@@ -5,9 +5,10 @@
 //! # Covered API (the subset TikTokMall's `common::discovery` uses)
 //!
 //! - `PUT /v1/agent/service/register`: body `{ID, Name, Address, Port, Tags, Meta, Check}`; `ID`
-//!   defaults to `Name`. Only a `Check.GRPC` check (`host:port` or `host:port/service`) with
-//!   `Interval`, `Timeout` and `DeregisterCriticalServiceAfter` is run; other check kinds are
-//!   stored but never run (stay `critical`). Re-registering an id replaces it (and its check).
+//!   defaults to `Name`. A `Check.GRPC` check (`host:port` or `host:port/service`) or a
+//!   `Check.HTTP` check (a URL, `GET`) with `Interval`, `Timeout` and
+//!   `DeregisterCriticalServiceAfter` is run; other check kinds are stored but never run (stay
+//!   `critical`). Re-registering an id replaces it (and its check).
 //! - `PUT /v1/agent/service/deregister/<id>`: 200 (also for unknown ids, like Consul).
 //! - `GET /v1/agent/service/<id>`: the stored service (`ID`, `Service`, `Address`, `Port`,
 //!   `Tags`, `Meta`) or 404.
@@ -15,10 +16,11 @@
 //!   check being `passing`; `index` + `wait` block until the index moves past `index` or `wait`
 //!   expires; the answer carries `X-Consul-Index`.
 //!
-//! The agent runs the gRPC checks itself like the real one: a fresh connection per run calling
-//! `grpc.health.v1.Health/Check` every `Interval` (first run immediately), `passing` on SERVING,
-//! `critical` otherwise (including timeouts and refused connections); a service critical for
-//! longer than `DeregisterCriticalServiceAfter` is removed.
+//! The agent runs the checks itself like the real one, every `Interval` (first run immediately):
+//! gRPC checks call `grpc.health.v1.Health/Check` on a fresh connection, `passing` on SERVING;
+//! HTTP checks `GET` the URL, `passing` on any 2xx; anything else is `critical` (including
+//! timeouts and refused connections; Consul's `warning` for HTTP 429 is `critical` here). A
+//! service critical for longer than `DeregisterCriticalServiceAfter` is removed.
 //!
 //! # Differences from Consul
 //!
@@ -327,9 +329,16 @@ fn duration_field(check: &Value, key: &str) -> Result<Option<Duration>, String> 
     }
 }
 
-struct GrpcCheck {
-    target: String,
-    service: String,
+/// What a check probes.
+enum Probe {
+    /// `grpc.health.v1.Health/Check` of `service` at `target` (`host:port`).
+    Grpc { target: String, service: String },
+    /// `GET url`.
+    Http { url: String },
+}
+
+struct AgentCheck {
+    probe: Probe,
     interval: Duration,
     timeout: Duration,
     deregister_after: Option<Duration>,
@@ -355,11 +364,11 @@ async fn register(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) ->
         .to_string();
     let mut check = None;
     if let Some(c) = body.get("Check").filter(|c| !c.is_null())
-        && let Some(grpc) = c.get("GRPC").and_then(Value::as_str)
+        && let Some(probe) = probe_of(c)
     {
         let interval = match duration_field(c, "Interval") {
             Ok(Some(d)) if !d.is_zero() => d,
-            Ok(_) => return bad_request("GRPC check needs an Interval"),
+            Ok(_) => return bad_request("a GRPC or HTTP check needs an Interval"),
             Err(r) => return bad_request(r),
         };
         let timeout = match duration_field(c, "Timeout") {
@@ -370,13 +379,8 @@ async fn register(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) ->
             Ok(d) => d,
             Err(r) => return bad_request(r),
         };
-        let (target, service) = match grpc.split_once('/') {
-            Some((t, s)) => (t.to_string(), s.to_string()),
-            None => (grpc.to_string(), String::new()),
-        };
-        check = Some(GrpcCheck {
-            target,
-            service,
+        check = Some(AgentCheck {
+            probe,
             interval,
             timeout,
             deregister_after,
@@ -396,12 +400,30 @@ async fn register(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) ->
     StatusCode::OK.into_response()
 }
 
-async fn run_check(shared: std::sync::Weak<Shared>, id: String, check: GrpcCheck) {
+/// The probe of a registration's `Check`: `GRPC` (`host:port[/service]`) or `HTTP` (a URL).
+fn probe_of(check: &Value) -> Option<Probe> {
+    if let Some(grpc) = check.get("GRPC").and_then(Value::as_str) {
+        let (target, service) = match grpc.split_once('/') {
+            Some((t, s)) => (t.to_string(), s.to_string()),
+            None => (grpc.to_string(), String::new()),
+        };
+        return Some(Probe::Grpc { target, service });
+    }
+    let url = check.get("HTTP").and_then(Value::as_str)?;
+    Some(Probe::Http {
+        url: url.to_string(),
+    })
+}
+
+async fn run_check(shared: std::sync::Weak<Shared>, id: String, check: AgentCheck) {
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let (status, output) = grpc_check(&check).await;
+        let (status, output) = match &check.probe {
+            Probe::Grpc { target, service } => grpc_check(target, service, check.timeout).await,
+            Probe::Http { url } => http_check(url, check.timeout).await,
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -443,25 +465,43 @@ async fn run_check(shared: std::sync::Weak<Shared>, id: String, check: GrpcCheck
     }
 }
 
-async fn grpc_check(check: &GrpcCheck) -> (CheckStatus, String) {
+async fn http_check(url: &str, timeout: Duration) -> (CheckStatus, String) {
+    let client = match reqwest::Client::builder().timeout(timeout).build() {
+        Ok(client) => client,
+        Err(e) => return (CheckStatus::Critical, format!("HTTP check: {e}")),
+    };
+    match client.get(url).send().await {
+        Ok(resp) if resp.status().is_success() => (
+            CheckStatus::Passing,
+            format!("HTTP GET {url}: {}", resp.status()),
+        ),
+        Ok(resp) => (
+            CheckStatus::Critical,
+            format!("HTTP GET {url}: {}", resp.status()),
+        ),
+        Err(e) => (CheckStatus::Critical, format!("HTTP GET {url}: {e}")),
+    }
+}
+
+async fn grpc_check(target: &str, service: &str, timeout: Duration) -> (CheckStatus, String) {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
     let run = async {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", check.target))
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
             .map_err(|e| e.to_string())?
-            .connect_timeout(check.timeout);
+            .connect_timeout(timeout);
         let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
         let resp = HealthClient::new(channel)
             .check(HealthCheckRequest {
-                service: check.service.clone(),
+                service: service.to_string(),
             })
             .await
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(resp.into_inner().status)
     };
-    match tokio::time::timeout(check.timeout, run).await {
+    match tokio::time::timeout(timeout, run).await {
         Ok(Ok(s)) if s == ServingStatus::Serving as i32 => {
             (CheckStatus::Passing, "gRPC check: SERVING".into())
         }

@@ -1,7 +1,8 @@
 //! Discovery through Consul: a thin client of the local agent's HTTP API on `reqwest`.
 //!
 //! - [`ConsulRegistry::register`] puts this instance in the agent's catalog with a gRPC health
-//!   check the agent runs itself (`grpc.health.v1.Health/Check`, served by every server) and a
+//!   check the agent runs itself (`grpc.health.v1.Health/Check`, served by every server; with
+//!   mutual TLS, which the agent cannot speak, `GET /readyz` on the admin port) and a
 //!   `DeregisterCriticalServiceAfter`, so an instance that dies without deregistering turns
 //!   critical, leaves `passing` queries, and is eventually removed. A keep-alive task re-registers
 //!   when the agent forgot the instance (agent restarted without its data dir).
@@ -142,13 +143,12 @@ impl ConsulRegistry {
         format!("{service}-{host}-{port}")
     }
 
-    /// Registers `service` at `host:port` with a gRPC check of `grpc_service` (the whole server
-    /// when `None`), then keeps it registered until the returned handle is deregistered or
-    /// dropped.
+    /// Registers `service` at `host:port` with the agent running `check`, then keeps it
+    /// registered until the returned handle is deregistered or dropped.
     pub async fn register(
         &self,
         service: &str,
-        grpc_service: Option<&str>,
+        check: AgentCheck<'_>,
         host: &str,
         port: u16,
         admin_port: u16,
@@ -156,10 +156,26 @@ impl ConsulRegistry {
     ) -> anyhow::Result<Registration> {
         let id = Self::instance_id(service, host, port);
         let authority = crate::config::format_authority(host, port);
-        let grpc = match grpc_service {
-            Some(name) => format!("{authority}/{name}"),
-            None => authority,
+        let mut check = match check {
+            AgentCheck::Grpc(grpc_service) => json!({
+                "Name": format!("{service} gRPC health"),
+                "GRPC": match grpc_service {
+                    Some(name) => format!("{authority}/{name}"),
+                    None => authority,
+                },
+            }),
+            AgentCheck::Readyz => json!({
+                "Name": format!("{service} readiness"),
+                "HTTP": format!(
+                    "http://{}/readyz",
+                    crate::config::format_authority(host, admin_port)
+                ),
+                "Method": "GET",
+            }),
         };
+        check["Interval"] = go_duration(self.check_interval).into();
+        check["Timeout"] = go_duration(self.check_timeout).into();
+        check["DeregisterCriticalServiceAfter"] = go_duration(self.deregister_after).into();
         let body = json!({
             "ID": id,
             "Name": service,
@@ -167,13 +183,7 @@ impl ConsulRegistry {
             "Port": port,
             "Tags": [SERVICE_TAG],
             "Meta": { "version": version, "admin_port": admin_port.to_string() },
-            "Check": {
-                "Name": format!("{service} gRPC health"),
-                "GRPC": grpc,
-                "Interval": go_duration(self.check_interval),
-                "Timeout": go_duration(self.check_timeout),
-                "DeregisterCriticalServiceAfter": go_duration(self.deregister_after),
-            },
+            "Check": check,
         });
         self.agent
             .put_json("/v1/agent/service/register", &body)
@@ -192,6 +202,15 @@ impl ConsulRegistry {
             keepalive,
         })
     }
+}
+
+/// The health check the agent runs for an instance.
+#[derive(Debug, Clone, Copy)]
+pub enum AgentCheck<'a> {
+    /// `grpc.health.v1.Health/Check` of this gRPC service (the whole server when `None`).
+    Grpc(Option<&'a str>),
+    /// `GET /readyz` on the admin port (for gRPC ports the agent cannot reach: mutual TLS).
+    Readyz,
 }
 
 async fn keep_alive(agent: Agent, id: String, body: serde_json::Value, every: Duration) {
@@ -229,12 +248,18 @@ impl Registration {
 
 #[async_trait]
 impl Register for ConsulRegistry {
-    /// Registers at `discovery.consul.advertise_host` with a gRPC check of the whole server.
+    /// Registers at `discovery.consul.advertise_host` with a gRPC check of the whole server, or,
+    /// when the gRPC port requires mutual TLS, an HTTP check of the admin port's `/readyz`.
     async fn register(&self, instance: &Announcement) -> anyhow::Result<Box<dyn Registered>> {
+        let check = if instance.mutual_tls {
+            AgentCheck::Readyz
+        } else {
+            AgentCheck::Grpc(None)
+        };
         let registration = ConsulRegistry::register(
             self,
             &instance.service,
-            None,
+            check,
             &self.advertise_host,
             instance.grpc_port,
             instance.admin_port,

@@ -42,6 +42,9 @@ pub struct Announcement {
     pub admin_port: u16,
     /// The build's version.
     pub version: String,
+    /// The gRPC port requires mutual TLS, which a discovery agent's own health check cannot
+    /// speak (it has no client certificate): the check goes to the admin port's `/readyz`.
+    pub mutual_tls: bool,
 }
 
 /// Announces instances.

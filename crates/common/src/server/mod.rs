@@ -311,6 +311,7 @@ impl BoundServer {
             grpc_port: self.grpc_addr.port(),
             admin_port: self.admin_addr.port(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            mutual_tls: self.tls.is_some(),
         }
     }
 }
