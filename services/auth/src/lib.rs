@@ -1,6 +1,8 @@
 //! The auth service (port 8000): the identity provider. It owns accounts (Argon2id password
-//! hashes, role, status) and sessions (refresh-token families), issues the JWT access tokens
-//! every service verifies locally, and keeps login lockout counters in the shared cache.
+//! hashes, role, status), sessions (refresh-token families) and revocations (its table, copied
+//! to the shared cache every service checks, see [`revocations`]); it alone signs the EdDSA
+//! access tokens every service verifies locally, and keeps login lockout counters in the shared
+//! cache.
 
 pub mod api;
 pub mod app;
