@@ -1,4 +1,4 @@
-//! `telemetry.*`: logs (and, later, trace export).
+//! `telemetry.*`: logs and trace export.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,9 @@ impl TryFrom<String> for LogFormat {
 /// Default of `telemetry.log_filter`.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
+/// The standard variable naming the OTLP collector; used when `telemetry.otlp_endpoint` is unset.
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
 /// `telemetry.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TelemetrySettings {
@@ -41,6 +44,9 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info,sqlx=warn`. `RUST_LOG` wins when set.
     pub log_filter: String,
+    /// Where spans go over OTLP/gRPC, e.g. `http://jaeger:4317`; unset (the default) exports
+    /// nothing. [`OTLP_ENDPOINT_ENV`] fills it in when unset.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -48,12 +54,44 @@ impl Default for TelemetrySettings {
         TelemetrySettings {
             log_format: LogFormat::default(),
             log_filter: DEFAULT_LOG_FILTER.into(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+impl TelemetrySettings {
+    /// Takes the endpoint from the standard `OTEL_EXPORTER_OTLP_ENDPOINT` of `env` when
+    /// `telemetry.otlp_endpoint` is unset (an empty value counts as unset).
+    pub(super) fn fill_from_env(&mut self, env: &std::collections::BTreeMap<String, String>) {
+        if self.otlp_endpoint.as_deref().is_none_or(str::is_empty) {
+            self.otlp_endpoint = env
+                .get(OTLP_ENDPOINT_ENV)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().to_string());
         }
     }
 }
 
 impl Validate for TelemetrySettings {
     fn validate(&self, _: Profile) -> Result<(), ConfigError> {
+        let Some(endpoint) = self.otlp_endpoint.as_deref() else {
+            return Ok(());
+        };
+        let uri: http::Uri = endpoint.parse().map_err(|e| {
+            ConfigError::invalid(
+                "telemetry.otlp_endpoint",
+                format!("`{endpoint}` is not a URL: {e}"),
+            )
+        })?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(ConfigError::invalid(
+                "telemetry.otlp_endpoint",
+                format!(
+                    "`{endpoint}` must be http://host:port (OTLP/gRPC without TLS, e.g. \
+                     http://jaeger:4317)"
+                ),
+            ));
+        }
         Ok(())
     }
 }
