@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 
-use tracing::{Event, Subscriber};
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
@@ -44,11 +46,14 @@ where
         .otlp_endpoint
         .as_deref()
         .and_then(|endpoint| trace::install(process, endpoint));
+    // (An `Option` of a layer does not pass `on_register_dispatch` on, so the slot is always
+    // there; without export it is never read.)
+    let slot = DispatchSlot::default();
     let mut layers: Vec<BoxedLayer> = vec![fmt_layer(
         settings.log_format,
         writer,
         ansi,
-        export.is_some(),
+        export.as_ref().map(|_| slot.clone()),
     )];
     if let Some(export) = export {
         layers.push(Box::new(
@@ -59,11 +64,14 @@ where
                 .with_tracked_inactivity(false),
         ));
     }
-    tracing_subscriber::registry().with(filter).with(layers)
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layers)
+        .with(slot)
 }
 
-/// The log lines; JSON ones carry the trace and span id while traces are exported.
-fn fmt_layer<W>(format: LogFormat, writer: W, ansi: bool, traced: bool) -> BoxedLayer
+/// The log lines; JSON ones carry the trace and span id while traces are exported (`slot`).
+fn fmt_layer<W>(format: LogFormat, writer: W, ansi: bool, slot: Option<DispatchSlot>) -> BoxedLayer
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -78,10 +86,9 @@ where
                 .with_current_span(true)
                 .with_span_list(false);
             let layer = layer.json().with_current_span(true).with_span_list(false);
-            if traced {
-                Box::new(layer.event_format(WithTraceIds(json)))
-            } else {
-                Box::new(layer)
+            match slot {
+                Some(slot) => Box::new(layer.event_format(WithTraceIds { inner: json, slot })),
+                None => Box::new(layer),
             }
         }
         LogFormat::Compact => Box::new(layer.compact()),
@@ -89,8 +96,22 @@ where
     }
 }
 
+/// The subscriber's own dispatch, kept as it is registered: an event formatter runs inside the
+/// subscriber, where `tracing::dispatcher::get_default` answers a no-op dispatch.
+#[derive(Clone, Default)]
+struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl<S: Subscriber> Layer<S> for DispatchSlot {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
+
 /// A JSON event format that adds `"trace_id"` and `"span_id"` of the current span.
-struct WithTraceIds<F>(F);
+struct WithTraceIds<F> {
+    inner: F,
+    slot: DispatchSlot,
+}
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
 where
@@ -104,14 +125,16 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        let dispatch = self.slot.0.get().and_then(WeakDispatch::upgrade);
         let ids = ctx
             .lookup_current()
-            .and_then(|span| trace::current_ids(&span.id()));
+            .zip(dispatch)
+            .and_then(|(span, dispatch)| trace::span_ids(&span.id(), &dispatch));
         let Some((trace_id, span_id)) = ids else {
-            return self.0.format_event(ctx, writer, event);
+            return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::new();
-        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
         match line.trim_end().strip_suffix('}') {
             Some(object) => writeln!(
                 writer,

@@ -254,11 +254,13 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// The trace and span id (lowercase hex) of the current span, when it has a valid
+/// The trace and span id (lowercase hex) of `span` in `dispatch`, when it has a valid
 /// OpenTelemetry context; what JSON log lines carry as `trace_id` and `span_id`.
-pub fn current_ids(span: &tracing::span::Id) -> Option<(String, String)> {
-    let cx =
-        tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(span, d))?;
+pub fn span_ids(
+    span: &tracing::span::Id,
+    dispatch: &tracing::Dispatch,
+) -> Option<(String, String)> {
+    let cx = tracing_opentelemetry::get_otel_context(span, dispatch)?;
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid()
