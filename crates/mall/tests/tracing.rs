@@ -87,7 +87,14 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
     fleet.cart(9).add(product, 1).await.unwrap();
     purchase(&fleet, GOOD_CARD, "traced-purchase", TRACE, "traced-7d1e").await;
     fleet.cart(9).add(product, 1).await.unwrap();
-    purchase(&fleet, DECLINED_CARD, "declined-purchase", DECLINED_TRACE, "declined-7d1e").await;
+    purchase(
+        &fleet,
+        DECLINED_CARD,
+        "declined-purchase",
+        DECLINED_TRACE,
+        "declined-7d1e",
+    )
+    .await;
     // Each server flushes its service's spans as it stops; then the process's own.
     fleet.stop().await;
     mall_common::telemetry::trace::shutdown().await;
@@ -95,19 +102,31 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
 
     let all = collector
         .wait_for(Duration::from_secs(10), |spans| {
-            spans.iter().any(|s| s.trace_id == TRACE && s.name == "saga.cart_cleanup")
+            spans
+                .iter()
+                .any(|s| s.trace_id == TRACE && s.name == "saga.cart_cleanup")
         })
         .await;
-    let trace: Vec<ReceivedSpan> = all.iter().filter(|s| s.trace_id == TRACE).cloned().collect();
+    let trace: Vec<ReceivedSpan> = all
+        .iter()
+        .filter(|s| s.trace_id == TRACE)
+        .cloned()
+        .collect();
 
     // One trace across the fleet, each service under its own name.
     let services: BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
     for service in ["gateway", "checkout", "cart", "product", "order", "payment"] {
-        assert!(services.contains(service), "no {service} span: {}", names(&trace));
+        assert!(
+            services.contains(service),
+            "no {service} span: {}",
+            names(&trace)
+        );
     }
     // The caller's span is the only parent from outside; every other parent is in the trace.
-    let from_caller: Vec<&ReceivedSpan> =
-        trace.iter().filter(|s| s.parent_span_id == GATEWAY_SPAN).collect();
+    let from_caller: Vec<&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.parent_span_id == GATEWAY_SPAN)
+        .collect();
     assert_eq!(from_caller.len(), 1, "{}", names(&trace));
     assert_eq!(from_caller[0].kind, SPAN_CLIENT);
     assert_eq!(from_caller[0].service, "gateway");
@@ -123,7 +142,10 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
 
     // The server span of the checkout, by the RPC conventions.
     let checkout = server_span(&trace, "checkout", "CheckoutService/Checkout");
-    assert_eq!(checkout.name, "tiktokmall.checkout.v1.CheckoutService/Checkout");
+    assert_eq!(
+        checkout.name,
+        "tiktokmall.checkout.v1.CheckoutService/Checkout"
+    );
     assert_eq!(checkout.attr("rpc.system"), Some("grpc"));
     assert_eq!(
         checkout.attr("rpc.service"),
@@ -131,16 +153,28 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
     );
     assert_eq!(checkout.attr("rpc.method"), Some("Checkout"));
     assert_eq!(checkout.attr("rpc.grpc.status_code"), Some("0"));
-    assert!(checkout.attr("server.address").is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert!(
+        checkout
+            .attr("server.address")
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
     assert_eq!(checkout.attr("request_id"), Some("traced-7d1e"));
     assert!(descends(&trace, checkout, from_caller[0]));
 
     // The saga's steps, in checkout, attributed with the saga id, each over its call.
     let steps = [
         ("saga.read_cart", "cart", "CartService/GetCart"),
-        ("saga.price", "product", "ProductCatalogService/BatchGetProducts"),
+        (
+            "saga.price",
+            "product",
+            "ProductCatalogService/BatchGetProducts",
+        ),
         ("saga.place_order", "order", "OrderService/PlaceOrder"),
-        ("saga.reserve_stock", "product", "ProductCatalogService/ReserveStock"),
+        (
+            "saga.reserve_stock",
+            "product",
+            "ProductCatalogService/ReserveStock",
+        ),
         ("saga.charge", "payment", "PaymentService/Charge"),
         ("saga.mark_paid", "order", "OrderService/MarkOrderPaid"),
         ("saga.cart_cleanup", "cart", "CartService/RemovePurchased"),
@@ -154,9 +188,15 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
     for (name, service, rpc) in steps {
         let step = step(&trace, name);
         assert_eq!(step.service, "checkout", "{name}");
-        assert!(descends(&trace, step, checkout), "{name} is not under the checkout");
+        assert!(
+            descends(&trace, step, checkout),
+            "{name} is not under the checkout"
+        );
         let server = server_span(&trace, service, rpc);
-        assert!(descends(&trace, server, step), "{service} {rpc} is not under {name}");
+        assert!(
+            descends(&trace, server, step),
+            "{service} {rpc} is not under {name}"
+        );
         assert_eq!(server.attr("rpc.grpc.status_code"), Some("0"), "{rpc}");
         assert_ne!(server.status_code, STATUS_ERROR, "{rpc}");
         // Between the step and the server: the call's client span and its attempt.
@@ -175,9 +215,16 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
         .filter(|s| s.trace_id == DECLINED_TRACE)
         .cloned()
         .collect();
-    for name in ["saga.compensate.cancel_order", "saga.compensate.release_stock"] {
+    for name in [
+        "saga.compensate.cancel_order",
+        "saga.compensate.release_stock",
+    ] {
         let compensation = step(&declined, name);
-        assert!(compensation.attr("saga.id").is_some_and(|id| !id.is_empty()));
+        assert!(
+            compensation
+                .attr("saga.id")
+                .is_some_and(|id| !id.is_empty())
+        );
     }
     let charge = declined
         .iter()

@@ -21,9 +21,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{BoxError, TrailerCode, response_code};
 use crate::around::Around;
-use crate::server::layers::split_path;
-use crate::server::layers::trace::record_status;
+use crate::context::split_path;
 use crate::telemetry::trace;
+use crate::telemetry::trace::record_status;
 
 /// The span of each call to one target service; see the module docs.
 #[derive(Clone)]

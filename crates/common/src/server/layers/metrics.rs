@@ -15,10 +15,10 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
-use super::trace::{is_server_error, record_status};
 use super::{HttpRequest, HttpResponse, LayerFuture, split_path};
 use crate::around::Around;
 use crate::telemetry::RpcMetrics;
+use crate::telemetry::trace::{is_server_error, record_status};
 
 /// See the module docs.
 #[derive(Clone)]

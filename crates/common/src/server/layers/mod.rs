@@ -35,13 +35,7 @@ pub type HttpResponse = http::Response<Body>;
 /// The future of every layer.
 pub type LayerFuture = BoxFuture<'static, Result<HttpResponse, Infallible>>;
 
-/// The `(service, method)` of a gRPC path `/package.Service/Method`.
-pub fn split_path(path: &str) -> (&str, &str) {
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let service = parts.next().unwrap_or_default();
-    let method = parts.next().unwrap_or_default();
-    (service, method)
-}
+pub use crate::context::split_path;
 
 /// A refusal as a trailers-only response.
 pub fn refuse(status: Status) -> HttpResponse {

@@ -81,21 +81,3 @@ impl Around<HttpRequest, HttpResponse, Infallible> for TraceLayer {
         Box::pin(async move { inner.call(req).await }.instrument(span))
     }
 }
-
-/// Whether a server answering `code` failed, by the OpenTelemetry gRPC conventions: the
-/// caller's mistakes (`INVALID_ARGUMENT`, `NOT_FOUND`, ...) are not the server's errors.
-pub fn is_server_error(code: tonic::Code) -> bool {
-    use tonic::Code::*;
-    matches!(
-        code,
-        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
-    )
-}
-
-/// Records the end of an RPC on its span: the status code, and the error mark when `error`.
-pub fn record_status(span: &tracing::Span, code: tonic::Code, error: bool) {
-    span.record("rpc.grpc.status_code", code as i32);
-    if error {
-        span.record("otel.status_code", "error");
-    }
-}
