@@ -27,6 +27,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use parking_lot::RwLock;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The instrumentation scope of the platform's spans.
 pub const INSTRUMENTATION_SCOPE: &str = "mall-common";
@@ -222,6 +223,37 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
 /// Writes `cx`'s span as `traceparent` (and `tracestate`) into `headers`.
 pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+}
+
+/// The `traceparent` of the current span while traces are exported (to store with work that
+/// may be finished by another process, see [`adopt`]); `None` when off or outside any span.
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let mut headers = http::HeaderMap::new();
+    inject(&tracing::Span::current().context(), &mut headers);
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    Some(value.to_string())
+}
+
+/// Makes `span` (a background worker's, not under any RPC) a root span of `service`, linked
+/// to the span a stored [`current_traceparent`] names, so a trace of work resumed elsewhere
+/// leads back to the trace that started it. No-op while traces are not exported.
+pub fn adopt(span: &tracing::Span, service: &str, linked: Option<&str>) {
+    let Some(trace) = for_service(service) else {
+        return;
+    };
+    let _ = span.set_parent(trace.root());
+    let mut headers = http::HeaderMap::new();
+    if let Some(value) = linked.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+        headers.insert("traceparent", value);
+    }
+    let remote = extract(&headers);
+    let link = remote.span().span_context().clone();
+    if link.is_valid() {
+        span.add_link(link);
+    }
 }
 
 /// Whether `headers` carry a valid W3C trace context.

@@ -204,12 +204,14 @@ impl Engine {
             None => format!("fp:{fp}"),
         };
         let id = new_saga_id();
+        let trace_parent = mall_common::telemetry::trace::current_traceparent();
         let new = NewSaga {
             id: &id,
             user_id: input.user_id,
             idempotency_key: &key,
             fingerprint: &fp,
             contact: &input.contact,
+            trace_parent: trace_parent.as_deref(),
         };
         for _ in 0..3 {
             let sagas = &self.inner.sagas;
