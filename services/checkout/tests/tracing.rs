@@ -56,8 +56,7 @@ async fn a_saga_resumed_after_a_crash_links_to_the_trace_that_started_it() {
     eventually(Duration::from_secs(20), "the new instance pays", || async {
         let orders = fleet.orders(user).list().await;
         orders.len() == 1
-            && mall_testing::order_status(&orders[0])
-                == mall_proto::order::v1::OrderStatus::Paid
+            && mall_testing::order_status(&orders[0]) == mall_proto::order::v1::OrderStatus::Paid
     })
     .await;
     second.stop().await;

@@ -1,0 +1,43 @@
+//! Trace export costs nothing until an endpoint is set: no exporter thread, no export. Its own
+//! test binary, since the export is process-wide once installed.
+
+use mall_common::config::TelemetrySettings;
+use mall_common::telemetry::{self, trace};
+
+/// Threads of this process whose name starts with `prefix` (Linux: `/proc/self/task`).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn export_starts_only_with_an_endpoint() {
+    let off = telemetry::subscriber("cart", &TelemetrySettings::default(), std::io::sink, false);
+    tracing::subscriber::with_default(off, || {
+        tracing::info_span!("rpc").in_scope(|| tracing::info!("handled"));
+    });
+    assert!(!trace::enabled());
+    assert!(trace::for_service("cart").is_none());
+    assert_eq!(threads_named("OpenTelemetry"), 0);
+
+    // An endpoint nobody listens on: export is on, its batch thread runs, requests never wait.
+    let settings = TelemetrySettings {
+        otlp_endpoint: Some("http://127.0.0.1:9".into()),
+        ..TelemetrySettings::default()
+    };
+    let on = telemetry::subscriber("cart", &settings, std::io::sink, false);
+    assert!(trace::enabled());
+    assert!(trace::for_service("cart").is_some());
+    assert!(threads_named("OpenTelemetry") >= 1);
+    let started = std::time::Instant::now();
+    tracing::subscriber::with_default(on, || {
+        for _ in 0..100 {
+            tracing::info_span!("rpc").in_scope(|| tracing::info!("handled"));
+        }
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    trace::shutdown().await;
+}
