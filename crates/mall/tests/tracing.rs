@@ -78,6 +78,7 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
         log_format: LogFormat::Json,
         log_filter: "info".into(),
         otlp_endpoint: Some(collector.endpoint()),
+        ..TelemetrySettings::default()
     };
     let capture = logs::capture_platform("gateway", &settings);
     assert!(mall_common::telemetry::trace::enabled());

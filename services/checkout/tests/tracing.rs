@@ -26,6 +26,7 @@ async fn a_saga_resumed_after_a_crash_links_to_the_trace_that_started_it() {
         log_format: LogFormat::Json,
         log_filter: "info".into(),
         otlp_endpoint: Some(collector.endpoint()),
+        ..TelemetrySettings::default()
     };
     let _capture = logs::capture_platform("gateway", &settings);
 

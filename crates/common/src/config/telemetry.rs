@@ -1,5 +1,7 @@
 //! `telemetry.*`: logs and trace export.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Profile, Validate};
@@ -34,6 +36,9 @@ impl TryFrom<String> for LogFormat {
 /// Default of `telemetry.log_filter`.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
+/// Default of `telemetry.flush_timeout`.
+pub const DEFAULT_TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The standard variable naming the OTLP collector; used when `telemetry.otlp_endpoint` is unset.
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
@@ -47,6 +52,10 @@ pub struct TelemetrySettings {
     /// Where spans go over OTLP/gRPC, e.g. `http://jaeger:4317`; unset (the default) exports
     /// nothing. [`OTLP_ENDPOINT_ENV`] fills it in when unset.
     pub otlp_endpoint: Option<String>,
+    /// How long a stopping server (and the process, at its end) waits for its last spans to
+    /// reach the collector before it goes on without them.
+    #[serde(with = "super::duration")]
+    pub flush_timeout: Duration,
 }
 
 impl Default for TelemetrySettings {
@@ -55,6 +64,7 @@ impl Default for TelemetrySettings {
             log_format: LogFormat::default(),
             log_filter: DEFAULT_LOG_FILTER.into(),
             otlp_endpoint: None,
+            flush_timeout: DEFAULT_TRACE_FLUSH_TIMEOUT,
         }
     }
 }
@@ -74,6 +84,12 @@ impl TelemetrySettings {
 
 impl Validate for TelemetrySettings {
     fn validate(&self, _: Profile) -> Result<(), ConfigError> {
+        if self.flush_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "telemetry.flush_timeout",
+                "must be positive",
+            ));
+        }
         let Some(endpoint) = self.otlp_endpoint.as_deref() else {
             return Ok(());
         };

@@ -526,3 +526,13 @@ fn trace_export_is_off_by_default_and_on_by_either_key() {
         );
     }
 }
+
+#[test]
+fn the_trace_flush_timeout_has_a_default_and_must_be_positive() {
+    let d = load_env("cart", &[]).unwrap().telemetry;
+    assert_eq!(d.flush_timeout, DEFAULT_TRACE_FLUSH_TIMEOUT);
+    let set = load_env("cart", &[("MALL__TELEMETRY__FLUSH_TIMEOUT", "2s")]).unwrap();
+    assert_eq!(set.telemetry.flush_timeout, Duration::from_secs(2));
+    let err = load_env("cart", &[("MALL__TELEMETRY__FLUSH_TIMEOUT", "0s")]).unwrap_err();
+    assert!(err.to_string().contains("telemetry.flush_timeout"), "{err}");
+}

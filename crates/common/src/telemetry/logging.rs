@@ -45,7 +45,7 @@ where
     let export = settings
         .otlp_endpoint
         .as_deref()
-        .and_then(|endpoint| trace::install(process, endpoint));
+        .and_then(|endpoint| trace::install(process, endpoint, settings.flush_timeout));
     // (An `Option` of a layer does not pass `on_register_dispatch` on, so the slot is always
     // there; without export it is never read.)
     let slot = DispatchSlot::default();

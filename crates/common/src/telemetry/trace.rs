@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanBuilder, TraceContextExt, Tracer, TracerProvider as _};
@@ -38,6 +39,8 @@ static EXPORT: OnceLock<Arc<Export>> = OnceLock::new();
 /// The tracer providers of the process, one per service name.
 pub(crate) struct Export {
     endpoint: String,
+    /// `telemetry.flush_timeout`.
+    flush_timeout: Duration,
     /// The process's own name (`mall`, or the service a binary runs).
     default: Provider,
     services: RwLock<HashMap<String, Provider>>,
@@ -72,10 +75,15 @@ impl Provider {
     }
 }
 
-/// Makes the process's export to `endpoint`, reporting spans under no service as `process`.
+/// Makes the process's export to `endpoint`, reporting spans under no service as `process`;
+/// flushes wait at most `flush_timeout`.
 /// `None` (with a warning) outside a Tokio runtime or when the exporter cannot be built; the
 /// second call returns the first export.
-pub(crate) fn install(process: &str, endpoint: &str) -> Option<Arc<Export>> {
+pub(crate) fn install(
+    process: &str,
+    endpoint: &str,
+    flush_timeout: Duration,
+) -> Option<Arc<Export>> {
     if let Some(existing) = EXPORT.get() {
         return Some(existing.clone());
     }
@@ -94,6 +102,7 @@ pub(crate) fn install(process: &str, endpoint: &str) -> Option<Arc<Export>> {
     services.insert(process.to_string(), default.clone());
     let export = Arc::new(Export {
         endpoint: endpoint.to_string(),
+        flush_timeout,
         default,
         services: RwLock::new(services),
     });
@@ -158,6 +167,7 @@ impl Tracer for RoutingTracer {
 #[derive(Clone)]
 pub struct ServiceTrace {
     provider: Provider,
+    flush_timeout: Duration,
 }
 
 /// The trace side of `service` while export is on (see the module docs); `None` when off.
@@ -165,6 +175,7 @@ pub fn for_service(service: &str) -> Option<ServiceTrace> {
     let export = EXPORT.get()?;
     Some(ServiceTrace {
         provider: export.provider(service),
+        flush_timeout: export.flush_timeout,
     })
 }
 
@@ -180,18 +191,23 @@ impl ServiceTrace {
         Context::new().with_value(ServiceTracer(self.provider.tracer.clone()))
     }
 
-    /// Exports the spans this service has ended so far (on a blocking thread: the batch
-    /// thread needs the runtime to send them).
+    /// Exports the spans this service has ended so far, waiting at most
+    /// `telemetry.flush_timeout` (on a blocking thread: the batch thread needs the runtime to
+    /// send them).
     pub async fn flush(&self) {
         let provider = self.provider.provider.clone();
-        let flushed = tokio::task::spawn_blocking(move || provider.force_flush()).await;
-        if let Ok(Err(e)) = flushed {
-            tracing::warn!(error = %e, "flushing spans failed");
+        let flushing = tokio::task::spawn_blocking(move || provider.force_flush());
+        match tokio::time::timeout(self.flush_timeout, flushing).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "flushing spans failed"),
+            Ok(Err(_)) => tracing::warn!("flushing spans failed"),
+            Err(_) => tracing::warn!("flushing spans timed out; the last spans may be lost"),
         }
     }
 }
 
-/// Flushes and stops every provider of the process; call once, as the process ends.
+/// Flushes and stops every provider of the process, waiting at most `telemetry.flush_timeout`
+/// for each; call once, as the process ends.
 pub async fn shutdown() {
     let Some(export) = EXPORT.get() else {
         return;
@@ -202,10 +218,11 @@ pub async fn shutdown() {
         .values()
         .map(|p| p.provider.clone())
         .collect();
+    let timeout = export.flush_timeout;
     let stopped = tokio::task::spawn_blocking(move || {
         for p in providers {
             // Already shut down (a second call) is fine.
-            let _ = p.shutdown();
+            let _ = p.shutdown_with_timeout(timeout);
         }
     })
     .await;
