@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use mall_common::config::{LogFormat, TelemetrySettings};
 use mall_testing::logs;
-use mall_testing::otlp::{Collector, ReceivedSpan};
 use mall_testing::{CheckoutClient, DECLINED_CARD, GOOD_CARD, TestFleet, checkout_request};
+use mall_testkit::otlp::{Collector, ReceivedSpan};
 
 /// The trace and span the "gateway" in front of the fleet sends as `traceparent`.
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";

@@ -10,10 +10,9 @@
 //! - [`assert_code!`] and [`eventually`] (`assert.rs`);
 //! - [`logs`]: the fleet's logs on the test output when `TEST_LOG` is set, and log capture for
 //!   the tests that assert on log lines;
-//! - [`otlp`]: an in-process OTLP trace collector for the tests of trace export;
 //! - [`http_get`] for the admin port, and [`KillOnDrop`] for tests that run a service binary.
 //!
-//! The fake Consul, scripted gRPC stub and latency proxy stay in `mall-testkit`: the platform's
+//! The fake Consul, scripted gRPC stub, latency proxy and OTLP collector stay in `mall-testkit`: the platform's
 //! own tests use them, and those must not compile the fleet.
 
 mod assert;
@@ -24,7 +23,6 @@ mod fleet;
 mod http;
 pub mod logs;
 mod orders;
-pub mod otlp;
 mod payments;
 mod process;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use mall_common::config::{LogFormat, TelemetrySettings};
 use mall_proto::checkout::v1::checkout_service_client::CheckoutServiceClient;
-use mall_testing::otlp::{Collector, ReceivedSpan};
 use mall_testing::{GOOD_CARD, checkout_request, client_at, eventually, logs};
+use mall_testkit::otlp::{Collector, ReceivedSpan};
 use support::{Faults, Instance, fleet};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
