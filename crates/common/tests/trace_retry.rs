@@ -1,7 +1,8 @@
 //! Client spans of a retried call, exported to an in-process OTLP collector: the call's span
 //! (kind client, RPC attributes, the target service as `server.address`) has one `attempt`
 //! child per attempt, the failed one marked as an error with its instance and status, and each
-//! attempt's own context is what reached the server as `traceparent`. Its own test binary: the
+//! attempt's own context is what reached the server as `traceparent` — also with the log
+//! filter at `warn`, which must not silence the traces. Its own test binary: the
 //! trace export is process-wide once installed.
 
 use std::time::Duration;
@@ -22,7 +23,9 @@ const STATUS_ERROR: i32 = 2;
 #[tokio::test]
 async fn a_retried_call_has_one_attempt_span_per_attempt_under_its_call_span() {
     let collector = Collector::start().await;
+    // A quiet log keeps its traces.
     let settings = TelemetrySettings {
+        log_filter: "warn".into(),
         otlp_endpoint: Some(collector.endpoint()),
         ..TelemetrySettings::default()
     };

@@ -93,19 +93,21 @@ impl Validate for TelemetrySettings {
         let Some(endpoint) = self.otlp_endpoint.as_deref() else {
             return Ok(());
         };
-        let uri: http::Uri = endpoint.parse().map_err(|e| {
-            ConfigError::invalid(
-                "telemetry.otlp_endpoint",
-                format!("`{endpoint}` is not a URL: {e}"),
-            )
-        })?;
+        let key = "telemetry.otlp_endpoint";
+        // The value is not echoed: a URL may carry credentials.
+        let uri: http::Uri = endpoint
+            .parse()
+            .map_err(|e| ConfigError::invalid(key, format!("not a URL: {e}")))?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(ConfigError::invalid(
+                key,
+                "credentials in the URL are not supported",
+            ));
+        }
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(ConfigError::invalid(
-                "telemetry.otlp_endpoint",
-                format!(
-                    "`{endpoint}` must be http://host:port (OTLP/gRPC without TLS, e.g. \
-                     http://jaeger:4317)"
-                ),
+                key,
+                "must be http://host:port (OTLP/gRPC without TLS, e.g. http://jaeger:4317)",
             ));
         }
         Ok(())

@@ -518,12 +518,17 @@ fn trace_export_is_off_by_default_and_on_by_either_key() {
             .otlp_endpoint,
         None
     );
-    for bad in ["jaeger:4317", "https://jaeger:4317", "http://", "not a url"] {
+    for bad in [
+        "jaeger:4317",
+        "https://jaeger:4317",
+        "http://",
+        "not a url",
+        "http://user:hunter2@jaeger:4317",
+    ] {
         let err = load_env("cart", &[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]).unwrap_err();
-        assert!(
-            err.to_string().contains("telemetry.otlp_endpoint"),
-            "{bad}: {err}"
-        );
+        let text = err.to_string();
+        assert!(text.contains("telemetry.otlp_endpoint"), "{bad}: {text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }
 

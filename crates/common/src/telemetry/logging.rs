@@ -8,18 +8,21 @@ use std::sync::{Arc, OnceLock};
 use tracing::dispatcher::WeakDispatch;
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
-use tracing_subscriber::layer::{Layer, Layered, SubscriberExt as _};
+use tracing_subscriber::layer::{Layer, SubscriberExt as _};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use super::trace;
 use crate::config::{LogFormat, TelemetrySettings};
 
-/// The subscriber every layer sits on: the registry behind the global filter.
-type Filtered = Layered<EnvFilter, Registry>;
-type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The spans and events the OpenTelemetry layer sees, whatever the log filter: a quiet log
+/// (`telemetry.log_filter=warn`) keeps its traces.
+const TRACE_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// Installs the global tracing subscriber once (later calls, as in tests and the fleet, keep
 /// the first) and, when `settings` name an OTLP endpoint, the trace export of the process,
@@ -49,25 +52,24 @@ where
     // (An `Option` of a layer does not pass `on_register_dispatch` on, so the slot is always
     // there; without export it is never read.)
     let slot = DispatchSlot::default();
-    let mut layers: Vec<BoxedLayer> = vec![fmt_layer(
+    let lines = fmt_layer(
         settings.log_format,
         writer,
         ansi,
         export.as_ref().map(|_| slot.clone()),
-    )];
+    );
+    let mut layers: Vec<BoxedLayer> = vec![Box::new(lines.with_filter(filter))];
     if let Some(export) = export {
         layers.push(Box::new(
             tracing_opentelemetry::layer()
                 .with_tracer(export.router())
                 .with_location(false)
                 .with_threads(false)
-                .with_tracked_inactivity(false),
+                .with_tracked_inactivity(false)
+                .with_filter(TRACE_LEVEL),
         ));
     }
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(layers)
-        .with(slot)
+    tracing_subscriber::registry().with(layers).with(slot)
 }
 
 /// The log lines; JSON ones carry the trace and span id while traces are exported (`slot`).

@@ -94,7 +94,7 @@ pub(crate) fn install(
     let default = match Provider::new(endpoint, process) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e, %endpoint, "trace exporter failed; spans are not exported");
+            tracing::warn!(error = %e, "trace exporter failed; spans are not exported");
             return None;
         }
     };
