@@ -233,6 +233,13 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
         .unwrap_or_else(|| panic!("no Charge client span in {}", names(&declined)));
     assert_eq!(charge.status_code, STATUS_ERROR);
     assert_ne!(charge.attr("rpc.grpc.status_code"), Some("0"));
+    // A declined card is the caller's problem, not payment's: its server span is no error.
+    let refused = server_span(&declined, "payment", "PaymentService/Charge");
+    assert_eq!(
+        refused.attr("rpc.grpc.status_code"),
+        charge.attr("rpc.grpc.status_code")
+    );
+    assert_ne!(refused.status_code, STATUS_ERROR);
 
     // The log line of payment's Charge names the trace and the span it was written in.
     let payment = server_span(&trace, "payment", "PaymentService/Charge");

@@ -362,6 +362,30 @@ mod tests {
     }
 
     #[test]
+    fn only_the_server_s_own_failures_mark_its_span() {
+        use tonic::Code::*;
+        for code in [
+            Unknown,
+            DeadlineExceeded,
+            Unimplemented,
+            Internal,
+            Unavailable,
+            DataLoss,
+        ] {
+            assert!(is_server_error(code), "{code:?}");
+        }
+        for code in [
+            Ok,
+            InvalidArgument,
+            NotFound,
+            FailedPrecondition,
+            PermissionDenied,
+        ] {
+            assert!(!is_server_error(code), "{code:?}");
+        }
+    }
+
+    #[test]
     fn export_is_off_until_installed() {
         assert!(!enabled());
         assert!(for_service("cart").is_none());
