@@ -48,6 +48,9 @@ impl ReceivedSpan {
 
 #[derive(Default)]
 struct Received {
+    /// Only count spans, keep none (for benchmarks).
+    count_only: bool,
+    count: std::sync::atomic::AtomicU64,
     spans: Mutex<Vec<ReceivedSpan>>,
     arrived: Notify,
 }
@@ -62,11 +65,24 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on a free loopback port.
     pub async fn start() -> Collector {
+        Self::start_with(false).await
+    }
+
+    /// Starts a collector that only counts what arrives ([`Collector::count`]), for
+    /// benchmarks: [`Collector::spans`] stays empty.
+    pub async fn start_counting() -> Collector {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(count_only: bool) -> Collector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("collector port");
         let addr = listener.local_addr().expect("collector address");
-        let received = Arc::new(Received::default());
+        let received = Arc::new(Received {
+            count_only,
+            ..Received::default()
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = TraceServiceServer::new(Sink(received.clone()));
         tokio::spawn(
@@ -89,6 +105,13 @@ impl Collector {
     /// The endpoint to export to (`http://127.0.0.1:<port>`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many spans arrived so far.
+    pub fn count(&self) -> u64 {
+        self.received
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every span received so far.
@@ -122,8 +145,21 @@ impl TraceService for Sink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let arrived: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0
+            .count
+            .fetch_add(arrived as u64, std::sync::atomic::Ordering::Relaxed);
+        if self.0.count_only {
+            return Ok(tonic::Response::new(ExportTraceServiceResponse::default()));
+        }
         let mut got = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let resource = resource_spans
                 .resource
                 .map(|r| attributes(&r.attributes))

@@ -6,9 +6,9 @@ use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 
 use tracing::dispatcher::WeakDispatch;
-use tracing::{Dispatch, Event, Subscriber};
+use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Layer, SubscriberExt as _};
@@ -20,9 +20,22 @@ use crate::config::{LogFormat, TelemetrySettings};
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// The spans and events the OpenTelemetry layer sees, whatever the log filter: a quiet log
+/// The spans the OpenTelemetry layer sees, whatever the log filter: a quiet log
 /// (`telemetry.log_filter=warn`) keeps its traces.
-const TRACE_LEVEL: LevelFilter = LevelFilter::INFO;
+const TRACE_SPAN_LEVEL: Level = Level::INFO;
+/// The events it records on them: warnings and errors (the per-RPC `info` lines are already
+/// the span's own attributes).
+const TRACE_EVENT_LEVEL: Level = Level::WARN;
+
+/// What the OpenTelemetry layer sees (see [`TRACE_SPAN_LEVEL`], [`TRACE_EVENT_LEVEL`]).
+fn traced(meta: &tracing::Metadata<'_>) -> bool {
+    let level = if meta.is_span() {
+        TRACE_SPAN_LEVEL
+    } else {
+        TRACE_EVENT_LEVEL
+    };
+    *meta.level() <= level
+}
 
 /// Installs the global tracing subscriber once (later calls, as in tests and the fleet, keep
 /// the first) and, when `settings` name an OTLP endpoint, the trace export of the process,
@@ -66,7 +79,7 @@ where
                 .with_location(false)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
-                .with_filter(TRACE_LEVEL),
+                .with_filter(filter_fn(traced)),
         ));
     }
     tracing_subscriber::registry().with(layers).with(slot)
