@@ -18,6 +18,8 @@ async fn export_starts_only_with_an_endpoint() {
     let off = telemetry::subscriber("cart", &TelemetrySettings::default(), std::io::sink, false);
     tracing::subscriber::with_default(off, || {
         tracing::info_span!("rpc").in_scope(|| tracing::info!("handled"));
+        // Below the log filter nothing is even dispatched.
+        assert!(!tracing::enabled!(tracing::Level::DEBUG));
     });
     assert!(!trace::enabled());
     assert!(trace::for_service("cart").is_none());
@@ -39,6 +41,7 @@ async fn export_starts_only_with_an_endpoint() {
     assert!(threads_named("OpenTelemetry") >= 1);
     let started = std::time::Instant::now();
     tracing::subscriber::with_default(on, || {
+        assert!(!tracing::enabled!(tracing::Level::DEBUG));
         for _ in 0..100 {
             tracing::info_span!("rpc").in_scope(|| tracing::info!("handled"));
         }

@@ -63,7 +63,8 @@ where
         .as_deref()
         .and_then(|endpoint| trace::install(process, endpoint, settings.flush_timeout));
     // (An `Option` of a layer does not pass `on_register_dispatch` on, so the slot is always
-    // there; without export it is never read.)
+    // there, behind a filter that wants nothing: a layer without one would enable every
+    // callsite, debug and trace included. Without export it is never read.)
     let slot = DispatchSlot::default();
     let lines = fmt_layer(
         settings.log_format,
@@ -82,7 +83,9 @@ where
                 .with_filter(filter_fn(traced)),
         ));
     }
-    tracing_subscriber::registry().with(layers).with(slot)
+    tracing_subscriber::registry()
+        .with(layers)
+        .with(slot.with_filter(filter_fn(|_| false)))
 }
 
 /// The log lines; JSON ones carry the trace and span id while traces are exported (`slot`).
