@@ -46,6 +46,14 @@ pub fn current_deadline() -> Option<Instant> {
     REQUEST.try_with(|r| r.deadline).ok().flatten()
 }
 
+/// The `(service, method)` of a gRPC path `/package.Service/Method`.
+pub fn split_path(path: &str) -> (&str, &str) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    let method = parts.next().unwrap_or_default();
+    (service, method)
+}
+
 /// Parses a `grpc-timeout` header value (`<digits><unit>`).
 pub fn parse_grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
     let s = v.to_str().ok()?;

@@ -1,7 +1,7 @@
 //! `loadgen`: the call-path benchmark (default), the shopper workload and the invariant checker.
 //!
 //! ```text
-//! loadgen [bench] [--calls N] [--concurrency N] [--slow-ms N] [--max-secs N]
+//! loadgen [bench] [--calls N] [--concurrency N] [--slow-ms N] [--max-secs N] [--trace]
 //! loadgen shop  [--users N] [--shoppers N | --rate R] [--duration SECS] [--max-ops N]
 //!               [--seed N] [--json FILE] [--allow-remote] [--deadline-ms N]
 //!               [--auth-addr A] [--user-addr A] [--product-addr A] [--cart-addr A]
@@ -23,7 +23,7 @@ use loadgen::shop::{self, Load, ShopOptions};
 
 const USAGE: &str = "\
 usage:
-  loadgen [bench] [--calls N] [--concurrency N] [--slow-ms N] [--max-secs N]
+  loadgen [bench] [--calls N] [--concurrency N] [--slow-ms N] [--max-secs N] [--trace]
   loadgen shop  [--users N] [--shoppers N | --rate R] [--duration SECS] [--max-ops N]
                 [--seed N] [--json FILE] [--allow-remote] [--deadline-ms N]
                 [--auth-addr A] [--user-addr A] [--product-addr A] [--cart-addr A]
@@ -31,11 +31,13 @@ usage:
   loadgen check --mysql-url URL --db-prefix P [--recovery-window SECS]
                 [--initial-stock FILE | --snapshot FILE]";
 
-fn bench_options(args: &[String]) -> anyhow::Result<loadgen::Options> {
+/// The benchmark's options, and whether `--trace` asks for trace export (to an in-process
+/// OTLP collector, so the cost of tracing the call path can be compared with a run without).
+fn bench_options(args: &[String]) -> anyhow::Result<(loadgen::Options, bool)> {
     let flags = Flags::parse(
         args,
         &["--calls", "--concurrency", "--slow-ms", "--max-secs"],
-        &[],
+        &["--trace"],
     )?;
     let mut options = loadgen::Options::default();
     if let Some(n) = flags.get::<usize>("--calls")? {
@@ -50,7 +52,7 @@ fn bench_options(args: &[String]) -> anyhow::Result<loadgen::Options> {
     if let Some(n) = flags.get::<u64>("--max-secs")? {
         options.max_time = Duration::from_secs(n);
     }
-    Ok(options)
+    Ok((options, flags.switch("--trace")))
 }
 
 fn shop_options(args: &[String]) -> anyhow::Result<(ShopOptions, Option<PathBuf>)> {
@@ -182,8 +184,26 @@ async fn main_with(args: &[String]) -> anyhow::Result<u8> {
 }
 
 async fn bench(args: &[String]) -> anyhow::Result<u8> {
-    let report = loadgen::run(bench_options(args)?).await?;
+    let (options, traced) = bench_options(args)?;
+    // Every span of the run (servers' and clients') goes to this collector; logs stay quiet.
+    let collector = match traced {
+        true => Some(mall_testkit::otlp::Collector::start_counting().await),
+        false => None,
+    };
+    if let Some(collector) = &collector {
+        let settings = mall_common::config::TelemetrySettings {
+            log_filter: "warn".into(),
+            otlp_endpoint: Some(collector.endpoint()),
+            ..Default::default()
+        };
+        mall_common::telemetry::init("loadgen", &settings);
+    }
+    let report = loadgen::run(options).await?;
     print!("{}", report.to_markdown());
+    if let Some(collector) = &collector {
+        mall_common::telemetry::trace::shutdown().await;
+        println!("\nspans exported: {}", collector.count());
+    }
     Ok(0)
 }
 
@@ -259,10 +279,12 @@ mod tests {
 
     #[test]
     fn bench_keeps_its_flags() {
-        let options = bench_options(&args(
+        let (options, traced) = bench_options(&args(
             "--calls 300 --concurrency 4 --slow-ms 5 --max-secs 9",
         ))
         .unwrap();
+        assert!(!traced);
+        assert!(bench_options(&args("--trace")).unwrap().1);
         assert_eq!((options.calls, options.concurrency), (300, 4));
         assert_eq!(options.slow, Duration::from_millis(5));
         assert_eq!(options.max_time, Duration::from_secs(9));

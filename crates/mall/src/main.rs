@@ -30,13 +30,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let source = Source::from_process();
     let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
-    mall_common::telemetry::init_logging(&settings.telemetry);
+    mall_common::telemetry::init(&settings.service, &settings.telemetry);
     let fleet = mall::Fleet::start(mall::SERVICES, source).await?;
     for (name, ep) in fleet.all_endpoints() {
         tracing::info!(service = name, grpc = %ep.grpc, admin = %ep.admin, "serving");
     }
     mall_common::server::shutdown_signal().await;
-    fleet.shutdown().await
+    let result = fleet.shutdown().await;
+    mall_common::telemetry::trace::shutdown().await;
+    result
 }
 
 /// `mall certs [--out DIR]`.

@@ -12,7 +12,7 @@
 //!   the tests that assert on log lines;
 //! - [`http_get`] for the admin port, and [`KillOnDrop`] for tests that run a service binary.
 //!
-//! The fake Consul, scripted gRPC stub and latency proxy stay in `mall-testkit`: the platform's
+//! The fake Consul, scripted gRPC stub, latency proxy and OTLP collector stay in `mall-testkit`: the platform's
 //! own tests use them, and those must not compile the fleet.
 
 mod assert;

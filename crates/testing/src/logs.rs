@@ -15,6 +15,7 @@
 use std::io::{self, IsTerminal};
 use std::sync::{Arc, Once};
 
+use mall_common::config::TelemetrySettings;
 use parking_lot::Mutex;
 use tracing::Level;
 use tracing::subscriber::DefaultGuard;
@@ -104,6 +105,22 @@ pub fn capture(format: Format, max_level: Level) -> Capture {
     Capture {
         lines,
         _guard: guard,
+    }
+}
+
+/// Captures this thread's events through the platform's own subscriber
+/// ([`mall_common::telemetry::subscriber`]) made from `settings`, until the returned [`Capture`]
+/// is finished or dropped: with `settings.otlp_endpoint` set, this installs the process's trace
+/// export, and JSON lines carry `trace_id` and `span_id`. `RUST_LOG` overrides the filter.
+pub fn capture_platform(process: &str, settings: &TelemetrySettings) -> Capture {
+    let lines = Lines {
+        buf: Arc::default(),
+        echo: std::env::var_os(TEST_LOG).is_some(),
+    };
+    let subscriber = mall_common::telemetry::subscriber(process, settings, lines.clone(), false);
+    Capture {
+        lines,
+        _guard: tracing::subscriber::set_default(subscriber),
     }
 }
 

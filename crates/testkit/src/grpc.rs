@@ -40,6 +40,7 @@ struct State {
     reply: Option<Reply>,
     delay: Duration,
     calls: BTreeMap<String, u64>,
+    traceparents: Vec<String>,
 }
 
 /// A running stub server on a loopback port; stops when dropped.
@@ -59,9 +60,9 @@ impl StubGrpc {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
         let addr = listener.local_addr().expect("stub address");
         let shared = state.clone();
-        let app = Router::new().fallback(move |uri: Uri| {
+        let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
             let shared = shared.clone();
-            async move { answer(&shared, &uri).await }
+            async move { answer(&shared, &uri, &headers).await }
         });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -89,6 +90,11 @@ impl StubGrpc {
         self.lock().calls.get(path).copied().unwrap_or(0)
     }
 
+    /// The `traceparent` of every call that carried one, in arrival order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.lock().traceparents.clone()
+    }
+
     /// Calls received in all.
     pub fn total_calls(&self) -> u64 {
         self.lock().calls.values().sum()
@@ -105,10 +111,13 @@ impl Drop for StubGrpc {
     }
 }
 
-async fn answer(state: &Mutex<State>, uri: &Uri) -> Response<Body> {
+async fn answer(state: &Mutex<State>, uri: &Uri, headers: &HeaderMap) -> Response<Body> {
     let (reply, delay) = {
         let mut state = state.lock();
         *state.calls.entry(uri.path().to_string()).or_default() += 1;
+        if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            state.traceparents.push(tp.to_string());
+        }
         (state.reply.unwrap_or(Reply::Ok), state.delay)
     };
     if !delay.is_zero() {

@@ -2,8 +2,10 @@
 //! - [`consul::FakeConsul`], a stateful fake Consul agent that runs gRPC health checks like the
 //!   real one (also run on its own by the `fake-consul` binary, for a fleet of processes);
 //! - [`grpc::StubGrpc`], a gRPC server whose answers are scripted (errors on demand);
-//! - [`proxy::LatencyProxy`], a TCP proxy that makes a real server slow.
+//! - [`proxy::LatencyProxy`], a TCP proxy that makes a real server slow;
+//! - [`otlp::Collector`], an in-process OTLP trace collector for the tests of trace export.
 
 pub mod consul;
 pub mod grpc;
+pub mod otlp;
 pub mod proxy;

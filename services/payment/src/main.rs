@@ -3,6 +3,9 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = payment::load_settings()?;
-    mall_common::telemetry::init_logging(&settings.telemetry);
-    payment::run(settings, mall_common::server::shutdown_signal()).await
+    mall_common::telemetry::init(&settings.service, &settings.telemetry);
+    let result = payment::run(settings, mall_common::server::shutdown_signal()).await;
+    // The spans of the last calls leave before the process does.
+    mall_common::telemetry::trace::shutdown().await;
+    result
 }

@@ -22,6 +22,7 @@ use rand::Rng;
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use super::{Attempted, BoxError, CallDeadline, ReadWhole, TrailerCode, response_code};
 use crate::context::{GRPC_TIMEOUT_HEADER, format_grpc_timeout};
@@ -223,7 +224,16 @@ impl Target {
                 .insert(GRPC_TIMEOUT_HEADER, format_grpc_timeout(left));
         }
         let whole = req.extensions().get::<ReadWhole>().is_some();
-        let outcome = self.attempt(&instance, req, whole).await;
+        let span = crate::telemetry::trace::enabled()
+            .then(|| super::trace::attempt_span(&instance.addr, req.headers_mut()));
+        let outcome = match &span {
+            Some(span) => {
+                self.attempt(&instance, req, whole)
+                    .instrument(span.clone())
+                    .await
+            }
+            None => self.attempt(&instance, req, whole).await,
+        };
         match &outcome {
             Ok(resp) if super::answered_unavailable(resp) => {
                 self.eject(&instance, "answered UNAVAILABLE")
@@ -234,7 +244,10 @@ impl Target {
             }
             Err(_) => {}
         }
-        outcome
+        match span {
+            Some(span) => super::trace::end(span, outcome, Status::code),
+            None => outcome,
+        }
     }
 
     fn eject(&self, instance: &Instance, why: &str) {

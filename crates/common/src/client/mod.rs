@@ -2,6 +2,8 @@
 //! ready tonic client for a named service. Each call goes down a stack of layers, one concern
 //! per file, outermost first:
 //!
+//! 0. [`trace`] (while traces are exported): the call's client span, and an attempt span
+//!    per attempt (made by the balancer) whose W3C trace context goes on the attempt;
 //! 1. [`request_id`]: the handled RPC's request id goes on the call;
 //! 2. [`credentials`]: this service's token (or a given bearer token) unless the call has one;
 //! 3. [`breaker`]: fails calls fast while the target is failing, with a state metric;
@@ -22,6 +24,7 @@ mod credentials;
 mod deadline;
 mod request_id;
 mod retry;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -119,7 +122,13 @@ impl Pool {
             .get(&*self.target.service)
             .cloned()
             .unwrap_or_default();
+        let spans = crate::telemetry::trace::enabled().then(|| {
+            AroundLayer(trace::CallSpans {
+                target: self.target.service.clone(),
+            })
+        });
         let stack = ServiceBuilder::new()
+            .option_layer(spans)
             .layer(RequestIdLayer)
             .layer(AroundLayer(credentials))
             .layer(AroundLayer(BreakerLayer {

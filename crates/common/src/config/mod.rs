@@ -387,7 +387,8 @@ where
         builder = builder.add_source(file);
     }
     let layered = builder.add_source(source.env_source()).build()?;
-    let sections: PlatformSections = layered.clone().try_deserialize()?;
+    let mut sections: PlatformSections = layered.clone().try_deserialize()?;
+    sections.telemetry.fill_from_env(&source.env);
     let ext: E = layered.try_deserialize()?;
     let settings = Settings {
         service: service.to_string(),

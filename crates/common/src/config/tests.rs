@@ -487,3 +487,57 @@ fn tls_is_off_by_default_and_its_paths_are_per_service() {
     .to_string();
     assert!(err.contains("tls.key"), "{err}");
 }
+
+#[test]
+fn trace_export_is_off_by_default_and_on_by_either_key() {
+    assert_eq!(load_env("cart", &[]).unwrap().telemetry.otlp_endpoint, None);
+    let standard = load_env(
+        "cart",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317")],
+    );
+    assert_eq!(
+        standard.unwrap().telemetry.otlp_endpoint.as_deref(),
+        Some("http://jaeger:4317")
+    );
+    // The platform key wins over the standard variable.
+    let both = load_env(
+        "cart",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"),
+            ("MALL__TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:14317"),
+        ],
+    );
+    assert_eq!(
+        both.unwrap().telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:14317")
+    );
+    assert_eq!(
+        load_env("cart", &[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])
+            .unwrap()
+            .telemetry
+            .otlp_endpoint,
+        None
+    );
+    for bad in [
+        "jaeger:4317",
+        "https://jaeger:4317",
+        "http://",
+        "not a url",
+        "http://user:hunter2@jaeger:4317",
+    ] {
+        let err = load_env("cart", &[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("telemetry.otlp_endpoint"), "{bad}: {text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+#[test]
+fn the_trace_flush_timeout_has_a_default_and_must_be_positive() {
+    let d = load_env("cart", &[]).unwrap().telemetry;
+    assert_eq!(d.flush_timeout, DEFAULT_TRACE_FLUSH_TIMEOUT);
+    let set = load_env("cart", &[("MALL__TELEMETRY__FLUSH_TIMEOUT", "2s")]).unwrap();
+    assert_eq!(set.telemetry.flush_timeout, Duration::from_secs(2));
+    let err = load_env("cart", &[("MALL__TELEMETRY__FLUSH_TIMEOUT", "0s")]).unwrap_err();
+    assert!(err.to_string().contains("telemetry.flush_timeout"), "{err}");
+}

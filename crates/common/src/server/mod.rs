@@ -2,15 +2,16 @@
 //!
 //! - `grpc.health.v1.Health`, per service name and overall (`""`);
 //! - server reflection `v1` and `v1alpha` (grpcurl 1.8 speaks only `v1alpha`);
-//! - the [`layers`] every RPC passes through (request id, metrics, load shedding, access,
-//!   deadline);
+//! - the [`layers`] every RPC passes through (request id, trace span, metrics, load shedding,
+//!   access, deadline);
 //! - with `tls.enabled`, mutual TLS on the gRPC port (see [`crate::tls`]);
 //! - an admin HTTP port ([`admin`]) with `/metrics`, `/healthz` and `/readyz`;
 //! - once the ports are bound, registration through the discovery [`Register`] (a no-op for
 //!   static discovery, the agent for Consul);
 //! - graceful shutdown: the instance deregisters, health goes NOT_SERVING, `/readyz` fails,
 //!   background workers see [`Shutdown`], the listener closes after `server.drain_delay`,
-//!   in-flight calls finish (up to `server.shutdown_grace`), then [`BoundServer::serve`] returns.
+//!   in-flight calls finish (up to `server.shutdown_grace`), the service's spans are flushed to
+//!   the collector (when traces are exported), then [`BoundServer::serve`] returns.
 //!
 //! Services get their builder from [`crate::platform::Platform::server`], which wires the
 //! platform's tokens, registry and readiness checks in.
@@ -41,6 +42,7 @@ use self::layers::deadline::Deadlines;
 use self::layers::load_shed::LoadShedLayer;
 use self::layers::metrics::MetricsLayer;
 use self::layers::request_id::RequestIds;
+use self::layers::trace::TraceLayer;
 pub use self::shutdown::{
     DEREGISTER_TIMEOUT, Shutdown, ShutdownTrigger, shutdown_pair, shutdown_signal,
 };
@@ -164,6 +166,7 @@ impl ServerBuilder {
 
         let rpc_metrics = RpcMetrics::register(&mut self.registry);
         let stack = Stack {
+            trace: TraceLayer::new(&self.name, grpc_addr.to_string()),
             metrics: MetricsLayer::new(rpc_metrics),
             load_shed: LoadShedLayer::new(self.max_concurrent_rpcs, self.service_names.clone()),
             access: AccessLayer::new(self.access, self.tokens, &self.name, self.tls.is_some()),
@@ -193,6 +196,7 @@ impl ServerBuilder {
 
 /// The layers of [`layers`] that carry state, stacked in [`BoundServer::serve`].
 struct Stack {
+    trace: TraceLayer,
     metrics: MetricsLayer,
     load_shed: LoadShedLayer,
     access: AccessLayer,
@@ -269,8 +273,10 @@ impl BoundServer {
         };
         let mut begun = drain.trigger.subscribe();
         let signal = drain.run(shutdown, registration);
+        let trace = self.stack.trace.service_trace().cloned();
         let stack = ServiceBuilder::new()
             .layer(AroundLayer(RequestIds))
+            .layer(AroundLayer(self.stack.trace))
             .layer(AroundLayer(self.stack.metrics))
             .layer(AroundLayer(self.stack.load_shed))
             .layer(AroundLayer(self.stack.access))
@@ -302,6 +308,9 @@ impl BoundServer {
             tracing::warn!(error = %e, "admin server error");
         }
         tracing::info!(service = %self.name, "stopped");
+        if let Some(trace) = trace {
+            trace.flush().await;
+        }
         result
     }
 

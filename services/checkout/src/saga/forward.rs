@@ -2,7 +2,10 @@
 //! charge, mark paid, remove the purchased lines from the cart. Before the order exists a failure is a rejection (nothing to
 //! undo); from then on it compensates (see [`super::compensate`]).
 
+use tracing::Instrument as _;
+
 use super::outcome::Answer;
+use super::step_span;
 use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run, StepError};
 use crate::domain::{Card, MAX_LINES, PricedLine, PricingError, SagaState, Step, price_lines};
 use crate::downstream::reason;
@@ -55,6 +58,7 @@ impl Engine {
         let cart = self
             .down()
             .get_cart(run.user(), timeout)
+            .instrument(step_span("read_cart", run))
             .await
             .map_err(|e| Self::cut_by_budget(run, e))?;
         if cart.is_empty() {
@@ -80,6 +84,7 @@ impl Engine {
         let prices = self
             .down()
             .prices(ids, timeout)
+            .instrument(step_span("price", run))
             .await
             .map_err(|e| Self::cut_by_budget(run, e))?;
         price_lines(cart, &prices).map_err(Failure::Pricing)
@@ -108,6 +113,7 @@ impl Engine {
         let placed = self
             .down()
             .place_order(&run.id, run.user(), &run.contact, &run.lines, timeout)
+            .instrument(step_span("place_order", run))
             .await;
         let order_id = match placed {
             Ok(id) => id,
@@ -133,6 +139,7 @@ impl Engine {
             Ok(timeout) => {
                 self.down()
                     .reserve_stock(order_id, &run.lines, timeout)
+                    .instrument(step_span("reserve_stock", run))
                     .await
             }
             Err(e) => Err(e),
@@ -160,6 +167,7 @@ impl Engine {
         let charged = self
             .down()
             .charge(order_id, run.user(), run.total, card, timeout)
+            .instrument(step_span("charge", run))
             .await;
         match charged {
             Ok(tx) => {
@@ -203,6 +211,7 @@ impl Engine {
             match self
                 .down()
                 .mark_paid(run.user(), &order_id, &tx, step)
+                .instrument(step_span("mark_paid", run))
                 .await
             {
                 Ok(()) => return self.paid(run).await,
@@ -227,6 +236,7 @@ impl Engine {
         match self
             .down()
             .remove_purchased(run.user(), &order_id, &run.lines, self.inner.timing.step)
+            .instrument(step_span("cart_cleanup", run))
             .await
         {
             Ok(()) => {

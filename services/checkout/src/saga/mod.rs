@@ -14,6 +14,12 @@
 //! release the stock, then refund whatever of the charge is not refunded yet. Every action is
 //! idempotent or guarded, so the recovery worker can simply run the whole compensation again.
 //!
+//! Each remote call of a step runs in that step's span (`saga.<step>`: `saga.read_cart`,
+//! `saga.price`, `saga.place_order`, `saga.reserve_stock`, `saga.charge`, `saga.mark_paid`,
+//! `saga.cart_cleanup`, `saga.compensate.find_order`, `saga.compensate.cancel_order`,
+//! `saga.compensate.release_stock`, `saga.compensate.refund`) with the saga id as `saga.id`, so
+//! a trace of a checkout shows its steps, and the calls of each step under it.
+//!
 //! The answer the client gets is recorded as the saga's outcome; a retry with the same
 //! idempotency key gets exactly that answer.
 
@@ -84,6 +90,16 @@ struct Inner {
     owner: String,
     /// Secret keying request fingerprints (`checkout.fingerprint_secret`).
     fingerprint_secret: String,
+}
+
+/// The span of one step of `run` (see the module docs), around the step's remote call.
+fn step_span(step: &'static str, run: &Run) -> tracing::Span {
+    tracing::info_span!(
+        "saga.step",
+        otel.name = %format_args!("saga.{step}"),
+        saga.step = step,
+        saga.id = %run.id
+    )
 }
 
 /// One saga being driven (the in-memory mirror of its row).
@@ -188,12 +204,14 @@ impl Engine {
             None => format!("fp:{fp}"),
         };
         let id = new_saga_id();
+        let trace_parent = mall_common::telemetry::trace::current_traceparent();
         let new = NewSaga {
             id: &id,
             user_id: input.user_id,
             idempotency_key: &key,
             fingerprint: &fp,
             contact: &input.contact,
+            trace_parent: trace_parent.as_deref(),
         };
         for _ in 0..3 {
             let sagas = &self.inner.sagas;

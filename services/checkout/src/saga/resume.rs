@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use super::outcome::Answer;
 use super::{Engine, Failure, Run, StepError};
 use crate::domain::{SagaState, Step};
@@ -13,7 +15,21 @@ impl Engine {
     /// Drives an open saga whose lease this instance just claimed to an end state (or parks
     /// it again for later). A saga that ends in an error answer has still been driven: only
     /// a lost lease, a stop or a storage failure is the worker's problem.
+    ///
+    /// It runs in a `saga.resume` span of its own trace, linked to the trace of the request
+    /// that opened the saga (when traces were exported then and now).
     pub async fn resume(&self, saga: Saga) -> Result<(), StepError> {
+        let span = tracing::info_span!(
+            "saga.resume",
+            saga.id = %saga.id,
+            saga.step = %saga.step
+        );
+        mall_common::telemetry::trace::adopt(&span, crate::NAME, saga.trace_parent.as_deref());
+        self.drive_open(saga).instrument(span).await
+    }
+
+    /// [`Engine::resume`] inside its span.
+    async fn drive_open(&self, saga: Saga) -> Result<(), StepError> {
         tracing::info!(saga = %saga.id, step = %saga.step, "resuming saga");
         let mut run = Run {
             id: saga.id.clone(),

@@ -22,7 +22,7 @@ pub static MIGRATIONS: Migrations = Migrations {
 
 const SAGA_COLUMNS: &str = "id, user_id, idempotency_key, fingerprint, state, step, order_id, \
      transaction_id, total_cents, lines_json, contact_json, outcome_code, outcome_message, \
-     lease_owner, lease_until, created_at";
+     lease_owner, lease_until, created_at, trace_parent";
 
 /// Longest stored outcome message.
 const MAX_OUTCOME_MESSAGE: usize = 500;
@@ -70,6 +70,8 @@ pub struct Saga {
     pub outcome: Option<Outcome>,
     /// Unix seconds.
     pub created_at: i64,
+    /// The `traceparent` of the request that opened it, while traces were exported.
+    pub trace_parent: Option<String>,
 }
 
 /// A new saga row.
@@ -85,6 +87,8 @@ pub struct NewSaga<'a> {
     pub fingerprint: &'a str,
     /// Names, email, address.
     pub contact: &'a Contact,
+    /// The `traceparent` of the request opening it (see [`Saga::trace_parent`]).
+    pub trace_parent: Option<&'a str>,
 }
 
 /// A progress write: every `Some` field is set.
@@ -163,6 +167,7 @@ fn saga_of(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
             message: message.unwrap_or_default(),
         }),
         created_at: row.try_get("created_at")?,
+        trace_parent: row.try_get("trace_parent")?,
         id,
     })
 }
@@ -213,8 +218,8 @@ impl Sagas {
         let now = unix_secs();
         let inserted = sqlx::query(
             "INSERT INTO sagas (id, user_id, idempotency_key, fingerprint, state, step, \
-             contact_json, lease_owner, lease_until, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             contact_json, lease_owner, lease_until, created_at, updated_at, trace_parent) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id)
         .bind(new.user_id)
@@ -227,6 +232,7 @@ impl Sagas {
         .bind(lease_until)
         .bind(now)
         .bind(now)
+        .bind(new.trace_parent)
         .execute(self.db.pool())
         .await;
         match inserted {

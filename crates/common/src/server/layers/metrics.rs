@@ -1,5 +1,6 @@
 //! The RED metrics of every RPC (`grpc_server_started_total`, `grpc_server_handled_total`,
-//! `grpc_server_handling_seconds`, calls in flight) and its span and log line. An RPC ends when
+//! `grpc_server_handling_seconds`, calls in flight) and its log line, and its status on the
+//! server span (made by the [`trace`](super::trace) layer outside). An RPC ends when
 //! its status is known: in the response headers for errors (trailers-only), else in the trailers
 //! as the body goes by; a response dropped before that (the client went away) ends `CANCELLED`.
 
@@ -13,13 +14,11 @@ use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
-use tracing::Instrument;
 
-use super::request_id::RequestId;
 use super::{HttpRequest, HttpResponse, LayerFuture, split_path};
 use crate::around::Around;
-use crate::context::{GRPC_TIMEOUT_HEADER, parse_grpc_timeout};
 use crate::telemetry::RpcMetrics;
+use crate::telemetry::trace::{is_server_error, record_status};
 
 /// See the module docs.
 #[derive(Clone)]
@@ -44,23 +43,8 @@ impl Around<HttpRequest, HttpResponse, Infallible> for MetricsLayer {
         S::Future: Send + 'static,
     {
         let (service, method) = split_path(req.uri().path());
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.as_str())
-            .unwrap_or_default();
-        let timeout_ms = req
-            .headers()
-            .get(GRPC_TIMEOUT_HEADER)
-            .and_then(parse_grpc_timeout)
-            .map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-        let span = tracing::info_span!(
-            "rpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            request_id = %request_id,
-            grpc.timeout_ms = timeout_ms
-        );
+        // The server span of the trace layer, which calls this layer inside it.
+        let span = tracing::Span::current();
         self.metrics.started(service);
         let completion = Completion {
             metrics: self.metrics.clone(),
@@ -70,23 +54,20 @@ impl Around<HttpRequest, HttpResponse, Infallible> for MetricsLayer {
             span: span.clone(),
             done: false,
         };
-        Box::pin(
-            async move {
-                let Ok(resp) = inner.call(req).await;
-                let (parts, body) = resp.into_parts();
-                // Errors are usually trailers-only: the status is in the headers already.
-                if let Some(code) = grpc_status(&parts.headers) {
-                    completion.finish(code);
-                    return Ok(http::Response::from_parts(parts, body));
-                }
-                let body = Body::new(CompletionBody {
-                    inner: body,
-                    completion: Some(completion),
-                });
-                Ok(http::Response::from_parts(parts, body))
+        Box::pin(async move {
+            let Ok(resp) = inner.call(req).await;
+            let (parts, body) = resp.into_parts();
+            // Errors are usually trailers-only: the status is in the headers already.
+            if let Some(code) = grpc_status(&parts.headers) {
+                completion.finish(code);
+                return Ok(http::Response::from_parts(parts, body));
             }
-            .instrument(span),
-        )
+            let body = Body::new(CompletionBody {
+                inner: body,
+                completion: Some(completion),
+            });
+            Ok(http::Response::from_parts(parts, body))
+        })
     }
 }
 
@@ -113,6 +94,7 @@ impl Completion {
         self.metrics
             .finished(&self.service, &self.method, code, elapsed);
         let ms = elapsed.as_secs_f64() * 1000.0;
+        record_status(&self.span, code, is_server_error(code));
         self.span.in_scope(|| match code {
             tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
                 tracing::error!(code = ?code, elapsed_ms = ms, "rpc failed")

@@ -1,12 +1,14 @@
 //! The layers every RPC passes through, outermost first:
 //!
 //! 1. [`request_id`]: the caller's `x-request-id` (or a new one), echoed on the response;
-//! 2. [`metrics`]: the RED metrics and the per-RPC span and log line (its status is taken from
-//!    the headers, or from the trailers as the body goes by);
-//! 3. [`load_shed`]: past `server.max_concurrent_rpcs` calls in flight, `RESOURCE_EXHAUSTED` at
+//! 2. [`trace`]: the server span, continuing the caller's W3C trace context while traces are
+//!    exported;
+//! 3. [`metrics`]: the RED metrics and the per-RPC log line, and the status on the span (taken
+//!    from the headers, or from the trailers as the body goes by);
+//! 4. [`load_shed`]: past `server.max_concurrent_rpcs` calls in flight, `RESOURCE_EXHAUSTED` at
 //!    once instead of a queue;
-//! 4. [`access`]: the service's access table and the bearer token, before any handler runs;
-//! 5. [`deadline`]: the caller's `grpc-timeout` and the request id become the task's request
+//! 5. [`access`]: the service's access table and the bearer token, before any handler runs;
+//! 6. [`deadline`]: the caller's `grpc-timeout` and the request id become the task's request
 //!    context, which outgoing calls read.
 //!
 //! Each is an [`Around`](crate::around::Around), stacked as an
@@ -18,6 +20,7 @@ pub mod deadline;
 pub mod load_shed;
 pub mod metrics;
 pub mod request_id;
+pub mod trace;
 
 use std::convert::Infallible;
 
@@ -32,13 +35,7 @@ pub type HttpResponse = http::Response<Body>;
 /// The future of every layer.
 pub type LayerFuture = BoxFuture<'static, Result<HttpResponse, Infallible>>;
 
-/// The `(service, method)` of a gRPC path `/package.Service/Method`.
-pub fn split_path(path: &str) -> (&str, &str) {
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let service = parts.next().unwrap_or_default();
-    let method = parts.next().unwrap_or_default();
-    (service, method)
-}
+pub use crate::context::split_path;
 
 /// A refusal as a trailers-only response.
 pub fn refuse(status: Status) -> HttpResponse {

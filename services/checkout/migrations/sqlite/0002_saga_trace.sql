@@ -1,0 +1,3 @@
+-- The W3C `traceparent` of the request that opened the saga (NULL when traces were not
+-- exported), so the recovery worker's resumed saga links to the original trace.
+ALTER TABLE sagas ADD COLUMN trace_parent TEXT;
