@@ -6,7 +6,8 @@
 #      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends;
 #   4. the same tests once more on the embedded defaults (SQLite + in-process cache);
 #   5. the deploy files: promtool on the Prometheus config and rules, compose/YAML syntax;
-#   6. a smoke test: the release `mall` binary called with the real grpcurl;
+#   6. a smoke test: the release `mall` binary called with the real grpcurl; then a trace smoke:
+#      one purchase's trace, exported over OTLP to a real receiver (rotel), spans five services;
 #   7. end to end: the fleet as separate processes on MariaDB + Redis under a minute of load
 #      with one of each fault (scripts/e2e.sh --short): no violated invariant, no INTERNAL or
 #      UNKNOWN in any service's /metrics.
@@ -71,6 +72,9 @@ scripts/check-deploy.sh
 
 step "smoke: release fleet + grpcurl"
 scripts/smoke.sh
+
+step "trace smoke: the release fleet exports one purchase's trace to a real OTLP receiver (rotel)"
+scripts/trace-smoke.sh
 
 step "e2e: the fleet as separate processes, under load and faults"
 scripts/e2e.sh --short

@@ -57,7 +57,7 @@ parent=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
 order=$(grpcurl -plaintext "${auth[@]}" -H "traceparent: 00-$trace_id-$parent-01" -d "{
   \"user_id\": $user_id, \"firstname\": \"T\", \"lastname\": \"S\", \"email\": \"$name@example.com\",
   \"address\": {\"street_address\": \"1 Main St\", \"city\": \"Springfield\", \"state\": \"IL\", \"country\": \"US\", \"zip_code\": \"62701\"},
-  \"credit_card\": {\"credit_card_number\": \"4111111111111111\", \"credit_card_cvv\": \"123\", \"credit_card_expiration_year\": 2099, \"credit_card_expiration_month\": 12},
+  \"credit_card\": {\"credit_card_number\": \"4111111111111111\", \"credit_card_cvv\": \"123\", \"credit_card_expiration_year\": $(( $(date +%Y) + 2 )), \"credit_card_expiration_month\": 12},
   \"idempotency_key\": \"trace-smoke-$RANDOM\"}" 127.0.0.1:8006 tiktokmall.checkout.v1.CheckoutService/Checkout) \
   || fail "Checkout failed"
 grep -q '"orderId"' <<<"$order" || fail "Checkout returned no order: $order"
@@ -78,7 +78,8 @@ if trace not in text:
 services = set()
 current = None
 for line in text.splitlines():
-    m = re.search(r"service\.name[^A-Za-z0-9_]+([A-Za-z0-9_-]+)", line)
+    # rotel's detailed debug log: "-> service.name: Str(checkout)" under each resource.
+    m = re.search(r"service\.name:\s*(?:Str\()?([A-Za-z0-9_-]+)", line)
     if m:
         current = m.group(1)
     if trace in line and current:
