@@ -232,12 +232,8 @@ async fn failures_say_whether_the_request_may_have_reached_the_service() {
     use mall_common::client::never_sent;
     use mall_testkit::proxy::LatencyProxy;
 
-    // Nobody listens: the request cannot have been sent.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
-    let s = settings("payment", &[unused.to_string()]);
+    // Nobody listens (port 1: no test can bind it): the request cannot have been sent.
+    let s = settings("payment", &["127.0.0.1:1".to_string()]);
     let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
     let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");

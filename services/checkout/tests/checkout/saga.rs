@@ -248,15 +248,13 @@ async fn checkout_with_declined_card_releases_stock_and_cancels_order() {
 async fn checkout_with_payment_unreachable_is_unavailable_and_cancels_the_order() {
     let fleet = fleet().await;
     let db = fleet.fresh_database("checkout");
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").to_string()
-    };
+    // Port 1: nothing listens there and no test can bind it (a port freed by another bind
+    // could be taken by a concurrent test's server meanwhile).
     let instance = Instance::start(
         &fleet,
         &db,
         Faults::default(),
-        &[("MALL__DISCOVERY__STATIC__PAYMENT", dead.as_str())],
+        &[("MALL__DISCOVERY__STATIC__PAYMENT", "127.0.0.1:1")],
     )
     .await;
     let user = 105;
