@@ -47,7 +47,9 @@ grep -q 'InvalidArgument' <<<"$bad" || fail "id 0 was not InvalidArgument: $bad"
 
 ready=$(curl -fsS http://127.0.0.1:9003/readyz) || fail "/readyz failed"
 [ "$ready" = "ready" ] || fail "/readyz said: $ready"
-curl -fsS http://127.0.0.1:9003/metrics | grep -q 'grpc_server_handled_total' || fail "no RED metrics"
+# Read the page whole first: `grep -q` leaving a pipe early makes curl fail under pipefail.
+metrics=$(curl -fsS http://127.0.0.1:9003/metrics) || fail "/metrics failed"
+grep -q 'grpc_server_handled_total' <<<"$metrics" || fail "no RED metrics"
 
 # The identity flow through the user service (which calls auth), then product's admin gate.
 user=tiktokmall.user.v1.UserService
