@@ -162,6 +162,32 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
     assert_eq!(checkout.attr("request_id"), Some("traced-7d1e"));
     assert!(descends(&trace, checkout, from_caller[0]));
 
+    // Cache calls are spans under the RPC that makes them, with no key on them: the revocation
+    // check of the user's token at checkout, and product's invalidation after reserving.
+    let revocation = trace
+        .iter()
+        .find(|s| s.name == "cache.get_many" && descends(&trace, s, checkout))
+        .unwrap_or_else(|| panic!("no cache read under Checkout: {}", names(&trace)));
+    assert_eq!(revocation.service, "checkout");
+    assert_eq!(revocation.kind, SPAN_CLIENT);
+    assert!(matches!(
+        revocation.attr("db.system"),
+        Some("memory" | "redis")
+    ));
+    assert_eq!(revocation.attr("db.operation"), Some("get_many"));
+    let reserve = server_span(&trace, "product", "ProductCatalogService/ReserveStock");
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.name == "cache.set" && descends(&trace, s, reserve)),
+        "no cache invalidation under ReserveStock: {}",
+        names(&trace)
+    );
+    assert!(
+        trace.iter().all(|s| s.attr("key").is_none()),
+        "a cache key on a span"
+    );
+
     // The saga's steps, in checkout, attributed with the saga id, each over its call.
     let steps = [
         ("saga.read_cart", "cart", "CartService/GetCart"),

@@ -17,9 +17,11 @@ use crate::config::{CacheSettings, redact_url};
 
 mod memory;
 mod redis;
+mod traced;
 
 pub use memory::MemoryCache;
 pub use redis::RedisCache;
+pub use traced::Traced;
 
 /// A cache operation failed (Redis unreachable, protocol error).
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +75,22 @@ pub type SharedCache = Arc<dyn Cache>;
 /// Opens the cache named by `settings.url` (`memory://` or `redis://...`).
 pub async fn connect(settings: &CacheSettings) -> Result<SharedCache, CacheError> {
     let prefix = format!("{}:", settings.namespace);
+    // Spans only while traces are exported: no cost otherwise.
+    let traced = crate::telemetry::trace::enabled();
     if settings.url.starts_with("memory://") {
-        Ok(Arc::new(MemoryCache::shared(
-            prefix,
-            settings.memory_capacity,
-        )))
+        let memory = MemoryCache::shared(prefix, settings.memory_capacity);
+        Ok(if traced {
+            Arc::new(Traced::new(memory, "memory"))
+        } else {
+            Arc::new(memory)
+        })
     } else if settings.url.starts_with("redis://") {
-        Ok(Arc::new(RedisCache::connect(&settings.url, prefix).await?))
+        let redis = RedisCache::connect(&settings.url, prefix).await?;
+        Ok(if traced {
+            Arc::new(Traced::new(redis, "redis"))
+        } else {
+            Arc::new(redis)
+        })
     } else {
         Err(CacheError(format!(
             "unsupported cache url `{}`",
