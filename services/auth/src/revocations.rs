@@ -255,89 +255,107 @@ mod tests {
         }
     }
 
+    /// Revocations on a fresh SQLite database, copied to a [`Flaky`] cache.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        accounts: Accounts,
+        flaky: Arc<Flaky>,
+        cache: SharedCache,
+        revocations: Revocations,
+    }
+
+    impl Setup {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/auth.db?mode=rwc", dir.path().display());
+            let settings = DatabaseSettings::default();
+            let db = Database::connect(&url, &settings, &crate::store::MIGRATIONS)
+                .await
+                .unwrap();
+            let accounts = Accounts::new(db);
+            let flaky = Arc::new(Flaky {
+                inner: MemoryCache::new("t:".into(), 100),
+                writes_down: AtomicBool::new(false),
+                deletes_down: AtomicBool::new(false),
+            });
+            let cache: SharedCache = flaky.clone();
+            let ttl = Duration::from_secs(60);
+            let revocations = Revocations::new(accounts.clone(), cache.clone(), ttl);
+            Setup {
+                _dir: dir,
+                accounts,
+                flaky,
+                cache,
+                revocations,
+            }
+        }
+
+        /// Commits `r` and copies it, as a use case does.
+        async fn revoke(&self, r: &Revocation) {
+            let one = std::slice::from_ref(r);
+            self.accounts.record_revocations(one).await.unwrap();
+            self.revocations.publish(one).await;
+        }
+
+        async fn holds(&self, r: &Revocation) -> bool {
+            self.cache.get(&r.revoked.key()).await.unwrap().is_some()
+        }
+
+        async fn has_epoch(&self) -> bool {
+            revocation::has_epoch(self.cache.as_ref()).await.unwrap()
+        }
+
+        fn cache_down(&self, writes: bool, deletes: bool) {
+            self.flaky.writes_down.store(writes, Ordering::SeqCst);
+            self.flaky.deletes_down.store(deletes, Ordering::SeqCst);
+        }
+    }
+
     #[tokio::test]
     async fn a_copy_that_failed_is_rebuilt_and_meanwhile_the_cache_fails_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/auth.db?mode=rwc", dir.path().display());
-        let db = Database::connect(
-            &url,
-            &DatabaseSettings::default(),
-            &crate::store::MIGRATIONS,
-        )
-        .await
-        .unwrap();
-        let accounts = Accounts::new(db);
-        let flaky = Arc::new(Flaky {
-            inner: MemoryCache::new("t:".into(), 100),
-            writes_down: AtomicBool::new(false),
-            deletes_down: AtomicBool::new(false),
-        });
-        let cache: SharedCache = flaky.clone();
-        let revocations =
-            Revocations::new(accounts.clone(), cache.clone(), Duration::from_secs(60));
+        let t = Setup::new().await;
         assert!(
-            revocations.sync().await.unwrap(),
-            "a new cache gets its first copy"
+            t.revocations.sync().await.unwrap(),
+            "a new cache gets a copy"
         );
         assert!(
-            !revocations.sync().await.unwrap(),
-            "a complete copy is left alone"
+            !t.revocations.sync().await.unwrap(),
+            "a complete copy stays"
         );
-        let holds = |r: &Revocation| {
-            let (cache, key) = (cache.clone(), r.revoked.key());
-            async move { cache.get(&key).await.unwrap().is_some() }
-        };
 
         // The cache refuses the copy but takes the withdrawal: services fail closed at once,
         // and the next sync restores everything.
-        let first = revocations.session("s-1");
-        accounts
-            .record_revocations(std::slice::from_ref(&first))
-            .await
-            .unwrap();
-        flaky.writes_down.store(true, Ordering::SeqCst);
-        revocations.publish(std::slice::from_ref(&first)).await;
+        let first = t.revocations.session("s-1");
+        t.cache_down(true, false);
+        t.revoke(&first).await;
+        assert!(!t.has_epoch().await, "withdrawn");
+        t.cache_down(false, false);
         assert!(
-            !revocation::has_epoch(cache.as_ref()).await.unwrap(),
-            "withdrawn"
-        );
-        flaky.writes_down.store(false, Ordering::SeqCst);
-        assert!(
-            revocations.sync().await.unwrap(),
+            t.revocations.sync().await.unwrap(),
             "the failed copy is redone"
         );
-        assert!(holds(&first).await, "restored from the table");
-        assert!(revocation::has_epoch(cache.as_ref()).await.unwrap());
+        assert!(t.holds(&first).await, "restored from the table");
+        assert!(t.has_epoch().await);
 
         // It refuses the withdrawal too: the epoch stays, yet the next sync still rebuilds.
-        let second = revocations.session("s-2");
-        accounts
-            .record_revocations(std::slice::from_ref(&second))
-            .await
-            .unwrap();
-        flaky.writes_down.store(true, Ordering::SeqCst);
-        flaky.deletes_down.store(true, Ordering::SeqCst);
-        revocations.publish(std::slice::from_ref(&second)).await;
-        flaky.writes_down.store(false, Ordering::SeqCst);
-        flaky.deletes_down.store(false, Ordering::SeqCst);
-        assert!(!holds(&second).await);
+        let second = t.revocations.session("s-2");
+        t.cache_down(true, true);
+        t.revoke(&second).await;
+        t.cache_down(false, false);
+        assert!(!t.holds(&second).await);
         assert!(
-            revocations.sync().await.unwrap(),
-            "rebuilt although the epoch was there"
+            t.revocations.sync().await.unwrap(),
+            "rebuilt with the epoch there"
         );
-        assert!(holds(&second).await);
+        assert!(t.holds(&second).await);
 
         // A wiped cache (no epoch) is rebuilt from the table, every row of it.
-        let third = revocations.user(7);
-        accounts
-            .record_revocations(std::slice::from_ref(&third))
-            .await
-            .unwrap();
-        revocations.publish(std::slice::from_ref(&third)).await;
-        cache.clear().await.unwrap();
-        assert!(revocations.sync().await.unwrap());
+        let third = t.revocations.user(7);
+        t.revoke(&third).await;
+        t.cache.clear().await.unwrap();
+        assert!(t.revocations.sync().await.unwrap());
         for r in [&first, &second, &third] {
-            assert!(holds(r).await, "{r:?}");
+            assert!(t.holds(r).await, "{r:?}");
         }
     }
 

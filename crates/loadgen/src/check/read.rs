@@ -53,91 +53,103 @@ pub async fn snapshot(conn: &mut MySqlConnection, prefix: &str) -> anyhow::Resul
 
 async fn read_all(conn: &mut MySqlConnection, prefix: &str) -> anyhow::Result<Snapshot> {
     let db = |service: &str| format!("`{prefix}{service}`");
-    let (product, order, payment, checkout) =
-        (db("product"), db("order"), db("payment"), db("checkout"));
-
     let taken_at: i64 = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP() AS SIGNED)")
         .fetch_one(&mut *conn)
         .await?;
-    let products = fetch(
-        conn,
-        format!("SELECT id, name, stock FROM {product}.products ORDER BY id"),
-        |r| {
-            Ok(Product {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                stock: r.try_get("stock")?,
-            })
-        },
-    )
-    .await?;
+    let product = db("product");
+    let products = read_products(conn, &product).await?;
     let reservations = read_reservations(conn, &product).await?;
-    let orders = fetch(
-        conn,
-        format!(
-            "SELECT id, user_id, status, total_cents, transaction_id, updated_at FROM {order}.orders"
-        ),
-        |r| {
-            Ok(Order {
-                id: r.try_get("id")?,
-                user_id: r.try_get("user_id")?,
-                status: r.try_get("status")?,
-                total_cents: r.try_get("total_cents")?,
-                transaction_id: r.try_get("transaction_id")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        },
-    )
-    .await?;
-    let payments = fetch(
-        conn,
-        format!(
-            "SELECT transaction_id, order_id, user_id, amount_cents, refunded_cents, status, \
-             updated_at FROM {payment}.payments"
-        ),
-        |r| {
-            Ok(Payment {
-                transaction_id: r.try_get("transaction_id")?,
-                order_id: r.try_get("order_id")?,
-                user_id: r.try_get("user_id")?,
-                amount_cents: r.try_get("amount_cents")?,
-                refunded_cents: r.try_get("refunded_cents")?,
-                status: r.try_get("status")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        },
-    )
-    .await?;
-    let refunds: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(amount_cents), 0) AS SIGNED) FROM {payment}.refunds"
-    )))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("reading {payment}.refunds: {e}"))?;
-    let sagas = fetch(
-        conn,
-        format!("SELECT id, state, step, order_id, created_at FROM {checkout}.sagas"),
-        |r| {
-            Ok(Saga {
-                id: r.try_get("id")?,
-                state: r.try_get("state")?,
-                step: r.try_get("step")?,
-                order_id: r.try_get("order_id")?,
-                created_at: r.try_get("created_at")?,
-            })
-        },
-    )
-    .await?;
-
+    let orders = read_orders(conn, &db("order")).await?;
+    let payment = db("payment");
+    let payments = read_payments(conn, &payment).await?;
+    let refunds = read_refund_totals(conn, &payment).await?;
+    let sagas = read_sagas(conn, &db("checkout")).await?;
     Ok(Snapshot {
         taken_at,
         products,
         reservations,
         orders,
         payments,
-        refunds: (u64::try_from(refunds.0).unwrap_or(0), refunds.1),
+        refunds,
         sagas,
     })
+}
+
+/// Product's products.
+async fn read_products(conn: &mut MySqlConnection, db: &str) -> anyhow::Result<Vec<Product>> {
+    let sql = format!("SELECT id, name, stock FROM {db}.products ORDER BY id");
+    fetch(conn, sql, |r| {
+        Ok(Product {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            stock: r.try_get("stock")?,
+        })
+    })
+    .await
+}
+
+/// Order's orders.
+async fn read_orders(conn: &mut MySqlConnection, db: &str) -> anyhow::Result<Vec<Order>> {
+    let sql = format!(
+        "SELECT id, user_id, status, total_cents, transaction_id, updated_at FROM {db}.orders"
+    );
+    fetch(conn, sql, |r| {
+        Ok(Order {
+            id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            status: r.try_get("status")?,
+            total_cents: r.try_get("total_cents")?,
+            transaction_id: r.try_get("transaction_id")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    })
+    .await
+}
+
+/// Payment's payments.
+async fn read_payments(conn: &mut MySqlConnection, db: &str) -> anyhow::Result<Vec<Payment>> {
+    let sql = format!(
+        "SELECT transaction_id, order_id, user_id, amount_cents, refunded_cents, status, \
+         updated_at FROM {db}.payments"
+    );
+    fetch(conn, sql, |r| {
+        Ok(Payment {
+            transaction_id: r.try_get("transaction_id")?,
+            order_id: r.try_get("order_id")?,
+            user_id: r.try_get("user_id")?,
+            amount_cents: r.try_get("amount_cents")?,
+            refunded_cents: r.try_get("refunded_cents")?,
+            status: r.try_get("status")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    })
+    .await
+}
+
+/// How many refunds payment made, and their sum in cents.
+async fn read_refund_totals(conn: &mut MySqlConnection, db: &str) -> anyhow::Result<(u64, i64)> {
+    let (count, cents): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(amount_cents), 0) AS SIGNED) FROM {db}.refunds"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("reading {db}.refunds: {e}"))?;
+    Ok((u64::try_from(count).unwrap_or(0), cents))
+}
+
+/// Checkout's sagas.
+async fn read_sagas(conn: &mut MySqlConnection, db: &str) -> anyhow::Result<Vec<Saga>> {
+    let sql = format!("SELECT id, state, step, order_id, created_at FROM {db}.sagas");
+    fetch(conn, sql, |r| {
+        Ok(Saga {
+            id: r.try_get("id")?,
+            state: r.try_get("state")?,
+            step: r.try_get("step")?,
+            order_id: r.try_get("order_id")?,
+            created_at: r.try_get("created_at")?,
+        })
+    })
+    .await
 }
 
 /// Product's reservations with their lines.

@@ -323,7 +323,7 @@ async fn search_is_case_insensitive_and_treats_wildcards_literally() {
 }
 
 /// The ids a search for `query` finds, in id order.
-async fn search_ids(client: &mut Client, query: &str) -> Vec<u64> {
+pub(crate) async fn search_ids(client: &mut Client, query: &str) -> Vec<u64> {
     client
         .search_products(pb::SearchProductsReq {
             query: query.into(),
@@ -339,8 +339,8 @@ async fn search_ids(client: &mut Client, query: &str) -> Vec<u64> {
         .collect()
 }
 
-/// The ids listed in category `name`, in id order.
-async fn in_category(client: &mut Client, name: &str) -> Vec<u64> {
+/// The products listed in category `name` (first page of 100).
+pub(crate) async fn listed(client: &mut Client, name: &str) -> Vec<pb::Product> {
     client
         .list_products(pb::ListProductsReq {
             category_name: name.into(),
@@ -351,6 +351,12 @@ async fn in_category(client: &mut Client, name: &str) -> Vec<u64> {
         .unwrap_or_else(|e| panic!("list {name:?}: {e}"))
         .into_inner()
         .products
+}
+
+/// The ids listed in category `name`, in id order.
+async fn in_category(client: &mut Client, name: &str) -> Vec<u64> {
+    listed(client, name)
+        .await
         .into_iter()
         .map(|p| p.id)
         .collect()

@@ -8,6 +8,8 @@ use mall_common::config::DatabaseSettings;
 use mall_common::store::{Backend, Database, Migrations};
 use mall_proto::product::v1 as pb;
 use mall_testing::{MYSQL_ENV, ProductClient as Client, TestFleet};
+
+use crate::catalog::{listed, search_ids};
 use sqlx::migrate::Migrator;
 
 /// The catalog's migrations up to and including `version`.
@@ -89,35 +91,6 @@ async fn old_link(db: &Database, product: u64, name: &str) {
         .expect("link an old category");
 }
 
-async fn listed(client: &mut Client, category: &str) -> Vec<pb::Product> {
-    client
-        .list_products(pb::ListProductsReq {
-            category_name: category.into(),
-            page: 0,
-            page_size: 100,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("list {category:?}: {e}"))
-        .into_inner()
-        .products
-}
-
-async fn found(client: &mut Client, query: &str) -> Vec<u64> {
-    client
-        .search_products(pb::SearchProductsReq {
-            query: query.into(),
-            page: 0,
-            page_size: 100,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("search {query:?}: {e}"))
-        .into_inner()
-        .results
-        .into_iter()
-        .map(|p| p.id)
-        .collect()
-}
-
 #[tokio::test]
 async fn folded_text_migration_fills_and_merges_an_existing_catalog() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -152,7 +125,7 @@ async fn folded_text_migration_fills_and_merges_an_existing_catalog() {
     let mut client = fleet.client_as::<Client>("product", &fleet.admin_token());
 
     for query in ["ärger", "ÄRGER", "lärm"] {
-        assert_eq!(found(&mut client, query).await, vec![anger], "{query}");
+        assert_eq!(search_ids(&mut client, query).await, vec![anger], "{query}");
     }
     let fillers = client
         .search_products(pb::SearchProductsReq {
