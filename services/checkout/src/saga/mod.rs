@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use mall_types::ids::stored_to_api as id_to_api;
 use mall_types::time::unix_secs as unix_now;
 use tonic::Status;
+use tracing::Instrument as _;
 
 pub use self::error::{
     BUDGET_MESSAGE, CHARGE_UNKNOWN_MESSAGE, Failure, INTERRUPTED_MESSAGE, NOT_CHARGED_MESSAGE,
@@ -101,6 +102,28 @@ fn step_span(step: &'static str, run: &Run) -> tracing::Span {
         saga.id = %run.id
     )
 }
+
+/// A step's remote call, run in its span ([`step_span`]) and timed into
+/// `checkout_step_duration_seconds{step}`.
+trait StepCall: Future + Sized {
+    fn step(
+        self,
+        metrics: &Metrics,
+        step: &'static str,
+        run: &Run,
+    ) -> impl Future<Output = Self::Output> {
+        let metrics = metrics.clone();
+        async move {
+            let started = Instant::now();
+            let out = self.await;
+            metrics.step(step, started.elapsed());
+            out
+        }
+        .instrument(step_span(step, run))
+    }
+}
+
+impl<F: Future> StepCall for F {}
 
 /// One saga being driven (the in-memory mirror of its row).
 struct Run {
