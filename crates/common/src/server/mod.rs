@@ -39,7 +39,7 @@ use tower::{Service, ServiceBuilder};
 use self::admin::{ReadyCheck, ready_check};
 use self::layers::access::AccessLayer;
 use self::layers::deadline::Deadlines;
-use self::layers::load_shed::LoadShedLayer;
+use self::layers::load_shed::{Admission, LoadShedLayer};
 use self::layers::metrics::MetricsLayer;
 use self::layers::request_id::RequestIds;
 use self::layers::trace::TraceLayer;
@@ -61,7 +61,7 @@ pub struct ServerBuilder {
     admin_port: u16,
     drain_delay: Duration,
     grace: Duration,
-    max_concurrent_rpcs: u32,
+    admission: Admission,
     routes: Routes,
     service_names: Vec<&'static str>,
     access: Vec<AccessTable>,
@@ -87,7 +87,16 @@ impl ServerBuilder {
             admin_port: settings.server.admin_port(),
             drain_delay: settings.server.drain_delay,
             grace: settings.server.shutdown_grace,
-            max_concurrent_rpcs: settings.server.max_concurrent_rpcs,
+            admission: Admission {
+                adaptive: settings.server.adaptive_concurrency,
+                // A floor above a lowered ceiling follows it down.
+                min: settings
+                    .server
+                    .min_concurrent_rpcs
+                    .min(settings.server.max_concurrent_rpcs),
+                max: settings.server.max_concurrent_rpcs,
+                internal_reserve_percent: settings.server.internal_reserve_percent,
+            },
             routes: Routes::default(),
             service_names: Vec::new(),
             access: Vec::new(),
@@ -168,7 +177,11 @@ impl ServerBuilder {
         let stack = Stack {
             trace: TraceLayer::new(&self.name, grpc_addr.to_string()),
             metrics: MetricsLayer::new(rpc_metrics),
-            load_shed: LoadShedLayer::new(self.max_concurrent_rpcs, self.service_names.clone()),
+            load_shed: LoadShedLayer::new(
+                self.admission,
+                self.service_names.clone(),
+                &mut self.registry,
+            ),
             access: AccessLayer::new(self.access, self.tokens, &self.name, self.tls.is_some()),
         };
         let (trigger, _) = shutdown_pair();
