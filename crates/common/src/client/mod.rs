@@ -97,13 +97,13 @@ pub(crate) fn response_code(resp: &http::Response<Body>) -> Option<tonic::Code> 
 }
 
 /// Whether an answer is a server's refusal to admit the call (`RESOURCE_EXHAUSTED` with
-/// [`SHED_HEADER`](crate::server::layers::load_shed::SHED_HEADER) `limit`): it never ran, so
+/// [`SHED_HEADER`](crate::context::SHED_HEADER) `limit`): it never ran, so
 /// another instance may take it.
 pub(crate) fn answered_shed(resp: &http::Response<Body>) -> bool {
     response_code(resp) == Some(tonic::Code::ResourceExhausted)
         && resp
             .headers()
-            .get(crate::server::layers::load_shed::SHED_HEADER)
+            .get(crate::context::SHED_HEADER)
             .is_some_and(|v| v == "limit")
 }
 

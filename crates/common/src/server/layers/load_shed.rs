@@ -47,8 +47,7 @@ use crate::around::Around;
 use crate::auth::bearer;
 use crate::context::{GRPC_TIMEOUT_HEADER, parse_grpc_timeout};
 
-/// The header on a refusal of this layer: `limit` or `deadline`. Such a call never ran.
-pub const SHED_HEADER: &str = "x-mall-shed";
+pub use crate::context::SHED_HEADER;
 
 /// How much slower than the no-queue latency a window may be before the limit shrinks.
 const TOLERANCE: f64 = 1.5;
