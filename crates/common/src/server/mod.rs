@@ -5,6 +5,7 @@
 //! - the [`layers`] every RPC passes through (request id, trace span, metrics, load shedding,
 //!   access, deadline);
 //! - with `tls.enabled`, mutual TLS on the gRPC port (see [`crate::tls`]);
+//! - with `server.grpc_web`, gRPC-Web for browsers beside gRPC, with CORS (see [`web`]);
 //! - an admin HTTP port ([`admin`]) with `/metrics`, `/healthz` and `/readyz`;
 //! - once the ports are bound, registration through the discovery [`Register`] (a no-op for
 //!   static discovery, the agent for Consul);
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod layers;
 mod shutdown;
+pub mod web;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +48,7 @@ use self::layers::trace::TraceLayer;
 pub use self::shutdown::{
     DEREGISTER_TIMEOUT, Shutdown, ShutdownTrigger, shutdown_pair, shutdown_signal,
 };
+use self::web::GrpcWeb;
 use crate::around::AroundLayer;
 use crate::auth::{AccessTable, Tokens};
 use crate::config::Settings;
@@ -70,6 +73,7 @@ pub struct ServerBuilder {
     ready_checks: Vec<(String, ReadyCheck)>,
     registry: Registry,
     tls: Option<MutualTls>,
+    grpc_web: Option<GrpcWeb>,
 }
 
 impl ServerBuilder {
@@ -105,6 +109,7 @@ impl ServerBuilder {
             ready_checks: Vec::new(),
             registry: Registry::default(),
             tls: None,
+            grpc_web: GrpcWeb::from_settings(&settings.server),
         }
     }
 
@@ -203,6 +208,7 @@ impl ServerBuilder {
             register: self.register,
             trigger,
             tls: self.tls.as_ref().map(MutualTls::server),
+            grpc_web: self.grpc_web,
         })
     }
 }
@@ -247,6 +253,7 @@ pub struct BoundServer {
     register: Arc<dyn Register>,
     trigger: ShutdownTrigger,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    grpc_web: Option<GrpcWeb>,
 }
 
 impl BoundServer {
@@ -287,7 +294,14 @@ impl BoundServer {
         let mut begun = drain.trigger.subscribe();
         let signal = drain.run(shutdown, registration);
         let trace = self.stack.trace.service_trace().cloned();
+        let cors = self.grpc_web.as_ref().and_then(GrpcWeb::cors);
+        let web = self
+            .grpc_web
+            .as_ref()
+            .map(|_| tonic_web::GrpcWebLayer::new());
         let stack = ServiceBuilder::new()
+            .option_layer(cors)
+            .option_layer(web)
             .layer(AroundLayer(RequestIds))
             .layer(AroundLayer(self.stack.trace))
             .layer(AroundLayer(self.stack.metrics))
@@ -296,7 +310,8 @@ impl BoundServer {
             .layer(AroundLayer(Deadlines));
         let incoming =
             tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true));
-        let mut builder = tonic::transport::Server::builder();
+        // gRPC-Web from a browser may come over HTTP/1.1.
+        let mut builder = tonic::transport::Server::builder().accept_http1(self.grpc_web.is_some());
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }

@@ -8,6 +8,7 @@
 mod balancing;
 mod catalog;
 mod failover;
+mod grpc_web;
 mod migration;
 mod near_cache;
 mod shedding;
