@@ -30,6 +30,7 @@ fn every_sample_config_loads_and_validates() {
         let source = Source {
             file: Some(path.clone()),
             env,
+            ..Source::default()
         };
         let settings = config::load("checkout", Settings::defaults("checkout"), &source)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

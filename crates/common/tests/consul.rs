@@ -233,7 +233,11 @@ fn load_with(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     config::load(
         "product",
         Settings::defaults("product"),
-        &Source { file: None, env },
+        &Source {
+            file: None,
+            env,
+            ..Source::default()
+        },
     )
 }
 

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let source = Source::from_process();
+    let source = Source::from_process().read_centre(mall::SERVICES).await?;
     let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
     mall_common::telemetry::init(&settings.service, &settings.telemetry);
     let fleet = mall::Fleet::start(mall::SERVICES, source).await?;

@@ -147,7 +147,15 @@ impl TestFleet {
             .iter()
             .map(|n| database_template.replace("{service}", n))
             .collect();
-        let source = Source { file: None, env };
+        let source = Source {
+            file: None,
+            env,
+            ..Source::default()
+        }
+        // With MALL_CONFIG_CONSUL among the overrides, the config centre's layer.
+        .read_centre(names)
+        .await
+        .unwrap_or_else(|e| panic!("test fleet: {e}"));
         if !names.contains(&"auth") {
             stand_in_for_auth(&source).await;
         }
@@ -190,7 +198,11 @@ impl TestFleet {
                 endpoints.grpc.to_string(),
             );
         }
-        let source = Source { file: None, env };
+        let source = Source {
+            file: None,
+            env,
+            ..Source::default()
+        };
         stand_in_for_auth(&source).await;
         source
     }

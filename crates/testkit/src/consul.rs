@@ -15,6 +15,10 @@
 //! - `GET /v1/health/service/<name>`: `[{Node, Service, Checks}]`, `passing=true` filters on the
 //!   check being `passing`; `index` + `wait` block until the index moves past `index` or `wait`
 //!   expires; the answer carries `X-Consul-Index`.
+//! - KV: `GET /v1/kv/<key>` → `[{Key, Value (base64), Flags, LockIndex, CreateIndex,
+//!   ModifyIndex}]` or 404, `?raw` the bare value, `index` + `wait` blocking as above, always
+//!   with `X-Consul-Index`; `PUT /v1/kv/<key>` (body = the value) → `true`;
+//!   `DELETE /v1/kv/<key>` → `true`.
 //!
 //! The agent runs the checks itself like the real one, every `Interval` (first run immediately):
 //! gRPC checks call `grpc.health.v1.Health/Check` on a fresh connection, `passing` on SERVING;
@@ -24,7 +28,7 @@
 //!
 //! # Differences from Consul
 //!
-//! - One node (`fake-node`, address `127.0.0.1`), no catalog/KV/ACL/DNS, no `warning` state,
+//! - One node (`fake-node`, address `127.0.0.1`), no catalog/ACL/DNS, no `warning` state,
 //!   no stale/consistent modes, no `near`/`filter`/`tag` parameters.
 //! - One global index for everything (Consul keeps per-result indexes): a blocking query may
 //!   return without a change to *its* service, which Consul also allows.
@@ -37,6 +41,8 @@
 //!   port; the state (and the checks) survive it, as with an agent that keeps its data dir.
 //!   [`FakeConsul::forget`] simulates an agent that lost its state for one service.
 //! - Errors are plain-text 400s without Consul's exact wording.
+//! - KV: single keys only (no `recurse`, `keys`, `separator`, `cas`, `acquire`/`release`,
+//!   `flags`, transactions); a key's `ModifyIndex` is the global index of its last write.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -106,6 +112,15 @@ impl Drop for Entry {
 #[derive(Default)]
 struct Inner {
     services: BTreeMap<String, Entry>,
+    kv: BTreeMap<String, KvEntry>,
+}
+
+/// One key of the KV store.
+#[derive(Clone)]
+struct KvEntry {
+    value: Vec<u8>,
+    create_index: u64,
+    modify_index: u64,
 }
 
 struct Shared {
@@ -117,6 +132,21 @@ struct Shared {
 impl Shared {
     fn bump(&self) {
         self.index.send_modify(|i| *i += 1);
+    }
+
+    fn put_kv(&self, key: &str, value: Vec<u8>) {
+        self.bump();
+        let index = *self.index.borrow();
+        let mut inner = self.lock();
+        let create_index = inner.kv.get(key).map_or(index, |e| e.create_index);
+        inner.kv.insert(
+            key.to_string(),
+            KvEntry {
+                value,
+                create_index,
+                modify_index: index,
+            },
+        );
     }
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
@@ -167,6 +197,7 @@ impl FakeConsul {
             .route("/v1/agent/service/deregister/{id}", put(deregister))
             .route("/v1/agent/service/{id}", get(agent_service))
             .route("/v1/health/service/{name}", get(health_service))
+            .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
             .with_state(self.shared.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -177,6 +208,12 @@ impl FakeConsul {
                 .await;
         });
         self.server = Some((stop_tx, task));
+    }
+
+    /// Writes `value` under `key` in the KV store, as `PUT /v1/kv/<key>` does (blocking queries
+    /// on it return).
+    pub fn put_kv(&self, key: &str, value: &str) {
+        self.shared.put_kv(key, value.as_bytes().to_vec());
     }
 
     /// The agent's address.
@@ -546,6 +583,96 @@ async fn agent_service(State(shared): State<Arc<Shared>>, Path(id): Path<String>
 }
 
 #[derive(Deserialize)]
+struct KvQuery {
+    index: Option<u64>,
+    wait: Option<String>,
+    raw: Option<String>,
+}
+
+/// Blocks while the index is at most `index` (a blocking query), up to `wait`; `Err` with the
+/// answer to give when the agent went down meanwhile or `wait` is malformed.
+async fn block(shared: &Shared, index: Option<u64>, wait: Option<&str>) -> Result<(), Response> {
+    let Some(index) = index.filter(|i| *i > 0) else {
+        return Ok(());
+    };
+    let wait = match wait {
+        Some(w) => match parse_go_duration(w) {
+            Some(d) => d.min(MAX_WAIT),
+            None => return Err(bad_request(format!("invalid wait: {w}"))),
+        },
+        None => DEFAULT_WAIT,
+    };
+    let mut index_rx = shared.index.subscribe();
+    let mut down_rx = shared.down.subscribe();
+    let moved = async { index_rx.wait_for(|i| *i > index).await.map(|_| ()) };
+    let went_down = async { down_rx.wait_for(|d| *d).await.map(|_| ()) };
+    tokio::select! {
+        _ = moved => Ok(()),
+        _ = tokio::time::sleep(wait) => Ok(()),
+        _ = went_down => Err(unavailable()),
+    }
+}
+
+fn index_header(shared: &Shared) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("X-Consul-Index", HeaderValue::from(*shared.index.borrow()));
+    headers
+}
+
+async fn kv_get(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    Query(q): Query<KvQuery>,
+) -> Response {
+    if *shared.down.borrow() {
+        return unavailable();
+    }
+    if let Err(answer) = block(&shared, q.index, q.wait.as_deref()).await {
+        return answer;
+    }
+    let headers = index_header(&shared);
+    let Some(entry) = shared.lock().kv.get(&key).cloned() else {
+        return (StatusCode::NOT_FOUND, headers).into_response();
+    };
+    if q.raw.is_some() {
+        return (headers, entry.value).into_response();
+    }
+    use base64::Engine as _;
+    let body = json!([{
+        "Key": key,
+        "Value": base64::engine::general_purpose::STANDARD.encode(&entry.value),
+        "Flags": 0,
+        "LockIndex": 0,
+        "CreateIndex": entry.create_index,
+        "ModifyIndex": entry.modify_index,
+    }]);
+    (headers, Json(body)).into_response()
+}
+
+async fn kv_put(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if *shared.down.borrow() {
+        return unavailable();
+    }
+    shared.put_kv(&key, body.to_vec());
+    Json(true).into_response()
+}
+
+async fn kv_delete(State(shared): State<Arc<Shared>>, Path(key): Path<String>) -> Response {
+    if *shared.down.borrow() {
+        return unavailable();
+    }
+    let removed = shared.lock().kv.remove(&key).is_some();
+    if removed {
+        shared.bump();
+    }
+    Json(true).into_response()
+}
+
+#[derive(Deserialize)]
 struct HealthQuery {
     passing: Option<String>,
     index: Option<u64>,
@@ -561,25 +688,9 @@ async fn health_service(
         return unavailable();
     }
     let passing_only = matches!(q.passing.as_deref(), Some("" | "true" | "1"));
-    if let Some(index) = q.index.filter(|i| *i > 0) {
-        let wait = match q.wait.as_deref() {
-            Some(w) => match parse_go_duration(w) {
-                Some(d) => d.min(MAX_WAIT),
-                None => return bad_request(format!("invalid wait: {w}")),
-            },
-            None => DEFAULT_WAIT,
-        };
-        let mut index_rx = shared.index.subscribe();
-        let mut down_rx = shared.down.subscribe();
-        let moved = async { index_rx.wait_for(|i| *i > index).await.map(|_| ()) };
-        let went_down = async { down_rx.wait_for(|d| *d).await.map(|_| ()) };
-        tokio::select! {
-            _ = moved => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = went_down => return unavailable(),
-        }
+    if let Err(answer) = block(&shared, q.index, q.wait.as_deref()).await {
+        return answer;
     }
-    let index = *shared.index.borrow();
     let body: Vec<Value> = {
         let inner = shared.lock();
         inner
@@ -605,9 +716,7 @@ async fn health_service(
             })
             .collect()
     };
-    let mut headers = HeaderMap::new();
-    headers.insert("X-Consul-Index", HeaderValue::from(index));
-    (headers, Json(body)).into_response()
+    (index_header(&shared), Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -112,9 +112,9 @@ pub fn default_settings() -> Settings {
     )
 }
 
-/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
-pub fn load_settings() -> Result<Settings, config::ConfigError> {
-    config::load(NAME, default_settings(), &config::Source::from_process())
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, the config centre, `MALL__*`).
+pub async fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load_process(NAME, default_settings()).await
 }
 
 /// Remote steps a request may still take once its budget is spent: the lookup of a charge whose
@@ -222,7 +222,11 @@ mod tests {
         config::load(
             NAME,
             default_settings(),
-            &config::Source { file: None, env },
+            &config::Source {
+                file: None,
+                env,
+                ..Default::default()
+            },
         )
     }
 

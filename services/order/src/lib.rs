@@ -61,9 +61,9 @@ pub fn default_settings() -> Settings {
     )
 }
 
-/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
-pub fn load_settings() -> Result<Settings, config::ConfigError> {
-    config::load(NAME, default_settings(), &config::Source::from_process())
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, the config centre, `MALL__*`).
+pub async fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load_process(NAME, default_settings()).await
 }
 
 impl config::Validate for Extra {

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = payment::load_settings()?;
+    let settings = payment::load_settings().await?;
     mall_common::telemetry::init(&settings.service, &settings.telemetry);
     let result = payment::run(settings, mall_common::server::shutdown_signal()).await;
     // The spans of the last calls leave before the process does.

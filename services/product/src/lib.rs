@@ -82,9 +82,9 @@ pub fn default_settings() -> Settings {
     )
 }
 
-/// Loads the settings from the process (`--config`, `MALL_CONFIG`, `MALL__*`).
-pub fn load_settings() -> Result<Settings, config::ConfigError> {
-    config::load(NAME, default_settings(), &config::Source::from_process())
+/// Loads the settings from the process (`--config`, `MALL_CONFIG`, the config centre, `MALL__*`).
+pub async fn load_settings() -> Result<Settings, config::ConfigError> {
+    config::load_process(NAME, default_settings()).await
 }
 
 /// Opens the database and cache, seeds the demo catalog if configured, and binds the ports.

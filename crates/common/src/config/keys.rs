@@ -34,43 +34,69 @@ pub fn serialize_error(e: serde_json::Error) -> ConfigError {
     ConfigError::invalid("<defaults>", format!("cannot serialize the defaults: {e}"))
 }
 
-/// Fails on the first key in `source` that `defaults` does not know.
-pub fn check(defaults: &Value, source: &Source) -> Result<(), ConfigError> {
-    let mut known = BTreeSet::new();
-    leaves(defaults, String::new(), &mut known);
-    let owned: BTreeSet<&str> = match defaults {
-        Value::Object(sections) => sections.keys().map(String::as_str).collect(),
-        _ => BTreeSet::new(),
-    };
-    let accepts = |key: &str| {
+/// The keys the defaults know, and the judgement of a given key against them.
+struct Known<'a> {
+    known: BTreeSet<String>,
+    owned: BTreeSet<&'a str>,
+}
+
+impl<'a> Known<'a> {
+    fn of(defaults: &'a Value) -> Self {
+        let mut known = BTreeSet::new();
+        leaves(defaults, String::new(), &mut known);
+        let owned = match defaults {
+            Value::Object(sections) => sections.keys().map(String::as_str).collect(),
+            _ => BTreeSet::new(),
+        };
+        Known { known, owned }
+    }
+
+    fn accepts(&self, key: &str) -> bool {
         let top = key.split('.').next().unwrap_or_default();
-        known.contains(key)
-            || known.iter().any(|k| k.starts_with(&format!("{key}.")))
+        self.known.contains(key)
+            || self.known.iter().any(|k| k.starts_with(&format!("{key}.")))
             || OPEN_MAPS
                 .iter()
                 .any(|open| key.starts_with(&format!("{open}.")) || key == *open)
-            || (SERVICE_SECTIONS.contains(&top) && !owned.contains(top))
-    };
-    let unknown = |key: String, origin: String| ConfigError::UnknownKey {
-        suggestion: nearest(&key, &known),
-        key,
-        origin,
-    };
-    if let Some(file) = source.file_source() {
+            || (SERVICE_SECTIONS.contains(&top) && !self.owned.contains(top))
+    }
+
+    fn unknown(&self, key: String, origin: String) -> ConfigError {
+        ConfigError::UnknownKey {
+            suggestion: nearest(&key, &self.known),
+            key,
+            origin,
+        }
+    }
+
+    /// Fails on the first key of the YAML `tree` this does not accept.
+    fn check_tree<S>(&self, tree: S, origin: String) -> Result<(), ConfigError>
+    where
+        S: config::Source + Send + Sync + 'static,
+    {
         let tree: Value = config::Config::builder()
-            .add_source(file)
+            .add_source(tree)
             .build()?
             .try_deserialize()?;
         let mut given = BTreeSet::new();
         leaves(&tree, String::new(), &mut given);
-        if let Some(key) = given.into_iter().find(|k| !accepts(k)) {
-            let origin = source
-                .file
-                .as_ref()
-                .map(|f| f.display().to_string())
-                .unwrap_or_default();
-            return Err(unknown(key, origin));
+        match given.into_iter().find(|k| !self.accepts(k)) {
+            Some(key) => Err(self.unknown(key, origin)),
+            None => Ok(()),
         }
+    }
+}
+
+/// Fails on the first key in `source`'s file or environment that `defaults` does not know.
+pub fn check(defaults: &Value, source: &Source) -> Result<(), ConfigError> {
+    let known = Known::of(defaults);
+    if let Some(file) = source.file_source() {
+        let origin = source
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        known.check_tree(file, origin)?;
     }
     let prefix = format!("{ENV_PREFIX}__");
     for name in source.env.keys() {
@@ -82,11 +108,19 @@ pub fn check(defaults: &Value, source: &Source) -> Result<(), ConfigError> {
             .collect::<Vec<_>>()
             .join(".")
             .to_lowercase();
-        if !accepts(&key) {
-            return Err(unknown(key, name.clone()));
+        if !known.accepts(&key) {
+            return Err(known.unknown(key, name.clone()));
         }
     }
     Ok(())
+}
+
+/// Fails on the first key in `service`'s config-centre YAML that `defaults` does not know.
+pub fn check_kv(defaults: &Value, source: &Source, service: &str) -> Result<(), ConfigError> {
+    match source.kv_source(service) {
+        Some(kv) => Known::of(defaults).check_tree(kv, super::centre::origin(service)),
+        None => Ok(()),
+    }
 }
 
 /// The dotted paths of every non-object value (an empty object counts as a leaf).

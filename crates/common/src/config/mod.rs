@@ -1,6 +1,9 @@
-//! Typed settings with three layers: built-in defaults → optional YAML file → environment.
+//! Typed settings with four layers: built-in defaults → optional YAML file → optional Consul KV
+//! (the config centre, see [`centre`]) → environment.
 //!
 //! - The file comes from `--config FILE` on the command line or the `MALL_CONFIG` variable.
+//! - With `MALL_CONFIG_CONSUL` (the agent's URL), the YAML under `mall/config/<service>` in
+//!   Consul's KV store is read at start and watched; see [`centre`].
 //! - Environment variables `MALL__SECTION__KEY` override single keys, e.g.
 //!   `MALL__DATABASE__URL=mysql://root@127.0.0.1:3306/mall_{service}`.
 //! - `{service}` in `database.url` is replaced by the service name, so one file or one variable
@@ -16,6 +19,7 @@
 
 mod auth;
 mod cache;
+pub mod centre;
 mod client;
 mod database;
 mod discovery;
@@ -159,6 +163,8 @@ pub struct Settings<E = NoExtra> {
     pub tls: TlsSettings,
     /// Sections only this service reads (e.g. `catalog` for product).
     pub ext: E,
+    /// With a config centre: how to load these settings again when its key changes.
+    pub centre: Option<centre::Reloader>,
 }
 
 /// The platform sections as read from (and written to) the layered sources. The service's own
@@ -204,6 +210,7 @@ impl<E> Settings<E> {
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
             ext,
+            centre: None,
         }
     }
 
@@ -327,6 +334,11 @@ pub struct Source {
     pub file: Option<PathBuf>,
     /// Environment variables to apply (only `MALL__*` ones matter).
     pub env: BTreeMap<String, String>,
+    /// YAML from the config centre, per service (see [`centre`]); applied over the file and
+    /// under the environment.
+    pub kv: BTreeMap<String, String>,
+    /// The config centre `kv` came from ([`Source::read_centre`]), watched while running.
+    pub centre: Option<centre::Centre>,
 }
 
 impl Source {
@@ -347,7 +359,19 @@ impl Source {
         Source {
             file,
             env: std::env::vars().collect(),
+            kv: BTreeMap::new(),
+            centre: None,
         }
+    }
+
+    pub(crate) fn kv_source(
+        &self,
+        service: &str,
+    ) -> Option<config::File<config::FileSourceString, config::FileFormat>> {
+        self.kv
+            .get(service)
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| config::File::from_str(text, config::FileFormat::Yaml))
     }
 
     fn file_source(&self) -> Option<config::File<config::FileSourceFile, config::FileFormat>> {
@@ -366,25 +390,68 @@ impl Source {
     }
 }
 
-/// Loads the settings of `service`: `defaults` → the source's file → its `MALL__*` variables,
-/// refuses unknown keys, then validates them.
+/// Loads the settings of `service`: `defaults` → the source's file → its config-centre YAML
+/// for `service` → its `MALL__*` variables, refuses unknown keys, then validates them. With a
+/// config centre, the settings carry the [`centre::Reloader`] the server watches with.
 pub fn load<E>(
     service: &str,
     defaults: Settings<E>,
     source: &Source,
 ) -> Result<Settings<E>, ConfigError>
 where
-    E: Serialize + DeserializeOwned + Validate,
+    E: Serialize + DeserializeOwned + Validate + 'static,
 {
     let default_tree = keys::merge(
         serde_json::to_value(defaults.platform()).map_err(keys::serialize_error)?,
         serde_json::to_value(&defaults.ext).map_err(keys::serialize_error)?,
     );
-    keys::check(&default_tree, source)?;
-    let mut builder =
-        config::Config::builder().add_source(config::Config::try_from(&default_tree)?);
+    let mut settings: Settings<E> = layered(service, &default_tree, source)?;
+    if let Some(centre) = source.centre.clone() {
+        let owned = service.to_string();
+        let load = move |source: &Source| {
+            layered::<E>(&owned, &default_tree, source).and_then(|s| s.loaded())
+        };
+        settings.centre = Some(centre::Reloader {
+            service: service.to_string(),
+            centre,
+            source: source.clone(),
+            current: settings.loaded()?,
+            load: std::sync::Arc::new(load),
+        });
+    }
+    Ok(settings)
+}
+
+/// Loads `service`'s settings from the process: `--config`/`MALL_CONFIG`, the config centre
+/// when `MALL_CONFIG_CONSUL` names one ([`Source::read_centre`]), and `MALL__*` variables.
+pub async fn load_process<E>(
+    service: &str,
+    defaults: Settings<E>,
+) -> Result<Settings<E>, ConfigError>
+where
+    E: Serialize + DeserializeOwned + Validate + 'static,
+{
+    let source = Source::from_process().read_centre(&[service]).await?;
+    load(service, defaults, &source)
+}
+
+/// The layers of [`load`] over `default_tree`, checked and validated.
+fn layered<E>(
+    service: &str,
+    default_tree: &serde_json::Value,
+    source: &Source,
+) -> Result<Settings<E>, ConfigError>
+where
+    E: DeserializeOwned + Validate,
+{
+    keys::check(default_tree, source)?;
+    keys::check_kv(default_tree, source, service)?;
+    let mut builder = config::Config::builder().add_source(config::Config::try_from(default_tree)?);
     if let Some(file) = source.file_source() {
         builder = builder.add_source(file);
+    }
+    if let Some(kv) = source.kv_source(service) {
+        builder = builder.add_source(kv);
     }
     let layered = builder.add_source(source.env_source()).build()?;
     let mut sections: PlatformSections = layered.clone().try_deserialize()?;
@@ -402,9 +469,24 @@ where
         auth: sections.auth,
         tls: sections.tls,
         ext,
+        centre: None,
     };
     settings.validate()?;
     Ok(settings)
+}
+
+impl<E: Serialize> Settings<E> {
+    /// What a reload compares and applies.
+    fn loaded(&self) -> Result<centre::Loaded, ConfigError> {
+        Ok(centre::Loaded {
+            tree: keys::merge(
+                serde_json::to_value(self.platform()).map_err(keys::serialize_error)?,
+                serde_json::to_value(&self.ext).map_err(keys::serialize_error)?,
+            ),
+            log_filter: self.telemetry.log_filter.clone(),
+            server: self.server.clone(),
+        })
+    }
 }
 
 /// A secret setting (a signing key, a password): its `Debug` shows `***`, so printing the

@@ -11,6 +11,7 @@ fn env(pairs: &[(&str, &str)]) -> Source {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..Source::default()
     }
 }
 
@@ -166,6 +167,7 @@ fn unknown_keys_stop_the_load_with_the_nearest_known_key() {
     let source = Source {
         file: Some(file),
         env: BTreeMap::new(),
+        ..Source::default()
     };
     let err = load("product", Settings::defaults("product"), &source)
         .unwrap_err()

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod layers;
+pub mod reload;
 mod shutdown;
 pub mod web;
 
@@ -74,6 +75,7 @@ pub struct ServerBuilder {
     registry: Registry,
     tls: Option<MutualTls>,
     grpc_web: Option<GrpcWeb>,
+    centre: Option<crate::config::centre::Reloader>,
 }
 
 impl ServerBuilder {
@@ -91,16 +93,8 @@ impl ServerBuilder {
             admin_port: settings.server.admin_port(),
             drain_delay: settings.server.drain_delay,
             grace: settings.server.shutdown_grace,
-            admission: Admission {
-                adaptive: settings.server.adaptive_concurrency,
-                // A floor above a lowered ceiling follows it down.
-                min: settings
-                    .server
-                    .min_concurrent_rpcs
-                    .min(settings.server.max_concurrent_rpcs),
-                max: settings.server.max_concurrent_rpcs,
-                internal_reserve_percent: settings.server.internal_reserve_percent,
-            },
+            // A floor above a lowered ceiling follows it down.
+            admission: reload::admission(&settings.server),
             routes: Routes::default(),
             service_names: Vec::new(),
             access: Vec::new(),
@@ -110,6 +104,7 @@ impl ServerBuilder {
             registry: Registry::default(),
             tls: None,
             grpc_web: GrpcWeb::from_settings(&settings.server),
+            centre: settings.centre.clone(),
         }
     }
 
@@ -179,6 +174,10 @@ impl ServerBuilder {
             .add_service(reflection_builder(&self.service_names).build_v1alpha()?);
 
         let rpc_metrics = RpcMetrics::register(&mut self.registry);
+        let centre = self
+            .centre
+            .take()
+            .map(|r| (r, reload::ReloadMetrics::register(&mut self.registry)));
         let stack = Stack {
             trace: TraceLayer::new(&self.name, grpc_addr.to_string()),
             metrics: MetricsLayer::new(rpc_metrics),
@@ -209,6 +208,7 @@ impl ServerBuilder {
             trigger,
             tls: self.tls.as_ref().map(MutualTls::server),
             grpc_web: self.grpc_web,
+            centre,
         })
     }
 }
@@ -254,6 +254,7 @@ pub struct BoundServer {
     trigger: ShutdownTrigger,
     tls: Option<tonic::transport::ServerTlsConfig>,
     grpc_web: Option<GrpcWeb>,
+    centre: Option<(crate::config::centre::Reloader, reload::ReloadMetrics)>,
 }
 
 impl BoundServer {
@@ -269,6 +270,14 @@ impl BoundServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let registration = self.register.register(&self.announcement()).await?;
+        if let Some((reloader, metrics)) = self.centre {
+            tokio::spawn(reload::watch(
+                reloader,
+                self.stack.load_shed.clone(),
+                metrics,
+                self.trigger.subscribe(),
+            ));
+        }
         let stopping = Arc::new(AtomicBool::new(false));
         let admin_router = admin::router(
             self.metrics.clone(),

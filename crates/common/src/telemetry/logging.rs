@@ -13,6 +13,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Layer, SubscriberExt as _};
 use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use super::trace;
@@ -35,6 +36,19 @@ fn traced(meta: &tracing::Metadata<'_>) -> bool {
         TRACE_EVENT_LEVEL
     };
     *meta.level() <= level
+}
+
+/// The handle of the log filter of the first subscriber made ([`set_log_filter`]).
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Replaces the log lines' filter of the process (`telemetry.log_filter` changed in the config
+/// centre); the filter's syntax error when it does not parse. Traces are not affected.
+pub fn set_log_filter(filter: &str) -> Result<(), String> {
+    let parsed = EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+    match FILTER.get() {
+        Some(handle) => handle.reload(parsed).map_err(|e| e.to_string()),
+        None => Err("no subscriber installed".into()),
+    }
 }
 
 /// Installs the global tracing subscriber once (later calls, as in tests and the fleet, keep
@@ -72,6 +86,8 @@ where
         ansi,
         export.as_ref().map(|_| slot.clone()),
     );
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
     let mut layers: Vec<BoxedLayer> = vec![Box::new(lines.with_filter(filter))];
     if let Some(export) = export {
         layers.push(Box::new(

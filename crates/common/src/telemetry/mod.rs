@@ -11,5 +11,5 @@ mod logging;
 mod metrics;
 pub mod trace;
 
-pub use logging::{init, subscriber};
+pub use logging::{init, set_log_filter, subscriber};
 pub use metrics::*;

@@ -24,6 +24,7 @@ async fn off_loopback_the_development_keys_neither_start_a_server_nor_forge_a_to
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        ..Source::default()
     };
     let refused = mall::Fleet::start(&["product"], source).await.err();
     let refused = format!("{:#}", refused.expect("refused to start"));

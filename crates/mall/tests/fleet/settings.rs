@@ -45,6 +45,7 @@ fn a_typo_in_a_services_own_section_stops_it_and_others_ignore_it() {
     let source = Source {
         file: None,
         env: [("MALL__CATALOG__SEED_DEMOO".to_string(), "true".to_string())].into(),
+        ..Source::default()
     };
     let err = config::load("product", product::default_settings(), &source).unwrap_err();
     assert!(

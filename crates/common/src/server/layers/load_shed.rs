@@ -119,12 +119,12 @@ fn jwt_alg(token: &str) -> Option<String> {
 /// The adaptive limit and the calls in flight (see the module docs).
 #[derive(Debug)]
 pub struct Limiter {
-    settings: Admission,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
+    settings: Admission,
     limit: f64,
     in_flight: u32,
     /// The no-queue latency estimate (the fastest window, creeping up), seconds.
@@ -176,23 +176,11 @@ impl Refusal {
 impl Limiter {
     /// A limiter starting at the floor (adaptive) or at `max` (fixed).
     pub fn new(settings: Admission) -> Self {
-        let max = settings.max.max(1);
-        let min = settings.min.clamp(1, max);
-        let settings = Admission {
-            max,
-            min,
-            internal_reserve_percent: settings.internal_reserve_percent.min(90),
-            ..settings
-        };
-        let start = if settings.adaptive {
-            // Room to find the knee quickly, without admitting a stampede at start.
-            f64::from(max).min(f64::from(min) * 4.0)
-        } else {
-            f64::from(max)
-        };
+        let settings = Self::sane(settings);
+        let start = Self::start(&settings);
         Limiter {
-            settings,
             state: Mutex::new(State {
+                settings,
                 limit: start,
                 in_flight: 0,
                 long: None,
@@ -200,6 +188,43 @@ impl Limiter {
                 window: Window::new(Instant::now()),
             }),
         }
+    }
+
+    fn sane(settings: Admission) -> Admission {
+        let max = settings.max.max(1);
+        Admission {
+            max,
+            min: settings.min.clamp(1, max),
+            internal_reserve_percent: settings.internal_reserve_percent.min(90),
+            ..settings
+        }
+    }
+
+    fn start(settings: &Admission) -> f64 {
+        if settings.adaptive {
+            // Room to find the knee quickly, without admitting a stampede at start.
+            f64::from(settings.max).min(f64::from(settings.min) * 4.0)
+        } else {
+            f64::from(settings.max)
+        }
+    }
+
+    /// New settings while running (the config centre): the limit moves into the new bounds
+    /// (fixed: to the new `max`); calls in flight are not touched.
+    pub fn reconfigure(&self, settings: Admission) {
+        let settings = Self::sane(settings);
+        let mut state = self.state.lock();
+        state.limit = if settings.adaptive {
+            if state.settings.adaptive {
+                state.limit
+            } else {
+                Self::start(&settings)
+            }
+            .clamp(f64::from(settings.min), f64::from(settings.max))
+        } else {
+            f64::from(settings.max)
+        };
+        state.settings = settings;
     }
 
     /// The current limit (whole calls).
@@ -218,7 +243,7 @@ impl Limiter {
         let cap = match class {
             Class::Internal => whole(state.limit),
             Class::Public => {
-                let share = f64::from(100 - self.settings.internal_reserve_percent) / 100.0;
+                let share = f64::from(100 - state.settings.internal_reserve_percent) / 100.0;
                 whole(state.limit * share).max(1)
             }
         };
@@ -246,11 +271,11 @@ impl Limiter {
         window.fastest = window.fastest.min(rtt);
         let age = now.saturating_duration_since(window.started);
         if (window.calls >= WINDOW_CALLS && age >= MIN_WINDOW) || age >= MAX_WINDOW {
-            self.close_window(&mut state, now);
+            Self::close_window(&mut state, now);
         }
     }
 
-    fn close_window(&self, state: &mut State, now: Instant) {
+    fn close_window(state: &mut State, now: Instant) {
         let window = std::mem::replace(&mut state.window, Window::new(now));
         let short = window.sum / f64::from(window.calls.max(1));
         state.floor = Some(window.fastest);
@@ -262,7 +287,7 @@ impl Limiter {
             Some(long) => short.min(long * LONG_DRIFT),
         };
         state.long = Some(long);
-        if !self.settings.adaptive {
+        if !state.settings.adaptive {
             return;
         }
         // Not using half the limit says nothing about a higher one.
@@ -272,7 +297,7 @@ impl Limiter {
         let gradient = (TOLERANCE * long / short.max(f64::EPSILON)).clamp(0.5, 1.0);
         let target = state.limit * gradient + state.limit.sqrt();
         let limit = state.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
-        state.limit = limit.clamp(f64::from(self.settings.min), f64::from(self.settings.max));
+        state.limit = limit.clamp(f64::from(state.settings.min), f64::from(state.settings.max));
     }
 }
 
@@ -324,6 +349,14 @@ impl LoadShedLayer {
             shed,
             limit,
         }
+    }
+}
+
+impl LoadShedLayer {
+    /// New settings while running (see [`Limiter::reconfigure`]).
+    pub fn reconfigure(&self, settings: Admission) {
+        self.limiter.reconfigure(settings);
+        self.limit.set(i64::from(self.limiter.limit()));
     }
 }
 
@@ -443,6 +476,29 @@ mod tests {
         let capped = adaptive(4, 20);
         drive(&capped, 100, 500, Duration::from_millis(10), &mut at);
         assert_eq!(capped.limit(), 20);
+    }
+
+    #[test]
+    fn new_limits_apply_while_running() {
+        let limiter = adaptive(4, 200);
+        limiter.reconfigure(Admission {
+            adaptive: false,
+            min: 1,
+            max: 3,
+            internal_reserve_percent: 0,
+        });
+        assert_eq!(limiter.limit(), 3);
+        let admitted = (0..10)
+            .filter(|_| limiter.admit(Class::Public, None).is_ok())
+            .count();
+        assert_eq!(admitted, 3);
+        limiter.reconfigure(Admission {
+            adaptive: true,
+            min: 8,
+            max: 100,
+            internal_reserve_percent: 20,
+        });
+        assert_eq!(limiter.limit(), 32, "adaptive again: from the new floor");
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! The config centre's watch beside a running server (see [`crate::config::centre`]): every
+//! change of the service's key is loaded, refused (the running settings stay) or applied —
+//! the log filter and the admission limits at once, other keys logged as needing a restart.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::Shutdown;
+use super::layers::load_shed::{Admission, LoadShedLayer};
+use crate::config::centre::{Loaded, Outcome, Reloader, WATCH_WAIT};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// `config_reloads_total{result}`: `applied`, `rejected`, `restart_needed`.
+#[derive(Clone, Default)]
+pub struct ReloadMetrics(Family<ResultLabels, Counter>);
+
+impl ReloadMetrics {
+    /// Registers the counter in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = ReloadMetrics::default();
+        registry.register(
+            "config_reloads",
+            "Changes of the service's config-centre key, by what became of them",
+            metrics.0.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, result: &'static str) {
+        self.0.get_or_create(&ResultLabels { result }).inc();
+    }
+}
+
+/// The admission settings in `loaded`.
+pub fn admission(server: &crate::config::ServerSettings) -> Admission {
+    Admission {
+        adaptive: server.adaptive_concurrency,
+        min: server.min_concurrent_rpcs.min(server.max_concurrent_rpcs),
+        max: server.max_concurrent_rpcs,
+        internal_reserve_percent: server.internal_reserve_percent,
+    }
+}
+
+fn apply(loaded: &Loaded, admission_layer: &LoadShedLayer) {
+    admission_layer.reconfigure(admission(&loaded.server));
+    if let Err(e) = crate::telemetry::set_log_filter(&loaded.log_filter) {
+        tracing::warn!(error = %e, "telemetry.log_filter not applied");
+    }
+}
+
+/// Watches `reloader`'s key until `shutdown` (see the module docs).
+pub async fn watch(
+    mut reloader: Reloader,
+    limiter: LoadShedLayer,
+    metrics: ReloadMetrics,
+    mut shutdown: Shutdown,
+) {
+    let key = reloader.centre.key(&reloader.service);
+    let mut last = reloader.source.kv.get(&reloader.service).cloned();
+    let mut index = None;
+    let mut failures = 0u32;
+    loop {
+        let read = tokio::select! {
+            () = shutdown.wait() => break,
+            r = reloader.centre.read(&reloader.service, index, WATCH_WAIT) => r,
+        };
+        let (text, at) = match read {
+            Ok(answer) => {
+                failures = 0;
+                answer
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let delay = crate::backoff::backoff(
+                    failures,
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                );
+                tracing::warn!(%key, error = %e, ?delay, "config centre unreachable; the running settings stay");
+                tokio::select! {
+                    () = shutdown.wait() => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            }
+        };
+        // Consul's index may go backwards (a restarted agent): start over from 0.
+        index = Some(match index {
+            Some(old) if at < old => 0,
+            _ => at,
+        });
+        if text == last {
+            continue;
+        }
+        last = text.clone();
+        match reloader.take(text) {
+            (Outcome::Rejected(error), _) => {
+                metrics.count("rejected");
+                tracing::error!(%key, %error, "config centre: change refused; the running settings stay");
+            }
+            (Outcome::Loaded { applied, restart }, loaded) => {
+                if let Some(loaded) = &loaded {
+                    apply(loaded, &limiter);
+                }
+                metrics.count("applied");
+                if !applied.is_empty() {
+                    tracing::info!(%key, keys = ?applied, "config centre: applied");
+                }
+                if !restart.is_empty() {
+                    metrics.count("restart_needed");
+                    tracing::warn!(%key, keys = ?restart, "config centre: these settings take effect at the next restart");
+                }
+            }
+        }
+    }
+}
