@@ -372,11 +372,15 @@ mod tests {
         let mut zero = DnsSettings::default();
         zero.ports.insert("cart".into(), 0);
         assert_eq!(key(&zero), "discovery.dns.ports");
-        let mut fast = DnsSettings::default();
-        fast.interval = Duration::from_millis(10);
+        let fast = DnsSettings {
+            interval: Duration::from_millis(10),
+            ..DnsSettings::default()
+        };
         assert_eq!(key(&fast), "discovery.dns.interval");
-        let mut instant = DnsSettings::default();
-        instant.timeout = Duration::ZERO;
+        let instant = DnsSettings {
+            timeout: Duration::ZERO,
+            ..DnsSettings::default()
+        };
         assert_eq!(key(&instant), "discovery.dns.timeout");
     }
 
