@@ -24,6 +24,9 @@ const WAIT: Duration = Duration::from_secs(5);
 
 struct Running {
     addr: SocketAddr,
+    admin: SocketAddr,
+    /// The server's own clients (calling as product).
+    clients: Clients,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -39,20 +42,30 @@ impl Running {
     }
 }
 
-/// A product server on 127.0.0.1, port 0.
+/// A product server on 127.0.0.1, port 0, itself on DNS discovery (registering announces
+/// nothing; its clients look `localhost` up).
 async fn start_server() -> Running {
     let mut s = Settings::defaults("product");
     s.server.host = [127, 0, 0, 1].into();
     s.server.port = 0;
+    s.discovery.kind = DiscoveryKind::Dns;
+    s.discovery.dns.name = "localhost".into();
     s.validate().expect("valid server settings");
     let platform = Platform::open(&s, None).await.expect("platform");
     let bound = platform.server(&s).bind().await.expect("bind");
     let addr = bound.grpc_addr;
+    let admin = bound.admin_addr;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(bound.serve(async {
         let _ = stopped.await;
     }));
-    Running { addr, stop, task }
+    Running {
+        addr,
+        admin,
+        clients: platform.clients.clone(),
+        stop,
+        task,
+    }
 }
 
 /// Client-side settings finding `product` as `name` on `port`, looked up every 100 ms.
@@ -123,6 +136,25 @@ async fn localhost_resolves_to_the_server_and_calls_reach_it() {
         text.contains("discovery_dns_lookup_failures_total{target=\"product\"} 0"),
         "{text}"
     );
+
+    // A server on DNS discovery lists its resolver's metrics on /metrics: once its own clients
+    // looked auth up (`localhost`, port 8000), the set has one address.
+    server.clients.channel("auth").expect("channel to auth");
+    let want = "discovery_dns_instances{target=\"auth\"} 1";
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let scraped = reqwest::get(format!("http://{}/metrics", server.admin))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        if scraped.contains(want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {want} in {scraped}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.stop().await;
 }
 
