@@ -888,6 +888,18 @@ for label, values in VARIANTS.items():
 
 with helm.Chart.load(chart) as c:
     chart_values = c.values
+    # values.schema.json refuses what the templates cannot render sensibly (helm install and
+    # template run the same check).
+    for bad in ({"discovery": {"kind": "etcd"}}, {"services": {"cart": {"calls": ["search"]}}},
+                {"services": {"cart": {"port": 65000}}}, {"drain": {"preStopSeconds": -1}},
+                {"discovry": {"kind": "dns"}}, {"secrets": {"tokens": {"name": ""}}}):
+        try:
+            c.validate_schema(bad)
+        except helm.HelmError:
+            continue
+        fail(f"values.schema.json accepts {bad}")
+    c.validate_schema(None)
+    print("ok values.schema.json: the defaults pass, 6 bad value sets are refused")
 
 def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
