@@ -863,6 +863,11 @@ for must in [("user", "auth"), ("cart", "product"), ("order", "product"), ("chec
     if must not in code_edges:
         fail(f"call graph: {must[0]} -> {must[1]} not found in the Rust source (did the parse break?)")
 graph = code_edges | set(PLANNED)
+# Public: a service with an RPC anyone, a signed-in user or an admin may call (Access::Public,
+# Access::User, Access::Admin in its access table).
+public = {n for n in names
+          if any(re.search(r"Access::(?:Public|User\(|Admin)", open(p).read())
+                 for p in glob.glob(f"services/{n}/src/**/*.rs", recursive=True))}
 print("call graph: " + ", ".join(f"{a}->{b}" + (" (planned)" if (a, b) in PLANNED else "")
                                  for a, b in sorted(graph)))
 
@@ -956,6 +961,10 @@ for label, values in VARIANTS.items():
         fail(f"{label}: the chart renders Secrets {sorted(by_kind['Secret'])}; it must only reference them")
 
     ports = {n: merged["services"][n]["port"] for n in names}
+    flagged = {n for n in names if merged["services"][n].get("public")}
+    if flagged != public:
+        fail(f"{label}: services.<name>.public marks {sorted(flagged)}, the access tables make "
+             f"{sorted(public)} callable from outside")
     for n in names:
         obj = f"{prefix}{n}"
         for kind in ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
