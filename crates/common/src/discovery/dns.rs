@@ -239,3 +239,26 @@ impl Register for DnsResolver {
         Ok(Box::new(super::fixed::Unannounced))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_are_host_port_with_ipv6_in_brackets() {
+        let timeout = Duration::from_secs(2);
+        assert_eq!(
+            lookup("127.0.0.1", 8003, timeout).await.expect("v4"),
+            vec!["127.0.0.1:8003".to_string()]
+        );
+        assert_eq!(
+            lookup("::1", 8003, timeout).await.expect("v6"),
+            vec!["[::1]:8003".to_string()]
+        );
+        let err = lookup("no-such-service.invalid", 8003, timeout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no-such-service.invalid"), "{err}");
+    }
+}
