@@ -312,7 +312,7 @@ impl Clients {
     }
 
     /// Adds the client metrics (breaker state, fast failures, retries, ejections per target
-    /// service) to `registry`.
+    /// service) and the resolver's (DNS lookup failures) to `registry`.
     pub fn register_metrics(&self, registry: &mut Registry) {
         let m = &self.metrics;
         registry.register(
@@ -335,6 +335,7 @@ impl Clients {
             "Instances taken out of rotation after failing to connect or answering UNAVAILABLE",
             m.ejections.clone(),
         );
+        self.resolver.register_metrics(registry);
     }
 
     /// A typed client for `service` (e.g. `"product"`), calling as this service.

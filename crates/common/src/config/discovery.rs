@@ -1,4 +1,4 @@
-//! `discovery.*`: how a service finds the others (static addresses or Consul).
+//! `discovery.*`: how a service finds the others (static addresses, DNS or Consul).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +18,9 @@ pub enum DiscoveryKind {
     Static,
     /// Register with the Consul agent and watch its health API.
     Consul,
+    /// Resolve every A/AAAA record of a DNS name per service (a Kubernetes headless Service)
+    /// and resolve it again every `discovery.dns.interval`; registering announces nothing.
+    Dns,
 }
 
 impl TryFrom<String> for DiscoveryKind {
@@ -26,8 +29,9 @@ impl TryFrom<String> for DiscoveryKind {
         match value.as_str() {
             "static" => Ok(DiscoveryKind::Static),
             "consul" => Ok(DiscoveryKind::Consul),
+            "dns" => Ok(DiscoveryKind::Dns),
             other => Err(format!(
-                "`{other}` is not a discovery kind (expected `static` or `consul`)"
+                "`{other}` is not a discovery kind (expected `static`, `dns` or `consul`)"
             )),
         }
     }
@@ -55,14 +59,25 @@ pub const DEFAULT_CONSUL_AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest `wait` Consul accepts.
 pub const MAX_CONSUL_WAIT: Duration = Duration::from_secs(600);
 
+/// Default DNS name looked up per service (`discovery.dns.name`).
+pub const DEFAULT_DNS_NAME: &str = "{service}";
+/// Default period between two lookups of a name (`discovery.dns.interval`).
+pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(5);
+/// Default timeout of one lookup (`discovery.dns.timeout`).
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `discovery.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiscoverySettings {
-    /// `static` (addresses below) or `consul` (register with the agent, watch its health API).
+    /// `static` (addresses below), `dns` (every A/AAAA record of a name per service, looked up
+    /// again on a timer) or `consul` (register with the agent, watch its health API).
     pub kind: DiscoveryKind,
     /// The Consul agent, used when `kind` is `consul`.
     #[serde(default)]
     pub consul: ConsulSettings,
+    /// The names and ports looked up, used when `kind` is `dns`.
+    #[serde(default)]
+    pub dns: DnsSettings,
     /// Static addresses per service name, `host:port`; a list in YAML, comma-separated in the
     /// environment (`MALL__DISCOVERY__STATIC__CART=10.0.0.1:8002,10.0.0.2:8002`).
     #[serde(rename = "static", deserialize_with = "address_lists")]
@@ -74,6 +89,7 @@ impl Default for DiscoverySettings {
         DiscoverySettings {
             kind: DiscoveryKind::Static,
             consul: ConsulSettings::default(),
+            dns: DnsSettings::default(),
             static_addrs: ServiceName::ALL
                 .iter()
                 .map(|s| (s.to_string(), vec![format!("127.0.0.1:{}", s.port())]))
@@ -129,6 +145,98 @@ impl Default for ConsulSettings {
     }
 }
 
+/// `discovery.dns.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsSettings {
+    /// The name looked up for a service: `{service}` is replaced by the service name and
+    /// `{namespace}` by `namespace`, e.g. `{service}` (the default, the search domains of
+    /// /etc/resolv.conf complete it) or `{service}.{namespace}.svc.cluster.local`. A name
+    /// without `{service}` is the same for every service (only useful with distinct ports).
+    pub name: String,
+    /// What `{namespace}` in `name` stands for (on Kubernetes, the pod's namespace).
+    pub namespace: String,
+    /// The gRPC port dialled on every address of a service; the well-known ports by default.
+    pub ports: BTreeMap<String, u16>,
+    /// Time between two lookups of a name.
+    #[serde(with = "super::duration")]
+    pub interval: Duration,
+    /// How long one lookup may take before it counts as failed.
+    #[serde(with = "super::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            name: DEFAULT_DNS_NAME.into(),
+            namespace: String::new(),
+            ports: ServiceName::ALL
+                .iter()
+                .map(|s| (s.to_string(), s.port()))
+                .collect(),
+            interval: DEFAULT_DNS_INTERVAL,
+            timeout: DEFAULT_DNS_TIMEOUT,
+        }
+    }
+}
+
+impl DnsSettings {
+    /// The DNS name looked up for `service`.
+    pub fn name_of(&self, service: &str) -> String {
+        self.name
+            .replace("{service}", service)
+            .replace("{namespace}", &self.namespace)
+    }
+
+    /// The port dialled on the addresses of `service`: the configured one, else its well-known
+    /// port; `None` for a service with neither.
+    pub fn port_of(&self, service: &str) -> Option<u16> {
+        self.ports
+            .get(service)
+            .copied()
+            .or_else(|| super::default_port(service))
+    }
+}
+
+impl Validate for DnsSettings {
+    fn validate(&self, _: Profile) -> Result<(), ConfigError> {
+        ensure(
+            !self.name.contains("{namespace}") || !self.namespace.is_empty(),
+            "discovery.dns.namespace",
+            format!("`{}` uses `{{namespace}}`, which is not set", self.name),
+        )?;
+        let sample = self.name_of("product");
+        ensure(
+            sample.len() <= 253
+                && sample.trim_end_matches('.').split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }),
+            "discovery.dns.name",
+            format!("`{sample}` (from `{}`) is not a DNS name", self.name),
+        )?;
+        for (service, port) in &self.ports {
+            ensure(
+                *port != 0,
+                "discovery.dns.ports",
+                format!("the port of `{service}` must not be 0"),
+            )?;
+        }
+        ensure(
+            self.interval >= Duration::from_millis(100),
+            "discovery.dns.interval",
+            "must be at least 100ms",
+        )?;
+        ensure(
+            !self.timeout.is_zero(),
+            "discovery.dns.timeout",
+            "must be positive",
+        )
+    }
+}
+
 fn address_lists<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -142,8 +250,10 @@ where
 
 impl Validate for DiscoverySettings {
     fn validate(&self, profile: Profile) -> Result<(), ConfigError> {
-        if self.kind == DiscoveryKind::Consul {
-            self.consul.validate(profile)?;
+        match self.kind {
+            DiscoveryKind::Consul => self.consul.validate(profile)?,
+            DiscoveryKind::Dns => self.dns.validate(profile)?,
+            DiscoveryKind::Static => {}
         }
         for (name, addrs) in &self.static_addrs {
             for addr in addrs {
@@ -202,5 +312,68 @@ impl Validate for ConsulSettings {
             "discovery.consul.agent_timeout",
             "must be positive",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dns(name: &str, namespace: &str) -> DnsSettings {
+        DnsSettings {
+            name: name.into(),
+            namespace: namespace.into(),
+            ..DnsSettings::default()
+        }
+    }
+
+    #[test]
+    fn dns_names_fill_the_template_and_ports_default_to_the_well_known_ones() {
+        let d = dns("{service}.{namespace}.svc.cluster.local", "shop");
+        assert_eq!(d.name_of("cart"), "cart.shop.svc.cluster.local");
+        assert_eq!(DnsSettings::default().name_of("cart"), "cart");
+        assert_eq!(d.port_of("cart"), Some(8002));
+        let mut custom = DnsSettings::default();
+        custom.ports.insert("cart".into(), 9443);
+        assert_eq!(custom.port_of("cart"), Some(9443));
+        assert_eq!(custom.port_of("unknown"), None);
+        assert!(d.validate(Profile::Dev).is_ok());
+    }
+
+    #[test]
+    fn bad_dns_settings_name_their_key() {
+        let key = |d: &DnsSettings| match d.validate(Profile::Dev) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        };
+        assert_eq!(
+            key(&dns("{service}.{namespace}", "")),
+            "discovery.dns.namespace"
+        );
+        assert_eq!(key(&dns("{service}_x", "")), "discovery.dns.name");
+        assert_eq!(key(&dns("{service}..svc", "")), "discovery.dns.name");
+        let mut zero = DnsSettings::default();
+        zero.ports.insert("cart".into(), 0);
+        assert_eq!(key(&zero), "discovery.dns.ports");
+        let fast = DnsSettings {
+            interval: Duration::from_millis(10),
+            ..DnsSettings::default()
+        };
+        assert_eq!(key(&fast), "discovery.dns.interval");
+        let instant = DnsSettings {
+            timeout: Duration::ZERO,
+            ..DnsSettings::default()
+        };
+        assert_eq!(key(&instant), "discovery.dns.timeout");
+    }
+
+    #[test]
+    fn dns_is_a_discovery_kind() {
+        assert_eq!(
+            DiscoveryKind::try_from("dns".to_string()),
+            Ok(DiscoveryKind::Dns)
+        );
+        let err = DiscoveryKind::try_from("mdns".to_string()).unwrap_err();
+        assert!(err.contains("`static`, `dns` or `consul`"), "{err}");
     }
 }

@@ -48,7 +48,7 @@ impl Register for Fixed {
 }
 
 /// The handle of an instance nobody was told about.
-struct Unannounced;
+pub(super) struct Unannounced;
 
 #[async_trait]
 impl Registered for Unannounced {

@@ -6,15 +6,19 @@
 //!   graceful shutdown.
 //!
 //! [`fixed::Fixed`] serves `discovery.kind = static` (the configured addresses; registering is a
-//! no-op), [`consul`] serves `discovery.kind = consul` (the agent's catalog and health checks).
+//! no-op), [`dns::DnsResolver`] serves `discovery.kind = dns` (every A/AAAA record of a name per
+//! service, looked up again on a timer; registering is a no-op), [`consul`] serves
+//! `discovery.kind = consul` (the agent's catalog and health checks).
 //! [`from_settings`] picks one.
 
 pub mod consul;
+pub mod dns;
 pub mod fixed;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -29,6 +33,9 @@ pub trait Resolve: Send + Sync {
     /// The instances of `service`, kept up to date while the receiver lives. A resolver whose
     /// answer never changes drops its sender at once.
     fn resolve(&self, service: &str) -> Result<InstancesWatch, Status>;
+
+    /// Adds the resolver's own metrics to `registry` (none by default).
+    fn register_metrics(&self, _registry: &mut Registry) {}
 }
 
 /// This instance, as announced to the registry.
@@ -69,6 +76,10 @@ pub fn from_settings(
         DiscoveryKind::Static => {
             let fixed = Arc::new(fixed::Fixed::new(settings.static_addrs.clone()));
             (fixed.clone(), fixed)
+        }
+        DiscoveryKind::Dns => {
+            let dns = Arc::new(dns::DnsResolver::new(&settings.dns));
+            (dns.clone(), dns)
         }
         DiscoveryKind::Consul => (
             Arc::new(consul::ConsulResolver::new(&settings.consul)?),
