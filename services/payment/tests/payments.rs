@@ -1032,6 +1032,7 @@ async fn reconciliation_refunds_payments_of_cancelled_orders_and_keeps_paid_ones
                 cost_cents: 1_800,
             }],
             idempotency_key: key.into(),
+            ..Default::default()
         };
         let mut order = order.clone();
         async move {
