@@ -572,7 +572,14 @@ impl Payments {
                     )?)
                     .await?
             }
-            Recorded::Existing(p) if p.is_repeat(user_id, amount, Method::Alipay) => Some(p),
+            // The same trade again (a duplicate notification, or the poller and a notification
+            // both): the payment already recorded.
+            Recorded::Existing(p)
+                if p.is_repeat(user_id, amount, Method::Alipay)
+                    && p.transaction_id == new.transaction_id =>
+            {
+                Some(p)
+            }
             Recorded::Existing(p) => {
                 // Money arrived for an order that was already paid otherwise: a person has to
                 // refund it through Alipay. Not accepting keeps Alipay (and this log) repeating.

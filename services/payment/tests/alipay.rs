@@ -17,14 +17,25 @@ use mall_testing::{
     ALIPAY_APP_ID, ALIPAY_NOTIFY_URL, AlipayFleet, PaymentClient, alipay_checkout_request,
     alipay_keys, assert_code, eventually, order_status, pay_url_params,
 };
-use payment::alipay::request_sign_content;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
+use rsa::signature::{Signer, Verifier};
 use sha2::Sha256;
 use tonic::Code;
 
 /// How long a background step (reconciliation, poller) gets.
 const WAIT: Duration = Duration::from_secs(15);
+
+/// The string Alipay verifies a request's `sign` over (written here from Alipay's rules, not
+/// taken from the code under test): every non-empty parameter but `sign`, sorted, `k=v` joined
+/// with `&`.
+fn request_sign_content(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .filter(|(k, v)| k.as_str() != "sign" && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
 
 fn verify_pay_link(params: &BTreeMap<String, String>) -> Result<(), rsa::signature::Error> {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -85,6 +96,17 @@ async fn alipay_checkout_notify_success_pays_the_order_sells_the_stock_and_clean
     ] {
         assert_eq!(params.get(k).map(String::as_str), Some(v), "{k}");
     }
+    let ts = &params["timestamp"];
+    assert!(
+        ts.len() == 19
+            && ts.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b' ',
+                13 | 16 => b == b':',
+                _ => b.is_ascii_digit(),
+            }),
+        "timestamp is yyyy-MM-dd HH:mm:ss: {ts}"
+    );
     let biz: serde_json::Value = serde_json::from_str(&params["biz_content"]).unwrap();
     assert_eq!(biz["out_trade_no"], order_id.as_str());
     assert_eq!(biz["total_amount"], "28.00");
@@ -431,5 +453,83 @@ async fn partial_alipay_refunds_summing_to_the_payment_succeed_and_one_more_cent
         (payment.refunded_cents, payment.status.as_str()),
         (2_500, "refunded")
     );
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn only_paid_statuses_record_a_payment_and_a_second_trade_for_a_paid_order_is_refused() {
+    let shop = AlipayFleet::start(&[]).await;
+    let url = shop.notify_url();
+    let (_, waiting) = shop.checkout(7, "ali-statuses-1", &[(600, 1)]).await;
+    let (_, finished) = shop.checkout(8, "ali-statuses-2", &[(700, 1)]).await;
+    // WAIT_BUYER_PAY: `success` (nothing to do), nothing recorded.
+    shop.gateway.open_trade(&waiting.order_id, 600);
+    let params = shop
+        .gateway
+        .sign(shop.gateway.notification(&waiting.order_id));
+    assert_eq!(shop.gateway.notify(&url, &params).await.1, "success");
+    assert_eq!(payment_rows(&shop, &waiting.order_id).await, 0);
+    // Signed with the merchant's key instead of Alipay's: refused.
+    let mut forged = shop.gateway.notification(&waiting.order_id);
+    forged.insert("trade_status".into(), "TRADE_SUCCESS".into());
+    let content = forged
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature: Signature =
+        rsa::pkcs1v15::SigningKey::<Sha256>::new(alipay_keys().app_private.clone())
+            .sign(content.as_bytes());
+    forged.insert(
+        "sign".into(),
+        base64::engine::general_purpose::STANDARD
+            .encode(rsa::signature::SignatureEncoding::to_bytes(&signature)),
+    );
+    forged.insert("sign_type".into(), "RSA2".into());
+    assert_eq!(
+        shop.gateway.notify(&url, &forged).await.1,
+        "fail",
+        "wrong key"
+    );
+    assert_eq!(payment_rows(&shop, &waiting.order_id).await, 0);
+
+    // TRADE_FINISHED records as TRADE_SUCCESS does.
+    shop.gateway.pay(&finished.order_id, 700);
+    let mut done = shop.gateway.notification(&finished.order_id);
+    done.insert("trade_status".into(), "TRADE_FINISHED".into());
+    assert_eq!(
+        shop.gateway
+            .notify(&url, &shop.gateway.sign(done.clone()))
+            .await
+            .1,
+        "success"
+    );
+    let paid = payment_of(&shop, &finished.order_id)
+        .await
+        .expect("recorded");
+    assert_eq!((paid.amount_cents, paid.status.as_str()), (700, "paid"));
+    // Another trade number for the paid order: not recorded, not `success`.
+    let mut second = done;
+    second.insert("trade_no".into(), "2026999999999999".into());
+    assert_eq!(
+        shop.gateway
+            .notify(&url, &shop.gateway.sign(second))
+            .await
+            .1,
+        "fail"
+    );
+    assert_eq!(payment_rows(&shop, &finished.order_id).await, 1);
+    // A form in another encoding declared in its Content-Type: `fail`.
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=GBK",
+        )
+        .body("a=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "fail");
     shop.stop().await;
 }

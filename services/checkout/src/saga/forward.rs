@@ -162,7 +162,14 @@ impl Engine {
         self.save(run, priced).await?;
         let placed = self
             .down()
-            .place_order(&run.id, run.user(), &run.contact, &run.lines, method, timeout)
+            .place_order(
+                &run.id,
+                run.user(),
+                &run.contact,
+                &run.lines,
+                method,
+                timeout,
+            )
             .instrument(step_span("place_order", run))
             .await;
         let order_id = match placed {
