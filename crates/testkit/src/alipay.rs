@@ -168,7 +168,7 @@ fn cents(text: &str) -> Option<i64> {
 fn sign_content(params: &BTreeMap<String, String>, skip: &[&str], skip_empty: bool) -> String {
     params
         .iter()
-        .filter(|(k, v)| !skip.contains(&k.as_str()) && !(skip_empty && v.is_empty()))
+        .filter(|(k, v)| !(skip.contains(&k.as_str()) || (skip_empty && v.is_empty())))
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&")
