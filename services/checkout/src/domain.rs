@@ -548,6 +548,79 @@ mod tests {
         }
     }
 
+    fn alipay(
+        card: Option<RawCard<'_>>,
+        method: &str,
+        url: &str,
+    ) -> Result<CheckoutInput, Invalid> {
+        CheckoutInput::parse_paid(
+            7,
+            "Ann",
+            "Lee",
+            "A@b.co",
+            Some(ADDRESS),
+            card,
+            "k",
+            (method, url),
+        )
+    }
+
+    #[test]
+    fn alipay_requests_take_no_card_and_an_optional_http_return_url() {
+        let input = alipay(None, "alipay", " https://shop.example/back ").unwrap();
+        assert_eq!(
+            input.pay,
+            Pay::Alipay {
+                return_url: "https://shop.example/back".into()
+            }
+        );
+        assert!(
+            alipay(Some(("", "", 0, 0)), "alipay", "").is_ok(),
+            "an empty card"
+        );
+        assert!(matches!(
+            alipay(Some(CARD), "credit_card", "").unwrap().pay,
+            Pay::Card(_)
+        ));
+        for (what, bad, field) in [
+            (
+                "a card with alipay",
+                alipay(Some(CARD), "alipay", ""),
+                "credit_card",
+            ),
+            (
+                "unknown method",
+                alipay(Some(CARD), "paypal", ""),
+                "payment_method",
+            ),
+            (
+                "not http",
+                alipay(None, "alipay", "javascript:alert(1)"),
+                "return_url",
+            ),
+            (
+                "too long",
+                alipay(None, "alipay", &format!("https://{}", "a".repeat(250))),
+                "return_url",
+            ),
+            (
+                "return url with a card",
+                alipay(Some(CARD), "", "https://shop.example/back"),
+                "return_url",
+            ),
+            ("no card, no alipay", alipay(None, "", ""), "credit_card"),
+        ] {
+            let err = bad.expect_err(what);
+            assert!(err.to_string().starts_with(field), "{what}: {err}");
+        }
+        // An Alipay request never fingerprints like a card one, nor with another return URL.
+        let a = alipay(None, "alipay", "").unwrap();
+        let b = alipay(None, "alipay", "https://shop.example/back").unwrap();
+        let card = alipay(Some(CARD), "", "").unwrap();
+        assert_ne!(fingerprint("p", &a), fingerprint("p", &b));
+        assert_ne!(fingerprint("p", &a), fingerprint("p", &card));
+    }
+
     #[test]
     fn fingerprints_cover_the_card_and_depend_on_the_pepper() {
         let a = parse(CARD).unwrap();

@@ -533,3 +533,37 @@ async fn only_paid_statuses_record_a_payment_and_a_second_trade_for_a_paid_order
     assert_eq!(resp.text().await.unwrap(), "fail");
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn an_alipay_checkout_without_alipay_configured_is_refused_and_undone() {
+    let fleet = mall_testing::TestFleet::start(&[
+        "auth", "product", "cart", "order", "payment", "checkout",
+    ])
+    .await;
+    let user = 7;
+    let product = fleet.catalog().create_product("no alipay", 900, 4).await;
+    fleet.cart(user).add(product, 2).await.unwrap();
+    let status = assert_code!(
+        fleet
+            .checkout(user)
+            .send(alipay_checkout_request(user, "ali-off"))
+            .await,
+        Code::FailedPrecondition,
+        "no alipay"
+    );
+    assert!(
+        status.message().contains("alipay is not configured"),
+        "{}",
+        status.message()
+    );
+    // The saga undid what it did: the order CANCELLED, the stock back, the cart as it was.
+    let orders = fleet.orders(user).list().await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(order_status(&orders[0]), order_pb::OrderStatus::Cancelled);
+    eventually(WAIT, "the stock is back", || async {
+        fleet.catalog().stock_of(product).await == 4
+    })
+    .await;
+    assert_eq!(fleet.cart(user).lines().await, vec![(product, 2)]);
+    fleet.stop().await;
+}
