@@ -149,6 +149,16 @@ impl Payments {
     /// Alipay's answer is lost the refund stays pending: a retry with the same
     /// `refund_request_id`, or the reconciliation worker, sends the same request again.
     pub async fn refund(&self, refund: &Refund) -> Result<String, Error> {
+        let payment = self
+            .ledger
+            .get(&refund.transaction_id)
+            .await?
+            .ok_or_else(|| Error::PaymentNotFound(refund.transaction_id.to_string()))?;
+        // The order and user must be the payment's, for a repeat too (its out_request_no is
+        // only ever sent for this payment's trade).
+        if payment.order_id != refund.order_id.as_str() || payment.user_id != refund.user_id.db() {
+            return Err(Error::NotThisPayment);
+        }
         if let Some(request) = &refund.request_id
             && let Some(earlier) = self
                 .ledger
@@ -162,11 +172,6 @@ impl Payments {
             .request_id
             .as_ref()
             .map_or_else(|| refund_id.clone(), |r| r.as_str().to_string());
-        let payment = self
-            .ledger
-            .get(&refund.transaction_id)
-            .await?
-            .ok_or_else(|| Error::PaymentNotFound(refund.transaction_id.to_string()))?;
         let status = match payment.method {
             Method::Alipay => RefundStatus::Pending,
             Method::CreditCard => RefundStatus::Succeeded,
@@ -595,11 +600,17 @@ impl Payments {
         self.ledger
             .end_trade(&trade.order_id, TradeState::Paid)
             .await?;
-        if let Some(p) = &payment
-            && p.refunded_cents == 0
-            && self.settle(p).await != Settle::Later
-        {
-            self.ledger.mark_reconciled(&p.transaction_id).await?;
+        if let Some(p) = payment.clone().filter(|p| p.refunded_cents == 0) {
+            // Settling calls order and cart: in the background, so Alipay (or the sweeper
+            // asking) gets its answer as soon as the payment is committed.
+            let payments = self.clone();
+            tokio::spawn(async move {
+                if payments.settle(&p).await != Settle::Later
+                    && let Err(e) = payments.ledger.mark_reconciled(&p.transaction_id).await
+                {
+                    tracing::warn!(transaction = %p.transaction_id, error = %e, "cannot record the settlement; the worker will look again");
+                }
+            });
         }
         Ok(payment)
     }
