@@ -243,9 +243,6 @@ impl Alipay {
                 )
             })?)),
         };
-        // reqwest brings no crypto provider of its own: ring, installed once per process (an
-        // error only says one is installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(GATEWAY_TIMEOUT)
             .build()
