@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Metadata key of a call's deadline (gRPC over HTTP/2).
 pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
+
+/// The header on a call a server refused before any work (its admission layer): `limit` (past
+/// its concurrency limit, with `RESOURCE_EXHAUSTED`) or `deadline` (a deadline shorter than its
+/// calls take, with `DEADLINE_EXCEEDED`). Such a call never ran.
+pub const SHED_HEADER: &str = "x-mall-shed";
 /// Longest request id kept from a caller; longer ones are replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

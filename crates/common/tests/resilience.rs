@@ -139,6 +139,53 @@ async fn business_errors_do_not_open_the_breaker() {
 }
 
 #[tokio::test]
+async fn a_call_an_instance_shed_goes_to_another_without_counting_against_it() {
+    let busy = StubGrpc::start(Reply::Shed).await;
+    let up = StubGrpc::start(Reply::Ok).await;
+    let mut s = settings("payment", &[busy.addr(), up.addr()]);
+    // A low threshold: were sheds failures, the breaker would open within the run.
+    s.client.breaker.min_calls = 2;
+    let clients = clients(&s);
+    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+
+    for _ in 0..20 {
+        payment
+            .get_payment(pay::GetPaymentReq::default())
+            .await
+            .expect("a shed read is sent to the other instance");
+    }
+    assert_eq!(up.calls(GET_PAYMENT), 20);
+    assert!(busy.calls(GET_PAYMENT) > 0, "the busy instance was tried");
+    let metrics = metrics_text(&clients);
+    assert!(
+        metrics.contains("grpc_client_ejections_total{target=\"payment\"} 0\n")
+            && metrics.contains("grpc_client_circuit_state{target=\"payment\"} 0\n"),
+        "a busy instance is neither ejected nor a reason to open the breaker:\n{metrics}"
+    );
+
+    // Alone and busy: the refusal reaches the caller as it is, and the breaker stays closed.
+    up.set_reply(Reply::Shed);
+    for _ in 0..5 {
+        let err = payment
+            .get_payment(pay::GetPaymentReq::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    }
+    assert!(metrics_text(&clients).contains("grpc_client_circuit_state{target=\"payment\"} 0\n"));
+    // A RESOURCE_EXHAUSTED that is not a shed (a business refusal) is not sent again.
+    up.set_reply(Reply::Status(Code::ResourceExhausted));
+    busy.set_reply(Reply::Status(Code::ResourceExhausted));
+    let before = up.calls(GET_PAYMENT) + busy.calls(GET_PAYMENT);
+    let err = payment
+        .get_payment(pay::GetPaymentReq::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(up.calls(GET_PAYMENT) + busy.calls(GET_PAYMENT) - before, 1);
+}
+
+#[tokio::test]
 async fn idempotent_reads_are_retried_on_another_instance_and_charge_never_is() {
     let down = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
     let up = StubGrpc::start(Reply::Ok).await;

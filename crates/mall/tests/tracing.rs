@@ -188,6 +188,31 @@ async fn a_checkout_is_one_trace_from_the_caller_through_every_service() {
         "a cache key on a span"
     );
 
+    // Database calls are spans under the RPC that makes them: order's transaction placing the
+    // order (a unit of work), and cart's read of the cart (one statement, by its kind); never
+    // the statement's text or its parameters.
+    let place = server_span(&trace, "order", "OrderService/PlaceOrder");
+    let unit = trace
+        .iter()
+        .find(|s| s.name == "db.place" && descends(&trace, s, place))
+        .unwrap_or_else(|| panic!("no database span under PlaceOrder: {}", names(&trace)));
+    assert_eq!(unit.kind, SPAN_CLIENT);
+    assert!(matches!(unit.attr("db.system"), Some("sqlite" | "mysql")));
+    assert_eq!(unit.attr("db.operation"), Some("place"));
+    let get_cart = server_span(&trace, "cart", "CartService/GetCart");
+    let select = trace
+        .iter()
+        .find(|s| s.name == "db.select" && descends(&trace, s, get_cart))
+        .unwrap_or_else(|| panic!("no SELECT span under GetCart: {}", names(&trace)));
+    assert_eq!(select.attr("db.operation"), Some("SELECT"));
+    assert!(
+        trace.iter().all(|s| s
+            .attributes
+            .keys()
+            .all(|k| !k.starts_with("db.statement") && !k.starts_with("db.query"))),
+        "statement text on a span"
+    );
+
     // The saga's steps, in checkout, attributed with the saga id, each over its call.
     let steps = [
         ("saga.read_cart", "cart", "CartService/GetCart"),

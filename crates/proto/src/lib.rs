@@ -138,6 +138,8 @@ pub use tiktokmall::*;
 /// (feed it to `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tiktokmall_descriptor");
 
+pub mod reference;
+
 /// Fully-qualified names of the seven gRPC services of the contract.
 pub const SERVICE_NAMES: [&str; 7] = [
     "tiktokmall.auth.v1.AuthService",

@@ -53,7 +53,8 @@ pub enum Format {
 /// Log lines captured in memory, for as long as the [`Capture`] lives.
 pub struct Capture {
     lines: Lines,
-    _guard: DefaultGuard,
+    /// The thread-local default while capturing one thread; `None` for the global one.
+    _guard: Option<DefaultGuard>,
 }
 
 /// The in-memory sink (a `MakeWriter`): every writer appends to one buffer.
@@ -104,23 +105,31 @@ pub fn capture(format: Format, max_level: Level) -> Capture {
     };
     Capture {
         lines,
-        _guard: guard,
+        _guard: Some(guard),
     }
 }
 
-/// Captures this thread's events through the platform's own subscriber
-/// ([`mall_common::telemetry::subscriber`]) made from `settings`, until the returned [`Capture`]
-/// is finished or dropped: with `settings.otlp_endpoint` set, this installs the process's trace
-/// export, and JSON lines carry `trace_id` and `span_id`. `RUST_LOG` overrides the filter.
+/// Captures every thread's events through the platform's own subscriber
+/// ([`mall_common::telemetry::subscriber`]) made from `settings`, installed as the process's
+/// global default as the services install it: with `settings.otlp_endpoint` set, this installs
+/// the process's trace export, and JSON lines carry `trace_id` and `span_id`. `RUST_LOG`
+/// overrides the filter. Once per process (a test binary of its own): a global subscriber
+/// cannot be replaced, so a second call panics.
+///
+/// Global, not this thread's: spans entered or dropped on other threads (SQLite's connection
+/// threads hold the current span of each command they run) must reach the same subscriber, or
+/// their parents are never closed and never exported.
 pub fn capture_platform(process: &str, settings: &TelemetrySettings) -> Capture {
     let lines = Lines {
         buf: Arc::default(),
         echo: std::env::var_os(TEST_LOG).is_some(),
     };
     let subscriber = mall_common::telemetry::subscriber(process, settings, lines.clone(), false);
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("capture_platform is called once per process");
     Capture {
         lines,
-        _guard: tracing::subscriber::set_default(subscriber),
+        _guard: None,
     }
 }
 

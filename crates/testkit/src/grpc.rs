@@ -5,7 +5,8 @@
 //! Covered: unary calls of any service and method over h2c. `Ok` answers an empty message
 //! (valid for every proto3 response type: all fields at their defaults) followed by
 //! `grpc-status: 0` trailers; an error status is sent trailers-only, as gRPC servers do;
-//! `BrokenBody` sends the response headers and then resets the stream.
+//! `BrokenBody` sends the response headers and then resets the stream; `Shed` answers as a
+//! TikTokMall server refusing a call past its concurrency limit.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -33,6 +34,9 @@ pub enum Reply {
     /// Response headers, then the stream breaks before the message (as when the server dies
     /// between the two).
     BrokenBody,
+    /// `RESOURCE_EXHAUSTED` trailers-only with `x-mall-shed: limit`, as a TikTokMall server
+    /// answers a call it did not admit (its concurrency limit was reached).
+    Shed,
 }
 
 #[derive(Default)]
@@ -130,6 +134,14 @@ async fn answer(state: &Mutex<State>, uri: &Uri, headers: &HeaderMap) -> Respons
         Reply::Status(code) => builder
             .header("grpc-status", (code as i32).to_string())
             .header("grpc-message", "stubbed")
+            .body(Body::empty()),
+        Reply::Shed => builder
+            .header(
+                "grpc-status",
+                (tonic::Code::ResourceExhausted as i32).to_string(),
+            )
+            .header("grpc-message", "server overloaded; retry later")
+            .header("x-mall-shed", "limit")
             .body(Body::empty()),
         Reply::BrokenBody => {
             // The pause lets the headers reach the client before the stream is reset.

@@ -70,18 +70,34 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+}
+
+/// Bucket bounds of the step-latency histogram, in seconds (1 ms … 10 s).
+pub const STEP_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+fn step_histogram() -> Histogram {
+    Histogram::new(STEP_BUCKETS)
+}
+
 /// The checkout metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     outcomes: Family<OutcomeLabels, Counter>,
     compensations: Family<KindLabels, Counter>,
     duration: Histogram,
+    steps: Family<StepLabels, Histogram, fn() -> Histogram>,
     open: Gauge,
 }
 
 impl Metrics {
     /// Registers `checkout_outcomes_total{outcome}`, `checkout_compensations_total{kind}`,
-    /// `checkout_saga_duration_seconds` and `checkout_open_sagas` in `registry`.
+    /// `checkout_saga_duration_seconds`, `checkout_step_duration_seconds{step}` and
+    /// `checkout_open_sagas` in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Metrics::unregistered();
         registry.register(
@@ -100,6 +116,11 @@ impl Metrics {
             metrics.duration.clone(),
         );
         registry.register(
+            "checkout_step_duration_seconds",
+            "Time of one saga step's remote call as checkout sees it, by step",
+            metrics.steps.clone(),
+        );
+        registry.register(
             "checkout_open_sagas",
             "Sagas not yet at an end state",
             metrics.open.clone(),
@@ -113,6 +134,7 @@ impl Metrics {
             outcomes: Family::default(),
             compensations: Family::default(),
             duration: Histogram::new(DURATION_BUCKETS),
+            steps: Family::new_with_constructor(step_histogram),
             open: Gauge::default(),
         }
     }
@@ -136,6 +158,14 @@ impl Metrics {
     /// Records how long a checkout took.
     pub fn duration(&self, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long one step's call took (`step` as in the step spans: `charge`,
+    /// `compensate.refund`, ...).
+    pub fn step(&self, step: &'static str, elapsed: Duration) {
+        self.steps
+            .get_or_create(&StepLabels { step })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Sets the number of open sagas.

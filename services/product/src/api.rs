@@ -2,6 +2,7 @@
 //! the cache for reads by id), map errors to statuses. Access rules are in [`ACCESS`] and are
 //! enforced by the server before any handler runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::auth::{Access, AccessTable};
@@ -17,6 +18,7 @@ use crate::domain::{
     NewProduct, Product, ProductPatch, Reservation, Search, batch_ids, category_filter,
 };
 use crate::error::Error;
+use crate::near::NearCache;
 use crate::store::{Catalog, Reserved};
 
 /// Who may call what: browsing is public, writes are admin-only; batch reads and reservations
@@ -48,6 +50,7 @@ pub struct CatalogApi {
     catalog: Catalog,
     cache: SharedCache,
     cache_ttl: Duration,
+    near: Option<Arc<NearCache>>,
 }
 
 fn cache_key(id: ProductId) -> String {
@@ -67,23 +70,56 @@ fn to_pb(p: Product) -> pb::Product {
 }
 
 impl CatalogApi {
-    /// A service over `catalog`, caching products by id for `cache_ttl`.
-    pub fn new(catalog: Catalog, cache: SharedCache, cache_ttl: Duration) -> Self {
+    /// A service over `catalog`, caching products by id for `cache_ttl` in `cache` and, when
+    /// given, in the `near` cache in front of it.
+    pub fn new(
+        catalog: Catalog,
+        cache: SharedCache,
+        cache_ttl: Duration,
+        near: Option<Arc<NearCache>>,
+    ) -> Self {
         CatalogApi {
             catalog,
             cache,
             cache_ttl,
+            near,
         }
     }
 
-    /// Drops cached copies of products after a write. A failure is logged, not returned: the
-    /// write is committed and cached entries expire after `catalog.cache_ttl` anyway.
+    /// Drops cached copies of products after a write, here and (through the near cache's
+    /// change log) in every instance. A failure is logged, not returned: the write is committed
+    /// and cached entries expire after `catalog.cache_ttl` anyway.
     async fn invalidate(&self, ids: &[ProductId]) {
         for id in ids {
             if let Err(e) = cache::invalidate(self.cache.as_ref(), &cache_key(*id)).await {
                 tracing::error!(product = id.get(), error = %e, "cache invalidation failed");
             }
         }
+        if let Some(near) = &self.near
+            && let Err(e) = near.changed(ids).await
+        {
+            tracing::error!(error = %e, "near-cache change log not written");
+        }
+    }
+
+    /// The product `id` from the near cache, else the shared cache, else the database.
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, Error> {
+        if let Some(product) = self.near.as_ref().and_then(|n| n.get(id)) {
+            return Ok(Some(product));
+        }
+        let stamp = self.near.as_ref().map(|n| n.stamp());
+        let catalog = self.catalog.clone();
+        let product = cache::read_through(
+            self.cache.as_ref(),
+            &cache_key(id),
+            self.cache_ttl,
+            || async move { catalog.get(id).await },
+        )
+        .await?;
+        if let (Some(near), Some(stamp), Some(product)) = (&self.near, stamp, &product) {
+            near.fill(stamp, product);
+        }
+        Ok(product)
     }
 }
 
@@ -108,15 +144,10 @@ impl ProductCatalogService for CatalogApi {
         request: Request<pb::GetProductReq>,
     ) -> Result<Response<pb::GetProductResp>, Status> {
         let id = ProductId::parse(request.into_inner().id, "id").map_err(Error::from)?;
-        let catalog = self.catalog.clone();
-        let product = cache::read_through(
-            self.cache.as_ref(),
-            &cache_key(id),
-            self.cache_ttl,
-            || async move { catalog.get(id).await },
-        )
-        .await?
-        .ok_or(Error::ProductNotFound(id.get()))?;
+        let product = self
+            .product(id)
+            .await?
+            .ok_or(Error::ProductNotFound(id.get()))?;
         Ok(Response::new(pb::GetProductResp {
             product: Some(to_pb(product)),
         }))

@@ -9,6 +9,7 @@ pub mod api;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod near;
 pub mod store;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use mall_common::config;
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
+use mall_common::worker::spawn_periodic;
 use mall_proto::product::v1::product_catalog_service_server::ProductCatalogServiceServer;
 use mall_types::ServiceName;
 use serde::{Deserialize, Serialize};
@@ -38,11 +40,26 @@ pub struct CatalogSettings {
     /// How long `GetProduct` answers are cached.
     #[serde(with = "mall_common::config::duration")]
     pub cache_ttl: Duration,
+    /// Most products the in-process near cache keeps (0: none; see [`near`]).
+    pub near_cache_entries: usize,
+    /// How often the near cache reads the fleet's change log.
+    #[serde(with = "mall_common::config::duration")]
+    pub near_cache_poll: Duration,
+    /// How old a product served from the near cache may be after a change elsewhere in the
+    /// fleet: past it without a complete read of the change log, nothing is served from memory.
+    #[serde(with = "mall_common::config::duration")]
+    pub near_cache_staleness: Duration,
 }
 
 impl config::Validate for Extra {
     fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
-        Ok(())
+        let c = &self.catalog;
+        config::ensure(
+            c.near_cache_entries == 0
+                || (!c.near_cache_poll.is_zero() && c.near_cache_poll < c.near_cache_staleness),
+            "catalog.near_cache_poll",
+            "must be above zero and below catalog.near_cache_staleness",
+        )
     }
 }
 
@@ -57,6 +74,9 @@ pub fn default_settings() -> Settings {
             catalog: CatalogSettings {
                 seed_demo: true,
                 cache_ttl: Duration::from_secs(300),
+                near_cache_entries: 10_000,
+                near_cache_poll: Duration::from_millis(200),
+                near_cache_staleness: Duration::from_secs(1),
             },
         },
     )
@@ -83,16 +103,37 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     if settings.ext.catalog.seed_demo && catalog.seed_if_empty(&demo::products()?).await? {
         tracing::info!("loaded the demo catalog");
     }
-    let service = api::CatalogApi::new(
-        catalog,
+    let c = &settings.ext.catalog;
+    let near = near::NearCache::new(
         platform.cache.clone(),
-        settings.ext.catalog.cache_ttl,
+        near::NearSettings {
+            entries: c.near_cache_entries,
+            poll: c.near_cache_poll,
+            staleness: c.near_cache_staleness,
+            ttl: c.cache_ttl,
+        },
     );
-    platform
-        .server(&settings)
+    let service = api::CatalogApi::new(catalog, platform.cache.clone(), c.cache_ttl, near.clone());
+    let mut server = platform.server(&settings);
+    if let Some(near) = &near {
+        near.register(server.registry_mut());
+    }
+    let bound = server
         .add_service(ProductCatalogServiceServer::new(service), api::ACCESS)
         .bind()
-        .await
+        .await?;
+    if let Some(near) = near {
+        spawn_periodic(
+            "near cache",
+            c.near_cache_poll,
+            bound.shutdown_handle(),
+            move || {
+                let near = near.clone();
+                async move { near.poll().await }
+            },
+        );
+    }
+    Ok(bound)
 }
 
 /// Builds and serves until `shutdown` completes.

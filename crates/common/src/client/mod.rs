@@ -96,6 +96,17 @@ pub(crate) fn response_code(resp: &http::Response<Body>) -> Option<tonic::Code> 
     Some(tonic::Code::from(code))
 }
 
+/// Whether an answer is a server's refusal to admit the call (`RESOURCE_EXHAUSTED` with
+/// [`SHED_HEADER`](crate::context::SHED_HEADER) `limit`): it never ran, so
+/// another instance may take it.
+pub(crate) fn answered_shed(resp: &http::Response<Body>) -> bool {
+    response_code(resp) == Some(tonic::Code::ResourceExhausted)
+        && resp
+            .headers()
+            .get(crate::context::SHED_HEADER)
+            .is_some_and(|v| v == "limit")
+}
+
 /// Whether an answer is `UNAVAILABLE`, in its headers or (read whole) its trailers.
 pub(crate) fn answered_unavailable(resp: &http::Response<Body>) -> bool {
     let trailer = resp.extensions().get::<TrailerCode>().map(|c| c.0);
@@ -316,7 +327,7 @@ impl Clients {
         );
         registry.register(
             "grpc_client_retries",
-            "Idempotent calls sent again to another instance after UNAVAILABLE",
+            "Idempotent calls sent again to another instance after UNAVAILABLE or a shed",
             m.retries.clone(),
         );
         registry.register(

@@ -1,7 +1,7 @@
 //! The retry layer. When a failed call may be sent again: only idempotent RPCs (as the protos
-//! mark them), only
-//! after `UNAVAILABLE`, only to another instance, and only within a budget, so retries can never
-//! multiply the load on a struggling fleet.
+//! mark them), only after `UNAVAILABLE` or a server's refusal to admit it (`RESOURCE_EXHAUSTED`
+//! marked shed: it never ran), only to another instance, and only within a budget, so retries
+//! can never multiply the load on a struggling fleet.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
 use super::balance::Target;
-use super::{Attempted, BoxError, ReadWhole, answered_unavailable};
+use super::{Attempted, BoxError, ReadWhole, answered_shed, answered_unavailable};
 use crate::around::Around;
 use crate::config::RetrySettings;
 use crate::error::{NotSent, not_sent_reason};
@@ -149,7 +149,7 @@ impl tower::retry::Policy<http::Request<Body>, http::Response<Body>, BoxError> f
         result: &mut Result<http::Response<Body>, BoxError>,
     ) -> Option<Self::Future> {
         let unavailable = match result {
-            Ok(resp) => answered_unavailable(resp),
+            Ok(resp) => answered_unavailable(resp) || answered_shed(resp),
             Err(e) => e.downcast_ref::<Status>().is_some_and(|s| {
                 s.code() == tonic::Code::Unavailable
                     && not_sent_reason(s) != Some(NotSent::NoInstance)

@@ -133,27 +133,10 @@ fn address_lists<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>
 where
     D: serde::Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        Many(Vec<String>),
-        One(String),
-    }
-    let raw = BTreeMap::<String, OneOrMany>::deserialize(deserializer)?;
+    let raw = BTreeMap::<String, super::OneOrMany>::deserialize(deserializer)?;
     Ok(raw
         .into_iter()
-        .map(|(name, addrs)| {
-            let addrs = match addrs {
-                OneOrMany::Many(list) => list,
-                OneOrMany::One(joined) => joined
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            };
-            (name, addrs)
-        })
+        .map(|(name, addrs)| (name, addrs.into_list()))
         .collect())
 }
 

@@ -479,3 +479,33 @@ pub fn format_authority(host: &str, port: u16) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A list setting: a list in YAML, or one comma-separated string (as the environment gives it).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_list(self) -> Vec<String> {
+        match self {
+            OneOrMany::Many(list) => list,
+            OneOrMany::One(joined) => joined
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// Deserializes a [`OneOrMany`] list (`#[serde(deserialize_with = "super::string_list")]`).
+pub(crate) fn string_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    OneOrMany::deserialize(deserializer).map(OneOrMany::into_list)
+}

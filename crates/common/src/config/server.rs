@@ -11,6 +11,10 @@ use super::{ConfigError, Profile, Validate, ensure};
 pub const ADMIN_PORT_OFFSET: u16 = 1000;
 /// Default of `server.max_concurrent_rpcs`.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: u32 = 1_000;
+/// Default of `server.min_concurrent_rpcs`.
+pub const DEFAULT_MIN_CONCURRENT_RPCS: u32 = 16;
+/// Default of `server.internal_reserve_percent`.
+pub const DEFAULT_INTERNAL_RESERVE_PERCENT: u32 = 20;
 /// Default of `server.drain_delay`: none on a laptop; set it to a few check intervals where
 /// a balancer or Consul must notice NOT_SERVING before the listener closes.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
@@ -37,7 +41,25 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Most RPCs handled at once; beyond it calls are refused at once with
     /// `RESOURCE_EXHAUSTED` instead of queueing (health and reflection are never refused).
+    /// With `adaptive_concurrency` the ceiling of the adaptive limit.
     pub max_concurrent_rpcs: u32,
+    /// Whether the limit follows measured latency between `min_concurrent_rpcs` and
+    /// `max_concurrent_rpcs` (see `common::server::layers::load_shed`); else it is
+    /// `max_concurrent_rpcs`.
+    pub adaptive_concurrency: bool,
+    /// The adaptive limit's floor (and where it starts, ×4); above `max_concurrent_rpcs` it is
+    /// that.
+    pub min_concurrent_rpcs: u32,
+    /// Share of the limit (percent, ≤ 90) only internal calls (service tokens) may use.
+    pub internal_reserve_percent: u32,
+    /// Serve gRPC-Web (`application/grpc-web`, `-text`; HTTP/1.1 too) beside gRPC, so a browser
+    /// can call the service directly. Off by default.
+    pub grpc_web: bool,
+    /// Origins a browser page may call from (CORS), e.g. `https://shop.example.com`; `*` for
+    /// any. Empty: no CORS headers (same origin only, behind a gateway). A list in YAML,
+    /// comma-separated in the environment.
+    #[serde(default, deserialize_with = "super::string_list")]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServerSettings {
@@ -50,6 +72,11 @@ impl ServerSettings {
             drain_delay: DEFAULT_DRAIN_DELAY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_concurrent_rpcs: DEFAULT_MAX_CONCURRENT_RPCS,
+            adaptive_concurrency: true,
+            min_concurrent_rpcs: DEFAULT_MIN_CONCURRENT_RPCS,
+            internal_reserve_percent: DEFAULT_INTERNAL_RESERVE_PERCENT,
+            grpc_web: false,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -69,6 +96,73 @@ impl Validate for ServerSettings {
             self.max_concurrent_rpcs > 0,
             "server.max_concurrent_rpcs",
             "must be at least 1",
-        )
+        )?;
+        ensure(
+            self.min_concurrent_rpcs > 0,
+            "server.min_concurrent_rpcs",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.internal_reserve_percent <= 90,
+            "server.internal_reserve_percent",
+            "must be at most 90",
+        )?;
+        ensure(
+            self.cors_origins.is_empty() || self.grpc_web,
+            "server.cors_origins",
+            "needs server.grpc_web",
+        )?;
+        for origin in &self.cors_origins {
+            ensure(
+                is_origin(origin),
+                "server.cors_origins",
+                format!("`{origin}` is not an origin (scheme://host[:port], or *)"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `*`, or `http(s)://host[:port]` with nothing after it (what browsers send as `Origin`).
+fn is_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_origin;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        for ok in [
+            "*",
+            "https://shop.example.com",
+            "http://localhost:5173",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_origin(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "shop.example.com",
+            "https://",
+            "https://a.com/path",
+            "ftp://a.com",
+            "https://a b",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
     }
 }

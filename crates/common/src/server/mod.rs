@@ -5,6 +5,7 @@
 //! - the [`layers`] every RPC passes through (request id, trace span, metrics, load shedding,
 //!   access, deadline);
 //! - with `tls.enabled`, mutual TLS on the gRPC port (see [`crate::tls`]);
+//! - with `server.grpc_web`, gRPC-Web for browsers beside gRPC, with CORS (see [`web`]);
 //! - an admin HTTP port ([`admin`]) with `/metrics`, `/healthz` and `/readyz`;
 //! - once the ports are bound, registration through the discovery [`Register`] (a no-op for
 //!   static discovery, the agent for Consul);
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod layers;
 mod shutdown;
+pub mod web;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,13 +41,14 @@ use tower::{Service, ServiceBuilder};
 use self::admin::{ReadyCheck, ready_check};
 use self::layers::access::AccessLayer;
 use self::layers::deadline::Deadlines;
-use self::layers::load_shed::LoadShedLayer;
+use self::layers::load_shed::{Admission, LoadShedLayer};
 use self::layers::metrics::MetricsLayer;
 use self::layers::request_id::RequestIds;
 use self::layers::trace::TraceLayer;
 pub use self::shutdown::{
     DEREGISTER_TIMEOUT, Shutdown, ShutdownTrigger, shutdown_pair, shutdown_signal,
 };
+use self::web::GrpcWeb;
 use crate::around::AroundLayer;
 use crate::auth::{AccessTable, Tokens};
 use crate::config::Settings;
@@ -61,7 +64,7 @@ pub struct ServerBuilder {
     admin_port: u16,
     drain_delay: Duration,
     grace: Duration,
-    max_concurrent_rpcs: u32,
+    admission: Admission,
     routes: Routes,
     service_names: Vec<&'static str>,
     access: Vec<AccessTable>,
@@ -71,6 +74,7 @@ pub struct ServerBuilder {
     registry: Registry,
     tls: Option<MutualTls>,
     admin_routes: axum::Router,
+    grpc_web: Option<GrpcWeb>,
 }
 
 impl ServerBuilder {
@@ -88,7 +92,16 @@ impl ServerBuilder {
             admin_port: settings.server.admin_port(),
             drain_delay: settings.server.drain_delay,
             grace: settings.server.shutdown_grace,
-            max_concurrent_rpcs: settings.server.max_concurrent_rpcs,
+            admission: Admission {
+                adaptive: settings.server.adaptive_concurrency,
+                // A floor above a lowered ceiling follows it down.
+                min: settings
+                    .server
+                    .min_concurrent_rpcs
+                    .min(settings.server.max_concurrent_rpcs),
+                max: settings.server.max_concurrent_rpcs,
+                internal_reserve_percent: settings.server.internal_reserve_percent,
+            },
             routes: Routes::default(),
             service_names: Vec::new(),
             access: Vec::new(),
@@ -98,6 +111,7 @@ impl ServerBuilder {
             registry: Registry::default(),
             tls: None,
             admin_routes: axum::Router::new(),
+            grpc_web: GrpcWeb::from_settings(&settings.server),
         }
     }
 
@@ -178,7 +192,11 @@ impl ServerBuilder {
         let stack = Stack {
             trace: TraceLayer::new(&self.name, grpc_addr.to_string()),
             metrics: MetricsLayer::new(rpc_metrics),
-            load_shed: LoadShedLayer::new(self.max_concurrent_rpcs, self.service_names.clone()),
+            load_shed: LoadShedLayer::new(
+                self.admission,
+                self.service_names.clone(),
+                &mut self.registry,
+            ),
             access: AccessLayer::new(self.access, self.tokens, &self.name, self.tls.is_some()),
         };
         let (trigger, _) = shutdown_pair();
@@ -201,6 +219,7 @@ impl ServerBuilder {
             trigger,
             tls: self.tls.as_ref().map(MutualTls::server),
             admin_routes: self.admin_routes,
+            grpc_web: self.grpc_web,
         })
     }
 }
@@ -246,6 +265,7 @@ pub struct BoundServer {
     trigger: ShutdownTrigger,
     tls: Option<tonic::transport::ServerTlsConfig>,
     admin_routes: axum::Router,
+    grpc_web: Option<GrpcWeb>,
 }
 
 impl BoundServer {
@@ -287,7 +307,14 @@ impl BoundServer {
         let mut begun = drain.trigger.subscribe();
         let signal = drain.run(shutdown, registration);
         let trace = self.stack.trace.service_trace().cloned();
+        let cors = self.grpc_web.as_ref().and_then(GrpcWeb::cors);
+        let web = self
+            .grpc_web
+            .as_ref()
+            .map(|_| tonic_web::GrpcWebLayer::new());
         let stack = ServiceBuilder::new()
+            .option_layer(cors)
+            .option_layer(web)
             .layer(AroundLayer(RequestIds))
             .layer(AroundLayer(self.stack.trace))
             .layer(AroundLayer(self.stack.metrics))
@@ -296,7 +323,8 @@ impl BoundServer {
             .layer(AroundLayer(Deadlines));
         let incoming =
             tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true));
-        let mut builder = tonic::transport::Server::builder();
+        // gRPC-Web from a browser may come over HTTP/1.1.
+        let mut builder = tonic::transport::Server::builder().accept_http1(self.grpc_web.is_some());
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }

@@ -2,12 +2,12 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Labels of the per-RPC metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,15 +30,24 @@ pub struct ServiceLabels {
     pub grpc_service: String,
 }
 
-type HistogramFamily = Family<RpcLabels, Histogram, fn() -> Histogram>;
+/// The exemplar of a latency observation: the trace of the RPC observed (Grafana's link from a
+/// latency panel to Jaeger reads `trace_id`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// The W3C trace id, lowercase hex.
+    pub trace_id: String,
+}
+
+type LatencyHistogram = HistogramWithExemplars<TraceExemplar>;
+type HistogramFamily = Family<RpcLabels, LatencyHistogram, fn() -> LatencyHistogram>;
 
 /// Bucket bounds of the handling-time histogram, in seconds (1 ms … 10 s).
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
+fn latency_histogram() -> LatencyHistogram {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
 }
 
 /// The RED metrics of one gRPC server.
@@ -86,8 +95,16 @@ impl RpcMetrics {
             .inc();
     }
 
-    /// Records one finished RPC.
-    pub fn finished(&self, service: &str, method: &str, code: tonic::Code, elapsed: Duration) {
+    /// Records one finished RPC; `trace_id` (the RPC's sampled trace, while traces are
+    /// exported) becomes the exemplar of its latency bucket.
+    pub fn finished(
+        &self,
+        service: &str,
+        method: &str,
+        code: tonic::Code,
+        elapsed: Duration,
+        trace_id: Option<String>,
+    ) {
         self.in_flight
             .get_or_create(&ServiceLabels {
                 grpc_service: service.to_string(),
@@ -99,9 +116,11 @@ impl RpcMetrics {
             grpc_code: code_name(code).to_string(),
         };
         self.handled.get_or_create(&labels).inc();
+        let exemplar = trace_id.map(|trace_id| TraceExemplar { trace_id });
+        let at = exemplar.as_ref().map(|_| SystemTime::now());
         self.seconds
             .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed.as_secs_f64(), exemplar, at);
     }
 }
 

@@ -316,6 +316,18 @@ pub fn span_ids(
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
+/// The trace id (lowercase hex) of `span` when traces are exported and its trace is sampled:
+/// an exemplar worth linking to (an unsampled trace never reaches Jaeger). `None` when off.
+pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let cx = span.context();
+    let span = cx.span();
+    let sc = span.span_context();
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
+}
+
 /// Whether a server answering `code` failed, by the OpenTelemetry gRPC conventions: the
 /// caller's mistakes (`INVALID_ARGUMENT`, `NOT_FOUND`, ...) are not the server's errors.
 pub fn is_server_error(code: tonic::Code) -> bool {

@@ -3,10 +3,8 @@
 //! what is left of the charge. Every action is idempotent or guarded, so the recovery worker
 //! can run the whole compensation again after a partial one.
 
-use tracing::Instrument as _;
-
 use super::outcome::{Answer, unless_stopping};
-use super::{CANCEL_REASON, Engine, Failure, Run, StepError, step_span};
+use super::{CANCEL_REASON, Engine, Failure, Run, StepCall as _, StepError};
 use crate::domain::{SagaState, Step};
 use crate::downstream::{OrderState, reason};
 use crate::metrics::CompensationKind;
@@ -72,7 +70,7 @@ impl Engine {
         let step = self.inner.timing.step;
         self.down()
             .release_stock(&order_id, step)
-            .instrument(step_span("compensate.release_stock", run))
+            .step(&self.inner.metrics, "compensate.release_stock", run)
             .await?;
         self.inner
             .metrics
@@ -103,7 +101,7 @@ impl Engine {
                 crate::downstream::CARD_METHOD,
                 self.inner.timing.step,
             )
-            .instrument(step_span("compensate.find_order", run))
+            .step(&self.inner.metrics, "compensate.find_order", run)
             .await?;
         run.order_id = Some(id.clone());
         let found = Change {
@@ -123,7 +121,7 @@ impl Engine {
         let cancelled = self
             .down()
             .cancel_order(user, order_id, CANCEL_REASON, step)
-            .instrument(step_span("compensate.cancel_order", run))
+            .step(&self.inner.metrics, "compensate.cancel_order", run)
             .await;
         match cancelled {
             Ok(()) => {
@@ -159,7 +157,7 @@ impl Engine {
         if left > 0 {
             self.down()
                 .refund(tx, order_id, run.user(), left, CANCEL_REASON, step)
-                .instrument(step_span("compensate.refund", run))
+                .step(&self.inner.metrics, "compensate.refund", run)
                 .await?;
             self.inner.metrics.compensation(CompensationKind::Refund);
             tracing::info!(saga = %run.id, transaction = %tx, amount_cents = left, "charge refunded");

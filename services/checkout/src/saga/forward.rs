@@ -2,10 +2,8 @@
 //! charge, mark paid, remove the purchased lines from the cart. Before the order exists a failure is a rejection (nothing to
 //! undo); from then on it compensates (see [`super::compensate`]).
 
-use tracing::Instrument as _;
-
+use super::StepCall as _;
 use super::outcome::Answer;
-use super::step_span;
 use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run, StepError};
 use crate::domain::{Card, MAX_LINES, Pay, PricedLine, PricingError, SagaState, Step, price_lines};
 use crate::downstream::reason;
@@ -73,7 +71,7 @@ impl Engine {
         let linked = self
             .down()
             .alipay_pay_link(order_id, run.user(), run.total, return_url, timeout)
-            .instrument(step_span("alipay_link", run))
+            .step(&self.inner.metrics, "alipay_link", run)
             .await;
         match linked {
             Ok(url) => {
@@ -107,7 +105,7 @@ impl Engine {
         let cart = self
             .down()
             .get_cart(run.user(), timeout)
-            .instrument(step_span("read_cart", run))
+            .step(&self.inner.metrics, "read_cart", run)
             .await
             .map_err(|e| Self::cut_by_budget(run, e))?;
         if cart.is_empty() {
@@ -133,7 +131,7 @@ impl Engine {
         let prices = self
             .down()
             .prices(ids, timeout)
-            .instrument(step_span("price", run))
+            .step(&self.inner.metrics, "price", run)
             .await
             .map_err(|e| Self::cut_by_budget(run, e))?;
         price_lines(cart, &prices).map_err(Failure::Pricing)
@@ -170,7 +168,7 @@ impl Engine {
                 method,
                 timeout,
             )
-            .instrument(step_span("place_order", run))
+            .step(&self.inner.metrics, "place_order", run)
             .await;
         let order_id = match placed {
             Ok(id) => id,
@@ -196,7 +194,7 @@ impl Engine {
             Ok(timeout) => {
                 self.down()
                     .reserve_stock(order_id, &run.lines, timeout)
-                    .instrument(step_span("reserve_stock", run))
+                    .step(&self.inner.metrics, "reserve_stock", run)
                     .await
             }
             Err(e) => Err(e),
@@ -224,7 +222,7 @@ impl Engine {
         let charged = self
             .down()
             .charge(order_id, run.user(), run.total, card, timeout)
-            .instrument(step_span("charge", run))
+            .step(&self.inner.metrics, "charge", run)
             .await;
         match charged {
             Ok(tx) => {
@@ -272,7 +270,7 @@ impl Engine {
             match self
                 .down()
                 .mark_paid(run.user(), &order_id, &tx, step)
-                .instrument(step_span("mark_paid", run))
+                .step(&self.inner.metrics, "mark_paid", run)
                 .await
             {
                 Ok(()) => return self.paid(run).await,
@@ -297,7 +295,7 @@ impl Engine {
         match self
             .down()
             .remove_purchased(run.user(), &order_id, &run.lines, self.inner.timing.step)
-            .instrument(step_span("cart_cleanup", run))
+            .step(&self.inner.metrics, "cart_cleanup", run)
             .await
         {
             Ok(()) => {

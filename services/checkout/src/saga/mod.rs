@@ -19,7 +19,7 @@
 //!
 //! Each remote call of a step runs in that step's span (`saga.<step>`: `saga.read_cart`,
 //! `saga.price`, `saga.place_order`, `saga.reserve_stock`, `saga.charge`, `saga.mark_paid`,
-//! `saga.cart_cleanup`, `saga.compensate.find_order`, `saga.compensate.cancel_order`,
+//! `saga.cart_cleanup`, `saga.alipay_link`, `saga.compensate.find_order`, `saga.compensate.cancel_order`,
 //! `saga.compensate.release_stock`, `saga.compensate.refund`) with the saga id as `saga.id`, so
 //! a trace of a checkout shows its steps, and the calls of each step under it.
 //!
@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use mall_types::ids::stored_to_api as id_to_api;
 use mall_types::time::unix_secs as unix_now;
 use tonic::Status;
+use tracing::Instrument as _;
 
 pub use self::error::{
     BUDGET_MESSAGE, CHARGE_UNKNOWN_MESSAGE, Failure, INTERRUPTED_MESSAGE, NOT_CHARGED_MESSAGE,
@@ -113,6 +114,28 @@ fn step_span(step: &'static str, run: &Run) -> tracing::Span {
         saga.id = %run.id
     )
 }
+
+/// A step's remote call, run in its span ([`step_span`]) and timed into
+/// `checkout_step_duration_seconds{step}`.
+trait StepCall: Future + Sized {
+    fn step(
+        self,
+        metrics: &Metrics,
+        step: &'static str,
+        run: &Run,
+    ) -> impl Future<Output = Self::Output> {
+        let metrics = metrics.clone();
+        async move {
+            let started = Instant::now();
+            let out = self.await;
+            metrics.step(step, started.elapsed());
+            out
+        }
+        .instrument(step_span(step, run))
+    }
+}
+
+impl<F: Future> StepCall for F {}
 
 /// One saga being driven (the in-memory mirror of its row).
 struct Run {

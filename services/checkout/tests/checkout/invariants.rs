@@ -403,6 +403,19 @@ async fn metrics_count_outcomes_and_compensations() {
         sample(&body, "checkout_saga_duration_seconds_sum").is_some_and(|s| s > 0.0),
         "{body}"
     );
+    // Every step's call is timed by step: both checkouts read, priced, placed, reserved and
+    // charged; one was paid, the other compensated.
+    for (step, count) in [
+        ("read_cart", 2.0),
+        ("charge", 2.0),
+        ("mark_paid", 1.0),
+        ("cart_cleanup", 1.0),
+        ("compensate.cancel_order", 1.0),
+        ("compensate.release_stock", 1.0),
+    ] {
+        let series = format!("checkout_step_duration_seconds_count{{step=\"{step}\"}}");
+        assert_eq!(sample(&body, &series), Some(count), "{series}:\n{body}");
+    }
 
     instance.stop().await;
     fleet.stop().await;

@@ -1,6 +1,6 @@
 //! The product service's black-box tests, in one test binary (one link instead of five):
 //! the catalog API, client-side balancing over three instances, failover and graceful shutdown
-//! of the real binary, load shedding, and the catalog's migrations on a populated database.
+//! of the real binary, load shedding, the near cache across two instances, and the catalog's migrations on a populated database.
 //!
 //! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
 //! `MALL_TEST_REDIS_URL` are set.
@@ -8,6 +8,8 @@
 mod balancing;
 mod catalog;
 mod failover;
+mod grpc_web;
 mod migration;
+mod near_cache;
 mod shedding;
 mod shutdown;

@@ -1,11 +1,12 @@
-//! Load shedding: past `server.max_concurrent_rpcs`, calls are refused at once with
-//! `RESOURCE_EXHAUSTED` instead of queueing, and the admitted ones still finish.
+//! Load shedding: past the concurrency limit, calls are refused at once with
+//! `RESOURCE_EXHAUSTED` instead of queueing, and the admitted ones still finish; internal calls
+//! (service tokens) keep a share of the limit that public ones cannot take.
 
 use std::time::{Duration, Instant};
 
 use mall_proto::common::v1::CartItem;
 use mall_proto::product::v1 as pb;
-use mall_testing::{ProductClient as Client, TestFleet};
+use mall_testing::{ProductClient as Client, TestFleet, http_get, new_product};
 use sqlx::{Connection, Executor};
 use tonic::Code;
 
@@ -17,19 +18,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
     let product = catalog.create_product("busy", 100, 50).await;
 
     // Hold the product row so admitted reservations wait inside the server.
-    sqlx::any::install_default_drivers();
-    let url = fleet.database_url("product");
-    let mut lock = sqlx::AnyConnection::connect(&url).await.unwrap();
-    if url.starts_with("sqlite:") {
-        lock.execute("BEGIN IMMEDIATE").await.unwrap();
-    } else {
-        lock.execute("BEGIN").await.unwrap();
-        lock.execute(sqlx::AssertSqlSafe(format!(
-            "UPDATE products SET updated_at = updated_at WHERE id = {product}"
-        )))
-        .await
-        .unwrap();
-    }
+    let mut lock = hold_products(&fleet, Some(product)).await;
 
     let svc = fleet.client::<Client>("product");
     let started = Instant::now();
@@ -56,7 +45,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
         finished_early, 6,
         "the excess answers while the admitted two wait"
     );
-    lock.execute("ROLLBACK").await.unwrap();
+    release(&mut lock).await;
 
     let mut shed = 0;
     let mut served = 0;
@@ -76,5 +65,139 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
     }
     assert_eq!((served, shed), (2, 6));
     assert_eq!(catalog.stock_of(product).await, 48);
+    fleet.stop().await;
+}
+
+/// Blocks the product service's writes: every write on SQLite (`BEGIN IMMEDIATE`); on MySQL
+/// the row of `product`, or with `None` the whole table (`LOCK TABLES`).
+async fn hold_products(fleet: &TestFleet, product: Option<u64>) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    let url = fleet.database_url("product");
+    let mut lock = sqlx::AnyConnection::connect(&url).await.unwrap();
+    if url.starts_with("sqlite:") {
+        lock.execute("BEGIN IMMEDIATE").await.unwrap();
+    } else if let Some(product) = product {
+        lock.execute("BEGIN").await.unwrap();
+        lock.execute(sqlx::AssertSqlSafe(format!(
+            "UPDATE products SET updated_at = updated_at WHERE id = {product}"
+        )))
+        .await
+        .unwrap();
+    } else {
+        lock.execute("LOCK TABLES products WRITE").await.unwrap();
+    }
+    lock
+}
+
+async fn release(lock: &mut sqlx::AnyConnection) {
+    // ROLLBACK ends SQLite's transaction and MySQL's; UNLOCK TABLES MySQL's table lock.
+    lock.execute("ROLLBACK").await.unwrap();
+    if !fleet_is_sqlite(lock) {
+        lock.execute("UNLOCK TABLES").await.unwrap();
+    }
+}
+
+fn fleet_is_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
+#[tokio::test]
+async fn a_public_flood_cannot_take_the_share_kept_for_internal_calls() {
+    let fleet = TestFleet::start_with(
+        &["product"],
+        &[
+            ("MALL__SERVER__MAX_CONCURRENT_RPCS", "4"),
+            ("MALL__SERVER__ADAPTIVE_CONCURRENCY", "false"),
+            ("MALL__SERVER__INTERNAL_RESERVE_PERCENT", "50"),
+        ],
+    )
+    .await;
+    let product = fleet.catalog().create_product("contended", 100, 50).await;
+    let mut lock = hold_products(&fleet, None).await;
+
+    // Public calls (an admin's access token) that wait inside the server: two fill the public
+    // share (half of 4), a third is refused at once.
+    let admin = fleet.client_as::<Client>("product", &fleet.admin_token());
+    let public: Vec<_> = (0..2)
+        .map(|i| {
+            let mut admin = admin.clone();
+            tokio::spawn(async move {
+                admin
+                    .create_product(new_product(&format!("flood-{i}"), 100, 1))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        public.iter().all(|c| !c.is_finished()),
+        "both admitted, both waiting"
+    );
+    let started = Instant::now();
+    let refused = admin
+        .clone()
+        .create_product(new_product("flood-extra", 100, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "shed at once"
+    );
+
+    // Internal calls (checkout's service token) still get the reserved half.
+    let internal = fleet.client::<Client>("product");
+    let reservations: Vec<_> = (0..2)
+        .map(|i| {
+            let mut internal = internal.clone();
+            tokio::spawn(async move {
+                internal
+                    .reserve_stock(pb::ReserveStockReq {
+                        reservation_id: format!("in-flight-{i}"),
+                        items: vec![CartItem {
+                            product_id: product,
+                            quantity: 1,
+                        }],
+                    })
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        reservations.iter().all(|c| !c.is_finished()),
+        "both admitted past the public flood, both waiting"
+    );
+    let full = internal
+        .clone()
+        .reserve_stock(pb::ReserveStockReq {
+            reservation_id: "one-too-many".into(),
+            items: vec![CartItem {
+                product_id: product,
+                quantity: 1,
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full}");
+
+    release(&mut lock).await;
+    for call in public.into_iter().chain(reservations) {
+        call.await.unwrap().expect("an admitted call completes");
+    }
+    assert_eq!(fleet.catalog().stock_of(product).await, 48);
+    let (_, metrics) = http_get(fleet.endpoints("product").admin, "/metrics").await;
+    for line in [
+        r#"grpc_server_shed_total{reason="limit",class="public"} 1"#,
+        r#"grpc_server_shed_total{reason="limit",class="internal"} 1"#,
+        "grpc_server_concurrency_limit 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
     fleet.stop().await;
 }

@@ -1,35 +1,343 @@
-//! Load shedding: at most `server.max_concurrent_rpcs` calls of the service's own RPCs are
-//! handled at once; past that a call is refused at once with `RESOURCE_EXHAUSTED` rather than
-//! queued, so latency stays bounded and callers can go elsewhere. Health and reflection are
+//! Admission at the server edge: an adaptive concurrency limit, two priority classes, and
+//! calls that cannot meet their deadline dropped before any work. Health and reflection are
 //! never refused (they must answer while the service is busy).
+//!
+//! **The limit follows latency** (a gradient limiter, after Netflix's concurrency-limits
+//! `Gradient2`, with Vegas' minimum as the baseline): completed calls are averaged over short
+//! windows (≥ 10 calls and 20 ms, or 1 s); the fastest window, allowed to creep up by 0.1% a
+//! window, is the latency the server has without a queue. When a window is slower than 1.5 ×
+//! that, the limit shrinks by the ratio (at most by half per window); otherwise it grows by
+//! about √limit; each change smoothed, between `server.min_concurrent_rpcs` and
+//! `server.max_concurrent_rpcs`. It does not grow while the server uses less than half of it.
+//! With `server.adaptive_concurrency = false` the limit is `server.max_concurrent_rpcs`.
+//!
+//! **Past the limit a call is refused at once** with `RESOURCE_EXHAUSTED` and the
+//! `x-mall-shed` header (`limit`), never queued: it did not run, so a client may send it to
+//! another instance (the platform's clients do, within their retry budget), and it is no sign
+//! of an unhealthy instance (breakers do not count it).
+//!
+//! **Internal calls first.** A call carrying a service token (a saga step, another service's
+//! call) may use the whole limit; a public one (a user's or anonymous) only the limit less
+//! `server.internal_reserve_percent`, so a browsing flood cannot starve the checkouts in flight.
+//! The class is read from the token's header (service tokens are HS256, access tokens EdDSA)
+//! before it is verified: a forged service token wins admission and is refused by the access
+//! layer right after, without a database or cache call.
+//!
+//! **Deadlines.** A call whose `grpc-timeout` is shorter than the fastest call of the last
+//! window cannot finish in time: it is refused at once with `DEADLINE_EXCEEDED` (`x-mall-shed:
+//! deadline`) instead of taking a slot.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use base64::Engine as _;
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tonic::Status;
 use tower::Service;
 
 use super::{HttpRequest, HttpResponse, LayerFuture, refuse, split_path};
 use crate::around::Around;
+use crate::auth::bearer;
+use crate::context::{GRPC_TIMEOUT_HEADER, parse_grpc_timeout};
+
+pub use crate::context::SHED_HEADER;
+
+/// How much slower than the no-queue latency a window may be before the limit shrinks.
+const TOLERANCE: f64 = 1.5;
+/// Weight of a new estimate in the limit (the rest is the old limit).
+const SMOOTHING: f64 = 0.2;
+/// How much the no-queue latency estimate may rise per window.
+const LONG_DRIFT: f64 = 1.001;
+/// A window closes after this many calls (and at least [`MIN_WINDOW`])...
+const WINDOW_CALLS: u32 = 10;
+/// ...but not before this long,
+const MIN_WINDOW: Duration = Duration::from_millis(20);
+/// ...and after this long with at least one call.
+const MAX_WINDOW: Duration = Duration::from_secs(1);
+
+/// `server.*` settings of admission.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Whether the limit adapts (else it is `max`).
+    pub adaptive: bool,
+    /// The limit's floor.
+    pub min: u32,
+    /// The limit's ceiling (and the fixed limit).
+    pub max: u32,
+    /// Share of the limit only internal calls may use, in percent.
+    pub internal_reserve_percent: u32,
+}
+
+/// The priority class of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Carries a service token.
+    Internal,
+    /// Anything else.
+    Public,
+}
+
+impl Class {
+    fn of(headers: &http::HeaderMap) -> Class {
+        match bearer(headers).and_then(jwt_alg) {
+            Some(alg) if alg == "HS256" => Class::Internal,
+            _ => Class::Public,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Class::Internal => "internal",
+            Class::Public => "public",
+        }
+    }
+}
+
+/// The `alg` of a JWT's header, unverified.
+fn jwt_alg(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    if header.len() > 256 {
+        return None;
+    }
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        alg: String,
+    }
+    serde_json::from_slice::<Header>(&json).ok().map(|h| h.alg)
+}
+
+/// The adaptive limit and the calls in flight (see the module docs).
+#[derive(Debug)]
+pub struct Limiter {
+    settings: Admission,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    limit: f64,
+    in_flight: u32,
+    /// The no-queue latency estimate (the fastest window, creeping up), seconds.
+    long: Option<f64>,
+    /// The fastest call of the last closed window, seconds.
+    floor: Option<f64>,
+    window: Window,
+}
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    calls: u32,
+    sum: f64,
+    fastest: f64,
+    busiest: u32,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Window {
+            started: now,
+            calls: 0,
+            sum: 0.0,
+            fastest: f64::INFINITY,
+            busiest: 0,
+        }
+    }
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No room under the limit for its class.
+    Limit,
+    /// Its deadline is shorter than the fastest recent call.
+    Deadline,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Limit => "limit",
+            Refusal::Deadline => "deadline",
+        }
+    }
+}
+
+impl Limiter {
+    /// A limiter starting at the floor (adaptive) or at `max` (fixed).
+    pub fn new(settings: Admission) -> Self {
+        let max = settings.max.max(1);
+        let min = settings.min.clamp(1, max);
+        let settings = Admission {
+            max,
+            min,
+            internal_reserve_percent: settings.internal_reserve_percent.min(90),
+            ..settings
+        };
+        let start = if settings.adaptive {
+            // Room to find the knee quickly, without admitting a stampede at start.
+            f64::from(max).min(f64::from(min) * 4.0)
+        } else {
+            f64::from(max)
+        };
+        Limiter {
+            settings,
+            state: Mutex::new(State {
+                limit: start,
+                in_flight: 0,
+                long: None,
+                floor: None,
+                window: Window::new(Instant::now()),
+            }),
+        }
+    }
+
+    /// The current limit (whole calls).
+    pub fn limit(&self) -> u32 {
+        whole(self.state.lock().limit)
+    }
+
+    /// Admits a call of `class` whose caller waits at most `timeout`, or says why not.
+    pub fn admit(&self, class: Class, timeout: Option<Duration>) -> Result<(), Refusal> {
+        let mut state = self.state.lock();
+        if let (Some(timeout), Some(floor)) = (timeout, state.floor)
+            && timeout.as_secs_f64() < floor
+        {
+            return Err(Refusal::Deadline);
+        }
+        let cap = match class {
+            Class::Internal => whole(state.limit),
+            Class::Public => {
+                let share = f64::from(100 - self.settings.internal_reserve_percent) / 100.0;
+                whole(state.limit * share).max(1)
+            }
+        };
+        if state.in_flight >= cap {
+            return Err(Refusal::Limit);
+        }
+        state.in_flight += 1;
+        let busy = state.in_flight;
+        state.window.busiest = state.window.busiest.max(busy);
+        Ok(())
+    }
+
+    /// Records the end of an admitted call that took `elapsed`.
+    pub fn finished(&self, elapsed: Duration) {
+        self.finished_at(elapsed, Instant::now());
+    }
+
+    fn finished_at(&self, elapsed: Duration, now: Instant) {
+        let mut state = self.state.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        let rtt = elapsed.as_secs_f64();
+        let window = &mut state.window;
+        window.calls += 1;
+        window.sum += rtt;
+        window.fastest = window.fastest.min(rtt);
+        let age = now.saturating_duration_since(window.started);
+        if (window.calls >= WINDOW_CALLS && age >= MIN_WINDOW) || age >= MAX_WINDOW {
+            self.close_window(&mut state, now);
+        }
+    }
+
+    fn close_window(&self, state: &mut State, now: Instant) {
+        let window = std::mem::replace(&mut state.window, Window::new(now));
+        let short = window.sum / f64::from(window.calls.max(1));
+        state.floor = Some(window.fastest);
+        // The fastest window seen, allowed to creep up (0.1% a window) so a lasting change in
+        // the work (a slower disk, bigger carts) becomes the new normal over minutes, while an
+        // overload of seconds cannot pass for it.
+        let long = match state.long {
+            None => short,
+            Some(long) => short.min(long * LONG_DRIFT),
+        };
+        state.long = Some(long);
+        if !self.settings.adaptive {
+            return;
+        }
+        // Not using half the limit says nothing about a higher one.
+        if f64::from(window.busiest) < state.limit / 2.0 {
+            return;
+        }
+        let gradient = (TOLERANCE * long / short.max(f64::EPSILON)).clamp(0.5, 1.0);
+        let target = state.limit * gradient + state.limit.sqrt();
+        let limit = state.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
+        state.limit = limit.clamp(f64::from(self.settings.min), f64::from(self.settings.max));
+    }
+}
+
+fn whole(limit: f64) -> u32 {
+    // The limit is clamped to [1, u32::MAX] by construction.
+    limit.floor().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: &'static str,
+    class: &'static str,
+}
 
 /// See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadShedLayer {
-    permits: Arc<Semaphore>,
+    limiter: Arc<Limiter>,
     governed: Arc<BTreeSet<&'static str>>,
+    shed: Family<ShedLabels, Counter>,
+    limit: Gauge,
 }
 
 impl LoadShedLayer {
-    /// Admits `max_in_flight` calls at once to the gRPC services named in `governed`.
-    pub fn new(max_in_flight: u32, governed: impl IntoIterator<Item = &'static str>) -> Self {
+    /// Admits calls to the gRPC services named in `governed` by `settings`, registering
+    /// `grpc_server_shed_total{reason,class}` and `grpc_server_concurrency_limit` in `registry`.
+    pub fn new(
+        settings: Admission,
+        governed: impl IntoIterator<Item = &'static str>,
+        registry: &mut Registry,
+    ) -> Self {
+        let shed = Family::<ShedLabels, Counter>::default();
+        let limit = Gauge::default();
+        registry.register(
+            "grpc_server_shed",
+            "Calls refused before any work, by reason (limit, deadline) and class",
+            shed.clone(),
+        );
+        registry.register(
+            "grpc_server_concurrency_limit",
+            "Calls the server admits at once right now (adaptive)",
+            limit.clone(),
+        );
+        let limiter = Arc::new(Limiter::new(settings));
+        limit.set(i64::from(limiter.limit()));
         LoadShedLayer {
-            permits: Arc::new(Semaphore::new(
-                usize::try_from(max_in_flight).unwrap_or(usize::MAX),
-            )),
+            limiter,
             governed: Arc::new(governed.into_iter().collect()),
+            shed,
+            limit,
         }
+    }
+}
+
+/// Releases an admitted call's slot (also when its future is dropped).
+struct Slot {
+    limiter: Arc<Limiter>,
+    limit: Gauge,
+    started: Instant,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.limiter.finished(self.started.elapsed());
+        self.limit.set(i64::from(self.limiter.limit()));
     }
 }
 
@@ -43,22 +351,173 @@ impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
         S::Future: Send + 'static,
     {
         let (service, _) = split_path(req.uri().path());
-        let permit = if self.governed.contains(service) {
-            match self.permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    let refusal =
-                        refuse(Status::resource_exhausted("server overloaded; retry later"));
-                    return Box::pin(std::future::ready(Ok(refusal)));
+        if !self.governed.contains(service) {
+            return Box::pin(inner.call(req));
+        }
+        let class = Class::of(req.headers());
+        let timeout = req
+            .headers()
+            .get(GRPC_TIMEOUT_HEADER)
+            .and_then(parse_grpc_timeout);
+        if let Err(refusal) = self.limiter.admit(class, timeout) {
+            self.shed
+                .get_or_create(&ShedLabels {
+                    reason: refusal.label(),
+                    class: class.label(),
+                })
+                .inc();
+            let status = match refusal {
+                Refusal::Limit => Status::resource_exhausted("server overloaded; retry later"),
+                Refusal::Deadline => {
+                    Status::deadline_exceeded("the deadline is shorter than this server's calls")
                 }
-            }
-        } else {
-            None
+            };
+            let mut refusal_response = refuse(status);
+            refusal_response
+                .headers_mut()
+                .insert(SHED_HEADER, http::HeaderValue::from_static(refusal.label()));
+            return Box::pin(std::future::ready(Ok(refusal_response)));
+        }
+        let slot = Slot {
+            limiter: self.limiter.clone(),
+            limit: self.limit.clone(),
+            started: Instant::now(),
         };
         Box::pin(async move {
             let resp = inner.call(req).await;
-            drop(permit);
+            drop(slot);
             resp
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adaptive(min: u32, max: u32) -> Limiter {
+        Limiter::new(Admission {
+            adaptive: true,
+            min,
+            max,
+            internal_reserve_percent: 20,
+        })
+    }
+
+    /// Runs `windows` windows of `calls` calls each at `concurrency`, each taking `rtt`.
+    fn drive(limiter: &Limiter, windows: u32, concurrency: u32, rtt: Duration, at: &mut Instant) {
+        for _ in 0..windows {
+            for _ in 0..WINDOW_CALLS {
+                let admitted = (0..concurrency)
+                    .filter(|_| limiter.admit(Class::Internal, None).is_ok())
+                    .count();
+                *at += MIN_WINDOW;
+                for _ in 0..admitted {
+                    limiter.finished_at(rtt, *at);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_limit_grows_while_latency_holds_and_shrinks_when_it_rises() {
+        let limiter = adaptive(4, 200);
+        let mut at = Instant::now();
+        let start = limiter.limit();
+        assert_eq!(start, 16);
+        // Saturated at the no-queue latency: the limit grows.
+        drive(&limiter, 30, 500, Duration::from_millis(10), &mut at);
+        let grown = limiter.limit();
+        assert!(grown > start * 2, "{start} -> {grown}");
+        // Latency triples (a queue formed): the limit comes down.
+        drive(&limiter, 10, 500, Duration::from_millis(30), &mut at);
+        let shrunk = limiter.limit();
+        assert!(shrunk < grown / 2, "{grown} -> {shrunk}");
+        // An overload that lasts (hundreds of windows) does not become the new normal.
+        drive(&limiter, 30, 500, Duration::from_millis(30), &mut at);
+        let held = limiter.limit();
+        assert!(held < grown / 2, "{grown} -> {held}");
+        // Never below the floor, never above the ceiling.
+        drive(&limiter, 50, 500, Duration::from_millis(300), &mut at);
+        assert_eq!(limiter.limit(), 4);
+        let capped = adaptive(4, 20);
+        drive(&capped, 100, 500, Duration::from_millis(10), &mut at);
+        assert_eq!(capped.limit(), 20);
+    }
+
+    #[test]
+    fn an_idle_server_does_not_raise_its_limit() {
+        let limiter = adaptive(4, 200);
+        let mut at = Instant::now();
+        drive(&limiter, 50, 2, Duration::from_millis(10), &mut at);
+        assert_eq!(limiter.limit(), 16);
+    }
+
+    #[test]
+    fn internal_calls_keep_a_reserve_public_ones_cannot_take() {
+        let limiter = Limiter::new(Admission {
+            adaptive: false,
+            min: 1,
+            max: 10,
+            internal_reserve_percent: 20,
+        });
+        let public = (0..20)
+            .filter(|_| limiter.admit(Class::Public, None).is_ok())
+            .count();
+        assert_eq!(public, 8);
+        let internal = (0..20)
+            .filter(|_| limiter.admit(Class::Internal, None).is_ok())
+            .count();
+        assert_eq!(internal, 2);
+        assert_eq!(limiter.admit(Class::Internal, None), Err(Refusal::Limit));
+        limiter.finished(Duration::from_millis(1));
+        assert_eq!(limiter.admit(Class::Public, None), Err(Refusal::Limit));
+        assert_eq!(limiter.admit(Class::Internal, None), Ok(()));
+    }
+
+    #[test]
+    fn a_deadline_shorter_than_the_fastest_call_is_refused() {
+        let limiter = adaptive(4, 100);
+        let mut at = Instant::now();
+        // No window closed yet: nothing is known, every deadline is tried.
+        assert_eq!(
+            limiter.admit(Class::Public, Some(Duration::from_micros(1))),
+            Ok(())
+        );
+        limiter.finished_at(Duration::from_millis(5), at);
+        drive(&limiter, 1, 4, Duration::from_millis(5), &mut at);
+        assert_eq!(
+            limiter.admit(Class::Public, Some(Duration::from_millis(2))),
+            Err(Refusal::Deadline)
+        );
+        assert_eq!(
+            limiter.admit(Class::Public, Some(Duration::from_millis(50))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_class_is_read_from_the_token_header() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(Class::of(&headers), Class::Public);
+        let service = format!(
+            "{}.e30.sig",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"typ":"JWT","alg":"HS256"}"#)
+        );
+        headers.insert(
+            "authorization",
+            format!("Bearer {service}").parse().unwrap(),
+        );
+        assert_eq!(Class::of(&headers), Class::Internal);
+        let user = format!(
+            "{}.e30.sig",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"typ":"JWT","alg":"EdDSA"}"#)
+        );
+        headers.insert("authorization", format!("Bearer {user}").parse().unwrap());
+        assert_eq!(Class::of(&headers), Class::Public);
+        headers.insert("authorization", "Bearer garbage".parse().unwrap());
+        assert_eq!(Class::of(&headers), Class::Public);
     }
 }

@@ -18,7 +18,7 @@ use tower::Service;
 use super::{HttpRequest, HttpResponse, LayerFuture, split_path};
 use crate::around::Around;
 use crate::telemetry::RpcMetrics;
-use crate::telemetry::trace::{is_server_error, record_status};
+use crate::telemetry::trace::{is_server_error, record_status, sampled_trace_id};
 
 /// See the module docs.
 #[derive(Clone)]
@@ -91,8 +91,13 @@ impl Completion {
     fn finish(mut self, code: tonic::Code) {
         self.done = true;
         let elapsed = self.started.elapsed();
-        self.metrics
-            .finished(&self.service, &self.method, code, elapsed);
+        self.metrics.finished(
+            &self.service,
+            &self.method,
+            code,
+            elapsed,
+            sampled_trace_id(&self.span),
+        );
         let ms = elapsed.as_secs_f64() * 1000.0;
         record_status(&self.span, code, is_server_error(code));
         self.span.in_scope(|| match code {
@@ -114,6 +119,7 @@ impl Drop for Completion {
             &self.method,
             tonic::Code::Cancelled,
             self.started.elapsed(),
+            sampled_trace_id(&self.span),
         );
     }
 }

@@ -10,6 +10,10 @@
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{AnyPool, Executor, MySql, Sqlite};
+use tracing::Instrument as _;
+
+mod traced;
+pub use traced::Pool;
 
 use crate::config::{DatabaseSettings, redact_url};
 
@@ -31,6 +35,14 @@ impl Backend {
             Some(Backend::MySql)
         } else {
             None
+        }
+    }
+
+    /// The OpenTelemetry `db.system` of this backend.
+    pub fn system(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::MySql => "mysql",
         }
     }
 }
@@ -155,9 +167,10 @@ impl Database {
         Ok(Database { pool, backend })
     }
 
-    /// The pool, for queries.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The pool, for queries: `query.fetch_all(db.pool())`; each statement is a span while
+    /// traces are exported (see [`traced`]).
+    pub fn pool(&self) -> Pool<'_> {
+        Pool::new(&self.pool, self.backend.system())
     }
 
     /// Which SQL dialect this is.
@@ -181,7 +194,30 @@ impl Database {
     /// again is safe. Bounded ([`LOCK_RETRIES`] more attempts) with jittered backoff; the last
     /// failure is returned as it is (and is `UNAVAILABLE` to the client through
     /// [`error_code`]). `what` names the operation in the log.
-    pub async fn retrying<T, E, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T, E>
+    pub async fn retrying<T, E, F, Fut>(&self, what: &'static str, op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: AsDatabaseError,
+    {
+        let span = traced::unit_span(self.backend.system(), what);
+        let done = self
+            .retry_lock_conflicts(what, op)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &done
+            && e.as_database_error().is_some()
+        {
+            span.record("otel.status_code", "ERROR");
+        }
+        done
+    }
+
+    async fn retry_lock_conflicts<T, E, F, Fut>(
+        &self,
+        what: &'static str,
+        mut op: F,
+    ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
