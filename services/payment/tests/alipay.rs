@@ -567,3 +567,50 @@ async fn an_alipay_checkout_without_alipay_configured_is_refused_and_undone() {
     assert_eq!(fleet.cart(user).lines().await, vec![(product, 2)]);
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_payment_recorded_before_a_crash_still_marks_its_order_paid_and_cleans_the_cart() {
+    let shop = AlipayFleet::start(&[("MALL__PAYMENT__ALIPAY_QUERY_AFTER", "1h")]).await;
+    let user = 11;
+    let (_, resp) = shop.checkout(user, "ali-crash", &[(1_999, 1)]).await;
+    let order_id = resp.order_id;
+    // What a payment instance that crashed right after committing a notification's payment
+    // leaves behind: the payment row, its order still PENDING, the cart untouched.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&shop.fleet.database_url("payment"))
+        .await
+        .expect("payment database");
+    let now = mall_types::time::unix_secs();
+    sqlx::query(
+        "INSERT INTO order_settlements (order_id, outcome, created_at) VALUES (?, 'charged', ?)",
+    )
+    .bind(order_id.clone())
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO payments (transaction_id, order_id, user_id, amount_cents, refunded_cents, \
+         status, payment_method, card_brand, card_last4, created_at, updated_at) \
+         VALUES ('2026crash0000000001', ?, ?, 1999, 0, 'paid', 'alipay', '', '', ?, ?)",
+    )
+    .bind(order_id.clone())
+    .bind(i64::try_from(user).unwrap())
+    .bind(now)
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let orders = shop.fleet.orders(user);
+    eventually(WAIT, "the worker marks the order PAID", || async {
+        let o = orders.get(&order_id).await;
+        order_status(&o) == order_pb::OrderStatus::Paid && o.transaction_id == "2026crash0000000001"
+    })
+    .await;
+    eventually(WAIT, "and takes the lines out of the cart", || async {
+        shop.fleet.cart(user).lines().await.is_empty()
+    })
+    .await;
+    shop.stop().await;
+}
