@@ -39,9 +39,9 @@
 //!
 //! Trades are scripted: [`FakeAlipay::open_trade`] (a buyer opened the pay page:
 //! `WAIT_BUYER_PAY`), [`FakeAlipay::pay`] (paid: `TRADE_SUCCESS`). [`FakeAlipay::requests`]
-//! lists the calls the gateway answered, [`FakeAlipay::refunds`] the refunds of a trade, and
+//! lists the calls the gateway answered, [`FakeAlipay::refunds`] the refunds of a trade,
 //! [`FakeAlipay::lose_next_responses`] applies requests but answers HTTP 502, as a response
-//! lost on the way back.
+//! lost on the way back, and [`FakeAlipay::forge_next_responses`] signs answers wrongly.
 //!
 //! # Differences from Alipay's sandbox
 //!
@@ -118,6 +118,7 @@ struct Trades {
     refunds: BTreeMap<String, Vec<RefundRecord>>,
     calls: Vec<GatewayCall>,
     lose_responses: usize,
+    forge_responses: usize,
     next_trade: u64,
 }
 
@@ -266,6 +267,12 @@ impl FakeAlipay {
         self.inner.trades.lock().lose_responses = n;
     }
 
+    /// The next `n` gateway answers carry a signature that does not verify (as a man in the
+    /// middle would); the requests are carried out.
+    pub fn forge_next_responses(&self, n: usize) {
+        self.inner.trades.lock().forge_responses = n;
+    }
+
     /// The (unsigned) `trade_status_sync` notification of `out_trade_no`'s trade as Alipay
     /// would send it for its current status. Panics when there is no such trade.
     pub fn notification(&self, out_trade_no: &str) -> BTreeMap<String, String> {
@@ -340,10 +347,21 @@ impl Inner {
         base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
     }
 
-    /// Alipay's answer: `{"<key>": <response>, "sign": "..."}` signed over `response`'s text.
+    /// Alipay's answer: `{"<key>": <response>, "sign": "..."}` signed over `response`'s text
+    /// (over something else when the test forges it).
     fn answer(&self, key: &str, response: &Value) -> String {
         let text = response.to_string();
-        let sign = self.sign(&text);
+        let forge = {
+            let mut t = self.trades.lock();
+            let forge = t.forge_responses > 0;
+            t.forge_responses = t.forge_responses.saturating_sub(1);
+            forge
+        };
+        let sign = if forge {
+            self.sign(&format!("{text} "))
+        } else {
+            self.sign(&text)
+        };
         format!("{{\"{key}\":{text},\"sign\":\"{sign}\"}}")
     }
 

@@ -614,3 +614,35 @@ async fn a_payment_recorded_before_a_crash_still_marks_its_order_paid_and_cleans
     .await;
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn a_gateway_answer_with_a_bad_signature_is_not_believed() {
+    let shop = AlipayFleet::start(&[]).await;
+    let user = 12;
+    let (_, resp) = shop.checkout(user, "ali-forged", &[(3_100, 1)]).await;
+    let order_id = resp.order_id;
+    shop.gateway.forge_next_responses(usize::MAX);
+    shop.gateway.pay(&order_id, 3_100);
+    // The poller asks (and is answered "paid", wrongly signed): nothing is recorded.
+    eventually(WAIT, "the poller asks", || async {
+        shop.gateway
+            .requests()
+            .iter()
+            .any(|c| c.method == "alipay.trade.query")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(payment_rows(&shop, &order_id).await, 0);
+    let orders = shop.fleet.orders(user);
+    assert_eq!(
+        order_status(&orders.get(&order_id).await),
+        order_pb::OrderStatus::Pending
+    );
+    // Signed right again: the next question finds the payment.
+    shop.gateway.forge_next_responses(0);
+    eventually(Duration::from_secs(30), "the payment is found", || async {
+        order_status(&orders.get(&order_id).await) == order_pb::OrderStatus::Paid
+    })
+    .await;
+    shop.stop().await;
+}
