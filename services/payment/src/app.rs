@@ -16,7 +16,6 @@ use mall_types::time::unix_secs;
 use mall_types::{OrderId, TransactionId};
 use serde::{Deserialize, Serialize};
 
-use mall_types::ids::stored_to_api;
 use mall_types::{Cents, Invalid, UserId};
 
 use crate::alipay::{Alipay, CallError, RefundOutcome, TradeStatus, Verdict};
@@ -545,8 +544,8 @@ impl Payments {
             UserId::from_db(trade.user_id),
             Cents::new(trade.amount_cents),
         ) else {
-            return Err(Error::Order(format!(
-                "corrupt alipay trade {}",
+            return Err(Error::Corrupt(format!(
+                "alipay trade {} has no valid user or amount",
                 trade.order_id
             )));
         };
@@ -687,9 +686,4 @@ impl Payments {
         }
         Ok(found)
     }
-}
-
-/// The user id a stored payment is for, as the API carries it.
-pub fn api_user(payment: &Payment) -> u64 {
-    stored_to_api(payment.user_id)
 }

@@ -65,6 +65,9 @@ pub enum Error {
     /// A pay link for this order was made for another user.
     #[error("order {0} belongs to another user")]
     OtherUsersOrder(String),
+    /// A stored row breaks an invariant the schema should guarantee.
+    #[error("stored payment data is corrupt: {0}")]
+    Corrupt(String),
     /// Signing the Alipay request failed.
     #[error("signing the alipay request: {0}")]
     Signing(String),
@@ -129,7 +132,7 @@ impl mall_common::error::ServiceError for Error {
             Error::PaymentNotFound(_) | Error::OrderNotFound(_) => Code::NotFound,
             Error::Order(_) | Error::Gateway(_) => Code::Unavailable,
             Error::OtherUsersOrder(_) => Code::PermissionDenied,
-            Error::Signing(_) => Code::Internal,
+            Error::Signing(_) | Error::Corrupt(_) => Code::Internal,
             Error::Database(e) => mall_common::store::error_code(e),
         }
     }
@@ -151,7 +154,11 @@ impl mall_common::error::ServiceError for Error {
             Error::AlipayNotConfigured => reason::ALIPAY_NOT_CONFIGURED,
             Error::PayLinkConflict(_) => reason::PAY_LINK_CONFLICT,
             Error::OtherUsersOrder(_) => reason::OTHER_USERS_ORDER,
-            Error::Signing(_) | Error::Database(_) | Error::Order(_) | Error::Gateway(_) => {
+            Error::Signing(_)
+            | Error::Corrupt(_)
+            | Error::Database(_)
+            | Error::Order(_)
+            | Error::Gateway(_) => {
                 return None;
             }
         })
