@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test: build the release `mall` binary, start it on a fresh data directory, call it with
-# the real grpcurl (list services, GetProduct, health, /readyz, register/login/info/logout),
-# stop it with SIGTERM and check it exits cleanly.
+# the real grpcurl (list services, GetProduct, health, /readyz, register/login/info/logout, a
+# purchase), run `mall demo` against it, stop it with SIGTERM and check it exits cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiktokmall-target}"
@@ -87,6 +87,15 @@ cart=$(grpcurl -plaintext -H "authorization: Bearer $token" -d "{\"user_id\": $u
   127.0.0.1:8002 tiktokmall.cart.v1.CartService/GetCart) || fail "GetCart failed"
 if grep -q '"productId"' <<<"$cart"; then fail "the cart was not emptied: $cart"; fi
 echo "smoke: purchase ok"
+
+# The guided demo against the same release fleet: a purchase and a declined card, every step
+# checked (a non-zero exit fails the smoke test).
+"$bin" demo || fail "mall demo failed"
+# gRPC-Web is off by default: the port speaks HTTP/2 gRPC only.
+web=$(printf '\x00\x00\x00\x00\x02\x08\x01' | curl -s --http1.1 -o /dev/null -w '%{http_code}' -X POST \
+  -H 'content-type: application/grpc-web+proto' --data-binary @- \
+  http://127.0.0.1:8003/tiktokmall.product.v1.ProductCatalogService/GetProduct || true)
+[ "$web" != "200" ] || fail "gRPC-Web answered although it is off"
 
 grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Logout >/dev/null || fail "Logout failed"
 revoked=$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' 127.0.0.1:8001 $user/Info 2>&1 || true)

@@ -7,6 +7,7 @@
 //! `MALL__*` keys an operator would set.
 
 pub mod certs;
+pub mod demo;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

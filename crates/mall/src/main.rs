@@ -5,6 +5,9 @@
 //! `mall certs [--out DIR]` writes a development certificate set for mutual TLS instead (see
 //! [`mall::certs`]; default directory `certs`, where the `tls.*` defaults look).
 //!
+//! `mall demo [--host HOST] [--<service>-addr HOST:PORT]... [--trace]` walks one shopper
+//! through a purchase and a declined card against a running fleet (see [`mall::demo`]).
+//!
 //! `mall keys` prints a fresh Ed25519 key pair for access tokens as environment lines:
 //! `MALL__AUTH__VERIFY_KEY` for every service, `MALL__AUTH__SIGNING_KEY` for auth only.
 
@@ -20,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("certs") => return certs(&args[1..]),
+        Some("demo") => return mall::demo::run(&mall::demo::Targets::from_args(&args[1..])?).await,
         Some("keys") => {
             let (signing, verify) = config::AccessKeys::generate();
             println!("MALL__AUTH__VERIFY_KEY={verify}");
