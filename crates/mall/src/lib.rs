@@ -23,7 +23,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The services the fleet can run, in start order (a service only calls ones listed before it).
+/// The services the fleet can run, in start order (a service only calls ones listed before it,
+/// except order's sweeper asking payment about Alipay orders: on port 0 that client has only
+/// payment's configured address, see `docs/ARCHITECTURE.md`).
 pub const SERVICES: &[&str] = &[
     "auth", "product", "user", "cart", "order", "payment", "checkout",
 ];

@@ -104,6 +104,8 @@ fn all_services_and_rpcs_present() {
                 "AlipayNotify",
                 "VoidOrder",
                 "GetPayment",
+                // Added for Alipay: the order sweeper's question.
+                "QueryOrderPayment",
             ],
         ),
         ("tiktokmall.checkout.v1", "CheckoutService", &["Checkout"]),
@@ -188,6 +190,9 @@ fn field_numbers_follow_the_contract_order() {
             "address",
             "credit_card",
             "idempotency_key",
+            // Added for Alipay.
+            "payment_method",
+            "return_url",
         ],
     );
     assert_fields(
@@ -206,6 +211,8 @@ fn field_numbers_follow_the_contract_order() {
             "total_cents",
             "transaction_id",
             "paid_at",
+            // Added for Alipay.
+            "payment_method",
         ],
     );
     assert_fields(
@@ -219,6 +226,8 @@ fn field_numbers_follow_the_contract_order() {
             "email",
             "order_items",
             "idempotency_key",
+            // Added for Alipay.
+            "payment_method",
         ],
     );
     assert_fields(

@@ -85,5 +85,6 @@ pub fn checkout_request(user_id: u64, card: &str, key: &str) -> pb::CheckoutReq 
             credit_card_expiration_month: 6,
         }),
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }

@@ -7,6 +7,8 @@
 //!   [`TestFleet::cart`] ([`Cart`]), [`TestFleet::orders`] ([`Orders`]),
 //!   [`TestFleet::payments`] ([`Payments`]) and [`TestFleet::checkout`] ([`Checkout`]): the
 //!   setup and read-back steps tests of one service take through the others;
+//! - [`AlipayFleet`] (`alipay.rs`): every service with Alipay configured against the fake
+//!   Alipay gateway of `mall-testkit`, with keys generated per test binary;
 //! - [`assert_code!`] and [`eventually`] (`assert.rs`);
 //! - [`logs`]: the fleet's logs on the test output when `TEST_LOG` is set, and log capture for
 //!   the tests that assert on log lines;
@@ -15,6 +17,7 @@
 //! The fake Consul, scripted gRPC stub, latency proxy and OTLP collector stay in `mall-testkit`: the platform's
 //! own tests use them, and those must not compile the fleet.
 
+mod alipay;
 mod assert;
 mod cart;
 mod catalog;
@@ -26,6 +29,10 @@ mod orders;
 mod payments;
 mod process;
 
+pub use alipay::{
+    ALIPAY_APP_ID, ALIPAY_NOTIFY_URL, ALIPAY_SELLER_ID, AlipayFleet, AlipayKeys,
+    alipay_checkout_request, alipay_keys, pay_url_params,
+};
 pub use assert::{check_code, eventually};
 pub use cart::{Cart, CartClient};
 pub use catalog::{Catalog, ProductClient, cart_items, new_product};

@@ -20,8 +20,8 @@ use crate::error::Error;
 use crate::store::{Carts, Removal};
 
 /// Who may call what: every RPC needs a token. End users act on their own cart, admins on
-/// anyone's, and other services (checkout) on behalf of any user; only checkout takes a
-/// purchase out of a cart.
+/// anyone's, and other services (checkout) on behalf of any user; checkout takes a card
+/// purchase out of a cart, payment an Alipay one (once Alipay confirmed it).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::cart::v1::cart_service_server::SERVICE_NAME,
     rules: &[
@@ -32,7 +32,7 @@ pub const ACCESS: AccessTable = AccessTable {
         ("RemoveItem", Access::User(&[])),
         (
             "RemovePurchased",
-            Access::Internal(&[ServiceName::Checkout]),
+            Access::Internal(&[ServiceName::Checkout, ServiceName::Payment]),
         ),
     ],
 };

@@ -42,7 +42,7 @@ impl CheckoutService for CheckoutApi {
         let user = UserId::parse(request.get_ref().user_id, "user_id").map_err(Error::from)?;
         auth::caller(&request)?.authorize(user.get())?;
         let req = request.into_inner();
-        let input = CheckoutInput::parse(
+        let input = CheckoutInput::parse_paid(
             req.user_id,
             &req.firstname,
             &req.lastname,
@@ -65,12 +65,14 @@ impl CheckoutService for CheckoutApi {
                 )
             }),
             &req.idempotency_key,
+            (&req.payment_method, &req.return_url),
         )
         .map_err(Error::from)?;
-        let (order_id, transaction_id) = self.engine.checkout(input).await?;
+        let done = self.engine.checkout(input).await?;
         Ok(Response::new(pb::CheckoutResp {
-            order_id,
-            transaction_id,
+            order_id: done.order_id,
+            transaction_id: done.transaction_id,
+            pay_url: done.pay_url,
         }))
     }
 }

@@ -36,6 +36,11 @@ pub enum Step {
     Charged,
     /// Order PAID; the cart still has to be emptied.
     CartPending,
+    /// Alipay: AlipayCharge sent for the order's pay link (the link may exist).
+    LinkingPayment,
+    /// Alipay: done here, the pay link given to the client; the order stays PENDING until
+    /// payment marks it PAID (and cleans the cart) or the sweeper cancels it.
+    AwaitingPayment,
     /// Done: order PAID, cart emptied.
     Completed,
     /// Undoing: refund (when charged), release the stock, cancel the order.
@@ -48,7 +53,7 @@ pub enum Step {
 
 impl Step {
     /// Every step.
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 14] = [
         Step::Started,
         Step::PlacingOrder,
         Step::OrderPlaced,
@@ -57,6 +62,8 @@ impl Step {
         Step::Charging,
         Step::Charged,
         Step::CartPending,
+        Step::LinkingPayment,
+        Step::AwaitingPayment,
         Step::Completed,
         Step::Compensating,
         Step::Compensated,
@@ -74,6 +81,8 @@ impl Step {
             Step::Charging => "charging",
             Step::Charged => "charged",
             Step::CartPending => "cart_pending",
+            Step::LinkingPayment => "linking_payment",
+            Step::AwaitingPayment => "awaiting_payment",
             Step::Completed => "completed",
             Step::Compensating => "compensating",
             Step::Compensated => "compensated",
@@ -165,6 +174,31 @@ pub type RawAddress<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
 /// A raw request card: `(number, cvv, year, month)`.
 pub type RawCard<'a> = (&'a str, &'a str, i32, i32);
 
+/// How a checkout is paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pay {
+    /// Charge this card (the default).
+    Card(Card),
+    /// Answer with an Alipay pay link; the buyer pays on Alipay's page.
+    Alipay {
+        /// Where Alipay sends the browser back (empty: none).
+        return_url: String,
+    },
+}
+
+impl Pay {
+    /// The method's name, as order and payment call it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Pay::Card(_) => "credit_card",
+            Pay::Alipay { .. } => "alipay",
+        }
+    }
+}
+
+/// Longest Alipay `return_url` (Alipay's limit).
+pub const MAX_RETURN_URL_CHARS: usize = 256;
+
 /// A valid `Checkout` request.
 #[derive(Debug, Clone)]
 pub struct CheckoutInput {
@@ -172,8 +206,8 @@ pub struct CheckoutInput {
     pub user_id: i64,
     /// Names, email and address.
     pub contact: Contact,
-    /// The card to charge.
-    pub card: Card,
+    /// The card to charge, or Alipay.
+    pub pay: Pay,
     /// The client's retry key, if any.
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -193,7 +227,7 @@ fn digits(value: &str, field: &str, count: RangeInclusive<usize>) -> Result<Stri
 }
 
 impl CheckoutInput {
-    /// Validates a `Checkout`; the first broken rule names its field.
+    /// Validates a card `Checkout`; the first broken rule names its field.
     pub fn parse(
         user: u64,
         firstname: &str,
@@ -203,6 +237,41 @@ impl CheckoutInput {
         card: Option<RawCard<'_>>,
         idempotency_key: &str,
     ) -> Result<Self, Invalid> {
+        Self::parse_paid(
+            user,
+            firstname,
+            lastname,
+            mail,
+            address,
+            card,
+            idempotency_key,
+            ("", ""),
+        )
+    }
+
+    /// Validates a `Checkout` with its `(payment_method, return_url)`: `credit_card` (or empty)
+    /// needs the card; `alipay` takes no card and an optional http(s) `return_url`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn parse_paid(
+        user: u64,
+        firstname: &str,
+        lastname: &str,
+        mail: &str,
+        address: Option<RawAddress<'_>>,
+        card: Option<RawCard<'_>>,
+        idempotency_key: &str,
+        (payment_method, return_url): (&str, &str),
+    ) -> Result<Self, Invalid> {
+        let alipay = match payment_method {
+            "" | "credit_card" => false,
+            "alipay" => true,
+            _ => {
+                return Err(Invalid::new(
+                    "payment_method",
+                    "must be credit_card or alipay",
+                ));
+            }
+        };
         let user_id = UserId::parse(user, "user_id")?;
         let firstname = NAME_TEXT.parse(firstname, "firstname")?;
         let lastname = NAME_TEXT.parse(lastname, "lastname")?;
@@ -210,6 +279,46 @@ impl CheckoutInput {
         let (street, city, state, country, zip) =
             address.ok_or_else(|| Invalid::new("address", "is required"))?;
         let address = Address::parse(street, city, state, country, zip)?;
+        let contact = Contact {
+            firstname: firstname.into_string(),
+            lastname: lastname.into_string(),
+            email: email.into_string(),
+            address,
+        };
+        let idempotency_key = IdempotencyKey::optional(idempotency_key)?;
+        if alipay {
+            if card.is_some_and(|(n, c, y, m)| !n.is_empty() || !c.is_empty() || y != 0 || m != 0) {
+                return Err(Invalid::new(
+                    "credit_card",
+                    "must be empty with payment_method alipay",
+                ));
+            }
+            let url = return_url.trim();
+            if !url.is_empty()
+                && (url.len() > MAX_RETURN_URL_CHARS
+                    || !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(Invalid::new(
+                    "return_url",
+                    format!("must be an http(s) URL of at most {MAX_RETURN_URL_CHARS} characters"),
+                ));
+            }
+            return Ok(CheckoutInput {
+                user_id: user_id.db(),
+                contact,
+                pay: Pay::Alipay {
+                    return_url: url.to_string(),
+                },
+                idempotency_key,
+            });
+        }
+        if !return_url.trim().is_empty() {
+            return Err(Invalid::new(
+                "return_url",
+                "is only for payment_method alipay",
+            ));
+        }
         let (number, cvv, year, month) =
             card.ok_or_else(|| Invalid::new("credit_card", "is required"))?;
         let card = Card {
@@ -232,14 +341,9 @@ impl CheckoutInput {
         }
         Ok(CheckoutInput {
             user_id: user_id.db(),
-            contact: Contact {
-                firstname: firstname.into_string(),
-                lastname: lastname.into_string(),
-                email: email.into_string(),
-                address,
-            },
-            card,
-            idempotency_key: IdempotencyKey::optional(idempotency_key)?,
+            contact,
+            pay: Pay::Card(card),
+            idempotency_key,
         })
     }
 }
@@ -250,8 +354,16 @@ impl CheckoutInput {
 pub fn fingerprint(pepper: &str, input: &CheckoutInput) -> String {
     let c = &input.contact;
     let a = &c.address;
-    let year = input.card.year.to_string();
-    let month = input.card.month.to_string();
+    let (number, cvv, year, month, return_url) = match &input.pay {
+        Pay::Card(card) => (
+            card.number.as_str(),
+            card.cvv.as_str(),
+            card.year.to_string(),
+            card.month.to_string(),
+            "",
+        ),
+        Pay::Alipay { return_url } => ("", "", String::new(), String::new(), return_url.as_str()),
+    };
     let user = input.user_id.to_string();
     let fields: [&str; 14] = [
         &user,
@@ -263,15 +375,21 @@ pub fn fingerprint(pepper: &str, input: &CheckoutInput) -> String {
         &a.state,
         &a.country,
         &a.zip_code,
-        &input.card.number,
-        &input.card.cvv,
+        number,
+        cvv,
         &year,
         &month,
         input.idempotency_key.as_deref().unwrap_or(""),
     ];
+    // Card requests hash exactly as before Alipay existed (stored fingerprints stay valid);
+    // an Alipay request also covers its method and return URL.
+    let alipay: Vec<&str> = match input.pay {
+        Pay::Card(_) => Vec::new(),
+        Pay::Alipay { .. } => vec![input.pay.method(), return_url],
+    };
     let mut hash = Sha256::new();
     hash.update(pepper.as_bytes());
-    for field in fields {
+    for field in fields.iter().chain(alipay.iter()) {
         hash.update([0x1f]);
         hash.update(field.as_bytes());
     }
@@ -363,7 +481,7 @@ mod tests {
         let input = parse(CARD).unwrap();
         assert_eq!(input.contact.email, "a@b.co");
         assert_eq!(input.idempotency_key, None);
-        assert!(!format!("{:?}", input.card).contains("4111"));
+        assert!(!format!("{:?}", input.pay).contains("4111"));
     }
 
     #[test]
@@ -428,6 +546,79 @@ mod tests {
             assert!(err.field().contains(field), "{field}: {err}");
             assert!(err.to_string().starts_with(err.field()), "{err}");
         }
+    }
+
+    fn alipay(
+        card: Option<RawCard<'_>>,
+        method: &str,
+        url: &str,
+    ) -> Result<CheckoutInput, Invalid> {
+        CheckoutInput::parse_paid(
+            7,
+            "Ann",
+            "Lee",
+            "A@b.co",
+            Some(ADDRESS),
+            card,
+            "k",
+            (method, url),
+        )
+    }
+
+    #[test]
+    fn alipay_requests_take_no_card_and_an_optional_http_return_url() {
+        let input = alipay(None, "alipay", " https://shop.example/back ").unwrap();
+        assert_eq!(
+            input.pay,
+            Pay::Alipay {
+                return_url: "https://shop.example/back".into()
+            }
+        );
+        assert!(
+            alipay(Some(("", "", 0, 0)), "alipay", "").is_ok(),
+            "an empty card"
+        );
+        assert!(matches!(
+            alipay(Some(CARD), "credit_card", "").unwrap().pay,
+            Pay::Card(_)
+        ));
+        for (what, bad, field) in [
+            (
+                "a card with alipay",
+                alipay(Some(CARD), "alipay", ""),
+                "credit_card",
+            ),
+            (
+                "unknown method",
+                alipay(Some(CARD), "paypal", ""),
+                "payment_method",
+            ),
+            (
+                "not http",
+                alipay(None, "alipay", "javascript:alert(1)"),
+                "return_url",
+            ),
+            (
+                "too long",
+                alipay(None, "alipay", &format!("https://{}", "a".repeat(250))),
+                "return_url",
+            ),
+            (
+                "return url with a card",
+                alipay(Some(CARD), "", "https://shop.example/back"),
+                "return_url",
+            ),
+            ("no card, no alipay", alipay(None, "", ""), "credit_card"),
+        ] {
+            let err = bad.expect_err(what);
+            assert!(err.to_string().starts_with(field), "{what}: {err}");
+        }
+        // An Alipay request never fingerprints like a card one, nor with another return URL.
+        let a = alipay(None, "alipay", "").unwrap();
+        let b = alipay(None, "alipay", "https://shop.example/back").unwrap();
+        let card = alipay(Some(CARD), "", "").unwrap();
+        assert_ne!(fingerprint("p", &a), fingerprint("p", &b));
+        assert_ne!(fingerprint("p", &a), fingerprint("p", &card));
     }
 
     #[test]

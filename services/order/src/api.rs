@@ -15,14 +15,15 @@ use mall_types::ids::stored_to_api;
 use mall_types::{Address, OrderId, ServiceName, TransactionId, UserId};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, NewOrder, Order, OrderStatus, RawLine};
+use crate::domain::{self, NewOrder, Order, OrderStatus, PaymentMethod, RawLine};
 use crate::error::Error;
 use crate::store::{Orders, Paid};
 use crate::sweeper::{ProductClient, release_stock};
 
-/// Who may call what: placing and paying are steps of checkout (checkout only); customers read
-/// and cancel their own orders (checkout and payment's reconciler also read and cancel for
-/// them).
+/// Who may call what: placing is a step of checkout (checkout only); paying is checkout's for
+/// card orders and payment's for Alipay orders (payment marks one PAID once Alipay confirmed
+/// it); customers read and cancel their own orders (checkout and payment also read for them,
+/// checkout cancels for them).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::order::v1::order_service_server::SERVICE_NAME,
     rules: &[
@@ -32,7 +33,10 @@ pub const ACCESS: AccessTable = AccessTable {
             "GetOrder",
             Access::User(&[ServiceName::Checkout, ServiceName::Payment]),
         ),
-        ("MarkOrderPaid", Access::Internal(&[ServiceName::Checkout])),
+        (
+            "MarkOrderPaid",
+            Access::Internal(&[ServiceName::Checkout, ServiceName::Payment]),
+        ),
         ("CancelOrder", Access::User(&[ServiceName::Checkout])),
     ],
 };
@@ -84,6 +88,7 @@ fn to_pb(order: Order) -> pb::Order {
         total_cents: order.total_cents,
         transaction_id: order.transaction_id.unwrap_or_default(),
         paid_at: order.paid_at.unwrap_or_default(),
+        payment_method: order.payment_method.as_str().to_string(),
     }
 }
 
@@ -147,7 +152,8 @@ impl OrderService for OrderApi {
             &lines,
             &req.idempotency_key,
         )
-        .map_err(Error::from)?;
+        .map_err(Error::from)?
+        .paid_with(PaymentMethod::parse(&req.payment_method).map_err(Error::from)?);
         let placed = self.orders.place(&new).await?;
         if placed.created {
             tracing::info!(

@@ -83,6 +83,47 @@ pub fn transition(from: OrderStatus, to: OrderStatus) -> Result<(), Error> {
     }
 }
 
+/// How an order is paid. Stored by [`PaymentMethod::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaymentMethod {
+    /// Charged by checkout (the default).
+    #[default]
+    CreditCard,
+    /// Paid by the buyer on Alipay's page; payment marks it paid.
+    Alipay,
+}
+
+impl PaymentMethod {
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::CreditCard => "credit_card",
+            PaymentMethod::Alipay => "alipay",
+        }
+    }
+
+    /// A request's `payment_method`: empty or `credit_card`, or `alipay`.
+    pub fn parse(name: &str) -> Result<Self, Invalid> {
+        match name {
+            "" | "credit_card" => Ok(PaymentMethod::CreditCard),
+            "alipay" => Ok(PaymentMethod::Alipay),
+            _ => Err(Invalid::new(
+                "payment_method",
+                "must be credit_card or alipay",
+            )),
+        }
+    }
+
+    /// The method stored as `name`; `None` for anything else.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "credit_card" => Some(PaymentMethod::CreditCard),
+            "alipay" => Some(PaymentMethod::Alipay),
+            _ => None,
+        }
+    }
+}
+
 /// A new, unguessable, time-ordered order id (UUIDv7).
 pub fn new_order_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -162,6 +203,8 @@ pub struct NewOrder {
     pub total_cents: Cents,
     /// The caller's retry key; the same (user, key) always names the same order.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// How it is paid.
+    pub payment_method: PaymentMethod,
 }
 
 impl NewOrder {
@@ -212,7 +255,14 @@ impl NewOrder {
             lines,
             total_cents,
             idempotency_key: IdempotencyKey::optional(idempotency_key)?,
+            payment_method: PaymentMethod::CreditCard,
         })
+    }
+
+    /// The same order, paid with `method`.
+    pub fn paid_with(mut self, method: PaymentMethod) -> Self {
+        self.payment_method = method;
+        self
     }
 }
 
@@ -241,6 +291,8 @@ pub struct Order {
     pub created_at: i64,
     /// Paid at, unix seconds.
     pub paid_at: Option<i64>,
+    /// How it is paid.
+    pub payment_method: PaymentMethod,
 }
 
 #[cfg(test)]

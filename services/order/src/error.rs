@@ -35,6 +35,9 @@ pub enum Error {
     /// The product service refused or failed a call.
     #[error("product service: {}: {}", .0.code(), .0.message())]
     Product(tonic::Status),
+    /// The payment service failed a call (the sweeper's question about an Alipay order).
+    #[error("payment service: {}: {}", .0.code(), .0.message())]
+    Payment(tonic::Status),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -73,7 +76,7 @@ impl mall_common::error::ServiceError for Error {
             }
             Error::Contended(_) => Code::Aborted,
             Error::Corrupt(_) => Code::Internal,
-            Error::Product(status) => match status.code() {
+            Error::Product(status) | Error::Payment(status) => match status.code() {
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unavailable,
                 _ => Code::Internal,
             },
@@ -93,13 +96,16 @@ impl mall_common::error::ServiceError for Error {
             },
             Error::PaidByAnotherTransaction(_) => reason::PAID_BY_ANOTHER_TRANSACTION,
             Error::Contended(_) => reason::ORDER_CONTENDED,
-            Error::Corrupt(_) | Error::Product(_) | Error::Database(_) => return None,
+            Error::Corrupt(_) | Error::Product(_) | Error::Payment(_) | Error::Database(_) => {
+                return None;
+            }
         })
     }
 
     fn unavailable_dependency(&self) -> &str {
         match self {
             Error::Product(_) => "product service",
+            Error::Payment(_) => "payment service",
             _ => "database",
         }
     }

@@ -1,6 +1,7 @@
 //! The order service (port 8004): orders and their state machine (PENDING→PAID→COMPLETED or
 //! REFUNDED, PENDING→CANCELLED), idempotent placement for checkout, and the sweeper that
-//! cancels unpaid orders after `order.pending_timeout` and gives their stock back.
+//! cancels unpaid orders after `order.pending_timeout` and gives their stock back (asking
+//! payment first about Alipay orders, which may have been paid on Alipay's page).
 //!
 //! [`build`] opens the database, binds the server and starts the sweeper; [`run`] serves until
 //! shutdown. Tests and the `mall` fleet call `build` with port 0.
@@ -107,7 +108,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         .add_service(OrderServiceServer::new(service), api::ACCESS)
         .bind()
         .await?;
+    // Payment also calls order (it marks Alipay orders paid), so the two call each other: the
+    // client is lazy (no connection until the sweeper's first question) and finds payment
+    // where discovery says, even when payment starts after order. While it cannot be asked,
+    // Alipay orders are left PENDING, never cancelled blind.
+    let payment = platform
+        .clients
+        .client::<sweeper::PaymentClient>(ServiceName::Payment.as_str())
+        .context("a client for the payment service")?;
     sweeper::Sweeper::new(orders, product, settings.ext.order.pending_timeout)
+        .with_payment(payment)
         .spawn(settings.ext.order.sweep_interval, bound.shutdown_handle());
     Ok(bound)
 }

@@ -7,6 +7,12 @@
 //! it and releases its stock; retries are claimed the same way ([`Orders::claim_release`]).
 //! Product's `ReleaseStock` is idempotent as well, so even a lost claim cannot give stock back
 //! twice.
+//!
+//! An Alipay order is paid on Alipay's page, and Alipay's notification may be late or lost, so
+//! before cancelling one the sweeper asks payment (`QueryOrderPayment`, which may itself ask
+//! Alipay with `alipay.trade.query`): a payment found marks the order PAID instead; payment
+//! unreachable leaves the order for the next sweep. A payment that still arrives after the
+//! cancellation is refunded in full by payment's reconciliation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +20,22 @@ use std::time::Duration;
 use mall_common::client::Channel;
 use mall_common::server::Shutdown;
 use mall_common::worker::spawn_periodic;
+use mall_proto::payment::v1::QueryOrderPaymentReq;
+use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use mall_proto::product::v1::ReleaseStockReq;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
+use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
+use mall_types::{OrderId, TransactionId, UserId};
 
+use crate::domain::PaymentMethod;
 use crate::error::Error;
-use crate::store::Orders;
+use crate::store::{Expired, Orders, Paid};
 
 /// A client for product; calls carry this service's token (ReleaseStock is internal).
 pub type ProductClient = ProductCatalogServiceClient<Channel>;
+/// A client for payment; calls carry this service's token (QueryOrderPayment is internal).
+pub type PaymentClient = PaymentServiceClient<Channel>;
 
 /// Most orders one sweep cancels, and most releases it retries.
 pub const DEFAULT_SWEEP_BATCH: i64 = 100;
@@ -55,6 +68,10 @@ pub struct SweepReport {
     pub released: Vec<String>,
     /// Releases that failed and will be retried.
     pub failed_releases: usize,
+    /// Alipay orders payment found paid: marked PAID instead of cancelled.
+    pub paid: Vec<String>,
+    /// Alipay orders left for the next sweep because payment could not be asked.
+    pub unsure: usize,
 }
 
 /// Cancels expired PENDING orders and retries pending stock releases.
@@ -62,6 +79,7 @@ pub struct SweepReport {
 pub struct Sweeper {
     orders: Orders,
     product: ProductClient,
+    payment: Option<PaymentClient>,
     pending_timeout: Duration,
     release_retry_after: Duration,
     batch: i64,
@@ -77,10 +95,18 @@ impl Sweeper {
         Sweeper {
             orders,
             product,
+            payment: None,
             pending_timeout,
             release_retry_after: DEFAULT_RELEASE_RETRY_AFTER,
             batch: DEFAULT_SWEEP_BATCH,
         }
+    }
+
+    /// Asks `payment` before cancelling an Alipay order (without it, Alipay orders are never
+    /// cancelled: the sweeper cannot know they are unpaid).
+    pub fn with_payment(mut self, payment: PaymentClient) -> Self {
+        self.payment = Some(payment);
+        self
     }
 
     /// Retries a release this long after the last attempt (default 30 s).
@@ -98,7 +124,22 @@ impl Sweeper {
     pub async fn run_once_at(&self, now: i64) -> Result<SweepReport, Error> {
         let mut report = SweepReport::default();
         let cutoff = now.saturating_sub(secs(self.pending_timeout));
-        for id in self.orders.expired_pending(cutoff, self.batch).await? {
+        for expired in self.orders.expired_pending(cutoff, self.batch).await? {
+            if expired.payment_method == PaymentMethod::Alipay {
+                match self.paid_at_payment(&expired).await {
+                    Ok(None) => {}
+                    Ok(Some(paid)) => {
+                        report.paid.push(paid);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(order = %expired.id, error = %e, "cannot ask payment about an alipay order; not cancelling it yet");
+                        report.unsure += 1;
+                        continue;
+                    }
+                }
+            }
+            let id = expired.id;
             // Another instance (or a payment) may have won the order since the SELECT.
             if !self.orders.cancel_expired(&id, cutoff, now).await? {
                 continue;
@@ -115,6 +156,35 @@ impl Sweeper {
             self.release(&id, &mut report).await;
         }
         Ok(report)
+    }
+
+    /// Asks payment whether an expired Alipay order was paid; if so marks it PAID (the order
+    /// id back), else `None`.
+    async fn paid_at_payment(&self, expired: &Expired) -> Result<Option<String>, Error> {
+        let Some(payment) = &self.payment else {
+            return Err(Error::Payment(tonic::Status::unavailable(
+                "no payment client configured",
+            )));
+        };
+        let answer = payment
+            .clone()
+            .query_order_payment(QueryOrderPaymentReq {
+                order_id: expired.id.clone(),
+                user_id: stored_to_api(expired.user_id),
+            })
+            .await
+            .map_err(Error::Payment)?
+            .into_inner();
+        if !answer.paid {
+            return Ok(None);
+        }
+        let user = UserId::parse(stored_to_api(expired.user_id), "user_id")?;
+        let id = OrderId::parse(&expired.id, "order_id")?;
+        let transaction = TransactionId::parse(&answer.transaction_id, "transaction_id")?;
+        if self.orders.mark_paid(user, &id, &transaction).await? == Paid::Now {
+            tracing::info!(order = %id, transaction = %transaction, "alipay order found paid by the sweeper");
+        }
+        Ok(Some(expired.id.clone()))
     }
 
     async fn release(&self, id: &str, report: &mut SweepReport) {

@@ -68,6 +68,7 @@ fn place_req(user_id: u64, lines: &[(u64, i32, i64)], key: &str) -> pb::PlaceOrd
             })
             .collect(),
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }
 

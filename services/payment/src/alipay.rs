@@ -1,11 +1,14 @@
-//! The two parts of Alipay's open API this service speaks: signing an `alipay.trade.page.pay`
-//! request with the merchant's key, and verifying the signature of Alipay's asynchronous
-//! notification with Alipay's public key. Both are RSA2: RSA PKCS#1 v1.5 over SHA-256
-//! (SHA256withRSA), base64-encoded.
+//! The parts of Alipay's open API this service speaks: signing an `alipay.trade.page.pay`
+//! request with the merchant's key, verifying the signature of Alipay's asynchronous
+//! notification with Alipay's public key, and calling the gateway for `alipay.trade.query` and
+//! `alipay.trade.refund` ([`Alipay::query_trade`], [`Alipay::refund_trade`]). All of it is RSA2:
+//! RSA PKCS#1 v1.5 over SHA-256 (SHA256withRSA), base64-encoded.
 //!
 //! The string signed is the parameters sorted by key and joined as `k=v` with `&`, values not
 //! URL-encoded: for a request every non-empty parameter except `sign`; for a notification every
-//! parameter except `sign` and `sign_type`.
+//! parameter except `sign` and `sign_type`. A gateway answer is
+//! `{"<method>_response": {...}, "sign": "..."}`, signed over the exact JSON text of the
+//! `*_response` value; it is verified before anything in it is believed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +22,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
 use crate::PaymentSettings;
-use crate::domain::{AlipayOrder, Civil, yuan};
+use crate::domain::{Civil, PayLinkFor, yuan};
 use crate::error::Error;
 
 /// The API method of a desktop-web payment page.
@@ -29,13 +32,53 @@ pub const PRODUCT_CODE: &str = "FAST_INSTANT_TRADE_PAY";
 /// Alipay reads `timestamp` as Beijing time (UTC+8).
 const BEIJING_OFFSET_SECS: i64 = 8 * 3_600;
 
+/// The API method that asks for a trade's status.
+pub const METHOD_QUERY: &str = "alipay.trade.query";
+/// The API method that refunds (part of) a trade.
+pub const METHOD_REFUND: &str = "alipay.trade.refund";
+/// How long one gateway call may take.
+pub const GATEWAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The merchant side: what signs page-pay requests.
 struct Merchant {
     app_id: String,
     gateway: String,
     notify_url: String,
+    seller_id: String,
     key: SigningKey<Sha256>,
 }
+
+/// What `alipay.trade.query` says about an order's trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeStatus {
+    /// `TRADE_SUCCESS` or `TRADE_FINISHED`: paid `amount_cents` under Alipay's `trade_no`.
+    Paid {
+        /// Alipay's trade number.
+        trade_no: String,
+        /// `total_amount` in cents.
+        amount_cents: i64,
+    },
+    /// `WAIT_BUYER_PAY`, or no trade yet (`ACQ.TRADE_NOT_EXIST`: the buyer has not opened the
+    /// pay page).
+    Unpaid,
+    /// `TRADE_CLOSED`: closed unpaid, or fully refunded.
+    Closed,
+}
+
+/// What `alipay.trade.refund` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// Refunded (now, or by an earlier request with the same `out_request_no`).
+    Refunded,
+    /// Alipay refused it (a business error: nothing was refunded); its `sub_code`.
+    Refused(String),
+}
+
+/// A gateway call that did not give a verified answer: nothing can be concluded from it (the
+/// request may or may not have been carried out).
+#[derive(Debug, thiserror::Error)]
+#[error("alipay gateway: {0}")]
+pub struct GatewayError(pub String);
 
 /// What a notification's signature check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +97,7 @@ pub enum Verdict {
 pub struct Alipay {
     merchant: Option<Merchant>,
     alipay_key: Option<VerifyingKey<Sha256>>,
+    http: reqwest::Client,
 }
 
 impl fmt::Debug for Alipay {
@@ -95,6 +139,36 @@ fn public_key(text: &str) -> Result<RsaPublicKey, String> {
             .map_err(|_| "neither PEM nor base64".to_string())?;
         RsaPublicKey::from_public_key_der(&der).map_err(|e| e.to_string())
     }
+}
+
+/// Why a gateway call gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Not sent: Alipay is not configured, or signing failed.
+    #[error(transparent)]
+    Local(Error),
+    /// Sent, but no verified answer came back.
+    #[error(transparent)]
+    Gateway(GatewayError),
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Local(e) => e,
+            CallError::Gateway(e) => Error::Gateway(e.0),
+        }
+    }
+}
+
+/// The exact text of the value of `key` (a quoted JSON key) in a gateway answer: from after
+/// `key:` to before the last `,"sign"` (how Alipay's SDKs find the signed content).
+fn signed_response_content<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(key)? + key.len();
+    let rest = text[start..].trim_start().strip_prefix(':')?;
+    let offset = text.len() - rest.len();
+    let end = text.rfind(",\"sign\"")?;
+    (end > offset).then(|| text[offset..end].trim())
 }
 
 /// `k=v` pairs joined with `&`, in key order, values as they are.
@@ -156,6 +230,7 @@ impl Alipay {
                     app_id: app_id.to_string(),
                     gateway: gateway.to_string(),
                     notify_url: s.alipay_notify_url.trim().to_string(),
+                    seller_id: s.alipay_seller_id.trim().to_string(),
                     key: SigningKey::<Sha256>::new(key),
                 })
             }
@@ -168,10 +243,209 @@ impl Alipay {
                 )
             })?)),
         };
+        let http = reqwest::Client::builder()
+            .timeout(GATEWAY_TIMEOUT)
+            .build()
+            .map_err(|e| anyhow::anyhow!("alipay http client: {e}"))?;
         Ok(Alipay {
             merchant,
             alipay_key,
+            http,
         })
+    }
+
+    /// True when the gateway can be called: the merchant side (to sign) and Alipay's public
+    /// key (to verify the answers) are both configured.
+    pub fn can_call(&self) -> bool {
+        self.merchant.is_some() && self.alipay_key.is_some()
+    }
+
+    /// The configured merchant app id (empty when Alipay is off).
+    pub fn app_id(&self) -> &str {
+        self.merchant.as_ref().map_or("", |m| m.app_id.as_str())
+    }
+
+    /// The configured seller id (`payment.alipay_seller_id`; empty: not checked).
+    pub fn seller_id(&self) -> &str {
+        self.merchant.as_ref().map_or("", |m| m.seller_id.as_str())
+    }
+
+    /// The common parameters of a gateway request for `method` with `biz_content`, signed.
+    fn signed_request(
+        &self,
+        method: &str,
+        biz_content: &serde_json::Value,
+        now: i64,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let merchant = self.merchant.as_ref().ok_or(Error::AlipayNotConfigured)?;
+        let timestamp = Civil::from_unix(now.saturating_add(BEIJING_OFFSET_SECS)).format();
+        let mut params: BTreeMap<String, String> = [
+            ("app_id", merchant.app_id.clone()),
+            ("method", method.to_string()),
+            ("format", "JSON".to_string()),
+            ("charset", "utf-8".to_string()),
+            ("sign_type", "RSA2".to_string()),
+            ("timestamp", timestamp),
+            ("version", "1.0".to_string()),
+            ("biz_content", biz_content.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let content = request_sign_content(&params);
+        let signature: Signature = merchant
+            .key
+            .try_sign_with_rng(&mut OsRng, content.as_bytes())
+            .map_err(|e| Error::Signing(e.to_string()))?;
+        params.insert(
+            "sign".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+        );
+        Ok(params)
+    }
+
+    /// Calls `method` on the gateway and returns its verified `*_response` object.
+    async fn call(
+        &self,
+        method: &str,
+        biz_content: serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        let merchant = self
+            .merchant
+            .as_ref()
+            .ok_or(CallError::Local(Error::AlipayNotConfigured))?;
+        let key = self
+            .alipay_key
+            .as_ref()
+            .ok_or(CallError::Local(Error::AlipayNotConfigured))?;
+        let params = self
+            .signed_request(method, &biz_content, mall_types::time::unix_secs())
+            .map_err(CallError::Local)?;
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let gateway_err = |e: String| CallError::Gateway(GatewayError(e));
+        let resp = self
+            .http
+            .post(&merchant.gateway)
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| gateway_err(format!("{method}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(gateway_err(format!("{method}: HTTP {}", resp.status())));
+        }
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| gateway_err(format!("{method}: reading the answer: {e}")))?;
+        let response_key = format!("\"{}_response\"", method.replace('.', "_"));
+        let content = signed_response_content(&text, &response_key)
+            .or_else(|| signed_response_content(&text, "\"error_response\""))
+            .ok_or_else(|| gateway_err(format!("{method}: no signed response in the answer")))?;
+        let outer: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| gateway_err(format!("{method}: the answer is not JSON")))?;
+        let sign = outer
+            .get("sign")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| gateway_err(format!("{method}: unsigned answer")))?;
+        let verified = base64::engine::general_purpose::STANDARD
+            .decode(sign.trim())
+            .ok()
+            .and_then(|b| Signature::try_from(b.as_slice()).ok())
+            .is_some_and(|sig| key.verify(content.as_bytes(), &sig).is_ok());
+        if !verified {
+            return Err(gateway_err(format!(
+                "{method}: bad signature on the answer"
+            )));
+        }
+        serde_json::from_str(content)
+            .map_err(|_| gateway_err(format!("{method}: the response is not an object")))
+    }
+
+    /// `alipay.trade.query` for the trade of `order_id` (`out_trade_no`).
+    pub async fn query_trade(&self, order_id: &str) -> Result<TradeStatus, CallError> {
+        let r = self
+            .call(
+                METHOD_QUERY,
+                serde_json::json!({ "out_trade_no": order_id }),
+            )
+            .await?;
+        let field = |k: &str| {
+            r.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+        };
+        match field("code") {
+            "10000" => {}
+            _ if field("sub_code") == "ACQ.TRADE_NOT_EXIST" => return Ok(TradeStatus::Unpaid),
+            code => {
+                return Err(CallError::Gateway(GatewayError(format!(
+                    "{METHOD_QUERY}: code {code} {}",
+                    field("sub_code")
+                ))));
+            }
+        }
+        if field("out_trade_no") != order_id {
+            return Err(CallError::Gateway(GatewayError(format!(
+                "{METHOD_QUERY}: the answer is about another trade"
+            ))));
+        }
+        Ok(match field("trade_status") {
+            "TRADE_SUCCESS" | "TRADE_FINISHED" => {
+                let amount_cents = crate::domain::cents_from_yuan(field("total_amount"))
+                    .ok_or_else(|| {
+                        CallError::Gateway(GatewayError(format!(
+                            "{METHOD_QUERY}: total_amount is not an amount"
+                        )))
+                    })?;
+                TradeStatus::Paid {
+                    trade_no: field("trade_no").to_string(),
+                    amount_cents,
+                }
+            }
+            "TRADE_CLOSED" => TradeStatus::Closed,
+            _ => TradeStatus::Unpaid,
+        })
+    }
+
+    /// `alipay.trade.refund` of `amount_cents` of `order_id`'s trade as refund request
+    /// `out_request_no` (Alipay refunds one request number once, so a retry is safe).
+    pub async fn refund_trade(
+        &self,
+        order_id: &str,
+        amount_cents: i64,
+        out_request_no: &str,
+        reason: &str,
+    ) -> Result<RefundOutcome, CallError> {
+        let mut biz = serde_json::json!({
+            "out_trade_no": order_id,
+            "refund_amount": yuan(amount_cents),
+            "out_request_no": out_request_no,
+        });
+        if !reason.is_empty() {
+            biz["refund_reason"] = serde_json::Value::String(reason.to_string());
+        }
+        let r = self.call(METHOD_REFUND, biz).await?;
+        let field = |k: &str| {
+            r.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+        };
+        match field("code") {
+            "10000" => Ok(RefundOutcome::Refunded),
+            // 40004: a business refusal (nothing refunded). 20000 (service busy) and anything
+            // else leave the outcome unknown.
+            "40004" => Ok(RefundOutcome::Refused(field("sub_code").to_string())),
+            code => Err(CallError::Gateway(GatewayError(format!(
+                "{METHOD_REFUND}: code {code} {}",
+                field("sub_code")
+            )))),
+        }
     }
 
     /// True when page-pay requests can be signed (app id and private key configured).
@@ -182,7 +456,7 @@ impl Alipay {
     /// The signed parameters of a page-pay request for `order`, at `now` (unix seconds).
     pub fn page_pay_params(
         &self,
-        order: &AlipayOrder,
+        order: &PayLinkFor,
         now: i64,
     ) -> Result<BTreeMap<String, String>, Error> {
         let merchant = self.merchant.as_ref().ok_or(Error::AlipayNotConfigured)?;
@@ -225,7 +499,7 @@ impl Alipay {
     }
 
     /// The URL that opens Alipay's payment page for `order`.
-    pub fn page_pay_url(&self, order: &AlipayOrder, now: i64) -> Result<String, Error> {
+    pub fn page_pay_url(&self, order: &PayLinkFor, now: i64) -> Result<String, Error> {
         let merchant = self.merchant.as_ref().ok_or(Error::AlipayNotConfigured)?;
         let params = self.page_pay_params(order, now)?;
         let query = form_urlencoded::Serializer::new(String::new())
@@ -261,7 +535,7 @@ impl Alipay {
             return Verdict::BadSignature;
         }
         match (&self.merchant, params.get("app_id")) {
-            (Some(m), Some(app_id)) if *app_id != m.app_id => Verdict::OtherApp,
+            (Some(m), app_id) if app_id != Some(&m.app_id) => Verdict::OtherApp,
             _ => Verdict::Verified,
         }
     }
@@ -291,7 +565,12 @@ mod tests {
     fn unconfigured_alipay_refuses_politely() {
         let settings = crate::default_settings().ext.payment;
         let alipay = Alipay::from_settings(&settings).unwrap();
-        let order = AlipayOrder::parse("o1", 7, 100, "").unwrap();
+        let order = PayLinkFor {
+            order_id: mall_types::OrderId::parse("o1", "order_id").unwrap(),
+            user_id: mall_types::UserId::parse(7, "user_id").unwrap(),
+            amount_cents: mall_types::Cents::new(100).unwrap(),
+            return_url: None,
+        };
         assert!(matches!(
             alipay.page_pay_url(&order, 0),
             Err(Error::AlipayNotConfigured)

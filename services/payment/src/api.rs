@@ -13,7 +13,7 @@ use mall_proto::payment::v1 as pb;
 use mall_proto::payment::v1::payment_service_server::PaymentService;
 use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
-use mall_types::{OrderId, ServiceName, TransactionId};
+use mall_types::{OrderId, ServiceName, TransactionId, UserId};
 use tonic::{Request, Response, Status};
 
 use crate::app::Payments;
@@ -22,17 +22,19 @@ use crate::error::Error;
 use crate::store::Voided;
 
 /// Who may call what: card charges, refunds, voids and lookups are checkout's steps (checkout
-/// only; the reconciler refunds in process, not over gRPC); a user asks for their own Alipay link; Alipay's notifications come unauthenticated
-/// and are trusted only through their signature.
+/// only; the reconciler refunds in process, not over gRPC); a user (or checkout, for an Alipay
+/// checkout) asks for their own Alipay link; the order sweeper asks whether an order was paid;
+/// Alipay's notifications come unauthenticated and are trusted only through their signature.
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::payment::v1::payment_service_server::SERVICE_NAME,
     rules: &[
         ("Charge", Access::Internal(&[ServiceName::Checkout])),
         ("Refund", Access::Internal(&[ServiceName::Checkout])),
-        ("AlipayCharge", Access::User(&[])),
+        ("AlipayCharge", Access::User(&[ServiceName::Checkout])),
         ("AlipayNotify", Access::Public),
         ("VoidOrder", Access::Internal(&[ServiceName::Checkout])),
         ("GetPayment", Access::Internal(&[ServiceName::Checkout])),
+        ("QueryOrderPayment", Access::Internal(&[ServiceName::Order])),
     ],
 };
 
@@ -95,12 +97,13 @@ impl PaymentService for PaymentApi {
         request: Request<pb::RefundReq>,
     ) -> Result<Response<pb::RefundResp>, Status> {
         let req = request.into_inner();
-        let refund = Refund::parse(
+        let refund = Refund::parse_request(
             &req.transaction_id,
             &req.order_id,
             req.amount_cents,
             &req.reason,
             req.user_id,
+            &req.refund_request_id,
         )
         .map_err(Error::from)?;
         let refund_id = self.payments.refund(&refund).await?;
@@ -165,5 +168,24 @@ impl PaymentService for PaymentApi {
             self.payments.by_transaction(id).await?
         };
         Ok(Response::new(to_pb(payment)))
+    }
+
+    async fn query_order_payment(
+        &self,
+        request: Request<pb::QueryOrderPaymentReq>,
+    ) -> Result<Response<pb::QueryOrderPaymentResp>, Status> {
+        let req = request.into_inner();
+        let order = OrderId::parse(&req.order_id, "order_id").map_err(Error::from)?;
+        let user = UserId::parse(req.user_id, "user_id").map_err(Error::from)?;
+        Ok(Response::new(
+            match self.payments.order_payment(&order, user).await? {
+                Some(p) => pb::QueryOrderPaymentResp {
+                    paid: true,
+                    transaction_id: p.transaction_id,
+                    amount_cents: p.amount_cents,
+                },
+                None => pb::QueryOrderPaymentResp::default(),
+            },
+        ))
     }
 }

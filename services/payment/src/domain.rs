@@ -407,10 +407,13 @@ pub struct Refund {
     pub amount_cents: Cents,
     /// Free text ([`REASON_TEXT`]).
     pub reason: Text,
+    /// The caller's id for this refund request (`refund_request_id`): a retry with it is
+    /// answered with the first refund.
+    pub request_id: Option<TransactionId>,
 }
 
 impl Refund {
-    /// Validates a `Refund` request.
+    /// Validates a `Refund` request (`request_id` may be empty: none).
     pub fn parse(
         transaction: &str,
         order: &str,
@@ -418,24 +421,38 @@ impl Refund {
         reason: &str,
         user: u64,
     ) -> Result<Refund, Invalid> {
+        Self::parse_request(transaction, order, amount_cents, reason, user, "")
+    }
+
+    /// [`Refund::parse`] with the caller's `refund_request_id`.
+    pub fn parse_request(
+        transaction: &str,
+        order: &str,
+        amount_cents: i64,
+        reason: &str,
+        user: u64,
+        request_id: &str,
+    ) -> Result<Refund, Invalid> {
         let reason = REASON_TEXT.parse(reason, "reason")?;
+        let request_id = match request_id {
+            "" => None,
+            id => Some(TransactionId::parse(id, "refund_request_id")?),
+        };
         Ok(Refund {
             transaction_id: TransactionId::parse(transaction, "transaction_id")?,
             order_id: OrderId::parse(order, "order_id")?,
             user_id: UserId::parse(user, "user_id")?,
             amount_cents: amount(amount_cents, MAX_CHARGE_CENTS)?,
             reason,
+            request_id,
         })
     }
 
     /// The rules checked against the stored payment before the atomic update: same order and
-    /// user, a card payment, not more than the whole charge.
+    /// user, not more than what remains of the payment.
     pub fn check_against(&self, payment: &Payment) -> Result<(), Error> {
         if payment.order_id != self.order_id.as_str() || payment.user_id != self.user_id.db() {
             return Err(Error::NotThisPayment);
-        }
-        if payment.method == Method::Alipay {
-            return Err(Error::AlipayRefund);
         }
         if self.amount_cents.get() > payment.amount_cents - payment.refunded_cents {
             return Err(Error::RefundExceedsRemaining);
@@ -451,14 +468,27 @@ pub struct AlipayOrder {
     pub order_id: OrderId,
     /// The paying user (sent as `passback_params`, returned in the notification).
     pub user_id: UserId,
-    /// Positive, at most Alipay's limit.
-    pub amount_cents: Cents,
+    /// Positive, at most Alipay's limit; `None`: the order's total (asked from order).
+    pub amount_cents: Option<Cents>,
     /// Where Alipay sends the browser back; `None` for none.
     pub return_url: Option<String>,
 }
 
+/// An order's pay link to sign: the order as the order service gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayLinkFor {
+    /// `out_trade_no`.
+    pub order_id: OrderId,
+    /// The order's owner.
+    pub user_id: UserId,
+    /// The order's total.
+    pub amount_cents: Cents,
+    /// Where Alipay sends the browser back.
+    pub return_url: Option<String>,
+}
+
 impl AlipayOrder {
-    /// Validates an `AlipayCharge` request.
+    /// Validates an `AlipayCharge` request (`amount_cents` 0: the order's total).
     pub fn parse(
         order: &str,
         user: u64,
@@ -485,7 +515,10 @@ impl AlipayOrder {
         Ok(AlipayOrder {
             order_id: OrderId::parse(order, "order_id")?,
             user_id: UserId::parse(user, "user_id")?,
-            amount_cents: amount(amount_cents, MAX_ALIPAY_CENTS)?,
+            amount_cents: match amount_cents {
+                0 => None,
+                cents => Some(amount(cents, MAX_ALIPAY_CENTS)?),
+            },
             return_url,
         })
     }
@@ -522,12 +555,12 @@ pub fn cents_from_yuan(text: &str) -> Option<i64> {
 pub struct AlipayPayment {
     /// `out_trade_no`.
     pub order_id: OrderId,
-    /// From `passback_params`.
-    pub user_id: UserId,
     /// `total_amount` in cents.
     pub amount_cents: Cents,
     /// Alipay's `trade_no`, used as the transaction id when it is a valid one.
     pub trade_no: Option<TransactionId>,
+    /// `seller_id` (empty when absent).
+    pub seller_id: String,
 }
 
 /// What a (verified) Alipay notification says.
@@ -550,16 +583,13 @@ impl Notice {
         let amount_cents = cents_from_yuan(get("total_amount"))
             .and_then(Cents::new)
             .ok_or_else(|| Invalid::new("total_amount", "is not an amount"))?;
-        let user_id = get("passback_params")
-            .parse::<u64>()
-            .map_err(|_| Invalid::new("passback_params", "does not hold a user id"))
-            .and_then(|id| UserId::parse(id, "passback_params"))?;
+        // The payer is the order's owner recorded with its pay link, not `passback_params`.
         let trade_no = TransactionId::parse(get("trade_no"), "trade_no").ok();
         Ok(Notice::Paid(AlipayPayment {
             order_id,
-            user_id,
             amount_cents,
             trade_no,
+            seller_id: get("seller_id").to_string(),
         }))
     }
 }
@@ -748,7 +778,7 @@ mod tests {
     }
 
     #[test]
-    fn notices_need_status_order_amount_and_user() {
+    fn notices_need_status_order_and_amount() {
         let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
@@ -759,7 +789,7 @@ mod tests {
             ("trade_status", "TRADE_SUCCESS"),
             ("out_trade_no", "o1"),
             ("total_amount", "12.34"),
-            ("passback_params", "7"),
+            ("seller_id", "2088"),
             ("trade_no", "2026031522001"),
         ]))
         .unwrap();
@@ -767,21 +797,20 @@ mod tests {
             paid,
             Notice::Paid(AlipayPayment {
                 order_id: OrderId::parse("o1", "out_trade_no").unwrap(),
-                user_id: UserId::parse(7, "passback_params").unwrap(),
                 amount_cents: Cents::new(1234).unwrap(),
                 trade_no: Some(TransactionId::parse("2026031522001", "trade_no").unwrap()),
+                seller_id: "2088".into(),
             })
         );
         assert_eq!(
             Notice::parse(&params(&[("trade_status", "WAIT_BUYER_PAY")])).unwrap(),
             Notice::Other
         );
-        for missing in ["out_trade_no", "total_amount", "passback_params"] {
+        for missing in ["out_trade_no", "total_amount"] {
             let mut p = params(&[
                 ("trade_status", "TRADE_FINISHED"),
                 ("out_trade_no", "o1"),
                 ("total_amount", "12.34"),
-                ("passback_params", "7"),
             ]);
             p.remove(missing);
             assert!(Notice::parse(&p).is_err(), "{missing}");

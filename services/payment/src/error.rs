@@ -30,9 +30,32 @@ pub enum Error {
     /// A refund asked for more than what remains of the charge.
     #[error("refund exceeds the remaining amount")]
     RefundExceedsRemaining,
-    /// Alipay payments are refunded through Alipay, which this service does not call.
-    #[error("alipay payments are refunded through Alipay, not through Refund")]
-    AlipayRefund,
+    /// Alipay refused a refund (a business error; nothing was refunded): its `sub_code`.
+    #[error("alipay refused the refund: {0}")]
+    AlipayRefused(String),
+    /// The same refund request id was used before for another amount.
+    #[error("refund request {0} was made before for another amount")]
+    RefundRequestConflict(String),
+    /// The order does not exist, or is another user's (the same answer, so ids cannot be probed).
+    #[error("order {0} not found")]
+    OrderNotFound(String),
+    /// The order is not waiting for a payment.
+    #[error("order {order} is {status}, not PENDING")]
+    OrderNotPending {
+        /// The order.
+        order: String,
+        /// Its status.
+        status: String,
+    },
+    /// The order is not paid with Alipay.
+    #[error("order {0} is not an alipay order")]
+    NotAlipayOrder(String),
+    /// The order service failed (or refused in a way this service cannot act on).
+    #[error("order service: {0}")]
+    Order(String),
+    /// Alipay's gateway gave no verified answer.
+    #[error("alipay gateway: {0}")]
+    Gateway(String),
     /// AlipayCharge without the app id and key.
     #[error("alipay is not configured")]
     AlipayNotConfigured,
@@ -42,6 +65,9 @@ pub enum Error {
     /// A pay link for this order was made for another user.
     #[error("order {0} belongs to another user")]
     OtherUsersOrder(String),
+    /// A stored row breaks an invariant the schema should guarantee.
+    #[error("stored payment data is corrupt: {0}")]
+    Corrupt(String),
     /// Signing the Alipay request failed.
     #[error("signing the alipay request: {0}")]
     Signing(String),
@@ -69,8 +95,16 @@ pub mod reason {
     pub const PAYMENT_MISMATCH: &str = "PAYMENT_MISMATCH";
     /// A refund asked for more than what remains of the charge.
     pub const REFUND_EXCEEDS_REMAINING: &str = "REFUND_EXCEEDS_REMAINING";
-    /// Alipay payments are refunded through Alipay, not through `Refund`.
-    pub const ALIPAY_REFUND_UNSUPPORTED: &str = "ALIPAY_REFUND_UNSUPPORTED";
+    /// Alipay refused the refund; nothing was refunded.
+    pub const ALIPAY_REFUND_REFUSED: &str = "ALIPAY_REFUND_REFUSED";
+    /// The refund request id was used before for another amount.
+    pub const REFUND_REQUEST_CONFLICT: &str = "REFUND_REQUEST_CONFLICT";
+    /// No such order (or another user's).
+    pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
+    /// The order is not PENDING.
+    pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
+    /// The order is not paid with Alipay.
+    pub const NOT_AN_ALIPAY_ORDER: &str = "NOT_AN_ALIPAY_ORDER";
     /// Alipay is not configured on this deployment.
     pub const ALIPAY_NOT_CONFIGURED: &str = "ALIPAY_NOT_CONFIGURED";
     /// A pay link for this order exists for a different amount.
@@ -87,13 +121,18 @@ impl mall_common::error::ServiceError for Error {
             Error::Declined(_)
             | Error::NotThisPayment
             | Error::RefundExceedsRemaining
-            | Error::AlipayRefund
+            | Error::AlipayRefused(_)
             | Error::AlipayNotConfigured
+            | Error::OrderNotPending { .. }
+            | Error::NotAlipayOrder(_)
             | Error::OrderVoided(_) => Code::FailedPrecondition,
-            Error::OrderAlreadyPaid(_) | Error::PayLinkConflict(_) => Code::AlreadyExists,
-            Error::PaymentNotFound(_) => Code::NotFound,
+            Error::OrderAlreadyPaid(_)
+            | Error::PayLinkConflict(_)
+            | Error::RefundRequestConflict(_) => Code::AlreadyExists,
+            Error::PaymentNotFound(_) | Error::OrderNotFound(_) => Code::NotFound,
+            Error::Order(_) | Error::Gateway(_) => Code::Unavailable,
             Error::OtherUsersOrder(_) => Code::PermissionDenied,
-            Error::Signing(_) => Code::Internal,
+            Error::Signing(_) | Error::Corrupt(_) => Code::Internal,
             Error::Database(e) => mall_common::store::error_code(e),
         }
     }
@@ -107,16 +146,30 @@ impl mall_common::error::ServiceError for Error {
             Error::PaymentNotFound(_) => reason::PAYMENT_NOT_FOUND,
             Error::NotThisPayment => reason::PAYMENT_MISMATCH,
             Error::RefundExceedsRemaining => reason::REFUND_EXCEEDS_REMAINING,
-            Error::AlipayRefund => reason::ALIPAY_REFUND_UNSUPPORTED,
+            Error::AlipayRefused(_) => reason::ALIPAY_REFUND_REFUSED,
+            Error::RefundRequestConflict(_) => reason::REFUND_REQUEST_CONFLICT,
+            Error::OrderNotFound(_) => reason::ORDER_NOT_FOUND,
+            Error::OrderNotPending { .. } => reason::ORDER_NOT_PENDING,
+            Error::NotAlipayOrder(_) => reason::NOT_AN_ALIPAY_ORDER,
             Error::AlipayNotConfigured => reason::ALIPAY_NOT_CONFIGURED,
             Error::PayLinkConflict(_) => reason::PAY_LINK_CONFLICT,
             Error::OtherUsersOrder(_) => reason::OTHER_USERS_ORDER,
-            Error::Signing(_) | Error::Database(_) => return None,
+            Error::Signing(_)
+            | Error::Corrupt(_)
+            | Error::Database(_)
+            | Error::Order(_)
+            | Error::Gateway(_) => {
+                return None;
+            }
         })
     }
 
     fn unavailable_dependency(&self) -> &str {
-        "database"
+        match self {
+            Error::Order(_) => "order",
+            Error::Gateway(_) => "alipay",
+            _ => "database",
+        }
     }
 }
 
@@ -189,10 +242,25 @@ mod tests {
                 reason::REFUND_EXCEEDS_REMAINING,
             ),
             (
-                Error::AlipayRefund,
+                Error::AlipayRefused("ACQ.TRADE_STATUS_ERROR".into()),
                 Code::FailedPrecondition,
-                "alipay payments are refunded through Alipay, not through Refund",
-                reason::ALIPAY_REFUND_UNSUPPORTED,
+                "alipay refused the refund: ACQ.TRADE_STATUS_ERROR",
+                reason::ALIPAY_REFUND_REFUSED,
+            ),
+            (
+                Error::OrderNotPending {
+                    order: "o1".into(),
+                    status: "PAID".into(),
+                },
+                Code::FailedPrecondition,
+                "order o1 is PAID, not PENDING",
+                reason::ORDER_NOT_PENDING,
+            ),
+            (
+                Error::OrderNotFound("o1".into()),
+                Code::NotFound,
+                "order o1 not found",
+                reason::ORDER_NOT_FOUND,
             ),
             (
                 Error::AlipayNotConfigured,

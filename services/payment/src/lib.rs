@@ -10,7 +10,9 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod error;
+pub mod notify;
 pub mod reconcile;
+pub mod settle;
 pub mod store;
 
 use std::fmt;
@@ -29,6 +31,11 @@ pub const NAME: &str = ServiceName::Payment.as_str();
 
 /// Alipay's sandbox gateway, the default.
 pub const ALIPAY_SANDBOX_GATEWAY: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";
+
+/// The default path of the Alipay notify endpoint on the admin port.
+pub const DEFAULT_NOTIFY_PATH: &str = "/alipay/notify";
+/// The longest wait between two `alipay.trade.query` calls about one trade.
+pub const MAX_QUERY_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Payment's own settings, the `payment` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,8 +59,24 @@ pub struct PaymentSettings {
     pub alipay_private_key_pem: String,
     /// Alipay's RSA public key (SubjectPublicKeyInfo PEM), to verify notifications.
     pub alipay_public_key_pem: String,
-    /// Where Alipay posts payment notifications (empty: none sent).
+    /// Where Alipay posts payment notifications (empty: none sent): the public URL of this
+    /// service's notify endpoint (`alipay_notify_path` on the admin port, behind the
+    /// operator's HTTPS proxy).
     pub alipay_notify_url: String,
+    /// The path of the notify endpoint on the admin port (`POST`, form-encoded, UTF-8).
+    pub alipay_notify_path: String,
+    /// The merchant's seller id (Alipay's `2088…` partner id): when set, notifications for any
+    /// other `seller_id` are refused.
+    #[serde(deserialize_with = "string_or_number")]
+    pub alipay_seller_id: String,
+    /// How long after a pay link `alipay.trade.query` is first asked about its trade; each
+    /// unpaid answer doubles the wait (at most [`MAX_QUERY_BACKOFF`]).
+    #[serde(with = "mall_common::config::duration")]
+    pub alipay_query_after: Duration,
+    /// For how long after a pay link its trade is asked about (then only the notification, the
+    /// order sweeper's question, or a late payment's refund remain).
+    #[serde(with = "mall_common::config::duration")]
+    pub alipay_query_for: Duration,
     /// How long one order's pay link is reused.
     #[serde(with = "mall_common::config::duration")]
     pub pay_url_cache: Duration,
@@ -98,6 +121,10 @@ impl fmt::Debug for PaymentSettings {
                 },
             )
             .field("alipay_notify_url", &self.alipay_notify_url)
+            .field("alipay_notify_path", &self.alipay_notify_path)
+            .field("alipay_seller_id", &self.alipay_seller_id)
+            .field("alipay_query_after", &self.alipay_query_after)
+            .field("alipay_query_for", &self.alipay_query_for)
             .field("pay_url_cache", &self.pay_url_cache)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("reconcile_after", &self.reconcile_after)
@@ -125,6 +152,10 @@ pub fn default_settings() -> Settings {
                 alipay_private_key_pem: String::new(),
                 alipay_public_key_pem: String::new(),
                 alipay_notify_url: String::new(),
+                alipay_notify_path: DEFAULT_NOTIFY_PATH.into(),
+                alipay_seller_id: String::new(),
+                alipay_query_after: Duration::from_secs(10),
+                alipay_query_for: Duration::from_secs(30 * 60),
                 pay_url_cache: Duration::from_secs(600),
                 reconcile_interval: Duration::from_secs(30),
                 reconcile_after: Duration::from_secs(120),
@@ -147,26 +178,43 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     if p.reconcile_interval < Duration::from_secs(1) {
         anyhow::bail!("invalid configuration: `payment.reconcile_interval` must be at least 1s");
     }
+    if !p.alipay_notify_path.starts_with('/') || p.alipay_notify_path.len() < 2 {
+        anyhow::bail!(
+            "invalid configuration: `payment.alipay_notify_path` must be a path such as /alipay/notify"
+        );
+    }
+    if p.alipay_query_after < Duration::from_secs(1) {
+        anyhow::bail!("invalid configuration: `payment.alipay_query_after` must be at least 1s");
+    }
     // Keys first: a bad one fails start-up before any port is bound.
     let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     tracing::info!(alipay = ?alipay, "payment ready");
+    let order = platform
+        .clients
+        .client::<settle::OrderClient>(ServiceName::Order.as_str())?;
+    let cart = platform
+        .clients
+        .client::<settle::CartClient>(ServiceName::Cart.as_str())?;
     let payments = app::Payments::new(
         store::Ledger::new(platform.database()?.clone()),
         platform.cache.clone(),
         alipay,
-        p.pay_url_cache,
+        app::Timing {
+            pay_link_ttl: p.pay_url_cache,
+            query_after: p.alipay_query_after,
+            query_for: p.alipay_query_for,
+        },
+        settle::Peers { order, cart },
     );
-    let order = platform
-        .clients
-        .client::<reconcile::OrderClient>(ServiceName::Order.as_str())?;
-    let reconciler = reconcile::Reconciler::new(payments.clone(), order, p.reconcile_after);
+    let reconciler = reconcile::Reconciler::new(payments.clone(), p.reconcile_after);
     let server = platform
         .server(&settings)
         .add_service(
-            PaymentServiceServer::new(api::PaymentApi::new(payments)),
+            PaymentServiceServer::new(api::PaymentApi::new(payments.clone())),
             api::ACCESS,
         )
+        .admin_routes(notify::routes(&p.alipay_notify_path, payments))
         .bind()
         .await?;
     reconciler.spawn(p.reconcile_interval, server.shutdown_handle());

@@ -223,6 +223,7 @@ mod tests {
                 "/tiktokmall.order.v1.OrderService/GetOrder",
                 "/tiktokmall.order.v1.OrderService/ListOrder",
                 "/tiktokmall.payment.v1.PaymentService/GetPayment",
+                "/tiktokmall.payment.v1.PaymentService/QueryOrderPayment",
                 "/tiktokmall.payment.v1.PaymentService/VoidOrder",
                 "/tiktokmall.product.v1.ProductCatalogService/BatchGetProducts",
                 "/tiktokmall.product.v1.ProductCatalogService/GetProduct",

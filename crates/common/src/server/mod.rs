@@ -74,6 +74,7 @@ pub struct ServerBuilder {
     ready_checks: Vec<(String, ReadyCheck)>,
     registry: Registry,
     tls: Option<MutualTls>,
+    admin_routes: axum::Router,
     grpc_web: Option<GrpcWeb>,
     centre: Option<crate::config::centre::Reloader>,
 }
@@ -103,9 +104,18 @@ impl ServerBuilder {
             ready_checks: Vec::new(),
             registry: Registry::default(),
             tls: None,
+            admin_routes: axum::Router::new(),
             grpc_web: GrpcWeb::from_settings(&settings.server),
             centre: settings.centre.clone(),
         }
+    }
+
+    /// Adds a service's own HTTP routes to the admin port, beside `/metrics`, `/healthz` and
+    /// `/readyz` (payment's Alipay notification endpoint). They are served without the gRPC
+    /// layers: no token check, so each route authenticates its callers itself.
+    pub fn admin_routes(mut self, routes: axum::Router) -> Self {
+        self.admin_routes = self.admin_routes.merge(routes);
+        self
     }
 
     /// Serves over mutual TLS with `tls` (see [`crate::tls`]); plain TCP with `None`.
@@ -207,6 +217,7 @@ impl ServerBuilder {
             register: self.register,
             trigger,
             tls: self.tls.as_ref().map(MutualTls::server),
+            admin_routes: self.admin_routes,
             grpc_web: self.grpc_web,
             centre,
         })
@@ -253,6 +264,7 @@ pub struct BoundServer {
     register: Arc<dyn Register>,
     trigger: ShutdownTrigger,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    admin_routes: axum::Router,
     grpc_web: Option<GrpcWeb>,
     centre: Option<(crate::config::centre::Reloader, reload::ReloadMetrics)>,
 }
@@ -283,7 +295,8 @@ impl BoundServer {
             self.metrics.clone(),
             self.ready_checks.clone(),
             stopping.clone(),
-        );
+        )
+        .merge(self.admin_routes);
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin = tokio::spawn(
             axum::serve(self.admin, admin_router)

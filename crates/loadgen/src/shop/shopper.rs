@@ -328,6 +328,7 @@ pub fn checkout_request(user: &User, key: &str) -> checkout::CheckoutReq {
             credit_card_expiration_month: 12,
         }),
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }
 

@@ -36,6 +36,7 @@ fn refund_req(transaction_id: &str, order: &str) -> pb::RefundReq {
         amount_cents: 100,
         reason: "identity test".into(),
         user_id: 7,
+        ..Default::default()
     }
 }
 
@@ -104,18 +105,28 @@ async fn internal_rpcs_admit_only_the_services_they_name() {
         Code::PermissionDenied,
         "`cart` may not call tiktokmall.auth.v1.AuthService/DeliverToken",
     );
-    // Payment does not mark orders paid (checkout does).
+    // Checkout marks card orders paid, payment Alipay ones; nobody else does.
+    let mark_paid = || order_pb::MarkOrderPaidReq {
+        user_id: 7,
+        order_id: "order-ident-1".into(),
+        transaction_id: tx.clone(),
+    };
     denied(
         fleet
-            .client_from::<OrderClient>("payment", "order")
-            .mark_order_paid(order_pb::MarkOrderPaidReq {
-                user_id: 7,
-                order_id: "order-ident-1".into(),
-                transaction_id: tx.clone(),
-            })
+            .client_from::<OrderClient>("cart", "order")
+            .mark_order_paid(mark_paid())
             .await,
         Code::PermissionDenied,
-        "`payment`",
+        "`cart` may not call tiktokmall.order.v1.OrderService/MarkOrderPaid",
+    );
+    let by_payment = fleet
+        .client_from::<OrderClient>("payment", "order")
+        .mark_order_paid(mark_paid())
+        .await;
+    assert_eq!(
+        by_payment.unwrap_err().code(),
+        Code::NotFound,
+        "payment may mark an order paid (this one does not exist)"
     );
     // A service acting for users only where the RPC names it: payment and checkout may read
     // an order, cart may not; nobody but checkout cancels one.

@@ -90,6 +90,7 @@ fn place_order_req(
     user_id: u64,
     contact: &Contact,
     lines: &[PricedLine],
+    method: &str,
 ) -> order_pb::PlaceOrderReq {
     order_pb::PlaceOrderReq {
         user_id,
@@ -107,6 +108,7 @@ fn place_order_req(
             })
             .collect(),
         idempotency_key: saga_id.to_string(),
+        payment_method: method.to_string(),
     }
 }
 
@@ -159,9 +161,10 @@ impl Downstream for GrpcDownstream {
         user_id: u64,
         contact: &Contact,
         lines: &[PricedLine],
+        method: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
-        let req = place_order_req(saga_id, user_id, contact, lines);
+        let req = place_order_req(saga_id, user_id, contact, lines, method);
         let resp = self
             .client::<OrderServiceClient<Channel>>(ORDER)?
             .place_order(with_timeout(req, timeout))
@@ -175,6 +178,36 @@ impl Downstream for GrpcDownstream {
                 service: ORDER,
                 what: "PlaceOrder returned no order id".into(),
             })
+    }
+
+    async fn alipay_pay_link(
+        &self,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        return_url: &str,
+        timeout: Duration,
+    ) -> Result<String, StepError> {
+        let req = payment_pb::AlipayChargeReq {
+            order_id: order_id.to_string(),
+            user_id,
+            amount_cents,
+            return_url: return_url.to_string(),
+        };
+        let url = self
+            .client::<PaymentServiceClient<Channel>>(PAYMENT)?
+            .alipay_charge(with_timeout(req, timeout))
+            .await
+            .map_err(failed(PAYMENT))?
+            .into_inner()
+            .pay_url;
+        if url.is_empty() {
+            return Err(StepError::Unexpected {
+                service: PAYMENT,
+                what: "AlipayCharge returned no pay_url".into(),
+            });
+        }
+        Ok(url)
     }
 
     async fn reserve_stock(
@@ -249,6 +282,7 @@ impl Downstream for GrpcDownstream {
             amount_cents,
             reason: reason.to_string(),
             user_id,
+            refund_request_id: String::new(),
         };
         Ok(self
             .client::<PaymentServiceClient<Channel>>(PAYMENT)?

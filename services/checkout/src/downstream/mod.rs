@@ -87,14 +87,26 @@ pub trait Downstream: Send + Sync {
         timeout: Duration,
     ) -> Result<HashMap<u64, i64>, StepError>;
 
-    /// Places the PENDING order; `saga_id` is its idempotency key, so a repeat names the same
-    /// order.
+    /// Places the PENDING order, paid with `method` (`credit_card` or `alipay`); `saga_id` is
+    /// its idempotency key, so a repeat names the same order.
     async fn place_order(
         &self,
         saga_id: &str,
         user_id: u64,
         contact: &Contact,
         lines: &[PricedLine],
+        method: &str,
+        timeout: Duration,
+    ) -> Result<String, StepError>;
+
+    /// The signed Alipay pay link of the PENDING Alipay order (`AlipayCharge` for its total;
+    /// payment checks owner, status and total with order). `return_url` may be empty.
+    async fn alipay_pay_link(
+        &self,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        return_url: &str,
         timeout: Duration,
     ) -> Result<String, StepError>;
 

@@ -96,6 +96,9 @@ impl Engine {
                 run.user(),
                 &run.contact,
                 &run.lines,
+                // Finds the order placed under the saga id whatever its method; one created
+                // now is cancelled right away.
+                crate::downstream::CARD_METHOD,
                 self.inner.timing.step,
             )
             .step(&self.inner.metrics, "compensate.find_order", run)

@@ -5,7 +5,7 @@
 use super::StepCall as _;
 use super::outcome::Answer;
 use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run, StepError};
-use crate::domain::{Card, MAX_LINES, PricedLine, PricingError, SagaState, Step, price_lines};
+use crate::domain::{Card, MAX_LINES, Pay, PricedLine, PricingError, SagaState, Step, price_lines};
 use crate::downstream::reason;
 use crate::store::{Change, now_ms};
 
@@ -26,7 +26,7 @@ enum Placed {
 
 impl Engine {
     /// Drives a new saga from its cart to its answer.
-    pub(super) async fn forward(&self, run: &mut Run, card: &Card) -> Result<Answer, StepError> {
+    pub(super) async fn forward(&self, run: &mut Run, pay: &Pay) -> Result<Answer, StepError> {
         // 1–2. Reads only: a failure leaves nothing to undo.
         let priced = match self.read_cart(run).await {
             Ok(cart) => self.price(run, &cart).await,
@@ -37,7 +37,7 @@ impl Engine {
             Err(failure) => return self.reject(run, failure).await,
         };
         // 3. The order. From here on an order may exist, so failures compensate.
-        let order_id = match self.place_order(run, lines, total).await? {
+        let order_id = match self.place_order(run, lines, total, pay.method()).await? {
             Placed::Order(id) => id,
             Placed::Refused(failure) => return self.reject(run, failure).await,
             Placed::Failed(failure) => return self.fail(run, failure).await,
@@ -46,8 +46,57 @@ impl Engine {
         if let Err(failure) = self.reserve_stock(run, &order_id).await {
             return self.fail(run, failure).await;
         }
-        // 5. The charge, then 6. paid and 7. the cart.
-        self.charge(run, &order_id, card).await
+        match pay {
+            // 5. The charge, then 6. paid and 7. the cart.
+            Pay::Card(card) => self.charge(run, &order_id, card).await,
+            // 5'. The pay link; payment takes it from there.
+            Pay::Alipay { return_url } => self.alipay_link(run, &order_id, return_url).await,
+        }
+    }
+
+    /// Step 5 of an Alipay checkout: the order's signed pay link, recorded with the answer.
+    /// A refusal or failure compensates (the buyer never saw a link, so nothing can be paid
+    /// through it; a payment that still arrives is refunded by payment's reconciliation).
+    async fn alipay_link(
+        &self,
+        run: &mut Run,
+        order_id: &str,
+        return_url: &str,
+    ) -> Result<Answer, StepError> {
+        let timeout = match self.within_budget(run) {
+            Ok(t) => t,
+            Err(e) => return self.fail(run, e.into()).await,
+        };
+        self.save(run, Change::step(Step::LinkingPayment)).await?;
+        let linked = self
+            .down()
+            .alipay_pay_link(order_id, run.user(), run.total, return_url, timeout)
+            .step(&self.inner.metrics, "alipay_link", run)
+            .await;
+        match linked {
+            Ok(url) => {
+                let change = Change {
+                    state: Some(SagaState::Succeeded),
+                    step: Some(Step::AwaitingPayment),
+                    pay_url: Some(url.clone()),
+                    release_lease_at: Some(now_ms()),
+                    ..Change::default()
+                };
+                let done = super::Done {
+                    order_id: order_id.to_string(),
+                    transaction_id: String::new(),
+                    pay_url: url,
+                };
+                let answer = self.decide(run, change, Ok(done)).await?;
+                tracing::info!(saga = %run.id, order = order_id, "alipay checkout: pay link given");
+                Ok(answer)
+            }
+            Err(e) if e.ends_drive() => Err(e),
+            Err(e) => {
+                tracing::warn!(saga = %run.id, error = %e, "no alipay pay link");
+                self.fail(run, Self::cut_by_budget(run, e).into()).await
+            }
+        }
     }
 
     /// Step 1: the cart's lines.
@@ -95,6 +144,7 @@ impl Engine {
         run: &mut Run,
         lines: Vec<PricedLine>,
         total: i64,
+        method: &str,
     ) -> Result<Placed, StepError> {
         let timeout = match self.within_budget(run) {
             Ok(t) => t,
@@ -110,7 +160,14 @@ impl Engine {
         self.save(run, priced).await?;
         let placed = self
             .down()
-            .place_order(&run.id, run.user(), &run.contact, &run.lines, timeout)
+            .place_order(
+                &run.id,
+                run.user(),
+                &run.contact,
+                &run.lines,
+                method,
+                timeout,
+            )
             .step(&self.inner.metrics, "place_order", run)
             .await;
         let order_id = match placed {
@@ -200,7 +257,11 @@ impl Engine {
 
     /// Step 6: charged, so mark the order paid (bounded retries), else refund and cancel.
     pub(super) async fn finish_charged(&self, run: &mut Run) -> Result<Answer, StepError> {
-        let (order_id, tx) = charged_ids(run, "charged")?;
+        let Done {
+            order_id,
+            transaction_id: tx,
+            ..
+        } = charged_ids(run, "charged")?;
         let step = self.inner.timing.step;
         for attempt in 0..MARK_PAID_ATTEMPTS {
             if attempt > 0 {
@@ -227,7 +288,7 @@ impl Engine {
     /// shopper added since).
     pub(super) async fn paid(&self, run: &mut Run) -> Result<Answer, StepError> {
         let done = charged_ids(run, "paid")?;
-        let order_id = done.0.clone();
+        let order_id = done.order_id.clone();
         let answer = self
             .decide(run, Change::step(Step::CartPending), Ok(done))
             .await?;
@@ -261,7 +322,11 @@ impl Engine {
 /// The order and transaction of a saga that is `what` (charged, paid): both must be known.
 fn charged_ids(run: &Run, what: &str) -> Result<Done, StepError> {
     match (&run.order_id, &run.tx) {
-        (Some(order_id), Some(tx)) => Ok((order_id.clone(), tx.clone())),
+        (Some(order_id), Some(tx)) => Ok(Done {
+            order_id: order_id.clone(),
+            transaction_id: tx.clone(),
+            pay_url: String::new(),
+        }),
         _ => Err(
             crate::error::Error::Corrupt(format!("saga {} is {what} without ids", run.id)).into(),
         ),

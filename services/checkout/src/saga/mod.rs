@@ -1,6 +1,9 @@
 //! The checkout saga: read the cart → price every line from the catalog → place a PENDING
 //! order → reserve stock → charge → mark the order paid → empty the cart, with the progress
-//! written to the `sagas` table before and after each remote call.
+//! written to the `sagas` table before and after each remote call. An Alipay checkout stops
+//! after the stock with the order's signed pay link (`saga.alipay_link`): the buyer pays on
+//! Alipay's page, and payment marks the order PAID and cleans the cart once Alipay confirms it
+//! (or the order sweeper cancels the order unpaid).
 //!
 //! The rooms: this module holds the [`Engine`], the `checkout` entry (a new saga, or the
 //! replay of an earlier one) and the progress writes; `forward.rs` has one function per step;
@@ -16,7 +19,7 @@
 //!
 //! Each remote call of a step runs in that step's span (`saga.<step>`: `saga.read_cart`,
 //! `saga.price`, `saga.place_order`, `saga.reserve_stock`, `saga.charge`, `saga.mark_paid`,
-//! `saga.cart_cleanup`, `saga.compensate.find_order`, `saga.compensate.cancel_order`,
+//! `saga.cart_cleanup`, `saga.alipay_link`, `saga.compensate.find_order`, `saga.compensate.cancel_order`,
 //! `saga.compensate.release_stock`, `saga.compensate.refund`) with the saga id as `saga.id`, so
 //! a trace of a checkout shows its steps, and the calls of each step under it.
 //!
@@ -72,8 +75,17 @@ pub struct Timing {
     pub retry_delay: Duration,
 }
 
-/// A successful checkout: `(order_id, transaction_id)`.
-pub type Done = (String, String);
+/// A successful checkout: the order and its transaction (card), or the order and its pay link
+/// (Alipay: `transaction_id` is empty until the buyer pays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The order.
+    pub order_id: String,
+    /// The card charge (empty for Alipay).
+    pub transaction_id: String,
+    /// The Alipay pay link (empty for cards).
+    pub pay_url: String,
+}
 
 /// Drives sagas: new ones for requests ([`Engine::checkout`]), open ones for the recovery
 /// worker ([`Engine::resume`]).
@@ -211,7 +223,7 @@ impl Engine {
             Ok(Opened::Existing(answer)) => return answer,
             Err(e) => return Err(e.into_status()),
         };
-        let answer = self.forward(&mut run, &input.card).await;
+        let answer = self.forward(&mut run, &input.pay).await;
         self.inner.metrics.duration(started.elapsed());
         answer.unwrap_or_else(|e| Err(e.into_status()))
     }

@@ -28,10 +28,21 @@ fn outcome_of(answer: &Answer) -> Outcome {
 /// The recorded answer of `saga`: its ids, its error, or "in progress" while undecided.
 pub(super) fn replay(saga: &Saga) -> Answer {
     match &saga.outcome {
-        Some(o) if o.code == Code::Ok => match (&saga.order_id, &saga.transaction_id) {
-            (Some(order), Some(tx)) => Ok((order.clone(), tx.clone())),
-            _ => Err(Error::Corrupt(format!("saga {} succeeded without ids", saga.id)).into()),
-        },
+        Some(o) if o.code == Code::Ok => {
+            match (&saga.order_id, &saga.transaction_id, &saga.pay_url) {
+                (Some(order), Some(tx), _) => Ok(Done {
+                    order_id: order.clone(),
+                    transaction_id: tx.clone(),
+                    pay_url: String::new(),
+                }),
+                (Some(order), None, Some(url)) => Ok(Done {
+                    order_id: order.clone(),
+                    transaction_id: String::new(),
+                    pay_url: url.clone(),
+                }),
+                _ => Err(Error::Corrupt(format!("saga {} succeeded without ids", saga.id)).into()),
+            }
+        }
         Some(o) => Err(Status::new(o.code, o.message.clone())),
         None => Err(Error::InProgress.into()),
     }

@@ -49,10 +49,13 @@ impl Engine {
                 self.reject(run, Failure::Interrupted).await.map(drop)
             }
             // Never charged (the card is not stored), or charged and refunding.
+            // (An Alipay checkout that stopped before its answer was recorded: the buyer never
+            // got the pay link, so it is undone like one that was never charged.)
             Step::PlacingOrder
             | Step::OrderPlaced
             | Step::ReservingStock
             | Step::StockReserved
+            | Step::LinkingPayment
             | Step::Compensating => {
                 let failure = if run.tx.is_some() {
                     Failure::Refunded
@@ -64,8 +67,8 @@ impl Engine {
             Step::Charging => self.resolve_charge(run).await.map(drop),
             Step::Charged => self.finish_charged(run).await.map(drop),
             Step::CartPending => self.paid(run).await.map(drop),
-            Step::Completed | Step::Compensated => {
-                let state = if saga.step == Step::Completed {
+            Step::Completed | Step::AwaitingPayment | Step::Compensated => {
+                let state = if saga.step != Step::Compensated {
                     SagaState::Succeeded
                 } else {
                     SagaState::Failed

@@ -22,7 +22,7 @@ pub static MIGRATIONS: Migrations = Migrations {
 
 const SAGA_COLUMNS: &str = "id, user_id, idempotency_key, fingerprint, state, step, order_id, \
      transaction_id, total_cents, lines_json, contact_json, outcome_code, outcome_message, \
-     lease_owner, lease_until, created_at, trace_parent";
+     lease_owner, lease_until, created_at, trace_parent, pay_url";
 
 /// Longest stored outcome message.
 const MAX_OUTCOME_MESSAGE: usize = 500;
@@ -72,6 +72,8 @@ pub struct Saga {
     pub created_at: i64,
     /// The `traceparent` of the request that opened it, while traces were exported.
     pub trace_parent: Option<String>,
+    /// An Alipay checkout's pay link, once made.
+    pub pay_url: Option<String>,
 }
 
 /// A new saga row.
@@ -102,6 +104,8 @@ pub struct Change {
     pub order_id: Option<String>,
     /// The transaction id.
     pub transaction_id: Option<String>,
+    /// An Alipay checkout's pay link.
+    pub pay_url: Option<String>,
     /// Priced lines and their total.
     pub priced: Option<(Vec<PricedLine>, i64)>,
     /// The client's answer.
@@ -168,6 +172,7 @@ fn saga_of(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
         }),
         created_at: row.try_get("created_at")?,
         trace_parent: row.try_get("trace_parent")?,
+        pay_url: row.try_get("pay_url")?,
         id,
     })
 }
@@ -284,6 +289,9 @@ impl Sagas {
         if change.transaction_id.is_some() {
             sets.push("transaction_id = ?");
         }
+        if change.pay_url.is_some() {
+            sets.push("pay_url = ?");
+        }
         if change.priced.is_some() {
             sets.push("lines_json = ?");
             sets.push("total_cents = ?");
@@ -312,6 +320,9 @@ impl Sagas {
         }
         if let Some(transaction_id) = &change.transaction_id {
             query = query.bind(transaction_id.clone());
+        }
+        if let Some(pay_url) = &change.pay_url {
+            query = query.bind(pay_url.clone());
         }
         if let Some((lines, total)) = &change.priced {
             let json = serde_json::to_string(lines)

@@ -12,7 +12,8 @@ use mall_types::{Address, OrderId, TransactionId, UserId};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{
-    Line, NewOrder, Order, OrderStatus, TIMEOUT_CANCEL_REASON, new_order_id, transition,
+    Line, NewOrder, Order, OrderStatus, PaymentMethod, TIMEOUT_CANCEL_REASON, new_order_id,
+    transition,
 };
 use crate::error::Error;
 
@@ -27,7 +28,7 @@ pub static MIGRATIONS: Migrations = Migrations {
 const STATUS_CHANGE_ATTEMPTS: usize = 4;
 
 const ORDER_COLUMNS: &str = "id, user_id, status, currency, street_address, city, state, country, \
-     zip_code, email, total_cents, transaction_id, created_at, paid_at";
+     zip_code, email, total_cents, transaction_id, created_at, paid_at, payment_method";
 
 /// What `place` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,17 @@ pub enum Paid {
     Now,
     /// It was already paid by this transaction; nothing changed.
     Already,
+}
+
+/// A PENDING order past the payment timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The order.
+    pub id: String,
+    /// Its customer.
+    pub user_id: i64,
+    /// How it is paid.
+    pub payment_method: PaymentMethod,
 }
 
 /// The orders repository.
@@ -69,6 +81,7 @@ struct OrderRow {
     transaction_id: Option<String>,
     created_at: i64,
     paid_at: Option<i64>,
+    payment_method: String,
 }
 
 impl OrderRow {
@@ -76,7 +89,14 @@ impl OrderRow {
         let status = OrderStatus::from_code(self.status).ok_or_else(|| {
             Error::Corrupt(format!("order {} has status {}", self.id, self.status))
         })?;
+        let payment_method = PaymentMethod::from_stored(&self.payment_method).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "order {} has payment method {}",
+                self.id, self.payment_method
+            ))
+        })?;
         Ok(Order {
+            payment_method,
             id: self.id,
             user_id: self.user_id,
             status,
@@ -147,8 +167,8 @@ impl Orders {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO orders (id, user_id, idempotency_key, status, currency, street_address, \
-             city, state, country, zip_code, email, total_cents, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             city, state, country, zip_code, email, total_cents, created_at, updated_at, \
+             payment_method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(new.user_id.db())
@@ -164,6 +184,7 @@ impl Orders {
         .bind(new.total_cents.get())
         .bind(now)
         .bind(now)
+        .bind(new.payment_method.as_str())
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -387,16 +408,30 @@ impl Orders {
     }
 
     /// Up to `limit` PENDING orders placed before `cutoff`, oldest first.
-    pub async fn expired_pending(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = ? AND created_at < ? \
+    pub async fn expired_pending(&self, cutoff: i64, limit: i64) -> Result<Vec<Expired>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, payment_method FROM orders WHERE status = ? AND created_at < ? \
              ORDER BY created_at, id LIMIT ?",
         )
         .bind(OrderStatus::Pending.code())
         .bind(cutoff)
         .bind(limit)
         .fetch_all(self.db.pool())
-        .await?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                let method: String = row.try_get(2)?;
+                let payment_method = PaymentMethod::from_stored(&method).ok_or_else(|| {
+                    Error::Corrupt(format!("order {id} has payment method {method}"))
+                })?;
+                Ok(Expired {
+                    user_id: row.try_get(1)?,
+                    id,
+                    payment_method,
+                })
+            })
+            .collect()
     }
 
     /// The sweeper's claim on an expired order: PENDING→CANCELLED ("payment timeout") if it is

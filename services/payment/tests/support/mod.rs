@@ -139,6 +139,7 @@ pub fn refund_req(txn: &str, order: &str, user_id: u64, amount_cents: i64) -> pb
         amount_cents,
         reason: "customer asked".into(),
         user_id,
+        ..Default::default()
     }
 }
 

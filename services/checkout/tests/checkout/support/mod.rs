@@ -105,10 +105,24 @@ impl Downstream for Faulty {
         user_id: u64,
         contact: &Contact,
         lines: &[PricedLine],
+        method: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
         self.inner
-            .place_order(saga_id, user_id, contact, lines, timeout)
+            .place_order(saga_id, user_id, contact, lines, method, timeout)
+            .await
+    }
+
+    async fn alipay_pay_link(
+        &self,
+        order_id: &str,
+        user_id: u64,
+        amount_cents: i64,
+        return_url: &str,
+        timeout: Duration,
+    ) -> Result<String, StepError> {
+        self.inner
+            .alipay_pay_link(order_id, user_id, amount_cents, return_url, timeout)
             .await
     }
 

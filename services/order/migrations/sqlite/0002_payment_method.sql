@@ -1,0 +1,4 @@
+-- How the order is paid: 'credit_card' (checkout charges it) or 'alipay' (the buyer pays on
+-- Alipay's page; the sweeper asks payment before cancelling it unpaid).
+ALTER TABLE orders ADD COLUMN payment_method TEXT NOT NULL DEFAULT 'credit_card'
+    CHECK (payment_method IN ('credit_card', 'alipay'));
