@@ -271,7 +271,11 @@ fn load_with(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     config::load(
         "checkout",
         Settings::defaults("checkout"),
-        &Source { file: None, env },
+        &Source {
+            file: None,
+            env,
+            ..Source::default()
+        },
     )
 }
 
