@@ -4,7 +4,8 @@
 //!
 //! 1. [`error`]: the error vocabulary ([`error::ServiceError`]) and the one place failures
 //!    become `tonic::Status`;
-//! 2. [`backoff`]: exponential backoff with jitter;
+//! 2. [`backoff`]: exponential backoff with jitter; [`http`]: the one way to build an HTTP
+//!    client (HTTPS with rustls and ring);
 //! 3. [`config`]: typed settings, layered defaults → YAML → `MALL__SECTION__KEY`, one file per
 //!    section, unknown keys refused;
 //! 4. [`context`]: the request context (request id, deadline) shared by server and client,
@@ -32,6 +33,7 @@ pub mod around;
 pub mod backoff;
 pub mod config;
 pub mod context;
+pub mod http;
 pub mod telemetry;
 
 pub mod store;

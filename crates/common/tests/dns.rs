@@ -143,7 +143,11 @@ async fn localhost_resolves_to_the_server_and_calls_reach_it() {
     let want = "discovery_dns_instances{target=\"auth\"} 1";
     let deadline = Instant::now() + WAIT;
     loop {
-        let scraped = reqwest::get(format!("http://{}/metrics", server.admin))
+        let scraped = mall_common::http::client()
+            .build()
+            .unwrap()
+            .get(format!("http://{}/metrics", server.admin))
+            .send()
             .await
             .expect("scrape")
             .text()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     "error",
     "backoff",
+    "http",
     "config",
     "context",
     "around",

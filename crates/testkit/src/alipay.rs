@@ -326,7 +326,9 @@ impl FakeAlipay {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
             .finish();
-        let resp = reqwest::Client::new()
+        let resp = crate::http_client()
+            .build()
+            .expect("an HTTP client")
             .post(notify_url)
             .header(
                 "content-type",

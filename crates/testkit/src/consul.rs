@@ -503,7 +503,7 @@ async fn run_check(shared: std::sync::Weak<Shared>, id: String, check: AgentChec
 }
 
 async fn http_check(url: &str, timeout: Duration) -> (CheckStatus, String) {
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
+    let client = match crate::http_client().timeout(timeout).build() {
         Ok(client) => client,
         Err(e) => return (CheckStatus::Critical, format!("HTTP check: {e}")),
     };

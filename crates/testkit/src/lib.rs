@@ -12,3 +12,14 @@ pub mod consul;
 pub mod grpc;
 pub mod otlp;
 pub mod proxy;
+
+/// A `reqwest` client builder for the fakes (HTTPS-capable: installs ring as the process's
+/// rustls provider first, as `mall_common::http::client` does; testkit does not depend on the
+/// platform crate).
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}

@@ -243,7 +243,7 @@ impl Alipay {
                 )
             })?)),
         };
-        let http = reqwest::Client::builder()
+        let http = mall_common::http::client()
             .timeout(GATEWAY_TIMEOUT)
             .build()
             .map_err(|e| anyhow::anyhow!("alipay http client: {e}"))?;

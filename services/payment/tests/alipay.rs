@@ -520,7 +520,9 @@ async fn only_paid_statuses_record_a_payment_and_a_second_trade_for_a_paid_order
     );
     assert_eq!(payment_rows(&shop, &finished.order_id).await, 1);
     // A form in another encoding declared in its Content-Type: `fail`.
-    let resp = reqwest::Client::new()
+    let resp = mall_common::http::client()
+        .build()
+        .unwrap()
         .post(&url)
         .header(
             "content-type",

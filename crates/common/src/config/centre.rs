@@ -72,7 +72,7 @@ impl Centre {
             .map_or(DEFAULT_PREFIX, String::as_str)
             .trim_matches('/')
             .to_string();
-        let http = reqwest::Client::builder()
+        let http = crate::http::client()
             .timeout(WATCH_WAIT + Duration::from_secs(30))
             .build()
             .ok()?;

@@ -46,9 +46,7 @@ struct Agent {
 impl Agent {
     fn new(settings: &ConsulSettings) -> anyhow::Result<Self> {
         let timeout = settings.agent_timeout;
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .build()?;
+        let http = crate::http::client().connect_timeout(timeout).build()?;
         Ok(Agent {
             http,
             base: settings.address.trim_end_matches('/').to_string(),
