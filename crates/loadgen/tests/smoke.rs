@@ -102,13 +102,13 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
 
     let checkout = checkout.expect("checkout");
     let c = &checkout.checkouts;
-    assert!(c.admitted.len() > 0, "{checkout:?}");
+    assert!(!c.admitted.is_empty(), "{checkout:?}");
     assert_eq!(c.failures(), 0, "{:?}", c.failed);
     // Every checkout ran statements and committed; the INSERTs committed once each at least.
     let [questions, _, handler_commits] = checkout.checkout_cost.counters;
     assert!(questions >= c.admitted.len() as u64, "{checkout:?}");
     assert!(handler_commits >= c.admitted.len() as u64, "{checkout:?}");
-    assert!(checkout.inserts.latencies.len() > 0, "{checkout:?}");
+    assert!(!checkout.inserts.latencies.is_empty(), "{checkout:?}");
     assert_eq!(checkout.inserts.failed, 0, "{checkout:?}");
     assert!(
         checkout.insert_cost.counters[2] >= checkout.inserts.latencies.len() as u64,
@@ -126,7 +126,7 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
         .zip(&overload.levels)
     {
         assert_eq!(level.shoppers, overload.knee * m);
-        assert!(level.outcome.admitted.len() > 0, "{level:?}");
+        assert!(!level.outcome.admitted.is_empty(), "{level:?}");
     }
     assert!(overload.peak() > 0.0 && overload.unloaded_p50() > Duration::ZERO);
     let table = overload.to_markdown();

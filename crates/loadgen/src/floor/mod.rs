@@ -228,7 +228,7 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
         ),
     };
     if calls {
-        print!("{}\n", calls::run(&options).await?.to_markdown());
+        println!("{}", calls::run(&options).await?.to_markdown());
     }
     if checkout || overload {
         let prefix = format!("{}f_", options.db_prefix);
@@ -241,14 +241,14 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
         .await?;
         let result = async {
             if checkout {
-                print!(
-                    "{}\n",
+                println!(
+                    "{}",
                     checkout::run(&options, &mut fleet).await?.to_markdown()
                 );
             }
             if overload {
-                print!(
-                    "{}\n",
+                println!(
+                    "{}",
                     overload::run(&options, &mut fleet).await?.to_markdown()
                 );
             }
@@ -259,7 +259,7 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
         result?;
     }
     if memory {
-        print!("{}\n", memory::run(&options).await?.to_markdown());
+        println!("{}", memory::run(&options).await?.to_markdown());
     }
     println!("Machine: {}.", machine_note());
     Ok(())
