@@ -98,6 +98,17 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
     .expect("fleet");
     let checkout = loadgen::floor::checkout::run(&options, &mut fleet).await;
     let overload = loadgen::floor::overload::run(&options, &mut fleet).await;
+    // Every successful checkout made an order (none was an idempotent replay of an earlier one).
+    let orders: Result<i64, _> = async {
+        let pool = loadgen::floor::checkout::server_pool(&options.mysql_url, 1).await?;
+        let n = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM `{prefix}order`.orders"
+        )))
+        .fetch_one(&pool)
+        .await?;
+        anyhow::Ok(n)
+    }
+    .await;
     fleet.stop().await;
 
     let checkout = checkout.expect("checkout");
@@ -129,6 +140,18 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
         assert!(!level.outcome.admitted.is_empty(), "{level:?}");
     }
     assert!(overload.peak() > 0.0 && overload.unloaded_p50() > Duration::ZERO);
+    let admitted: usize = c.admitted.len()
+        + overload
+            .search
+            .iter()
+            .chain(&overload.levels)
+            .map(|l| l.outcome.admitted.len())
+            .sum::<usize>();
+    let orders = orders.expect("count orders");
+    assert!(
+        orders >= admitted as i64,
+        "{orders} orders, {admitted} checkouts"
+    );
     let table = overload.to_markdown();
     assert!(table.contains("| 8× |"), "{table}");
     assert!(table.contains("Goal at 8×"), "{table}");

@@ -38,6 +38,8 @@ pub struct FloorFleet {
     /// Users registered so far.
     users: Vec<User>,
     run_id: String,
+    /// Loads driven so far (part of every idempotency key).
+    loads: AtomicU64,
 }
 
 impl FloorFleet {
@@ -92,6 +94,7 @@ impl FloorFleet {
             products,
             users: Vec::new(),
             run_id: format!("{:08x}", rand::rng().random::<u32>()),
+            loads: AtomicU64::new(0),
         })
     }
 
@@ -219,6 +222,9 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
         Until::Checkouts(n) => (started + Duration::from_secs(24 * 3600), n),
     };
     let products = Arc::new(fleet.products.clone());
+    // Idempotency keys are new in every load (a key reused from an earlier load would replay
+    // that checkout's answer instead of checking out).
+    let load_id = fleet.loads.fetch_add(1, Ordering::Relaxed);
     let mut tasks = tokio::task::JoinSet::new();
     for user in users {
         let api = fleet.api.clone();
@@ -265,7 +271,7 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
                 let key_now = key
                     .get_or_insert_with(|| {
                         n += 1;
-                        format!("floor-{run_id}-{}-{n}", user.id)
+                        format!("floor-{run_id}-{load_id}-{}-{n}", user.id)
                     })
                     .clone();
                 let t = Instant::now();
