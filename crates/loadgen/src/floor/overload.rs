@@ -1,8 +1,9 @@
 //! `loadgen floor overload`: goodput and admitted latency past the knee.
 //!
 //! The knee is found first: closed-loop shoppers at 1, 2, 4, … (up to `--max-shoppers`), each
-//! level for `--step-secs`, until goodput grows by less than 10% over the best so far; the knee
-//! is the last level that still grew it. Then 1×, 2×, 4× and 8× the knee run for `--secs` each.
+//! level for `--step-secs`, until two levels in a row fail to grow goodput by 10% over the best
+//! so far (one such level may be noise on a shared machine); the knee is the level that set the
+//! best. Then 1×, 2×, 4× and 8× the knee run for `--secs` each.
 //! Refused shoppers back off [`REFUSED_BACKOFF`](super::fleet::REFUSED_BACKOFF) (jittered).
 
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct OverloadReport {
     /// 1×, 2×, 4×, 8× the knee.
     pub levels: Vec<Level>,
 }
+
+/// A level "grows" goodput when it beats the best so far by this factor.
+const GROWTH: f64 = 1.1;
 
 /// Multiples of the knee measured.
 pub const MULTIPLES: [usize; 4] = [1, 2, 4, 8];
@@ -119,6 +123,7 @@ pub async fn run(options: &FloorOptions, fleet: &mut FloorFleet) -> anyhow::Resu
     let mut best = 0.0f64;
     let mut knee = 1;
     let mut shoppers = 1;
+    let mut flat = 0;
     while shoppers <= options.max_shoppers {
         let users = fleet.users(shoppers).await?;
         let outcome = drive(fleet, users, Until::Elapsed(options.step_secs)).await;
@@ -128,11 +133,18 @@ pub async fn run(options: &FloorOptions, fleet: &mut FloorFleet) -> anyhow::Resu
             ms(outcome.admitted.at(0.99))
         );
         search.push(Level { shoppers, outcome });
-        if goodput < best * 1.1 {
-            break;
+        if goodput >= best * GROWTH {
+            best = goodput;
+            knee = shoppers;
+            flat = 0;
+        } else {
+            // One level that does not grow may be noise on a shared machine; two in a row are
+            // the knee.
+            flat += 1;
+            if flat == 2 {
+                break;
+            }
         }
-        best = goodput;
-        knee = shoppers;
         shoppers *= 2;
     }
     let mut levels = Vec::new();

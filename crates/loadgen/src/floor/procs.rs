@@ -88,10 +88,6 @@ impl ServerChild {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {} {}: {e}", exe.display(), args.join(" ")))?;

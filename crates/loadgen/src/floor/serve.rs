@@ -3,7 +3,9 @@
 //!
 //! Each prints one line `READY <json>` on stdout once it listens (addresses on loopback, port 0)
 //! and serves until its stdin closes (the parent exited or dropped it), then stops and cleans up
-//! (the fleet drops its databases).
+//! (the fleet drops its databases). The product server and the fleet log as the service binaries
+//! do (`RUST_LOG` or `telemetry.log_filter`, default info: one line per call), to stdout, which
+//! the parent reads and discards.
 //!
 //! - `serve-bare --payload-hex H`: a hand-written tonic `ProductCatalogService` with no platform
 //!   layers answering every `GetProduct` with the product encoded in `H`;
@@ -134,6 +136,9 @@ pub async fn serve_product(args: &[String]) -> anyhow::Result<()> {
         mall_common::config::Settings::defaults("floor"),
         &source,
     )?;
+    // Logs as the service binaries write them (`telemetry.log_filter`, default info: a line per
+    // call) to stdout, which `loadgen floor` drains.
+    mall_common::telemetry::init("product", &settings.telemetry);
     let cache = mall_common::cache::connect(&settings.cache).await?;
     mall_common::auth::revocation::publish_epoch(cache.as_ref(), "floor-without-auth").await?;
     let fleet = mall::Fleet::start(&["product"], source).await?;
@@ -175,7 +180,15 @@ pub async fn serve_fleet(args: &[String]) -> anyhow::Result<()> {
     let products = flags.get::<usize>("--products")?.unwrap_or(20).max(1);
     let template = format!("{mysql}/{prefix}{{service}}");
     let env = base_env(template.clone(), &cache_url, format!("floor-{prefix}"));
-    let fleet = mall::Fleet::start(mall::SERVICES, Source { file: None, env }).await?;
+    let source = Source { file: None, env };
+    // Logs as the `mall` binary writes them (see `serve_product`).
+    let settings = mall_common::config::load(
+        "mall",
+        mall_common::config::Settings::defaults("mall"),
+        &source,
+    )?;
+    mall_common::telemetry::init(&settings.service, &settings.telemetry);
+    let fleet = mall::Fleet::start(mall::SERVICES, source).await?;
     let ids = create_products(&fleet, products).await?;
     let addrs: BTreeMap<&str, String> = fleet
         .all_endpoints()
