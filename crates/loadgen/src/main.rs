@@ -11,9 +11,10 @@
 //! loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
 //!               [--db-prefix P] [--calls N] [--concurrency N] [--rounds N] [--shoppers N]
 //!               [--secs S] [--step-secs S] [--max-shoppers N] [--checkouts N]
-//!               [--fleet-exe A,B]
+//!               [--fleet-exe A,B] [--real-hashing]
 //! loadgen serve-bare --payload-hex H | serve-product [--cache-url U]
 //!               | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]
+//!               [--real-hashing]
 //! ```
 //!
 //! The `serve-*` commands are the server processes `floor` starts (see `loadgen::floor::serve`).
@@ -46,9 +47,9 @@ usage:
   loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
                 [--db-prefix P] [--calls N] [--concurrency N] [--rounds N] [--shoppers N]
                 [--secs S] [--step-secs S] [--max-shoppers N] [--checkouts N]
-                [--fleet-exe A,B]
+                [--fleet-exe A,B] [--real-hashing]
   loadgen serve-bare --payload-hex H | serve-product [--cache-url U]
-                | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]";
+                | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N] [--real-hashing]";
 
 /// The benchmark's options, and whether `--trace` asks for trace export (to an in-process
 /// OTLP collector, so the cost of tracing the call path can be compared with a run without).

@@ -93,6 +93,7 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
         &options.mysql_url,
         &options.redis_url,
         &prefix,
+        false,
     )
     .await
     .expect("fleet");

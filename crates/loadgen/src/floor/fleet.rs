@@ -43,27 +43,28 @@ pub struct FloorFleet {
 }
 
 impl FloorFleet {
-    /// Starts `exe serve-fleet` on databases `<db_prefix><service>`.
+    /// Starts `exe serve-fleet` on databases `<db_prefix><service>` (with the default Argon2 cost
+    /// if `real_hashing`).
     pub async fn start(
         exe: &Path,
         mysql_url: &str,
         cache_url: &str,
         db_prefix: &str,
+        real_hashing: bool,
     ) -> anyhow::Result<FloorFleet> {
-        let child = ServerChild::start(
-            exe,
-            &[
-                "serve-fleet".into(),
-                "--mysql-url".into(),
-                mysql_url.into(),
-                "--db-prefix".into(),
-                db_prefix.into(),
-                "--cache-url".into(),
-                cache_url.into(),
-            ],
-            Duration::from_secs(180),
-        )
-        .await?;
+        let mut args: Vec<String> = vec![
+            "serve-fleet".into(),
+            "--mysql-url".into(),
+            mysql_url.into(),
+            "--db-prefix".into(),
+            db_prefix.into(),
+            "--cache-url".into(),
+            cache_url.into(),
+        ];
+        if real_hashing {
+            args.push("--real-hashing".into());
+        }
+        let child = ServerChild::start(exe, &args, Duration::from_secs(180)).await?;
         let addr = |name: &str| -> anyhow::Result<String> {
             child
                 .ready

@@ -40,6 +40,8 @@ pub struct MemoryReport {
     pub shoppers: usize,
     /// Checkouts per run.
     pub target: u64,
+    /// Whether the fleet hashed passwords at the default Argon2 cost.
+    pub real_hashing: bool,
     /// In the order given.
     pub runs: Vec<MemoryRun>,
 }
@@ -52,10 +54,17 @@ impl MemoryReport {
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut out = format!(
-            "### Memory: fleet RSS over {} checkouts, {} shoppers (MariaDB + Redis)\n\n\
+            "### Memory: fleet RSS over {} checkouts, {} shoppers (MariaDB + Redis, {} password \
+             hashing)\n\n\
              | allocator | checkouts/s | p99 | failures | RSS at start | RSS by checkouts done | \
              RSS at end |\n|---|---:|---:|---:|---:|---|---:|\n",
-            self.target, self.shoppers
+            self.target,
+            self.shoppers,
+            if self.real_hashing {
+                "default"
+            } else {
+                "cheap"
+            }
         );
         for r in &self.runs {
             let series = r
@@ -99,8 +108,14 @@ pub async fn run(options: &FloorOptions) -> anyhow::Result<MemoryReport> {
     let mut runs = Vec::new();
     for (i, exe) in exes.iter().enumerate() {
         let prefix = format!("{}m{i}_", options.db_prefix);
-        let mut fleet =
-            FloorFleet::start(exe, &options.mysql_url, &options.redis_url, &prefix).await?;
+        let mut fleet = FloorFleet::start(
+            exe,
+            &options.mysql_url,
+            &options.redis_url,
+            &prefix,
+            options.real_hashing,
+        )
+        .await?;
         let allocator = fleet
             .child
             .ready
@@ -147,6 +162,7 @@ pub async fn run(options: &FloorOptions) -> anyhow::Result<MemoryReport> {
     Ok(MemoryReport {
         shoppers: options.shoppers,
         target: options.checkouts,
+        real_hashing: options.real_hashing,
         runs,
     })
 }

@@ -59,6 +59,8 @@ pub struct FloorOptions {
     pub checkouts: u64,
     /// `memory`: the binaries whose `serve-fleet` is measured (default: this one).
     pub fleet_exes: Vec<PathBuf>,
+    /// The fleet hashes passwords at the default Argon2 cost (else cheaply).
+    pub real_hashing: bool,
 }
 
 impl FloorOptions {
@@ -79,6 +81,7 @@ impl FloorOptions {
             max_shoppers: 64,
             checkouts: 50_000,
             fleet_exes: Vec::new(),
+            real_hashing: false,
         }
     }
 
@@ -100,9 +103,10 @@ impl FloorOptions {
                 "--checkouts",
                 "--fleet-exe",
             ],
-            &[],
+            &["--real-hashing"],
         )?;
         let mut o = FloorOptions::new(exe);
+        o.real_hashing = flags.switch("--real-hashing");
         if let Some(v) = flags.text("--mysql-url") {
             o.mysql_url = v.trim_end_matches('/').to_string();
         }
@@ -237,6 +241,7 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
             &options.mysql_url,
             &options.redis_url,
             &prefix,
+            options.real_hashing,
         )
         .await?;
         let result = async {

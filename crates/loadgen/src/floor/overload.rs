@@ -106,7 +106,7 @@ impl OverloadReport {
             let good = ratio(o.goodput(), peak);
             let tail = ratio(ms(o.admitted.at(0.99)), unloaded);
             out.push_str(&format!(
-                "\nGoal at 8×: goodput ≥ 0.90 of peak — {} ({good:.2}); admitted p99 ≤ 10× the \
+                "\nGoal at 8×: goodput ≥ 0.90 of peak — {} ({good:.3}); admitted p99 ≤ 10× the \
                  unloaded p50 — {} ({tail:.1}×).\n",
                 if good >= 0.9 { "met" } else { "missed" },
                 if tail <= 10.0 { "met" } else { "missed" },

@@ -12,9 +12,9 @@
 //! - `serve-product [--cache-url U]`: the product service as the fleet runs it (SQLite in a
 //!   temporary directory, the shared cache at `U` — default in-process — with the near cache on,
 //!   the default), with one product created;
-//! - `serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]`: every service in
-//!   one process ([`mall::Fleet`]) on MariaDB databases `P<service>` and Redis, with `N` products
-//!   of ample stock.
+//! - `serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N] [--real-hashing]`:
+//!   every service in one process ([`mall::Fleet`]) on MariaDB databases `P<service>` and Redis,
+//!   with `N` products of ample stock; password hashing is cheap unless `--real-hashing`.
 
 use std::collections::BTreeMap;
 
@@ -56,19 +56,27 @@ fn run_id() -> String {
     format!("{:08x}", rand::rng().random::<u32>())
 }
 
-/// The environment of a floor server: loopback, port 0, quiet logs, cheap password hashing (users
-/// are registered for the benchmark, not for security), no demo catalog.
-fn base_env(database_url: String, cache_url: &str, namespace: String) -> BTreeMap<String, String> {
+/// The environment of a floor server: loopback, port 0, no demo catalog, and unless
+/// `real_hashing` cheap password hashing (users are registered for the benchmark, not for
+/// security; the default Argon2 cost keeps 19 MiB of working memory per hashing thread).
+fn base_env(
+    database_url: String,
+    cache_url: &str,
+    namespace: String,
+    real_hashing: bool,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     for (k, v) in [
         ("MALL__SERVER__HOST", "127.0.0.1"),
         ("MALL__SERVER__PORT", "0"),
         ("MALL__SERVER__SHUTDOWN_GRACE", "5s"),
         ("MALL__CATALOG__SEED_DEMO", "false"),
-        ("MALL__ACCOUNTS__ARGON2__MEMORY_KIB", "256"),
-        ("MALL__ACCOUNTS__ARGON2__ITERATIONS", "1"),
     ] {
         env.insert(k.to_string(), v.to_string());
+    }
+    if !real_hashing {
+        env.insert("MALL__ACCOUNTS__ARGON2__MEMORY_KIB".into(), "256".into());
+        env.insert("MALL__ACCOUNTS__ARGON2__ITERATIONS".into(), "1".into());
     }
     env.insert("MALL__DATABASE__URL".into(), database_url);
     env.insert("MALL__CACHE__URL".into(), cache_url.to_string());
@@ -128,6 +136,7 @@ pub async fn serve_product(args: &[String]) -> anyhow::Result<()> {
         format!("sqlite://{}/product.db?mode=rwc", dir.path().display()),
         &cache_url,
         format!("floor-product-{}", run_id()),
+        false,
     );
     let source = Source { file: None, env };
     // No auth runs beside this product service: an empty revocation copy is the true one.
@@ -153,13 +162,15 @@ pub async fn serve_product(args: &[String]) -> anyhow::Result<()> {
     fleet.shutdown().await
 }
 
-/// `loadgen serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]`.
+/// `loadgen serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]
+/// [--real-hashing]`.
 pub async fn serve_fleet(args: &[String]) -> anyhow::Result<()> {
     let flags = Flags::parse(
         args,
         &["--mysql-url", "--db-prefix", "--cache-url", "--products"],
-        &[],
+        &["--real-hashing"],
     )?;
+    let real_hashing = flags.switch("--real-hashing");
     let mysql = flags
         .text("--mysql-url")
         .ok_or_else(|| anyhow::anyhow!("--mysql-url is required"))?
@@ -179,7 +190,12 @@ pub async fn serve_fleet(args: &[String]) -> anyhow::Result<()> {
     let cache_url = flags.text("--cache-url").unwrap_or("memory://").to_string();
     let products = flags.get::<usize>("--products")?.unwrap_or(20).max(1);
     let template = format!("{mysql}/{prefix}{{service}}");
-    let env = base_env(template.clone(), &cache_url, format!("floor-{prefix}"));
+    let env = base_env(
+        template.clone(),
+        &cache_url,
+        format!("floor-{prefix}"),
+        real_hashing,
+    );
     let source = Source { file: None, env };
     // Logs as the `mall` binary writes them (see `serve_product`).
     let settings = mall_common::config::load(
@@ -203,7 +219,12 @@ pub async fn serve_fleet(args: &[String]) -> anyhow::Result<()> {
         mall_common::config::Settings::defaults("floor"),
         &Source {
             file: None,
-            env: base_env(template.clone(), &cache_url, format!("floor-{prefix}")),
+            env: base_env(
+                template.clone(),
+                &cache_url,
+                format!("floor-{prefix}"),
+                real_hashing,
+            ),
         },
     ) && let Ok(cache) = mall_common::cache::connect(&settings.cache).await
     {
