@@ -3,7 +3,8 @@
 #   1. make sure MariaDB and Redis are installed and running (fails if they stay unreachable);
 #   2. cargo fmt --check, cargo clippy -D warnings, no unused dependency (cargo-machete);
 #   3. the README's test command (`cargo test --workspace`) with MALL_TEST_MYSQL_URL and
-#      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends;
+#      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends (and tiny
+#      runs of every benchmark, `loadgen floor` included: crates/loadgen/tests/smoke.rs);
 #   4. the same tests once more on the embedded defaults (SQLite + in-process cache);
 #   5. the deploy files: promtool on the Prometheus config and rules, compose/YAML syntax;
 #   6. a smoke test: the release `mall` binary called with the real grpcurl; then a trace smoke:
@@ -56,6 +57,8 @@ echo "MariaDB and Redis are up"
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# loadgen's allocator trial (`loadgen floor memory`) builds the binary with mimalloc too.
+cargo clippy -p loadgen --features mimalloc --all-targets -- -D warnings
 command -v cargo-machete >/dev/null 2>&1 || cargo install cargo-machete --locked --version 0.9.2
 cargo machete
 

@@ -272,7 +272,7 @@ where
 
 /// `calls` calls shared by `concurrency` callers, stopping at `max_time`: latencies of the
 /// successful ones, and how many failed.
-async fn batch<T>(
+pub(crate) async fn batch<T>(
     client: &ProductCatalogServiceClient<T>,
     id: u64,
     calls: usize,

@@ -8,7 +8,16 @@
 //!               [--order-addr A] [--checkout-addr A]
 //! loadgen check --mysql-url URL --db-prefix P [--recovery-window SECS]
 //!               [--initial-stock FILE | --snapshot FILE]
+//! loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
+//!               [--db-prefix P] [--calls N] [--concurrency N] [--rounds N] [--shoppers N]
+//!               [--secs S] [--step-secs S] [--max-shoppers N] [--checkouts N]
+//!               [--fleet-exe A,B] [--real-hashing]
+//! loadgen serve-bare --payload-hex H | serve-product [--cache-url U]
+//!               | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]
+//!               [--real-hashing]
 //! ```
+//!
+//! The `serve-*` commands are the server processes `floor` starts (see `loadgen::floor::serve`).
 //!
 //! Exit codes: `shop` 2 when a service answered INTERNAL or UNKNOWN; `check` 1 on any violated
 //! invariant; 1 on a usage or setup error; else 0.
@@ -18,6 +27,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use loadgen::args::Flags;
+
+/// The allocator trial of `loadgen floor memory` (see the crate's `mimalloc` feature).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use loadgen::check::{self, CheckOptions, Checked};
 use loadgen::shop::{self, Load, ShopOptions};
 
@@ -29,7 +43,13 @@ usage:
                 [--auth-addr A] [--user-addr A] [--product-addr A] [--cart-addr A]
                 [--order-addr A] [--checkout-addr A]
   loadgen check --mysql-url URL --db-prefix P [--recovery-window SECS]
-                [--initial-stock FILE | --snapshot FILE]";
+                [--initial-stock FILE | --snapshot FILE]
+  loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
+                [--db-prefix P] [--calls N] [--concurrency N] [--rounds N] [--shoppers N]
+                [--secs S] [--step-secs S] [--max-shoppers N] [--checkouts N]
+                [--fleet-exe A,B] [--real-hashing]
+  loadgen serve-bare --payload-hex H | serve-product [--cache-url U]
+                | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N] [--real-hashing]";
 
 /// The benchmark's options, and whether `--trace` asks for trace export (to an in-process
 /// OTLP collector, so the cost of tracing the call path can be compared with a run without).
@@ -178,6 +198,19 @@ async fn main_with(args: &[String]) -> anyhow::Result<u8> {
                 Ok(u8::try_from(report.exit_code()).unwrap_or(1))
             }
         },
+        Some("floor") => {
+            loadgen::floor::main(std::env::current_exe()?, &args[1..]).await?;
+            Ok(0)
+        }
+        Some("serve-bare") => loadgen::floor::serve::serve_bare(&args[1..])
+            .await
+            .map(|()| 0),
+        Some("serve-product") => loadgen::floor::serve::serve_product(&args[1..])
+            .await
+            .map(|()| 0),
+        Some("serve-fleet") => loadgen::floor::serve::serve_fleet(&args[1..])
+            .await
+            .map(|()| 0),
         Some("bench") => bench(&args[1..]).await,
         _ => bench(args).await,
     }

@@ -1,0 +1,324 @@
+//! The fleet `loadgen floor` loads: every service in one child process (`loadgen serve-fleet`)
+//! on MariaDB and Redis, and shoppers that each add one item and check out, over and over.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use mall_proto::cart::v1 as cart;
+use mall_proto::common::v1::CartItem;
+use mall_proto::user::v1 as user;
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::time::Instant;
+use tonic::Code;
+
+use super::Latencies;
+use super::procs::ServerChild;
+use crate::shop::api::{Addrs, Api, bearer};
+use crate::shop::shopper::{User, checkout_request};
+
+/// Deadline of every call the shoppers make.
+const CALL_DEADLINE: Duration = Duration::from_secs(5);
+/// A shopper refused (`RESOURCE_EXHAUSTED`, or any other failure) waits this long, jittered
+/// ±50%, before trying again — as a client with a retry budget would, instead of spinning.
+pub const REFUSED_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A running floor fleet.
+pub struct FloorFleet {
+    /// The child process.
+    pub child: ServerChild,
+    /// Clients to it.
+    pub api: Api,
+    /// The products it created.
+    pub products: Vec<u64>,
+    /// Users registered so far.
+    users: Vec<User>,
+    run_id: String,
+    /// Loads driven so far (part of every idempotency key).
+    loads: AtomicU64,
+}
+
+impl FloorFleet {
+    /// Starts `exe serve-fleet` on databases `<db_prefix><service>` (with the default Argon2 cost
+    /// if `real_hashing`).
+    pub async fn start(
+        exe: &Path,
+        mysql_url: &str,
+        cache_url: &str,
+        db_prefix: &str,
+        real_hashing: bool,
+    ) -> anyhow::Result<FloorFleet> {
+        let mut args: Vec<String> = vec![
+            "serve-fleet".into(),
+            "--mysql-url".into(),
+            mysql_url.into(),
+            "--db-prefix".into(),
+            db_prefix.into(),
+            "--cache-url".into(),
+            cache_url.into(),
+        ];
+        if real_hashing {
+            args.push("--real-hashing".into());
+        }
+        let child = ServerChild::start(exe, &args, Duration::from_secs(180)).await?;
+        let addr = |name: &str| -> anyhow::Result<String> {
+            child
+                .ready
+                .get("addrs")
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| anyhow::anyhow!("serve-fleet named no {name} address"))
+        };
+        let addrs = Addrs {
+            auth: addr("auth")?,
+            user: addr("user")?,
+            product: addr("product")?,
+            cart: addr("cart")?,
+            order: addr("order")?,
+            checkout: addr("checkout")?,
+        };
+        let products: Vec<u64> = child
+            .ready
+            .get("products")
+            .and_then(|p| p.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default();
+        anyhow::ensure!(!products.is_empty(), "serve-fleet created no products");
+        Ok(FloorFleet {
+            child,
+            api: Api::new(&addrs, CALL_DEADLINE)?,
+            products,
+            users: Vec::new(),
+            run_id: format!("{:08x}", rand::rng().random::<u32>()),
+            loads: AtomicU64::new(0),
+        })
+    }
+
+    /// Makes sure at least `count` users are registered; the first `count`.
+    pub async fn users(&mut self, count: usize) -> anyhow::Result<Vec<User>> {
+        let have = self.users.len();
+        if count > have {
+            let api = &self.api;
+            let run_id = &self.run_id;
+            let more: Vec<anyhow::Result<User>> = futures::stream::iter(have..count)
+                .map(|i| async move {
+                    let username = format!("floor_{run_id}_{i}");
+                    let password = format!("floor-{run_id}-secret");
+                    let email = format!("{username}@example.com");
+                    let registered = api
+                        .register(user::RegisterReq {
+                            username: username.clone(),
+                            password: password.clone(),
+                            email: email.clone(),
+                            phone: String::new(),
+                        })
+                        .await
+                        .map_err(|s| anyhow::anyhow!("Register: {:?} {}", s.code(), s.message()))?;
+                    Ok(User {
+                        id: registered.user_id,
+                        username,
+                        password,
+                        email,
+                        auth: bearer(&registered.token)?,
+                        pending: false,
+                        unsettled_key: None,
+                        checkouts: 0,
+                    })
+                })
+                .buffered(4)
+                .collect()
+                .await;
+            for user in more {
+                self.users.push(user?);
+            }
+        }
+        Ok(self.users[..count].to_vec())
+    }
+
+    /// Stops the fleet (it drops its databases).
+    pub async fn stop(self) {
+        self.child.stop().await;
+    }
+}
+
+/// When a load stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// After this long.
+    Elapsed(Duration),
+    /// Once this many checkouts succeeded (a few more may finish in flight).
+    Checkouts(u64),
+}
+
+/// What shoppers saw during one load.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Wall time of the load.
+    pub elapsed: Duration,
+    /// Latencies of successful checkouts (the Checkout call).
+    pub admitted: Latencies,
+    /// Latencies of calls refused with `RESOURCE_EXHAUSTED` (AddItem or Checkout).
+    pub shed: Latencies,
+    /// Other failures by code.
+    pub failed: BTreeMap<String, u64>,
+}
+
+impl Outcome {
+    /// Successful checkouts per second.
+    pub fn goodput(&self) -> f64 {
+        self.admitted.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// Failures other than shedding.
+    pub fn failures(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    /// The failures as `CODE×n, …` (or `-`).
+    pub fn failures_text(&self) -> String {
+        if self.failed.is_empty() {
+            return "-".into();
+        }
+        self.failed
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    admitted: Vec<Duration>,
+    shed: Vec<Duration>,
+    failed: BTreeMap<String, u64>,
+}
+
+/// Whether the checkout may have happened (the same idempotency key is retried).
+fn outcome_unknown(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Aborted | Code::DeadlineExceeded | Code::Unknown
+    )
+}
+
+async fn back_off() {
+    let jitter = rand::rng().random_range(0.5..1.5);
+    tokio::time::sleep(REFUSED_BACKOFF.mul_f64(jitter)).await;
+}
+
+/// One shopper per user in `users`, each adding one item (quantity 1) and checking out, until
+/// `until`.
+pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcome {
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let (stop_at, target) = match until {
+        Until::Elapsed(d) => (started + d, u64::MAX),
+        Until::Checkouts(n) => (started + Duration::from_secs(24 * 3600), n),
+    };
+    let products = Arc::new(fleet.products.clone());
+    // Idempotency keys are new in every load (a key reused from an earlier load would replay
+    // that checkout's answer instead of checking out).
+    let load_id = fleet.loads.fetch_add(1, Ordering::Relaxed);
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in users {
+        let api = fleet.api.clone();
+        let shared = shared.clone();
+        let done = done.clone();
+        let products = products.clone();
+        let run_id = fleet.run_id.clone();
+        tasks.spawn(async move {
+            let mut pending = false;
+            let mut key: Option<String> = None;
+            let mut n = 0u64;
+            let running = || Instant::now() < stop_at && done.load(Ordering::Relaxed) < target;
+            while running() {
+                if !pending {
+                    let product_id = products[rand::rng().random_range(0..products.len())];
+                    let req = cart::AddItemReq {
+                        user_id: user.id,
+                        item: Some(CartItem {
+                            product_id,
+                            quantity: 1,
+                        }),
+                    };
+                    let t = Instant::now();
+                    match api.add_item(req, &user.auth).await {
+                        Ok(_) => pending = true,
+                        Err(s) => {
+                            {
+                                let mut shared = shared.lock();
+                                match s.code() {
+                                    Code::ResourceExhausted => shared.shed.push(t.elapsed()),
+                                    code => {
+                                        *shared
+                                            .failed
+                                            .entry(format!("AddItem {code:?}"))
+                                            .or_default() += 1
+                                    }
+                                }
+                            }
+                            back_off().await;
+                            continue;
+                        }
+                    }
+                }
+                let key_now = key
+                    .get_or_insert_with(|| {
+                        n += 1;
+                        format!("floor-{run_id}-{load_id}-{}-{n}", user.id)
+                    })
+                    .clone();
+                let t = Instant::now();
+                let answer = api
+                    .checkout(checkout_request(&user, &key_now), &user.auth)
+                    .await;
+                let took = t.elapsed();
+                match answer {
+                    Ok(_) => {
+                        shared.lock().admitted.push(took);
+                        done.fetch_add(1, Ordering::Relaxed);
+                        pending = false;
+                        key = None;
+                    }
+                    // Shed before any work: the same key is fine to retry.
+                    Err(s) if s.code() == Code::ResourceExhausted => {
+                        shared.lock().shed.push(took);
+                        back_off().await;
+                    }
+                    Err(s) => {
+                        *shared
+                            .lock()
+                            .failed
+                            .entry(format!("Checkout {:?}", s.code()))
+                            .or_default() += 1;
+                        if !outcome_unknown(s.code()) {
+                            // Refused for good: start over with a fresh cart and key.
+                            key = None;
+                            let _ = api
+                                .empty_cart(cart::EmptyCartReq { user_id: user.id }, &user.auth)
+                                .await;
+                            pending = false;
+                        }
+                        back_off().await;
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let shared = std::mem::take(&mut *shared.lock());
+    Outcome {
+        elapsed,
+        admitted: Latencies::of(shared.admitted),
+        shed: Latencies::of(shared.shed),
+        failed: shared.failed,
+    }
+}
