@@ -145,6 +145,10 @@ async fn a_call_an_instance_shed_goes_to_another_without_counting_against_it() {
     let mut s = settings("payment", &[busy.addr(), up.addr()]);
     // A low threshold: were sheds failures, the breaker would open within the run.
     s.client.breaker.min_calls = 2;
+    // The busy instance stays in rotation (it is not ejected), so about half the calls need a
+    // retry: a budget for all of them (the budget itself is tested below).
+    s.client.retry.budget_percent = 100;
+    s.client.retry.min_per_sec = 100;
     let clients = clients(&s);
     let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
 
