@@ -25,13 +25,13 @@ pub struct ReloadMetrics(Family<ResultLabels, Counter>);
 impl ReloadMetrics {
     /// Registers the counter in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = ReloadMetrics::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
             "Changes of the service's config-centre key, by what became of them",
-            metrics.0.clone(),
+            reloads.clone(),
         );
-        metrics
+        ReloadMetrics(reloads)
     }
 
     fn count(&self, result: &'static str) {
