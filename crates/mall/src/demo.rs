@@ -202,340 +202,376 @@ fn card(number: &str) -> CreditCardInfo {
     }
 }
 
+/// The shopper of one demo: the fleet's clients, the steps so far, and who is signed in.
+struct Shopper {
+    users: user::user_service_client::UserServiceClient<Channel>,
+    catalog: product::product_catalog_service_client::ProductCatalogServiceClient<Channel>,
+    carts: cart::cart_service_client::CartServiceClient<Channel>,
+    orders: order::order_service_client::OrderServiceClient<Channel>,
+    checkouts: checkout::checkout_service_client::CheckoutServiceClient<Channel>,
+    steps: Steps,
+    tag: String,
+    email: String,
+    user_id: u64,
+    token: String,
+}
+
 /// Runs the demo against `targets` (see the module docs).
 pub async fn run(targets: &Targets) -> anyhow::Result<()> {
-    let mut users =
-        user::user_service_client::UserServiceClient::new(targets.channel("user").await?);
-    let mut catalog = product::product_catalog_service_client::ProductCatalogServiceClient::new(
-        targets.channel("product").await?,
-    );
-    let mut carts =
-        cart::cart_service_client::CartServiceClient::new(targets.channel("cart").await?);
-    let mut orders =
-        order::order_service_client::OrderServiceClient::new(targets.channel("order").await?);
-    let mut checkouts = checkout::checkout_service_client::CheckoutServiceClient::new(
-        targets.channel("checkout").await?,
-    );
-    let mut steps = Steps {
-        n: 0,
-        trace: targets.trace,
-    };
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let username = format!("demo_{tag}");
-    let password = format!("demo-pass-{tag}");
-    let email = format!("{username}@example.com");
+    let mut shopper = Shopper::connect(targets).await?;
+    shopper.sign_up().await?;
+    let (first, second) = shopper.browse().await?;
+    shopper.purchase(&first, &second).await?;
+    shopper.declined(&second).await?;
+    println!("demo finished: {} steps, all as expected", shopper.steps.n);
+    Ok(())
+}
 
-    // Sign up and in.
-    let registered = steps
-        .run(
-            "sign up (UserService/Register)",
-            None,
-            user::RegisterReq {
-                username: username.clone(),
-                password: password.clone(),
-                email: email.clone(),
-                ..Default::default()
+impl Shopper {
+    async fn connect(targets: &Targets) -> anyhow::Result<Self> {
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        Ok(Shopper {
+            users: user::user_service_client::UserServiceClient::new(
+                targets.channel("user").await?,
+            ),
+            catalog: product::product_catalog_service_client::ProductCatalogServiceClient::new(
+                targets.channel("product").await?,
+            ),
+            carts: cart::cart_service_client::CartServiceClient::new(
+                targets.channel("cart").await?,
+            ),
+            orders: order::order_service_client::OrderServiceClient::new(
+                targets.channel("order").await?,
+            ),
+            checkouts: checkout::checkout_service_client::CheckoutServiceClient::new(
+                targets.channel("checkout").await?,
+            ),
+            steps: Steps {
+                n: 0,
+                trace: targets.trace,
             },
-            |r| users.register(r),
-        )
-        .await?;
-    Steps::say(format!("user {} ({username})", registered.user_id));
-    let user_id = registered.user_id;
-    let login = steps
-        .run(
-            "log in (UserService/Login)",
-            None,
-            user::LoginReq {
-                username: username.clone(),
-                password,
-            },
-            |r| users.login(r),
-        )
-        .await?;
-    ensure!(!login.token.is_empty(), "Login answered without a token");
-    let token = login.token;
-    let token = Some(token.as_str());
+            email: format!("demo_{tag}@example.com"),
+            tag,
+            user_id: 0,
+            token: String::new(),
+        })
+    }
 
-    // Browse.
-    let listing = steps
-        .run(
-            "browse (ListProducts)",
-            token,
-            product::ListProductsReq {
-                page: 1,
-                page_size: 5,
-                ..Default::default()
-            },
-            |r| catalog.list_products(r),
-        )
-        .await?;
-    Steps::say(format!(
-        "{} products in the catalog; first page: {}",
-        listing.total,
-        listing
-            .products
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let in_stock: Vec<&product::Product> =
-        listing.products.iter().filter(|p| p.stock >= 2).collect();
-    ensure!(
-        in_stock.len() >= 2,
-        "the catalog needs two products with stock (load the demo catalog)"
-    );
-    let (first, second) = (in_stock[0].clone(), in_stock[1].clone());
-    let word = first
-        .name
-        .split_whitespace()
-        .next()
-        .unwrap_or(&first.name)
-        .to_string();
-    let found = steps
-        .run(
-            "search (SearchProducts)",
-            token,
-            product::SearchProductsReq {
-                query: word.clone(),
-                page: 1,
-                page_size: 5,
-            },
-            |r| catalog.search_products(r),
-        )
-        .await?;
-    Steps::say(format!("{} results for {word:?}", found.total));
-    ensure!(
-        found.results.iter().any(|p| p.id == first.id),
-        "searching {word:?} did not find {}",
-        first.name
-    );
-    let viewed = steps
-        .run(
-            "view a product (GetProduct)",
-            token,
-            product::GetProductReq { id: first.id },
-            |r| catalog.get_product(r),
-        )
-        .await?
-        .product
-        .context("GetProduct answered without a product")?;
-    Steps::say(format!(
-        "{} at {} cents, {} in stock",
-        viewed.name, viewed.price_cents, viewed.stock
-    ));
+    /// Register, then log in.
+    async fn sign_up(&mut self) -> anyhow::Result<()> {
+        let username = format!("demo_{}", self.tag);
+        let password = format!("demo-pass-{}", self.tag);
+        let users = &mut self.users;
+        let registered = self
+            .steps
+            .run(
+                "sign up (UserService/Register)",
+                None,
+                user::RegisterReq {
+                    username: username.clone(),
+                    password: password.clone(),
+                    email: self.email.clone(),
+                    ..Default::default()
+                },
+                |r| users.register(r),
+            )
+            .await?;
+        Steps::say(format!("user {} ({username})", registered.user_id));
+        self.user_id = registered.user_id;
+        let login = self
+            .steps
+            .run(
+                "log in (UserService/Login)",
+                None,
+                user::LoginReq { username, password },
+                |r| users.login(r),
+            )
+            .await?;
+        ensure!(!login.token.is_empty(), "Login answered without a token");
+        self.token = login.token;
+        Ok(())
+    }
 
-    // Fill the cart.
-    for (p, quantity) in [(&first, 2), (&second, 1)] {
-        steps
+    /// List, search and view: two products with stock to buy.
+    async fn browse(&mut self) -> anyhow::Result<(product::Product, product::Product)> {
+        let token = Some(self.token.as_str());
+        let catalog = &mut self.catalog;
+        let listing = self
+            .steps
+            .run(
+                "browse (ListProducts)",
+                token,
+                product::ListProductsReq {
+                    page: 1,
+                    page_size: 5,
+                    ..Default::default()
+                },
+                |r| catalog.list_products(r),
+            )
+            .await?;
+        Steps::say(format!(
+            "{} products in the catalog; first page: {}",
+            listing.total,
+            listing
+                .products
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let in_stock: Vec<&product::Product> =
+            listing.products.iter().filter(|p| p.stock >= 2).collect();
+        ensure!(
+            in_stock.len() >= 2,
+            "the catalog needs two products with stock (load the demo catalog)"
+        );
+        let (first, second) = (in_stock[0].clone(), in_stock[1].clone());
+        let word = first
+            .name
+            .split_whitespace()
+            .next()
+            .unwrap_or(&first.name)
+            .to_string();
+        let found = self
+            .steps
+            .run(
+                "search (SearchProducts)",
+                token,
+                product::SearchProductsReq {
+                    query: word.clone(),
+                    page: 1,
+                    page_size: 5,
+                },
+                |r| catalog.search_products(r),
+            )
+            .await?;
+        Steps::say(format!("{} results for {word:?}", found.total));
+        ensure!(
+            found.results.iter().any(|p| p.id == first.id),
+            "searching {word:?} did not find {}",
+            first.name
+        );
+        let viewed = self
+            .product("view a product (GetProduct)", first.id)
+            .await?;
+        Steps::say(format!(
+            "{} at {} cents, {} in stock",
+            viewed.name, viewed.price_cents, viewed.stock
+        ));
+        Ok((first, second))
+    }
+
+    /// Two products into the cart, a good card, the PAID order, the emptied cart.
+    async fn purchase(
+        &mut self,
+        first: &product::Product,
+        second: &product::Product,
+    ) -> anyhow::Result<()> {
+        self.add(first, 2).await?;
+        self.add(second, 1).await?;
+        let in_cart = self.cart_lines("view the cart (GetCart)").await?;
+        Steps::say(format!("{} lines", in_cart.len()));
+        ensure!(
+            in_cart.len() == 2,
+            "the cart has {} lines, not 2",
+            in_cart.len()
+        );
+        let request = self.checkout_request(GOOD_CARD, 1);
+        let token = Some(self.token.as_str());
+        let checkouts = &mut self.checkouts;
+        let paid = self
+            .steps
+            .run(
+                "check out (CheckoutService/Checkout)",
+                token,
+                request,
+                |r| checkouts.checkout(r),
+            )
+            .await?;
+        Steps::say(format!(
+            "order {} paid, transaction {}",
+            paid.order_id, paid.transaction_id
+        ));
+        let orders = &mut self.orders;
+        let placed = self
+            .steps
+            .run(
+                "the order (OrderService/GetOrder)",
+                token,
+                order::GetOrderReq {
+                    user_id: self.user_id,
+                    order_id: paid.order_id.clone(),
+                },
+                |r| orders.get_order(r),
+            )
+            .await?
+            .order
+            .context("GetOrder answered without an order")?;
+        let expected = first.price_cents * 2 + second.price_cents;
+        Steps::say(format!(
+            "status {:?}, {} lines, total {} cents, payment {}",
+            placed.status(),
+            placed.order_items.len(),
+            placed.total_cents,
+            placed.transaction_id
+        ));
+        ensure!(
+            placed.status() == order::OrderStatus::Paid,
+            "the order is {:?}, not PAID",
+            placed.status()
+        );
+        ensure!(
+            placed.total_cents == expected && placed.transaction_id == paid.transaction_id,
+            "the order's total {} / payment {} do not match the purchase ({expected}, {})",
+            placed.total_cents,
+            placed.transaction_id,
+            paid.transaction_id
+        );
+        let emptied = self.cart_lines("the cart after (GetCart)").await?;
+        ensure!(
+            emptied.is_empty(),
+            "the purchased lines are still in the cart"
+        );
+        Steps::say("empty: the purchased lines were taken out");
+        Ok(())
+    }
+
+    /// A declined card: the order CANCELLED, the stock back, the line kept in the cart.
+    async fn declined(&mut self, product: &product::Product) -> anyhow::Result<()> {
+        let stock_before = self
+            .product("stock before (GetProduct)", product.id)
+            .await?
+            .stock;
+        self.add(product, 1).await?;
+        let request = self.checkout_request(DECLINED_CARD, 2);
+        let token = Some(self.token.as_str());
+        let checkouts = &mut self.checkouts;
+        match self
+            .steps
+            .run("check out, declined card", token, request, |r| {
+                checkouts.checkout(r)
+            })
+            .await
+        {
+            Ok(answer) => bail!("a declined card was accepted: order {}", answer.order_id),
+            Err(e) => {
+                let code = e.downcast_ref::<tonic::Status>().map(tonic::Status::code);
+                ensure!(
+                    code == Some(tonic::Code::FailedPrecondition),
+                    "a declined card ended {code:?}, not FAILED_PRECONDITION"
+                );
+                Steps::say("refused: the saga compensated");
+            }
+        }
+        let orders = &mut self.orders;
+        let listed = self
+            .steps
+            .run(
+                "orders (OrderService/ListOrder)",
+                token,
+                order::ListOrderReq {
+                    user_id: self.user_id,
+                    page: 1,
+                    page_size: 10,
+                },
+                |r| orders.list_order(r),
+            )
+            .await?
+            .orders;
+        let statuses: Vec<String> = listed.iter().map(|o| format!("{:?}", o.status())).collect();
+        Steps::say(format!("{} orders: {}", listed.len(), statuses.join(", ")));
+        let has = |status| listed.iter().any(|o| o.status() == status);
+        ensure!(
+            listed.len() == 2
+                && has(order::OrderStatus::Cancelled)
+                && has(order::OrderStatus::Paid),
+            "expected one PAID and one CANCELLED order, found {statuses:?}"
+        );
+        let stock_after = self
+            .product("stock after (GetProduct)", product.id)
+            .await?
+            .stock;
+        Steps::say(format!(
+            "{stock_before} before, {stock_after} after: released"
+        ));
+        ensure!(
+            stock_after == stock_before,
+            "the declined purchase kept stock: {stock_before} before, {stock_after} after"
+        );
+        let kept = self.cart_lines("the cart after (GetCart)").await?;
+        ensure!(kept.len() == 1, "the cart lost the unpaid line");
+        Steps::say("the unpaid line stays in the cart");
+        Ok(())
+    }
+
+    /// One GetProduct step.
+    async fn product(&mut self, name: &str, id: u64) -> anyhow::Result<product::Product> {
+        let catalog = &mut self.catalog;
+        self.steps
+            .run(
+                name,
+                Some(self.token.as_str()),
+                product::GetProductReq { id },
+                |r| catalog.get_product(r),
+            )
+            .await?
+            .product
+            .context("GetProduct answered without a product")
+    }
+
+    /// One AddItem step.
+    async fn add(&mut self, product: &product::Product, quantity: i32) -> anyhow::Result<()> {
+        let carts = &mut self.carts;
+        self.steps
             .run(
                 "add to cart (CartService/AddItem)",
-                token,
+                Some(self.token.as_str()),
                 cart::AddItemReq {
-                    user_id,
+                    user_id: self.user_id,
                     item: Some(CartItem {
-                        product_id: p.id,
+                        product_id: product.id,
                         quantity,
                     }),
                 },
                 |r| carts.add_item(r),
             )
             .await?;
-        Steps::say(format!("{quantity} × {}", p.name));
+        Steps::say(format!("{quantity} × {}", product.name));
+        Ok(())
     }
-    let in_cart = steps
-        .run(
-            "view the cart (GetCart)",
-            token,
-            cart::GetCartReq { user_id },
-            |r| carts.get_cart(r),
-        )
-        .await?
-        .cart
-        .map(|c| c.items)
-        .unwrap_or_default();
-    Steps::say(format!("{} lines", in_cart.len()));
-    ensure!(
-        in_cart.len() == 2,
-        "the cart has {} lines, not 2",
-        in_cart.len()
-    );
 
-    // Check out.
+    /// One GetCart step: the cart's lines.
+    async fn cart_lines(&mut self, name: &str) -> anyhow::Result<Vec<CartItem>> {
+        let carts = &mut self.carts;
+        Ok(self
+            .steps
+            .run(
+                name,
+                Some(self.token.as_str()),
+                cart::GetCartReq {
+                    user_id: self.user_id,
+                },
+                |r| carts.get_cart(r),
+            )
+            .await?
+            .cart
+            .map(|c| c.items)
+            .unwrap_or_default())
+    }
+
+    /// The checkout of this shopper with card `number`, its `n`-th idempotency key.
     // Fields added to the request after v1 keep their defaults (a card payment).
     #[allow(clippy::needless_update)]
-    let request = |number: &str, key: String| checkout::CheckoutReq {
-        user_id,
-        firstname: "Demo".into(),
-        lastname: "Shopper".into(),
-        email: email.clone(),
-        address: Some(address()),
-        credit_card: Some(card(number)),
-        idempotency_key: key,
-        ..Default::default()
-    };
-    let paid = steps
-        .run(
-            "check out (CheckoutService/Checkout)",
-            token,
-            request(GOOD_CARD, format!("demo-{tag}-1")),
-            |r| checkouts.checkout(r),
-        )
-        .await?;
-    Steps::say(format!(
-        "order {} paid, transaction {}",
-        paid.order_id, paid.transaction_id
-    ));
-    let placed = steps
-        .run(
-            "the order (OrderService/GetOrder)",
-            token,
-            order::GetOrderReq {
-                user_id,
-                order_id: paid.order_id.clone(),
-            },
-            |r| orders.get_order(r),
-        )
-        .await?
-        .order
-        .context("GetOrder answered without an order")?;
-    let expected = first.price_cents * 2 + second.price_cents;
-    Steps::say(format!(
-        "status {:?}, {} lines, total {} cents, payment {}",
-        placed.status(),
-        placed.order_items.len(),
-        placed.total_cents,
-        placed.transaction_id
-    ));
-    ensure!(
-        placed.status() == order::OrderStatus::Paid,
-        "the order is {:?}, not PAID",
-        placed.status()
-    );
-    ensure!(
-        placed.total_cents == expected && placed.transaction_id == paid.transaction_id,
-        "the order's total {} / payment {} do not match the purchase ({expected}, {})",
-        placed.total_cents,
-        placed.transaction_id,
-        paid.transaction_id
-    );
-    let emptied = steps
-        .run(
-            "the cart after (GetCart)",
-            token,
-            cart::GetCartReq { user_id },
-            |r| carts.get_cart(r),
-        )
-        .await?
-        .cart
-        .map(|c| c.items)
-        .unwrap_or_default();
-    ensure!(
-        emptied.is_empty(),
-        "the purchased lines are still in the cart"
-    );
-    Steps::say("empty: the purchased lines were taken out");
-
-    // A declined card: compensation.
-    let stock_before = steps
-        .run(
-            "stock before (GetProduct)",
-            token,
-            product::GetProductReq { id: second.id },
-            |r| catalog.get_product(r),
-        )
-        .await?
-        .product
-        .map_or(0, |p| p.stock);
-    steps
-        .run(
-            "add to cart (CartService/AddItem)",
-            token,
-            cart::AddItemReq {
-                user_id,
-                item: Some(CartItem {
-                    product_id: second.id,
-                    quantity: 1,
-                }),
-            },
-            |r| carts.add_item(r),
-        )
-        .await?;
-    Steps::say(format!("1 × {}", second.name));
-    match steps
-        .run(
-            "check out, declined card",
-            token,
-            request(DECLINED_CARD, format!("demo-{tag}-2")),
-            |r| checkouts.checkout(r),
-        )
-        .await
-    {
-        Ok(answer) => bail!("a declined card was accepted: order {}", answer.order_id),
-        Err(e) => {
-            let code = e.downcast_ref::<tonic::Status>().map(tonic::Status::code);
-            ensure!(
-                code == Some(tonic::Code::FailedPrecondition),
-                "a declined card ended {code:?}, not FAILED_PRECONDITION"
-            );
-            Steps::say("refused: the saga compensated");
+    fn checkout_request(&self, number: &str, n: u32) -> checkout::CheckoutReq {
+        checkout::CheckoutReq {
+            user_id: self.user_id,
+            firstname: "Demo".into(),
+            lastname: "Shopper".into(),
+            email: self.email.clone(),
+            address: Some(address()),
+            credit_card: Some(card(number)),
+            idempotency_key: format!("demo-{}-{n}", self.tag),
+            ..Default::default()
         }
     }
-    let listed = steps
-        .run(
-            "orders (OrderService/ListOrder)",
-            token,
-            order::ListOrderReq {
-                user_id,
-                page: 1,
-                page_size: 10,
-            },
-            |r| orders.list_order(r),
-        )
-        .await?
-        .orders;
-    let statuses: Vec<String> = listed.iter().map(|o| format!("{:?}", o.status())).collect();
-    Steps::say(format!("{} orders: {}", listed.len(), statuses.join(", ")));
-    ensure!(
-        listed.len() == 2
-            && listed
-                .iter()
-                .any(|o| o.status() == order::OrderStatus::Cancelled)
-            && listed
-                .iter()
-                .any(|o| o.status() == order::OrderStatus::Paid),
-        "expected one PAID and one CANCELLED order, found {statuses:?}"
-    );
-    let stock_after = steps
-        .run(
-            "stock after (GetProduct)",
-            token,
-            product::GetProductReq { id: second.id },
-            |r| catalog.get_product(r),
-        )
-        .await?
-        .product
-        .map_or(0, |p| p.stock);
-    Steps::say(format!(
-        "{stock_before} before, {stock_after} after: released"
-    ));
-    ensure!(
-        stock_after == stock_before,
-        "the declined purchase kept stock: {stock_before} before, {stock_after} after"
-    );
-    let kept = steps
-        .run(
-            "the cart after (GetCart)",
-            token,
-            cart::GetCartReq { user_id },
-            |r| carts.get_cart(r),
-        )
-        .await?
-        .cart
-        .map(|c| c.items)
-        .unwrap_or_default();
-    ensure!(kept.len() == 1, "the cart lost the unpaid line");
-    Steps::say("the unpaid line stays in the cart");
-    println!("demo finished: {} steps, all as expected", steps.n);
-    Ok(())
 }

@@ -283,12 +283,7 @@ impl BoundServer {
     ) -> anyhow::Result<()> {
         let registration = self.register.register(&self.announcement()).await?;
         if let Some((reloader, metrics)) = self.centre {
-            tokio::spawn(reload::watch(
-                reloader,
-                self.stack.load_shed.clone(),
-                metrics,
-                self.trigger.subscribe(),
-            ));
+            reload::spawn(reloader, &self.stack.load_shed, metrics, &self.trigger);
         }
         let stopping = Arc::new(AtomicBool::new(false));
         let admin_router = admin::router(

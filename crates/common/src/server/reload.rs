@@ -56,6 +56,22 @@ fn apply(loaded: &Loaded, admission_layer: &LoadShedLayer) {
     }
 }
 
+/// Starts [`watch`] beside the server whose admission layer is `admission_layer`, until it
+/// shuts down.
+pub(super) fn spawn(
+    reloader: Reloader,
+    admission_layer: &LoadShedLayer,
+    metrics: ReloadMetrics,
+    trigger: &super::ShutdownTrigger,
+) {
+    tokio::spawn(watch(
+        reloader,
+        admission_layer.clone(),
+        metrics,
+        trigger.subscribe(),
+    ));
+}
+
 /// Watches `reloader`'s key until `shutdown` (see the module docs).
 pub async fn watch(
     mut reloader: Reloader,
