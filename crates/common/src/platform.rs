@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::Tokens;
 use crate::cache::{self, SharedCache};
 use crate::client::{Clients, ServiceIdentity};
-use crate::config::Settings;
+use crate::config::{Features, Settings};
 use crate::discovery::{self, Register};
 use crate::server::ServerBuilder;
 use crate::store::{Database, Migrations};
@@ -29,6 +29,8 @@ pub struct Platform {
     pub register: Arc<dyn Register>,
     /// Mutual TLS for the listener and the clients, when `tls.enabled`.
     pub tls: Option<MutualTls>,
+    /// The feature flags (`features.*`), as the last reload left them.
+    pub features: Features,
 }
 
 impl Platform {
@@ -69,6 +71,7 @@ impl Platform {
             clients,
             register,
             tls,
+            features: Features::new(&settings.features),
         })
     }
 
@@ -81,11 +84,16 @@ impl Platform {
 
     /// The server of this service: its tokens verify callers, it announces itself through the
     /// platform's registry, `/readyz` checks the database and cache, `/metrics` has the client
-    /// metrics too.
+    /// metrics too; a config-centre reload reaches the clients' settings and the feature flags.
     pub fn server<E>(&self, settings: &Settings<E>) -> ServerBuilder {
         let cache = self.cache.clone();
+        let (clients, features) = (self.clients.clone(), self.features.clone());
         let mut server = ServerBuilder::new(settings, self.tokens.clone(), self.register.clone())
             .tls(self.tls.clone())
+            .on_reload(&[], move |loaded| {
+                clients.reconfigure(&loaded.client);
+                features.set(&loaded.features);
+            })
             .ready_check("cache", move || {
                 let cache = cache.clone();
                 async move { cache.ping().await.map_err(|e| e.to_string()) }

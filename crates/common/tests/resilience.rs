@@ -369,3 +369,70 @@ async fn an_answer_that_breaks_off_after_its_headers_is_retried_only_when_idempo
     assert_ne!(err.code(), Code::Ok);
     assert_eq!(broken.calls(CHARGE), 1);
 }
+
+#[tokio::test]
+async fn reconfigured_clients_apply_new_deadlines_and_breaker_to_channels_already_made() {
+    let slow = StubGrpc::start(Reply::Ok).await;
+    slow.set_delay(Duration::from_secs(1));
+    let mut s = settings("payment", &[slow.addr()]);
+    s.client.breaker.min_calls = 1_000;
+    let clients = clients(&s);
+    let channel = clients.channel("payment").expect("channel");
+    let mut payment: PaymentServiceClient<Channel> = PaymentServiceClient::new(channel.clone());
+    // As started: the slow answer comes within the 5 s default.
+    payment
+        .get_payment(pay::GetPaymentReq::default())
+        .await
+        .expect("answered");
+
+    // A reload: a 100 ms deadline for GetPayment, a breaker that opens at half of two calls.
+    let mut reloaded = s.client.clone();
+    reloaded
+        .method_timeout
+        .entry("payment".into())
+        .or_default()
+        .insert("getpayment".into(), Duration::from_millis(100));
+    reloaded.breaker.min_calls = 2;
+    reloaded.breaker.failure_percent = 50;
+    clients.reconfigure(&reloaded);
+    let started = Instant::now();
+    let err = payment
+        .get_payment(pay::GetPaymentReq::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    // One success and one failure of two calls: the reloaded breaker opens and fails fast.
+    assert_eq!(channel.breaker_state(), BreakerState::Open);
+    let err = payment
+        .get_payment(pay::GetPaymentReq::default())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("circuit open"), "{err:?}");
+}
+
+#[tokio::test]
+async fn reconfigured_clients_apply_new_retry_attempts() {
+    let a = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let b = StubGrpc::start(Reply::Status(Code::Unavailable)).await;
+    let mut s = settings("payment", &[a.addr(), b.addr()]);
+    s.client.breaker.min_calls = 1_000;
+    let clients = clients(&s);
+    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let attempts = || a.calls(GET_PAYMENT) + b.calls(GET_PAYMENT);
+    // As started: one attempt per instance.
+    let _ = payment.get_payment(pay::GetPaymentReq::default()).await;
+    assert_eq!(attempts(), 2);
+    // Retries off by a reload: one attempt per call.
+    let mut reloaded = s.client.clone();
+    reloaded.retry.max_attempts = 1;
+    clients.reconfigure(&reloaded);
+    for _ in 0..3 {
+        let _ = payment.get_payment(pay::GetPaymentReq::default()).await;
+    }
+    assert_eq!(attempts(), 5);
+}

@@ -3,12 +3,13 @@
 
 use mall_common::auth;
 use mall_common::auth::{Access, AccessTable};
+use mall_common::config::Features;
 use mall_proto::checkout::v1 as pb;
 use mall_proto::checkout::v1::checkout_service_server::CheckoutService;
 use mall_types::UserId;
 use tonic::{Request, Response, Status};
 
-use crate::domain::CheckoutInput;
+use crate::domain::{CheckoutInput, Pay};
 use crate::error::Error;
 use crate::saga::Engine;
 
@@ -23,12 +24,17 @@ pub const ACCESS: AccessTable = AccessTable {
 #[derive(Clone)]
 pub struct CheckoutApi {
     engine: Engine,
+    features: Features,
 }
 
+/// The feature flag that offers Alipay (`features.alipay`, on by default): off, an Alipay
+/// checkout is refused before anything is written, card checkouts go on.
+pub const ALIPAY_FLAG: &str = "alipay";
+
 impl CheckoutApi {
-    /// A service running sagas with `engine`.
-    pub fn new(engine: Engine) -> Self {
-        CheckoutApi { engine }
+    /// A service running sagas with `engine`, offering the payment methods `features` allow.
+    pub fn new(engine: Engine, features: Features) -> Self {
+        CheckoutApi { engine, features }
     }
 }
 
@@ -68,6 +74,9 @@ impl CheckoutService for CheckoutApi {
             (&req.payment_method, &req.return_url),
         )
         .map_err(Error::from)?;
+        if matches!(input.pay, Pay::Alipay { .. }) && !self.features.enabled(ALIPAY_FLAG, true) {
+            return Err(Error::MethodDisabled("alipay").into());
+        }
         let done = self.engine.checkout(input).await?;
         Ok(Response::new(pb::CheckoutResp {
             order_id: done.order_id,

@@ -17,6 +17,9 @@ pub enum Error {
     /// The client reused an idempotency key for a different request.
     #[error("idempotency_key was already used for a different checkout")]
     KeyReused,
+    /// The operator switched the payment method off (`features.<method> = false`).
+    #[error("payment method {0} is switched off; pay by another method")]
+    MethodDisabled(&'static str),
     /// A stored row breaks an invariant the schema should guarantee.
     #[error("stored saga is corrupt: {0}")]
     Corrupt(String),
@@ -32,9 +35,14 @@ impl ServiceError for Error {
         match self {
             Error::Invalid(_) | Error::KeyReused => ServiceErrorCode::InvalidArgument,
             Error::InProgress => ServiceErrorCode::Aborted,
+            Error::MethodDisabled(_) => ServiceErrorCode::FailedPrecondition,
             Error::Corrupt(_) => ServiceErrorCode::Internal,
             Error::Database(e) => mall_common::store::error_code(e),
         }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        matches!(self, Error::MethodDisabled(_)).then_some("PAYMENT_METHOD_DISABLED")
     }
 
     fn unavailable_dependency(&self) -> &str {

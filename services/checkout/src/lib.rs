@@ -186,7 +186,7 @@ pub async fn build_with(
             .expose()
             .to_string(),
     );
-    let service = api::CheckoutApi::new(engine.clone());
+    let service = api::CheckoutApi::new(engine.clone(), platform.features.clone());
     let bound = builder
         .add_service(CheckoutServiceServer::new(service), api::ACCESS)
         .bind()

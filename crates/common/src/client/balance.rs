@@ -150,7 +150,8 @@ pub(crate) struct Target {
     /// False until discovery first answered (Consul's first lookup); calls wait for it, so a
     /// freshly started service does not fail its first calls for want of a lookup.
     pub(crate) resolved: tokio::sync::watch::Receiver<bool>,
-    pub(crate) settings: BalanceSettings,
+    /// `client.balance.*`, reloadable.
+    pub(crate) settings: RwLock<BalanceSettings>,
     pub(crate) ejections: Counter,
 }
 
@@ -251,7 +252,7 @@ impl Target {
     }
 
     fn eject(&self, instance: &Instance, why: &str) {
-        let ejected_for = instance.eject(&self.settings);
+        let ejected_for = instance.eject(&self.settings.read());
         self.ejections.inc();
         tracing::warn!(
             target_service = %self.service,

@@ -54,14 +54,19 @@ struct Bucket {
 struct Inner {
     mode: Mode,
     buckets: [Bucket; WINDOW_BUCKETS as usize],
+    /// Reloadable ([`Breaker::reconfigure`]), so kept under the same lock as the counts.
+    settings: BreakerSettings,
+    bucket_ms: u64,
+}
+
+fn bucket_ms(settings: &BreakerSettings) -> u64 {
+    (u64::try_from(settings.window.as_millis()).unwrap_or(u64::MAX) / WINDOW_BUCKETS).max(1)
 }
 
 /// The breaker of one target service.
 pub(crate) struct Breaker {
     target: Arc<str>,
-    settings: BreakerSettings,
     started: Instant,
-    bucket_ms: u64,
     inner: Mutex<Inner>,
     state: Gauge,
 }
@@ -79,17 +84,27 @@ impl Breaker {
         state.set(BreakerState::Closed as i64);
         Arc::new(Breaker {
             target,
-            settings: settings.clone(),
             started: Instant::now(),
-            bucket_ms: (u64::try_from(settings.window.as_millis()).unwrap_or(u64::MAX)
-                / WINDOW_BUCKETS)
-                .max(1),
             inner: Mutex::new(Inner {
                 mode: Mode::Closed,
                 buckets: [Bucket::default(); WINDOW_BUCKETS as usize],
+                settings: settings.clone(),
+                bucket_ms: bucket_ms(settings),
             }),
             state,
         })
+    }
+
+    /// Takes new settings (a config-centre reload). The state stays; a new window length
+    /// starts the counts afresh, since old buckets no longer line up with it.
+    pub(crate) fn reconfigure(&self, settings: &BreakerSettings) {
+        let mut inner = self.inner.lock();
+        let ms = bucket_ms(settings);
+        if ms != inner.bucket_ms {
+            inner.buckets = [Bucket::default(); WINDOW_BUCKETS as usize];
+            inner.bucket_ms = ms;
+        }
+        inner.settings = settings.clone();
     }
 
     /// The current state.
@@ -116,9 +131,10 @@ impl Breaker {
             self.state.set(BreakerState::HalfOpen as i64);
             tracing::info!(target_service = %self.target, "circuit half-open: probing");
         }
+        let probes = inner.settings.half_open_probes;
         let probe = match &mut inner.mode {
             Mode::HalfOpen { probing, passed } => {
-                if *probing + *passed >= self.settings.half_open_probes {
+                if *probing + *passed >= probes {
                     return Err(self.refusal());
                 }
                 *probing += 1;
@@ -141,6 +157,7 @@ impl Breaker {
         let mut inner = self.inner.lock();
         let now = Instant::now();
         if probe {
+            let probes = inner.settings.half_open_probes;
             let Mode::HalfOpen { probing, passed } = &mut inner.mode else {
                 return;
             };
@@ -150,7 +167,7 @@ impl Breaker {
                 Some(true) => self.open(&mut inner, now),
                 Some(false) => {
                     *passed += 1;
-                    if *passed >= self.settings.half_open_probes {
+                    if *passed >= probes {
                         inner.mode = Mode::Closed;
                         inner.buckets = [Bucket::default(); WINDOW_BUCKETS as usize];
                         self.state.set(BreakerState::Closed as i64);
@@ -163,7 +180,7 @@ impl Breaker {
         let (Mode::Closed, Some(failed)) = (&inner.mode, outcome) else {
             return;
         };
-        let epoch = now.duration_since(self.started).as_millis() as u64 / self.bucket_ms;
+        let epoch = now.duration_since(self.started).as_millis() as u64 / inner.bucket_ms;
         let bucket = &mut inner.buckets[(epoch % WINDOW_BUCKETS) as usize];
         if bucket.epoch != epoch {
             *bucket = Bucket {
@@ -183,14 +200,14 @@ impl Breaker {
             .fold((0u64, 0u64), |(c, f), b| {
                 (c + u64::from(b.calls), f + u64::from(b.failures))
             });
-        if calls >= u64::from(self.settings.min_calls)
-            && failures * 100 >= calls * u64::from(self.settings.failure_percent)
+        if calls >= u64::from(inner.settings.min_calls)
+            && failures * 100 >= calls * u64::from(inner.settings.failure_percent)
         {
             tracing::warn!(
                 target_service = %self.target,
                 calls,
                 failures,
-                open_ms = self.settings.open_for.as_millis() as u64,
+                open_ms = inner.settings.open_for.as_millis() as u64,
                 "circuit open"
             );
             self.open(&mut inner, now);
@@ -199,7 +216,7 @@ impl Breaker {
 
     fn open(&self, inner: &mut Inner, now: Instant) {
         inner.mode = Mode::Open {
-            until: now + self.settings.open_for,
+            until: now + inner.settings.open_for,
         };
         self.state.set(BreakerState::Open as i64);
     }

@@ -5,17 +5,18 @@
 //! sends what is left of it with each attempt. A call with no time left is not sent
 //! ([`NotSent::NoTimeLeft`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use parking_lot::RwLock;
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
 use super::{BoxError, CallDeadline};
 use crate::around::Around;
+use crate::config::ClientSettings;
 use crate::context::{GRPC_TIMEOUT_HEADER, current_deadline, parse_grpc_timeout};
 use crate::error::{NotSent, not_sent};
 
@@ -23,19 +24,24 @@ use crate::error::{NotSent, not_sent};
 #[derive(Clone)]
 pub(crate) struct DeadlineLayer {
     pub(crate) service: Arc<str>,
-    pub(crate) default: Duration,
-    /// Method name (any case) → deadline, for this target.
-    pub(crate) per_method: Arc<BTreeMap<String, Duration>>,
+    /// `client.request_timeout` and `client.method_timeout`, reloadable.
+    pub(crate) settings: Arc<RwLock<ClientSettings>>,
 }
 
 impl DeadlineLayer {
     /// The deadline of a call to `path` that sets none.
     fn default_for(&self, path: &str) -> Duration {
         let method = path.rsplit('/').next().unwrap_or_default();
-        self.per_method
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(method))
-            .map_or(self.default, |(_, timeout)| *timeout)
+        let settings = self.settings.read();
+        settings
+            .method_timeout
+            .get(&*self.service)
+            .and_then(|per_method| {
+                per_method
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(method))
+            })
+            .map_or(settings.request_timeout, |(_, timeout)| *timeout)
     }
 }
 

@@ -27,6 +27,7 @@ mod retry;
 mod trace;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -120,19 +121,15 @@ struct Pool {
     target: Arc<Target>,
     breaker: Arc<Breaker>,
     budget: Arc<RetryBudget>,
-    settings: ClientSettings,
+    /// The clients' settings, shared and reloadable ([`Clients::reconfigure`]).
+    settings: Arc<RwLock<ClientSettings>>,
+    max_attempts: Arc<AtomicU32>,
     metrics: TargetMetrics,
 }
 
 impl Pool {
     /// The layer stack of a channel calling with `credentials`.
     fn stack(&self, credentials: Credentials) -> Stack {
-        let per_method = self
-            .settings
-            .method_timeout
-            .get(&*self.target.service)
-            .cloned()
-            .unwrap_or_default();
         let spans = crate::telemetry::trace::enabled().then(|| {
             AroundLayer(trace::CallSpans {
                 target: self.target.service.clone(),
@@ -148,11 +145,10 @@ impl Pool {
             }))
             .layer(AroundLayer(DeadlineLayer {
                 service: self.target.service.clone(),
-                default: self.settings.request_timeout,
-                per_method: Arc::new(per_method),
+                settings: self.settings.clone(),
             }))
             .layer(AroundLayer(RetryLayer {
-                max_attempts: self.settings.retry.max_attempts,
+                max_attempts: self.max_attempts.clone(),
                 budget: self.budget.clone(),
                 target: self.target.clone(),
                 retries: self.metrics.retries.clone(),
@@ -229,7 +225,7 @@ from_channel!(
 #[derive(Clone)]
 pub struct Clients {
     resolver: Arc<dyn Resolve>,
-    settings: ClientSettings,
+    settings: Arc<RwLock<ClientSettings>>,
     identity: Option<ServiceIdentity>,
     tls: Option<MutualTls>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
@@ -284,7 +280,7 @@ impl Clients {
     ) -> Self {
         Clients {
             resolver,
-            settings: settings.clone(),
+            settings: Arc::new(RwLock::new(settings.clone())),
             identity,
             tls: None,
             channels: Arc::default(),
@@ -338,6 +334,21 @@ impl Clients {
         self.resolver.register_metrics(registry);
     }
 
+    /// Takes new `client.*` settings (a config-centre reload): deadlines, retries, the retry
+    /// budget, the breakers and ejection apply to the next call of every channel, made or not.
+    /// The connect timeout and keep-alive (not reloadable) stay as the channels were made.
+    pub fn reconfigure(&self, settings: &ClientSettings) {
+        *self.settings.write() = settings.clone();
+        for channel in self.channels.lock().values() {
+            let pool = &channel.pool;
+            pool.max_attempts
+                .store(settings.retry.max_attempts, Ordering::Relaxed);
+            pool.budget.reconfigure(&settings.retry);
+            pool.breaker.reconfigure(&settings.breaker);
+            *pool.target.settings.write() = settings.balance.clone();
+        }
+    }
+
     /// A typed client for `service` (e.g. `"product"`), calling as this service.
     pub fn client<T: FromChannel>(&self, service: &str) -> Result<T, Status> {
         Ok(T::from_channel(self.channel(service)?))
@@ -377,6 +388,7 @@ impl Clients {
     /// task that keeps them up to date.
     fn pool(&self, service: &str, watch: &InstancesWatch) -> Result<Arc<Pool>, Status> {
         let name: Arc<str> = Arc::from(service);
+        let settings = self.settings.read().clone();
         let (state, metrics) = self.metrics.target(service);
         let current = watch.borrow().clone();
         let (resolved_tx, resolved) = tokio::sync::watch::channel(current.is_some());
@@ -384,11 +396,11 @@ impl Clients {
             service: name.clone(),
             instances: RwLock::new(Vec::new()),
             resolved,
-            settings: self.settings.balance.clone(),
+            settings: RwLock::new(settings.balance.clone()),
             ejections: metrics.ejections.clone(),
         });
         let connect = Connect {
-            settings: self.settings.clone(),
+            settings: settings.clone(),
             tls: self.tls.as_ref().map(|tls| tls.client(service)),
         };
         if let Some(addrs) = &current {
@@ -406,8 +418,9 @@ impl Clients {
             follow(&target, watch.clone(), resolved_tx, connect);
         }
         Ok(Arc::new(Pool {
-            breaker: Breaker::new(name, &self.settings.breaker, state),
-            budget: Arc::new(RetryBudget::new(&self.settings.retry)),
+            breaker: Breaker::new(name, &settings.breaker, state),
+            budget: Arc::new(RetryBudget::new(&settings.retry)),
+            max_attempts: Arc::new(AtomicU32::new(settings.retry.max_attempts)),
             target,
             settings: self.settings.clone(),
             metrics,

@@ -4,6 +4,7 @@
 //! can never multiply the load on a struggling fleet.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -43,38 +44,62 @@ fn is_health_check(path: &str) -> bool {
 /// `min_per_sec` per second, savings are capped at `burst_secs` seconds of `min_per_sec`
 /// (at least one retry).
 pub(crate) struct RetryBudget {
+    state: Mutex<BudgetState>,
+}
+
+struct BudgetState {
     ratio: f64,
     min_per_sec: f64,
     cap: f64,
-    state: Mutex<(f64, Instant)>,
+    balance: f64,
+    at: Instant,
+}
+
+impl BudgetState {
+    fn set(&mut self, settings: &RetrySettings) {
+        self.min_per_sec = f64::from(settings.min_per_sec);
+        self.cap = (self.min_per_sec * f64::from(settings.burst_secs)).max(1.0);
+        self.ratio = f64::from(settings.budget_percent) / 100.0;
+        self.balance = self.balance.min(self.cap);
+    }
 }
 
 impl RetryBudget {
     pub(crate) fn new(settings: &RetrySettings) -> Self {
-        let min_per_sec = f64::from(settings.min_per_sec);
-        let cap = (min_per_sec * f64::from(settings.burst_secs)).max(1.0);
+        let mut state = BudgetState {
+            ratio: 0.0,
+            min_per_sec: 0.0,
+            cap: 0.0,
+            balance: f64::MAX,
+            at: Instant::now(),
+        };
+        state.set(settings);
+        state.balance = state.min_per_sec.min(state.cap);
         RetryBudget {
-            ratio: f64::from(settings.budget_percent) / 100.0,
-            min_per_sec,
-            cap,
-            state: Mutex::new((min_per_sec.min(cap), Instant::now())),
+            state: Mutex::new(state),
         }
+    }
+
+    /// Takes new settings (a config-centre reload); savings above the new cap are dropped.
+    pub(crate) fn reconfigure(&self, settings: &RetrySettings) {
+        self.state.lock().set(settings);
     }
 
     /// A call was made.
     pub(crate) fn deposit(&self) {
         let mut state = self.state.lock();
-        state.0 = (state.0 + self.ratio).min(self.cap);
+        state.balance = (state.balance + state.ratio).min(state.cap);
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub(crate) fn withdraw(&self) -> bool {
         let mut state = self.state.lock();
         let now = Instant::now();
-        let refill = now.duration_since(state.1).as_secs_f64() * self.min_per_sec;
-        *state = ((state.0 + refill).min(self.cap), now);
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
+        let refill = now.duration_since(state.at).as_secs_f64() * state.min_per_sec;
+        state.balance = (state.balance + refill).min(state.cap);
+        state.at = now;
+        if state.balance >= 1.0 {
+            state.balance -= 1.0;
             true
         } else {
             false
@@ -87,7 +112,8 @@ impl RetryBudget {
 /// answers whole.
 #[derive(Clone)]
 pub(crate) struct RetryLayer {
-    pub(crate) max_attempts: u32,
+    /// `client.retry.max_attempts`, reloadable.
+    pub(crate) max_attempts: Arc<AtomicU32>,
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) target: Arc<Target>,
     pub(crate) retries: Counter,
@@ -107,7 +133,7 @@ impl Around<http::Request<Body>, http::Response<Body>, BoxError> for RetryLayer 
         S::Future: Send + 'static,
     {
         self.budget.deposit();
-        if self.max_attempts <= 1 || !is_idempotent(req.uri().path()) {
+        if self.max_attempts.load(Ordering::Relaxed) <= 1 || !is_idempotent(req.uri().path()) {
             return Box::pin(inner.oneshot(req));
         }
         let layer = self.clone();
@@ -161,7 +187,7 @@ impl tower::retry::Policy<http::Request<Body>, http::Response<Body>, BoxError> f
             .map(Attempted::addrs)
             .unwrap_or_default();
         let retry = unavailable
-            && self.attempts < self.layer.max_attempts
+            && self.attempts < self.layer.max_attempts.load(Ordering::Relaxed)
             && self.layer.target.has_untried(&tried)
             && self.layer.budget.withdraw();
         if !retry {

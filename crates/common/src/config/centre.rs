@@ -10,8 +10,9 @@
 //! - a bad value (unknown key, malformed, invalid) is refused, the last good settings stay, and
 //!   `config_reloads_total{result="rejected"}` counts it, with the error (naming the key) in
 //!   the log;
-//! - reloadable settings take effect at once ([`RELOADABLE`]: the log filter and the admission
-//!   limits); any other changed key is logged as needing a restart
+//! - reloadable settings take effect at once ([`RELOADABLE`]: the log filter, the admission
+//!   limits, the clients' deadlines, retries, breakers and ejection, the feature flags, and
+//!   whatever a service adds with `ServerBuilder::on_reload`); any other changed key is logged as needing a restart
 //!   (`config_reloads_total{result="restart_needed"}`), and keeps its running value.
 
 use std::collections::BTreeMap;
@@ -41,6 +42,12 @@ pub const RELOADABLE: &[&str] = &[
     "server.min_concurrent_rpcs",
     "server.max_concurrent_rpcs",
     "server.internal_reserve_percent",
+    "client.request_timeout",
+    "client.method_timeout",
+    "client.retry",
+    "client.breaker",
+    "client.balance",
+    "features",
 ];
 
 /// Where the config centre is.
@@ -169,6 +176,10 @@ pub struct Loaded {
     pub log_filter: String,
     /// `server.*` admission limits.
     pub server: super::ServerSettings,
+    /// `client.*` (deadlines, retries, breakers, ejection).
+    pub client: super::ClientSettings,
+    /// `features.*`.
+    pub features: super::FeatureFlags,
 }
 
 type LoadFn = dyn Fn(&Source) -> Result<Loaded, ConfigError> + Send + Sync;
@@ -186,7 +197,12 @@ pub struct Reloader {
     /// The running settings, as loaded.
     pub current: Loaded,
     pub(crate) load: Arc<LoadFn>,
+    /// What the service added: keys it applies itself and the hooks that apply them.
+    pub(crate) extra: Vec<(&'static [&'static str], Arc<ReloadHook>)>,
 }
+
+/// Applies reloaded settings (see [`Reloader::on_reload`]).
+pub type ReloadHook = dyn Fn(&Loaded) + Send + Sync;
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,6 +228,24 @@ pub enum Outcome {
 }
 
 impl Reloader {
+    /// Makes `keys` (dotted keys or section prefixes, e.g. `checkout.step_timeout`) reloadable:
+    /// `hook` runs with every change that loaded, after the platform's own settings applied.
+    /// The hook reads what it needs from [`Loaded::tree`] (or the typed platform fields).
+    pub fn on_reload(&mut self, keys: &'static [&'static str], hook: Arc<ReloadHook>) {
+        self.extra.push((keys, hook));
+    }
+
+    /// Runs the hooks of [`Reloader::on_reload`] with `loaded`.
+    pub fn run_hooks(&self, loaded: &Loaded) {
+        for (_, hook) in &self.extra {
+            hook(loaded);
+        }
+    }
+
+    fn reloadable(&self, key: &str) -> bool {
+        reloadable(RELOADABLE, key) || self.extra.iter().any(|(keys, _)| reloadable(keys, key))
+    }
+
     /// Loads `text` (the key's new YAML; `None` when the key was deleted) over the running
     /// source; on success the new settings become the ones the next change is compared with (a
     /// key that needs a restart is reported once).
@@ -233,16 +267,15 @@ impl Reloader {
             &mut changed,
         );
         let (applied, restart): (Vec<String>, Vec<String>) =
-            changed.into_iter().partition(|k| reloadable(k));
+            changed.into_iter().partition(|k| self.reloadable(k));
         self.source = source;
         self.current = loaded.clone();
         (Outcome::Loaded { applied, restart }, Some(loaded))
     }
 }
 
-fn reloadable(key: &str) -> bool {
-    RELOADABLE
-        .iter()
+fn reloadable(keys: &[&str], key: &str) -> bool {
+    keys.iter()
         .any(|r| key == *r || key.starts_with(&format!("{r}.")))
 }
 
@@ -285,9 +318,12 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, ["a.b", "d", "e"]);
-        assert!(reloadable("telemetry.log_filter"));
-        assert!(reloadable("server.max_concurrent_rpcs"));
-        assert!(!reloadable("server.port"));
-        assert!(!reloadable("database.url"));
+        assert!(reloadable(RELOADABLE, "telemetry.log_filter"));
+        assert!(reloadable(RELOADABLE, "server.max_concurrent_rpcs"));
+        assert!(reloadable(RELOADABLE, "client.retry.max_attempts"));
+        assert!(reloadable(RELOADABLE, "features.alipay"));
+        assert!(!reloadable(RELOADABLE, "server.port"));
+        assert!(!reloadable(RELOADABLE, "client.connect_timeout"));
+        assert!(!reloadable(RELOADABLE, "database.url"));
     }
 }

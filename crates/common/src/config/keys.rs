@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::{ConfigError, ENV_PREFIX, SERVICE_SECTIONS, Source};
 
-/// Settings that are maps keyed by the operator (service names, method names).
-pub const OPEN_MAPS: &[&str] = &["discovery.static", "client.method_timeout"];
+/// Settings that are maps keyed by the operator (service names, method names, flag names).
+pub const OPEN_MAPS: &[&str] = &["discovery.static", "client.method_timeout", "features"];
 
 /// `extra` merged into `base`, objects key by key; `extra` wins elsewhere.
 pub fn merge(base: Value, extra: Value) -> Value {

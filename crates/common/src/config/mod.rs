@@ -24,6 +24,7 @@ mod client;
 mod database;
 mod discovery;
 pub mod duration;
+pub mod features;
 mod keys;
 mod server;
 mod telemetry;
@@ -42,6 +43,7 @@ pub use cache::*;
 pub use client::*;
 pub use database::*;
 pub use discovery::*;
+pub use features::{FeatureFlags, Features};
 pub use server::*;
 pub use telemetry::*;
 pub use tls::*;
@@ -161,6 +163,8 @@ pub struct Settings<E = NoExtra> {
     pub auth: AuthSettings,
     /// Mutual TLS between the services.
     pub tls: TlsSettings,
+    /// Named on/off switches, reloadable (see [`features`]).
+    pub features: FeatureFlags,
     /// Sections only this service reads (e.g. `catalog` for product).
     pub ext: E,
     /// With a config centre: how to load these settings again when its key changes.
@@ -182,6 +186,8 @@ struct PlatformSections {
     telemetry: TelemetrySettings,
     auth: AuthSettings,
     tls: TlsSettings,
+    #[serde(default)]
+    features: FeatureFlags,
 }
 
 /// The empty service-specific extension.
@@ -209,6 +215,7 @@ impl<E> Settings<E> {
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
+            features: FeatureFlags::new(),
             ext,
             centre: None,
         }
@@ -230,6 +237,7 @@ impl<E> Settings<E> {
             telemetry: self.telemetry.clone(),
             auth: self.auth.clone(),
             tls: self.tls.clone(),
+            features: self.features.clone(),
         }
     }
 }
@@ -249,6 +257,7 @@ impl<E: Validate> Settings<E> {
             .and_then(|()| self.telemetry.validate(profile))
             .and_then(|()| self.auth.validate(profile))
             .and_then(|()| self.tls.validate(profile))
+            .and_then(|()| features::validate(&self.features))
             .and_then(|()| self.ext.validate(profile))
     }
 }
@@ -417,6 +426,7 @@ where
             source: source.clone(),
             current: settings.loaded()?,
             load: std::sync::Arc::new(load),
+            extra: Vec::new(),
         });
     }
     Ok(settings)
@@ -468,6 +478,7 @@ where
         telemetry: sections.telemetry,
         auth: sections.auth,
         tls: sections.tls,
+        features: sections.features,
         ext,
         centre: None,
     };
@@ -485,6 +496,8 @@ impl<E: Serialize> Settings<E> {
             ),
             log_filter: self.telemetry.log_filter.clone(),
             server: self.server.clone(),
+            client: self.client.clone(),
+            features: self.features.clone(),
         })
     }
 }

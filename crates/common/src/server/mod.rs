@@ -118,6 +118,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Applies `keys` (dotted keys or section prefixes) of a config-centre reload with `hook`
+    /// (see [`crate::config::centre::Reloader::on_reload`]); a no-op without a config centre.
+    pub fn on_reload(
+        mut self,
+        keys: &'static [&'static str],
+        hook: impl Fn(&crate::config::centre::Loaded) + Send + Sync + 'static,
+    ) -> Self {
+        if let Some(reloader) = &mut self.centre {
+            reloader.on_reload(keys, Arc::new(hook));
+        }
+        self
+    }
+
     /// Serves over mutual TLS with `tls` (see [`crate::tls`]); plain TCP with `None`.
     pub fn tls(mut self, tls: Option<MutualTls>) -> Self {
         self.tls = tls;

@@ -1,6 +1,8 @@
 //! The config centre's watch beside a running server (see [`crate::config::centre`]): every
 //! change of the service's key is loaded, refused (the running settings stay) or applied —
-//! the log filter and the admission limits at once, other keys logged as needing a restart.
+//! the log filter and the admission limits here, the rest by the hooks the service added
+//! ([`crate::server::ServerBuilder::on_reload`]; the platform's add the clients' settings and
+//! the feature flags), other keys logged as needing a restart.
 
 use std::time::Duration;
 
@@ -125,6 +127,7 @@ pub async fn watch(
             (Outcome::Loaded { applied, restart }, loaded) => {
                 if let Some(loaded) = &loaded {
                     apply(loaded, &limiter);
+                    reloader.run_hooks(loaded);
                 }
                 metrics.count("applied");
                 if !applied.is_empty() {

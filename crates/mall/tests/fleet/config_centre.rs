@@ -1,11 +1,13 @@
 //! Consul KV as the config centre, against the fake Consul: the service's key is a layer at
 //! start; a change reaches the running service within one watch round (the blocking query
 //! returns at once) — reloadable settings applied, a bad value refused with the running
-//! settings kept, a key that needs a restart reported as such.
+//! settings kept, a key that needs a restart reported as such; feature flags and the clients'
+//! settings change without one.
 
 use std::time::Duration;
 
-use mall_testing::{TestFleet, eventually, http_get};
+use mall_common::error::reason_of;
+use mall_testing::{GOOD_CARD, TestFleet, alipay_checkout_request, eventually, http_get};
 use mall_testkit::consul::FakeConsul;
 
 const KEY: &str = "mall/config/product";
@@ -91,4 +93,77 @@ async fn a_configured_centre_that_does_not_answer_stops_the_start() {
         refused.to_string().contains("MALL_CONFIG_CONSUL"),
         "{refused}"
     );
+}
+
+/// The fleet a checkout needs.
+const CHECKOUT_FLEET: [&str; 5] = ["product", "cart", "order", "payment", "checkout"];
+
+#[tokio::test]
+async fn a_feature_flag_switched_off_in_consul_kv_stops_alipay_at_checkout_and_not_cards() {
+    const CHECKOUT_KEY: &str = "mall/config/checkout";
+    let consul = FakeConsul::start().await;
+    consul.put_kv(CHECKOUT_KEY, "features:\n  alipay: false\n");
+    let fleet =
+        TestFleet::start_with(&CHECKOUT_FLEET, &[("MALL_CONFIG_CONSUL", &consul.url())]).await;
+    let user = 31;
+    let product = fleet.catalog().create_product("flag lamp", 1_500, 10).await;
+    fleet.cart(user).add(product, 1).await.expect("add to cart");
+    let refused_alipay = || async {
+        fleet
+            .checkout(user)
+            .send(alipay_checkout_request(user, "flag-alipay"))
+            .await
+            .err()
+            .and_then(|status| reason_of(&status))
+            .as_deref()
+            == Some("PAYMENT_METHOD_DISABLED")
+    };
+    // Off at start: refused before anything is written, with a reason to act on.
+    let status = fleet
+        .checkout(user)
+        .send(alipay_checkout_request(user, "flag-alipay"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(refused_alipay().await);
+    let metrics = || async {
+        http_get(fleet.endpoints("checkout").admin, "/metrics")
+            .await
+            .1
+    };
+
+    // Switched on by the centre, within one watch round; client settings change beside it,
+    // and neither asks for a restart.
+    consul.put_kv(
+        CHECKOUT_KEY,
+        "features:\n  alipay: true\nclient:\n  retry:\n    max_attempts: 2\n  \
+         method_timeout:\n    payment:\n      charge: 8s\n",
+    );
+    eventually(
+        Duration::from_secs(3),
+        "alipay is offered again",
+        || async { !refused_alipay().await },
+    )
+    .await;
+    let text = metrics().await;
+    assert!(
+        text.contains(r#"config_reloads_total{result="applied"} 1"#)
+            && !text.contains(r#"result="restart_needed""#),
+        "{text}"
+    );
+
+    // Off again: Alipay is refused, a card checkout still goes through.
+    consul.put_kv(CHECKOUT_KEY, "features:\n  alipay: false\n");
+    eventually(
+        Duration::from_secs(3),
+        "alipay is switched off",
+        refused_alipay,
+    )
+    .await;
+    fleet
+        .checkout(user)
+        .pay(GOOD_CARD, "flag-card")
+        .await
+        .expect("a card checkout is not affected");
+    fleet.stop().await;
 }
