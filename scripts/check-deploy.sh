@@ -260,6 +260,8 @@ for name in names:
         fail(f"{name}: MALL__DISCOVERY__KIND should be consul")
     if env.get("MALL__DISCOVERY__CONSUL__ADDRESS") != "http://consul:8500":
         fail(f"{name}: MALL__DISCOVERY__CONSUL__ADDRESS should be http://consul:8500")
+    if env.get("MALL_CONFIG_CONSUL") != "http://consul:8500":
+        fail(f"{name}: MALL_CONFIG_CONSUL should name the Consul container (the config centre)")
     if env.get("MALL__DISCOVERY__CONSUL__ADVERTISE_HOST") != name:
         fail(f"{name}: MALL__DISCOVERY__CONSUL__ADVERTISE_HOST is "
              f"{env.get('MALL__DISCOVERY__CONSUL__ADVERTISE_HOST')!r}, expected its container name {name!r}")
@@ -876,6 +878,7 @@ VARIANTS = {
     "defaults": {},
     "consul+servicemonitor": {"discovery": {"kind": "consul"},
                               "metrics": {"serviceMonitor": {"enabled": True}}},
+    "dns+config-centre": {"configCentre": {"enabled": True}},
     "tls+prefix+clients": {"tls": {"enabled": True}, "namePrefix": "tm-",
                            "probes": {"readinessVia": "readyz"},
                            "otlp": {"endpoint": "http://otel-collector.observability:4317"},
@@ -1054,6 +1057,10 @@ for label, values in VARIANTS.items():
                 fail(f"{where(dep)}: {name} missing")
         if "$(MALL_DB_PASSWORD)" not in (plain("MALL__DATABASE__URL") or ""):
             fail(f"{where(dep)}: MALL__DATABASE__URL should take the password from $(MALL_DB_PASSWORD)")
+        # The config centre: the agent named, and egress to its port, exactly when on.
+        centre = merged["configCentre"]
+        if (plain("MALL_CONFIG_CONSUL") or None) != (centre["address"] if centre["enabled"] else None):
+            fail(f"{where(dep)}: MALL_CONFIG_CONSUL {plain('MALL_CONFIG_CONSUL')!r} with configCentre {centre}")
         # Discovery.
         if plain("MALL__DISCOVERY__KIND") != kind_of:
             fail(f"{where(dep)}: MALL__DISCOVERY__KIND {plain('MALL__DISCOVERY__KIND')!r}, expected {kind_of}")
@@ -1126,6 +1133,12 @@ for label, values in VARIANTS.items():
                     egress_edges.add((n, component(peer)))
             if not rule.get("ports"):
                 fail(f"{where(np)}: an egress rule without ports opens everything: {rule}")
+        consul_port = merged["networkPolicy"]["egress"]["consulPort"]
+        reaches_consul = any({"port": consul_port, "protocol": "TCP"} in (r.get("ports") or [])
+                             for r in spec.get("egress", []))
+        if spec.get("egress") and reaches_consul != (kind_of == "consul" or merged["configCentre"]["enabled"]):
+            fail(f"{where(np)}: egress to Consul's port {consul_port} is {reaches_consul}, but "
+                 f"discovery is {kind_of} and the config centre {merged['configCentre']['enabled']}")
     for what, edges in (("ingress", ingress_edges), ("egress", egress_edges)):
         if edges != graph:
             fail(f"{label}: NetworkPolicy {what} allows {sorted(edges - graph)} beyond the call graph "
