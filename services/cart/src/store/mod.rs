@@ -7,11 +7,11 @@
 //! adds. Different carts share no lock (record locks only, under READ COMMITTED), and a lock
 //! conflict the database aborts anyway is run again ([`Database::retrying`]).
 
-use mall_common::store::{Backend, Database, Migrations, is_unique_violation};
+use mall_common::store::{Backend, Database, Migrations, Tx, TxConn, is_unique_violation};
 use mall_types::money::{MAX_ORDER_LINES, MAX_QUANTITY};
 use mall_types::time::{unix_millis, unix_secs};
 use mall_types::{ProductId, Quantity, UserId};
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::Row;
 
 use crate::domain::{Addition, CartLine, Purchase};
 use crate::error::Error;
@@ -49,7 +49,7 @@ impl Carts {
     }
 
     /// A write transaction holding the lock of `user_id`'s cart.
-    async fn lock_cart(&self, user_id: UserId) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    async fn lock_cart(&self, user_id: UserId) -> Result<Tx, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
         let upsert = match self.db.backend() {
             Backend::MySql => {
@@ -71,7 +71,7 @@ impl Carts {
 
     /// The line's current quantity, if there is a line.
     async fn quantity(
-        conn: &mut AnyConnection,
+        conn: &mut TxConn,
         user_id: UserId,
         product_id: ProductId,
     ) -> Result<Option<i64>, sqlx::Error> {
@@ -85,7 +85,7 @@ impl Carts {
     /// A new line at the end of the cart, unless the cart holds [`MAX_ORDER_LINES`] already.
     /// Lines are listed by `added_at_ms`, the order they were first added in.
     async fn insert_line(
-        conn: &mut AnyConnection,
+        conn: &mut TxConn,
         user_id: UserId,
         product_id: ProductId,
         quantity: Quantity,

@@ -91,6 +91,24 @@ pub struct NewSaga<'a> {
     pub contact: &'a Contact,
     /// The `traceparent` of the request opening it (see [`Saga::trace_parent`]).
     pub trace_parent: Option<&'a str>,
+    /// Where it starts: the priced lines and their total (step `placing_order`, running), or
+    /// the answer of a request refused before any other service was written to (step
+    /// `rejected`, failed, the lease given up).
+    pub start: Start<'a>,
+}
+
+/// How a new saga row starts (see [`NewSaga::start`]).
+#[derive(Debug, Clone)]
+pub enum Start<'a> {
+    /// Priced: the remote steps follow, driven by the lease holder.
+    Priced {
+        /// The priced lines.
+        lines: &'a [PricedLine],
+        /// Their total.
+        total: i64,
+    },
+    /// Refused before any remote write: the recorded answer.
+    Rejected(Outcome),
 }
 
 /// A progress write: every `Some` field is set.
@@ -210,8 +228,9 @@ impl Sagas {
         row.as_ref().map(saga_of).transpose()
     }
 
-    /// Writes a new running saga leased to `owner` until `lease_until` (unix ms). When the
-    /// (user, key) is taken — also by a concurrent insert — returns the saga holding it.
+    /// Writes a new saga: a priced one running, leased to `owner` until `lease_until` (unix ms),
+    /// or a rejected one with its answer (see [`Start`]). When the (user, key) is taken — also
+    /// by a concurrent insert — returns the saga holding it.
     pub async fn insert(
         &self,
         new: &NewSaga<'_>,
@@ -221,23 +240,42 @@ impl Sagas {
         let contact = serde_json::to_string(new.contact)
             .map_err(|e| Error::Corrupt(format!("contact does not serialize: {e}")))?;
         let now = unix_secs();
+        let (state, step, lines, total, outcome, lease_owner, lease_until) = match &new.start {
+            Start::Priced { lines, total } => {
+                let json = serde_json::to_string(lines)
+                    .map_err(|e| Error::Corrupt(format!("lines do not serialize: {e}")))?;
+                let state = (SagaState::Running, Step::PlacingOrder);
+                (state.0, state.1, Some(json), Some(*total), None, Some(owner), lease_until)
+            }
+            Start::Rejected(outcome) => {
+                let outcome = (i64::from(i32::from(outcome.code)), truncate(&outcome.message));
+                let state = (SagaState::Failed, Step::Rejected);
+                (state.0, state.1, None, None, Some(outcome), None, now_ms())
+            }
+        };
+        let (code, message) = outcome.unzip();
         let inserted = sqlx::query(
             "INSERT INTO sagas (id, user_id, idempotency_key, fingerprint, state, step, \
-             contact_json, lease_owner, lease_until, created_at, updated_at, trace_parent) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             contact_json, lease_owner, lease_until, created_at, updated_at, trace_parent, \
+             lines_json, total_cents, outcome_code, outcome_message) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id)
         .bind(new.user_id)
         .bind(new.idempotency_key)
         .bind(new.fingerprint)
-        .bind(SagaState::Running.as_str())
-        .bind(Step::Started.as_str())
+        .bind(state.as_str())
+        .bind(step.as_str())
         .bind(contact)
-        .bind(owner)
+        .bind(lease_owner)
         .bind(lease_until)
         .bind(now)
         .bind(now)
         .bind(new.trace_parent)
+        .bind(lines)
+        .bind(total)
+        .bind(code)
+        .bind(message)
         .execute(self.db.pool())
         .await;
         match inserted {

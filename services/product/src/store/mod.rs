@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 
 use mall_common::paging::Page;
-use mall_common::store::{Backend, Database, Migrations, inserted_id, is_unique_violation};
+use mall_common::store::{Backend, Database, Migrations, Tx, inserted_id, is_unique_violation};
 use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
 use mall_types::{ProductId, ReservationId, Text};
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -228,7 +228,7 @@ impl Catalog {
     /// key, so a name that folds like an existing one joins it (under the stored spelling).
     async fn link_categories(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Tx,
         product: i64,
         categories: &[Category],
     ) -> Result<(), Error> {
@@ -262,7 +262,7 @@ impl Catalog {
     /// Inserts one product row and its category links; returns the new id.
     async fn insert(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Tx,
         new: &NewProduct,
         now: i64,
     ) -> Result<i64, Error> {
@@ -281,7 +281,7 @@ impl Catalog {
         .bind(fold(new.description.as_str()))
         .execute(&mut **tx)
         .await?;
-        let id = inserted_id(&done, tx).await?;
+        let id = inserted_id(&done, &mut **tx).await?;
         self.link_categories(tx, id, &new.categories).await?;
         Ok(id)
     }
