@@ -15,9 +15,8 @@
 //! transaction counts once, as a commit. Counting is a handful of relaxed atomic adds per
 //! statement; it is always on.
 //!
-//! [`counters`] reads every open database's counts in this process, by database name (the
-//! last path segment of its URL, without an SQLite file's extension: `t_<run>_order`,
-//! `order`).
+//! [`counters`] reads every open database's counts in this process, by URL (without its query
+//! and password); [`counts_of`] one URL's.
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -181,16 +180,22 @@ pub(super) fn register(url: &str) -> Arc<Counters> {
     counters
 }
 
-/// The name [`counters`] files a database under: the last path segment of its URL, without
-/// the query and an SQLite file's `.db`.
+/// The name [`counters`] files a database under: its URL without the query, password redacted.
 fn database_name(url: &str) -> String {
-    let path = url.split('?').next().unwrap_or_default();
-    let last = path.rsplit('/').next().unwrap_or_default();
-    last.strip_suffix(".db").unwrap_or(last).to_string()
+    let url = crate::config::redact_url(url);
+    url.split('?').next().unwrap_or_default().to_string()
 }
 
-/// The counts of every open database of this process, by name (databases of one name, such as
-/// two instances of a service on one database, are summed).
+/// The counts of the database at `url` (summed over every pool open on it in this process, such
+/// as two instances of one service); zero when none is open.
+pub fn counts_of(url: &str) -> Counts {
+    counters()
+        .remove(&database_name(url))
+        .unwrap_or_default()
+}
+
+/// The counts of every open database of this process, by URL (see the module docs; pools on
+/// one database are summed).
 pub fn counters() -> BTreeMap<String, Counts> {
     let mut by_name: BTreeMap<String, Counts> = BTreeMap::new();
     for (name, counters) in REGISTRY.lock().iter() {
@@ -385,8 +390,14 @@ mod tests {
     }
 
     #[test]
-    fn databases_are_named_by_their_last_segment() {
-        assert_eq!(database_name("mysql://root@h:3306/t_ab_order"), "t_ab_order");
-        assert_eq!(database_name("sqlite:///tmp/x/order.db?mode=rwc"), "order");
+    fn databases_are_named_by_their_url_without_query() {
+        assert_eq!(
+            database_name("mysql://root@h:3306/t_ab_order"),
+            "mysql://root:***@h:3306/t_ab_order"
+        );
+        assert_eq!(
+            database_name("sqlite:///tmp/x/order.db?mode=rwc"),
+            "sqlite:///tmp/x/order.db"
+        );
     }
 }

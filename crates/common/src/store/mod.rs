@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 
 mod counted;
 mod traced;
-pub use counted::{Counters, Counts, Tx, TxConn, counters};
+pub use counted::{Counters, Counts, Tx, TxConn, counters, counts_of};
 pub use traced::Pool;
 
 use crate::config::{DatabaseSettings, redact_url};
