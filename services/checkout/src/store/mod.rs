@@ -142,6 +142,48 @@ impl Change {
     }
 }
 
+/// The columns a [`Start`] sets in the new row.
+struct StartColumns<'a> {
+    state: SagaState,
+    step: Step,
+    lines_json: Option<String>,
+    total: Option<i64>,
+    outcome_code: Option<i64>,
+    outcome_message: Option<String>,
+    lease_owner: Option<&'a str>,
+    lease_until: i64,
+}
+
+impl<'a> StartColumns<'a> {
+    fn of(start: &Start<'_>, owner: &'a str, lease_until: i64) -> Result<Self, Error> {
+        Ok(match start {
+            Start::Priced { lines, total } => StartColumns {
+                state: SagaState::Running,
+                step: Step::PlacingOrder,
+                lines_json: Some(
+                    serde_json::to_string(lines)
+                        .map_err(|e| Error::Corrupt(format!("lines do not serialize: {e}")))?,
+                ),
+                total: Some(*total),
+                outcome_code: None,
+                outcome_message: None,
+                lease_owner: Some(owner),
+                lease_until,
+            },
+            Start::Rejected(outcome) => StartColumns {
+                state: SagaState::Failed,
+                step: Step::Rejected,
+                lines_json: None,
+                total: None,
+                outcome_code: Some(i64::from(i32::from(outcome.code))),
+                outcome_message: Some(truncate(&outcome.message)),
+                lease_owner: None,
+                lease_until: now_ms(),
+            },
+        })
+    }
+}
+
 /// What [`Sagas::insert`] did.
 #[derive(Debug)]
 pub enum Inserted {
@@ -240,20 +282,7 @@ impl Sagas {
         let contact = serde_json::to_string(new.contact)
             .map_err(|e| Error::Corrupt(format!("contact does not serialize: {e}")))?;
         let now = unix_secs();
-        let (state, step, lines, total, outcome, lease_owner, lease_until) = match &new.start {
-            Start::Priced { lines, total } => {
-                let json = serde_json::to_string(lines)
-                    .map_err(|e| Error::Corrupt(format!("lines do not serialize: {e}")))?;
-                let state = (SagaState::Running, Step::PlacingOrder);
-                (state.0, state.1, Some(json), Some(*total), None, Some(owner), lease_until)
-            }
-            Start::Rejected(outcome) => {
-                let outcome = (i64::from(i32::from(outcome.code)), truncate(&outcome.message));
-                let state = (SagaState::Failed, Step::Rejected);
-                (state.0, state.1, None, None, Some(outcome), None, now_ms())
-            }
-        };
-        let (code, message) = outcome.unzip();
+        let start = StartColumns::of(&new.start, owner, lease_until)?;
         let inserted = sqlx::query(
             "INSERT INTO sagas (id, user_id, idempotency_key, fingerprint, state, step, \
              contact_json, lease_owner, lease_until, created_at, updated_at, trace_parent, \
@@ -264,18 +293,18 @@ impl Sagas {
         .bind(new.user_id)
         .bind(new.idempotency_key)
         .bind(new.fingerprint)
-        .bind(state.as_str())
-        .bind(step.as_str())
+        .bind(start.state.as_str())
+        .bind(start.step.as_str())
         .bind(contact)
-        .bind(lease_owner)
-        .bind(lease_until)
+        .bind(start.lease_owner)
+        .bind(start.lease_until)
         .bind(now)
         .bind(now)
         .bind(new.trace_parent)
-        .bind(lines)
-        .bind(total)
-        .bind(code)
-        .bind(message)
+        .bind(start.lines_json)
+        .bind(start.total)
+        .bind(start.outcome_code)
+        .bind(start.outcome_message)
         .execute(self.db.pool())
         .await;
         match inserted {
