@@ -189,9 +189,7 @@ fn database_name(url: &str) -> String {
 /// The counts of the database at `url` (summed over every pool open on it in this process, such
 /// as two instances of one service); zero when none is open.
 pub fn counts_of(url: &str) -> Counts {
-    counters()
-        .remove(&database_name(url))
-        .unwrap_or_default()
+    counters().remove(&database_name(url)).unwrap_or_default()
 }
 
 /// The counts of every open database of this process, by URL (see the module docs; pools on
@@ -256,6 +254,14 @@ impl Tx {
             .transactions
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Tx {
+    /// Rolls the transaction back (as dropping it does, but waiting for the database).
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        let tx = self.conn.tx.take().ok_or(Error::PoolClosed)?;
+        tx.rollback().await
     }
 }
 
@@ -380,9 +386,18 @@ mod tests {
     #[test]
     fn statements_are_classified_by_keyword_and_outbox_table() {
         assert_eq!(classify("SELECT 1"), Class::Read);
-        assert_eq!(classify("\n insert into orders (id) values (?)"), Class::Write);
-        assert_eq!(classify("INSERT INTO outbox (id) VALUES (?)"), Class::Outbox);
-        assert_eq!(classify("INSERT INTO outbox_seen (id) VALUES (?)"), Class::Write);
+        assert_eq!(
+            classify("\n insert into orders (id) values (?)"),
+            Class::Write
+        );
+        assert_eq!(
+            classify("INSERT INTO outbox (id) VALUES (?)"),
+            Class::Outbox
+        );
+        assert_eq!(
+            classify("INSERT INTO outbox_seen (id) VALUES (?)"),
+            Class::Write
+        );
         assert_eq!(classify("UPDATE t SET a = 1"), Class::Write);
         assert_eq!(classify("DELETE FROM t"), Class::Write);
         assert_eq!(classify("COMMIT"), Class::Control);

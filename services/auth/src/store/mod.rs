@@ -11,7 +11,6 @@ use sqlx::Row;
 use crate::domain::{AccountPatch, Registration, canonical_username};
 use crate::error::Error;
 
-
 /// Auth's migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("./migrations/sqlite"),

@@ -250,7 +250,12 @@ impl Engine {
         let done = charged_ids(run, "paid")?;
         let cleaned = self
             .down()
-            .remove_purchased(run.user(), &done.order_id, &run.lines, self.inner.timing.step)
+            .remove_purchased(
+                run.user(),
+                &done.order_id,
+                &run.lines,
+                self.inner.timing.step,
+            )
             .step(&self.inner.metrics, "cart_cleanup", run)
             .await;
         let change = match cleaned {

@@ -66,7 +66,8 @@ impl Engine {
                 };
                 self.fail(run, failure).await.map(drop)
             }
-            Step::Charging => self.resolve_charge(run, Failure::NotCharged)
+            Step::Charging => self
+                .resolve_charge(run, Failure::NotCharged)
                 .await
                 .map(drop),
             Step::Charged => self.finish_charged(run).await.map(drop),

@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 
 use mall_common::store::{Counts, counts_of};
-use mall_testing::{GOOD_CARD, TestFleet, order_status};
 use mall_proto::order::v1 as order_pb;
+use mall_testing::{GOOD_CARD, TestFleet, order_status};
 
 /// Statements of checkout's own work per successful checkout, all services together: cart 3
 /// (GetCart, RemovePurchased's claim and delete), product 4 (BatchGetProducts; ReserveStock's
@@ -116,7 +116,11 @@ async fn a_card_checkout_costs_at_most_14_statements_and_7_commits() {
     // Warm-up: connections, prepared statements, caches.
     checkout_cost(&fleet, 500, &[(mug, 1)], "lean-warm-up").await;
 
-    let shapes: [&[(u64, i32)]; 3] = [&[(mug, 1)], &[(mug, 2), (lamp, 1)], &[(mug, 1), (lamp, 3), (pen, 5)]];
+    let shapes: [&[(u64, i32)]; 3] = [
+        &[(mug, 1)],
+        &[(mug, 2), (lamp, 1)],
+        &[(mug, 1), (lamp, 3), (pen, 5)],
+    ];
     let mut first: Option<BTreeMap<&'static str, Counts>> = None;
     for (i, lines) in shapes.iter().cycle().take(6).enumerate() {
         let user = 501 + i as u64;
@@ -131,9 +135,15 @@ async fn a_card_checkout_costs_at_most_14_statements_and_7_commits() {
             commits <= MAX_COMMITS,
             "checkout {i}: {commits} commits (at most {MAX_COMMITS})"
         );
-        assert!(outbox <= MAX_OUTBOX, "checkout {i}: {outbox} outbox inserts");
+        assert!(
+            outbox <= MAX_OUTBOX,
+            "checkout {i}: {outbox} outbox inserts"
+        );
         for c in cost.values() {
-            assert_eq!(c.rollbacks, 0, "no transaction of a successful checkout rolls back");
+            assert_eq!(
+                c.rollbacks, 0,
+                "no transaction of a successful checkout rolls back"
+            );
         }
         // The same on every checkout, whatever its number of lines: nothing per line, and no
         // background work in the counts.

@@ -285,12 +285,7 @@ impl Catalog {
     }
 
     /// Inserts one product row and its category links; returns the new id.
-    async fn insert(
-        &self,
-        tx: &mut Tx,
-        new: &NewProduct,
-        now: i64,
-    ) -> Result<i64, Error> {
+    async fn insert(&self, tx: &mut Tx, new: &NewProduct, now: i64) -> Result<i64, Error> {
         let done = sqlx::query(
             "INSERT INTO products (name, description, picture, price_cents, stock, created_at, \
              updated_at, name_fold, description_fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
