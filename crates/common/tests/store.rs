@@ -1,7 +1,7 @@
 //! `common::store` against a real MariaDB (`MALL_TEST_MYSQL_URL`): lock conflicts are retried,
 //! and transient failures are `UNAVAILABLE`, never `INTERNAL`. Without the variable the MariaDB
 //! cases are skipped (they need a server that detects deadlocks and can kill connections);
-//! the SQLite case always runs.
+//! the SQLite cases always run. The statement and commit counters are checked on both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -199,6 +199,70 @@ async fn sessions_run_read_committed_on_mariadb_and_sqlite_answers_as_before() {
         2,
         "other errors are not retried"
     );
+    db.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Counts `db` keeps of one unit of work of each kind: statements on the pool (a write there is
+/// its own commit), a committed transaction, a dropped one; outbox inserts apart.
+async fn count_each_kind(db: &Database, url: &str) {
+    let before = db.counts();
+    assert_eq!(
+        mall_common::store::counts_of(url),
+        before,
+        "by URL as by pool"
+    );
+    let _: Vec<i64> = sqlx::query_scalar("SELECT v FROM counters")
+        .fetch_all(db.pool())
+        .await
+        .expect("read");
+    sqlx::query("UPDATE counters SET v = v + 1 WHERE id = 1")
+        .execute(db.pool())
+        .await
+        .expect("autocommit write");
+    let mut tx = db.begin_write().await.expect("begin");
+    sqlx::query("UPDATE counters SET v = v + 1 WHERE id = 2")
+        .execute(&mut *tx)
+        .await
+        .expect("write in a transaction");
+    // Not a table of this database: the insert fails, but it was sent, so it counts.
+    let _ = sqlx::query("INSERT INTO outbox (id) VALUES (1)")
+        .execute(&mut *tx)
+        .await;
+    drop(tx);
+    let mut tx = db.begin_write().await.expect("begin");
+    sqlx::query("UPDATE counters SET v = v + 1 WHERE id = 2")
+        .execute(&mut *tx)
+        .await
+        .expect("write in a transaction");
+    tx.commit().await.expect("commit");
+    let c = db.counts().since(&before);
+    assert_eq!(
+        (c.reads, c.writes, c.other, c.outbox),
+        (1, 3, 0, 1),
+        "{c:?}"
+    );
+    assert_eq!(
+        (c.autocommits, c.transactions, c.rollbacks),
+        (1, 1, 1),
+        "{c:?}"
+    );
+    assert_eq!((c.statements(), c.commits()), (4, 2), "{c:?}");
+}
+
+#[tokio::test]
+async fn every_statement_and_commit_is_counted_on_both_backends() {
+    if let Some((db, url)) = mariadb().await {
+        count_each_kind(&db, &url).await;
+        db.close().await;
+        drop_database(&url).await.expect("drop the test database");
+    }
+    let dir = std::env::temp_dir().join(format!("mall-store-{}", rand::random::<u32>()));
+    let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+    let db = Database::connect(&url, &DatabaseSettings::default(), &MIGRATIONS)
+        .await
+        .expect("sqlite");
+    count_each_kind(&db, &url).await;
     db.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -22,7 +22,9 @@ pub use mall_types::money::MAX_ORDER_LINES as MAX_LINES;
 pub enum Step {
     /// Row written; only reads (cart, catalog) so far.
     Started,
-    /// Lines priced and stored; PlaceOrder sent (the order may exist).
+    /// Lines priced and stored, the row's first state: the forward path writes nothing more
+    /// until its answer, so anything up to a paid order may have happened (recovery finds the
+    /// order by the saga id and the charge through payment's void).
     PlacingOrder,
     /// The PENDING order exists (`order_id` set).
     OrderPlaced,

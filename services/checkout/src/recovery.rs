@@ -1,7 +1,9 @@
 //! The recovery worker: on start and every `checkout.recovery_interval` it claims running
 //! sagas whose lease expired (one conditional `UPDATE` each, so one instance at a time drives a
-//! saga, across instances) and drives them to an end state with [`Engine::resume`]: before the
-//! charge they are compensated (the card is never stored, so they cannot be charged); after a
+//! saga, across instances) and drives them to an end state with [`Engine::resume`]: a saga left
+//! where the forward path wrote it (`placing_order`) has its order found by the saga id and its
+//! charge by payment's void — charged, the order is marked paid and the cart emptied; not
+//! charged (the card is never stored, so it cannot be charged now), it is compensated; after a
 //! recorded charge the order is marked paid or the charge refunded; `cart_pending` sagas get
 //! their cart emptied.
 

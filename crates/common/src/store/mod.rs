@@ -12,7 +12,9 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{AnyPool, Executor, MySql, Sqlite};
 use tracing::Instrument as _;
 
+mod counted;
 mod traced;
+pub use counted::{Counters, Counts, Tx, TxConn, counters, counts_of};
 pub use traced::Pool;
 
 use crate::config::{DatabaseSettings, redact_url};
@@ -60,6 +62,7 @@ pub struct Migrations {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    counters: std::sync::Arc<Counters>,
 }
 
 /// The database could not be opened or migrated. The message never holds the password.
@@ -164,13 +167,22 @@ impl Database {
                 url: redacted.clone(),
                 source,
             })?;
-        Ok(Database { pool, backend })
+        Ok(Database {
+            pool,
+            backend,
+            counters: counted::register(url),
+        })
     }
 
     /// The pool, for queries: `query.fetch_all(db.pool())`; each statement is a span while
     /// traces are exported (see [`traced`]).
     pub fn pool(&self) -> Pool<'_> {
-        Pool::new(&self.pool, self.backend.system())
+        Pool::new(&self.pool, self.backend.system(), &self.counters)
+    }
+
+    /// This database's statement and commit counts so far (see [`counted`]).
+    pub fn counts(&self) -> Counts {
+        self.counters.snapshot()
     }
 
     /// Which SQL dialect this is.
@@ -180,12 +192,14 @@ impl Database {
 
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing with `SQLITE_BUSY`
-    /// when they upgrade from reading.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::MySql => self.pool.begin().await,
-        }
+    /// when they upgrade from reading. Its statements (on `&mut *tx`) and its commit are
+    /// counted (see [`counted`]).
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::MySql => self.pool.begin().await?,
+        };
+        Ok(Tx::new(tx, self.counters.clone()))
     }
 
     /// Runs `op` — one whole unit of work: its own transaction, or single statements each
@@ -279,10 +293,13 @@ fn sqlite_parent_dir(url: &str) -> Option<&std::path::Path> {
 /// The id of the row an `INSERT` just created on `conn`: the driver reports it on MySQL; on
 /// SQLite (which `Any` does not report) it is read back with `last_insert_rowid()` on the same
 /// connection.
-pub async fn inserted_id(
+pub async fn inserted_id<'c, E>(
     done: &sqlx::any::AnyQueryResult,
-    conn: &mut sqlx::AnyConnection,
-) -> Result<i64, sqlx::Error> {
+    conn: E,
+) -> Result<i64, sqlx::Error>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
     match done.last_insert_id() {
         Some(id) => Ok(id),
         None => {

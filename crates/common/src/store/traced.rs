@@ -8,18 +8,19 @@
 //!   transaction, with its lock-conflict retries) is a `db.<what>` span with `db.operation` =
 //!   `what`; its statements run on the transaction's connection, under it.
 //!
-//! While export is off, [`Pool`] hands each statement to sqlx untouched and no span is made.
+//! While export is off no span is made. Either way each statement is counted in the database's
+//! [`Counters`] (see [`counted`](super::counted)).
 
 use std::fmt;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt as _, StreamExt as _};
-use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::error::BoxDynError;
+use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::{Any, AnyPool, Either, Error, Execute, Executor, SqlStr};
 use tracing::Instrument as _;
 
+use super::counted::{Counters, Statement};
 use crate::telemetry::trace;
 
 /// The pool of a [`Database`](super::Database) as an executor: `query.fetch_all(db.pool())`.
@@ -28,6 +29,7 @@ use crate::telemetry::trace;
 pub struct Pool<'p> {
     pool: &'p AnyPool,
     system: &'static str,
+    counters: &'p Counters,
 }
 
 impl fmt::Debug for Pool<'_> {
@@ -39,26 +41,26 @@ impl fmt::Debug for Pool<'_> {
 }
 
 impl<'p> Pool<'p> {
-    pub(super) fn new(pool: &'p AnyPool, system: &'static str) -> Self {
-        Pool { pool, system }
+    pub(super) fn new(pool: &'p AnyPool, system: &'static str, counters: &'p Counters) -> Self {
+        Pool {
+            pool,
+            system,
+            counters,
+        }
     }
 
-    /// A connection of its own (statements on it are not spans).
+    /// A connection of its own (statements on it are neither spans nor counted).
     pub async fn acquire(self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
         self.pool.acquire().await
     }
 
-    /// The span of one statement, and the statement to run under it; `None` while export is
-    /// off.
-    fn statement<'q, E: Execute<'q, Any>>(
-        self,
-        mut query: E,
-    ) -> (Option<tracing::Span>, Statement) {
-        let arguments = query.take_arguments();
-        let persistent = query.persistent();
-        let sql = query.sql();
+    /// The statement, counted, and its span; `None` while export is off.
+    fn statement<'q, E: Execute<'q, Any>>(self, query: E) -> (Option<tracing::Span>, Statement) {
+        let statement = Statement::of(query);
+        let sql = statement.sql.as_str();
+        self.counters.statement(sql, true);
         let span = trace::enabled().then(|| {
-            let kind = statement_kind(sql.as_str());
+            let kind = statement_kind(sql);
             tracing::info_span!(
                 "db",
                 otel.name = %format_args!("db.{}", kind.to_ascii_lowercase()),
@@ -68,11 +70,6 @@ impl<'p> Pool<'p> {
                 db.operation = kind,
             )
         });
-        let statement = Statement {
-            sql,
-            arguments: Some(arguments),
-            persistent,
-        };
         (span, statement)
     }
 }
@@ -117,31 +114,6 @@ fn statement_kind(sql: &str) -> &'static str {
         .unwrap_or("OTHER")
 }
 
-/// A query taken apart (its text and arguments) to read its kind, put back together for sqlx.
-struct Statement {
-    sql: SqlStr,
-    arguments: Option<Result<Option<AnyArguments>, BoxDynError>>,
-    persistent: bool,
-}
-
-impl<'q> Execute<'q, Any> for Statement {
-    fn sql(self) -> SqlStr {
-        self.sql
-    }
-
-    fn statement(&self) -> Option<&AnyStatement> {
-        None
-    }
-
-    fn take_arguments(&mut self) -> Result<Option<AnyArguments>, BoxDynError> {
-        self.arguments.take().unwrap_or(Ok(None))
-    }
-
-    fn persistent(&self) -> bool {
-        self.persistent
-    }
-}
-
 impl<'p> Executor<'p> for Pool<'p> {
     type Database = Any;
 
@@ -153,11 +125,10 @@ impl<'p> Executor<'p> for Pool<'p> {
         'p: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        if !trace::enabled() {
-            return self.pool.fetch_many(query);
-        }
         let (span, statement) = self.statement(query);
-        let span = span.unwrap_or_else(tracing::Span::none);
+        let Some(span) = span else {
+            return self.pool.fetch_many(statement);
+        };
         let stream = {
             let _entered = span.enter();
             self.pool.fetch_many(statement)
@@ -178,11 +149,10 @@ impl<'p> Executor<'p> for Pool<'p> {
         'p: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        if !trace::enabled() {
-            return self.pool.fetch_optional(query);
-        }
         let (span, statement) = self.statement(query);
-        let span = span.unwrap_or_else(tracing::Span::none);
+        let Some(span) = span else {
+            return self.pool.fetch_optional(statement);
+        };
         let recorded = span.clone();
         let pool = self.pool;
         async move {

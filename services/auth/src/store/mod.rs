@@ -3,15 +3,13 @@
 //! token is rotated by one conditional `UPDATE`, so it can be used once.
 
 use mall_common::auth::revocation::Revoked;
-use mall_common::store::{Database, Migrations, inserted_id, is_unique_violation};
+use mall_common::store::{Database, Migrations, Tx, inserted_id, is_unique_violation};
 use mall_types::time::unix_secs;
 use mall_types::{Role, UserId};
 use sqlx::Row;
 
 use crate::domain::{AccountPatch, Registration, canonical_username};
 use crate::error::Error;
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Auth's migrations, one set per backend.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -165,7 +163,7 @@ impl Accounts {
         .execute(&mut *conn)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::UsernameTaken } else { e.into() })?;
-        Ok(inserted_id(&done, &mut conn).await?)
+        Ok(inserted_id(&done, &mut *conn).await?)
     }
 
     /// The account (any status) whose canonical username is `key` (see

@@ -1,17 +1,18 @@
 //! The carts' SQL. One implementation for both backends through sqlx `Any`, `?` placeholders
 //! and portable types.
 //!
-//! Every write is one transaction that first locks the cart's row in `carts` (an upsert), so the
-//! writes of one cart run one at a time: what a write reads of its cart (is the line there? how
+//! Every write that adds to a cart is one transaction that first locks the cart's row in `carts`
+//! (an upsert), so the writes of one cart run one at a time: what a write reads of its cart (is the line there? how
 //! many lines?) still holds when it writes, and the 100-line cap cannot be passed by concurrent
-//! adds. Different carts share no lock (record locks only, under READ COMMITTED), and a lock
+//! adds. `RemovePurchased` only takes units out and skips that lock (see
+//! [`Carts::remove_purchased`]). Different carts share no lock (record locks only, under READ COMMITTED), and a lock
 //! conflict the database aborts anyway is run again ([`Database::retrying`]).
 
-use mall_common::store::{Backend, Database, Migrations, is_unique_violation};
+use mall_common::store::{Backend, Database, Migrations, Tx, TxConn, is_unique_violation};
 use mall_types::money::{MAX_ORDER_LINES, MAX_QUANTITY};
 use mall_types::time::{unix_millis, unix_secs};
 use mall_types::{ProductId, Quantity, UserId};
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{Addition, CartLine, Purchase};
 use crate::error::Error;
@@ -49,7 +50,7 @@ impl Carts {
     }
 
     /// A write transaction holding the lock of `user_id`'s cart.
-    async fn lock_cart(&self, user_id: UserId) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    async fn lock_cart(&self, user_id: UserId) -> Result<Tx, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
         let upsert = match self.db.backend() {
             Backend::MySql => {
@@ -71,7 +72,7 @@ impl Carts {
 
     /// The line's current quantity, if there is a line.
     async fn quantity(
-        conn: &mut AnyConnection,
+        conn: &mut TxConn,
         user_id: UserId,
         product_id: ProductId,
     ) -> Result<Option<i64>, sqlx::Error> {
@@ -85,7 +86,7 @@ impl Carts {
     /// A new line at the end of the cart, unless the cart holds [`MAX_ORDER_LINES`] already.
     /// Lines are listed by `added_at_ms`, the order they were first added in.
     async fn insert_line(
-        conn: &mut AnyConnection,
+        conn: &mut TxConn,
         user_id: UserId,
         product_id: ProductId,
         quantity: Quantity,
@@ -228,9 +229,15 @@ impl Carts {
             .await
     }
 
+    /// The claim of the order, then one `DELETE` of every line bought whole, and only when a
+    /// line is left over (the shopper added units since, or removed the line) one `UPDATE`
+    /// taking the units bought from the lines that hold more. No cart lock: this only takes
+    /// units out, so there is no cap to guard, and each statement locks just the lines it
+    /// touches.
     async fn remove_purchased_once(&self, purchase: &Purchase) -> Result<Removal, Error> {
         let user = purchase.user_id.db();
-        let mut tx = self.lock_cart(purchase.user_id).await?;
+        let n = purchase.lines.len();
+        let mut tx = self.db.begin_write().await?;
         let marked = sqlx::query(
             "INSERT INTO cart_purchases (order_id, user_id, created_at) VALUES (?, ?, ?)",
         )
@@ -244,29 +251,43 @@ impl Carts {
             Err(e) if is_unique_violation(&e) => return Ok(Removal::Repeat),
             Err(e) => return Err(e.into()),
         }
-        for (product, bought) in &purchase.lines {
-            sqlx::query(
-                "DELETE FROM cart_items WHERE user_id = ? AND product_id = ? AND quantity <= ?",
-            )
-            .bind(user)
-            .bind(product.db())
-            .bind(bought.db())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE cart_items SET quantity = quantity - ?, updated_at = ? \
-                 WHERE user_id = ? AND product_id = ? AND quantity > ?",
-            )
-            .bind(bought.db())
-            .bind(unix_secs())
-            .bind(user)
-            .bind(product.db())
-            .bind(bought.db())
-            .execute(&mut *tx)
-            .await?;
+        if n > 0 {
+            let sql = format!(
+                "DELETE FROM cart_items WHERE user_id = ? AND ({})",
+                vec!["(product_id = ? AND quantity <= ?)"; n].join(" OR ")
+            );
+            let mut delete = sqlx::query(AssertSqlSafe(sql)).bind(user);
+            for (product, bought) in &purchase.lines {
+                delete = delete.bind(product.db()).bind(bought.db());
+            }
+            let deleted = delete.execute(&mut *tx).await?;
+            if usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX) < n {
+                Self::take_units(&mut tx, purchase).await?;
+            }
         }
         tx.commit().await?;
         Ok(Removal::Removed)
+    }
+
+    /// Takes the units bought from the purchase's lines that hold more than that.
+    async fn take_units(conn: &mut TxConn, purchase: &Purchase) -> Result<(), sqlx::Error> {
+        let n = purchase.lines.len();
+        let sql = format!(
+            "UPDATE cart_items SET quantity = quantity - CASE product_id {} END, updated_at = ? \
+             WHERE user_id = ? AND ({})",
+            vec!["WHEN ? THEN ?"; n].join(" "),
+            vec!["(product_id = ? AND quantity > ?)"; n].join(" OR ")
+        );
+        let mut update = sqlx::query(AssertSqlSafe(sql));
+        for (product, bought) in &purchase.lines {
+            update = update.bind(product.db()).bind(bought.db());
+        }
+        update = update.bind(unix_secs()).bind(purchase.user_id.db());
+        for (product, bought) in &purchase.lines {
+            update = update.bind(product.db()).bind(bought.db());
+        }
+        update.execute(conn).await?;
+        Ok(())
     }
 
     /// A cart's lines in the order they were first added.

@@ -82,7 +82,7 @@ impl Engine {
     /// The saga's order, if it may have one. `PlaceOrder` may have created the order without
     /// the saga learning its id; the saga id as its key names it (or creates it, to be
     /// cancelled right away).
-    async fn order_to_undo(&self, run: &mut Run) -> Result<Option<String>, StepError> {
+    pub(super) async fn order_to_undo(&self, run: &mut Run) -> Result<Option<String>, StepError> {
         if let Some(id) = &run.order_id {
             return Ok(Some(id.clone()));
         }

@@ -1,6 +1,7 @@
 //! The forward path of a new saga, one function per step: cart, pricing, place order, reserve,
-//! charge, mark paid, remove the purchased lines from the cart. Before the order exists a failure is a rejection (nothing to
-//! undo); from then on it compensates (see [`super::compensate`]).
+//! charge, mark paid, remove the purchased lines from the cart. Before the saga's row is
+//! written (cart and pricing: reads only) a failure is a rejection; from the order on it
+//! compensates (see [`super::compensate`]). No step writes the saga's row: the answer does.
 
 use super::StepCall as _;
 use super::outcome::Answer;
@@ -25,19 +26,10 @@ enum Placed {
 }
 
 impl Engine {
-    /// Drives a new saga from its cart to its answer.
+    /// Drives a new saga, priced and written, from its order to its answer.
     pub(super) async fn forward(&self, run: &mut Run, pay: &Pay) -> Result<Answer, StepError> {
-        // 1–2. Reads only: a failure leaves nothing to undo.
-        let priced = match self.read_cart(run).await {
-            Ok(cart) => self.price(run, &cart).await,
-            Err(failure) => Err(failure),
-        };
-        let (lines, total) = match priced {
-            Ok(priced) => priced,
-            Err(failure) => return self.reject(run, failure).await,
-        };
         // 3. The order. From here on an order may exist, so failures compensate.
-        let order_id = match self.place_order(run, lines, total, pay.method()).await? {
+        let order_id = match self.place_order(run, pay.method()).await {
             Placed::Order(id) => id,
             Placed::Refused(failure) => return self.reject(run, failure).await,
             Placed::Failed(failure) => return self.fail(run, failure).await,
@@ -67,7 +59,6 @@ impl Engine {
             Ok(t) => t,
             Err(e) => return self.fail(run, e.into()).await,
         };
-        self.save(run, Change::step(Step::LinkingPayment)).await?;
         let linked = self
             .down()
             .alipay_pay_link(order_id, run.user(), run.total, return_url, timeout)
@@ -100,7 +91,7 @@ impl Engine {
     }
 
     /// Step 1: the cart's lines.
-    async fn read_cart(&self, run: &Run) -> Result<Vec<(u64, i32)>, Failure> {
+    pub(super) async fn read_cart(&self, run: &Run) -> Result<Vec<(u64, i32)>, Failure> {
         let timeout = self.within_budget(run)?;
         let cart = self
             .down()
@@ -119,7 +110,7 @@ impl Engine {
     }
 
     /// Step 2: every line priced from the catalog, all in one call, never from the client.
-    async fn price(
+    pub(super) async fn price(
         &self,
         run: &Run,
         cart: &[(u64, i32)],
@@ -137,27 +128,13 @@ impl Engine {
         price_lines(cart, &prices).map_err(Failure::Pricing)
     }
 
-    /// Step 3: the PENDING order, with the priced lines stored first (so compensation can find
-    /// or cancel it) and its id after.
-    async fn place_order(
-        &self,
-        run: &mut Run,
-        lines: Vec<PricedLine>,
-        total: i64,
-        method: &str,
-    ) -> Result<Placed, StepError> {
+    /// Step 3: the PENDING order, under the saga id as its idempotency key (so recovery finds
+    /// it again, or compensation cancels it).
+    async fn place_order(&self, run: &mut Run, method: &str) -> Placed {
         let timeout = match self.within_budget(run) {
             Ok(t) => t,
-            Err(e) => return Ok(Placed::Refused(e.into())),
+            Err(e) => return Placed::Refused(e.into()),
         };
-        run.lines = lines.clone();
-        run.total = total;
-        let priced = Change {
-            step: Some(Step::PlacingOrder),
-            priced: Some((lines, total)),
-            ..Change::default()
-        };
-        self.save(run, priced).await?;
         let placed = self
             .down()
             .place_order(
@@ -170,22 +147,16 @@ impl Engine {
             )
             .step(&self.inner.metrics, "place_order", run)
             .await;
-        let order_id = match placed {
-            Ok(id) => id,
-            // A refusal with a reason is the order service's own "no": it created nothing.
-            Err(e) if e.reason().is_some() => {
-                return Ok(Placed::Refused(Self::cut_by_budget(run, e).into()));
+        match placed {
+            Ok(id) => {
+                run.order_id = Some(id.clone());
+                Placed::Order(id)
             }
-            Err(e) => return Ok(Placed::Failed(Self::cut_by_budget(run, e).into())),
-        };
-        run.order_id = Some(order_id.clone());
-        let placed = Change {
-            step: Some(Step::ReservingStock),
-            order_id: Some(order_id.clone()),
-            ..Change::default()
-        };
-        self.save(run, placed).await?;
-        Ok(Placed::Order(order_id))
+            // A refusal with a reason is the order service's own "no": it created nothing
+            // (compensation finds no order to cancel under the saga id, or cancels one).
+            Err(e) if e.reason().is_some() => Placed::Refused(Self::cut_by_budget(run, e).into()),
+            Err(e) => Placed::Failed(Self::cut_by_budget(run, e).into()),
+        }
     }
 
     /// Step 4: the order's stock, reserved under its id.
@@ -218,7 +189,6 @@ impl Engine {
             Ok(t) => t,
             Err(e) => return self.fail(run, e.into()).await,
         };
-        self.save(run, Change::step(Step::Charging)).await?;
         let charged = self
             .down()
             .charge(order_id, run.user(), run.total, card, timeout)
@@ -226,7 +196,7 @@ impl Engine {
             .await;
         match charged {
             Ok(tx) => {
-                self.record_charge(run, tx).await?;
+                run.tx = Some(tx);
                 self.finish_charged(run).await
             }
             Err(e) if e.ends_drive() => Err(e),
@@ -238,21 +208,10 @@ impl Engine {
                 }
                 None => {
                     tracing::warn!(saga = %run.id, error = %e, "charge outcome unknown");
-                    self.resolve_charge(run).await
+                    self.resolve_charge(run, Failure::NotCharged).await
                 }
             },
         }
-    }
-
-    /// Writes the transaction id down: from here on the saga pays or refunds.
-    pub(super) async fn record_charge(&self, run: &mut Run, tx: String) -> Result<(), StepError> {
-        run.tx = Some(tx.clone());
-        let charged = Change {
-            step: Some(Step::Charged),
-            transaction_id: Some(tx),
-            ..Change::default()
-        };
-        self.save(run, charged).await
     }
 
     /// Step 6: charged, so mark the order paid (bounded retries), else refund and cancel.
@@ -283,37 +242,44 @@ impl Engine {
         self.fail(run, Failure::Refunded).await
     }
 
-    /// Step 7: the order is PAID, so record success, then take the purchased lines out of the
-    /// cart (or leave that to the worker: once per order, so a late retry cannot touch what the
-    /// shopper added since).
+    /// Step 7: the order is PAID, so take the purchased lines out of the cart, then record
+    /// success (one write: the order, the charge, the answer). When the cart cannot be cleaned
+    /// now, success is recorded with the cart left to the worker (`cart_pending`): once per
+    /// order, so a late retry cannot touch what the shopper added since.
     pub(super) async fn paid(&self, run: &mut Run) -> Result<Answer, StepError> {
         let done = charged_ids(run, "paid")?;
-        let order_id = done.order_id.clone();
-        let answer = self
-            .decide(run, Change::step(Step::CartPending), Ok(done))
-            .await?;
-        match self
+        let cleaned = self
             .down()
-            .remove_purchased(run.user(), &order_id, &run.lines, self.inner.timing.step)
+            .remove_purchased(
+                run.user(),
+                &done.order_id,
+                &run.lines,
+                self.inner.timing.step,
+            )
             .step(&self.inner.metrics, "cart_cleanup", run)
-            .await
-        {
-            Ok(()) => {
-                let completed = Change {
-                    state: Some(SagaState::Succeeded),
-                    step: Some(Step::Completed),
-                    release_lease_at: Some(now_ms()),
-                    ..Change::default()
-                };
-                self.save(run, completed).await?;
-                let order = run.order_id.as_deref().unwrap_or_default();
-                tracing::info!(saga = %run.id, order, "checkout completed");
-            }
+            .await;
+        let change = match cleaned {
+            Ok(()) => Change {
+                state: Some(SagaState::Succeeded),
+                step: Some(Step::Completed),
+                release_lease_at: Some(now_ms()),
+                ..Change::default()
+            },
             Err(e) if e.ends_drive() => return Err(e),
             Err(e) => {
                 tracing::warn!(saga = %run.id, error = %e, "RemovePurchased failed; the recovery worker will retry");
-                self.park(run).await?;
+                Change {
+                    step: Some(Step::CartPending),
+                    release_lease_at: Some(self.retry_at()),
+                    ..Change::default()
+                }
             }
+        };
+        let completed = change.state.is_some();
+        let order = done.order_id.clone();
+        let answer = self.decide(run, change, Ok(done)).await?;
+        if completed {
+            tracing::info!(saga = %run.id, order, "checkout completed");
         }
         Ok(answer)
     }

@@ -1,6 +1,15 @@
 //! The checkout saga: read the cart → price every line from the catalog → place a PENDING
-//! order → reserve stock → charge → mark the order paid → empty the cart, with the progress
-//! written to the `sagas` table before and after each remote call. An Alipay checkout stops
+//! order → reserve stock → charge → mark the order paid → empty the cart.
+//!
+//! Its progress is written to the `sagas` table twice on the way to success: one row, with the
+//! priced lines, before the first remote write (`placing_order`), and one update with the
+//! answer (order, charge, outcome) at the end. Nothing in between: every remote step is
+//! idempotent under the saga id (the order's idempotency key; the order id keys the stock
+//! reservation, the charge and the cart cleanup), so the recovery worker drives a saga left at
+//! `placing_order` from the start — the order by the saga id, then payment's void of that
+//! order, which either finds the charge (mark paid, clean the cart) or shuts one out
+//! (compensate). A refusal before any remote write (empty cart, unknown product) is one row
+//! with its answer. Failures write more (compensation records each stage). An Alipay checkout stops
 //! after the stock with the order's signed pay link (`saga.alipay_link`): the buyer pays on
 //! Alipay's page, and payment marks the order PAID and cleans the cart once Alipay confirms it
 //! (or the order sweeper cancels the order unpaid).
@@ -49,7 +58,7 @@ use crate::domain::{CheckoutInput, Contact, PricedLine, fingerprint, new_saga_id
 use crate::downstream::Downstream;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{Change, Inserted, NewSaga, Sagas, now_ms};
+use crate::store::{Change, Inserted, NewSaga, Sagas, Start, now_ms};
 
 /// How often `MarkOrderPaid` is tried after a successful charge before the charge is refunded.
 pub const MARK_PAID_ATTEMPTS: u32 = 3;
@@ -158,8 +167,8 @@ impl Run {
 
 /// What [`Engine::open`] found for a request.
 enum Opened {
-    /// A new saga (its id), whose lease this instance holds.
-    New(String),
+    /// The new saga's row is written (and, when priced, leased to this instance).
+    New,
     /// The request repeats an earlier one (or is refused): this is its answer.
     Existing(Answer),
 }
@@ -218,44 +227,81 @@ impl Engine {
     /// Runs a checkout for a validated request, or answers a retry of an earlier one.
     pub async fn checkout(&self, input: CheckoutInput) -> Result<Done, Status> {
         let started = Instant::now();
-        let mut run = match self.open(&input).await {
-            Ok(Opened::New(id)) => self.new_run(id, &input, started),
-            Ok(Opened::Existing(answer)) => return answer,
-            Err(e) => return Err(e.into_status()),
-        };
-        let answer = self.forward(&mut run, &input.pay).await;
+        let mut run = self.new_run(new_saga_id(), &input, started);
+        let answer = self.start(&mut run, &input).await;
         self.inner.metrics.duration(started.elapsed());
         answer.unwrap_or_else(|e| Err(e.into_status()))
     }
 
-    /// Finds the saga of this request's key, or starts one. A stale fingerprint row (no
-    /// explicit key, older than the window) is retired and the insert tried again; a few rounds
-    /// settle any race.
-    async fn open(&self, input: &CheckoutInput) -> Result<Opened, StepError> {
+    /// Reads and prices the cart, then writes the saga's row — its only write before the
+    /// answer — with the priced lines (or the refusal), and drives it forward. A request that
+    /// repeats an earlier one finds that saga's row in its way and gets that saga's answer.
+    async fn start(&self, run: &mut Run, input: &CheckoutInput) -> Result<Answer, StepError> {
+        // 1–2. Reads only: a failure leaves nothing to undo.
+        let priced = match self.read_cart(run).await {
+            Ok(cart) => self.price(run, &cart).await,
+            Err(failure) => Err(failure),
+        };
+        let refused = match priced {
+            Ok((lines, total)) => {
+                run.lines = lines;
+                run.total = total;
+                None
+            }
+            Err(failure) => {
+                let failure = outcome::unless_stopping(failure)?;
+                Some((failure.kind(), failure.into_status()))
+            }
+        };
+        let start = match &refused {
+            None => Start::Priced {
+                lines: &run.lines,
+                total: run.total,
+            },
+            Some((_, status)) => Start::Rejected(outcome::outcome_of(&Err(status.clone()))),
+        };
+        if let Opened::Existing(answer) = self.open(input, &run.id, start).await? {
+            return Ok(answer);
+        }
+        if let Some((kind, status)) = refused {
+            tracing::info!(saga = %run.id, status = %status.message(), "checkout refused");
+            run.outcome_recorded = true;
+            self.inner.metrics.outcome(kind);
+            return Ok(Err(status));
+        }
+        self.forward(run, &input.pay).await
+    }
+
+    /// Writes the new saga `id` (leased to this instance when it starts priced), unless the
+    /// request's key names an earlier one. A stale fingerprint row (no explicit key, older than
+    /// the window) is retired and the insert tried again; a few rounds settle any race.
+    async fn open(
+        &self,
+        input: &CheckoutInput,
+        id: &str,
+        start: Start<'_>,
+    ) -> Result<Opened, StepError> {
         let fp = fingerprint(&self.inner.fingerprint_secret, input);
         let explicit = input.idempotency_key.is_some();
         let key = match &input.idempotency_key {
             Some(k) => format!("k:{k}"),
             None => format!("fp:{fp}"),
         };
-        let id = new_saga_id();
         let trace_parent = mall_common::telemetry::trace::current_traceparent();
         let new = NewSaga {
-            id: &id,
+            id,
             user_id: input.user_id,
             idempotency_key: &key,
             fingerprint: &fp,
             contact: &input.contact,
             trace_parent: trace_parent.as_deref(),
+            start,
         };
         for _ in 0..3 {
             let sagas = &self.inner.sagas;
-            let existing = match sagas.find_by_key(input.user_id, &key).await? {
-                Some(saga) => saga,
-                None => match sagas.insert(&new, self.owner(), self.lease_until()).await? {
-                    Inserted::New => return Ok(Opened::New(id)),
-                    Inserted::Existing(saga) => *saga,
-                },
+            let existing = match sagas.insert(&new, self.owner(), self.lease_until()).await? {
+                Inserted::New => return Ok(Opened::New),
+                Inserted::Existing(saga) => *saga,
             };
             if !explicit && unix_now() - existing.created_at >= FINGERPRINT_WINDOW_SECS {
                 sagas.retire_key(&existing).await?;
@@ -306,8 +352,16 @@ impl Engine {
         }
     }
 
-    /// Writes `change` to the saga, as long as this instance still holds its lease.
-    async fn save(&self, run: &Run, change: Change) -> Result<(), StepError> {
+    /// Writes `change` to the saga, as long as this instance still holds its lease, with the
+    /// order and the charge as far as they are known (the forward path writes them only with
+    /// its answer: recovery finds both through the saga id, see `resume.rs`).
+    async fn save(&self, run: &Run, mut change: Change) -> Result<(), StepError> {
+        if change.order_id.is_none() {
+            change.order_id = run.order_id.clone();
+        }
+        if change.transaction_id.is_none() {
+            change.transaction_id = run.tx.clone();
+        }
         if self
             .inner
             .sagas

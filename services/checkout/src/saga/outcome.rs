@@ -12,7 +12,7 @@ use crate::store::{Change, Outcome, Saga, now_ms};
 /// A checkout's answer to its client.
 pub type Answer = Result<Done, Status>;
 
-fn outcome_of(answer: &Answer) -> Outcome {
+pub(super) fn outcome_of(answer: &Answer) -> Outcome {
     match answer {
         Ok(_) => Outcome {
             code: Code::Ok,

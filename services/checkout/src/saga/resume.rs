@@ -48,11 +48,13 @@ impl Engine {
             Step::Started | Step::Rejected => {
                 self.reject(run, Failure::Interrupted).await.map(drop)
             }
+            // Written before the first remote step and not since: anything up to the charge
+            // and beyond may have happened. The order by the saga id, then payment's void.
+            Step::PlacingOrder => self.resolve_in_flight(run).await.map(drop),
             // Never charged (the card is not stored), or charged and refunding.
             // (An Alipay checkout that stopped before its answer was recorded: the buyer never
             // got the pay link, so it is undone like one that was never charged.)
-            Step::PlacingOrder
-            | Step::OrderPlaced
+            Step::OrderPlaced
             | Step::ReservingStock
             | Step::StockReserved
             | Step::LinkingPayment
@@ -64,7 +66,10 @@ impl Engine {
                 };
                 self.fail(run, failure).await.map(drop)
             }
-            Step::Charging => self.resolve_charge(run).await.map(drop),
+            Step::Charging => self
+                .resolve_charge(run, Failure::NotCharged)
+                .await
+                .map(drop),
             Step::Charged => self.finish_charged(run).await.map(drop),
             Step::CartPending => self.paid(run).await.map(drop),
             Step::Completed | Step::AwaitingPayment | Step::Compensated => {
@@ -83,12 +88,36 @@ impl Engine {
         }
     }
 
+    /// A saga left where the forward path wrote it (`placing_order`): its order, found (or
+    /// made, to be cancelled) under the saga id, then [`Engine::resolve_charge`]; a saga that
+    /// was never charged is answered as abandoned. An order lookup that fails now is retried
+    /// later.
+    pub(super) async fn resolve_in_flight(&self, run: &mut Run) -> Result<Answer, StepError> {
+        if run.order_id.is_none() {
+            match self.order_to_undo(run).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return self.fail(run, Failure::Abandoned).await,
+                Err(e) if e.ends_drive() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(saga = %run.id, error = %e, "cannot find the saga's order; will retry");
+                    self.park(run).await?;
+                    return Ok(Err(Failure::ChargeUnknown.into_status()));
+                }
+            }
+        }
+        self.resolve_charge(run, Failure::Abandoned).await
+    }
+
     /// After a `Charge` whose outcome is unknown: void the order at payment, which either
     /// shuts out a charge still in flight or finds the charge that landed. A charge that is this
     /// saga's (its amount, user and method) finishes the checkout; otherwise nothing of ours was
-    /// charged and the saga compensates (a foreign payment on the cancelled order is refunded
-    /// by payment's reconciliation).
-    pub(super) async fn resolve_charge(&self, run: &mut Run) -> Result<Answer, StepError> {
+    /// charged and the saga compensates with `uncharged` as its answer (a foreign payment on the
+    /// cancelled order is refunded by payment's reconciliation).
+    pub(super) async fn resolve_charge(
+        &self,
+        run: &mut Run,
+        uncharged: Failure,
+    ) -> Result<Answer, StepError> {
         let Some(order_id) = run.order_id.clone() else {
             return self.fail(run, Failure::Interrupted).await;
         };
@@ -98,14 +127,14 @@ impl Engine {
             .await;
         match found {
             Ok(Settlement::Charged(payment)) if is_this_sagas(run, &payment) => {
-                self.record_charge(run, payment.transaction_id).await?;
+                run.tx = Some(payment.transaction_id);
                 self.finish_charged(run).await
             }
             Ok(Settlement::Charged(payment)) => {
                 tracing::error!(saga = %run.id, order = %order_id, transaction = %payment.transaction_id, "the order's payment is not this checkout's charge");
-                self.fail(run, Failure::NotCharged).await
+                self.fail(run, uncharged).await
             }
-            Ok(Settlement::Voided) => self.fail(run, Failure::NotCharged).await,
+            Ok(Settlement::Voided) => self.fail(run, uncharged).await,
             Err(e) if e.ends_drive() => Err(e),
             Err(e) => {
                 tracing::warn!(saga = %run.id, error = %e, "cannot tell whether the order was charged; will retry");

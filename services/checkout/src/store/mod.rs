@@ -91,6 +91,24 @@ pub struct NewSaga<'a> {
     pub contact: &'a Contact,
     /// The `traceparent` of the request opening it (see [`Saga::trace_parent`]).
     pub trace_parent: Option<&'a str>,
+    /// Where it starts: the priced lines and their total (step `placing_order`, running), or
+    /// the answer of a request refused before any other service was written to (step
+    /// `rejected`, failed, the lease given up).
+    pub start: Start<'a>,
+}
+
+/// How a new saga row starts (see [`NewSaga::start`]).
+#[derive(Debug, Clone)]
+pub enum Start<'a> {
+    /// Priced: the remote steps follow, driven by the lease holder.
+    Priced {
+        /// The priced lines.
+        lines: &'a [PricedLine],
+        /// Their total.
+        total: i64,
+    },
+    /// Refused before any remote write: the recorded answer.
+    Rejected(Outcome),
 }
 
 /// A progress write: every `Some` field is set.
@@ -121,6 +139,48 @@ impl Change {
             step: Some(step),
             ..Change::default()
         }
+    }
+}
+
+/// The columns a [`Start`] sets in the new row.
+struct StartColumns<'a> {
+    state: SagaState,
+    step: Step,
+    lines_json: Option<String>,
+    total: Option<i64>,
+    outcome_code: Option<i64>,
+    outcome_message: Option<String>,
+    lease_owner: Option<&'a str>,
+    lease_until: i64,
+}
+
+impl<'a> StartColumns<'a> {
+    fn of(start: &Start<'_>, owner: &'a str, lease_until: i64) -> Result<Self, Error> {
+        Ok(match start {
+            Start::Priced { lines, total } => StartColumns {
+                state: SagaState::Running,
+                step: Step::PlacingOrder,
+                lines_json: Some(
+                    serde_json::to_string(lines)
+                        .map_err(|e| Error::Corrupt(format!("lines do not serialize: {e}")))?,
+                ),
+                total: Some(*total),
+                outcome_code: None,
+                outcome_message: None,
+                lease_owner: Some(owner),
+                lease_until,
+            },
+            Start::Rejected(outcome) => StartColumns {
+                state: SagaState::Failed,
+                step: Step::Rejected,
+                lines_json: None,
+                total: None,
+                outcome_code: Some(i64::from(i32::from(outcome.code))),
+                outcome_message: Some(truncate(&outcome.message)),
+                lease_owner: None,
+                lease_until: now_ms(),
+            },
+        })
     }
 }
 
@@ -210,8 +270,9 @@ impl Sagas {
         row.as_ref().map(saga_of).transpose()
     }
 
-    /// Writes a new running saga leased to `owner` until `lease_until` (unix ms). When the
-    /// (user, key) is taken — also by a concurrent insert — returns the saga holding it.
+    /// Writes a new saga: a priced one running, leased to `owner` until `lease_until` (unix ms),
+    /// or a rejected one with its answer (see [`Start`]). When the (user, key) is taken — also
+    /// by a concurrent insert — returns the saga holding it.
     pub async fn insert(
         &self,
         new: &NewSaga<'_>,
@@ -221,23 +282,29 @@ impl Sagas {
         let contact = serde_json::to_string(new.contact)
             .map_err(|e| Error::Corrupt(format!("contact does not serialize: {e}")))?;
         let now = unix_secs();
+        let start = StartColumns::of(&new.start, owner, lease_until)?;
         let inserted = sqlx::query(
             "INSERT INTO sagas (id, user_id, idempotency_key, fingerprint, state, step, \
-             contact_json, lease_owner, lease_until, created_at, updated_at, trace_parent) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             contact_json, lease_owner, lease_until, created_at, updated_at, trace_parent, \
+             lines_json, total_cents, outcome_code, outcome_message) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id)
         .bind(new.user_id)
         .bind(new.idempotency_key)
         .bind(new.fingerprint)
-        .bind(SagaState::Running.as_str())
-        .bind(Step::Started.as_str())
+        .bind(start.state.as_str())
+        .bind(start.step.as_str())
         .bind(contact)
-        .bind(owner)
-        .bind(lease_until)
+        .bind(start.lease_owner)
+        .bind(start.lease_until)
         .bind(now)
         .bind(now)
         .bind(new.trace_parent)
+        .bind(start.lines_json)
+        .bind(start.total)
+        .bind(start.outcome_code)
+        .bind(start.outcome_message)
         .execute(self.db.pool())
         .await;
         match inserted {

@@ -156,12 +156,9 @@ impl Orders {
         self.db.retrying("place", || self.place_once(new)).await
     }
 
+    /// The order row first (no lookup before: a repeated key fails on the unique key and reads
+    /// the winner back), then every line in one multi-row `INSERT`.
     async fn place_once(&self, new: &NewOrder) -> Result<Placed, Error> {
-        if let Some(key) = &new.idempotency_key
-            && let Some(id) = self.find_by_key(new.user_id, key).await?
-        {
-            return Ok(Placed { id, created: false });
-        }
         let id = new_order_id();
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
@@ -203,18 +200,22 @@ impl Orders {
             }
             Err(e) => return Err(e.into()),
         }
-        for (line_no, line) in new.lines.iter().enumerate() {
-            sqlx::query(
+        if !new.lines.is_empty() {
+            let sql = format!(
                 "INSERT INTO order_items (order_id, line_no, product_id, quantity, cost_cents) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
-            .bind(line.product_id.db())
-            .bind(line.quantity.db())
-            .bind(line.cost_cents.get())
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {}",
+                vec!["(?, ?, ?, ?, ?)"; new.lines.len()].join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (line_no, line) in new.lines.iter().enumerate() {
+                query = query
+                    .bind(&id)
+                    .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
+                    .bind(line.product_id.db())
+                    .bind(line.quantity.db())
+                    .bind(line.cost_cents.get());
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(Placed { id, created: true })
@@ -329,42 +330,44 @@ impl Orders {
             .await
     }
 
+    /// One conditional `UPDATE` PENDING→PAID; only when it changes nothing is the order read,
+    /// to tell a repeat (already PAID by this transaction) from a refusal.
     async fn mark_paid_once(
         &self,
         user_id: UserId,
         id: &OrderId,
         transaction_id: &TransactionId,
     ) -> Result<Paid, Error> {
-        for _ in 0..STATUS_CHANGE_ATTEMPTS {
-            let (status, paid_by) = self
-                .state(user_id, id)
-                .await?
-                .ok_or_else(|| Error::OrderNotFound(id.to_string()))?;
-            if status == OrderStatus::Paid {
-                return match paid_by.as_deref() {
-                    Some(t) if t == transaction_id.as_str() => Ok(Paid::Already),
-                    _ => Err(Error::PaidByAnotherTransaction(id.to_string())),
-                };
-            }
-            transition(status, OrderStatus::Paid)?;
-            let now = unix_secs();
-            let done = sqlx::query(
-                "UPDATE orders SET status = ?, transaction_id = ?, paid_at = ?, updated_at = ? \
-                 WHERE id = ? AND user_id = ? AND status = ?",
-            )
-            .bind(OrderStatus::Paid.code())
-            .bind(transaction_id.as_str())
-            .bind(now)
-            .bind(now)
-            .bind(id.as_str())
-            .bind(user_id.db())
-            .bind(status.code())
-            .execute(self.db.pool())
-            .await?;
-            if done.rows_affected() > 0 {
-                return Ok(Paid::Now);
-            }
+        transition(OrderStatus::Pending, OrderStatus::Paid)?;
+        let now = unix_secs();
+        let done = sqlx::query(
+            "UPDATE orders SET status = ?, transaction_id = ?, paid_at = ?, updated_at = ? \
+             WHERE id = ? AND user_id = ? AND status = ?",
+        )
+        .bind(OrderStatus::Paid.code())
+        .bind(transaction_id.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(id.as_str())
+        .bind(user_id.db())
+        .bind(OrderStatus::Pending.code())
+        .execute(self.db.pool())
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(Paid::Now);
         }
+        // Not PENDING (a status only moves forward, so this read is final for PENDING→PAID).
+        let (status, paid_by) = self
+            .state(user_id, id)
+            .await?
+            .ok_or_else(|| Error::OrderNotFound(id.to_string()))?;
+        if status == OrderStatus::Paid {
+            return match paid_by.as_deref() {
+                Some(t) if t == transaction_id.as_str() => Ok(Paid::Already),
+                _ => Err(Error::PaidByAnotherTransaction(id.to_string())),
+            };
+        }
+        transition(status, OrderStatus::Paid)?;
         Err(Error::Contended(id.to_string()))
     }
 

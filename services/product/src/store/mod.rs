@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 
 use mall_common::paging::Page;
-use mall_common::store::{Backend, Database, Migrations, inserted_id, is_unique_violation};
+use mall_common::store::{Backend, Database, Migrations, Tx, inserted_id, is_unique_violation};
 use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
 use mall_types::{ProductId, ReservationId, Text};
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -29,6 +29,9 @@ pub static MIGRATIONS: Migrations = Migrations {
 };
 
 const PRODUCT_COLUMNS: &str = "id, name, description, picture, price_cents, stock";
+
+/// How often a reservation is tried when a line falls short in a race with a release.
+const RESERVE_ATTEMPTS: usize = 3;
 
 /// Rows [`Catalog::backfill`] reads at a time.
 const BACKFILL_BATCH: i64 = 500;
@@ -206,29 +209,51 @@ impl Catalog {
         Ok(self.batch_get(&[id]).await?.pop())
     }
 
-    /// The live products among `ids`, in the order asked.
+    /// The live products among `ids`, in the order asked: one statement, the products joined
+    /// with their categories (a row per product and category).
     pub async fn batch_get(&self, ids: &[ProductId]) -> Result<Vec<Product>, Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL AND id IN ({})",
+            "SELECT p.id, p.name, p.description, p.picture, p.price_cents, p.stock, c.name \
+             FROM products p LEFT JOIN product_categories pc ON pc.product_id = p.id \
+             LEFT JOIN categories c ON c.id = pc.category_id \
+             WHERE p.deleted_at IS NULL AND p.id IN ({}) ORDER BY p.id, c.name_key, c.id",
             placeholders(ids.len())
         );
-        let mut query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
         for id in ids {
             query = query.bind(id.db());
         }
-        let mut rows = query.fetch_all(self.db.pool()).await?;
-        rows.sort_by_key(|r| ids.iter().position(|id| id.db() == r.id));
-        self.with_categories(rows).await
+        let mut products: Vec<Product> = Vec::new();
+        for row in query.fetch_all(self.db.pool()).await? {
+            let id: i64 = row.try_get(0)?;
+            let category: Option<String> = row.try_get(6)?;
+            if products.last().is_none_or(|p| p.id != id) {
+                let product = ProductRow {
+                    id,
+                    name: row.try_get(1)?,
+                    description: row.try_get(2)?,
+                    picture: row.try_get(3)?,
+                    price_cents: row.try_get(4)?,
+                    stock: row.try_get(5)?,
+                };
+                products.push(product.into_product(Vec::new()));
+            }
+            if let (Some(name), Some(product)) = (category, products.last_mut()) {
+                product.categories.push(name);
+            }
+        }
+        products.sort_by_key(|p| ids.iter().position(|id| id.db() == p.id));
+        Ok(products)
     }
 
     /// Links `product` to `categories`, creating the unknown ones. A category is found by its
     /// key, so a name that folds like an existing one joins it (under the stored spelling).
     async fn link_categories(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Tx,
         product: i64,
         categories: &[Category],
     ) -> Result<(), Error> {
@@ -260,12 +285,7 @@ impl Catalog {
     }
 
     /// Inserts one product row and its category links; returns the new id.
-    async fn insert(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        new: &NewProduct,
-        now: i64,
-    ) -> Result<i64, Error> {
+    async fn insert(&self, tx: &mut Tx, new: &NewProduct, now: i64) -> Result<i64, Error> {
         let done = sqlx::query(
             "INSERT INTO products (name, description, picture, price_cents, stock, created_at, \
              updated_at, name_fold, description_fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -281,7 +301,7 @@ impl Catalog {
         .bind(fold(new.description.as_str()))
         .execute(&mut **tx)
         .await?;
-        let id = inserted_id(&done, tx).await?;
+        let id = inserted_id(&done, &mut **tx).await?;
         self.link_categories(tx, id, &new.categories).await?;
         Ok(id)
     }
@@ -358,10 +378,23 @@ impl Catalog {
 
     /// Takes the reservation's stock, all lines or none. Idempotent per reservation id.
     pub async fn reserve(&self, r: &Reservation) -> Result<Reserved, Error> {
-        self.db.retrying("reserve", || self.reserve_once(r)).await
+        for _ in 0..RESERVE_ATTEMPTS {
+            match self.db.retrying("reserve", || self.reserve_once(r)).await? {
+                Some(reserved) => return Ok(reserved),
+                // A line fell short but every line can be served now: stock came back meanwhile.
+                None => continue,
+            }
+        }
+        // Short at every attempt, if only for a moment: the first line is what is refused.
+        let first = r.lines.first().map(|(p, _)| p.get()).unwrap_or_default();
+        Err(Error::InsufficientStock(first))
     }
 
-    async fn reserve_once(&self, r: &Reservation) -> Result<Reserved, Error> {
+    /// Three statements whatever the number of lines: the claim of the id, one conditional
+    /// `UPDATE` taking every line's units (each row only if it holds enough), and the lines in
+    /// one multi-row `INSERT`. `None` when the `UPDATE` missed a line that a re-read finds
+    /// servable (a race with a release): try again.
+    async fn reserve_once(&self, r: &Reservation) -> Result<Option<Reserved>, Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
         // Claim the id first: a replay (or a concurrent twin) fails here and changes nothing.
@@ -376,45 +409,65 @@ impl Catalog {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
                 drop(tx);
-                return self.existing_reservation(r).await;
+                return self.existing_reservation(r).await.map(Some);
             }
             Err(e) => return Err(e.into()),
         }
+        let n = r.lines.len();
+        let sql = format!(
+            "UPDATE products SET stock = stock - CASE id {} END, updated_at = ? \
+             WHERE deleted_at IS NULL AND ({})",
+            vec!["WHEN ? THEN ?"; n].join(" "),
+            vec!["(id = ? AND stock >= ?)"; n].join(" OR ")
+        );
+        let mut take = sqlx::query(AssertSqlSafe(sql));
         for (product, quantity) in &r.lines {
-            let taken = sqlx::query(
-                "UPDATE products SET stock = stock - ?, updated_at = ? \
-                 WHERE id = ? AND deleted_at IS NULL AND stock >= ?",
-            )
-            .bind(*quantity)
-            .bind(now)
-            .bind(product.db())
-            .bind(*quantity)
-            .execute(&mut *tx)
-            .await?;
-            if taken.rows_affected() == 0 {
-                let live: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM products WHERE id = ? AND deleted_at IS NULL",
-                )
-                .bind(product.db())
-                .fetch_optional(&mut *tx)
-                .await?;
-                // Dropping the transaction rolls back the lines already taken.
-                return Err(match live {
-                    Some(_) => Error::InsufficientStock(product.get()),
-                    None => Error::ProductNotFound(product.get()),
-                });
-            }
-            sqlx::query(
-                "INSERT INTO stock_reservation_items (reservation_id, product_id, quantity) VALUES (?, ?, ?)",
-            )
-            .bind(r.id.as_str())
-            .bind(product.db())
-            .bind(*quantity)
-            .execute(&mut *tx)
-            .await?;
+            take = take.bind(product.db()).bind(*quantity);
         }
+        take = take.bind(now);
+        for (product, quantity) in &r.lines {
+            take = take.bind(product.db()).bind(*quantity);
+        }
+        let taken = take.execute(&mut *tx).await?;
+        if usize::try_from(taken.rows_affected()).unwrap_or(usize::MAX) != n {
+            // Dropping the transaction rolls back the lines already taken.
+            return self.short_line(&mut tx, r).await;
+        }
+        let sql = format!(
+            "INSERT INTO stock_reservation_items (reservation_id, product_id, quantity) VALUES {}",
+            vec!["(?, ?, ?)"; n].join(", ")
+        );
+        let mut items = sqlx::query(AssertSqlSafe(sql));
+        for (product, quantity) in &r.lines {
+            items = items.bind(r.id.as_str()).bind(product.db()).bind(*quantity);
+        }
+        items.execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Reserved::Now)
+        Ok(Some(Reserved::Now))
+    }
+
+    /// Why the reservation's `UPDATE` missed a line: the first line (by product id) that is
+    /// gone or short, as the refusal; `None` when every line can be served now.
+    async fn short_line(&self, tx: &mut Tx, r: &Reservation) -> Result<Option<Reserved>, Error> {
+        let sql = format!(
+            "SELECT id, stock FROM products WHERE deleted_at IS NULL AND id IN ({})",
+            placeholders(r.lines.len())
+        );
+        let mut query = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
+        for (product, _) in &r.lines {
+            query = query.bind(product.db());
+        }
+        let live: HashMap<i64, i64> = query.fetch_all(&mut **tx).await?.into_iter().collect();
+        for (product, quantity) in &r.lines {
+            match live.get(&product.db()) {
+                None => return Err(Error::ProductNotFound(product.get())),
+                Some(stock) if stock < quantity => {
+                    return Err(Error::InsufficientStock(product.get()));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(None)
     }
 
     /// A replayed reservation: fine if it is the same and still held.
