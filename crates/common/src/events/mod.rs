@@ -35,6 +35,7 @@
 //! `kafka://host:port` (one topic per type, created at connect).
 
 mod memory;
+mod nats;
 mod outbox;
 mod relay;
 
@@ -48,6 +49,7 @@ pub use mall_proto::events::v1::{
     PaymentRefunded, StockChanged,
 };
 pub use memory::MemoryBus;
+pub use nats::NatsBus;
 pub use outbox::{Outbox, OutboxRow};
 pub use relay::{Relay, RelayMetrics, RelayRound};
 
@@ -527,8 +529,11 @@ pub async fn connect(settings: &EventsSettings) -> Result<Arc<dyn EventBus>, Bus
         };
         return Ok(Arc::new(bus.with_namespace(&settings.namespace)));
     }
+    if url.starts_with("nats://") {
+        return Ok(Arc::new(NatsBus::connect(settings).await?));
+    }
     Err(BusError::Invalid(format!(
-        "unsupported events.url `{}` (this build knows memory://)",
+        "unsupported events.url `{}` (expected memory://, nats:// or kafka://)",
         crate::config::redact_url(url)
     )))
 }
