@@ -34,6 +34,7 @@
 //! `nats://host:port` (JetStream: stream `<NAMESPACE>` over `<namespace>.>`), or
 //! `kafka://host:port` (one topic per type, created at connect).
 
+mod kafka;
 mod memory;
 mod nats;
 mod outbox;
@@ -43,6 +44,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use kafka::KafkaBus;
 pub use mall_proto::events::v1::envelope::Payload;
 pub use mall_proto::events::v1::{
     AccountDeleted, Envelope, OrderCancelled, OrderLine, OrderPaid, OrderPlaced, PaymentCharged,
@@ -232,6 +234,9 @@ pub struct SubscribeOptions {
     pub max_deliver: u32,
     /// An event not acknowledged within this is delivered again.
     pub ack_wait: Duration,
+    /// Live only (`mall events tail`): events published from now on, and no durable state left
+    /// on the broker (`group` only names the subscription).
+    pub live: bool,
 }
 
 impl SubscribeOptions {
@@ -242,7 +247,15 @@ impl SubscribeOptions {
             filter: Filter::Types(vec!["*".into()]),
             max_deliver: DEFAULT_MAX_DELIVER,
             ack_wait: DEFAULT_ACK_WAIT,
+            live: false,
         }
+    }
+
+    /// Only events published from now on, without durable state (see
+    /// [`SubscribeOptions::live`]).
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     /// Only the types matching `patterns` (`order.*`, `payment.refunded`, `*`); a pattern that
@@ -531,6 +544,9 @@ pub async fn connect(settings: &EventsSettings) -> Result<Arc<dyn EventBus>, Bus
     }
     if url.starts_with("nats://") {
         return Ok(Arc::new(NatsBus::connect(settings).await?));
+    }
+    if url.starts_with("kafka://") {
+        return Ok(Arc::new(KafkaBus::connect(settings).await?));
     }
     Err(BusError::Invalid(format!(
         "unsupported events.url `{}` (expected memory://, nats:// or kafka://)",

@@ -21,6 +21,8 @@ use crate::config::EventsSettings;
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A live (non-durable) consumer is removed by the server this long after its subscriber left.
+pub const LIVE_INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 /// The header naming a dead letter's reason.
 pub const DEAD_LETTER_REASON_HEADER: &str = "Mall-Dead-Letter-Reason";
 
@@ -167,8 +169,18 @@ impl EventBus for NatsBus {
             .await
             .map_err(unavailable)?;
         let config = consumer::pull::Config {
-            durable_name: Some(options.group.clone()),
-            deliver_policy: consumer::DeliverPolicy::All,
+            durable_name: (!options.live).then(|| options.group.clone()),
+            name: options.live.then(|| options.group.clone()),
+            inactive_threshold: if options.live {
+                LIVE_INACTIVE_THRESHOLD
+            } else {
+                Duration::ZERO
+            },
+            deliver_policy: if options.live {
+                consumer::DeliverPolicy::New
+            } else {
+                consumer::DeliverPolicy::All
+            },
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: options.ack_wait,
             max_deliver: i64::from(options.max_deliver),
