@@ -61,6 +61,7 @@ async fn buses() -> (Cleanup, Vec<(String, Arc<dyn EventBus>)>) {
         let bus = events::connect(&settings)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        eprintln!("running against {} ({url})", bus.kind());
         out.push((bus.kind().to_string(), bus));
     }
     (Cleanup(namespace), out)
