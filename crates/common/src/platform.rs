@@ -31,6 +31,8 @@ pub struct Platform {
     pub tls: Option<MutualTls>,
     /// The feature flags (`features.*`), as the last reload left them.
     pub features: Features,
+    /// The event bus `events.url` names (the process-wide in-process bus by default).
+    pub events: Arc<dyn crate::events::EventBus>,
 }
 
 impl Platform {
@@ -64,6 +66,7 @@ impl Platform {
             backend = ?db.as_ref().map(Database::backend),
             "platform ready"
         );
+        let events = crate::events::connect(&settings.events).await?;
         Ok(Platform {
             db,
             cache,
@@ -72,6 +75,7 @@ impl Platform {
             register,
             tls,
             features: Features::new(&settings.features),
+            events,
         })
     }
 

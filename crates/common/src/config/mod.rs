@@ -25,6 +25,7 @@ mod database;
 mod discovery;
 pub mod duration;
 pub mod features;
+mod events;
 mod keys;
 mod server;
 mod telemetry;
@@ -44,6 +45,7 @@ pub use client::*;
 pub use database::*;
 pub use discovery::*;
 pub use features::{FeatureFlags, Features};
+pub use events::*;
 pub use server::*;
 pub use telemetry::*;
 pub use tls::*;
@@ -165,6 +167,8 @@ pub struct Settings<E = NoExtra> {
     pub tls: TlsSettings,
     /// Named on/off switches, reloadable (see [`features`]).
     pub features: FeatureFlags,
+    /// The event bus and the outbox relay.
+    pub events: EventsSettings,
     /// Sections only this service reads (e.g. `catalog` for product).
     pub ext: E,
     /// With a config centre: how to load these settings again when its key changes.
@@ -188,6 +192,7 @@ struct PlatformSections {
     tls: TlsSettings,
     #[serde(default)]
     features: FeatureFlags,
+    events: EventsSettings,
 }
 
 /// The empty service-specific extension.
@@ -216,6 +221,7 @@ impl<E> Settings<E> {
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
             features: FeatureFlags::new(),
+            events: EventsSettings::default(),
             ext,
             centre: None,
         }
@@ -238,6 +244,7 @@ impl<E> Settings<E> {
             auth: self.auth.clone(),
             tls: self.tls.clone(),
             features: self.features.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -258,6 +265,7 @@ impl<E: Validate> Settings<E> {
             .and_then(|()| self.auth.validate(profile))
             .and_then(|()| self.tls.validate(profile))
             .and_then(|()| features::validate(&self.features))
+            .and_then(|()| self.events.validate(profile))
             .and_then(|()| self.ext.validate(profile))
     }
 }
@@ -479,6 +487,7 @@ where
         auth: sections.auth,
         tls: sections.tls,
         features: sections.features,
+        events: sections.events,
         ext,
         centre: None,
     };
