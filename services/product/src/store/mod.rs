@@ -1,7 +1,9 @@
 //! The catalog's SQL. One implementation for both backends: statements use `?` placeholders and
 //! portable types; the two that differ (category upsert, last-insert id) switch on
 //! [`Backend`]. Stock changes are single conditional `UPDATE`s inside one transaction, never
-//! read-then-write, so concurrent reservations cannot oversell.
+//! read-then-write, so concurrent reservations cannot oversell. Each line reserved or released
+//! appends one `product.stock_changed` (the new level, the delta, the reservation) to the
+//! outbox in the same transaction.
 //!
 //! Names and descriptions are stored with their [`fold`]ed forms (`name_fold`,
 //! `description_fold`, `categories.name_key`, binary collation on both backends): category
@@ -10,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use mall_common::events::{Outbox, Payload, StockChanged};
 use mall_common::paging::Page;
 use mall_common::store::{Backend, Database, Migrations, inserted_id, is_unique_violation};
 use mall_types::ids::stored_to_api;
@@ -60,6 +63,31 @@ pub enum Reserved {
     /// The same reservation was already in place; nothing changed.
     Already,
 }
+
+/// Appends `product.stock_changed` for `product` (its row locked by the caller's `UPDATE`), one
+/// per product line of a reservation or release: the new level is read in the transaction.
+async fn stock_changed(
+    tx: &mut Transaction<'static, Any>,
+    product: i64,
+    delta: i64,
+    reservation_id: &str,
+) -> Result<(), Error> {
+    let stock: i64 = sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
+        .bind(product)
+        .fetch_one(&mut **tx)
+        .await?;
+    let changed = Payload::StockChanged(StockChanged {
+        product_id: u64::try_from(product).unwrap_or_default(),
+        stock,
+        delta,
+        reservation_id: Some(reservation_id.to_string()),
+    });
+    Outbox::append(tx, EVENTS_SOURCE, &product.to_string(), changed).await?;
+    Ok(())
+}
+
+/// The source of the catalog's events.
+const EVENTS_SOURCE: &str = mall_types::ServiceName::Product.as_str();
 
 /// The product catalog's repository.
 #[derive(Clone, Debug)]
@@ -412,6 +440,7 @@ impl Catalog {
             .bind(*quantity)
             .execute(&mut *tx)
             .await?;
+            stock_changed(&mut tx, product.db(), -*quantity, r.id.as_str()).await?;
         }
         tx.commit().await?;
         Ok(Reserved::Now)
@@ -507,6 +536,7 @@ impl Catalog {
                 .bind(product)
                 .execute(&mut *tx)
                 .await?;
+            stock_changed(&mut tx, product, quantity, id.as_str()).await?;
             // Only positive ids were ever reserved; the cache entry of any other is not ours.
             touched.extend(ProductId::from_db(product));
         }
