@@ -63,25 +63,25 @@ pub struct Metrics {
 impl Metrics {
     /// Registers them in `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        let notification_mails_sent = self.sent.clone();
+        let notification_mails_sent: Counter = self.sent.clone();
         registry.register(
             "notification_mails_sent",
             "Mails accepted by the SMTP server (or written to the mail directory)",
             notification_mails_sent,
         );
-        let notification_send_failures = self.failures.clone();
+        let notification_send_failures: Counter = self.failures.clone();
         registry.register(
             "notification_send_failures",
             "Failed attempts to send a mail",
             notification_send_failures,
         );
-        let notification_dead_lettered = self.dead_lettered.clone();
+        let notification_dead_lettered: Counter = self.dead_lettered.clone();
         registry.register(
             "notification_dead_lettered",
             "Events given up after notification.max_attempts and sent to the dead-letter subject",
             notification_dead_lettered,
         );
-        let notification_duplicates_skipped = self.duplicates_skipped.clone();
+        let notification_duplicates_skipped: Counter = self.duplicates_skipped.clone();
         registry.register(
             "notification_duplicates_skipped",
             "Redelivered events acknowledged without a second mail (already in the inbox)",
