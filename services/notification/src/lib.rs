@@ -106,13 +106,7 @@ impl config::Validate for Extra {
     fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
         let n = &self.notification;
         let url = &n.smtp_url;
-        let smtp_ok = url
-            .strip_prefix("smtp://")
-            .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
-            .is_some_and(|authority| {
-                let authority = authority.split(['/', '?']).next().unwrap_or("");
-                config::parse_authority(authority).is_some()
-            });
+        let smtp_ok = mail::smtp_authority(url).is_some();
         let file_ok = url.strip_prefix("file://").is_some_and(|d| !d.is_empty());
         config::ensure(
             smtp_ok || file_ok,

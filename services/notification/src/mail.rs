@@ -102,6 +102,14 @@ pub fn refund(order: &KnownOrder, amount_cents: i64, refund_id: &str, event_id: 
     }
 }
 
+/// The host and port of `smtp://[user[:password]@]host:port[/…]`.
+pub fn smtp_authority(url: &str) -> Option<(&str, u16)> {
+    let rest = url.strip_prefix("smtp://")?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    mall_common::config::parse_authority(authority)
+}
+
 /// A failure to send one mail.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -142,13 +150,15 @@ impl Mailer {
                 .map_err(|e| anyhow::anyhow!("creating mail directory {}: {e}", dir.display()))?;
             Transport::File(AsyncFileTransport::new(dir))
         } else {
-            let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "notification.smtp_url `{}`: {e}",
-                        mall_common::config::redact_url(&settings.smtp_url)
-                    )
-                })?
+            let (host, port) = smtp_authority(&settings.smtp_url).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "notification.smtp_url `{}` is not smtp://host:port",
+                    mall_common::config::redact_url(&settings.smtp_url)
+                )
+            })?;
+            // Plain SMTP: this build has no TLS for mail (see the crate docs).
+            let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(port)
                 .timeout(Some(settings.send_timeout));
             if !settings.smtp_username.is_empty() {
                 builder = builder.credentials(Credentials::new(

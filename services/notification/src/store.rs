@@ -133,13 +133,16 @@ impl Notifications {
     /// Remembers `order` (a repeat of one order id keeps the first).
     pub async fn remember_order(&self, order: &KnownOrder) -> Result<(), sqlx::Error> {
         let insert = match self.db.backend() {
-            Backend::MySql => "INSERT IGNORE INTO orders",
-            Backend::Sqlite => "INSERT OR IGNORE INTO orders",
+            Backend::MySql => {
+                "INSERT IGNORE INTO orders (order_id, user_id, email, currency, total_cents, \
+                 items, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            }
+            Backend::Sqlite => {
+                "INSERT OR IGNORE INTO orders (order_id, user_id, email, currency, total_cents, \
+                 items, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            }
         };
-        sqlx::query(&format!(
-            "{insert} (order_id, user_id, email, currency, total_cents, items, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)"
-        ))
+        sqlx::query(insert)
         .bind(order.order_id.clone())
         .bind(i64::try_from(order.user_id).unwrap_or(i64::MAX))
         .bind(order.email.clone())
@@ -177,26 +180,32 @@ impl Notifications {
     /// The inbox row of `event_id`, if any.
     pub async fn inbox(&self, event_id: &str) -> Result<Option<InboxEntry>, sqlx::Error> {
         let rows = self
-            .inbox_where("event_id = ?", event_id.to_string())
+            .inbox_where(
+                "SELECT event_id, event_type, aggregate_id, status, attempts, recipient, \
+                 subject, message_id, last_error FROM inbox WHERE event_id = ?",
+                event_id.to_string(),
+            )
             .await?;
         Ok(rows.into_iter().next())
     }
 
     /// The inbox rows of the events about `aggregate_id` (an order id), oldest first.
     pub async fn inbox_of(&self, aggregate_id: &str) -> Result<Vec<InboxEntry>, sqlx::Error> {
-        self.inbox_where("aggregate_id = ?", aggregate_id.to_string())
-            .await
+        self.inbox_where(
+            "SELECT event_id, event_type, aggregate_id, status, attempts, recipient, subject, \
+             message_id, last_error FROM inbox WHERE aggregate_id = ? \
+             ORDER BY updated_at, event_id",
+            aggregate_id.to_string(),
+        )
+        .await
     }
 
     async fn inbox_where(
         &self,
-        condition: &str,
+        select: &'static str,
         value: String,
     ) -> Result<Vec<InboxEntry>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT event_id, event_type, aggregate_id, status, attempts, recipient, subject, \
-             message_id, last_error FROM inbox WHERE {condition} ORDER BY updated_at, event_id"
-        ))
+        let rows = sqlx::query(select)
         .bind(value)
         .fetch_all(self.db.pool())
         .await?;
@@ -280,13 +289,16 @@ impl Notifications {
         aggregate_id: &str,
     ) -> Result<(), sqlx::Error> {
         let insert = match self.db.backend() {
-            Backend::MySql => "INSERT IGNORE INTO inbox",
-            Backend::Sqlite => "INSERT OR IGNORE INTO inbox",
+            Backend::MySql => {
+                "INSERT IGNORE INTO inbox (event_id, event_type, aggregate_id, status, attempts, \
+                 updated_at) VALUES (?, ?, ?, 'noted', 0, ?)"
+            }
+            Backend::Sqlite => {
+                "INSERT OR IGNORE INTO inbox (event_id, event_type, aggregate_id, status, \
+                 attempts, updated_at) VALUES (?, ?, ?, 'noted', 0, ?)"
+            }
         };
-        sqlx::query(&format!(
-            "{insert} (event_id, event_type, aggregate_id, status, attempts, updated_at) \
-             VALUES (?, ?, ?, 'noted', 0, ?)"
-        ))
+        sqlx::query(insert)
         .bind(event_id.to_string())
         .bind(event_type.to_string())
         .bind(aggregate_id.to_string())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mall_common::config::DatabaseSettings;
 use mall_common::events::{
-    Acknowledge, BusError, Delivery, Envelope, EventBus, OrderLine, OrderPaid, OrderPlaced,
+    Acknowledge, BusError, Delivery, Envelope, OrderLine, OrderPaid, OrderPlaced,
     Payload, SubscribeOptions, envelope,
 };
 use mall_common::store::Database;

@@ -553,16 +553,9 @@ impl Orders {
         .bind(id)
         .bind(OrderStatus::Cancelled.code())
         .bind(cutoff)
-        .execute(&mut *tx)
+        .execute(self.db.pool())
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let user_id = u64::try_from(expired.user_id).unwrap_or_default();
-        let cancelled = cancelled_event(id, user_id, TIMEOUT_CANCEL_REASON);
-        Outbox::append(&mut tx, NAME, id, cancelled).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(done.rows_affected() > 0)
     }
 
     /// Records that product gave the order's reserved stock back.
