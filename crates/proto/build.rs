@@ -6,7 +6,7 @@ use std::error::Error;
 use std::path::PathBuf;
 
 /// The proto files of the API contract, relative to the proto root.
-const PROTOS: [&str; 8] = [
+const PROTOS: [&str; 9] = [
     "tiktokmall/common/v1/common.proto",
     "tiktokmall/auth/v1/auth.proto",
     "tiktokmall/user/v1/user.proto",
@@ -15,6 +15,7 @@ const PROTOS: [&str; 8] = [
     "tiktokmall/order/v1/order.proto",
     "tiktokmall/payment/v1/payment.proto",
     "tiktokmall/checkout/v1/checkout.proto",
+    "tiktokmall/events/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -22,8 +22,10 @@
 //! 11. [`server`]: a tonic server with health, reflection, a stack of layers (request id,
 //!     metrics, load shedding, access, deadline), an admin port and graceful shutdown;
 //! 12. [`worker`]: background loops that stop with the server;
-//! 13. [`platform`]: database + cache + tokens + discovery + clients, opened in one call, and
-//!     the server wired to them.
+//! 13. [`events`]: the asynchronous event contract, the [`events::EventBus`] (in-process, NATS
+//!     JetStream, Kafka), the transactional [`events::Outbox`] and its [`events::Relay`];
+//! 14. [`platform`]: database + cache + tokens + discovery + clients + event bus, opened in one
+//!     call, and the server wired to them.
 //!
 //! [`paging`] and [`reply`] are small helpers for the services' gRPC edges.
 
@@ -51,6 +53,8 @@ pub mod client;
 pub mod server;
 
 pub mod worker;
+
+pub mod events;
 
 pub mod platform;
 

@@ -29,6 +29,8 @@ pub struct Platform {
     pub register: Arc<dyn Register>,
     /// Mutual TLS for the listener and the clients, when `tls.enabled`.
     pub tls: Option<MutualTls>,
+    /// The event bus `events.url` names (the process-wide in-process bus by default).
+    pub events: Arc<dyn crate::events::EventBus>,
 }
 
 impl Platform {
@@ -62,6 +64,7 @@ impl Platform {
             backend = ?db.as_ref().map(Database::backend),
             "platform ready"
         );
+        let events = crate::events::connect(&settings.events).await?;
         Ok(Platform {
             db,
             cache,
@@ -69,6 +72,7 @@ impl Platform {
             clients,
             register,
             tls,
+            events,
         })
     }
 

@@ -130,6 +130,21 @@ pub mod tiktokmall {
             tonic::include_proto!("tiktokmall.checkout.v1");
         }
     }
+
+    /// `tiktokmall.events.v1`: the asynchronous event envelope and its payloads.
+    pub mod events {
+        /// `tiktokmall.events.v1`.
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery,
+            missing_docs,
+            rustdoc::all
+        )]
+        pub mod v1 {
+            tonic::include_proto!("tiktokmall.events.v1");
+        }
+    }
 }
 
 pub use tiktokmall::*;

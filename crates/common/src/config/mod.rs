@@ -24,6 +24,7 @@ mod client;
 mod database;
 mod discovery;
 pub mod duration;
+mod events;
 mod keys;
 mod server;
 mod telemetry;
@@ -42,6 +43,7 @@ pub use cache::*;
 pub use client::*;
 pub use database::*;
 pub use discovery::*;
+pub use events::*;
 pub use server::*;
 pub use telemetry::*;
 pub use tls::*;
@@ -161,6 +163,8 @@ pub struct Settings<E = NoExtra> {
     pub auth: AuthSettings,
     /// Mutual TLS between the services.
     pub tls: TlsSettings,
+    /// The event bus and the outbox relay.
+    pub events: EventsSettings,
     /// Sections only this service reads (e.g. `catalog` for product).
     pub ext: E,
     /// With a config centre: how to load these settings again when its key changes.
@@ -182,6 +186,7 @@ struct PlatformSections {
     telemetry: TelemetrySettings,
     auth: AuthSettings,
     tls: TlsSettings,
+    events: EventsSettings,
 }
 
 /// The empty service-specific extension.
@@ -209,6 +214,7 @@ impl<E> Settings<E> {
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
+            events: EventsSettings::default(),
             ext,
             centre: None,
         }
@@ -230,6 +236,7 @@ impl<E> Settings<E> {
             telemetry: self.telemetry.clone(),
             auth: self.auth.clone(),
             tls: self.tls.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -249,6 +256,7 @@ impl<E: Validate> Settings<E> {
             .and_then(|()| self.telemetry.validate(profile))
             .and_then(|()| self.auth.validate(profile))
             .and_then(|()| self.tls.validate(profile))
+            .and_then(|()| self.events.validate(profile))
             .and_then(|()| self.ext.validate(profile))
     }
 }
@@ -468,6 +476,7 @@ where
         telemetry: sections.telemetry,
         auth: sections.auth,
         tls: sections.tls,
+        events: sections.events,
         ext,
         centre: None,
     };
