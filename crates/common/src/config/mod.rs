@@ -60,12 +60,13 @@ pub const SERVICE_SECTIONS: &[&str] = &[
     "accounts",
     "catalog",
     "checkout",
+    "notification",
     "order",
     "payment",
     "profile_cache",
 ];
 
-/// The well-known gRPC port of a service, if `name` is one of the seven (admin ports are
+/// The well-known gRPC port of a service, if `name` is one of the eight (admin ports are
 /// gRPC + 1000).
 pub fn default_port(name: &str) -> Option<u16> {
     name.parse::<ServiceName>().ok().map(ServiceName::port)
