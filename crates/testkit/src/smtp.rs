@@ -77,7 +77,10 @@ impl ReceivedMail {
 
     /// The body (everything after the blank line that ends the headers).
     pub fn body(&self) -> &str {
-        self.data.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+        self.data
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("")
     }
 }
 

@@ -187,7 +187,11 @@ impl Consumer {
             Ok(outcome) => outcome,
             // The database failed: the event stays unsettled and comes again.
             Err(e) => Outcome::Retry(
-                backoff(delivery.delivery_attempt, self.settings.retry_backoff, MAX_RETRY_DELAY),
+                backoff(
+                    delivery.delivery_attempt,
+                    self.settings.retry_backoff,
+                    MAX_RETRY_DELAY,
+                ),
                 format!("inbox: {e}"),
             ),
         };
@@ -210,14 +214,22 @@ impl Consumer {
         reason: &str,
     ) -> Result<(), mall_common::events::BusError> {
         let event_id = delivery.envelope.event_id.clone();
-        if let Err(e) = self.bus.dead_letter(GROUP, &delivery.envelope, reason).await {
+        if let Err(e) = self
+            .bus
+            .dead_letter(GROUP, &delivery.envelope, reason)
+            .await
+        {
             // Not acknowledged: it comes again and is dead-lettered then.
             tracing::warn!(%event_id, error = %e, "dead-lettering failed");
             return delivery.nack(self.settings.retry_backoff).await;
         }
         self.metrics.dead_lettered.inc();
         tracing::warn!(%event_id, %reason, "event dead-lettered");
-        if let Err(e) = self.store.settle(&event_id, InboxStatus::Dead, reason).await {
+        if let Err(e) = self
+            .store
+            .settle(&event_id, InboxStatus::Dead, reason)
+            .await
+        {
             tracing::warn!(%event_id, error = %e, "recording the dead letter failed");
         }
         delivery.ack().await
@@ -336,12 +348,9 @@ fn compose(delivery: &Delivery, order: &KnownOrder) -> Option<Mail> {
     match delivery.envelope.payload.as_ref()? {
         Payload::OrderPaid(_) => Some(mail::confirmation(order, event_id)),
         Payload::OrderCancelled(c) => Some(mail::cancellation(order, &c.reason, event_id)),
-        Payload::PaymentRefunded(r) => Some(mail::refund(
-            order,
-            r.amount_cents,
-            &r.refund_id,
-            event_id,
-        )),
+        Payload::PaymentRefunded(r) => {
+            Some(mail::refund(order, r.amount_cents, &r.refund_id, event_id))
+        }
         _ => None,
     }
 }

@@ -191,12 +191,16 @@ impl Mailer {
             .map_err(|e| SendError::Invalid(e.to_string()))?;
         let send = async {
             match &self.transport {
-                Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| {
-                    SendError::Transport(e.to_string())
-                }),
-                Transport::File(file) => file.send(message).await.map(drop).map_err(|e| {
-                    SendError::Transport(e.to_string())
-                }),
+                Transport::Smtp(smtp) => smtp
+                    .send(message)
+                    .await
+                    .map(drop)
+                    .map_err(|e| SendError::Transport(e.to_string())),
+                Transport::File(file) => file
+                    .send(message)
+                    .await
+                    .map(drop)
+                    .map_err(|e| SendError::Transport(e.to_string())),
             }
         };
         tokio::time::timeout(self.timeout, send)

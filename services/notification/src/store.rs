@@ -143,15 +143,15 @@ impl Notifications {
             }
         };
         sqlx::query(insert)
-        .bind(order.order_id.clone())
-        .bind(i64::try_from(order.user_id).unwrap_or(i64::MAX))
-        .bind(order.email.clone())
-        .bind(order.currency.clone())
-        .bind(order.total_cents)
-        .bind(encode_items(&order.items))
-        .bind(unix_millis())
-        .execute(self.db.pool())
-        .await?;
+            .bind(order.order_id.clone())
+            .bind(i64::try_from(order.user_id).unwrap_or(i64::MAX))
+            .bind(order.email.clone())
+            .bind(order.currency.clone())
+            .bind(order.total_cents)
+            .bind(encode_items(&order.items))
+            .bind(unix_millis())
+            .execute(self.db.pool())
+            .await?;
         Ok(())
     }
 
@@ -206,9 +206,9 @@ impl Notifications {
         value: String,
     ) -> Result<Vec<InboxEntry>, sqlx::Error> {
         let rows = sqlx::query(select)
-        .bind(value)
-        .fetch_all(self.db.pool())
-        .await?;
+            .bind(value)
+            .fetch_all(self.db.pool())
+            .await?;
         rows.into_iter()
             .map(|row| {
                 let status: String = row.try_get("status")?;
@@ -217,8 +217,7 @@ impl Notifications {
                     event_type: row.try_get("event_type")?,
                     aggregate_id: row.try_get("aggregate_id")?,
                     status: InboxStatus::parse(&status).unwrap_or(InboxStatus::Sending),
-                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?)
-                        .unwrap_or_default(),
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or_default(),
                     recipient: row.try_get("recipient")?,
                     subject: row.try_get("subject")?,
                     message_id: row.try_get("message_id")?,
@@ -299,12 +298,12 @@ impl Notifications {
             }
         };
         sqlx::query(insert)
-        .bind(event_id.to_string())
-        .bind(event_type.to_string())
-        .bind(aggregate_id.to_string())
-        .bind(unix_millis())
-        .execute(self.db.pool())
-        .await?;
+            .bind(event_id.to_string())
+            .bind(event_type.to_string())
+            .bind(aggregate_id.to_string())
+            .bind(unix_millis())
+            .execute(self.db.pool())
+            .await?;
         Ok(())
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use mall_common::config::DatabaseSettings;
 use mall_common::events::{
-    Acknowledge, BusError, Delivery, Envelope, OrderLine, OrderPaid, OrderPlaced,
-    Payload, SubscribeOptions, envelope,
+    Acknowledge, BusError, Delivery, Envelope, OrderLine, OrderPaid, OrderPlaced, Payload,
+    SubscribeOptions, envelope,
 };
 use mall_common::store::Database;
 use mall_testing::{GOOD_CARD, TestFleet, eventually};
@@ -182,7 +182,11 @@ async fn a_redelivered_event_sends_no_second_email() {
 
     assert_eq!(*settled.0.lock(), vec!["ack"; 4]);
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
-    let entry = store.inbox(&paid.event_id).await.unwrap().expect("inbox row");
+    let entry = store
+        .inbox(&paid.event_id)
+        .await
+        .unwrap()
+        .expect("inbox row");
     assert_eq!(entry.status, InboxStatus::Sent);
     assert_eq!(entry.attempts, 1);
     assert_eq!(
@@ -238,7 +242,8 @@ async fn a_transient_smtp_failure_is_retried_until_the_mail_is_sent() {
     assert_eq!(mail.len(), 1);
     assert_eq!(sink.data_attempts(), 3);
     eventually(WAIT, "the mail counted as sent", || async {
-        let (_, metrics) = mall_testing::http_get(fleet.endpoints("notification").admin, "/metrics").await;
+        let (_, metrics) =
+            mall_testing::http_get(fleet.endpoints("notification").admin, "/metrics").await;
         metrics.contains("notification_mails_sent_total 1")
             && metrics.contains("notification_send_failures_total 2")
     })

@@ -101,7 +101,10 @@ async fn placing_paying_and_cancelling_emit_one_event_each_in_order() {
         order_id: id,
         reason: "changed my mind".into(),
     };
-    client.cancel_order(cancel(cancelled.clone())).await.unwrap();
+    client
+        .cancel_order(cancel(cancelled.clone()))
+        .await
+        .unwrap();
     // Cancels that lose (already cancelled; already paid) change nothing and emit nothing.
     assert_code!(
         client.cancel_order(cancel(cancelled.clone())).await,

@@ -10,9 +10,7 @@
 
 use std::collections::HashMap;
 
-use mall_common::events::{
-    OrderCancelled, OrderLine, OrderPaid, OrderPlaced, Outbox, Payload,
-};
+use mall_common::events::{OrderCancelled, OrderLine, OrderPaid, OrderPlaced, Outbox, Payload};
 use mall_common::paging::Page;
 use mall_common::store::{Database, Migrations, is_unique_violation};
 use mall_types::time::unix_secs;
