@@ -114,6 +114,46 @@ async fn a_checkout_produces_exactly_one_confirmation_email() {
         .expect("replay");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
+
+    // The facts of the purchase are all on the bus: the order, its payment, the stock taken.
+    let bus = fleet.events().await;
+    let mut all = bus
+        .subscribe(SubscribeOptions::new("checkout-events-watch"))
+        .await
+        .expect("subscribe");
+    let mut seen = Vec::new();
+    while let Ok(Ok(delivery)) = tokio::time::timeout(Duration::from_secs(1), all.next()).await {
+        seen.push(delivery.envelope.clone());
+        delivery.ack().await.unwrap();
+    }
+    let of_type = |t: &str| seen.iter().filter(|e| e.r#type == t).count();
+    assert_eq!(of_type("order.placed"), 1, "{seen:?}");
+    assert_eq!(of_type("order.paid"), 1, "{seen:?}");
+    assert_eq!(of_type("order.cancelled"), 0, "{seen:?}");
+    let charged: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::PaymentCharged(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(charged.len(), 1, "{seen:?}");
+    assert_eq!(charged[0].order_id, resp.order_id);
+    assert_eq!(charged[0].transaction_id, resp.transaction_id);
+    assert_eq!(charged[0].amount_cents, 500);
+    let stock: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::StockChanged(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stock.len(), 1, "{seen:?}");
+    assert_eq!(
+        (stock[0].product_id, stock[0].delta, stock[0].stock),
+        (apple, -2, 8)
+    );
+    assert!(stock[0].reservation_id.is_some());
     fleet.stop().await;
 }
 
