@@ -79,8 +79,9 @@ const CHARGED: &str = "charged";
 const VOIDED: &str = "voided";
 
 /// The source of the ledger's events (`payment.charged` when a payment is recorded, card or
-/// Alipay; `payment.refunded` when a refund is recorded), appended to the outbox in the
-/// transaction that records it; the aggregate is the transaction id.
+/// Alipay; `payment.refunded` when a card refund is recorded or Alipay confirms one), appended
+/// to the outbox in the transaction that records it; the aggregate is the order id (one payment
+/// per order).
 const NAME: &str = mall_types::ServiceName::Payment.as_str();
 
 /// The payment ledger's repository.
@@ -185,7 +186,7 @@ impl Ledger {
                     currency: String::new(),
                     method: new.method.as_str().to_string(),
                 });
-                Outbox::append(&mut tx, NAME, &new.transaction_id, charged).await?;
+                Outbox::append(&mut tx, NAME, new.order_id.as_str(), charged).await?;
                 tx.commit().await?;
                 Ok(Recorded::New)
             }
@@ -380,7 +381,7 @@ impl Ledger {
                 user_id: refund.user_id.get(),
                 amount_cents: refund.amount_cents.get(),
             });
-            Outbox::append(&mut tx, NAME, refund.transaction_id.as_str(), refunded).await?;
+            Outbox::append(&mut tx, NAME, refund.order_id.as_str(), refunded).await?;
         }
         tx.commit().await?;
         Ok(payment)
@@ -433,15 +434,15 @@ impl Ledger {
             .bind(refund_id)
             .fetch_one(&mut *tx)
             .await?;
-            let transaction_id: String = row.try_get(0)?;
+            let order_id: String = row.try_get(2)?;
             let refunded = Payload::PaymentRefunded(PaymentRefunded {
                 refund_id: refund_id.to_string(),
-                transaction_id: transaction_id.clone(),
+                transaction_id: row.try_get(0)?,
                 amount_cents: row.try_get(1)?,
-                order_id: row.try_get(2)?,
+                order_id: order_id.clone(),
                 user_id: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or_default(),
             });
-            Outbox::append(&mut tx, NAME, &transaction_id, refunded).await?;
+            Outbox::append(&mut tx, NAME, &order_id, refunded).await?;
         }
         tx.commit().await?;
         Ok(())
