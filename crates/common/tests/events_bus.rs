@@ -14,8 +14,36 @@ use mall_common::events::{
     PaymentCharged, SubscribeOptions, Subscription,
 };
 
+/// Deletes the JetStream stream of `namespace` (each test makes one).
+async fn cleanup(namespace: &str) {
+    if let Ok(url) = std::env::var("MALL_TEST_NATS_URL") {
+        let settings = EventsSettings {
+            namespace: namespace.to_string(),
+            ..EventsSettings::for_url(&url)
+        };
+        if let Ok(bus) = events::NatsBus::connect(&settings).await {
+            let _ = bus.delete_stream().await;
+        }
+    }
+}
+
+/// Removes the test's broker state when dropped (also when the test fails).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let namespace = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Runtime::new() {
+                rt.block_on(cleanup(&namespace));
+            }
+        })
+        .join();
+    }
+}
+
 /// The buses to run a contract case against, each with a fresh namespace.
-async fn buses() -> Vec<(String, Arc<dyn EventBus>)> {
+async fn buses() -> (Cleanup, Vec<(String, Arc<dyn EventBus>)>) {
     let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
     let mut urls = vec![format!("memory://{namespace}")];
     for var in ["MALL_TEST_NATS_URL", "MALL_TEST_KAFKA_URL"] {
@@ -33,9 +61,10 @@ async fn buses() -> Vec<(String, Arc<dyn EventBus>)> {
         let bus = events::connect(&settings)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        eprintln!("running against {} ({url})", bus.kind());
         out.push((bus.kind().to_string(), bus));
     }
-    out
+    (Cleanup(namespace), out)
 }
 
 fn placed(order: &str) -> Payload {
@@ -75,7 +104,8 @@ async fn nothing_more(sub: &mut Subscription, bus: &str, quiet: Duration) {
 
 #[tokio::test]
 async fn published_events_reach_a_new_group_in_order_per_aggregate() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let mut sub = bus
             .subscribe(SubscribeOptions::new("orders"))
             .await
@@ -117,7 +147,8 @@ async fn published_events_reach_a_new_group_in_order_per_aggregate() {
 
 #[tokio::test]
 async fn a_nacked_event_comes_again_and_an_acked_one_does_not() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let mut sub = bus.subscribe(SubscribeOptions::new("retry")).await.unwrap();
         let e = event("o-9", 1, placed("o-9"));
         bus.publish(&e).await.unwrap();
@@ -135,7 +166,8 @@ async fn a_nacked_event_comes_again_and_an_acked_one_does_not() {
 
 #[tokio::test]
 async fn an_unacknowledged_event_comes_again_after_the_ack_wait() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let options = SubscribeOptions::new("slow").ack_wait(Duration::from_secs(1));
         let mut sub = bus.subscribe(options).await.unwrap();
         let e = event("o-3", 1, placed("o-3"));
@@ -157,7 +189,8 @@ async fn an_unacknowledged_event_comes_again_after_the_ack_wait() {
 
 #[tokio::test]
 async fn deliveries_stop_after_max_deliver() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let options = SubscribeOptions::new("poison").max_deliver(2);
         let mut sub = bus.subscribe(options).await.unwrap();
         bus.publish(&event("o-4", 1, placed("o-4"))).await.unwrap();
@@ -172,7 +205,8 @@ async fn deliveries_stop_after_max_deliver() {
 
 #[tokio::test]
 async fn a_republished_event_id_is_delivered_once() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let mut sub = bus
             .subscribe(SubscribeOptions::new("dedupe"))
             .await
@@ -197,7 +231,8 @@ async fn a_republished_event_id_is_delivered_once() {
 
 #[tokio::test]
 async fn a_type_filter_selects_and_groups_are_independent() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let options = SubscribeOptions::new("orders-only")
             .types(["order.*"])
             .unwrap();
@@ -247,7 +282,8 @@ async fn a_type_filter_selects_and_groups_are_independent() {
 
 #[tokio::test]
 async fn a_group_resumes_where_it_left_off_and_dead_letters_have_their_own_subject() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let first = event("o-7", 1, placed("o-7"));
         let second = event(
             "o-7",
@@ -300,7 +336,8 @@ async fn a_group_resumes_where_it_left_off_and_dead_letters_have_their_own_subje
 
 #[tokio::test]
 async fn bad_options_and_envelopes_are_refused() {
-    for (bus_name, bus) in buses().await {
+    let (_cleanup, buses) = buses().await;
+    for (bus_name, bus) in buses {
         let err = bus
             .subscribe(SubscribeOptions::new("has space"))
             .await

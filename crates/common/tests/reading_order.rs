@@ -21,6 +21,7 @@ const ORDER: &[&str] = &[
     "client",
     "server",
     "worker",
+    "events",
     "platform",
     "paging",
     "reply",

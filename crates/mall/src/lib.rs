@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod demo;
+pub mod events_tail;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

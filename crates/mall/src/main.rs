@@ -8,6 +8,9 @@
 //! `mall demo [--host HOST] [--<service>-addr HOST:PORT]... [--trace]` walks one shopper
 //! through a purchase and a declined card against a running fleet (see [`mall::demo`]).
 //!
+//! `mall events tail [--type order.*] [--url URL]` prints the live event stream (see
+//! [`mall::events_tail`]).
+//!
 //! `mall keys` prints a fresh Ed25519 key pair for access tokens as environment lines:
 //! `MALL__AUTH__VERIFY_KEY` for every service, `MALL__AUTH__SIGNING_KEY` for auth only.
 
@@ -24,6 +27,12 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("certs") => return certs(&args[1..]),
         Some("demo") => return mall::demo::run(&mall::demo::Targets::from_args(&args[1..])?).await,
+        Some("events") => {
+            return match args.get(1).map(String::as_str) {
+                Some("tail") => mall::events_tail::run(&args[2..]).await,
+                _ => anyhow::bail!("{}", mall::events_tail::USAGE),
+            };
+        }
         Some("keys") => {
             let (signing, verify) = config::AccessKeys::generate();
             println!("MALL__AUTH__VERIFY_KEY={verify}");

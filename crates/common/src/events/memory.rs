@@ -165,7 +165,14 @@ impl EventBus for MemoryBus {
     async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
         options.validate()?;
         let mut state = self.shared.state.lock();
-        let base = state.base;
+        let start = if options.live {
+            state.base + state.log.len() as u64
+        } else {
+            state.base
+        };
+        if options.live {
+            state.groups.remove(&options.group);
+        }
         state
             .groups
             .entry(options.group.clone())
@@ -173,7 +180,7 @@ impl EventBus for MemoryBus {
                 filter: options.filter.clone(),
                 max_deliver: options.max_deliver,
                 ack_wait: options.ack_wait,
-                cursor: base,
+                cursor: start,
                 pending: BTreeMap::new(),
             });
         Ok(Subscription::new(Box::new(MemorySource {

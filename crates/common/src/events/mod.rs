@@ -34,7 +34,9 @@
 //! `nats://host:port` (JetStream: stream `<NAMESPACE>` over `<namespace>.>`), or
 //! `kafka://host:port` (one topic per type, created at connect).
 
+mod kafka;
 mod memory;
+mod nats;
 mod outbox;
 mod relay;
 
@@ -42,12 +44,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use kafka::KafkaBus;
 pub use mall_proto::events::v1::envelope::Payload;
 pub use mall_proto::events::v1::{
     AccountDeleted, Envelope, OrderCancelled, OrderLine, OrderPaid, OrderPlaced, PaymentCharged,
     PaymentRefunded, StockChanged,
 };
 pub use memory::MemoryBus;
+pub use nats::NatsBus;
 pub use outbox::{Outbox, OutboxRow};
 pub use relay::{Relay, RelayMetrics, RelayRound};
 
@@ -230,6 +234,9 @@ pub struct SubscribeOptions {
     pub max_deliver: u32,
     /// An event not acknowledged within this is delivered again.
     pub ack_wait: Duration,
+    /// Live only (`mall events tail`): events published from now on, and no durable state left
+    /// on the broker (`group` only names the subscription).
+    pub live: bool,
 }
 
 impl SubscribeOptions {
@@ -240,7 +247,15 @@ impl SubscribeOptions {
             filter: Filter::Types(vec!["*".into()]),
             max_deliver: DEFAULT_MAX_DELIVER,
             ack_wait: DEFAULT_ACK_WAIT,
+            live: false,
         }
+    }
+
+    /// Only events published from now on, without durable state (see
+    /// [`SubscribeOptions::live`]).
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     /// Only the types matching `patterns` (`order.*`, `payment.refunded`, `*`); a pattern that
@@ -527,8 +542,14 @@ pub async fn connect(settings: &EventsSettings) -> Result<Arc<dyn EventBus>, Bus
         };
         return Ok(Arc::new(bus.with_namespace(&settings.namespace)));
     }
+    if url.starts_with("nats://") {
+        return Ok(Arc::new(NatsBus::connect(settings).await?));
+    }
+    if url.starts_with("kafka://") {
+        return Ok(Arc::new(KafkaBus::connect(settings).await?));
+    }
     Err(BusError::Invalid(format!(
-        "unsupported events.url `{}` (this build knows memory://)",
+        "unsupported events.url `{}` (expected memory://, nats:// or kafka://)",
         crate::config::redact_url(url)
     )))
 }
