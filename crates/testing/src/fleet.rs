@@ -21,6 +21,10 @@ pub const MYSQL_ENV: &str = "MALL_TEST_MYSQL_URL";
 /// Env var naming the Redis server tests use.
 pub const REDIS_ENV: &str = "MALL_TEST_REDIS_URL";
 
+/// Env var naming the NATS server (JetStream) the fleets' event bus runs on instead of their own
+/// in-process bus; each fleet gets its own namespace (subjects and stream) there.
+pub const NATS_ENV: &str = "MALL_TEST_NATS_URL";
+
 /// The user id of [`TestFleet::admin_token`]'s synthetic admin.
 pub const ADMIN_USER_ID: u64 = 4_000_000_000;
 
@@ -31,6 +35,8 @@ pub struct TestFleet {
     cache_namespace: String,
     /// The fleet's own in-process event bus (`memory://test-<run>`), or the override.
     events_url: String,
+    /// `events.namespace` (the default unless on NATS, where each fleet has its own).
+    events_namespace: Option<String>,
     /// The `MALL__TLS__*` settings of a fleet started with mutual TLS (empty otherwise).
     tls_env: BTreeMap<String, String>,
     /// The databases this fleet drops when it stops: its services' and
@@ -65,7 +71,13 @@ fn test_env(
     put("MALL__SERVER__PORT", "0".into());
     put("MALL__SERVER__SHUTDOWN_GRACE", "5s".into());
     put("MALL__DATABASE__URL", database_url);
-    put("MALL__EVENTS__URL", format!("memory://{cache_namespace}"));
+    match std::env::var(NATS_ENV) {
+        Ok(nats) => {
+            put("MALL__EVENTS__URL", nats);
+            put("MALL__EVENTS__NAMESPACE", cache_namespace.clone());
+        }
+        Err(_) => put("MALL__EVENTS__URL", format!("memory://{cache_namespace}")),
+    }
     put("MALL__CACHE__NAMESPACE", cache_namespace);
     put(
         "MALL__NOTIFICATION__SMTP_URL",
@@ -156,6 +168,7 @@ impl TestFleet {
         let database_template = env["MALL__DATABASE__URL"].clone();
         let cache_namespace = env["MALL__CACHE__NAMESPACE"].clone();
         let events_url = env["MALL__EVENTS__URL"].clone();
+        let events_namespace = env.get("MALL__EVENTS__NAMESPACE").cloned();
         let tls_env = env
             .iter()
             .filter(|(k, _)| k.starts_with("MALL__TLS__"))
@@ -185,6 +198,7 @@ impl TestFleet {
             database_template,
             cache_namespace,
             events_url,
+            events_namespace,
             tls_env,
             database_urls: Mutex::new(database_urls),
             _dir: dir,
@@ -199,6 +213,9 @@ impl TestFleet {
             ("MALL__CACHE__NAMESPACE", self.cache_namespace.as_str()),
             ("MALL__EVENTS__URL", self.events_url.as_str()),
         ];
+        if let Some(namespace) = &self.events_namespace {
+            all.push(("MALL__EVENTS__NAMESPACE", namespace.as_str()));
+        }
         all.extend_from_slice(overrides);
         let replica = Self::start_with(names, &all).await;
         replica.database_urls.lock().clear();
@@ -217,6 +234,9 @@ impl TestFleet {
         );
         // Beside this fleet: on its event bus.
         env.insert("MALL__EVENTS__URL".into(), self.events_url.clone());
+        if let Some(namespace) = &self.events_namespace {
+            env.insert("MALL__EVENTS__NAMESPACE".into(), namespace.clone());
+        }
         env.extend(self.tls_env.clone());
         for (name, endpoints) in self.fleet().all_endpoints() {
             env.insert(
@@ -354,7 +374,10 @@ impl TestFleet {
     /// The event bus this fleet's services publish to (the `events.*` settings of `mall`'s
     /// defaults with this fleet's URL).
     pub async fn events(&self) -> std::sync::Arc<dyn mall_common::events::EventBus> {
-        let settings = mall_common::config::EventsSettings::for_url(&self.events_url);
+        let mut settings = mall_common::config::EventsSettings::for_url(&self.events_url);
+        if let Some(namespace) = &self.events_namespace {
+            settings.namespace = namespace.clone();
+        }
         mall_common::events::connect(&settings)
             .await
             .unwrap_or_else(|e| panic!("test fleet event bus: {e}"))
