@@ -2,7 +2,7 @@
 # Checks the deployment files under deploy/ without starting anything:
 #   1. promtool: the Prometheus config, the alert rules and their unit tests;
 #   2. every YAML file under deploy/ parses, and the Grafana dashboards are valid JSON;
-#   3. docker-compose.yaml declares the seven services on ports 8000-8006, built from
+#   3. docker-compose.yaml declares the eight services on ports 8000-8007, built from
 #      deploy/Dockerfile with a SERVICE build arg naming a workspace package (services not yet in
 #      the workspace are reported as planned, not failed), each registering with the Consul
 #      container under its own name and finding its peers there (no static address), and
@@ -30,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES=(auth user cart product order payment checkout)
+SERVICES=(auth user cart product order payment checkout notification)
 
 step() { printf -- '--- %s\n' "$*"; }
 note() { printf 'note: %s\n' "$*"; }
@@ -192,7 +192,7 @@ EOF
 promtool check rules "$work/dashboard-rules.yml"
 
 # --- 3. compose ----------------------------------------------------------------------------------
-step "docker-compose.yaml: the seven services"
+step "docker-compose.yaml: the eight services"
 "$PY" - deploy/docker-compose.yaml deploy/prometheus/prometheus.yml "${SERVICES[@]}" <<'EOF'
 import os, re, sys, yaml
 
@@ -272,9 +272,26 @@ for name in names:
     if static:
         fail(f"{name}: static peer addresses {static} left beside Consul discovery")
     deps = svc.get("depends_on") or {}
-    for backend in ("mysql", "redis", "consul"):
+    for backend in ("mysql", "redis", "consul", "nats"):
         if not isinstance(deps, dict) or deps.get(backend, {}).get("condition") != "service_healthy":
             fail(f"{name}: should depend on {backend} with condition service_healthy")
+    # Events: every service on the compose broker (JetStream, or Redpanda with MALL_EVENTS_URL).
+    events = str(env.get("MALL__EVENTS__URL", ""))
+    if not re.fullmatch(r"\$\{MALL_EVENTS_URL:-nats://nats:4222\}|nats://nats:4222|kafka://redpanda:9092", events):
+        fail(f"{name}: MALL__EVENTS__URL {events!r} should be the compose NATS (or Redpanda)")
+    if name == "notification" and not str(env.get("MALL__NOTIFICATION__SMTP_URL", "")).startswith("smtp://mailpit:"):
+        fail("notification: MALL__NOTIFICATION__SMTP_URL should point at the compose mailpit")
+
+nats = services.get("nats") or {}
+if "-js" not in [str(a) for a in (nats.get("command") or [])]:
+    fail("nats: JetStream must be on (`-js`)")
+if "healthcheck" not in nats:
+    fail("nats: a healthcheck is needed for condition service_healthy")
+if nats.get("ports"):
+    fail("nats: no published port (reachable from the compose network only)")
+for name in ("redpanda", "mailpit"):
+    if name not in services:
+        fail(f"service `{name}` is missing")
 
 for backend in ("mysql", "redis", "consul"):
     if backend in services and "healthcheck" not in services[backend]:
@@ -297,7 +314,7 @@ for job in prom.get("scrape_configs", []):
         if sd.get("server") != "consul:8500":
             fail(f"prometheus.yml: job {job['job_name']} asks {sd.get('server')!r}, not the compose consul:8500")
         if sorted(sd.get("services", [])) != sorted(names):
-            fail(f"prometheus.yml: job {job['job_name']} should list the seven services")
+            fail(f"prometheus.yml: job {job['job_name']} should list the eight services")
 if len(sd_jobs) != 1:
     fail(f"prometheus.yml: expected exactly one Consul SD job for the services, got {sd_jobs}")
 elif sd_jobs != ["mall"]:
@@ -715,7 +732,7 @@ mapfile -t pipelines < <(find deploy/logstash/pipeline -type f -name '*.conf' | 
 "$PY" - deploy/elk/setup.sh "${pipelines[@]}" <<'EOF'
 import re, sys
 setup, paths = open(sys.argv[1]).read(), sys.argv[2:]
-services = ["auth", "user", "cart", "product", "order", "payment", "checkout"]
+services = ["auth", "user", "cart", "product", "order", "payment", "checkout", "notification"]
 text = ""
 for path in paths:
     raw = open(path).read()
@@ -746,7 +763,7 @@ for section in ("input", "filter", "output"):
 assert '"/var/lib/docker/containers/*/*-json.log"' in text, "the file input does not read the container logs"
 listed = re.search(r"not in \[([^\]]*)\]", text)
 assert listed and sorted(re.findall(r'"(\w+)"', listed.group(1))) == sorted(services), \
-    "the pipeline should keep exactly the seven services"
+    "the pipeline should keep exactly the eight services"
 for field in ("trace_id", "span_id", "request_id", "service", "level", "message"):
     assert re.search(rf'=>\s*"{field}"', text), f"the pipeline does not produce the `{field}` field"
 assert 'password => "${LOGSTASH_ES_PASSWORD}"' in text, "the output's password must be ${LOGSTASH_ES_PASSWORD}"
@@ -754,7 +771,7 @@ assert re.search(r'user\s*=>\s*"mall_logstash"', text), "the output should log i
 index = re.search(r'index\s*=>\s*"([\w-]+)-%\{', text)
 assert index and f'"{index.group(1)}-*"' in setup, \
     "the output's index is not the one deploy/elk/setup.sh lets mall_logstash write"
-print(f"ok: {len(paths)} pipeline file(s): container logs of the seven services -> "
+print(f"ok: {len(paths)} pipeline file(s): container logs of the eight services -> "
       f"{index.group(1)}-*, keeping trace_id, span_id, request_id, service, level")
 EOF
 # The grammar itself, with two parsers of the Logstash config language from PyPI (Logstash, a
@@ -1155,7 +1172,7 @@ for label, values in VARIANTS.items():
             fail(f"{where(sm)}: apiVersion {sm['apiVersion']}")
         exprs = {e["key"]: e for e in sm["spec"]["selector"]["matchExpressions"]}
         if sorted(exprs.get("app.kubernetes.io/component", {}).get("values", [])) != sorted(names):
-            fail(f"{where(sm)}: does not select the seven services")
+            fail(f"{where(sm)}: does not select the eight services")
         [ep] = sm["spec"]["endpoints"]
         relabel = ep.get("relabelings", [])
         if ep.get("port") != "admin" or ep.get("path") != "/metrics" or not any(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fleet as separate processes: the seven release service binaries on MariaDB + Redis, with
+# The fleet as separate processes: the eight release service binaries on MariaDB + Redis, with
 # two instances each of product, cart and checkout, finding each other through Consul (the
 # `fake-consul` binary of crates/testkit, which stands in for a real agent here).
 #
@@ -15,13 +15,18 @@
 #                                   user, the Redis `fleet:` keys, the secrets and the logs
 #
 # Instances: consul, auth, user, order, payment, product-1, product-2, cart-1, cart-2,
-# checkout-1, checkout-2. Instance 1 (or the only one) listens on the service's well-known port
-# (auth 8000, user 8001, cart 8002, product 8003, order 8004, payment 8005, checkout 8006),
+# checkout-1, checkout-2, notification. Instance 1 (or the only one) listens on the service's well-known port
+# (auth 8000, user 8001, cart 8002, product 8003, order 8004, payment 8005, checkout 8006,
+# notification 8007),
 # instance 2 on port + 100; admin HTTP (/metrics, /readyz) is gRPC port + 1000. Consul: 8500.
 #
 # State lives in ${FLEET_DIR:-.fleet} (relative to the repository): <inst>.pid, <inst>.exit
 # (exit code of the last run), logs/<inst>.log (JSON lines), secrets.env (the MariaDB password,
 # auth.jwt_secret and checkout.fingerprint_secret, generated per fleet directory, mode 600).
+#
+# Events: every instance on the JetStream at 127.0.0.1:4222 under the namespace `fleet`
+# (subjects fleet.<type>), or FLEET_EVENTS_URL; notification writes its mail as .eml files under
+# <fleet dir>/mail (FLEET_SMTP_URL=smtp://host:port for a real server).
 #
 # Environment: FLEET_DIR; FLEET_BUILD=0 skips `cargo build`; FLEET_UP_TIMEOUT (seconds per
 # start wave, default 90); FLEET_STOP_GRACE (seconds before SIGKILL, default 20);
@@ -46,10 +51,11 @@ CACHE_NAMESPACE=fleet
 UP_TIMEOUT="${FLEET_UP_TIMEOUT:-90}"
 STOP_GRACE="${FLEET_STOP_GRACE:-20}"
 
-INSTANCES=(consul auth user order payment product-1 product-2 cart-1 cart-2 checkout-1 checkout-2)
+INSTANCES=(consul auth user order payment product-1 product-2 cart-1 cart-2 checkout-1 checkout-2
+  notification)
 # Started in waves: one instance of everything first, so the second instances of product, cart
 # and checkout join a migrated, seeded database (as in a rolling deploy).
-WAVE1=(auth user order payment product-1 cart-1 checkout-1)
+WAVE1=(auth user order payment product-1 cart-1 checkout-1 notification)
 WAVE2=(product-2 cart-2 checkout-2)
 
 say() { printf 'fleet: %s\n' "$*"; }
@@ -72,7 +78,7 @@ service_of() {
 well_known_port() {
   case "$1" in
     auth) echo 8000 ;; user) echo 8001 ;; cart) echo 8002 ;; product) echo 8003 ;;
-    order) echo 8004 ;; payment) echo 8005 ;; checkout) echo 8006 ;;
+    order) echo 8004 ;; payment) echo 8005 ;; checkout) echo 8006 ;; notification) echo 8007 ;;
     consul) echo "$CONSUL_PORT" ;;
     *) return 1 ;;
   esac
@@ -195,7 +201,8 @@ build() {
   [ "${FLEET_BUILD:-1}" = 0 ] && return
   say "building the release binaries"
   (cd "$repo" && cargo build --release --bins \
-    -p auth -p user -p product -p cart -p order -p payment -p checkout -p mall-testkit)
+    -p auth -p user -p product -p cart -p order -p payment -p checkout -p notification \
+    -p mall-testkit)
 }
 
 # The settings of one service instance, as MALL__ variables.
@@ -220,6 +227,8 @@ instance_env() {
   echo "MALL__DISCOVERY__CONSUL__CHECK_TIMEOUT=1s"
   echo "MALL__DISCOVERY__CONSUL__DEREGISTER_CRITICAL_AFTER=30s"
   echo "MALL__TELEMETRY__LOG_FORMAT=json"
+  echo "MALL__EVENTS__URL=${FLEET_EVENTS_URL:-nats://127.0.0.1:4222}"
+  echo "MALL__EVENTS__NAMESPACE=fleet"
   echo "MALL__AUTH__JWT_SECRET=$FLEET_JWT_SECRET"
   echo "MALL__AUTH__VERIFY_KEY=$FLEET_VERIFY_KEY"
   # Only auth mints sessions.
@@ -228,6 +237,9 @@ instance_env() {
   fi
   if [ "$svc" = checkout ]; then
     echo "MALL__CHECKOUT__FINGERPRINT_SECRET=$FLEET_FINGERPRINT_SECRET"
+  fi
+  if [ "$svc" = notification ]; then
+    echo "MALL__NOTIFICATION__SMTP_URL=${FLEET_SMTP_URL:-file://$fleet_dir/mail}"
   fi
 }
 

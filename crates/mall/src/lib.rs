@@ -28,7 +28,14 @@ use tokio::task::JoinHandle;
 /// except order's sweeper asking payment about Alipay orders: on port 0 that client has only
 /// payment's configured address, see `docs/ARCHITECTURE.md`).
 pub const SERVICES: &[&str] = &[
-    "auth", "product", "user", "cart", "order", "payment", "checkout",
+    "auth",
+    "product",
+    "user",
+    "cart",
+    "order",
+    "payment",
+    "checkout",
+    "notification",
 ];
 
 /// Where one running service listens.
@@ -81,6 +88,10 @@ async fn build(name: &str, source: &Source) -> anyhow::Result<BoundServer> {
         checkout::NAME => {
             let settings = config::load(name, checkout::default_settings(), source)?;
             checkout::build(settings).await
+        }
+        notification::NAME => {
+            let settings = config::load(name, notification::default_settings(), source)?;
+            notification::build(settings).await
         }
         other => anyhow::bail!("unknown service `{other}` (known: {})", SERVICES.join(", ")),
     }

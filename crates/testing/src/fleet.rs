@@ -21,6 +21,10 @@ pub const MYSQL_ENV: &str = "MALL_TEST_MYSQL_URL";
 /// Env var naming the Redis server tests use.
 pub const REDIS_ENV: &str = "MALL_TEST_REDIS_URL";
 
+/// Env var naming the NATS server (JetStream) the fleets' event bus runs on instead of their own
+/// in-process bus; each fleet gets its own namespace (subjects and stream) there.
+pub const NATS_ENV: &str = "MALL_TEST_NATS_URL";
+
 /// The user id of [`TestFleet::admin_token`]'s synthetic admin.
 pub const ADMIN_USER_ID: u64 = 4_000_000_000;
 
@@ -29,6 +33,10 @@ pub struct TestFleet {
     fleet: Option<Fleet>,
     database_template: String,
     cache_namespace: String,
+    /// The fleet's own in-process event bus (`memory://test-<run>`), or the override.
+    events_url: String,
+    /// `events.namespace` (the default unless on NATS, where each fleet has its own).
+    events_namespace: Option<String>,
     /// The `MALL__TLS__*` settings of a fleet started with mutual TLS (empty otherwise).
     tls_env: BTreeMap<String, String>,
     /// The databases this fleet drops when it stops: its services' and
@@ -46,8 +54,14 @@ fn database_template(dir: &std::path::Path, run: &str) -> String {
 }
 
 /// The settings every service a test starts runs with: loopback, port 0, `database_url` (may be
-/// a `{service}` template), its own cache namespace, Redis when the tests have one.
-fn test_env(database_url: String, cache_namespace: String) -> BTreeMap<String, String> {
+/// a `{service}` template), its own cache namespace, Redis when the tests have one, its own
+/// in-process event bus (named like the namespace), notification's mail as `.eml` files in
+/// `mail_dir`.
+fn test_env(
+    database_url: String,
+    cache_namespace: String,
+    mail_dir: &std::path::Path,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut put = |k: &str, v: String| {
         env.insert(k.to_string(), v);
@@ -57,7 +71,18 @@ fn test_env(database_url: String, cache_namespace: String) -> BTreeMap<String, S
     put("MALL__SERVER__PORT", "0".into());
     put("MALL__SERVER__SHUTDOWN_GRACE", "5s".into());
     put("MALL__DATABASE__URL", database_url);
+    match std::env::var(NATS_ENV) {
+        Ok(nats) => {
+            put("MALL__EVENTS__URL", nats);
+            put("MALL__EVENTS__NAMESPACE", cache_namespace.clone());
+        }
+        Err(_) => put("MALL__EVENTS__URL", format!("memory://{cache_namespace}")),
+    }
     put("MALL__CACHE__NAMESPACE", cache_namespace);
+    put(
+        "MALL__NOTIFICATION__SMTP_URL",
+        format!("file://{}", mail_dir.display()),
+    );
     if let Ok(redis) = std::env::var(REDIS_ENV) {
         put("MALL__CACHE__URL", redis);
     }
@@ -131,13 +156,19 @@ impl TestFleet {
     ) -> TestFleet {
         crate::logs::init();
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let mut env = test_env(database_template(dir.path(), &run), format!("test-{run}"));
+        let mut env = test_env(
+            database_template(dir.path(), &run),
+            format!("test-{run}"),
+            &dir.path().join("mail"),
+        );
         for (k, v) in overrides {
             env.insert(k.to_string(), (*v).to_string());
         }
         // Overrides may have replaced the template and namespace.
         let database_template = env["MALL__DATABASE__URL"].clone();
         let cache_namespace = env["MALL__CACHE__NAMESPACE"].clone();
+        let events_url = env["MALL__EVENTS__URL"].clone();
+        let events_namespace = env.get("MALL__EVENTS__NAMESPACE").cloned();
         let tls_env = env
             .iter()
             .filter(|(k, _)| k.starts_with("MALL__TLS__"))
@@ -166,6 +197,8 @@ impl TestFleet {
             fleet: Some(fleet),
             database_template,
             cache_namespace,
+            events_url,
+            events_namespace,
             tls_env,
             database_urls: Mutex::new(database_urls),
             _dir: dir,
@@ -178,7 +211,11 @@ impl TestFleet {
         let mut all = vec![
             ("MALL__DATABASE__URL", self.database_template.as_str()),
             ("MALL__CACHE__NAMESPACE", self.cache_namespace.as_str()),
+            ("MALL__EVENTS__URL", self.events_url.as_str()),
         ];
+        if let Some(namespace) = &self.events_namespace {
+            all.push(("MALL__EVENTS__NAMESPACE", namespace.as_str()));
+        }
         all.extend_from_slice(overrides);
         let replica = Self::start_with(names, &all).await;
         replica.database_urls.lock().clear();
@@ -190,7 +227,16 @@ impl TestFleet {
     /// a cache namespace of its own, and this fleet's services in static discovery.
     pub async fn source_beside(&self, database_url: &str) -> Source {
         let namespace = format!("test-beside-{}", uuid::Uuid::new_v4().simple());
-        let mut env = test_env(database_url.to_string(), namespace);
+        let mut env = test_env(
+            database_url.to_string(),
+            namespace,
+            &self._dir.path().join("mail"),
+        );
+        // Beside this fleet: on its event bus.
+        env.insert("MALL__EVENTS__URL".into(), self.events_url.clone());
+        if let Some(namespace) = &self.events_namespace {
+            env.insert("MALL__EVENTS__NAMESPACE".into(), namespace.clone());
+        }
         env.extend(self.tls_env.clone());
         for (name, endpoints) in self.fleet().all_endpoints() {
             env.insert(
@@ -318,6 +364,29 @@ impl TestFleet {
             .await
             .unwrap_or_else(|e| panic!("test cache: {e}"));
         cache.clear().await.expect("clear the cache")
+    }
+
+    /// The `events.url` of this fleet's services (its own in-process bus unless overridden).
+    pub fn events_url(&self) -> &str {
+        &self.events_url
+    }
+
+    /// The event bus this fleet's services publish to (the `events.*` settings of `mall`'s
+    /// defaults with this fleet's URL).
+    pub async fn events(&self) -> std::sync::Arc<dyn mall_common::events::EventBus> {
+        let mut settings = mall_common::config::EventsSettings::for_url(&self.events_url);
+        if let Some(namespace) = &self.events_namespace {
+            settings.namespace = namespace.clone();
+        }
+        mall_common::events::connect(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("test fleet event bus: {e}"))
+    }
+
+    /// Where the fleet's notification service writes its mail (`.eml` files), unless a test
+    /// pointed `notification.smtp_url` elsewhere.
+    pub fn mail_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("mail")
     }
 
     /// The database URL service `name` uses.

@@ -37,7 +37,7 @@ pub use assert::{check_code, eventually};
 pub use cart::{Cart, CartClient};
 pub use catalog::{Catalog, ProductClient, cart_items, new_product};
 pub use checkout::{Checkout, CheckoutClient, DECLINED_CARD, GOOD_CARD, address, checkout_request};
-pub use fleet::{ADMIN_USER_ID, MYSQL_ENV, REDIS_ENV, TestFleet, client_at};
+pub use fleet::{ADMIN_USER_ID, MYSQL_ENV, NATS_ENV, REDIS_ENV, TestFleet, client_at};
 pub use http::http_get;
 pub use orders::{OrderClient, Orders, order_status};
 pub use payments::{PaymentClient, Payments};

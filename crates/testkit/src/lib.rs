@@ -5,13 +5,16 @@
 //!   `alipay.trade.refund`, RSA2-signed answers) that also sends signed notifications;
 //! - [`grpc::StubGrpc`], a gRPC server whose answers are scripted (errors on demand);
 //! - [`proxy::LatencyProxy`], a TCP proxy that makes a real server slow;
-//! - [`otlp::Collector`], an in-process OTLP trace collector for the tests of trace export.
+//! - [`otlp::Collector`], an in-process OTLP trace collector for the tests of trace export;
+//! - [`smtp::SmtpSink`], a tiny real SMTP server that keeps the mail it receives (and fails on
+//!   demand).
 
 pub mod alipay;
 pub mod consul;
 pub mod grpc;
 pub mod otlp;
 pub mod proxy;
+pub mod smtp;
 
 /// A `reqwest` client builder for the fakes (HTTPS-capable: installs ring as the process's
 /// rustls provider first, as `mall_common::http::client` does; testkit does not depend on the

@@ -15,7 +15,7 @@
 //! - [`address`]: the one shipping [`Address`];
 //! - [`card`]: the digits a card number and CVV have, for checkout and payment alike;
 //! - [`idempotency`]: a client's [`IdempotencyKey`];
-//! - [`service`]: [`ServiceName`], the seven services and their ports;
+//! - [`service`]: [`ServiceName`], the eight services and their ports;
 //! - [`role`]: [`Role`] and [`TokenKind`] as tokens carry them;
 //! - [`time`]: the [`Clock`] and unix seconds / milliseconds.
 

@@ -1,9 +1,9 @@
-//! [`ServiceName`]: the seven services of the fleet, each with its well-known port, so no code
+//! [`ServiceName`]: the eight services of the fleet, each with its well-known port, so no code
 //! spells a service as a string literal.
 
 use serde::{Deserialize, Serialize};
 
-/// One of the seven services. Its [`as_str`](Self::as_str) is the name used in configuration,
+/// One of the eight services. Its [`as_str`](Self::as_str) is the name used in configuration,
 /// discovery, database URLs and service tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,11 +22,13 @@ pub enum ServiceName {
     Payment,
     /// The checkout saga.
     Checkout,
+    /// Customer mail from the event stream.
+    Notification,
 }
 
 impl ServiceName {
     /// Every service, in port order.
-    pub const ALL: [ServiceName; 7] = [
+    pub const ALL: [ServiceName; 8] = [
         ServiceName::Auth,
         ServiceName::User,
         ServiceName::Cart,
@@ -34,6 +36,7 @@ impl ServiceName {
         ServiceName::Order,
         ServiceName::Payment,
         ServiceName::Checkout,
+        ServiceName::Notification,
     ];
 
     /// The name (`"product"`).
@@ -46,10 +49,11 @@ impl ServiceName {
             ServiceName::Order => "order",
             ServiceName::Payment => "payment",
             ServiceName::Checkout => "checkout",
+            ServiceName::Notification => "notification",
         }
     }
 
-    /// The well-known gRPC port (auth 8000 up to checkout 8006).
+    /// The well-known gRPC port (auth 8000 up to notification 8007).
     pub const fn port(self) -> u16 {
         match self {
             ServiceName::Auth => 8000,
@@ -59,6 +63,7 @@ impl ServiceName {
             ServiceName::Order => 8004,
             ServiceName::Payment => 8005,
             ServiceName::Checkout => 8006,
+            ServiceName::Notification => 8007,
         }
     }
 }
@@ -85,6 +90,7 @@ mod tests {
                 ("order", 8004),
                 ("payment", 8005),
                 ("checkout", 8006),
+                ("notification", 8007),
             ]
         );
     }

@@ -16,7 +16,7 @@
 # start over with `docker compose ... down -v` (which deletes the data).
 set -euo pipefail
 
-SERVICES=(auth user cart product order payment checkout)
+SERVICES=(auth user cart product order payment checkout notification)
 
 die() { printf '01-service-users.sh: %s\n' "$*" >&2; exit 1; }
 

@@ -14,6 +14,7 @@ pub mod store;
 use std::time::Duration;
 
 use mall_common::config::{self, ConfigError, Profile, Secret, Validate, ensure};
+use mall_common::events::{Outbox, Relay};
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::auth::v1::auth_service_server::AuthServiceServer;
@@ -202,7 +203,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let a = &settings.ext.accounts.argon2;
     let hashing = domain::PasswordHashing::new(a.memory_kib, a.iterations, a.parallelism)
         .map_err(|e| anyhow::anyhow!("accounts.argon2: {e}"))?;
-    let accounts = store::Accounts::new(platform.database()?.clone());
+    let db = platform.database()?.clone();
+    Outbox::install(&db).await?;
+    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
+    let accounts = store::Accounts::new(db);
     let revocations = revocations::Revocations::new(
         accounts.clone(),
         platform.cache.clone(),
@@ -222,14 +226,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         settings.ext.accounts.clone(),
     );
     identity.bootstrap_admin().await?;
-    let server = platform
-        .server(&settings)
-        .add_service(
-            AuthServiceServer::new(api::AuthApi::new(identity)),
-            api::ACCESS,
-        )
-        .bind()
-        .await?;
+    let mut server = platform.server(&settings).add_service(
+        AuthServiceServer::new(api::AuthApi::new(identity)),
+        api::ACCESS,
+    );
+    let relay = relay.register_metrics(server.registry_mut());
+    let server = server.bind().await?;
+    relay.spawn(server.shutdown_handle());
     revocations.spawn(
         settings.ext.accounts.revocation_sync_interval,
         server.shutdown_handle(),

@@ -3,8 +3,11 @@
 //! cancels unpaid orders after `order.pending_timeout` and gives their stock back (asking
 //! payment first about Alipay orders, which may have been paid on Alipay's page).
 //!
-//! [`build`] opens the database, binds the server and starts the sweeper; [`run`] serves until
-//! shutdown. Tests and the `mall` fleet call `build` with port 0.
+//! Its events (`order.placed`, `order.paid`, `order.cancelled`) go through the outbox in its
+//! database; the relay publishes them to `events.url`.
+//!
+//! [`build`] opens the database, binds the server and starts the sweeper and the relay;
+//! [`run`] serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
 
 pub mod api;
 pub mod domain;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mall_common::config;
+use mall_common::events::{Outbox, Relay};
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::order::v1::order_service_server::OrderServiceServer;
@@ -89,11 +93,15 @@ impl config::Validate for Extra {
     }
 }
 
-/// Opens the database, binds the ports and starts the sweeper (it runs while the server does).
+/// Opens the database, binds the ports and starts the sweeper and the outbox relay (they run
+/// while the server does).
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     config::Validate::validate(&settings.ext, settings.profile)?;
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
-    let orders = store::Orders::new(platform.database()?.clone());
+    let db = platform.database()?.clone();
+    Outbox::install(&db).await?;
+    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
+    let orders = store::Orders::new(db);
     let product = platform
         .clients
         .client::<sweeper::ProductClient>(ServiceName::Product.as_str())
@@ -103,11 +111,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         product.clone(),
         settings.ext.order.currency.clone(),
     );
-    let bound = platform
+    let mut server = platform
         .server(&settings)
-        .add_service(OrderServiceServer::new(service), api::ACCESS)
-        .bind()
-        .await?;
+        .add_service(OrderServiceServer::new(service), api::ACCESS);
+    let relay = relay.register_metrics(server.registry_mut());
+    let bound = server.bind().await?;
+    relay.spawn(bound.shutdown_handle());
     // Payment also calls order (it marks Alipay orders paid), so the two call each other: the
     // client is lazy (no connection until the sweeper's first question) and finds payment
     // where discovery says, even when payment starts after order. While it cannot be asked,

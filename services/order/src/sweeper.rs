@@ -139,11 +139,11 @@ impl Sweeper {
                     }
                 }
             }
-            let id = expired.id;
             // Another instance (or a payment) may have won the order since the SELECT.
-            if !self.orders.cancel_expired(&id, cutoff, now).await? {
+            if !self.orders.cancel_expired(&expired, cutoff, now).await? {
                 continue;
             }
+            let id = expired.id;
             tracing::info!(order = %id, "cancelled unpaid order after the payment timeout");
             report.cancelled.push(id.clone());
             self.release(&id, &mut report).await;

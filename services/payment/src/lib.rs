@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mall_common::config;
+use mall_common::events::{Outbox, Relay};
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::payment::v1::payment_service_server::PaymentServiceServer;
@@ -196,8 +197,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let cart = platform
         .clients
         .client::<settle::CartClient>(ServiceName::Cart.as_str())?;
+    let db = platform.database()?.clone();
+    Outbox::install(&db).await?;
+    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
     let payments = app::Payments::new(
-        store::Ledger::new(platform.database()?.clone()),
+        store::Ledger::new(db),
         platform.cache.clone(),
         alipay,
         app::Timing {
@@ -208,15 +212,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         settle::Peers { order, cart },
     );
     let reconciler = reconcile::Reconciler::new(payments.clone(), p.reconcile_after);
-    let server = platform
+    let mut server = platform
         .server(&settings)
         .add_service(
             PaymentServiceServer::new(api::PaymentApi::new(payments.clone())),
             api::ACCESS,
         )
-        .admin_routes(notify::routes(&p.alipay_notify_path, payments))
-        .bind()
-        .await?;
+        .admin_routes(notify::routes(&p.alipay_notify_path, payments));
+    let relay = relay.register_metrics(server.registry_mut());
+    let server = server.bind().await?;
+    relay.spawn(server.shutdown_handle());
     reconciler.spawn(p.reconcile_interval, server.shutdown_handle());
     Ok(server)
 }

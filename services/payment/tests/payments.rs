@@ -776,3 +776,54 @@ async fn reconciliation_refunds_payments_of_cancelled_orders_and_keeps_paid_ones
     );
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_charge_and_its_refunds_are_events_and_a_refused_refund_emits_nothing() {
+    use mall_common::events::{Payload, SubscribeOptions};
+    let fleet = fleet().await;
+    let mut client = service(&fleet);
+    let txn = charge(&mut client, "order-events", 7, 100).await;
+    let refund_id = client
+        .refund(refund_req(&txn, "order-events", 7, 40))
+        .await
+        .unwrap()
+        .into_inner()
+        .refund_id;
+    assert_code!(
+        client.refund(refund_req(&txn, "order-events", 7, 61)).await,
+        Code::FailedPrecondition,
+        "more than remains: rolled back"
+    );
+    let bus = fleet.events().await;
+    let mut sub = bus
+        .subscribe(SubscribeOptions::new("payment-events-test"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(Ok(d)) = tokio::time::timeout(std::time::Duration::from_secs(2), sub.next()).await
+    {
+        seen.push(d.envelope.clone());
+        d.ack().await.unwrap();
+    }
+    let ours: Vec<_> = seen
+        .iter()
+        .filter(|e| e.aggregate_id == "order-events")
+        .collect();
+    assert_eq!(ours.len(), 2, "{seen:?}");
+    assert_eq!((ours[0].sequence, ours[1].sequence), (1, 2));
+    let Some(Payload::PaymentCharged(c)) = &ours[0].payload else {
+        panic!("{:?}", ours[0])
+    };
+    assert_eq!(
+        (c.transaction_id.as_str(), c.amount_cents),
+        (txn.as_str(), 100)
+    );
+    let Some(Payload::PaymentRefunded(r)) = &ours[1].payload else {
+        panic!("{:?}", ours[1])
+    };
+    assert_eq!(
+        (r.refund_id.as_str(), r.amount_cents),
+        (refund_id.as_str(), 40)
+    );
+    fleet.stop().await;
+}

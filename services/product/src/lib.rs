@@ -15,6 +15,7 @@ pub mod store;
 use std::time::Duration;
 
 use mall_common::config;
+use mall_common::events::{Outbox, Relay};
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_common::worker::spawn_periodic;
@@ -90,7 +91,10 @@ pub async fn load_settings() -> Result<Settings, config::ConfigError> {
 /// Opens the database and cache, seeds the demo catalog if configured, and binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
-    let catalog = store::Catalog::new(platform.database()?.clone());
+    let db = platform.database()?.clone();
+    Outbox::install(&db).await?;
+    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
+    let catalog = store::Catalog::new(db);
     let filled = catalog.backfill().await?;
     if filled != store::Backfilled::default() {
         tracing::info!(
@@ -118,10 +122,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     if let Some(near) = &near {
         near.register(server.registry_mut());
     }
+    let relay = relay.register_metrics(server.registry_mut());
     let bound = server
         .add_service(ProductCatalogServiceServer::new(service), api::ACCESS)
         .bind()
         .await?;
+    relay.spawn(bound.shutdown_handle());
     if let Some(near) = near {
         spawn_periodic(
             "near cache",

@@ -24,8 +24,8 @@ mod client;
 mod database;
 mod discovery;
 pub mod duration;
-pub mod features;
 mod events;
+pub mod features;
 mod keys;
 mod server;
 mod telemetry;
@@ -44,8 +44,8 @@ pub use cache::*;
 pub use client::*;
 pub use database::*;
 pub use discovery::*;
-pub use features::{FeatureFlags, Features};
 pub use events::*;
+pub use features::{FeatureFlags, Features};
 pub use server::*;
 pub use telemetry::*;
 pub use tls::*;
@@ -62,12 +62,13 @@ pub const SERVICE_SECTIONS: &[&str] = &[
     "accounts",
     "catalog",
     "checkout",
+    "notification",
     "order",
     "payment",
     "profile_cache",
 ];
 
-/// The well-known gRPC port of a service, if `name` is one of the seven (admin ports are
+/// The well-known gRPC port of a service, if `name` is one of the eight (admin ports are
 /// gRPC + 1000).
 pub fn default_port(name: &str) -> Option<u16> {
     name.parse::<ServiceName>().ok().map(ServiceName::port)

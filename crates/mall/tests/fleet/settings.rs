@@ -36,6 +36,9 @@ fn service_sections_are_exactly_what_the_services_own() {
     owned.extend(sections(
         serde_json::to_value(checkout::default_settings().ext).unwrap(),
     ));
+    owned.extend(sections(
+        serde_json::to_value(notification::default_settings().ext).unwrap(),
+    ));
     let listed: BTreeSet<String> = SERVICE_SECTIONS.iter().map(|s| s.to_string()).collect();
     assert_eq!(owned, listed);
 }

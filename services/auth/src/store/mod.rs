@@ -3,6 +3,7 @@
 //! token is rotated by one conditional `UPDATE`, so it can be used once.
 
 use mall_common::auth::revocation::Revoked;
+use mall_common::events::{AccountDeleted, Outbox, Payload};
 use mall_common::store::{Database, Migrations, Tx, inserted_id, is_unique_violation};
 use mall_types::time::unix_secs;
 use mall_types::{Role, UserId};
@@ -125,6 +126,9 @@ pub enum Rotation {
     Invalid,
 }
 
+/// The source of the accounts' events.
+const EVENTS_SOURCE: &str = mall_types::ServiceName::Auth.as_str();
+
 const ACCOUNT_COLUMNS: &str = "id, username, email, phone, password_hash, role, status, created_at";
 
 /// The accounts and sessions repository.
@@ -212,8 +216,8 @@ impl Accounts {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Soft-deletes an active account, revokes its refresh tokens and records `revocation`
-    /// (its access tokens), all in one transaction; `false` when there is no such account.
+    /// Soft-deletes an active account, revokes its refresh tokens, records `revocation` (its
+    /// access tokens) and appends `account.deleted` to the outbox, all in one transaction; `false` when there is no such account.
     pub async fn delete(&self, id: UserId, revocation: &Revocation) -> Result<bool, Error> {
         self.db
             .retrying("delete", || self.delete_once(id, revocation))
@@ -240,6 +244,8 @@ impl Accounts {
         .execute(&mut *tx)
         .await?;
         insert_revocations(&mut tx, std::slice::from_ref(revocation)).await?;
+        let deleted = Payload::AccountDeleted(AccountDeleted { user_id: id.get() });
+        Outbox::append(&mut tx, EVENTS_SOURCE, &id.get().to_string(), deleted).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -2,9 +2,15 @@
 //! portable types. Every status change is a conditional `UPDATE … WHERE status = <from>` after
 //! [`transition`] approved the move, so two writers (a payment and the sweeper, two sweepers)
 //! can never both win: exactly one `UPDATE` affects the row.
+//!
+//! Each change a customer or another system must learn of appends its event to the outbox in
+//! the same transaction (after the `UPDATE`/`INSERT` that locks the order's row): `order.placed`
+//! when `place` creates an order (not on an idempotent replay), `order.paid` on PENDING→PAID
+//! only, `order.cancelled` on every PENDING→CANCELLED (`cancel`, `cancel_expired`).
 
 use std::collections::HashMap;
 
+use mall_common::events::{OrderCancelled, OrderLine, OrderPaid, OrderPlaced, Outbox, Payload};
 use mall_common::paging::Page;
 use mall_common::store::{Database, Migrations, is_unique_violation};
 use mall_types::time::unix_secs;
@@ -57,6 +63,39 @@ pub struct Expired {
     pub user_id: i64,
     /// How it is paid.
     pub payment_method: PaymentMethod,
+}
+
+/// The source of the orders' events.
+const NAME: &str = mall_types::ServiceName::Order.as_str();
+
+/// `order.placed` for the new order `id`.
+fn placed_event(id: &str, new: &NewOrder) -> Payload {
+    Payload::OrderPlaced(OrderPlaced {
+        order_id: id.to_string(),
+        user_id: new.user_id.get(),
+        email: new.email.as_str().to_string(),
+        currency: new.currency.clone(),
+        total_cents: new.total_cents.get(),
+        items: new
+            .lines
+            .iter()
+            .map(|line| OrderLine {
+                product_id: line.product_id.get(),
+                quantity: u32::try_from(line.quantity.get()).unwrap_or_default(),
+                cost_cents: line.cost_cents.get(),
+            })
+            .collect(),
+        payment_method: new.payment_method.as_str().to_string(),
+    })
+}
+
+/// `order.cancelled` for order `id`.
+fn cancelled_event(id: &str, user_id: u64, reason: &str) -> Payload {
+    Payload::OrderCancelled(OrderCancelled {
+        order_id: id.to_string(),
+        user_id,
+        reason: reason.to_string(),
+    })
 }
 
 /// The orders repository.
@@ -217,6 +256,7 @@ impl Orders {
             }
             query.execute(&mut *tx).await?;
         }
+        Outbox::append(&mut tx, NAME, &id, placed_event(&id, new)).await?;
         tx.commit().await?;
         Ok(Placed { id, created: true })
     }
@@ -340,6 +380,7 @@ impl Orders {
     ) -> Result<Paid, Error> {
         transition(OrderStatus::Pending, OrderStatus::Paid)?;
         let now = unix_secs();
+        let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE orders SET status = ?, transaction_id = ?, paid_at = ?, updated_at = ? \
              WHERE id = ? AND user_id = ? AND status = ?",
@@ -351,11 +392,20 @@ impl Orders {
         .bind(id.as_str())
         .bind(user_id.db())
         .bind(OrderStatus::Pending.code())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
+            let paid = Payload::OrderPaid(OrderPaid {
+                order_id: id.to_string(),
+                user_id: user_id.get(),
+                transaction_id: transaction_id.to_string(),
+                email: None,
+            });
+            Outbox::append(&mut tx, NAME, id.as_str(), paid).await?;
+            tx.commit().await?;
             return Ok(Paid::Now);
         }
+        tx.rollback().await?;
         // Not PENDING (a status only moves forward, so this read is final for PENDING→PAID).
         let (status, paid_by) = self
             .state(user_id, id)
@@ -388,6 +438,7 @@ impl Orders {
                 .ok_or_else(|| Error::OrderNotFound(id.to_string()))?;
             transition(status, OrderStatus::Cancelled)?;
             let now = unix_secs();
+            let mut tx = self.db.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE orders SET status = ?, cancel_reason = ?, cancelled_at = ?, updated_at = ?, \
                  release_attempt_at = ?, release_attempts = release_attempts + 1 \
@@ -401,9 +452,12 @@ impl Orders {
             .bind(id.as_str())
             .bind(user_id.db())
             .bind(status.code())
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?;
             if done.rows_affected() > 0 {
+                let cancelled = cancelled_event(id.as_str(), user_id.get(), reason);
+                Outbox::append(&mut tx, NAME, id.as_str(), cancelled).await?;
+                tx.commit().await?;
                 return Ok(());
             }
         }
@@ -440,8 +494,15 @@ impl Orders {
     /// The sweeper's claim on an expired order: PENDING→CANCELLED ("payment timeout") if it is
     /// still PENDING and older than `cutoff`. True for exactly one of several concurrent
     /// sweepers; only that one releases the stock.
-    pub async fn cancel_expired(&self, id: &str, cutoff: i64, now: i64) -> Result<bool, Error> {
+    pub async fn cancel_expired(
+        &self,
+        expired: &Expired,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<bool, Error> {
         transition(OrderStatus::Pending, OrderStatus::Cancelled)?;
+        let id = expired.id.as_str();
+        let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE orders SET status = ?, cancel_reason = ?, cancelled_at = ?, updated_at = ?, \
              release_attempt_at = ?, release_attempts = release_attempts + 1 \
@@ -455,9 +516,16 @@ impl Orders {
         .bind(id)
         .bind(OrderStatus::Pending.code())
         .bind(cutoff)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let user_id = u64::try_from(expired.user_id).unwrap_or_default();
+        let cancelled = cancelled_event(id, user_id, TIMEOUT_CANCEL_REASON);
+        Outbox::append(&mut tx, NAME, id, cancelled).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Up to `limit` CANCELLED orders whose stock is not back yet and whose last release attempt

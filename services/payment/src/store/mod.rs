@@ -8,6 +8,7 @@
 //! - refunds never exceed the charge: one conditional `UPDATE ... WHERE refunded_cents + ? <=
 //!   amount_cents`, with the refund row inserted in the same transaction.
 
+use mall_common::events::{Outbox, Payload, PaymentCharged, PaymentRefunded};
 use mall_common::store::{Database, Migrations, is_unique_violation};
 use mall_types::time::unix_secs;
 use mall_types::{Cents, OrderId, TransactionId, UserId};
@@ -76,6 +77,12 @@ pub enum Voided {
 /// A settlement outcome as stored in `order_settlements.outcome`.
 const CHARGED: &str = "charged";
 const VOIDED: &str = "voided";
+
+/// The source of the ledger's events (`payment.charged` when a payment is recorded, card or
+/// Alipay; `payment.refunded` when a card refund is recorded or Alipay confirms one), appended
+/// to the outbox in the transaction that records it; the aggregate is the order id (one payment
+/// per order).
+const NAME: &str = mall_types::ServiceName::Payment.as_str();
 
 /// The payment ledger's repository.
 #[derive(Clone, Debug)]
@@ -170,6 +177,16 @@ impl Ledger {
         .await;
         match inserted {
             Ok(_) => {
+                let charged = Payload::PaymentCharged(PaymentCharged {
+                    transaction_id: new.transaction_id.clone(),
+                    order_id: new.order_id.to_string(),
+                    user_id: new.user_id.get(),
+                    amount_cents: new.amount_cents.get(),
+                    // Payment does not know the shop currency; the order's event carries it.
+                    currency: String::new(),
+                    method: new.method.as_str().to_string(),
+                });
+                Outbox::append(&mut tx, NAME, new.order_id.as_str(), charged).await?;
                 tx.commit().await?;
                 Ok(Recorded::New)
             }
@@ -355,6 +372,17 @@ impl Ledger {
         .bind(status.as_str())
         .execute(&mut *tx)
         .await?;
+        // A pending (Alipay) refund is told when Alipay confirms it (`finish_refund`).
+        if status == RefundStatus::Succeeded {
+            let refunded = Payload::PaymentRefunded(PaymentRefunded {
+                refund_id: refund_id.to_string(),
+                transaction_id: refund.transaction_id.to_string(),
+                order_id: refund.order_id.to_string(),
+                user_id: refund.user_id.get(),
+                amount_cents: refund.amount_cents.get(),
+            });
+            Outbox::append(&mut tx, NAME, refund.order_id.as_str(), refunded).await?;
+        }
         tx.commit().await?;
         Ok(payment)
     }
@@ -389,13 +417,34 @@ impl Ledger {
     }
 
     /// Alipay confirmed refund `refund_id`.
+    /// Once only (the status guard), with its `payment.refunded` in the same transaction.
     pub async fn finish_refund(&self, refund_id: &str) -> Result<(), Error> {
-        sqlx::query(
+        let mut tx = self.db.begin_write().await?;
+        let finished = sqlx::query(
             "UPDATE refunds SET status = 'succeeded' WHERE refund_id = ? AND status = 'pending'",
         )
         .bind(refund_id)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
+        if finished.rows_affected() == 1 {
+            let row = sqlx::query(
+                "SELECT r.transaction_id, r.amount_cents, p.order_id, p.user_id FROM refunds r \
+                 JOIN payments p ON p.transaction_id = r.transaction_id WHERE r.refund_id = ?",
+            )
+            .bind(refund_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let order_id: String = row.try_get(2)?;
+            let refunded = Payload::PaymentRefunded(PaymentRefunded {
+                refund_id: refund_id.to_string(),
+                transaction_id: row.try_get(0)?,
+                amount_cents: row.try_get(1)?,
+                order_id: order_id.clone(),
+                user_id: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or_default(),
+            });
+            Outbox::append(&mut tx, NAME, &order_id, refunded).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! The catalog's SQL. One implementation for both backends: statements use `?` placeholders and
 //! portable types; the two that differ (category upsert, last-insert id) switch on
 //! [`Backend`]. Stock changes are single conditional `UPDATE`s inside one transaction, never
-//! read-then-write, so concurrent reservations cannot oversell.
+//! read-then-write, so concurrent reservations cannot oversell. Each line reserved or released
+//! appends one `product.stock_changed` (the new level, the delta, the reservation) to the
+//! outbox in the same transaction.
 //!
 //! Names and descriptions are stored with their [`fold`]ed forms (`name_fold`,
 //! `description_fold`, `categories.name_key`, binary collation on both backends): category
@@ -10,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use mall_common::events::{Outbox, Payload, StockChanged};
 use mall_common::paging::Page;
 use mall_common::store::{Backend, Database, Migrations, Tx, inserted_id, is_unique_violation};
 use mall_types::ids::stored_to_api;
@@ -63,6 +66,41 @@ pub enum Reserved {
     /// The same reservation was already in place; nothing changed.
     Already,
 }
+
+/// Appends `product.stock_changed` for each `(product, delta)` line (their rows locked by the
+/// caller's `UPDATE`) of a reservation or release: the new levels are read in the transaction,
+/// all in one statement, then one outbox insert per line.
+async fn stock_changed(
+    tx: &mut Tx,
+    lines: &[(i64, i64)],
+    reservation_id: &str,
+) -> Result<(), Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT id, stock FROM products WHERE id IN ({})",
+        placeholders(lines.len())
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
+    for (product, _) in lines {
+        query = query.bind(*product);
+    }
+    let levels: HashMap<i64, i64> = query.fetch_all(&mut **tx).await?.into_iter().collect();
+    for (product, delta) in lines {
+        let changed = Payload::StockChanged(StockChanged {
+            product_id: u64::try_from(*product).unwrap_or_default(),
+            stock: levels.get(product).copied().unwrap_or_default(),
+            delta: *delta,
+            reservation_id: Some(reservation_id.to_string()),
+        });
+        Outbox::append(tx, EVENTS_SOURCE, &product.to_string(), changed).await?;
+    }
+    Ok(())
+}
+
+/// The source of the catalog's events.
+const EVENTS_SOURCE: &str = mall_types::ServiceName::Product.as_str();
 
 /// The product catalog's repository.
 #[derive(Clone, Debug)]
@@ -442,6 +480,8 @@ impl Catalog {
             items = items.bind(r.id.as_str()).bind(product.db()).bind(*quantity);
         }
         items.execute(&mut *tx).await?;
+        let taken: Vec<(i64, i64)> = r.lines.iter().map(|(p, q)| (p.db(), -*q)).collect();
+        stock_changed(&mut tx, &taken, r.id.as_str()).await?;
         tx.commit().await?;
         Ok(Some(Reserved::Now))
     }
@@ -550,6 +590,7 @@ impl Catalog {
         .fetch_all(&mut *tx)
         .await?;
         let mut touched = Vec::with_capacity(rows.len());
+        let mut released = Vec::with_capacity(rows.len());
         for row in rows {
             let product: i64 = row.try_get(0)?;
             let quantity: i64 = row.try_get(1)?;
@@ -560,9 +601,11 @@ impl Catalog {
                 .bind(product)
                 .execute(&mut *tx)
                 .await?;
+            released.push((product, quantity));
             // Only positive ids were ever reserved; the cache entry of any other is not ours.
             touched.extend(ProductId::from_db(product));
         }
+        stock_changed(&mut tx, &released, id.as_str()).await?;
         tx.commit().await?;
         Ok(touched)
     }
