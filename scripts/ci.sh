@@ -2,8 +2,9 @@
 # The whole CI run, on a fresh clone:
 #   1. make sure MariaDB and Redis are installed and running (fails if they stay unreachable);
 #   2. cargo fmt --check, cargo clippy -D warnings, no unused dependency (cargo-machete);
-#   3. the README's test command (`cargo test --workspace`) with MALL_TEST_MYSQL_URL and
-#      MALL_TEST_REDIS_URL set, so the storage suites run against the real backends (and tiny
+#   3. the README's test command (`cargo test --workspace`) with MALL_TEST_MYSQL_URL,
+#      MALL_TEST_REDIS_URL, MALL_TEST_NATS_URL and MALL_TEST_KAFKA_URL set (scripts/brokers.sh
+#      starts tansu), so the storage and event suites run against the real backends (and tiny
 #      runs of every benchmark, `loadgen floor` included: crates/loadgen/tests/smoke.rs);
 #   4. the same tests once more on the embedded defaults (SQLite + in-process cache);
 #   5. the deploy files: promtool on the Prometheus config and rules, compose/YAML syntax;
@@ -54,6 +55,21 @@ mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1 || { echo "MariaDB is unreach
 redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { echo "Redis is unreachable on 127.0.0.1:6379"; exit 1; }
 echo "MariaDB and Redis are up"
 
+step "brokers: NATS JetStream and a Kafka-API broker (tansu) for the event tests"
+if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+  echo "starting NATS with JetStream"
+  command -v nats-server >/dev/null 2>&1 || apt_install nats-server
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
+  sleep 2
+fi
+# Exports MALL_TEST_NATS_URL and MALL_TEST_KAFKA_URL (builds tansu once into ~/.cache).
+. scripts/brokers.sh
+trap 'scripts/brokers.sh stop >/dev/null 2>&1 || true' EXIT
+[ -n "${MALL_TEST_NATS_URL:-}" ] || { echo "NATS JetStream is unreachable on 127.0.0.1:4222"; exit 1; }
+[ -n "${MALL_TEST_KAFKA_URL:-}" ] || { echo "the tansu broker did not start"; exit 1; }
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -67,8 +83,9 @@ MALL_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 \
 MALL_TEST_REDIS_URL=redis://127.0.0.1:6379 \
   cargo test --workspace
 
-step "tests on the embedded defaults (SQLite + in-process cache)"
-env -u MALL_TEST_MYSQL_URL -u MALL_TEST_REDIS_URL cargo test --workspace
+step "tests on the embedded defaults (SQLite + in-process cache + in-process event bus)"
+env -u MALL_TEST_MYSQL_URL -u MALL_TEST_REDIS_URL -u MALL_TEST_NATS_URL -u MALL_TEST_KAFKA_URL \
+  cargo test --workspace
 
 step "deploy files"
 scripts/check-deploy.sh
