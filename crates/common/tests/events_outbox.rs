@@ -475,3 +475,26 @@ async fn only_the_lease_holder_publishes() {
         t.drop().await;
     }
 }
+
+/// MySQL 8 (compose runs 8.4) has no `INSERT … RETURNING`: an append there takes two statements
+/// with the same sequences. MySQL 8 cannot be installed here, so the path is forced, which is
+/// process-wide (under `cargo test` the other tests of this binary may then take it too, and
+/// pass the same).
+#[tokio::test]
+async fn without_returning_an_append_takes_two_statements_and_keeps_the_sequences() {
+    Outbox::append_without_returning();
+    for t in databases().await {
+        let before = t.db.counts();
+        for (aggregate, want) in [("p-1", 1), ("p-1", 2), ("p-2", 1)] {
+            let e = change_and_emit(&t.db, aggregate, true).await.unwrap();
+            assert_eq!(e.sequence, want, "{aggregate}");
+        }
+        let spent = t.db.counts().since(&before);
+        assert_eq!(spent.outbox, 3, "{spent:?}");
+        assert_eq!(
+            spent.reads, 3,
+            "one read of the sequence per append: {spent:?}"
+        );
+        t.drop().await;
+    }
+}

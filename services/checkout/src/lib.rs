@@ -75,9 +75,11 @@ pub struct CheckoutSettings {
 }
 
 impl config::Validate for Extra {
-    /// `checkout.fingerprint_secret`: long enough, and not the development key online. (The
-    /// timing keys are checked where the saga's timing is derived, see `build_with`.)
+    /// The timing keys (positive, the step within the budget) and `checkout.fingerprint_secret`:
+    /// long enough, and not the development key online.
     fn validate(&self, profile: config::Profile) -> Result<(), config::ConfigError> {
+        timing(&self.checkout)
+            .map_err(|e| config::ConfigError::invalid("checkout", e.to_string()))?;
         let secret = self.checkout.fingerprint_secret.expose();
         config::ensure(
             secret.len() >= MIN_FINGERPRINT_SECRET_BYTES,
@@ -156,6 +158,26 @@ fn timing(c: &CheckoutSettings) -> anyhow::Result<saga::Timing> {
     })
 }
 
+/// The keys of `checkout.*` a config-centre reload applies: the saga's timing (new runs take
+/// it; a running one keeps its own). `recovery_interval` needs a restart.
+pub const RELOADABLE: &[&str] = &[
+    "checkout.step_timeout",
+    "checkout.budget",
+    "checkout.retry_delay",
+];
+
+fn reload_timing(engine: &saga::Engine, loaded: &config::centre::Loaded) {
+    let section = loaded.tree.get("checkout").cloned().unwrap_or_default();
+    // The reload validated the whole document (`Extra::validate` checks the timing).
+    match serde_json::from_value::<CheckoutSettings>(section)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| timing(&c))
+    {
+        Ok(t) => engine.set_timing(t),
+        Err(e) => tracing::error!(error = %e, "checkout timing not applied"),
+    }
+}
+
 /// Opens the database, binds the ports and starts the recovery worker.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     build_with(settings, |grpc| grpc).await
@@ -187,7 +209,9 @@ pub async fn build_with(
             .to_string(),
     );
     let service = api::CheckoutApi::new(engine.clone(), platform.features.clone());
+    let reloaded = engine.clone();
     let bound = builder
+        .on_reload(RELOADABLE, move |loaded| reload_timing(&reloaded, loaded))
         .add_service(CheckoutServiceServer::new(service), api::ACCESS)
         .bind()
         .await?;

@@ -9,6 +9,8 @@
 //!   `sent_at` (unix ms; `sent_at` NULL while unsent), `attempts` (failed publishes).
 //! - `outbox_lease`: one row naming the relay instance that may publish, until when.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use prost::Message as _;
 use sqlx::Row as _;
 
@@ -63,12 +65,29 @@ const MYSQL_TABLES: [&str; 3] = [
 ];
 
 /// One statement per event: the next sequence of (source, aggregate) is read and written by the
-/// same `INSERT … SELECT`, and returned (`RETURNING`: SQLite 3.35+, MariaDB 10.5+).
+/// same `INSERT … SELECT`, and returned (`RETURNING`: SQLite 3.35+, MariaDB 10.5+; MySQL 8 has
+/// none and gets [`APPEND_PLAIN`]).
 const APPEND: &str = "INSERT INTO outbox \
     (event_id, event_type, source, aggregate_id, sequence, envelope, created_at, attempts) \
     SELECT ?, ?, ?, ?, COALESCE(MAX(sequence), 0) + 1, ?, ?, 0 \
     FROM outbox WHERE source = ? AND aggregate_id = ? \
     RETURNING sequence";
+
+/// [`APPEND`] without `RETURNING`, for MySQL 8 (which has none), followed by [`SEQUENCE_OF`].
+const APPEND_PLAIN: &str = "INSERT INTO outbox \
+    (event_id, event_type, source, aggregate_id, sequence, envelope, created_at, attempts) \
+    SELECT ?, ?, ?, ?, COALESCE(MAX(sequence), 0) + 1, ?, ?, 0 \
+    FROM outbox WHERE source = ? AND aggregate_id = ?";
+const SEQUENCE_OF: &str = "SELECT sequence FROM outbox WHERE event_id = ?";
+
+/// Set once a server refused `RETURNING` as a syntax error (MySQL 8): from then on every append
+/// is [`APPEND_PLAIN`] and [`SEQUENCE_OF`], two statements.
+static WITHOUT_RETURNING: AtomicBool = AtomicBool::new(false);
+
+/// Whether `e` is the SQL syntax error (SQLSTATE 42000) of a server without `INSERT … RETURNING`.
+fn refused_returning(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42000"))
+}
 
 /// The transactional outbox of a service's database (see the [module docs](super)).
 #[derive(Debug, Clone, Copy)]
@@ -111,19 +130,53 @@ impl Outbox {
     ) -> Result<Envelope, sqlx::Error> {
         let mut envelope = envelope(source, aggregate_id, payload);
         let encoded = envelope.encode_to_vec();
-        let sequence: i64 = sqlx::query_scalar(APPEND)
-            .bind(envelope.event_id.clone())
-            .bind(envelope.r#type.clone())
-            .bind(source.to_string())
-            .bind(aggregate_id.to_string())
-            .bind(encoded)
-            .bind(envelope.occurred_at_unix_ms)
-            .bind(source.to_string())
-            .bind(aggregate_id.to_string())
-            .fetch_one(&mut **tx)
-            .await?;
+        let insert = |sql: &'static str| {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(envelope.event_id.clone())
+                .bind(envelope.r#type.clone())
+                .bind(source.to_string())
+                .bind(aggregate_id.to_string())
+                .bind(encoded.clone())
+                .bind(envelope.occurred_at_unix_ms)
+                .bind(source.to_string())
+                .bind(aggregate_id.to_string())
+        };
+        let returned = if WITHOUT_RETURNING.load(Ordering::Relaxed) {
+            None
+        } else {
+            match insert(APPEND).fetch_one(&mut **tx).await {
+                Ok(sequence) => Some(sequence),
+                // A statement refused at parse time changed nothing, and MySQL keeps the
+                // transaction open after it.
+                Err(e) if refused_returning(&e) => {
+                    tracing::info!(
+                        "the database has no INSERT … RETURNING; outbox appends take two statements"
+                    );
+                    WITHOUT_RETURNING.store(true, Ordering::Relaxed);
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let sequence = match returned {
+            Some(sequence) => sequence,
+            None => {
+                insert(APPEND_PLAIN).fetch_optional(&mut **tx).await?;
+                sqlx::query_scalar(SEQUENCE_OF)
+                    .bind(envelope.event_id.clone())
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
         envelope.sequence = u64::try_from(sequence).unwrap_or_default();
         Ok(envelope)
+    }
+
+    /// Makes every append take the two statements MySQL 8 needs (no `RETURNING`), as after a
+    /// server refused it: for tests of that path on servers that have `RETURNING`.
+    #[doc(hidden)]
+    pub fn append_without_returning() {
+        WITHOUT_RETURNING.store(true, Ordering::Relaxed);
     }
 
     /// [`Outbox::append`] in a transaction of its own, for a caller with none (the event then

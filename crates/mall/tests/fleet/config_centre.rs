@@ -132,12 +132,12 @@ async fn a_feature_flag_switched_off_in_consul_kv_stops_alipay_at_checkout_and_n
             .1
     };
 
-    // Switched on by the centre, within one watch round; client settings change beside it,
-    // and neither asks for a restart.
+    // Switched on by the centre, within one watch round; client settings and the saga's step
+    // timeout change beside it, and none asks for a restart.
     consul.put_kv(
         CHECKOUT_KEY,
         "features:\n  alipay: true\nclient:\n  retry:\n    max_attempts: 2\n  \
-         method_timeout:\n    payment:\n      charge: 8s\n",
+         method_timeout:\n    payment:\n      charge: 8s\ncheckout:\n  step_timeout: 2s\n",
     );
     eventually(
         Duration::from_secs(3),
@@ -152,7 +152,24 @@ async fn a_feature_flag_switched_off_in_consul_kv_stops_alipay_at_checkout_and_n
         "{text}"
     );
 
-    // Off again: Alipay is refused, a card checkout still goes through.
+    // A saga timing that cannot work (a step longer than the whole budget) is refused.
+    consul.put_kv(
+        CHECKOUT_KEY,
+        "features:\n  alipay: true\ncheckout:\n  step_timeout: 20s\n",
+    );
+    eventually(
+        Duration::from_secs(3),
+        "the bad timing is refused",
+        || async {
+            metrics()
+                .await
+                .contains(r#"config_reloads_total{result="rejected"} 1"#)
+        },
+    )
+    .await;
+
+    // Off again: Alipay is refused, a card checkout still goes through (with the reloaded
+    // 2 s steps).
     consul.put_kv(CHECKOUT_KEY, "features:\n  alipay: false\n");
     eventually(
         Duration::from_secs(3),

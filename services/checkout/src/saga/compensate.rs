@@ -67,7 +67,7 @@ impl Engine {
         if let Undone::OrderPaid = self.cancel_order(run, &order_id).await? {
             return Ok(Undone::OrderPaid);
         }
-        let step = self.inner.timing.step;
+        let step = run.timing.step;
         self.down()
             .release_stock(&order_id, step)
             .step(&self.inner.metrics, "compensate.release_stock", run)
@@ -99,7 +99,7 @@ impl Engine {
                 // Finds the order placed under the saga id whatever its method; one created
                 // now is cancelled right away.
                 crate::downstream::CARD_METHOD,
-                self.inner.timing.step,
+                run.timing.step,
             )
             .step(&self.inner.metrics, "compensate.find_order", run)
             .await?;
@@ -116,7 +116,7 @@ impl Engine {
     /// or PAID, which by this saga's charge means the checkout succeeded (a `MarkOrderPaid`
     /// whose answer was lost).
     async fn cancel_order(&self, run: &Run, order_id: &str) -> Result<Undone, StepError> {
-        let step = self.inner.timing.step;
+        let step = run.timing.step;
         let user = run.user();
         let cancelled = self
             .down()
@@ -151,7 +151,7 @@ impl Engine {
         let Some(tx) = &run.tx else {
             return Ok(());
         };
-        let step = self.inner.timing.step;
+        let step = run.timing.step;
         let payment = self.down().get_payment(tx, step).await?;
         let left = payment.amount_cents.saturating_sub(payment.refunded_cents);
         if left > 0 {

@@ -221,7 +221,7 @@ impl Engine {
             transaction_id: tx,
             ..
         } = charged_ids(run, "charged")?;
-        let step = self.inner.timing.step;
+        let step = run.timing.step;
         for attempt in 0..MARK_PAID_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(MARK_PAID_BACKOFF * 2u32.pow(attempt - 1)).await;
@@ -250,12 +250,7 @@ impl Engine {
         let done = charged_ids(run, "paid")?;
         let cleaned = self
             .down()
-            .remove_purchased(
-                run.user(),
-                &done.order_id,
-                &run.lines,
-                self.inner.timing.step,
-            )
+            .remove_purchased(run.user(), &done.order_id, &run.lines, run.timing.step)
             .step(&self.inner.metrics, "cart_cleanup", run)
             .await;
         let change = match cleaned {

@@ -42,6 +42,7 @@ mod outcome;
 mod resume;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mall_types::ids::stored_to_api as id_to_api;
@@ -70,6 +71,10 @@ pub const FINGERPRINT_WINDOW_SECS: i64 = 10;
 const BUDGET_SLACK: Duration = Duration::from_millis(20);
 /// The reason given to order when the saga cancels its order.
 pub const CANCEL_REASON: &str = "checkout could not be completed";
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// The saga's time limits.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +112,10 @@ struct Inner {
     sagas: Sagas,
     down: Arc<dyn Downstream>,
     metrics: Metrics,
-    timing: Timing,
+    /// Reloadable ([`Engine::set_timing`]); each run keeps the timing it started with.
+    timing: parking_lot::RwLock<Timing>,
+    /// The longest `timing.lease` set so far, in ms (see [`Engine::lease_until`]).
+    max_lease_ms: AtomicU64,
     /// This instance's lease-owner id.
     owner: String,
     /// Secret keying request fingerprints (`checkout.fingerprint_secret`).
@@ -157,6 +165,8 @@ struct Run {
     tx: Option<String>,
     outcome_recorded: bool,
     deadline: Instant,
+    /// The timing this run started with (its lease was written with it).
+    timing: Timing,
 }
 
 impl Run {
@@ -187,11 +197,26 @@ impl Engine {
                 sagas,
                 down,
                 metrics,
-                timing,
+                timing: parking_lot::RwLock::new(timing),
+                max_lease_ms: AtomicU64::new(millis(timing.lease)),
                 owner: uuid::Uuid::new_v4().to_string(),
                 fingerprint_secret,
             }),
         }
+    }
+
+    /// The saga timing new runs start with.
+    pub fn timing(&self) -> Timing {
+        *self.inner.timing.read()
+    }
+
+    /// Takes new timing (a config-centre reload of `checkout.*`): runs already going keep
+    /// theirs, and their leases, so the worker still never takes a saga a live request drives.
+    pub fn set_timing(&self, timing: Timing) {
+        *self.inner.timing.write() = timing;
+        self.inner
+            .max_lease_ms
+            .fetch_max(millis(timing.lease), Ordering::Relaxed);
     }
 
     /// The sagas repository.
@@ -211,12 +236,15 @@ impl Engine {
 
     /// The lease an owner takes, in unix ms from now.
     pub fn lease_until(&self) -> i64 {
-        let lease = i64::try_from(self.inner.timing.lease.as_millis()).unwrap_or(i64::MAX);
+        // The longest lease any timing of this process asked for, so a lease taken while the
+        // timing is reloaded still covers a run that started with the old one.
+        let lease =
+            i64::try_from(self.inner.max_lease_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         now_ms().saturating_add(lease)
     }
 
     fn retry_at(&self) -> i64 {
-        let delay = i64::try_from(self.inner.timing.retry_delay.as_millis()).unwrap_or(i64::MAX);
+        let delay = i64::try_from(self.timing().retry_delay.as_millis()).unwrap_or(i64::MAX);
         now_ms().saturating_add(delay)
     }
 
@@ -316,6 +344,7 @@ impl Engine {
     }
 
     fn new_run(&self, id: String, input: &CheckoutInput, started: Instant) -> Run {
+        let timing = self.timing();
         Run {
             id,
             user_id: input.user_id,
@@ -325,7 +354,8 @@ impl Engine {
             order_id: None,
             tx: None,
             outcome_recorded: false,
-            deadline: started + self.inner.timing.budget,
+            deadline: started + timing.budget,
+            timing,
         }
     }
 
@@ -336,7 +366,7 @@ impl Engine {
         if left.is_zero() {
             return Err(StepError::Budget);
         }
-        Ok(left.min(self.inner.timing.step))
+        Ok(left.min(run.timing.step))
     }
 
     /// A failed pre-charge call: [`StepError::Budget`] when the checkout's budget is what ran

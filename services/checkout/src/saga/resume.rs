@@ -31,6 +31,7 @@ impl Engine {
     /// [`Engine::resume`] inside its span.
     async fn drive_open(&self, saga: Saga) -> Result<(), StepError> {
         tracing::info!(saga = %saga.id, step = %saga.step, "resuming saga");
+        let timing = self.timing();
         let mut run = Run {
             id: saga.id.clone(),
             user_id: saga.user_id,
@@ -40,7 +41,8 @@ impl Engine {
             order_id: saga.order_id.clone(),
             tx: saga.transaction_id.clone(),
             outcome_recorded: saga.outcome.is_some(),
-            deadline: Instant::now() + self.inner.timing.budget,
+            deadline: Instant::now() + timing.budget,
+            timing,
         };
         let run = &mut run;
         match saga.step {
@@ -121,10 +123,7 @@ impl Engine {
         let Some(order_id) = run.order_id.clone() else {
             return self.fail(run, Failure::Interrupted).await;
         };
-        let found = self
-            .down()
-            .void_order(&order_id, self.inner.timing.step)
-            .await;
+        let found = self.down().void_order(&order_id, run.timing.step).await;
         match found {
             Ok(Settlement::Charged(payment)) if is_this_sagas(run, &payment) => {
                 run.tx = Some(payment.transaction_id);
