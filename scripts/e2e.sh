@@ -125,7 +125,7 @@ trap 'exit 130' INT TERM
 
 if [ "${FLEET_BUILD:-1}" != 0 ]; then
   say "building the release binaries (services, fake-consul, loadgen)"
-  cargo build --release --bins -p auth -p user -p product -p cart -p order -p payment -p checkout \
+  cargo build --release --bins -p auth -p user -p product -p cart -p order -p payment -p checkout -p notification \
     -p mall-testkit -p loadgen
 fi
 [ -x "$loadgen" ] || { echo "e2e: $loadgen is missing" >&2; exit 1; }
