@@ -21,6 +21,9 @@ pub enum Error {
     /// The reservation was released; its id cannot reserve again.
     #[error("reservation {0} was released")]
     ReservationReleased(String),
+    /// A stored row cannot be read back (a bug, or a hand-edited database).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -51,6 +54,7 @@ impl mall_common::error::ServiceError for Error {
             Error::ProductNotFound(_) => Code::NotFound,
             Error::InsufficientStock(_) | Error::ReservationReleased(_) => Code::FailedPrecondition,
             Error::ReservationConflict(_) => Code::AlreadyExists,
+            Error::Corrupt(_) => Code::Internal,
             Error::Database(e) => mall_common::store::error_code(e),
         }
     }
@@ -62,7 +66,7 @@ impl mall_common::error::ServiceError for Error {
             Error::InsufficientStock(_) => Some(reason::INSUFFICIENT_STOCK),
             Error::ReservationConflict(_) => Some(reason::RESERVATION_CONFLICT),
             Error::ReservationReleased(_) => Some(reason::RESERVATION_RELEASED),
-            Error::Database(_) => None,
+            Error::Corrupt(_) | Error::Database(_) => None,
         }
     }
 

@@ -3,8 +3,6 @@
 //! consistent snapshot: InnoDB's snapshot covers every database of the server, so all four are
 //! read at one instant.
 
-use std::collections::HashMap;
-
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
@@ -157,42 +155,29 @@ async fn read_reservations(
     conn: &mut MySqlConnection,
     product: &str,
 ) -> anyhow::Result<Vec<Reservation>> {
-    let lines = fetch(
-        conn,
-        format!(
-            "SELECT reservation_id, product_id, quantity FROM {product}.stock_reservation_items"
-        ),
-        |r| {
-            Ok((
-                r.try_get::<String, _>("reservation_id")?,
-                (r.try_get("product_id")?, r.try_get("quantity")?),
-            ))
-        },
-    )
-    .await?;
-    let mut items: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-    for (id, line) in lines {
-        items.entry(id).or_default().push(line);
-    }
     let held = fetch(
         conn,
-        format!("SELECT reservation_id, status FROM {product}.stock_reservations"),
+        format!("SELECT reservation_id, status, items FROM {product}.stock_reservations"),
         |r| {
             Ok((
                 r.try_get::<String, _>("reservation_id")?,
                 r.try_get::<String, _>("status")?,
+                r.try_get::<Option<String>, _>("items")?,
             ))
         },
     )
     .await?;
-    Ok(held
-        .into_iter()
-        .map(|(id, status)| Reservation {
-            items: items.remove(&id).unwrap_or_default(),
-            id,
-            live: status == "reserved",
+    held.into_iter()
+        .map(|(id, status, items)| {
+            let items = product::store::parse_items(items.as_deref().unwrap_or_default())
+                .ok_or_else(|| anyhow::anyhow!("reservation {id} has unreadable items"))?;
+            Ok(Reservation {
+                items,
+                id,
+                live: status == "reserved",
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Every row of `sql` (which names its table in `FROM`) through `row`; a failure names the

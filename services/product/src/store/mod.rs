@@ -99,6 +99,38 @@ async fn stock_changed(
     Ok(())
 }
 
+/// A reservation's lines as stored in its row: `product:quantity` pairs, comma-separated, in
+/// the reservation's order (product ids ascending).
+fn encode_items(lines: &[(ProductId, i64)]) -> String {
+    lines
+        .iter()
+        .map(|(product, quantity)| format!("{}:{quantity}", product.db()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `(product, quantity)` lines of reservation `id` from its row's `items` (none for a
+/// tombstone), product ids ascending.
+fn decode_items(id: &ReservationId, items: Option<&str>) -> Result<Vec<(i64, i64)>, Error> {
+    parse_items(items.unwrap_or_default())
+        .ok_or_else(|| Error::Corrupt(format!("reservation {id} has unreadable items")))
+}
+
+/// `product:quantity,…` as `(product, quantity)` pairs sorted by product; `None` when any pair
+/// is malformed. The invariant checker reads the rows with it too.
+pub fn parse_items(items: &str) -> Option<Vec<(i64, i64)>> {
+    let mut lines = items
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (product, quantity) = pair.split_once(':')?;
+            Some((product.parse().ok()?, quantity.parse().ok()?))
+        })
+        .collect::<Option<Vec<(i64, i64)>>>()?;
+    lines.sort_unstable();
+    Some(lines)
+}
+
 /// The source of the catalog's events.
 const EVENTS_SOURCE: &str = mall_types::ServiceName::Product.as_str();
 
@@ -428,19 +460,22 @@ impl Catalog {
         Err(Error::InsufficientStock(first))
     }
 
-    /// Three statements whatever the number of lines: the claim of the id, one conditional
-    /// `UPDATE` taking every line's units (each row only if it holds enough), and the lines in
-    /// one multi-row `INSERT`. `None` when the `UPDATE` missed a line that a re-read finds
-    /// servable (a race with a release): try again.
+    /// Two statements whatever the number of lines (and the levels its events carry): the
+    /// claim of the id with its lines, and one conditional `UPDATE` taking every line's units
+    /// (each row only if it holds enough). `None` when the `UPDATE` missed a line that a
+    /// re-read finds servable (a race with a release): try again.
     async fn reserve_once(&self, r: &Reservation) -> Result<Option<Reserved>, Error> {
         let now = unix_secs();
         let mut tx = self.db.begin_write().await?;
-        // Claim the id first: a replay (or a concurrent twin) fails here and changes nothing.
+        // Claim the id first, with its lines: a replay (or a concurrent twin) fails here and
+        // changes nothing.
         let claimed = sqlx::query(
-            "INSERT INTO stock_reservations (reservation_id, status, created_at) VALUES (?, 'reserved', ?)",
+            "INSERT INTO stock_reservations (reservation_id, status, created_at, items) \
+             VALUES (?, 'reserved', ?, ?)",
         )
         .bind(r.id.as_str())
         .bind(now)
+        .bind(encode_items(&r.lines))
         .execute(&mut *tx)
         .await;
         match claimed {
@@ -471,15 +506,6 @@ impl Catalog {
             // Dropping the transaction rolls back the lines already taken.
             return self.short_line(&mut tx, r).await;
         }
-        let sql = format!(
-            "INSERT INTO stock_reservation_items (reservation_id, product_id, quantity) VALUES {}",
-            vec!["(?, ?, ?)"; n].join(", ")
-        );
-        let mut items = sqlx::query(AssertSqlSafe(sql));
-        for (product, quantity) in &r.lines {
-            items = items.bind(r.id.as_str()).bind(product.db()).bind(*quantity);
-        }
-        items.execute(&mut *tx).await?;
         let taken: Vec<(i64, i64)> = r.lines.iter().map(|(p, q)| (p.db(), -*q)).collect();
         stock_changed(&mut tx, &taken, r.id.as_str()).await?;
         tx.commit().await?;
@@ -512,37 +538,25 @@ impl Catalog {
 
     /// A replayed reservation: fine if it is the same and still held.
     async fn existing_reservation(&self, r: &Reservation) -> Result<Reserved, Error> {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM stock_reservations WHERE reservation_id = ?")
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, items FROM stock_reservations WHERE reservation_id = ?")
                 .bind(r.id.as_str())
                 .fetch_optional(self.db.pool())
                 .await?;
-        let lines = self.reservation_lines(&r.id).await?;
+        let Some((status, items)) = row else {
+            return Err(Error::ReservationConflict(r.id.to_string()));
+        };
+        let lines = decode_items(&r.id, items.as_deref())?;
         let same = lines.len() == r.lines.len()
             && lines
                 .iter()
                 .zip(&r.lines)
                 .all(|(stored, asked)| *stored == (asked.0.db(), asked.1));
-        match status.as_deref() {
-            Some("reserved") if same => Ok(Reserved::Already),
-            Some("released") => Err(Error::ReservationReleased(r.id.to_string())),
+        match status.as_str() {
+            "reserved" if same => Ok(Reserved::Already),
+            "released" => Err(Error::ReservationReleased(r.id.to_string())),
             _ => Err(Error::ReservationConflict(r.id.to_string())),
         }
-    }
-
-    /// `(product, quantity)` lines of a reservation, by product id.
-    pub async fn reservation_lines(&self, id: &ReservationId) -> Result<Vec<(i64, i64)>, Error> {
-        let rows = sqlx::query(
-            "SELECT product_id, quantity FROM stock_reservation_items \
-             WHERE reservation_id = ? ORDER BY product_id",
-        )
-        .bind(id.as_str())
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::from)
     }
 
     /// Puts a held reservation's stock back, once. Returns the products touched (empty when the
@@ -582,18 +596,15 @@ impl Catalog {
             }
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT product_id, quantity FROM stock_reservation_items \
-             WHERE reservation_id = ? ORDER BY product_id",
-        )
-        .bind(id.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut touched = Vec::with_capacity(rows.len());
-        let mut released = Vec::with_capacity(rows.len());
-        for row in rows {
-            let product: i64 = row.try_get(0)?;
-            let quantity: i64 = row.try_get(1)?;
+        let items: Option<String> =
+            sqlx::query_scalar("SELECT items FROM stock_reservations WHERE reservation_id = ?")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        let lines = decode_items(id, items.as_deref())?;
+        let mut touched = Vec::with_capacity(lines.len());
+        let mut released = Vec::with_capacity(lines.len());
+        for (product, quantity) in lines {
             // Deleted products get their units back too, so the books balance.
             sqlx::query("UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?")
                 .bind(quantity)

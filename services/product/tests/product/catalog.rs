@@ -15,7 +15,7 @@ async fn fleet() -> (TestFleet, Client) {
 }
 
 /// A client calling as a service (stock and batch RPCs are internal).
-fn service_client(fleet: &TestFleet) -> Client {
+pub(crate) fn service_client(fleet: &TestFleet) -> Client {
     fleet.client::<Client>("product")
 }
 
@@ -46,7 +46,7 @@ async fn create(
         .into_inner()
 }
 
-async fn get(client: &mut Client, id: u64) -> Result<pb::Product, tonic::Status> {
+pub(crate) async fn get(client: &mut Client, id: u64) -> Result<pb::Product, tonic::Status> {
     client
         .get_product(pb::GetProductReq { id })
         .await
@@ -62,7 +62,11 @@ async fn total(client: &mut Client) -> u64 {
         .total
 }
 
-async fn reserve(client: &mut Client, id: &str, lines: &[(u64, i32)]) -> Result<(), tonic::Status> {
+pub(crate) async fn reserve(
+    client: &mut Client,
+    id: &str,
+    lines: &[(u64, i32)],
+) -> Result<(), tonic::Status> {
     client
         .reserve_stock(pb::ReserveStockReq {
             reservation_id: id.into(),
@@ -72,7 +76,7 @@ async fn reserve(client: &mut Client, id: &str, lines: &[(u64, i32)]) -> Result<
         .map(|_| ())
 }
 
-async fn release(client: &mut Client, id: &str) -> Result<(), tonic::Status> {
+pub(crate) async fn release(client: &mut Client, id: &str) -> Result<(), tonic::Status> {
     client
         .release_stock(pb::ReleaseStockReq {
             reservation_id: id.into(),

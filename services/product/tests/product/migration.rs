@@ -1,4 +1,4 @@
-//! Migration 0002 (folded text) on a catalog that already has products: the database is
+//! Migrations on catalogs written by older services. 0002 (folded text): the database is
 //! created with migration 0001 only and filled the way the old service wrote it, then the
 //! current service starts on it, migrates, back-fills the folded columns, and answers over
 //! real gRPC. On SQLite the old schema allowed `Ärger` and `ärger` as two categories (NOCASE
@@ -9,7 +9,7 @@ use mall_common::store::{Backend, Database, Migrations};
 use mall_proto::product::v1 as pb;
 use mall_testing::{MYSQL_ENV, ProductClient as Client, TestFleet};
 
-use crate::catalog::{listed, search_ids};
+use crate::catalog::{get, listed, release, reserve, search_ids, service_client};
 use sqlx::migrate::Migrator;
 
 /// The catalog's migrations up to and including `version`.
@@ -166,5 +166,119 @@ async fn folded_text_migration_fills_and_merges_an_existing_catalog() {
         .into_inner();
     assert_eq!(new.categories, vec!["Café", "Ärger"]);
     assert_eq!(listed(&mut client, "Ärger").await.len(), expected.len() + 1);
+    fleet.stop().await;
+}
+
+/// A reservation written the way the service did before migration 0003: its row, then its
+/// lines in `stock_reservation_items`, the units taken from stock.
+async fn old_reservation(db: &Database, id: &str, lines: &[(u64, i64)]) {
+    sqlx::query(
+        "INSERT INTO stock_reservations (reservation_id, status, created_at) \
+         VALUES (?, 'reserved', 1)",
+    )
+    .bind(id)
+    .execute(db.pool())
+    .await
+    .expect("insert an old reservation");
+    for (product, quantity) in lines {
+        let product = i64::try_from(*product).expect("a stored id");
+        sqlx::query(
+            "INSERT INTO stock_reservation_items (reservation_id, product_id, quantity) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(id)
+        .bind(product)
+        .bind(quantity)
+        .execute(db.pool())
+        .await
+        .expect("insert an old reservation line");
+        sqlx::query("UPDATE products SET stock = stock - ? WHERE id = ?")
+            .bind(quantity)
+            .bind(product)
+            .execute(db.pool())
+            .await
+            .expect("take the old reservation's units");
+    }
+}
+
+/// Migration 0003 moves each reservation's lines into its row: reservations made before it
+/// still replay, conflict and release as they did (their units come back), and a tombstone
+/// still refuses a late reservation.
+#[tokio::test]
+async fn inline_items_migration_keeps_existing_reservations() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = fresh_url(dir.path());
+    let old = Database::connect(&url, &DatabaseSettings::default(), &migrations_to(2))
+        .await
+        .expect("create the schema before 0003");
+    let a = old_product(&old, "Alt A", "").await;
+    let b = old_product(&old, "Alt B", "").await;
+    // Lines written out of product order: the migration sorts them.
+    old_reservation(&old, "old-both", &[(b, 2), (a, 1)]).await;
+    old_reservation(&old, "old-one", &[(a, 3)]).await;
+    sqlx::query(
+        "INSERT INTO stock_reservations (reservation_id, status, created_at, released_at) \
+         VALUES ('old-tombstone', 'released', 1, 1)",
+    )
+    .execute(old.pool())
+    .await
+    .expect("insert an old tombstone");
+    old.close().await;
+
+    let fleet = TestFleet::start_with(&["product"], &[("MALL__DATABASE__URL", url.as_str())]).await;
+    let mut client = service_client(&fleet);
+    let stock = |p: &mall_proto::product::v1::Product| p.stock;
+    assert_eq!(
+        stock(&get(&mut client, a).await.expect("a")),
+        1,
+        "5 - 1 - 3"
+    );
+    assert_eq!(stock(&get(&mut client, b).await.expect("b")), 3, "5 - 2");
+
+    // The same lines again (in any order): already reserved, nothing taken.
+    reserve(&mut client, "old-both", &[(a, 1), (b, 2)])
+        .await
+        .expect("replay of an old reservation");
+    let conflict = reserve(&mut client, "old-one", &[(a, 2)])
+        .await
+        .expect_err("other lines under an old id");
+    assert_eq!(conflict.code(), tonic::Code::AlreadyExists, "{conflict:?}");
+    let late = reserve(&mut client, "old-tombstone", &[(a, 1)])
+        .await
+        .expect_err("a late reservation after its release");
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert_eq!(
+        stock(&get(&mut client, a).await.expect("a")),
+        1,
+        "nothing taken"
+    );
+
+    release(&mut client, "old-both")
+        .await
+        .expect("release old-both");
+    release(&mut client, "old-one")
+        .await
+        .expect("release old-one");
+    assert_eq!(
+        stock(&get(&mut client, a).await.expect("a")),
+        5,
+        "all units back"
+    );
+    assert_eq!(
+        stock(&get(&mut client, b).await.expect("b")),
+        5,
+        "all units back"
+    );
+    // Released once: a second release gives nothing back.
+    release(&mut client, "old-both")
+        .await
+        .expect("release again");
+    assert_eq!(stock(&get(&mut client, b).await.expect("b")), 5);
+
+    // New reservations beside the old ones.
+    reserve(&mut client, "new-one", &[(b, 4)])
+        .await
+        .expect("a new reservation");
+    assert_eq!(stock(&get(&mut client, b).await.expect("b")), 1);
     fleet.stop().await;
 }

@@ -9,6 +9,11 @@
 //! that, the limit shrinks by the ratio (at most by half per window); otherwise it grows by
 //! about √limit; each change smoothed, between `server.min_concurrent_rpcs` and
 //! `server.max_concurrent_rpcs`. It does not grow while the server uses less than half of it.
+//! A queue of a few calls is never taken for an overload (Vegas' rule: what matters is how
+//! many calls wait, `limit × (1 − no-queue / now)`, not by how much the latency grew): the
+//! limit shrinks only as far as leaves [`QUEUE_ALLOWANCE`] calls waiting. That matters for small
+//! limits only — a server whose calls wait on two cores doubles its latency with two calls
+//! queued, and a ratio alone would throttle it below the concurrency it needs for its peak.
 //! With `server.adaptive_concurrency = false` the limit is `server.max_concurrent_rpcs`.
 //!
 //! **Past the limit a call is refused at once** with `RESOURCE_EXHAUSTED` and the
@@ -51,6 +56,8 @@ pub use crate::context::SHED_HEADER;
 
 /// How much slower than the no-queue latency a window may be before the limit shrinks.
 const TOLERANCE: f64 = 1.5;
+/// How many calls may wait (by the latency estimate) without the limit shrinking.
+pub const QUEUE_ALLOWANCE: f64 = 4.0;
 /// Weight of a new estimate in the limit (the rest is the old limit).
 const SMOOTHING: f64 = 0.2;
 /// How much the no-queue latency estimate may rise per window.
@@ -294,7 +301,12 @@ impl Limiter {
         if f64::from(window.busiest) < state.limit / 2.0 {
             return;
         }
-        let gradient = (TOLERANCE * long / short.max(f64::EPSILON)).clamp(0.5, 1.0);
+        // The ratio the latency allows, or what leaves QUEUE_ALLOWANCE calls waiting, whichever
+        // is more: limit × (no-queue / now) calls are served without waiting.
+        let served = long / short.max(f64::EPSILON);
+        let gradient = (TOLERANCE * served)
+            .max(served + QUEUE_ALLOWANCE / state.limit)
+            .clamp(0.5, 1.0);
         let target = state.limit * gradient + state.limit.sqrt();
         let limit = state.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
         state.limit = limit.clamp(f64::from(state.settings.min), f64::from(state.settings.max));
@@ -471,11 +483,51 @@ mod tests {
         let held = limiter.limit();
         assert!(held < grown / 2, "{grown} -> {held}");
         // Never below the floor, never above the ceiling.
-        drive(&limiter, 50, 500, Duration::from_millis(300), &mut at);
-        assert_eq!(limiter.limit(), 4);
+        let floored = adaptive(12, 200);
+        drive(&floored, 30, 500, Duration::from_millis(10), &mut at);
+        drive(&floored, 50, 500, Duration::from_millis(300), &mut at);
+        assert_eq!(floored.limit(), 12);
         let capped = adaptive(4, 20);
         drive(&capped, 100, 500, Duration::from_millis(10), &mut at);
         assert_eq!(capped.limit(), 20);
+    }
+
+    /// A server like the embedded fleet on two cores: its no-queue latency is 10 ms and every
+    /// call admitted beside another adds 4 ms (40 ms at 8 calls), while throughput still grows
+    /// a little with each.
+    fn crowded_rtt(admitted: usize) -> Duration {
+        let others = u32::try_from(admitted.saturating_sub(1)).unwrap_or(u32::MAX);
+        Duration::from_millis(10) + Duration::from_millis(4) * others
+    }
+
+    /// `iterations` rounds of up to `callers` calls at once, each taking `crowded_rtt`.
+    fn drive_crowded(limiter: &Limiter, iterations: u32, callers: u32, at: &mut Instant) {
+        for _ in 0..iterations {
+            let admitted = (0..callers)
+                .filter(|_| limiter.admit(Class::Internal, None).is_ok())
+                .count();
+            *at += MIN_WINDOW;
+            let rtt = crowded_rtt(admitted);
+            for _ in 0..admitted {
+                limiter.finished_at(rtt, *at);
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_queue_is_not_taken_for_an_overload() {
+        // One caller first (the no-queue latency), then a flood of 500. The latency ratio alone
+        // (1.5×) would hold the limit near 6 calls; the queue allowance lets it settle where
+        // about four calls wait, near 10 — far from the flood, and above what the ratio allows.
+        let limiter = adaptive(1, 1_000);
+        let mut at = Instant::now();
+        drive_crowded(&limiter, 300, 1, &mut at);
+        drive_crowded(&limiter, 100, 500, &mut at);
+        let settled = limiter.limit();
+        assert!(
+            (8..=13).contains(&settled),
+            "settled at {settled} (queue allowance {QUEUE_ALLOWANCE})"
+        );
     }
 
     #[test]
