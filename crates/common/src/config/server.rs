@@ -12,7 +12,7 @@ pub const ADMIN_PORT_OFFSET: u16 = 1000;
 /// Default of `server.max_concurrent_rpcs`.
 pub const DEFAULT_MAX_CONCURRENT_RPCS: u32 = 1_000;
 /// Default of `server.min_concurrent_rpcs`.
-pub const DEFAULT_MIN_CONCURRENT_RPCS: u32 = 16;
+pub const DEFAULT_MIN_CONCURRENT_RPCS: u32 = 4;
 /// Default of `server.internal_reserve_percent`.
 pub const DEFAULT_INTERNAL_RESERVE_PERCENT: u32 = 20;
 /// Default of `server.drain_delay`: none on a laptop; set it to a few check intervals where

@@ -56,8 +56,8 @@ fn run_id() -> String {
     format!("{:08x}", rand::rng().random::<u32>())
 }
 
-/// The environment of a floor server: loopback, port 0, no demo catalog, and unless
-/// `real_hashing` cheap password hashing (users are registered for the benchmark, not for
+/// The environment of a floor server: loopback, port 0, no demo catalog, the `MALL__*`
+/// variables of loadgen's own environment, and unless `real_hashing` cheap password hashing (users are registered for the benchmark, not for
 /// security; the default Argon2 cost keeps 19 MiB of working memory per hashing thread).
 fn base_env(
     database_url: String,
@@ -78,6 +78,11 @@ fn base_env(
         env.insert("MALL__ACCOUNTS__ARGON2__MEMORY_KIB".into(), "256".into());
         env.insert("MALL__ACCOUNTS__ARGON2__ITERATIONS".into(), "1".into());
     }
+    // The operator's own settings (`MALL__SERVER__MIN_CONCURRENT_RPCS=8 loadgen floor …`) reach
+    // the servers; where they listen and what they store in stay the benchmark's.
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("MALL__")));
+    env.insert("MALL__SERVER__HOST".into(), "127.0.0.1".into());
+    env.insert("MALL__SERVER__PORT".into(), "0".into());
     env.insert("MALL__DATABASE__URL".into(), database_url);
     env.insert("MALL__CACHE__URL".into(), cache_url.to_string());
     env.insert("MALL__CACHE__NAMESPACE".into(), namespace);

@@ -21,9 +21,13 @@
 //! another instance (the platform's clients do, within their retry budget), and it is no sign
 //! of an unhealthy instance (breakers do not count it).
 //!
-//! **Internal calls first.** A call carrying a service token (a saga step, another service's
-//! call) may use the whole limit; a public one (a user's or anonymous) only the limit less
-//! `server.internal_reserve_percent`, so a browsing flood cannot starve the checkouts in flight.
+//! **Internal calls first.** The adaptive limit governs public calls (a user's or anonymous):
+//! they may use it less `server.internal_reserve_percent`. A call carrying a service token (a
+//! saga step, another service's call) counts against the limit but is refused only at the
+//! ceiling, `server.max_concurrent_rpcs`: its caller admitted the request it is part of at its
+//! own edge, and refusing it here would fail work in flight (a checkout half done must be
+//! compensated) to save less than it wastes. So a browsing flood cannot starve the checkouts in
+//! flight, and an overloaded fleet sheds where requests enter it.
 //! The class is read from the token's header (service tokens are HS256, access tokens EdDSA)
 //! before it is verified: a forged service token wins admission and is refused by the access
 //! layer right after, without a database or cache call.
@@ -248,7 +252,7 @@ impl Limiter {
             return Err(Refusal::Deadline);
         }
         let cap = match class {
-            Class::Internal => whole(state.limit),
+            Class::Internal => state.settings.max,
             Class::Public => {
                 let share = f64::from(100 - state.settings.internal_reserve_percent) / 100.0;
                 whole(state.limit * share).max(1)
@@ -440,12 +444,13 @@ impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
 mod tests {
     use super::*;
 
+    /// An adaptive limiter without a reserve, so public calls may use the whole limit.
     fn adaptive(min: u32, max: u32) -> Limiter {
         Limiter::new(Admission {
             adaptive: true,
             min,
             max,
-            internal_reserve_percent: 20,
+            internal_reserve_percent: 0,
         })
     }
 
@@ -454,7 +459,7 @@ mod tests {
         for _ in 0..windows {
             for _ in 0..WINDOW_CALLS {
                 let admitted = (0..concurrency)
-                    .filter(|_| limiter.admit(Class::Internal, None).is_ok())
+                    .filter(|_| limiter.admit(Class::Public, None).is_ok())
                     .count();
                 *at += MIN_WINDOW;
                 for _ in 0..admitted {
@@ -504,7 +509,7 @@ mod tests {
     fn drive_crowded(limiter: &Limiter, iterations: u32, callers: u32, at: &mut Instant) {
         for _ in 0..iterations {
             let admitted = (0..callers)
-                .filter(|_| limiter.admit(Class::Internal, None).is_ok())
+                .filter(|_| limiter.admit(Class::Public, None).is_ok())
                 .count();
             *at += MIN_WINDOW;
             let rtt = crowded_rtt(admitted);
@@ -581,6 +586,26 @@ mod tests {
         limiter.finished(Duration::from_millis(1));
         assert_eq!(limiter.admit(Class::Public, None), Err(Refusal::Limit));
         assert_eq!(limiter.admit(Class::Internal, None), Ok(()));
+    }
+
+    #[test]
+    fn internal_calls_pass_the_adaptive_limit_up_to_the_ceiling() {
+        let limiter = Limiter::new(Admission {
+            adaptive: true,
+            min: 2,
+            max: 50,
+            internal_reserve_percent: 20,
+        });
+        assert_eq!(limiter.limit(), 8);
+        let public = (0..20)
+            .filter(|_| limiter.admit(Class::Public, None).is_ok())
+            .count();
+        assert_eq!(public, 6, "80% of the adaptive limit");
+        let internal = (0..100)
+            .filter(|_| limiter.admit(Class::Internal, None).is_ok())
+            .count();
+        assert_eq!(internal, 44, "internal calls up to the ceiling");
+        assert_eq!(limiter.admit(Class::Public, None), Err(Refusal::Limit));
     }
 
     #[test]
