@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,9 +16,9 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
-use super::{HttpRequest, HttpResponse, LayerFuture, split_path};
+use super::{HttpRequest, HttpResponse, LayerFuture};
 use crate::around::Around;
-use crate::telemetry::RpcMetrics;
+use crate::telemetry::{RpcMetrics, RpcSeries};
 use crate::telemetry::trace::{is_server_error, record_status, sampled_trace_id};
 
 /// See the module docs.
@@ -42,16 +43,15 @@ impl Around<HttpRequest, HttpResponse, Infallible> for MetricsLayer {
             + 'static,
         S::Future: Send + 'static,
     {
-        let (service, method) = split_path(req.uri().path());
+        let series = self.metrics.series(req.uri().path());
         // The server span of the trace layer, which calls this layer inside it.
         let span = tracing::Span::current();
-        self.metrics.started(service);
+        self.metrics.started(&series);
         let completion = Completion {
             metrics: self.metrics.clone(),
-            service: service.to_string(),
-            method: method.to_string(),
+            series,
             started: Instant::now(),
-            span: span.clone(),
+            span,
             done: false,
         };
         Box::pin(async move {
@@ -80,8 +80,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// response is dropped before (client went away).
 struct Completion {
     metrics: RpcMetrics,
-    service: String,
-    method: String,
+    series: Arc<RpcSeries>,
     started: Instant,
     span: tracing::Span,
     done: bool,
@@ -92,8 +91,7 @@ impl Completion {
         self.done = true;
         let elapsed = self.started.elapsed();
         self.metrics.finished(
-            &self.service,
-            &self.method,
+            &self.series,
             code,
             elapsed,
             sampled_trace_id(&self.span),
@@ -115,8 +113,7 @@ impl Drop for Completion {
             return;
         }
         self.metrics.finished(
-            &self.service,
-            &self.method,
+            &self.series,
             tonic::Code::Cancelled,
             self.started.elapsed(),
             sampled_trace_id(&self.span),

@@ -1,6 +1,7 @@
 //! The server span of every RPC, named and attributed by the OpenTelemetry RPC conventions
 //! (`rpc.system`, `rpc.service`, `rpc.method`, `server.address`, later `rpc.grpc.status_code`),
-//! with the request id and the caller's deadline. With trace export on, it continues the
+//! with the request id and the caller's deadline (without export, only the attributes a log line
+//! needs: service, method, status, request id, deadline). With trace export on, it continues the
 //! caller's W3C trace context (`traceparent`, `tracestate`) and belongs to this service (see
 //! [`crate::telemetry::trace`]); the [`metrics`](super::metrics) layer inside records the
 //! status on it when the RPC ends.
@@ -61,19 +62,33 @@ impl Around<HttpRequest, HttpResponse, Infallible> for TraceLayer {
             .get(GRPC_TIMEOUT_HEADER)
             .and_then(parse_grpc_timeout)
             .map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-        let span = tracing::info_span!(
-            "rpc",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            server.address = %self.address,
-            request_id = %request_id,
-            grpc.timeout_ms = timeout_ms
-        );
+        let span = match &self.trace {
+            Some(_) => tracing::info_span!(
+                "rpc",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                server.address = %self.address,
+                request_id = %request_id,
+                grpc.timeout_ms = timeout_ms
+            ),
+            // Without export the span only gives the log lines their context: the attributes
+            // only the exporter reads (the OpenTelemetry name and kind, constants of this
+            // server) are not formatted into every line.
+            None => tracing::info_span!(
+                "rpc",
+                otel.status_code = tracing::field::Empty,
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                request_id = %request_id,
+                grpc.timeout_ms = timeout_ms
+            ),
+        };
         if let Some(trace) = &self.trace {
             // Only fails without the OpenTelemetry layer, which export installs.
             let _ = span.set_parent(trace.incoming(req.headers()));
