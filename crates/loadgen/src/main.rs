@@ -213,9 +213,7 @@ async fn main_with(args: &[String]) -> anyhow::Result<u8> {
         Some("serve-fleet") => loadgen::floor::serve::serve_fleet(&args[1..])
             .await
             .map(|()| 0),
-        Some("drive") => loadgen::floor::calls::drive(&args[1..])
-            .await
-            .map(|()| 0),
+        Some("drive") => loadgen::floor::calls::drive(&args[1..]).await.map(|()| 0),
         Some("bench") => bench(&args[1..]).await,
         _ => bench(args).await,
     }

@@ -18,19 +18,22 @@ use tower::Service;
 
 use super::{HttpRequest, HttpResponse, LayerFuture};
 use crate::around::Around;
-use crate::telemetry::{RpcMetrics, RpcSeries};
 use crate::telemetry::trace::{is_server_error, record_status, sampled_trace_id};
+use crate::telemetry::{RpcMetrics, RpcSeries};
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct MetricsLayer {
-    metrics: RpcMetrics,
+    // One `Arc`: the layer is cloned with the service stack on every call.
+    metrics: Arc<RpcMetrics>,
 }
 
 impl MetricsLayer {
     /// Records into `metrics`.
     pub fn new(metrics: RpcMetrics) -> Self {
-        MetricsLayer { metrics }
+        MetricsLayer {
+            metrics: Arc::new(metrics),
+        }
     }
 }
 
@@ -79,7 +82,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// Records the end of one RPC exactly once: when its status is known, or as `Canceled` when the
 /// response is dropped before (client went away).
 struct Completion {
-    metrics: RpcMetrics,
+    metrics: Arc<RpcMetrics>,
     series: Arc<RpcSeries>,
     started: Instant,
     span: tracing::Span,
@@ -90,12 +93,8 @@ impl Completion {
     fn finish(mut self, code: tonic::Code) {
         self.done = true;
         let elapsed = self.started.elapsed();
-        self.metrics.finished(
-            &self.series,
-            code,
-            elapsed,
-            sampled_trace_id(&self.span),
-        );
+        self.metrics
+            .finished(&self.series, code, elapsed, sampled_trace_id(&self.span));
         let ms = elapsed.as_secs_f64() * 1000.0;
         record_status(&self.span, code, is_server_error(code));
         self.span.in_scope(|| match code {

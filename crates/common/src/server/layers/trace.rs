@@ -7,6 +7,7 @@
 //! status on it when the RPC ends.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use tower::Service;
 use tracing::Instrument;
@@ -21,6 +22,11 @@ use crate::telemetry::trace::ServiceTrace;
 /// See the module docs.
 #[derive(Clone)]
 pub struct TraceLayer {
+    // One `Arc` for all of it: the layer is cloned with the service stack on every call.
+    spans: Arc<ServerSpans>,
+}
+
+struct ServerSpans {
     /// This service's side of the export; `None` while export is off.
     trace: Option<ServiceTrace>,
     /// Where the server listens (`server.address`).
@@ -31,14 +37,16 @@ impl TraceLayer {
     /// Spans of the server of `service` listening on `address`.
     pub fn new(service: &str, address: String) -> Self {
         TraceLayer {
-            trace: crate::telemetry::trace::for_service(service),
-            address,
+            spans: Arc::new(ServerSpans {
+                trace: crate::telemetry::trace::for_service(service),
+                address,
+            }),
         }
     }
 
     /// This service's side of the export, when on.
     pub fn service_trace(&self) -> Option<&ServiceTrace> {
-        self.trace.as_ref()
+        self.spans.trace.as_ref()
     }
 }
 
@@ -62,7 +70,7 @@ impl Around<HttpRequest, HttpResponse, Infallible> for TraceLayer {
             .get(GRPC_TIMEOUT_HEADER)
             .and_then(parse_grpc_timeout)
             .map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-        let span = match &self.trace {
+        let span = match &self.spans.trace {
             Some(_) => tracing::info_span!(
                 "rpc",
                 otel.name = %format_args!("{service}/{method}"),
@@ -72,7 +80,7 @@ impl Around<HttpRequest, HttpResponse, Infallible> for TraceLayer {
                 rpc.service = %service,
                 rpc.method = %method,
                 rpc.grpc.status_code = tracing::field::Empty,
-                server.address = %self.address,
+                server.address = %self.spans.address,
                 request_id = %request_id,
                 grpc.timeout_ms = timeout_ms
             ),
@@ -89,7 +97,7 @@ impl Around<HttpRequest, HttpResponse, Infallible> for TraceLayer {
                 grpc.timeout_ms = timeout_ms
             ),
         };
-        if let Some(trace) = &self.trace {
+        if let Some(trace) = &self.spans.trace {
             // Only fails without the OpenTelemetry layer, which export installs.
             let _ = span.set_parent(trace.incoming(req.headers()));
         }
