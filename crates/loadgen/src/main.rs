@@ -17,7 +17,9 @@
 //!               [--real-hashing]
 //! ```
 //!
-//! The `serve-*` commands are the server processes `floor` starts (see `loadgen::floor::serve`).
+//! The `serve-*` commands are the server processes `floor` starts (see `loadgen::floor::serve`);
+//! `loadgen drive --addr A --id N [--calls N] [--concurrency N] [--print-payload]` sends a fixed
+//! number of `GetProduct`s to one of them (for a profiler's counts per call).
 //!
 //! Exit codes: `shop` 2 when a service answered INTERNAL or UNKNOWN; `check` 1 on any violated
 //! invariant; 1 on a usage or setup error; else 0.
@@ -211,6 +213,7 @@ async fn main_with(args: &[String]) -> anyhow::Result<u8> {
         Some("serve-fleet") => loadgen::floor::serve::serve_fleet(&args[1..])
             .await
             .map(|()| 0),
+        Some("drive") => loadgen::floor::calls::drive(&args[1..]).await.map(|()| 0),
         Some("bench") => bench(&args[1..]).await,
         _ => bench(args).await,
     }
@@ -243,7 +246,10 @@ async fn bench(args: &[String]) -> anyhow::Result<u8> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match main_with(&args).await {
+    let result = main_with(&args).await;
+    // The servers' last log lines (stdout gets them in batches).
+    mall_common::telemetry::flush_logs();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("loadgen: {e:#} (loadgen --help for usage)");

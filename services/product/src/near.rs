@@ -19,7 +19,7 @@
 //! Checkout never reads prices here: `BatchGetProducts` (its only caller) reads the database.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mall_common::cache::SharedCache;
@@ -86,6 +86,8 @@ pub struct NearCache {
     entries: RwLock<HashMap<i64, Entry>>,
     log: Mutex<Log>,
     lookups: Family<ResultLabels, Counter>,
+    hits: OnceLock<Counter>,
+    misses: OnceLock<Counter>,
     resets: Counter,
 }
 
@@ -103,6 +105,8 @@ impl NearCache {
                 entries: RwLock::new(HashMap::new()),
                 log: Mutex::new(Log::default()),
                 lookups: Family::default(),
+                hits: OnceLock::new(),
+                misses: OnceLock::new(),
                 resets: Counter::default(),
             })
         })
@@ -124,8 +128,14 @@ impl NearCache {
     }
 
     fn count(&self, hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        self.lookups.get_or_create(&ResultLabels { result }).inc();
+        let (slot, result) = if hit {
+            (&self.hits, "hit")
+        } else {
+            (&self.misses, "miss")
+        };
+        // Resolved once (on the first lookup of its kind, so /metrics lists only results seen).
+        slot.get_or_init(|| self.lookups.get_or_create(&ResultLabels { result }).clone())
+            .inc();
     }
 
     fn servable(log: &Log, now: Instant) -> bool {

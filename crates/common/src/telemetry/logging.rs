@@ -16,7 +16,7 @@ use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use super::trace;
+use super::{lines, trace};
 use crate::config::{LogFormat, TelemetrySettings};
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
@@ -54,10 +54,21 @@ pub fn set_log_filter(filter: &str) -> Result<(), String> {
 /// Installs the global tracing subscriber once (later calls, as in tests and the fleet, keep
 /// the first) and, when `settings` name an OTLP endpoint, the trace export of the process,
 /// reporting spans of no service as `process`. Call it inside the Tokio runtime; end the
-/// process with [`trace::shutdown`](super::trace::shutdown) so the last spans leave.
+/// process with [`trace::shutdown`](super::trace::shutdown) so the last spans leave (and the
+/// last log lines: stdout gets them in batches, see [`super::flush_logs`]).
 pub fn init(process: &str, settings: &TelemetrySettings) {
     let ansi = std::io::stdout().is_terminal();
-    let _ = subscriber(process, settings, std::io::stdout, ansi).try_init();
+    // Lines go out in batches (see `lines`); a panic writes what waits before its message.
+    if subscriber(process, settings, lines::BatchedStdout, ansi)
+        .try_init()
+        .is_ok()
+    {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            lines::flush();
+            previous(info);
+        }));
+    }
 }
 
 /// The subscriber [`init`] installs, writing to `writer` (tests capture lines with it).

@@ -6,8 +6,11 @@ use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use parking_lot::RwLock;
 
 /// Labels of the per-RPC metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +59,33 @@ pub struct RpcMetrics {
     handled: Family<RpcLabels, Counter>,
     seconds: HistogramFamily,
     in_flight: Family<ServiceLabels, Gauge>,
+    /// The series of each RPC path called so far (at most [`MAX_RESOLVED_PATHS`]).
+    resolved: Arc<RwLock<HashMap<Box<str>, Arc<RpcSeries>>>>,
+}
+
+/// Paths whose series are kept resolved; calls to further ones (unknown methods a client made
+/// up) are recorded all the same, looking their series up by label each time.
+pub const MAX_RESOLVED_PATHS: usize = 1024;
+
+/// The series of one RPC (`/service/method`), looked up once: recording a call then costs no
+/// label strings and no family lookup (the `OK` ones, at least; other codes are looked up).
+pub struct RpcSeries {
+    service: String,
+    method: String,
+    in_flight: Gauge,
+    ok: OnceLock<(Counter, LatencyHistogram)>,
+}
+
+impl RpcSeries {
+    /// The fully-qualified gRPC service.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The RPC name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
 }
 
 impl RpcMetrics {
@@ -83,44 +113,82 @@ impl RpcMetrics {
             handled,
             seconds,
             in_flight,
+            resolved: Arc::default(),
         }
     }
 
+    /// The series of the RPC at `path` (`/service/method`).
+    pub fn series(&self, path: &str) -> Arc<RpcSeries> {
+        let known = {
+            let resolved = self.resolved.read();
+            if let Some(series) = resolved.get(path) {
+                return series.clone();
+            }
+            resolved.len()
+        };
+        let (service, method) = crate::context::split_path(path);
+        let series = Arc::new(RpcSeries {
+            service: service.to_string(),
+            method: method.to_string(),
+            in_flight: self
+                .in_flight
+                .get_or_create(&ServiceLabels {
+                    grpc_service: service.to_string(),
+                })
+                .clone(),
+            ok: OnceLock::new(),
+        });
+        if known < MAX_RESOLVED_PATHS {
+            let mut resolved = self.resolved.write();
+            if resolved.len() < MAX_RESOLVED_PATHS {
+                return resolved.entry(path.into()).or_insert(series).clone();
+            }
+        }
+        series
+    }
+
     /// Counts one RPC start (for the in-flight gauge).
-    pub fn started(&self, service: &str) {
-        self.in_flight
-            .get_or_create(&ServiceLabels {
-                grpc_service: service.to_string(),
-            })
-            .inc();
+    pub fn started(&self, series: &RpcSeries) {
+        series.in_flight.inc();
     }
 
     /// Records one finished RPC; `trace_id` (the RPC's sampled trace, while traces are
     /// exported) becomes the exemplar of its latency bucket.
     pub fn finished(
         &self,
-        service: &str,
-        method: &str,
+        series: &RpcSeries,
         code: tonic::Code,
         elapsed: Duration,
         trace_id: Option<String>,
     ) {
-        self.in_flight
-            .get_or_create(&ServiceLabels {
-                grpc_service: service.to_string(),
-            })
-            .dec();
-        let labels = RpcLabels {
-            grpc_service: service.to_string(),
-            grpc_method: method.to_string(),
-            grpc_code: code_name(code).to_string(),
-        };
-        self.handled.get_or_create(&labels).inc();
+        series.in_flight.dec();
         let exemplar = trace_id.map(|trace_id| TraceExemplar { trace_id });
         let at = exemplar.as_ref().map(|_| SystemTime::now());
+        if code == tonic::Code::Ok {
+            let (handled, seconds) = series.ok.get_or_init(|| {
+                let labels = self.labels(series, code);
+                (
+                    self.handled.get_or_create(&labels).clone(),
+                    self.seconds.get_or_create(&labels).clone(),
+                )
+            });
+            handled.inc();
+            seconds.observe(elapsed.as_secs_f64(), exemplar, at);
+            return;
+        }
+        let labels = self.labels(series, code);
+        self.handled.get_or_create(&labels).inc();
         self.seconds
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64(), exemplar, at);
+    }
+
+    fn labels(&self, series: &RpcSeries, code: tonic::Code) -> RpcLabels {
+        RpcLabels {
+            grpc_service: series.service.clone(),
+            grpc_method: series.method.clone(),
+            grpc_code: code_name(code).to_string(),
+        }
     }
 }
 

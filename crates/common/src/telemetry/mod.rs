@@ -7,9 +7,11 @@
 //!   (`grpc_server_handled_total`, `grpc_server_handling_seconds` by service, method and code).
 //!   Registries are per server, not global, so several services (and tests) share a process.
 
+mod lines;
 mod logging;
 mod metrics;
 pub mod trace;
 
+pub use lines::flush as flush_logs;
 pub use logging::{init, set_log_filter, subscriber};
 pub use metrics::*;

@@ -207,8 +207,10 @@ impl ServiceTrace {
 }
 
 /// Flushes and stops every provider of the process, waiting at most `telemetry.flush_timeout`
-/// for each; call once, as the process ends.
+/// for each, and writes the log lines still waiting ([`super::flush_logs`]); call once, as the
+/// process ends.
 pub async fn shutdown() {
+    super::flush_logs();
     let Some(export) = EXPORT.get() else {
         return;
     };

@@ -204,3 +204,45 @@ pub async fn run(options: &FloorOptions) -> anyhow::Result<CallsReport> {
         rows,
     })
 }
+
+/// `loadgen drive --addr A --id N [--calls N] [--concurrency N] [--print-payload]`: a fixed
+/// number of `GetProduct` calls against one server (a `serve-product` or `serve-bare` run under
+/// a profiler, whose counters are read around the calls); with `--print-payload` it first
+/// prints the answered product, hex-encoded, for `serve-bare --payload-hex`.
+pub async fn drive(args: &[String]) -> anyhow::Result<()> {
+    let flags = crate::args::Flags::parse(
+        args,
+        &["--addr", "--id", "--calls", "--concurrency"],
+        &["--print-payload"],
+    )?;
+    let addr = flags
+        .text("--addr")
+        .ok_or_else(|| anyhow::anyhow!("--addr is required"))?;
+    let id = flags
+        .get::<u64>("--id")?
+        .ok_or_else(|| anyhow::anyhow!("--id is required"))?;
+    let calls = flags.get::<usize>("--calls")?.unwrap_or(10_000);
+    let concurrency = flags.get::<usize>("--concurrency")?.unwrap_or(16).max(1);
+    let c = client(addr)?;
+    if flags.switch("--print-payload") {
+        let product = c
+            .clone()
+            .get_product(pb::GetProductReq { id })
+            .await
+            .map_err(|s| anyhow::anyhow!("GetProduct: {:?} {}", s.code(), s.message()))?
+            .into_inner()
+            .product
+            .ok_or_else(|| anyhow::anyhow!("GetProduct answered no product"))?;
+        println!("{}", hex::encode(product.encode_to_vec()));
+    }
+    let started = Instant::now();
+    let (latencies, failed) =
+        crate::bench::batch(&c, id, calls, concurrency, Duration::from_secs(3_600)).await;
+    eprintln!(
+        "{} ok, {failed} failed in {:.1} s",
+        latencies.len(),
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(failed == 0, "{failed} calls failed");
+    Ok(())
+}

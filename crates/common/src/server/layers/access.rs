@@ -16,9 +16,14 @@ use crate::auth::{AccessTable, Caller, Gate, Tokens, Transport, bearer};
 /// See the module docs.
 #[derive(Clone)]
 pub struct AccessLayer {
-    tables: Arc<Vec<AccessTable>>,
+    // One `Arc` for all of it: the layer is cloned with the service stack on every call.
+    gate: Arc<AccessGate>,
+}
+
+struct AccessGate {
+    tables: Vec<AccessTable>,
     tokens: Arc<Tokens>,
-    audience: Arc<str>,
+    audience: Box<str>,
     mutual_tls: bool,
 }
 
@@ -32,13 +37,17 @@ impl AccessLayer {
         mutual_tls: bool,
     ) -> Self {
         AccessLayer {
-            tables: Arc::new(tables),
-            tokens,
-            audience: Arc::from(audience),
-            mutual_tls,
+            gate: Arc::new(AccessGate {
+                tables,
+                tokens,
+                audience: audience.into(),
+                mutual_tls,
+            }),
         }
     }
+}
 
+impl AccessGate {
     /// The caller of `path` as its rule admits it; `peer` is the service the client
     /// certificate names (mutual TLS only).
     async fn admit(
@@ -76,14 +85,14 @@ impl Around<HttpRequest, HttpResponse, Infallible> for AccessLayer {
             + 'static,
         S::Future: Send + 'static,
     {
-        let layer = self.clone();
+        let gate = self.gate.clone();
         Box::pin(async move {
             let token = bearer(req.headers()).map(str::to_string);
-            let peer = layer
+            let peer = gate
                 .mutual_tls
                 .then(|| crate::tls::peer_service(req.extensions()))
                 .flatten();
-            match layer
+            match gate
                 .admit(req.uri().path(), token.as_deref(), peer.as_deref())
                 .await
             {

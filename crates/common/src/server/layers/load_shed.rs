@@ -267,12 +267,12 @@ impl Limiter {
         Ok(())
     }
 
-    /// Records the end of an admitted call that took `elapsed`.
-    pub fn finished(&self, elapsed: Duration) {
-        self.finished_at(elapsed, Instant::now());
+    /// Records the end of an admitted call that took `elapsed`; the limit after it.
+    pub fn finished(&self, elapsed: Duration) -> u32 {
+        self.finished_at(elapsed, Instant::now())
     }
 
-    fn finished_at(&self, elapsed: Duration, now: Instant) {
+    fn finished_at(&self, elapsed: Duration, now: Instant) -> u32 {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
         let rtt = elapsed.as_secs_f64();
@@ -284,6 +284,7 @@ impl Limiter {
         if (window.calls >= WINDOW_CALLS && age >= MIN_WINDOW) || age >= MAX_WINDOW {
             Self::close_window(&mut state, now);
         }
+        whole(state.limit)
     }
 
     fn close_window(state: &mut State, now: Instant) {
@@ -331,8 +332,13 @@ struct ShedLabels {
 /// See the module docs.
 #[derive(Clone)]
 pub struct LoadShedLayer {
-    limiter: Arc<Limiter>,
-    governed: Arc<BTreeSet<&'static str>>,
+    // One `Arc` for all of it: the layer is cloned with the service stack on every call.
+    admission: Arc<Admitter>,
+}
+
+struct Admitter {
+    limiter: Limiter,
+    governed: BTreeSet<&'static str>,
     shed: Family<ShedLabels, Counter>,
     limit: Gauge,
 }
@@ -357,13 +363,15 @@ impl LoadShedLayer {
             "Calls the server admits at once right now (adaptive)",
             limit.clone(),
         );
-        let limiter = Arc::new(Limiter::new(settings));
+        let limiter = Limiter::new(settings);
         limit.set(i64::from(limiter.limit()));
         LoadShedLayer {
-            limiter,
-            governed: Arc::new(governed.into_iter().collect()),
-            shed,
-            limit,
+            admission: Arc::new(Admitter {
+                limiter,
+                governed: governed.into_iter().collect(),
+                shed,
+                limit,
+            }),
         }
     }
 }
@@ -371,22 +379,22 @@ impl LoadShedLayer {
 impl LoadShedLayer {
     /// New settings while running (see [`Limiter::reconfigure`]).
     pub fn reconfigure(&self, settings: Admission) {
-        self.limiter.reconfigure(settings);
-        self.limit.set(i64::from(self.limiter.limit()));
+        let a = &self.admission;
+        a.limiter.reconfigure(settings);
+        a.limit.set(i64::from(a.limiter.limit()));
     }
 }
 
 /// Releases an admitted call's slot (also when its future is dropped).
 struct Slot {
-    limiter: Arc<Limiter>,
-    limit: Gauge,
+    admission: Arc<Admitter>,
     started: Instant,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limiter.finished(self.started.elapsed());
-        self.limit.set(i64::from(self.limiter.limit()));
+        let limit = self.admission.limiter.finished(self.started.elapsed());
+        self.admission.limit.set(i64::from(limit));
     }
 }
 
@@ -399,8 +407,9 @@ impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
             + 'static,
         S::Future: Send + 'static,
     {
+        let a = &self.admission;
         let (service, _) = split_path(req.uri().path());
-        if !self.governed.contains(service) {
+        if !a.governed.contains(service) {
             return Box::pin(inner.call(req));
         }
         let class = Class::of(req.headers());
@@ -408,8 +417,8 @@ impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
             .headers()
             .get(GRPC_TIMEOUT_HEADER)
             .and_then(parse_grpc_timeout);
-        if let Err(refusal) = self.limiter.admit(class, timeout) {
-            self.shed
+        if let Err(refusal) = a.limiter.admit(class, timeout) {
+            a.shed
                 .get_or_create(&ShedLabels {
                     reason: refusal.label(),
                     class: class.label(),
@@ -428,8 +437,7 @@ impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
             return Box::pin(std::future::ready(Ok(refusal_response)));
         }
         let slot = Slot {
-            limiter: self.limiter.clone(),
-            limit: self.limit.clone(),
+            admission: a.clone(),
             started: Instant::now(),
         };
         Box::pin(async move {

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,21 +16,24 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
-use super::{HttpRequest, HttpResponse, LayerFuture, split_path};
+use super::{HttpRequest, HttpResponse, LayerFuture};
 use crate::around::Around;
-use crate::telemetry::RpcMetrics;
 use crate::telemetry::trace::{is_server_error, record_status, sampled_trace_id};
+use crate::telemetry::{RpcMetrics, RpcSeries};
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct MetricsLayer {
-    metrics: RpcMetrics,
+    // One `Arc`: the layer is cloned with the service stack on every call.
+    metrics: Arc<RpcMetrics>,
 }
 
 impl MetricsLayer {
     /// Records into `metrics`.
     pub fn new(metrics: RpcMetrics) -> Self {
-        MetricsLayer { metrics }
+        MetricsLayer {
+            metrics: Arc::new(metrics),
+        }
     }
 }
 
@@ -42,16 +46,15 @@ impl Around<HttpRequest, HttpResponse, Infallible> for MetricsLayer {
             + 'static,
         S::Future: Send + 'static,
     {
-        let (service, method) = split_path(req.uri().path());
+        let series = self.metrics.series(req.uri().path());
         // The server span of the trace layer, which calls this layer inside it.
         let span = tracing::Span::current();
-        self.metrics.started(service);
+        self.metrics.started(&series);
         let completion = Completion {
             metrics: self.metrics.clone(),
-            service: service.to_string(),
-            method: method.to_string(),
+            series,
             started: Instant::now(),
-            span: span.clone(),
+            span,
             done: false,
         };
         Box::pin(async move {
@@ -79,9 +82,8 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// Records the end of one RPC exactly once: when its status is known, or as `Canceled` when the
 /// response is dropped before (client went away).
 struct Completion {
-    metrics: RpcMetrics,
-    service: String,
-    method: String,
+    metrics: Arc<RpcMetrics>,
+    series: Arc<RpcSeries>,
     started: Instant,
     span: tracing::Span,
     done: bool,
@@ -91,13 +93,8 @@ impl Completion {
     fn finish(mut self, code: tonic::Code) {
         self.done = true;
         let elapsed = self.started.elapsed();
-        self.metrics.finished(
-            &self.service,
-            &self.method,
-            code,
-            elapsed,
-            sampled_trace_id(&self.span),
-        );
+        self.metrics
+            .finished(&self.series, code, elapsed, sampled_trace_id(&self.span));
         let ms = elapsed.as_secs_f64() * 1000.0;
         record_status(&self.span, code, is_server_error(code));
         self.span.in_scope(|| match code {
@@ -115,8 +112,7 @@ impl Drop for Completion {
             return;
         }
         self.metrics.finished(
-            &self.service,
-            &self.method,
+            &self.series,
             tonic::Code::Cancelled,
             self.started.elapsed(),
             sampled_trace_id(&self.span),
