@@ -47,7 +47,7 @@ pub struct ServerSettings {
     /// `max_concurrent_rpcs` (see `common::server::layers::load_shed`); else it is
     /// `max_concurrent_rpcs`.
     pub adaptive_concurrency: bool,
-    /// The adaptive limit's floor (and where it starts, ×4); above `max_concurrent_rpcs` it is
+    /// The adaptive limit's floor (and where it starts, ×16); above `max_concurrent_rpcs` it is
     /// that.
     pub min_concurrent_rpcs: u32,
     /// Share of the limit (percent, ≤ 90) only internal calls (service tokens) may use.

@@ -60,6 +60,8 @@ pub use crate::context::SHED_HEADER;
 
 /// How much slower than the no-queue latency a window may be before the limit shrinks.
 const TOLERANCE: f64 = 1.5;
+/// Where an adaptive limit starts, as a multiple of its floor.
+const START_FACTOR: f64 = 16.0;
 /// How many calls may wait (by the latency estimate) without the limit shrinking.
 pub const QUEUE_ALLOWANCE: f64 = 4.0;
 /// Weight of a new estimate in the limit (the rest is the old limit).
@@ -213,8 +215,9 @@ impl Limiter {
 
     fn start(settings: &Admission) -> f64 {
         if settings.adaptive {
-            // Room to find the knee quickly, without admitting a stampede at start.
-            f64::from(settings.max).min(f64::from(settings.min) * 4.0)
+            // Room for a burst at start and to find the knee quickly, without admitting a
+            // stampede.
+            f64::from(settings.max).min(f64::from(settings.min) * START_FACTOR)
         } else {
             f64::from(settings.max)
         }
@@ -482,11 +485,11 @@ mod tests {
         let limiter = adaptive(4, 200);
         let mut at = Instant::now();
         let start = limiter.limit();
-        assert_eq!(start, 16);
+        assert_eq!(start, 64);
         // Saturated at the no-queue latency: the limit grows.
         drive(&limiter, 30, 500, Duration::from_millis(10), &mut at);
         let grown = limiter.limit();
-        assert!(grown > start * 2, "{start} -> {grown}");
+        assert!(grown > start + start / 2, "{start} -> {grown}");
         // Latency triples (a queue formed): the limit comes down.
         drive(&limiter, 10, 500, Duration::from_millis(30), &mut at);
         let shrunk = limiter.limit();
@@ -563,7 +566,11 @@ mod tests {
             max: 100,
             internal_reserve_percent: 20,
         });
-        assert_eq!(limiter.limit(), 32, "adaptive again: from the new floor");
+        assert_eq!(
+            limiter.limit(),
+            100,
+            "adaptive again: from the new floor (capped)"
+        );
     }
 
     #[test]
@@ -571,7 +578,7 @@ mod tests {
         let limiter = adaptive(4, 200);
         let mut at = Instant::now();
         drive(&limiter, 50, 2, Duration::from_millis(10), &mut at);
-        assert_eq!(limiter.limit(), 16);
+        assert_eq!(limiter.limit(), 64);
     }
 
     #[test]
@@ -600,19 +607,19 @@ mod tests {
     fn internal_calls_pass_the_adaptive_limit_up_to_the_ceiling() {
         let limiter = Limiter::new(Admission {
             adaptive: true,
-            min: 2,
+            min: 1,
             max: 50,
             internal_reserve_percent: 20,
         });
-        assert_eq!(limiter.limit(), 8);
+        assert_eq!(limiter.limit(), 16);
         let public = (0..20)
             .filter(|_| limiter.admit(Class::Public, None).is_ok())
             .count();
-        assert_eq!(public, 6, "80% of the adaptive limit");
+        assert_eq!(public, 12, "80% of the adaptive limit");
         let internal = (0..100)
             .filter(|_| limiter.admit(Class::Internal, None).is_ok())
             .count();
-        assert_eq!(internal, 44, "internal calls up to the ceiling");
+        assert_eq!(internal, 38, "internal calls up to the ceiling");
         assert_eq!(limiter.admit(Class::Public, None), Err(Refusal::Limit));
     }
 
