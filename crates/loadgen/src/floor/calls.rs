@@ -91,7 +91,10 @@ impl CallsReport {
     }
 }
 
-fn client(addr: &str) -> anyhow::Result<ProductCatalogServiceClient<tonic::transport::Channel>> {
+/// A client of the catalog on a plain channel.
+type Client = ProductCatalogServiceClient<tonic::transport::Channel>;
+
+fn client(addr: &str) -> anyhow::Result<Client> {
     Ok(ProductCatalogServiceClient::new(
         tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
@@ -105,6 +108,46 @@ struct Totals {
     failed: usize,
     elapsed: Duration,
     cpu: Duration,
+}
+
+/// The product `c` answers for `id`.
+async fn answered_product(c: &Client, id: u64) -> anyhow::Result<pb::Product> {
+    c.clone()
+        .get_product(pb::GetProductReq { id })
+        .await
+        .map_err(|s| anyhow::anyhow!("GetProduct: {:?} {}", s.code(), s.message()))?
+        .into_inner()
+        .product
+        .ok_or_else(|| anyhow::anyhow!("GetProduct answered no product"))
+}
+
+/// A server child and a client of it, by name.
+type Server<'a> = (&'static str, &'a ServerChild, Client);
+
+/// A warm-up of every server, then `options.rounds` rounds alternating them: each one's
+/// latencies, failures, time and CPU (from `/proc`) summed over the rounds.
+async fn measure(servers: &[Server<'_>; 2], id: u64, options: &FloorOptions) -> [Totals; 2] {
+    let warm_up = (options.calls / 10).max(options.concurrency);
+    for (_, _, c) in servers {
+        let _ = crate::bench::batch(c, id, warm_up, options.concurrency, options.max_time).await;
+    }
+    let mut totals: [Totals; 2] = Default::default();
+    for _ in 0..options.rounds {
+        for ((_, server, c), total) in servers.iter().zip(totals.iter_mut()) {
+            let cpu_before = cpu_time(server.pid).unwrap_or_default();
+            let started = Instant::now();
+            let (latencies, failed) =
+                crate::bench::batch(c, id, options.calls, options.concurrency, options.max_time)
+                    .await;
+            total.elapsed += started.elapsed();
+            total.cpu += cpu_time(server.pid)
+                .unwrap_or_default()
+                .saturating_sub(cpu_before);
+            total.latencies.extend(latencies);
+            total.failed += failed;
+        }
+    }
+    totals
 }
 
 /// Runs the comparison.
@@ -130,14 +173,7 @@ pub async fn run(options: &FloorOptions) -> anyhow::Result<CallsReport> {
         .and_then(|v| v.as_u64())
         .ok_or_else(|| anyhow::anyhow!("serve-product named no product"))?;
     let product_client = client(&product.field("addr")?)?;
-    let answered = product_client
-        .clone()
-        .get_product(pb::GetProductReq { id })
-        .await
-        .map_err(|s| anyhow::anyhow!("GetProduct: {:?} {}", s.code(), s.message()))?
-        .into_inner()
-        .product
-        .ok_or_else(|| anyhow::anyhow!("GetProduct answered no product"))?;
+    let answered = answered_product(&product_client, id).await?;
     let payload = answered.encode_to_vec();
     let bare = ServerChild::start(
         &options.exe,
@@ -155,26 +191,7 @@ pub async fn run(options: &FloorOptions) -> anyhow::Result<CallsReport> {
         ("bare tonic", &bare, bare_client),
         ("product server", &product, product_client),
     ];
-    let warm_up = (options.calls / 10).max(options.concurrency);
-    for (_, _, c) in &servers {
-        let _ = crate::bench::batch(c, id, warm_up, options.concurrency, options.max_time).await;
-    }
-    let mut totals: [Totals; 2] = Default::default();
-    for _ in 0..options.rounds {
-        for ((_, server, c), total) in servers.iter().zip(totals.iter_mut()) {
-            let cpu_before = cpu_time(server.pid).unwrap_or_default();
-            let started = Instant::now();
-            let (latencies, failed) =
-                crate::bench::batch(c, id, options.calls, options.concurrency, options.max_time)
-                    .await;
-            total.elapsed += started.elapsed();
-            total.cpu += cpu_time(server.pid)
-                .unwrap_or_default()
-                .saturating_sub(cpu_before);
-            total.latencies.extend(latencies);
-            total.failed += failed;
-        }
-    }
+    let totals = measure(&servers, id, options).await;
     let rows = servers
         .iter()
         .zip(totals)
@@ -225,14 +242,7 @@ pub async fn drive(args: &[String]) -> anyhow::Result<()> {
     let concurrency = flags.get::<usize>("--concurrency")?.unwrap_or(16).max(1);
     let c = client(addr)?;
     if flags.switch("--print-payload") {
-        let product = c
-            .clone()
-            .get_product(pb::GetProductReq { id })
-            .await
-            .map_err(|s| anyhow::anyhow!("GetProduct: {:?} {}", s.code(), s.message()))?
-            .into_inner()
-            .product
-            .ok_or_else(|| anyhow::anyhow!("GetProduct answered no product"))?;
+        let product = answered_product(&c, id).await?;
         println!("{}", hex::encode(product.encode_to_vec()));
     }
     let started = Instant::now();
