@@ -108,7 +108,7 @@ load_pid=""
 stall_pid=""
 load_start=0
 cleanup() {
-  local rc=$?
+  local rc=$? log
   trap - EXIT INT TERM
   if [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null; then say "stopped the load"; fi
   if [ -n "$stall_pid" ]; then kill "$stall_pid" 2>/dev/null || true; fi
@@ -117,6 +117,13 @@ cleanup() {
     start_redis || true
   fi
   "$fleet" down || true
+  if [ "$rc" != 0 ] && [ -d "$FLEET_DIR/logs" ]; then
+    # A CI run keeps only what is printed: the last lines of every log, cut to a readable width.
+    for log in "$FLEET_DIR"/logs/*.log; do
+      echo "--- the last lines of $log"
+      tail -n 6 "$log" | cut -c 1-400
+    done
+  fi
   say "logs are in $FLEET_DIR/logs"
   exit "$rc"
 }

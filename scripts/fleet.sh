@@ -112,9 +112,16 @@ live_pid() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
   if [ -r "/proc/$pid/cmdline" ]; then
-    local cmdline
+    local cmdline state
     cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
-    [[ "$cmdline" == *"$(binary_of "$1")"* ]] || return 1
+    if [ -z "$cmdline" ]; then
+      # Empty while the kernel loads the binary (exec) and once the process has exited
+      # (a zombie): only the latter is gone.
+      state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+      [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ] || return 1
+    else
+      [[ "$cmdline" == *"$(binary_of "$1")"* ]] || return 1
+    fi
   fi
   echo "$pid"
 }
@@ -309,10 +316,13 @@ healthy() {
 }
 
 explain_failure() {
-  local inst=$1 why=$2 exitf
-  exitf=$(exit_file "$inst")
+  local inst=$1 why=$2
   echo "fleet: $inst $why" >&2
-  [ -s "$exitf" ] && echo "fleet: $inst exited with code $(cat "$exitf")" >&2
+  if ! live_pid "$inst" >/dev/null; then
+    echo "fleet: $inst $(describe_exit "$(recorded_exit "$inst")")" >&2
+    # The kernel says whom its OOM killer took (when this user may read its log).
+    dmesg 2>/dev/null | grep -iE 'out of memory|oom-kill|killed process' | tail -n 3 | sed 's/^/fleet: kernel: /' >&2 || true
+  fi
   echo "--- last lines of $(log_file "$inst")" >&2
   tail -n 20 "$(log_file "$inst")" >&2 || true
 }
@@ -410,6 +420,22 @@ wait_gone() {
 }
 
 # The exit code the launcher recorded (it writes it just after the process is reaped).
+# How an exit code reads: a code above 128 is the shell's way of saying "killed by a signal".
+describe_exit() {
+  local code=$1
+  case "$code" in
+    "?") echo "left no exit code" ;;
+    *[!0-9]*) echo "exited with $code" ;;
+    *)
+      if [ "$code" -gt 128 ]; then
+        echo "was killed by signal $((code - 128)) ($(kill -l $((code - 128)) 2>/dev/null || echo unknown))$([ "$code" = 137 ] && echo ": SIGKILL, the kernel's OOM killer or someone's kill -9")"
+      else
+        echo "exited with code $code"
+      fi
+      ;;
+  esac
+}
+
 recorded_exit() {
   local f
   f=$(exit_file "$1")
@@ -469,7 +495,12 @@ cmd_down() {
   # The services first (they deregister from Consul as they drain), the agent last.
   for inst in "${INSTANCES[@]}"; do
     [ "$inst" = consul ] && continue
-    pid=$(live_pid "$inst") || continue
+    if ! pid=$(live_pid "$inst"); then
+      # Started by this fleet but gone before the stop: say how it ended.
+      [ -s "$(pid_file "$inst")" ] && [ -f "$(exit_file "$inst")" ] \
+        && say "$inst had already stopped: it $(describe_exit "$(recorded_exit "$inst")")"
+      continue
+    fi
     kill -TERM "$pid" 2>/dev/null || true
     pids+=("$pid")
     names+=("$inst")
