@@ -44,11 +44,13 @@ async fn main() -> anyhow::Result<()> {
     let source = Source::from_process().read_centre(mall::SERVICES).await?;
     let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
     mall_common::telemetry::init(&settings.service, &settings.telemetry);
+    // Installed before the services start, so a stop while they do is not a silent exit.
+    let stop = mall_common::server::shutdown_signal();
     let fleet = mall::Fleet::start(mall::SERVICES, source).await?;
     for (name, ep) in fleet.all_endpoints() {
         tracing::info!(service = name, grpc = %ep.grpc, admin = %ep.admin, "serving");
     }
-    mall_common::server::shutdown_signal().await;
+    stop.await;
     let result = fleet.shutdown().await;
     mall_common::telemetry::trace::shutdown().await;
     result

@@ -164,5 +164,5 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    build(settings).await?.serve(shutdown).await
+    mall_common::server::build_and_serve(build(settings), shutdown).await
 }

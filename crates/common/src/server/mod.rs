@@ -282,6 +282,23 @@ pub struct BoundServer {
     centre: Option<(crate::config::centre::Reloader, reload::ReloadMetrics)>,
 }
 
+/// Builds a server with `build`, then serves it until `shutdown` completes. A `shutdown` that
+/// completes while the build still runs (a stop during migrations, or while a dependency is
+/// slow to answer) ends it there, logged, instead of after a start that is no longer wanted.
+pub async fn build_and_serve(
+    build: impl Future<Output = anyhow::Result<BoundServer>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut shutdown = Box::pin(shutdown);
+    tokio::select! {
+        built = build => built?.serve(shutdown).await,
+        () = &mut shutdown => {
+            tracing::warn!("stopped while starting: the server never served");
+            Ok(())
+        }
+    }
+}
+
 impl BoundServer {
     /// Fires when this server starts shutting down (or is dropped): background workers of the
     /// service watch it.
