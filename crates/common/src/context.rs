@@ -15,6 +15,9 @@ pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 /// its concurrency limit, with `RESOURCE_EXHAUSTED`) or `deadline` (a deadline shorter than its
 /// calls take, with `DEADLINE_EXCEEDED`). Such a call never ran.
 pub const SHED_HEADER: &str = "x-mall-shed";
+/// With a `limit` refusal: when to try this server again, in whole milliseconds (gRPC's retry
+/// pushback, gRFC A6). About one call's latency here, longer the more calls were refused lately.
+pub const PUSHBACK_HEADER: &str = "grpc-retry-pushback-ms";
 /// Longest request id kept from a caller; longer ones are replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

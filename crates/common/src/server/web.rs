@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::ServerSettings;
-use crate::context::{REQUEST_ID_HEADER, SHED_HEADER};
+use crate::context::{PUSHBACK_HEADER, REQUEST_ID_HEADER, SHED_HEADER};
 
 /// Request headers a gRPC-Web page may send.
 const ALLOWED: [&str; 9] = [
@@ -24,12 +24,13 @@ const ALLOWED: [&str; 9] = [
     "grpc-accept-encoding",
 ];
 /// Response headers a gRPC-Web page may read.
-const EXPOSED: [&str; 5] = [
+const EXPOSED: [&str; 6] = [
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
     REQUEST_ID_HEADER,
     SHED_HEADER,
+    PUSHBACK_HEADER,
 ];
 
 /// gRPC-Web as `settings` configure it; `None` when off.

@@ -23,8 +23,10 @@ use crate::shop::shopper::{User, checkout_request};
 
 /// Deadline of every call the shoppers make.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
-/// A shopper refused (`RESOURCE_EXHAUSTED`, or any other failure) waits this long, jittered
-/// ±50%, before trying again — as a client with a retry budget would, instead of spinning.
+/// A shopper refused (`RESOURCE_EXHAUSTED` without a pushback, or any other failure) waits
+/// this long, jittered ±50%, before trying again — as a client with a retry budget would,
+/// instead of spinning. A refusal with gRPC's retry pushback (`grpc-retry-pushback-ms`, which
+/// the fleet's admission sends) waits what it says, jittered ±20%, as gRPC's retry policy does.
 pub const REFUSED_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A running floor fleet.
@@ -40,6 +42,8 @@ pub struct FloorFleet {
     run_id: String,
     /// Loads driven so far (part of every idempotency key).
     loads: AtomicU64,
+    /// Whether refused shoppers wait what the server's retry pushback says (default).
+    pub honour_pushback: bool,
 }
 
 impl FloorFleet {
@@ -96,6 +100,7 @@ impl FloorFleet {
             users: Vec::new(),
             run_id: format!("{:08x}", rand::rng().random::<u32>()),
             loads: AtomicU64::new(0),
+            honour_pushback: true,
         })
     }
 
@@ -207,9 +212,25 @@ fn outcome_unknown(code: Code) -> bool {
     )
 }
 
-async fn back_off() {
-    let jitter = rand::rng().random_range(0.5..1.5);
-    tokio::time::sleep(REFUSED_BACKOFF.mul_f64(jitter)).await;
+/// The retry pushback a refusal carries, if any.
+fn pushback(status: &tonic::Status) -> Option<Duration> {
+    let ms = status
+        .metadata()
+        .get(mall_common::context::PUSHBACK_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_millis(ms))
+}
+
+/// Waits before the next try after `refused` (see [`REFUSED_BACKOFF`]).
+async fn back_off(refused: &tonic::Status, honour_pushback: bool) {
+    let pause = match pushback(refused).filter(|_| honour_pushback) {
+        Some(pause) => pause.mul_f64(rand::rng().random_range(0.8..1.2)),
+        None => REFUSED_BACKOFF.mul_f64(rand::rng().random_range(0.5..1.5)),
+    };
+    tokio::time::sleep(pause).await;
 }
 
 /// One shopper per user in `users`, each adding one item (quantity 1) and checking out, until
@@ -226,6 +247,7 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
     // Idempotency keys are new in every load (a key reused from an earlier load would replay
     // that checkout's answer instead of checking out).
     let load_id = fleet.loads.fetch_add(1, Ordering::Relaxed);
+    let honour = fleet.honour_pushback;
     let mut tasks = tokio::task::JoinSet::new();
     for user in users {
         let api = fleet.api.clone();
@@ -264,7 +286,7 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
                                     }
                                 }
                             }
-                            back_off().await;
+                            back_off(&s, honour).await;
                             continue;
                         }
                     }
@@ -290,7 +312,7 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
                     // Shed before any work: the same key is fine to retry.
                     Err(s) if s.code() == Code::ResourceExhausted => {
                         shared.lock().shed.push(took);
-                        back_off().await;
+                        back_off(&s, honour).await;
                     }
                     Err(s) => {
                         *shared
@@ -306,7 +328,7 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
                                 .await;
                             pending = false;
                         }
-                        back_off().await;
+                        back_off(&s, honour).await;
                     }
                 }
             }

@@ -61,6 +61,9 @@ pub struct FloorOptions {
     pub fleet_exes: Vec<PathBuf>,
     /// The fleet hashes passwords at the default Argon2 cost (else cheaply).
     pub real_hashing: bool,
+    /// `checkout` and `overload`: shoppers refused past the limit ignore the server's retry
+    /// pushback and wait [`fleet::REFUSED_BACKOFF`] (to compare the two).
+    pub ignore_pushback: bool,
 }
 
 impl FloorOptions {
@@ -82,6 +85,7 @@ impl FloorOptions {
             checkouts: 50_000,
             fleet_exes: Vec::new(),
             real_hashing: false,
+            ignore_pushback: false,
         }
     }
 
@@ -103,10 +107,11 @@ impl FloorOptions {
                 "--checkouts",
                 "--fleet-exe",
             ],
-            &["--real-hashing"],
+            &["--real-hashing", "--ignore-pushback"],
         )?;
         let mut o = FloorOptions::new(exe);
         o.real_hashing = flags.switch("--real-hashing");
+        o.ignore_pushback = flags.switch("--ignore-pushback");
         if let Some(v) = flags.text("--mysql-url") {
             o.mysql_url = v.trim_end_matches('/').to_string();
         }
@@ -244,6 +249,7 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
             options.real_hashing,
         )
         .await?;
+        fleet.honour_pushback = !options.ignore_pushback;
         let result = async {
             if checkout {
                 println!(

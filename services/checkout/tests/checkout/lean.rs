@@ -102,7 +102,7 @@ async fn checkout_cost(
 }
 
 #[tokio::test]
-async fn a_card_checkout_costs_at_most_15_statements_and_7_commits() {
+async fn a_card_checkout_costs_at_most_14_statements_and_7_commits() {
     let quiet = [
         ("MALL__CHECKOUT__RECOVERY_INTERVAL", "1h"),
         ("MALL__ORDER__SWEEP_INTERVAL", "1h"),

@@ -59,6 +59,15 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
                     elapsed < Duration::from_millis(500),
                     "shed promptly, took {elapsed:?}"
                 );
+                let pushback: u64 = e
+                    .metadata()
+                    .get("grpc-retry-pushback-ms")
+                    .expect("a limit refusal carries gRPC's retry pushback")
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .expect("whole milliseconds");
+                assert!((1..=2_000).contains(&pushback), "pushback {pushback} ms");
                 shed += 1;
             }
         }

@@ -19,7 +19,11 @@
 //! **Past the limit a call is refused at once** with `RESOURCE_EXHAUSTED` and the
 //! `x-mall-shed` header (`limit`), never queued: it did not run, so a client may send it to
 //! another instance (the platform's clients do, within their retry budget), and it is no sign
-//! of an unhealthy instance (breakers do not count it).
+//! of an unhealthy instance (breakers do not count it). It also carries gRPC's retry pushback
+//! (`grpc-retry-pushback-ms`, gRFC A6): the mean latency of the last window times one plus the
+//! refusals per completed call in it, so a crowd of refused clients that honours it comes back
+//! more slowly the larger it is, instead of each one spinning on refusals that cost the server
+//! (and, on a shared machine, the load tool) CPU the admitted calls need.
 //!
 //! **Internal calls first.** The adaptive limit governs public calls (a user's or anonymous):
 //! they may use it less `server.internal_reserve_percent`. A call carrying a service token (a
@@ -56,7 +60,7 @@ use crate::around::Around;
 use crate::auth::bearer;
 use crate::context::{GRPC_TIMEOUT_HEADER, parse_grpc_timeout};
 
-pub use crate::context::SHED_HEADER;
+pub use crate::context::{PUSHBACK_HEADER, SHED_HEADER};
 
 /// How much slower than the no-queue latency a window may be before the limit shrinks.
 const TOLERANCE: f64 = 1.5;
@@ -74,6 +78,12 @@ const WINDOW_CALLS: u32 = 10;
 const MIN_WINDOW: Duration = Duration::from_millis(20);
 /// ...and after this long with at least one call.
 const MAX_WINDOW: Duration = Duration::from_secs(1);
+/// The pushback before any window closed.
+const FIRST_PUSHBACK: Duration = Duration::from_millis(10);
+/// The pushback's bounds.
+const MIN_PUSHBACK: Duration = Duration::from_millis(1);
+/// ...
+pub const MAX_PUSHBACK: Duration = Duration::from_secs(2);
 
 /// `server.*` settings of admission.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +154,8 @@ struct State {
     long: Option<f64>,
     /// The fastest call of the last closed window, seconds.
     floor: Option<f64>,
+    /// What a refused caller is told to wait (see the module docs).
+    pushback: Duration,
     window: Window,
 }
 
@@ -154,6 +166,8 @@ struct Window {
     sum: f64,
     fastest: f64,
     busiest: u32,
+    /// Calls refused past the limit while it was open.
+    refused: u32,
 }
 
 impl Window {
@@ -164,6 +178,7 @@ impl Window {
             sum: 0.0,
             fastest: f64::INFINITY,
             busiest: 0,
+            refused: 0,
         }
     }
 }
@@ -198,6 +213,7 @@ impl Limiter {
                 in_flight: 0,
                 long: None,
                 floor: None,
+                pushback: FIRST_PUSHBACK,
                 window: Window::new(Instant::now()),
             }),
         }
@@ -262,12 +278,18 @@ impl Limiter {
             }
         };
         if state.in_flight >= cap {
+            state.window.refused = state.window.refused.saturating_add(1);
             return Err(Refusal::Limit);
         }
         state.in_flight += 1;
         let busy = state.in_flight;
         state.window.busiest = state.window.busiest.max(busy);
         Ok(())
+    }
+
+    /// How long a caller refused past the limit should wait before trying this server again.
+    pub fn pushback(&self) -> Duration {
+        self.state.lock().pushback
     }
 
     /// Records the end of an admitted call that took `elapsed`; the limit after it.
@@ -294,6 +316,9 @@ impl Limiter {
         let window = std::mem::replace(&mut state.window, Window::new(now));
         let short = window.sum / f64::from(window.calls.max(1));
         state.floor = Some(window.fastest);
+        let crowd = 1.0 + f64::from(window.refused) / f64::from(window.calls.max(1));
+        state.pushback = Duration::from_secs_f64((short * crowd).min(MAX_PUSHBACK.as_secs_f64()))
+            .clamp(MIN_PUSHBACK, MAX_PUSHBACK);
         // The fastest window seen, allowed to creep up (0.1% a window) so a lasting change in
         // the work (a slower disk, bigger carts) becomes the new normal over minutes, while an
         // overload of seconds cannot pass for it.
@@ -434,9 +459,15 @@ impl Around<HttpRequest, HttpResponse, Infallible> for LoadShedLayer {
                 }
             };
             let mut refusal_response = refuse(status);
-            refusal_response
-                .headers_mut()
-                .insert(SHED_HEADER, http::HeaderValue::from_static(refusal.label()));
+            let headers = refusal_response.headers_mut();
+            headers.insert(SHED_HEADER, http::HeaderValue::from_static(refusal.label()));
+            if refusal == Refusal::Limit {
+                let ms = a.limiter.pushback().as_millis().max(1);
+                headers.insert(
+                    PUSHBACK_HEADER,
+                    http::HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+                );
+            }
             return Box::pin(std::future::ready(Ok(refusal_response)));
         }
         let slot = Slot {
@@ -544,6 +575,28 @@ mod tests {
             (8..=13).contains(&settled),
             "settled at {settled} (queue allowance {QUEUE_ALLOWANCE})"
         );
+    }
+
+    #[test]
+    fn the_pushback_grows_with_the_crowd_refused() {
+        let limiter = adaptive(4, 16);
+        let mut at = Instant::now();
+        assert_eq!(limiter.pushback(), FIRST_PUSHBACK, "before any window");
+        // Within the limit: nothing refused, so about one call's latency.
+        drive(&limiter, 5, 8, Duration::from_millis(20), &mut at);
+        let calm = limiter.pushback();
+        assert!(
+            (Duration::from_millis(19)..=Duration::from_millis(21)).contains(&calm),
+            "{calm:?}"
+        );
+        // Five hundred callers at a limit of 16: tens of refusals per completed call.
+        drive(&limiter, 5, 500, Duration::from_millis(20), &mut at);
+        let crowded = limiter.pushback();
+        assert!(crowded > calm * 20, "{calm:?} -> {crowded:?}");
+        assert!(crowded <= MAX_PUSHBACK);
+        // The crowd gone, the pushback is one call's latency again.
+        drive(&limiter, 2, 4, Duration::from_millis(20), &mut at);
+        assert!(limiter.pushback() < calm * 2, "{:?}", limiter.pushback());
     }
 
     #[test]
