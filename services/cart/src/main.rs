@@ -2,9 +2,11 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Installed first, so a stop while the service starts is not a silent exit.
+    let stop = mall_common::server::shutdown_signal();
     let settings = cart::load_settings().await?;
     mall_common::telemetry::init(&settings.service, &settings.telemetry);
-    let result = cart::run(settings, mall_common::server::shutdown_signal()).await;
+    let result = cart::run(settings, stop).await;
     // The spans of the last calls leave before the process does.
     mall_common::telemetry::trace::shutdown().await;
     result
