@@ -120,6 +120,7 @@ cleanup() {
   if [ "$rc" != 0 ] && [ -d "$FLEET_DIR/logs" ]; then
     # A CI run keeps only what is printed: the last lines of every log, cut to a readable width.
     for log in "$FLEET_DIR"/logs/*.log; do
+      [ -f "$log" ] || continue
       echo "--- the last lines of $log"
       tail -n 6 "$log" | cut -c 1-400
     done
