@@ -282,6 +282,25 @@ pub struct BoundServer {
     centre: Option<(crate::config::centre::Reloader, reload::ReloadMetrics)>,
 }
 
+/// Serves the admin port in a task until the returned sender fires (or is dropped).
+fn spawn_admin(
+    listener: TcpListener,
+    router: axum::Router,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
+    );
+    (stop_tx, task)
+}
+
 /// Builds a server with `build`, then serves it until `shutdown` completes. A `shutdown` that
 /// completes while the build still runs (a stop during migrations, or while a dependency is
 /// slow to answer) ends it there, logged, instead of after a start that is no longer wanted.
@@ -322,14 +341,7 @@ impl BoundServer {
             stopping.clone(),
         )
         .merge(self.admin_routes);
-        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let admin = tokio::spawn(
-            axum::serve(self.admin, admin_router)
-                .with_graceful_shutdown(async {
-                    let _ = admin_stop_rx.await;
-                })
-                .into_future(),
-        );
+        let (admin_stop_tx, admin) = spawn_admin(self.admin, admin_router);
         let drain = Drain {
             name: self.name.clone(),
             health: self.health.clone(),
@@ -435,5 +447,30 @@ impl Drain {
         // Keep the trigger alive until the listener closes, so workers stop on the signal,
         // not on the trigger being dropped mid-drain.
         drop(self.trigger);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_during_the_build_ends_it_without_serving() {
+        let build = std::future::pending::<anyhow::Result<BoundServer>>();
+        tokio::time::timeout(Duration::from_secs(5), build_and_serve(build, async {}))
+            .await
+            .expect("the stop ends a build that never finishes")
+            .expect("a stop is not an error");
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_is_the_error() {
+        let build = async { Err::<BoundServer, _>(anyhow::anyhow!("no database")) };
+        let err = build_and_serve(build, std::future::pending())
+            .await
+            .expect_err("the build's error");
+        assert!(err.to_string().contains("no database"), "{err}");
     }
 }

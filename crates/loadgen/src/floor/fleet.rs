@@ -233,110 +233,127 @@ async fn back_off(refused: &tonic::Status, honour_pushback: bool) {
     tokio::time::sleep(pause).await;
 }
 
+/// What the shoppers of one load share.
+struct Load {
+    api: Api,
+    shared: Mutex<Shared>,
+    done: AtomicU64,
+    products: Vec<u64>,
+    run_id: String,
+    load_id: u64,
+    honour_pushback: bool,
+    stop_at: Instant,
+    target: u64,
+}
+
+impl Load {
+    fn running(&self) -> bool {
+        Instant::now() < self.stop_at && self.done.load(Ordering::Relaxed) < self.target
+    }
+
+    /// Counts a failure other than shedding.
+    fn failed(&self, what: String) {
+        *self.shared.lock().failed.entry(what).or_default() += 1;
+    }
+
+    /// One shopper: adds an item and checks out, over and over, while the load runs.
+    async fn shopper(&self, user: User) {
+        let (api, honour) = (&self.api, self.honour_pushback);
+        let mut pending = false;
+        let mut key: Option<String> = None;
+        let mut n = 0u64;
+        while self.running() {
+            if !pending {
+                let product_id = self.products[rand::rng().random_range(0..self.products.len())];
+                let req = cart::AddItemReq {
+                    user_id: user.id,
+                    item: Some(CartItem {
+                        product_id,
+                        quantity: 1,
+                    }),
+                };
+                let t = Instant::now();
+                match api.add_item(req, &user.auth).await {
+                    Ok(_) => pending = true,
+                    Err(s) => {
+                        match s.code() {
+                            Code::ResourceExhausted => self.shared.lock().shed.push(t.elapsed()),
+                            code => self.failed(format!("AddItem {code:?}")),
+                        }
+                        back_off(&s, honour).await;
+                        continue;
+                    }
+                }
+            }
+            let key_now = key
+                .get_or_insert_with(|| {
+                    n += 1;
+                    format!("floor-{}-{}-{}-{n}", self.run_id, self.load_id, user.id)
+                })
+                .clone();
+            let t = Instant::now();
+            let answer = api
+                .checkout(checkout_request(&user, &key_now), &user.auth)
+                .await;
+            let took = t.elapsed();
+            match answer {
+                Ok(_) => {
+                    self.shared.lock().admitted.push(took);
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                    pending = false;
+                    key = None;
+                }
+                // Shed before any work: the same key is fine to retry.
+                Err(s) if s.code() == Code::ResourceExhausted => {
+                    self.shared.lock().shed.push(took);
+                    back_off(&s, honour).await;
+                }
+                Err(s) => {
+                    self.failed(format!("Checkout {:?}", s.code()));
+                    if !outcome_unknown(s.code()) {
+                        // Refused for good: start over with a fresh cart and key.
+                        key = None;
+                        let _ = api
+                            .empty_cart(cart::EmptyCartReq { user_id: user.id }, &user.auth)
+                            .await;
+                        pending = false;
+                    }
+                    back_off(&s, honour).await;
+                }
+            }
+        }
+    }
+}
+
 /// One shopper per user in `users`, each adding one item (quantity 1) and checking out, until
 /// `until`.
 pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcome {
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let (stop_at, target) = match until {
         Until::Elapsed(d) => (started + d, u64::MAX),
         Until::Checkouts(n) => (started + Duration::from_secs(24 * 3600), n),
     };
-    let products = Arc::new(fleet.products.clone());
-    // Idempotency keys are new in every load (a key reused from an earlier load would replay
-    // that checkout's answer instead of checking out).
-    let load_id = fleet.loads.fetch_add(1, Ordering::Relaxed);
-    let honour = fleet.honour_pushback;
+    let load = Arc::new(Load {
+        api: fleet.api.clone(),
+        shared: Mutex::new(Shared::default()),
+        done: AtomicU64::new(0),
+        products: fleet.products.clone(),
+        run_id: fleet.run_id.clone(),
+        // Idempotency keys are new in every load (a key reused from an earlier load would
+        // replay that checkout's answer instead of checking out).
+        load_id: fleet.loads.fetch_add(1, Ordering::Relaxed),
+        honour_pushback: fleet.honour_pushback,
+        stop_at,
+        target,
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for user in users {
-        let api = fleet.api.clone();
-        let shared = shared.clone();
-        let done = done.clone();
-        let products = products.clone();
-        let run_id = fleet.run_id.clone();
-        tasks.spawn(async move {
-            let mut pending = false;
-            let mut key: Option<String> = None;
-            let mut n = 0u64;
-            let running = || Instant::now() < stop_at && done.load(Ordering::Relaxed) < target;
-            while running() {
-                if !pending {
-                    let product_id = products[rand::rng().random_range(0..products.len())];
-                    let req = cart::AddItemReq {
-                        user_id: user.id,
-                        item: Some(CartItem {
-                            product_id,
-                            quantity: 1,
-                        }),
-                    };
-                    let t = Instant::now();
-                    match api.add_item(req, &user.auth).await {
-                        Ok(_) => pending = true,
-                        Err(s) => {
-                            {
-                                let mut shared = shared.lock();
-                                match s.code() {
-                                    Code::ResourceExhausted => shared.shed.push(t.elapsed()),
-                                    code => {
-                                        *shared
-                                            .failed
-                                            .entry(format!("AddItem {code:?}"))
-                                            .or_default() += 1
-                                    }
-                                }
-                            }
-                            back_off(&s, honour).await;
-                            continue;
-                        }
-                    }
-                }
-                let key_now = key
-                    .get_or_insert_with(|| {
-                        n += 1;
-                        format!("floor-{run_id}-{load_id}-{}-{n}", user.id)
-                    })
-                    .clone();
-                let t = Instant::now();
-                let answer = api
-                    .checkout(checkout_request(&user, &key_now), &user.auth)
-                    .await;
-                let took = t.elapsed();
-                match answer {
-                    Ok(_) => {
-                        shared.lock().admitted.push(took);
-                        done.fetch_add(1, Ordering::Relaxed);
-                        pending = false;
-                        key = None;
-                    }
-                    // Shed before any work: the same key is fine to retry.
-                    Err(s) if s.code() == Code::ResourceExhausted => {
-                        shared.lock().shed.push(took);
-                        back_off(&s, honour).await;
-                    }
-                    Err(s) => {
-                        *shared
-                            .lock()
-                            .failed
-                            .entry(format!("Checkout {:?}", s.code()))
-                            .or_default() += 1;
-                        if !outcome_unknown(s.code()) {
-                            // Refused for good: start over with a fresh cart and key.
-                            key = None;
-                            let _ = api
-                                .empty_cart(cart::EmptyCartReq { user_id: user.id }, &user.auth)
-                                .await;
-                            pending = false;
-                        }
-                        back_off(&s, honour).await;
-                    }
-                }
-            }
-        });
+        let load = load.clone();
+        tasks.spawn(async move { load.shopper(user).await });
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    let shared = std::mem::take(&mut *shared.lock());
+    let shared = std::mem::take(&mut *load.shared.lock());
     Outcome {
         elapsed,
         admitted: Latencies::of(shared.admitted),
