@@ -419,7 +419,6 @@ wait_gone() {
   done
 }
 
-# The exit code the launcher recorded (it writes it just after the process is reaped).
 # How an exit code reads: a code above 128 is the shell's way of saying "killed by a signal".
 describe_exit() {
   local code=$1
@@ -436,6 +435,7 @@ describe_exit() {
   esac
 }
 
+# The exit code the launcher recorded (it writes it just after the process is reaped).
 recorded_exit() {
   local f
   f=$(exit_file "$1")
