@@ -3,9 +3,9 @@
 //! ```text
 //! loadgen [bench] [--calls N] [--concurrency N] [--slow-ms N] [--max-secs N] [--trace]
 //! loadgen shop  [--users N] [--shoppers N | --rate R] [--duration SECS] [--max-ops N]
-//!               [--seed N] [--json FILE] [--allow-remote] [--deadline-ms N]
-//!               [--auth-addr A] [--user-addr A] [--product-addr A] [--cart-addr A]
-//!               [--order-addr A] [--checkout-addr A]
+//!               [--seed N] [--json FILE] [--allow-remote] [--deadline-ms N] [--retry-at-once]
+//!               [--auth-addr A[,A...]] [--user-addr A[,A...]] [--product-addr A[,A...]]
+//!               [--cart-addr A[,A...]] [--order-addr A[,A...]] [--checkout-addr A[,A...]]
 //! loadgen check --mysql-url URL --db-prefix P [--recovery-window SECS]
 //!               [--initial-stock FILE | --snapshot FILE]
 //! loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
@@ -41,9 +41,9 @@ const USAGE: &str = "\
 usage:
   loadgen [bench] [--calls N] [--concurrency N] [--slow-ms N] [--max-secs N] [--trace]
   loadgen shop  [--users N] [--shoppers N | --rate R] [--duration SECS] [--max-ops N]
-                [--seed N] [--json FILE] [--allow-remote] [--deadline-ms N]
-                [--auth-addr A] [--user-addr A] [--product-addr A] [--cart-addr A]
-                [--order-addr A] [--checkout-addr A]
+                [--seed N] [--json FILE] [--allow-remote] [--deadline-ms N] [--retry-at-once]
+                [--auth-addr A[,A...]] [--user-addr A[,A...]] [--product-addr A[,A...]]
+                [--cart-addr A[,A...]] [--order-addr A[,A...]] [--checkout-addr A[,A...]]
   loadgen check --mysql-url URL --db-prefix P [--recovery-window SECS]
                 [--initial-stock FILE | --snapshot FILE]
   loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
@@ -96,7 +96,7 @@ fn shop_options(args: &[String]) -> anyhow::Result<(ShopOptions, Option<PathBuf>
             "--order-addr",
             "--checkout-addr",
         ],
-        &["--allow-remote"],
+        &["--allow-remote", "--retry-at-once"],
     )?;
     let mut options = ShopOptions::default();
     if let Some(n) = flags.get("--users")? {
@@ -117,6 +117,7 @@ fn shop_options(args: &[String]) -> anyhow::Result<(ShopOptions, Option<PathBuf>
     options.max_ops = flags.get("--max-ops")?;
     options.seed = flags.get("--seed")?;
     options.allow_remote = flags.switch("--allow-remote");
+    options.retry_at_once = flags.switch("--retry-at-once");
     if let Some(ms) = flags.get::<u64>("--deadline-ms")? {
         anyhow::ensure!(ms > 0, "--deadline-ms must be positive");
         options.call_deadline = Duration::from_millis(ms);
@@ -283,6 +284,14 @@ mod tests {
         assert_eq!(json, Some(PathBuf::from("out.json")));
         assert_eq!(options.addrs.auth, "127.0.0.1:1");
         assert_eq!(options.addrs.checkout, "127.0.0.1:6");
+        assert!(!options.retry_at_once);
+        // Several instances of a service, balanced; retrying at once.
+        let (balanced, _) = shop_options(&args(
+            "--checkout-addr 127.0.0.1:8006,127.0.0.1:8106 --retry-at-once",
+        ))
+        .unwrap();
+        assert_eq!(balanced.addrs.checkout, "127.0.0.1:8006,127.0.0.1:8106");
+        assert!(balanced.retry_at_once);
         let (open, _) = shop_options(&args("--rate 250")).unwrap();
         assert_eq!(open.load, Load::Open { rate: 250.0 });
         // Defaults: 16 shoppers, 60 s, the well-known ports.

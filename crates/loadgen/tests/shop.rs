@@ -123,3 +123,62 @@ async fn addresses_off_loopback_are_refused_unless_allowed() {
     assert!(err.to_string().contains("--product-addr"), "{err}");
     assert!(err.to_string().contains("--allow-remote"), "{err}");
 }
+
+/// A loopback port nothing listens on (bound, then let go).
+fn dead_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("its address");
+    drop(listener);
+    addr.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_balanced_around_an_address_nobody_listens_on() {
+    let fleet = demo_fleet().await;
+    let mut addrs = addrs(&fleet);
+    // Every service the shoppers call has a dead address next to its live one, first or last.
+    addrs.product = format!("{},{}", dead_port(), addrs.product);
+    addrs.cart = format!("{},{}", addrs.cart, dead_port());
+    addrs.checkout = format!("{},{}", dead_port(), addrs.checkout);
+    addrs.user = format!("{},{}", addrs.user, dead_port());
+    let options = ShopOptions {
+        addrs,
+        users: 3,
+        load: Load::Closed { shoppers: 3 },
+        duration: Duration::from_secs(60),
+        max_ops: Some(150),
+        seed: Some(17),
+        progress_every: None,
+        call_deadline: Duration::from_secs(20),
+        ..ShopOptions::default()
+    };
+    let report = shop::run(options).await.expect("the run");
+    let md = report.to_markdown();
+    assert_eq!(report.operations_done, 150, "{md}");
+    assert_eq!(report.setup[0].statuses.get("OK"), Some(&3), "{md}");
+    // Every call answered OK: the dead addresses were never the answer.
+    for row in &report.operations {
+        assert_eq!(
+            row.statuses.get("OK"),
+            Some(&row.count),
+            "{}: {md}",
+            row.name
+        );
+    }
+    assert!(
+        !report
+            .messages
+            .iter()
+            .any(|m| m.status.contains("transport")),
+        "{md}"
+    );
+    // The timeline counts the checkouts: all ok, none without a connection.
+    let ok: u64 = report.timeline.iter().map(|b| b.ok).sum();
+    let conn_failed: u64 = report.timeline.iter().map(|b| b.conn_failed).sum();
+    let checkouts = report.checkouts.as_ref().expect("checkouts");
+    assert!(ok > 0, "{md}");
+    assert_eq!((ok, conn_failed), (checkouts.count, 0), "{md}");
+    assert!(report.load_started_unix > 1.6e9, "{md}");
+    assert_eq!(report.exit_code(), 0, "{md}");
+    fleet.stop().await;
+}

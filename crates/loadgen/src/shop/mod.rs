@@ -5,12 +5,15 @@
 //! or as arrivals at a target rate (open model, Poisson, at most one operation per user at a
 //! time) — until the duration or the operation budget runs out. Every call has a deadline; a
 //! progress line goes to stderr; the report ([`stats::ShopReport`]) has count, rate, latency and
-//! every status seen per operation and for the whole mix.
+//! every status seen per operation and for the whole mix, and the checkouts over time
+//! ([`timeline`]). Every service may be given several addresses: calls are balanced over them
+//! ([`api`]).
 
 pub mod api;
 pub mod mix;
 pub mod shopper;
 pub mod stats;
+pub mod timeline;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -86,6 +89,9 @@ pub struct ShopOptions {
     pub call_deadline: Duration,
     /// A progress line on stderr this often (`None`: quiet).
     pub progress_every: Option<Duration>,
+    /// Retry a refused or undecided checkout at once, as naive clients do, instead of after
+    /// the server's retry pushback or a backoff (see [`shopper`]).
+    pub retry_at_once: bool,
 }
 
 impl Default for ShopOptions {
@@ -102,6 +108,7 @@ impl Default for ShopOptions {
             allow_remote: false,
             call_deadline: DEFAULT_CALL_DEADLINE,
             progress_every: Some(Duration::from_secs(2)),
+            retry_at_once: false,
         }
     }
 }
@@ -149,6 +156,7 @@ struct Run {
     ops_done: AtomicU64,
     stop_at: Instant,
     hard_stop: Instant,
+    retry_at_once: bool,
 }
 
 impl Run {
@@ -171,6 +179,7 @@ impl Run {
             recorder: &self.recorder,
             rng,
             hard_stop: self.hard_stop,
+            retry_at_once: self.retry_at_once,
         };
         session.perform(op, user).await;
         self.ops_done.fetch_add(1, Ordering::Relaxed);
@@ -206,6 +215,10 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
     let user_count = users.len();
 
     let started = Instant::now();
+    let load_started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    recorder.lock().timeline.start(started);
     let stop_at = started + options.duration;
     let run = Arc::new(Run {
         api,
@@ -217,6 +230,7 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
         ops_done: AtomicU64::new(0),
         stop_at,
         hard_stop: stop_at + options.call_deadline * 2,
+        retry_at_once: options.retry_at_once,
     });
     let progress = options
         .progress_every
@@ -298,6 +312,8 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
         users: user_count,
         seed,
         elapsed_secs: elapsed.as_secs_f64(),
+        load_started_unix,
+        retry_at_once: options.retry_at_once,
         operations_done: run.ops_done.load(Ordering::Relaxed),
         arrivals_dropped: dropped,
         operations,
@@ -307,6 +323,7 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
         messages: recorder.message_rows(),
         faults,
         faults_left_off,
+        timeline: recorder.timeline.series(elapsed),
     })
 }
 

@@ -14,18 +14,24 @@ use rand::Rng;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-use super::api::{Api, Bearer, bearer};
+use super::api::{Api, Bearer, bearer, connect_failed};
 use super::mix::Op;
 use super::stats::{Origin, Outcome, Recorder};
+use super::timeline::{CheckoutEnd, is_refusal};
 
 /// A card the payment service approves (a test Visa number).
 pub const GOOD_CARD: &str = "4111111111111111";
-/// Checkout attempts under one idempotency key within one operation.
+/// Checkout attempts under one idempotency key within one operation (backing off).
 const CHECKOUT_ATTEMPTS: u32 = 5;
-/// The first pause before retrying a checkout (doubling, jittered).
+/// The first pause before retrying a checkout (doubling, jittered ±50%), when the answer
+/// carries no retry pushback.
 const CHECKOUT_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between checkout attempts.
 const CHECKOUT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Retrying at once (`--retry-at-once`), a checkout starts no attempt this long after its
+/// first: about as long as the backing-off retries' pauses can last (100 + 200 + 400 + 800 ms,
+/// up to 1.5× each), so the two modes give up on a checkout after similar times.
+pub const CHECKOUT_RETRY_WINDOW: Duration = Duration::from_secs(3);
 /// Products per page when browsing.
 const PAGE_SIZE: i64 = 20;
 
@@ -113,6 +119,9 @@ pub struct Session<'a, R> {
     pub rng: &'a mut R,
     /// No checkout retry starts after this.
     pub hard_stop: Instant,
+    /// Retry undecided or refused checkouts at once (a naive client), not after a backoff or
+    /// the server's pushback.
+    pub retry_at_once: bool,
 }
 
 impl<R: Rng> Session<'_, R> {
@@ -217,7 +226,9 @@ impl<R: Rng> Session<'_, R> {
 
     /// One checkout: the same idempotency key on every attempt, retried while the outcome is
     /// not known (UNAVAILABLE, ABORTED "in progress", DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, a
-    /// broken connection), a bounded number of times.
+    /// broken connection): by default after the server's retry pushback (jittered ±20%) or a
+    /// doubling backoff, at most [`CHECKOUT_ATTEMPTS`] times; with `retry_at_once` at once,
+    /// for [`CHECKOUT_RETRY_WINDOW`]. Never past `hard_stop`.
     async fn checkout(&mut self, user: &mut User) {
         let key = match user.unsettled_key.take() {
             Some(key) => key,
@@ -229,6 +240,7 @@ impl<R: Rng> Session<'_, R> {
         let started = Instant::now();
         let mut backoff = CHECKOUT_BACKOFF;
         let mut attempt = 0;
+        let mut never_connected = true;
         let last = loop {
             attempt += 1;
             let attempt_started = Instant::now();
@@ -236,21 +248,47 @@ impl<R: Rng> Session<'_, R> {
                 .api
                 .checkout(checkout_request(user, &key), &user.auth)
                 .await;
-            self.record(Op::Checkout, attempt_started.elapsed(), &answer);
-            match answer {
-                Err(status)
-                    if outcome_unknown(&status)
-                        && attempt < CHECKOUT_ATTEMPTS
-                        && Instant::now() + backoff < self.hard_stop =>
+            {
+                let mut recorder = self.recorder.lock();
+                recorder.record_result(Op::Checkout, attempt_started.elapsed(), &answer);
+                if let Err(status) = &answer
+                    && is_refusal(status)
                 {
-                    let jitter = self.rng.random_range(0.5..1.5);
-                    tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                    backoff = (backoff * 2).min(CHECKOUT_BACKOFF_MAX);
+                    recorder.timeline.attempt_refused(Instant::now());
+                }
+            }
+            never_connected &= answer.as_ref().err().is_some_and(connect_failed);
+            match answer {
+                Err(status) if outcome_unknown(&status) => {
+                    let pause = if self.retry_at_once {
+                        let now = Instant::now();
+                        (now < started + CHECKOUT_RETRY_WINDOW && now < self.hard_stop)
+                            .then_some(Duration::ZERO)
+                    } else {
+                        let pause = match pushback(&status) {
+                            Some(pushback) => pushback.mul_f64(self.rng.random_range(0.8..1.2)),
+                            None => backoff.mul_f64(self.rng.random_range(0.5..1.5)),
+                        };
+                        backoff = (backoff * 2).min(CHECKOUT_BACKOFF_MAX);
+                        (attempt < CHECKOUT_ATTEMPTS && Instant::now() + pause < self.hard_stop)
+                            .then_some(pause)
+                    };
+                    match pause {
+                        Some(pause) if pause.is_zero() => tokio::task::yield_now().await,
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => break Err(status),
+                    }
                 }
                 answer => break answer,
             }
         };
-        self.record(Op::CheckoutEndToEnd, started.elapsed(), &last);
+        {
+            let mut recorder = self.recorder.lock();
+            recorder.record_result(Op::CheckoutEndToEnd, started.elapsed(), &last);
+            recorder
+                .timeline
+                .checkout_ended(Instant::now(), CheckoutEnd::of(&last, never_connected));
+        }
         match last {
             Ok(_) => user.pending = false,
             Err(status) if outcome_unknown(&status) => user.unsettled_key = Some(key),
@@ -300,6 +338,18 @@ fn outcome_unknown(status: &Status) -> bool {
         status.code(),
         Code::Unavailable | Code::Aborted | Code::DeadlineExceeded | Code::ResourceExhausted
     ) && !status.message().contains(NOTHING_CHARGED)
+}
+
+/// The retry pushback a refusal carries (`grpc-retry-pushback-ms`), if any.
+fn pushback(status: &Status) -> Option<Duration> {
+    let ms = status
+        .metadata()
+        .get(mall_common::context::PUSHBACK_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// What checkout's final, uncharged answers say.
@@ -352,6 +402,18 @@ mod tests {
         ] {
             assert!(!outcome_unknown(&status), "{status:?}");
         }
+    }
+
+    #[test]
+    fn the_pushback_is_read_from_the_refusal() {
+        let mut refused = Status::resource_exhausted("server overloaded; retry later");
+        assert_eq!(pushback(&refused), None);
+        refused.metadata_mut().insert(
+            mall_common::context::PUSHBACK_HEADER,
+            "250".parse().unwrap(),
+        );
+        assert_eq!(pushback(&refused), Some(Duration::from_millis(250)));
+        assert!(outcome_unknown(&refused));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tonic::{Code, Status};
 
 use super::mix::Op;
+use super::timeline::{self, Bucket, Timeline};
 
 /// Latencies are recorded in microseconds up to this (longer ones count as this long).
 const MAX_LATENCY_US: u64 = 120_000_000;
@@ -179,6 +180,8 @@ pub struct Recorder {
     /// (op, status label, exact message) → count of INTERNAL/UNKNOWN answers.
     faults: BTreeMap<(Op, String, String), u64>,
     faults_left_off: u64,
+    /// Checkout operations and refused attempts per second of the load.
+    pub timeline: Timeline,
 }
 
 impl Recorder {
@@ -248,6 +251,7 @@ impl Recorder {
             }
         }
         self.faults_left_off += other.faults_left_off;
+        self.timeline.merge(&other.timeline);
     }
 
     /// Calls recorded so far, and how many of them did not succeed.
@@ -395,6 +399,11 @@ pub struct ShopReport {
     pub seed: u64,
     /// Seconds the load ran (first operation to last answer).
     pub elapsed_secs: f64,
+    /// When the load started, in seconds since the Unix epoch (the timeline's 0).
+    pub load_started_unix: f64,
+    /// Whether refused or undecided checkouts were retried at once (`--retry-at-once`) rather
+    /// than after a backoff or the server's pushback.
+    pub retry_at_once: bool,
     /// Operations of the mix performed (a checkout with its retries is one).
     pub operations_done: u64,
     /// Open model: arrivals dropped because every user was busy.
@@ -413,6 +422,8 @@ pub struct ShopReport {
     pub faults: Vec<MessageRow>,
     /// INTERNAL/UNKNOWN answers beyond those listed.
     pub faults_left_off: u64,
+    /// Checkout operations per second since the load started (see [`timeline`](super::timeline)).
+    pub timeline: Vec<Bucket>,
 }
 
 impl ShopReport {
@@ -436,9 +447,14 @@ impl ShopReport {
             ),
             (None, None) => self.model.clone(),
         };
+        let retry = if self.retry_at_once {
+            "checkouts retried at once"
+        } else {
+            "checkouts retried after a backoff or the server's pushback"
+        };
         let _ = writeln!(
             out,
-            "Shopper mix: {load}, {} users, {} operations in {:.1} s, seed {}\n",
+            "Shopper mix: {load}, {} users, {} operations in {:.1} s, seed {}; {retry}\n",
             self.users, self.operations_done, self.elapsed_secs, self.seed
         );
         out.push_str(
@@ -494,6 +510,13 @@ impl ShopReport {
                     m.count
                 );
             }
+        }
+        if !self.timeline.is_empty() {
+            out.push_str(
+                "\nCheckouts over time (each with its retries, counted when it ended; success \
+                 leaves out those that never connected):\n\n",
+            );
+            out.push_str(&timeline::to_markdown(&self.timeline));
         }
         if self.faults.is_empty() {
             out.push_str("\nNo INTERNAL or UNKNOWN answer from any service.\n");
@@ -600,6 +623,8 @@ mod tests {
             users: 2,
             seed: 1,
             elapsed_secs: 10.0,
+            load_started_unix: 1_700_000_000.5,
+            retry_at_once: false,
             operations_done: 103,
             arrivals_dropped: 0,
             operations: rows,
@@ -609,6 +634,12 @@ mod tests {
             messages: a.message_rows(),
             faults,
             faults_left_off: left_off,
+            timeline: vec![Bucket {
+                start_secs: 0,
+                ok: 3,
+                refused: 1,
+                ..Bucket::default()
+            }],
         };
         assert_eq!(report.exit_code(), 2);
         let md = report.to_markdown();
@@ -616,7 +647,11 @@ mod tests {
         assert!(md.contains("| **all** | 103 |"), "{md}");
         assert!(md.contains("INTERNAL 2"), "{md}");
         assert!(md.contains("GetCart INTERNAL ×2: bug 1"), "{md}");
+        assert!(md.contains("| 0 | 3 | 1 | 0 | 0 | 75.0% | 0 |"), "{md}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["total"]["statuses"]["OK"], 100);
+        assert_eq!(json["load_started_unix"], 1_700_000_000.5);
+        assert_eq!(json["timeline"][0]["start_secs"], 0);
+        assert_eq!(json["timeline"][0]["refused"], 1);
     }
 }
