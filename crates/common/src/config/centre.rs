@@ -42,6 +42,8 @@ pub const RELOADABLE: &[&str] = &[
     "server.min_concurrent_rpcs",
     "server.max_concurrent_rpcs",
     "server.internal_reserve_percent",
+    "server.max_queued_rpcs",
+    "server.queue_timeout",
     "client.request_timeout",
     "client.method_timeout",
     "client.retry",

@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_CONCURRENT_RPCS: u32 = 1_000;
 pub const DEFAULT_MIN_CONCURRENT_RPCS: u32 = 4;
 /// Default of `server.internal_reserve_percent`.
 pub const DEFAULT_INTERNAL_RESERVE_PERCENT: u32 = 20;
+/// Default of `server.max_queued_rpcs`.
+pub const DEFAULT_MAX_QUEUED_RPCS: u32 = 1_000;
+/// Default of `server.queue_timeout`.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default of `server.drain_delay`: none on a laptop; set it to a few check intervals where
 /// a balancer or Consul must notice NOT_SERVING before the listener closes.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
@@ -39,9 +43,10 @@ pub struct ServerSettings {
     /// How long in-flight calls may take to finish after shutdown starts.
     #[serde(with = "super::duration")]
     pub shutdown_grace: Duration,
-    /// Most RPCs handled at once; beyond it calls are refused at once with
-    /// `RESOURCE_EXHAUSTED` instead of queueing (health and reflection are never refused).
-    /// With `adaptive_concurrency` the ceiling of the adaptive limit.
+    /// Most RPCs handled at once; beyond it public calls wait for a slot (see
+    /// `max_queued_rpcs`) and internal ones are refused with `RESOURCE_EXHAUSTED` (health and
+    /// reflection are never refused). With `adaptive_concurrency` the ceiling of the adaptive
+    /// limit.
     pub max_concurrent_rpcs: u32,
     /// Whether the limit follows measured latency between `min_concurrent_rpcs` and
     /// `max_concurrent_rpcs` (see `common::server::layers::load_shed`); else it is
@@ -52,6 +57,12 @@ pub struct ServerSettings {
     pub min_concurrent_rpcs: u32,
     /// Share of the limit (percent, ≤ 90) only internal calls (service tokens) may use.
     pub internal_reserve_percent: u32,
+    /// Public calls that may wait for a slot at once past the limit (0: refused at once).
+    pub max_queued_rpcs: u32,
+    /// The longest a public call waits for a slot before `RESOURCE_EXHAUSTED` (within its
+    /// own deadline).
+    #[serde(with = "super::duration")]
+    pub queue_timeout: Duration,
     /// Serve gRPC-Web (`application/grpc-web`, `-text`; HTTP/1.1 too) beside gRPC, so a browser
     /// can call the service directly. Off by default.
     pub grpc_web: bool,
@@ -75,6 +86,8 @@ impl ServerSettings {
             adaptive_concurrency: true,
             min_concurrent_rpcs: DEFAULT_MIN_CONCURRENT_RPCS,
             internal_reserve_percent: DEFAULT_INTERNAL_RESERVE_PERCENT,
+            max_queued_rpcs: DEFAULT_MAX_QUEUED_RPCS,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             grpc_web: false,
             cors_origins: Vec::new(),
         }
@@ -106,6 +119,11 @@ impl Validate for ServerSettings {
             self.internal_reserve_percent <= 90,
             "server.internal_reserve_percent",
             "must be at most 90",
+        )?;
+        ensure(
+            self.queue_timeout <= Duration::from_secs(60),
+            "server.queue_timeout",
+            "must be at most 60s",
         )?;
         ensure(
             self.cors_origins.is_empty() || self.grpc_web,

@@ -42,7 +42,7 @@ use tower::{Service, ServiceBuilder};
 use self::admin::{ReadyCheck, ready_check};
 use self::layers::access::AccessLayer;
 use self::layers::deadline::Deadlines;
-use self::layers::load_shed::{Admission, LoadShedLayer};
+use self::layers::load_shed::{Admission, LoadShedLayer, Verifier};
 use self::layers::metrics::MetricsLayer;
 use self::layers::request_id::RequestIds;
 use self::layers::trace::TraceLayer;
@@ -196,7 +196,19 @@ impl ServerBuilder {
             .add_service(reflection_builder(&self.service_names).build_v1()?)
             .add_service(reflection_builder(&self.service_names).build_v1alpha()?);
 
-        let rpc_metrics = RpcMetrics::register(&mut self.registry);
+        // Every method the server answers: the rest share one bucket and one label set.
+        let methods: Vec<String> = self
+            .access
+            .iter()
+            .flat_map(|t| t.rules.iter().map(|(m, _)| format!("/{}/{m}", t.service)))
+            .collect();
+        let rpc_metrics = RpcMetrics::register(
+            &mut self.registry,
+            methods
+                .iter()
+                .cloned()
+                .chain(PLATFORM_METHODS.iter().map(|p| p.to_string())),
+        );
         let centre = self
             .centre
             .take()
@@ -207,6 +219,12 @@ impl ServerBuilder {
             load_shed: LoadShedLayer::new(
                 self.admission,
                 self.service_names.clone(),
+                methods,
+                Verifier {
+                    tokens: self.tokens.clone(),
+                    audience: self.name.clone(),
+                    mutual_tls: self.tls.is_some(),
+                },
                 &mut self.registry,
             ),
             access: AccessLayer::new(self.access, self.tokens, &self.name, self.tls.is_some()),
@@ -244,6 +262,14 @@ struct Stack {
     load_shed: LoadShedLayer,
     access: AccessLayer,
 }
+
+/// The RPCs every server answers beside its own services' (health and reflection).
+const PLATFORM_METHODS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
 
 /// Reflection over the fleet's descriptors, advertising this server's services and health.
 fn reflection_builder(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {

@@ -48,6 +48,8 @@ pub fn admission(server: &crate::config::ServerSettings) -> Admission {
         min: server.min_concurrent_rpcs.min(server.max_concurrent_rpcs),
         max: server.max_concurrent_rpcs,
         internal_reserve_percent: server.internal_reserve_percent,
+        max_queued: server.max_queued_rpcs,
+        queue_timeout: server.queue_timeout,
     }
 }
 

@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use parking_lot::RwLock;
-
 /// Labels of the per-RPC metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 ///
@@ -58,14 +56,15 @@ fn latency_histogram() -> LatencyHistogram {
 pub struct RpcMetrics {
     handled: Family<RpcLabels, Counter>,
     seconds: HistogramFamily,
-    in_flight: Family<ServiceLabels, Gauge>,
-    /// The series of each RPC path called so far (at most [`MAX_RESOLVED_PATHS`]).
-    resolved: Arc<RwLock<HashMap<Box<str>, Arc<RpcSeries>>>>,
+    /// The series of each RPC the server answers, resolved at registration.
+    known: Arc<HashMap<Box<str>, Arc<RpcSeries>>>,
+    /// The one series of every other path (methods a client made up): however many callers
+    /// invent, the metrics keep one label set for them.
+    unknown: Arc<RpcSeries>,
 }
 
-/// Paths whose series are kept resolved; calls to further ones (unknown methods a client made
-/// up) are recorded all the same, looking their series up by label each time.
-pub const MAX_RESOLVED_PATHS: usize = 1024;
+/// The `grpc_service` and `grpc_method` label of calls to RPCs the server does not answer.
+pub const UNKNOWN_RPC: &str = "unknown";
 
 /// The series of one RPC (`/service/method`), looked up once: recording a call then costs no
 /// label strings and no family lookup (the `OK` ones, at least; other codes are looked up).
@@ -89,8 +88,9 @@ impl RpcSeries {
 }
 
 impl RpcMetrics {
-    /// Registers the server metrics in `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    /// Registers the server metrics in `registry`, with a series for each of `paths`
+    /// (`/service/method`, every RPC the server answers).
+    pub fn register(registry: &mut Registry, paths: impl IntoIterator<Item = String>) -> Self {
         let handled = Family::<RpcLabels, Counter>::default();
         let seconds: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let in_flight = Family::<ServiceLabels, Gauge>::default();
@@ -109,42 +109,39 @@ impl RpcMetrics {
             "RPCs being handled right now",
             in_flight.clone(),
         );
+        let series = |service: &str, method: &str| {
+            Arc::new(RpcSeries {
+                service: service.to_string(),
+                method: method.to_string(),
+                in_flight: in_flight
+                    .get_or_create(&ServiceLabels {
+                        grpc_service: service.to_string(),
+                    })
+                    .clone(),
+                ok: OnceLock::new(),
+            })
+        };
+        let known = paths
+            .into_iter()
+            .map(|path| {
+                let (service, method) = crate::context::split_path(&path);
+                let rpc = series(service, method);
+                (path.into_boxed_str(), rpc)
+            })
+            .collect();
+        let unknown = series(UNKNOWN_RPC, UNKNOWN_RPC);
         RpcMetrics {
             handled,
             seconds,
-            in_flight,
-            resolved: Arc::default(),
+            known: Arc::new(known),
+            unknown,
         }
     }
 
-    /// The series of the RPC at `path` (`/service/method`).
+    /// The series of the RPC at `path` (`/service/method`); the shared one if the server
+    /// answers no such RPC.
     pub fn series(&self, path: &str) -> Arc<RpcSeries> {
-        let known = {
-            let resolved = self.resolved.read();
-            if let Some(series) = resolved.get(path) {
-                return series.clone();
-            }
-            resolved.len()
-        };
-        let (service, method) = crate::context::split_path(path);
-        let series = Arc::new(RpcSeries {
-            service: service.to_string(),
-            method: method.to_string(),
-            in_flight: self
-                .in_flight
-                .get_or_create(&ServiceLabels {
-                    grpc_service: service.to_string(),
-                })
-                .clone(),
-            ok: OnceLock::new(),
-        });
-        if known < MAX_RESOLVED_PATHS {
-            let mut resolved = self.resolved.write();
-            if resolved.len() < MAX_RESOLVED_PATHS {
-                return resolved.entry(path.into()).or_insert(series).clone();
-            }
-        }
-        series
+        self.known.get(path).unwrap_or(&self.unknown).clone()
     }
 
     /// Counts one RPC start (for the in-flight gauge).
@@ -237,5 +234,47 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Unavailable => "Unavailable",
         DataLoss => "DataLoss",
         Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_a_caller_makes_up_share_one_label_set() {
+        let mut registry = Registry::default();
+        let known = "/tiktokmall.product.v1.ProductCatalogService/GetProduct";
+        let metrics = RpcMetrics::register(&mut registry, [known.to_string()]);
+        let metrics_text = Metrics::new(registry);
+        let record = |path: &str| {
+            let series = metrics.series(path);
+            metrics.started(&series);
+            metrics.finished(
+                &series,
+                tonic::Code::Unimplemented,
+                Duration::from_millis(1),
+                None,
+            );
+        };
+        record(known);
+        record("/tiktokmall.product.v1.ProductCatalogService/Nope0");
+        let one_unknown = metrics_text.encode().lines().count();
+        for i in 1..300 {
+            record(&format!("/made.up.Service{i}/Method{i}"));
+        }
+        let text = metrics_text.encode();
+        assert_eq!(
+            text.lines().count(),
+            one_unknown,
+            "no new series per made-up path"
+        );
+        assert!(text.contains(r#"grpc_method="GetProduct""#));
+        assert!(text.contains(r#"grpc_service="unknown",grpc_method="unknown""#));
+        assert!(!text.contains("Method17"));
+        assert_eq!(
+            metrics.series("/made.up.Service9/Method9").method(),
+            UNKNOWN_RPC
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Load shedding: past the concurrency limit, calls are refused at once with
-//! `RESOURCE_EXHAUSTED` instead of queueing, and the admitted ones still finish; internal calls
-//! (service tokens) keep a share of the limit that public ones cannot take.
+//! Load shedding: past the concurrency limit, public calls wait in a bounded room for a slot
+//! and are refused with `RESOURCE_EXHAUSTED` when it is full or their wait runs out (at once
+//! without a room); the admitted ones still finish; internal calls (service tokens) keep a
+//! share of the limit that public ones cannot take.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,14 @@ use tonic::Code;
 
 #[tokio::test]
 async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
-    let fleet =
-        TestFleet::start_with(&["product"], &[("MALL__SERVER__MAX_CONCURRENT_RPCS", "2")]).await;
+    let fleet = TestFleet::start_with(
+        &["product"],
+        &[
+            ("MALL__SERVER__MAX_CONCURRENT_RPCS", "2"),
+            ("MALL__SERVER__MAX_QUEUED_RPCS", "0"),
+        ],
+    )
+    .await;
     let catalog = fleet.catalog();
     let product = catalog.create_product("busy", 100, 50).await;
 
@@ -118,6 +125,7 @@ async fn a_public_flood_cannot_take_the_share_kept_for_internal_calls() {
             ("MALL__SERVER__MAX_CONCURRENT_RPCS", "4"),
             ("MALL__SERVER__ADAPTIVE_CONCURRENCY", "false"),
             ("MALL__SERVER__INTERNAL_RESERVE_PERCENT", "50"),
+            ("MALL__SERVER__MAX_QUEUED_RPCS", "0"),
         ],
     )
     .await;
@@ -202,6 +210,79 @@ async fn a_public_flood_cannot_take_the_share_kept_for_internal_calls() {
         r#"grpc_server_shed_total{reason="limit",class="public"} 1"#,
         r#"grpc_server_shed_total{reason="limit",class="internal"} 1"#,
         "grpc_server_concurrency_limit 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_limit_public_calls_wait_for_a_slot_within_a_bounded_room() {
+    let fleet = TestFleet::start_with(
+        &["product"],
+        &[
+            ("MALL__SERVER__MAX_CONCURRENT_RPCS", "2"),
+            ("MALL__SERVER__ADAPTIVE_CONCURRENCY", "false"),
+            ("MALL__SERVER__INTERNAL_RESERVE_PERCENT", "0"),
+            ("MALL__SERVER__MAX_QUEUED_RPCS", "2"),
+            ("MALL__SERVER__QUEUE_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let admin = fleet.client_as::<Client>("product", &fleet.admin_token());
+    let create = |name: String| {
+        let mut admin = admin.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = admin.create_product(new_product(&name, 100, 1)).await;
+            (answer.map(|_| ()), started.elapsed())
+        })
+    };
+
+    // Two admitted calls wait inside on the lock; two more wait for their slots; a fifth finds
+    // the room full and is refused at once.
+    let mut lock = hold_products(&fleet, None).await;
+    let mut calls: Vec<_> = (0..2).map(|i| create(format!("held-{i}"))).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    calls.extend((0..2).map(|i| create(format!("waiting-{i}"))));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (full, took) = create("room-full".into()).await.unwrap();
+    let full = full.unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full}");
+    assert!(
+        took < Duration::from_millis(500),
+        "refused at once: {took:?}"
+    );
+    assert_eq!(full.metadata().get("x-mall-shed").unwrap(), "limit");
+    assert!(calls.iter().all(|c| !c.is_finished()), "all four wait");
+    // The lock goes: the admitted two finish and hand their slots to the waiting two.
+    release(&mut lock).await;
+    for call in calls {
+        let (answer, _) = call.await.unwrap();
+        answer.expect("admitted, or admitted after waiting");
+    }
+
+    // A call that waits longer than server.queue_timeout is refused, with the pushback.
+    let mut lock = hold_products(&fleet, None).await;
+    let held: Vec<_> = (0..2).map(|i| create(format!("held-again-{i}"))).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (late, waited) = create("too-late".into()).await.unwrap();
+    let late = late.unwrap_err();
+    assert_eq!(late.code(), Code::ResourceExhausted, "{late}");
+    assert!(waited >= Duration::from_millis(900), "waited {waited:?}");
+    assert!(late.metadata().get("grpc-retry-pushback-ms").is_some());
+    release(&mut lock).await;
+    for call in held {
+        call.await.unwrap().0.expect("the admitted calls complete");
+    }
+    let (_, metrics) = http_get(fleet.endpoints("product").admin, "/metrics").await;
+    for line in [
+        r#"grpc_server_shed_total{reason="limit",class="public"} 1"#,
+        r#"grpc_server_shed_total{reason="queue",class="public"} 1"#,
+        "grpc_server_queued 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

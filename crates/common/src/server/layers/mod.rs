@@ -5,8 +5,8 @@
 //!    exported;
 //! 3. [`metrics`]: the RED metrics and the per-RPC log line, and the status on the span (taken
 //!    from the headers, or from the trailers as the body goes by);
-//! 4. [`load_shed`]: past `server.max_concurrent_rpcs` calls in flight, `RESOURCE_EXHAUSTED` at
-//!    once instead of a queue;
+//! 4. [`load_shed`]: admission — an adaptive concurrency limit, a bounded waiting room served
+//!    fairly across methods, `RESOURCE_EXHAUSTED` when neither has room;
 //! 5. [`access`]: the service's access table and the bearer token, before any handler runs;
 //! 6. [`deadline`]: the caller's `grpc-timeout` and the request id become the task's request
 //!    context, which outgoing calls read.
