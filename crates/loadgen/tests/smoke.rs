@@ -132,20 +132,23 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
 
     let overload = overload.expect("overload");
     assert!((1..=2).contains(&overload.knee), "{overload:?}");
-    assert_eq!(overload.levels.len(), 4);
-    for (m, level) in loadgen::floor::overload::MULTIPLES
-        .iter()
-        .zip(&overload.levels)
-    {
-        assert_eq!(level.shoppers, overload.knee * m);
-        assert!(!level.outcome.admitted.is_empty(), "{level:?}");
+    use loadgen::floor::overload::{MODES, MULTIPLES};
+    assert_eq!(overload.levels.len(), 2 * MODES.len() * MULTIPLES.len());
+    for limiter in [true, false] {
+        for retry in MODES {
+            for m in MULTIPLES {
+                let level = overload.level(m, limiter, retry).expect("every level ran");
+                assert_eq!(level.shoppers, overload.knee * m);
+                assert!(!level.outcome.admitted.is_empty(), "{level:?}");
+            }
+        }
     }
     assert!(overload.peak() > 0.0 && overload.unloaded_p50() > Duration::ZERO);
     let admitted: usize = c.admitted.len()
         + overload
             .search
             .iter()
-            .chain(&overload.levels)
+            .chain(overload.levels.iter().filter(|l| l.limiter))
             .map(|l| l.outcome.admitted.len())
             .sum::<usize>();
     let orders = orders.expect("count orders");
@@ -154,8 +157,12 @@ async fn floor_checkout_and_overload_run_against_a_child_fleet() {
         "{orders} orders, {admitted} checkouts"
     );
     let table = overload.to_markdown();
-    assert!(table.contains("| 8× |"), "{table}");
-    assert!(table.contains("Goal at 8×"), "{table}");
+    assert!(table.contains("| on | at once | 8× |"), "{table}");
+    assert!(table.contains("| off | pushback | 8× |"), "{table}");
+    assert!(
+        table.contains("Goals at 8×, clients retrying at once"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,14 +98,14 @@ pub(crate) fn response_code(resp: &http::Response<Body>) -> Option<tonic::Code> 
 }
 
 /// Whether an answer is a server's refusal to admit the call (`RESOURCE_EXHAUSTED` with
-/// [`SHED_HEADER`](crate::context::SHED_HEADER) `limit`): it never ran, so
-/// another instance may take it.
+/// [`SHED_HEADER`](crate::context::SHED_HEADER) `limit`, or `queue` after waiting for a slot):
+/// it never ran, so another instance may take it.
 pub(crate) fn answered_shed(resp: &http::Response<Body>) -> bool {
     response_code(resp) == Some(tonic::Code::ResourceExhausted)
         && resp
             .headers()
             .get(crate::context::SHED_HEADER)
-            .is_some_and(|v| v == "limit")
+            .is_some_and(|v| v == "limit" || v == "queue")
 }
 
 /// Whether an answer is `UNAVAILABLE`, in its headers or (read whole) its trailers.

@@ -21,6 +21,29 @@ use super::procs::ServerChild;
 use crate::shop::api::{Addrs, Api, bearer};
 use crate::shop::shopper::{User, checkout_request};
 
+/// How a shopper comes back after a refusal (or any failed call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// After what the refusal's retry pushback says (jittered ±20%), else [`REFUSED_BACKOFF`]:
+    /// a client with gRPC's retry policy.
+    Pushback,
+    /// After [`REFUSED_BACKOFF`] (jittered ±50%), whatever the server says.
+    Fixed,
+    /// At once, with no pause at all: load tools, gateways, naive retry loops.
+    AtOnce,
+}
+
+impl Retry {
+    /// How the report names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Retry::Pushback => "pushback",
+            Retry::Fixed => "50 ms",
+            Retry::AtOnce => "at once",
+        }
+    }
+}
+
 /// Deadline of every call the shoppers make.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// A shopper refused (`RESOURCE_EXHAUSTED` without a pushback, or any other failure) waits
@@ -42,8 +65,8 @@ pub struct FloorFleet {
     run_id: String,
     /// Loads driven so far (part of every idempotency key).
     loads: AtomicU64,
-    /// Whether refused shoppers wait what the server's retry pushback says (default).
-    pub honour_pushback: bool,
+    /// How refused shoppers come back.
+    pub retry: Retry,
 }
 
 impl FloorFleet {
@@ -55,6 +78,18 @@ impl FloorFleet {
         cache_url: &str,
         db_prefix: &str,
         real_hashing: bool,
+    ) -> anyhow::Result<FloorFleet> {
+        Self::start_with_env(exe, mysql_url, cache_url, db_prefix, real_hashing, &[]).await
+    }
+
+    /// Like [`FloorFleet::start`], with `env` (`MALL__*` settings) added to the fleet's.
+    pub async fn start_with_env(
+        exe: &Path,
+        mysql_url: &str,
+        cache_url: &str,
+        db_prefix: &str,
+        real_hashing: bool,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<FloorFleet> {
         let mut args: Vec<String> = vec![
             "serve-fleet".into(),
@@ -68,7 +103,7 @@ impl FloorFleet {
         if real_hashing {
             args.push("--real-hashing".into());
         }
-        let child = ServerChild::start(exe, &args, Duration::from_secs(180)).await?;
+        let child = ServerChild::start_with_env(exe, &args, env, Duration::from_secs(180)).await?;
         let addr = |name: &str| -> anyhow::Result<String> {
             child
                 .ready
@@ -100,7 +135,7 @@ impl FloorFleet {
             users: Vec::new(),
             run_id: format!("{:08x}", rand::rng().random::<u32>()),
             loads: AtomicU64::new(0),
-            honour_pushback: true,
+            retry: Retry::Pushback,
         })
     }
 
@@ -169,6 +204,10 @@ pub struct Outcome {
     pub admitted: Latencies,
     /// Latencies of calls refused with `RESOURCE_EXHAUSTED` (AddItem or Checkout).
     pub shed: Latencies,
+    /// Those of them refused at once (no room to wait, or no waiting room).
+    pub shed_at_once: Latencies,
+    /// Those refused after waiting for a slot (`x-mall-shed: queue`).
+    pub shed_waited: Latencies,
     /// Other failures by code.
     pub failed: BTreeMap<String, u64>,
 }
@@ -200,8 +239,17 @@ impl Outcome {
 #[derive(Default)]
 struct Shared {
     admitted: Vec<Duration>,
-    shed: Vec<Duration>,
+    /// With whether the call waited for a slot first.
+    shed: Vec<(Duration, bool)>,
     failed: BTreeMap<String, u64>,
+}
+
+/// Whether a refusal came after waiting for a slot.
+fn waited(status: &tonic::Status) -> bool {
+    status
+        .metadata()
+        .get(mall_common::context::SHED_HEADER)
+        .is_some_and(|v| v == "queue")
 }
 
 /// Whether the checkout may have happened (the same idempotency key is retried).
@@ -224,11 +272,14 @@ fn pushback(status: &tonic::Status) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-/// Waits before the next try after `refused` (see [`REFUSED_BACKOFF`]).
-async fn back_off(refused: &tonic::Status, honour_pushback: bool) {
-    let pause = match pushback(refused).filter(|_| honour_pushback) {
-        Some(pause) => pause.mul_f64(rand::rng().random_range(0.8..1.2)),
-        None => REFUSED_BACKOFF.mul_f64(rand::rng().random_range(0.5..1.5)),
+/// Waits before the next try after `refused`, as `retry` says.
+async fn back_off(refused: &tonic::Status, retry: Retry) {
+    let pause = match (retry, pushback(refused)) {
+        (Retry::AtOnce, _) => return,
+        (Retry::Pushback, Some(pause)) => pause.mul_f64(rand::rng().random_range(0.8..1.2)),
+        (Retry::Pushback | Retry::Fixed, _) => {
+            REFUSED_BACKOFF.mul_f64(rand::rng().random_range(0.5..1.5))
+        }
     };
     tokio::time::sleep(pause).await;
 }
@@ -241,7 +292,7 @@ struct Load {
     products: Vec<u64>,
     run_id: String,
     load_id: u64,
-    honour_pushback: bool,
+    retry: Retry,
     stop_at: Instant,
     target: u64,
 }
@@ -258,7 +309,7 @@ impl Load {
 
     /// One shopper: adds an item and checks out, over and over, while the load runs.
     async fn shopper(&self, user: User) {
-        let (api, honour) = (&self.api, self.honour_pushback);
+        let (api, retry) = (&self.api, self.retry);
         let mut pending = false;
         let mut key: Option<String> = None;
         let mut n = 0u64;
@@ -277,10 +328,12 @@ impl Load {
                     Ok(_) => pending = true,
                     Err(s) => {
                         match s.code() {
-                            Code::ResourceExhausted => self.shared.lock().shed.push(t.elapsed()),
+                            Code::ResourceExhausted => {
+                                self.shared.lock().shed.push((t.elapsed(), waited(&s)))
+                            }
                             code => self.failed(format!("AddItem {code:?}")),
                         }
-                        back_off(&s, honour).await;
+                        back_off(&s, retry).await;
                         continue;
                     }
                 }
@@ -305,8 +358,8 @@ impl Load {
                 }
                 // Shed before any work: the same key is fine to retry.
                 Err(s) if s.code() == Code::ResourceExhausted => {
-                    self.shared.lock().shed.push(took);
-                    back_off(&s, honour).await;
+                    self.shared.lock().shed.push((took, waited(&s)));
+                    back_off(&s, retry).await;
                 }
                 Err(s) => {
                     self.failed(format!("Checkout {:?}", s.code()));
@@ -318,7 +371,7 @@ impl Load {
                             .await;
                         pending = false;
                     }
-                    back_off(&s, honour).await;
+                    back_off(&s, retry).await;
                 }
             }
         }
@@ -342,7 +395,7 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
         // Idempotency keys are new in every load (a key reused from an earlier load would
         // replay that checkout's answer instead of checking out).
         load_id: fleet.loads.fetch_add(1, Ordering::Relaxed),
-        honour_pushback: fleet.honour_pushback,
+        retry: fleet.retry,
         stop_at,
         target,
     });
@@ -354,10 +407,22 @@ pub async fn drive(fleet: &FloorFleet, users: Vec<User>, until: Until) -> Outcom
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
     let shared = std::mem::take(&mut *load.shared.lock());
+    let pick = |waited: Option<bool>| {
+        Latencies::of(
+            shared
+                .shed
+                .iter()
+                .filter(|(_, w)| waited.is_none_or(|want| *w == want))
+                .map(|(d, _)| *d)
+                .collect(),
+        )
+    };
     Outcome {
         elapsed,
-        admitted: Latencies::of(shared.admitted),
-        shed: Latencies::of(shared.shed),
+        admitted: Latencies::of(shared.admitted.clone()),
+        shed: pick(None),
+        shed_at_once: pick(Some(false)),
+        shed_waited: pick(Some(true)),
         failed: shared.failed,
     }
 }

@@ -61,9 +61,9 @@ pub struct FloorOptions {
     pub fleet_exes: Vec<PathBuf>,
     /// The fleet hashes passwords at the default Argon2 cost (else cheaply).
     pub real_hashing: bool,
-    /// `checkout` and `overload`: shoppers refused past the limit ignore the server's retry
-    /// pushback and wait [`fleet::REFUSED_BACKOFF`] (to compare the two).
-    pub ignore_pushback: bool,
+    /// `checkout` and the knee search of `overload`: how refused shoppers come back
+    /// (`--ignore-pushback`: [`fleet::REFUSED_BACKOFF`]; `--retry-at-once`: at once).
+    pub retry: fleet::Retry,
 }
 
 impl FloorOptions {
@@ -85,7 +85,7 @@ impl FloorOptions {
             checkouts: 50_000,
             fleet_exes: Vec::new(),
             real_hashing: false,
-            ignore_pushback: false,
+            retry: fleet::Retry::Pushback,
         }
     }
 
@@ -107,11 +107,19 @@ impl FloorOptions {
                 "--checkouts",
                 "--fleet-exe",
             ],
-            &["--real-hashing", "--ignore-pushback"],
+            &["--real-hashing", "--ignore-pushback", "--retry-at-once"],
         )?;
         let mut o = FloorOptions::new(exe);
         o.real_hashing = flags.switch("--real-hashing");
-        o.ignore_pushback = flags.switch("--ignore-pushback");
+        o.retry = match (
+            flags.switch("--ignore-pushback"),
+            flags.switch("--retry-at-once"),
+        ) {
+            (true, true) => anyhow::bail!("--ignore-pushback or --retry-at-once, not both"),
+            (true, false) => fleet::Retry::Fixed,
+            (false, true) => fleet::Retry::AtOnce,
+            (false, false) => fleet::Retry::Pushback,
+        };
         if let Some(v) = flags.text("--mysql-url") {
             o.mysql_url = v.trim_end_matches('/').to_string();
         }
@@ -249,7 +257,7 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
             options.real_hashing,
         )
         .await?;
-        fleet.honour_pushback = !options.ignore_pushback;
+        fleet.retry = options.retry;
         let result = async {
             if checkout {
                 println!(

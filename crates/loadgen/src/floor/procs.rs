@@ -83,8 +83,19 @@ pub struct ServerChild {
 impl ServerChild {
     /// Runs `exe args…` and waits (up to `patience`) for its `READY <json>` line.
     pub async fn start(exe: &Path, args: &[String], patience: Duration) -> anyhow::Result<Self> {
+        Self::start_with_env(exe, args, &[], patience).await
+    }
+
+    /// Like [`ServerChild::start`], with `env` added to the child's environment.
+    pub async fn start_with_env(
+        exe: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        patience: Duration,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -273,6 +273,7 @@ async fn past_the_limit_public_calls_wait_for_a_slot_within_a_bounded_room() {
     let late = late.unwrap_err();
     assert_eq!(late.code(), Code::ResourceExhausted, "{late}");
     assert!(waited >= Duration::from_millis(900), "waited {waited:?}");
+    assert_eq!(late.metadata().get("x-mall-shed").unwrap(), "queue");
     assert!(late.metadata().get("grpc-retry-pushback-ms").is_some());
     release(&mut lock).await;
     for call in held {

@@ -30,8 +30,9 @@
 //! holds fewer calls than the busiest one by pushing out that method's oldest waiting call;
 //! otherwise the call is refused at once.
 //!
-//! **Refusals** are `RESOURCE_EXHAUSTED` with `x-mall-shed: limit` (the room was full) or
-//! `queue` (it waited as long as it may): the call did not run, so a client may send it to
+//! **Refusals** are `RESOURCE_EXHAUSTED` with `x-mall-shed: limit` (the room was full: an
+//! answer at once) or `queue` (it waited as long as it may): the call did not run in either
+//! case, so a client may send it to
 //! another instance (the platform's clients do, within their retry budget), and it is no sign
 //! of an unhealthy instance (breakers do not count it). Both carry gRPC's retry pushback
 //! (`grpc-retry-pushback-ms`, gRFC A6): the mean latency of the last window times one plus the
@@ -240,12 +241,7 @@ impl Admitter {
         };
         let mut response = refuse(status);
         let headers = response.headers_mut();
-        // Both mean "did not run": the platform's clients try another instance.
-        let shed = match refusal {
-            Refusal::Deadline => "deadline",
-            Refusal::Limit | Refusal::Queue => "limit",
-        };
-        headers.insert(SHED_HEADER, http::HeaderValue::from_static(shed));
+        headers.insert(SHED_HEADER, http::HeaderValue::from_static(refusal.label()));
         if refusal != Refusal::Deadline {
             let ms = self.limiter.pushback_at(Instant::now()).as_millis().max(1);
             headers.insert(
