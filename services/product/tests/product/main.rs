@@ -1,6 +1,7 @@
 //! The product service's black-box tests, in one test binary (one link instead of five):
 //! the catalog API, client-side balancing over three instances, failover and graceful shutdown
-//! of the real binary, load shedding, the near cache across two instances, and the catalog's migrations on a populated database.
+//! of the real binary, load shedding and admission's recovery after a store stall, the near
+//! cache across two instances, and the catalog's migrations on a populated database.
 //!
 //! SQLite and the in-process cache by default; MariaDB and Redis when `MALL_TEST_MYSQL_URL` and
 //! `MALL_TEST_REDIS_URL` are set.
@@ -13,3 +14,4 @@ mod migration;
 mod near_cache;
 mod shedding;
 mod shutdown;
+mod stall_recovery;
