@@ -97,7 +97,7 @@ step "trace smoke: the release fleet exports one purchase's trace to a real OTLP
 scripts/trace-smoke.sh
 
 step "e2e: the fleet as separate processes, under load and faults"
-scripts/e2e.sh --short
+scripts/e2e.sh --short --shoppers 16
 
 echo
 echo "CI passed"

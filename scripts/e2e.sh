@@ -11,9 +11,19 @@
 #      checkout.step_timeout (3 s)
 #   7. SIGTERM product-1: it must exit 0 after draining (its log says so), then restart it
 #
-# The shoppers call one address per service: product-1, cart-1 and checkout-2 (so the
-# checkout instance that is SIGKILLed has sagas in flight); the other instances get their share
-# of the calls between services, balanced through Consul.
+# The shoppers balance like a gateway over every instance of product, cart and checkout (round
+# robin; a call that cannot connect goes to the next instance), so the instances that are killed
+# have calls in flight (checkout-2 sagas) and are balanced around while they are down; calls
+# between services are balanced through Consul.
+#
+# Availability: every fault's start and end are recorded (Unix seconds, $FLEET_DIR/faults.tsv);
+# every instance's /metrics is scraped every 2 s during the load ($FLEET_DIR/scrapes.tsv: time,
+# instance, grpc_server_handled_total of the public methods, grpc_server_shed_total); after the
+# load scripts/e2e-availability.py lines loadgen's checkout timeline up with them, prints it per
+# 10 s and finds violations: checkout success below 97% outside the fault windows ([start,
+# end + 15 s], connection failures left out), no 5 s span at 95% success starting within 15 s
+# of a fault's end, an instance refusing more than half its calls for more than 10 s outside the
+# fault windows.
 #
 # Afterwards: let the fleet settle (checkout drives unfinished sagas every 5 s), check every
 # instance is alive, ready and passing again, run the invariant checker (`loadgen check`, which
@@ -86,7 +96,19 @@ say() { printf '[e2e %4ds] %s\n' $((SECONDS - t0)) "$*"; }
 violations=()
 violation() { violations+=("$*"); say "VIOLATION: $*"; }
 faults=()
-fault_done() { faults+=("$(printf '%4ds  %s' $((SECONDS - t0 - load_start)) "$*")"); say "fault: $*"; }
+now_unix() { date +%s.%N; }
+# A fault's window: fault_begin when it starts, fault_done (or fault_failed, a violation too)
+# when it is over (the instance ready again, the stall released); both go to faults.tsv.
+fault_t0=""
+fault_t0_rel=0
+fault_begin() { fault_t0=$(now_unix); fault_t0_rel=$((SECONDS - t0 - load_start)); }
+fault_end() {
+  printf '%s\t%s\t%s\n' "${fault_t0:-$(now_unix)}" "$(now_unix)" "$*" >>"$FLEET_DIR/faults.tsv"
+  faults+=("$(printf '%4ds-%4ds  %s' "$fault_t0_rel" $((SECONDS - t0 - load_start)) "$*")")
+  fault_t0=""
+}
+fault_done() { fault_end "$*"; say "fault: $*"; }
+fault_failed() { fault_end "$* (FAILED)"; violation "$*"; }
 
 mysql_root() { mysql --protocol=TCP -h127.0.0.1 -P3306 -uroot --batch --skip-column-names "$@"; }
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
@@ -100,18 +122,20 @@ admin_port() {
   esac
 }
 
-for tool in curl mysql redis-cli redis-server; do
+for tool in curl mysql redis-cli redis-server python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "e2e: $tool is not installed" >&2; exit 1; }
 done
 
 load_pid=""
 stall_pid=""
+scrape_pid=""
 load_start=0
 cleanup() {
   local rc=$? log
   trap - EXIT INT TERM
   if [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null; then say "stopped the load"; fi
   if [ -n "$stall_pid" ]; then kill "$stall_pid" 2>/dev/null || true; fi
+  if [ -n "$scrape_pid" ]; then kill "$scrape_pid" 2>/dev/null || true; fi
   if ! redis_up; then
     say "Redis is down: starting it again"
     start_redis || true
@@ -142,7 +166,10 @@ export FLEET_BUILD=0
 say "fresh fleet: down --wipe, then up"
 "$fleet" down --wipe
 "$fleet" up
-rm -rf "$FLEET_DIR/metrics" "$FLEET_DIR/check.txt" "$FLEET_DIR/loadgen.json" "$FLEET_DIR/initial-stock.json"
+rm -rf "$FLEET_DIR/metrics" "$FLEET_DIR/check.txt" "$FLEET_DIR/loadgen.json" "$FLEET_DIR/initial-stock.json" \
+  "$FLEET_DIR/faults.tsv" "$FLEET_DIR/scrapes.tsv" "$FLEET_DIR/availability.txt" "$FLEET_DIR/availability-violations.txt"
+: >"$FLEET_DIR/faults.tsv"
+: >"$FLEET_DIR/scrapes.tsv"
 mkdir -p "$FLEET_DIR/metrics"
 
 # More stock than the demo catalog's few units per product, so checkouts keep succeeding for the
@@ -163,11 +190,36 @@ if [[ "$loadgen_usage" == *--snapshot* ]]; then
   check_stock_args=(--initial-stock "$FLEET_DIR/initial-stock.json")
 fi
 
-say "load: $shoppers shoppers for ${duration}s (seed $seed)"
+# One line per instance and scrape: Unix time, instance, the calls its public methods handled
+# (grpc_server_handled_total without grpc.health / grpc.reflection) and the calls its admission
+# refused (grpc_server_shed_total, every reason). An instance that does not answer within 2 s
+# (down, stalled) gets no line.
+scrape_one() {
+  local inst=$1 text
+  text=$(curl -fsS -m 2 "http://127.0.0.1:$(admin_port "$inst")/metrics" 2>/dev/null) || return 0
+  awk -v t="$(now_unix)" -v inst="$inst" '
+    /^grpc_server_handled_total\{/ && !/grpc_service="grpc\./ { h += $NF }
+    /^grpc_server_shed_total\{/ { s += $NF }
+    END { printf "%s\t%s\t%d\t%d\n", t, inst, h, s }' <<<"$text" >>"$FLEET_DIR/scrapes.tsv"
+}
+scrape_loop() {
+  local inst
+  while :; do
+    for inst in "${SERVICE_INSTANCES[@]}"; do scrape_one "$inst" & done
+    wait
+    sleep 2
+  done
+}
+
+say "load: $shoppers shoppers for ${duration}s (seed $seed), balanced over every instance"
 "$loadgen" shop --shoppers "$shoppers" --duration "$duration" --seed "$seed" \
-  --checkout-addr 127.0.0.1:8106 --json "$FLEET_DIR/loadgen.json" >"$FLEET_DIR/logs/loadgen.log" 2>&1 &
+  --product-addr 127.0.0.1:8003,127.0.0.1:8103 --cart-addr 127.0.0.1:8002,127.0.0.1:8102 \
+  --checkout-addr 127.0.0.1:8006,127.0.0.1:8106 \
+  --json "$FLEET_DIR/loadgen.json" >"$FLEET_DIR/logs/loadgen.log" 2>&1 &
 load_pid=$!
 load_start=$((SECONDS - t0))
+scrape_loop &
+scrape_pid=$!
 
 # Fault k of n runs at 10% + k * 75% / n of the run (or as soon as the previous one is done).
 fault_count=7
@@ -185,27 +237,30 @@ snapshot_metrics() {
 kill_and_restart() {
   local inst=$1 n=$2
   snapshot_metrics "$inst" "$n"
+  fault_begin
   "$fleet" kill "$inst"
   sleep "$restart_after"
   if "$fleet" start "$inst"; then
     fault_done "SIGKILL $inst, restarted after ${restart_after}s"
   else
-    violation "$inst did not come back after SIGKILL"
+    fault_failed "$inst did not come back after SIGKILL"
   fi
 }
 
 restart_redis() {
+  fault_begin
   redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
   for _ in $(seq 1 50); do redis_up || break; sleep 0.1; done
-  redis_up && { violation "Redis did not shut down"; return; }
+  redis_up && { fault_failed "Redis did not shut down"; return; }
   sleep "$restart_after"
   start_redis
   for _ in $(seq 1 50); do redis_up && break; sleep 0.1; done
-  if redis_up; then fault_done "Redis shut down (nosave), started again after ${restart_after}s"; else violation "Redis did not start again"; fi
+  if redis_up; then fault_done "Redis shut down (nosave), started again after ${restart_after}s"; else fault_failed "Redis did not start again"; fi
 }
 
 kill_db_connections() {
   local ids killed=0
+  fault_begin
   ids=$(mysql_root -e "SELECT id FROM information_schema.processlist WHERE user='$db_user'")
   for id in $ids; do
     mysql_root -e "KILL $id" 2>/dev/null && killed=$((killed + 1))
@@ -216,6 +271,7 @@ kill_db_connections() {
 stall_db() {
   # One session holds every product row FOR UPDATE, so stock reservations (UPDATE products) wait
   # past checkout.step_timeout; plain reads are not blocked.
+  fault_begin
   mysql_root -e "START TRANSACTION;
     SELECT COUNT(*) FROM (SELECT id FROM fleet_product.products FOR UPDATE) AS locked;
     SELECT SLEEP($stall_secs); ROLLBACK;" >/dev/null &
@@ -224,26 +280,27 @@ stall_db() {
   while kill -0 "$stall_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
   if kill -0 "$stall_pid" 2>/dev/null; then
     kill "$stall_pid" 2>/dev/null || true
-    violation "the stalling session did not end within $((stall_secs + 30))s"
+    fault_failed "the stalling session did not end within $((stall_secs + 30))s"
   elif wait "$stall_pid"; then
     fault_done "MariaDB stalled: fleet_product.products locked FOR UPDATE for ${stall_secs}s"
   else
-    violation "the stalling session failed"
+    fault_failed "the stalling session failed"
   fi
   stall_pid=""
 }
 
 sigterm_drains() {
-  local inst=$1 n=$2 log out
+  local inst=$1 n=$2 log out drained=""
   log="$FLEET_DIR/logs/$inst.log"
   snapshot_metrics "$inst" "$n"
   local from
   from=$(($(wc -l <"$log") + 1))
+  fault_begin
   if out=$("$fleet" stop "$inst"); then
     echo "$out"
     if awk -v from="$from" 'NR >= from && /draining in-flight calls/ { d = 1 }
         NR >= from && /"message":"stopped"/ { s = 1 } END { exit !(d && s) }' "$log"; then
-      fault_done "SIGTERM $inst: ${out#fleet: stopped }, drain logged"
+      drained="SIGTERM $inst: ${out#fleet: stopped }, drain logged"
     else
       violation "$inst exited 0 on SIGTERM but its log shows no drain"
     fi
@@ -251,7 +308,12 @@ sigterm_drains() {
     echo "$out"
     violation "$inst did not drain cleanly on SIGTERM: $out"
   fi
-  "$fleet" start "$inst" || violation "$inst did not come back after SIGTERM"
+  # The fault lasts until the instance is back.
+  if "$fleet" start "$inst"; then
+    fault_done "${drained:-SIGTERM $inst (no clean drain)}, restarted"
+  else
+    fault_failed "$inst did not come back after SIGTERM"
+  fi
 }
 
 at 0; kill_and_restart product-2 1
@@ -275,11 +337,31 @@ while kill -0 "$load_pid" 2>/dev/null; do
 done
 wait "$load_pid" || load_rc=$?
 load_pid=""
+kill "$scrape_pid" 2>/dev/null || true
+wait "$scrape_pid" 2>/dev/null || true
+scrape_pid=""
 case "$load_rc" in
   0) say "load finished" ;;
   2) violation "loadgen shop saw INTERNAL or UNKNOWN answers (exit 2)" ;;
   *) violation "loadgen shop failed (exit $load_rc)" ;;
 esac
+
+say "availability: checkouts over time against the faults and the instances' refusals"
+availability_rc=0
+if [ -s "$FLEET_DIR/loadgen.json" ]; then
+  python3 "$repo/scripts/e2e-availability.py" --loadgen "$FLEET_DIR/loadgen.json" \
+    --faults "$FLEET_DIR/faults.tsv" --scrapes "$FLEET_DIR/scrapes.tsv" --duration "$duration" \
+    --violations "$FLEET_DIR/availability-violations.txt" >"$FLEET_DIR/availability.txt" 2>&1 \
+    || availability_rc=$?
+  cat "$FLEET_DIR/availability.txt"
+  if [ "$availability_rc" != 0 ]; then
+    violation "the availability analysis failed (exit $availability_rc)"
+  elif [ -s "$FLEET_DIR/availability-violations.txt" ]; then
+    while IFS= read -r v; do violation "availability: $v"; done <"$FLEET_DIR/availability-violations.txt"
+  fi
+else
+  violation "loadgen shop wrote no report ($FLEET_DIR/loadgen.json): availability not checked"
+fi
 
 say "letting the fleet settle for ${settle}s"
 sleep "$settle"
@@ -321,7 +403,9 @@ echo "load: $shoppers shoppers, ${duration}s, loadgen exit $load_rc (report: $FL
 echo "faults (seconds into the load):"
 for f in "${faults[@]+"${faults[@]}"}"; do echo "  $f"; done
 echo "loadgen report:"
-sed 's/^/  /' "$FLEET_DIR/logs/loadgen.log" | tail -n 40
+sed 's/^/  /' "$FLEET_DIR/logs/loadgen.log" | tail -n 60
+echo "availability ($FLEET_DIR/availability.txt):"
+[ -f "$FLEET_DIR/availability.txt" ] && sed 's/^/  /' "$FLEET_DIR/availability.txt"
 echo "invariants: $([ "$check_rc" = 0 ] && echo ok || echo "violated (exit $check_rc)") ($FLEET_DIR/check.txt)"
 echo "INTERNAL/UNKNOWN in /metrics: ${#bad_metrics[@]} series"
 if [ ${#violations[@]} -gt 0 ]; then
