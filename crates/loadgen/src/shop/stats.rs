@@ -127,19 +127,40 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 /// A message with every run of digits replaced by `N`, so "insufficient stock for product 12"
-/// and "... product 7" count together.
+/// and "... product 7" count together; a word of six or more hex digits with a digit in it (an
+/// error reference, an id) becomes one `N`, so "(ref 3fd799e)" and "(ref 1e14e51)" do too.
 pub fn message_shape(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut in_digits = false;
-    for c in message.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
+    let mut rest = message;
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_alphanumeric() {
+            let end = rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
+            if word.len() >= 6
+                && word.chars().all(|c| c.is_ascii_hexdigit())
+                && word.chars().any(|c| c.is_ascii_digit())
+            {
                 out.push('N');
+            } else {
+                let mut in_digits = false;
+                for c in word.chars() {
+                    if c.is_ascii_digit() {
+                        if !in_digits {
+                            out.push('N');
+                        }
+                        in_digits = true;
+                    } else {
+                        out.push(c);
+                        in_digits = false;
+                    }
+                }
             }
-            in_digits = true;
+            rest = &rest[end..];
         } else {
             out.push(c);
-            in_digits = false;
+            rest = &rest[c.len_utf8()..];
         }
     }
     out
@@ -566,6 +587,17 @@ mod tests {
             message_shape("insufficient stock for product 12 (3 left)"),
             "insufficient stock for product N (N left)"
         );
+        assert_eq!(
+            message_shape("revocation list unavailable (ref 3fd799e)"),
+            message_shape("revocation list unavailable (ref 1e14e51)")
+        );
+        assert_eq!(
+            message_shape("revocation list unavailable (ref 3fd799e)"),
+            "revocation list unavailable (ref N)"
+        );
+        // Short or digit-free hex-looking words stay words.
+        assert_eq!(message_shape("a cafe deadbeef 12ab"), "a cafe deadbeef Nab");
+        assert_eq!(message_shape("ünïcode 7 ok"), "ünïcode N ok");
         let mut r = Recorder::default();
         for i in 0..100 {
             let status = Status::failed_precondition(format!("out of stock: item{i}x"));
