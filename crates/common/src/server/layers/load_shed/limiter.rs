@@ -489,10 +489,10 @@ impl State {
         if !self.settings.adaptive {
             return;
         }
-        // Not using half the limit says nothing about a higher one.
-        if f64::from(window.busiest) < self.limit / 2.0 {
-            return;
-        }
+        // Not using half the limit says nothing about a higher one (but slow calls still say
+        // the limit is too high: a limit far above what is in flight must come down too, or
+        // it cannot hold back the crowd that arrives next).
+        let may_grow = f64::from(window.busiest) >= self.limit / 2.0;
         // The ratio the latency allows, or what leaves QUEUE_ALLOWANCE calls waiting, whichever
         // is more: limit × (no-queue / now) calls are served without waiting.
         let served = long / short.max(f64::EPSILON);
@@ -500,7 +500,10 @@ impl State {
             .max(served + QUEUE_ALLOWANCE / self.limit)
             .clamp(0.5, 1.0);
         let target = self.limit * gradient + self.limit.sqrt();
-        let limit = self.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
+        let mut limit = self.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
+        if !may_grow {
+            limit = limit.min(self.limit);
+        }
         self.limit = limit.clamp(f64::from(self.settings.min), f64::from(self.settings.max));
     }
 }

@@ -208,6 +208,19 @@ fn an_idle_server_does_not_raise_its_limit() {
 }
 
 #[test]
+fn a_limit_far_above_what_is_in_flight_still_comes_down_when_calls_slow() {
+    // Twenty calls at a time (under half the starting 64), each ten times slower than the
+    // first windows: the limit must come down before a crowd arrives, not wait to be filled.
+    let limiter = adaptive(4, 200);
+    let mut at = Instant::now();
+    drive(&limiter, 5, 20, Duration::from_millis(10), &mut at);
+    assert_eq!(limiter.limit(), 64);
+    drive(&limiter, 30, 20, Duration::from_millis(100), &mut at);
+    let limit = limiter.limit();
+    assert!(limit < 20, "{limit}");
+}
+
+#[test]
 fn internal_calls_keep_a_reserve_public_ones_cannot_take() {
     let limiter = Limiter::new(
         Admission {
