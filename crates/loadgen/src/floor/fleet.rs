@@ -253,11 +253,11 @@ fn waited(status: &tonic::Status) -> bool {
 }
 
 /// Whether the checkout may have happened (the same idempotency key is retried).
-fn outcome_unknown(code: Code) -> bool {
+fn outcome_unknown(status: &tonic::Status) -> bool {
     matches!(
-        code,
+        status.code(),
         Code::Unavailable | Code::Aborted | Code::DeadlineExceeded | Code::Unknown
-    )
+    ) && !crate::shop::shopper::decided(status)
 }
 
 /// The retry pushback a refusal carries, if any.
@@ -363,7 +363,7 @@ impl Load {
                 }
                 Err(s) => {
                     self.failed(format!("Checkout {:?}", s.code()));
-                    if !outcome_unknown(s.code()) {
+                    if !outcome_unknown(&s) {
                         // Refused for good: start over with a fresh cart and key.
                         key = None;
                         let _ = api

@@ -338,6 +338,13 @@ fn outcome_unknown(status: &Status) -> bool {
         status.code(),
         Code::Unavailable | Code::Aborted | Code::DeadlineExceeded | Code::ResourceExhausted
     ) && !status.message().contains(NOTHING_CHARGED)
+        && !decided(status)
+}
+
+/// Whether checkout says the purchase under this key ended for good (a retry would replay it).
+pub(crate) fn decided(status: &Status) -> bool {
+    mall_common::error::reason_of(status).as_deref()
+        == Some(mall_types::idempotency::DECIDED_FAILURE_REASON)
 }
 
 /// The retry pushback a refusal carries (`grpc-retry-pushback-ms`), if any.

@@ -54,7 +54,7 @@ pub use self::error::{
     BUDGET_MESSAGE, CHARGE_UNKNOWN_MESSAGE, Failure, INTERRUPTED_MESSAGE, NOT_CHARGED_MESSAGE,
     REFUNDED_MESSAGE, STOPPED_MESSAGE, StepError, UNSETTLED_MESSAGE,
 };
-pub use self::outcome::Answer;
+pub use self::outcome::{Answer, DECIDED_FAILURE_REASON};
 use crate::domain::{CheckoutInput, Contact, PricedLine, fingerprint, new_saga_id};
 use crate::downstream::Downstream;
 use crate::error::Error;

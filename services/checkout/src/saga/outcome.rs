@@ -12,6 +12,20 @@ use crate::store::{Change, Outcome, Saga, now_ms};
 /// A checkout's answer to its client.
 pub type Answer = Result<Done, Status>;
 
+/// The reason every decided failure carries (unless it has one of its own): the checkout under
+/// this idempotency key has ended for good — compensated, nothing charged — and a retry with
+/// the key replays this answer. Without it, `UNAVAILABLE` or `ABORTED` still mean "retry with
+/// the same key".
+pub use mall_types::idempotency::DECIDED_FAILURE_REASON;
+
+/// `status` with [`DECIDED_FAILURE_REASON`], unless it carries a reason already.
+fn decided(status: Status) -> Status {
+    if mall_common::error::reason_of(&status).is_some() {
+        return status;
+    }
+    mall_common::error::with_reason(status.code(), status.message(), DECIDED_FAILURE_REASON)
+}
+
 pub(super) fn outcome_of(answer: &Answer) -> Outcome {
     match answer {
         Ok(_) => Outcome {
@@ -43,7 +57,7 @@ pub(super) fn replay(saga: &Saga) -> Answer {
                 _ => Err(Error::Corrupt(format!("saga {} succeeded without ids", saga.id)).into()),
             }
         }
-        Some(o) => Err(Status::new(o.code, o.message.clone())),
+        Some(o) => Err(decided(Status::new(o.code, o.message.clone()))),
         None => Err(Error::InProgress.into()),
     }
 }
@@ -69,7 +83,7 @@ impl Engine {
             Ok(_) => OutcomeKind::Success,
             Err(failure) => failure.kind(),
         };
-        let answer = verdict.map_err(Failure::into_status);
+        let answer = verdict.map_err(|failure| decided(failure.into_status()));
         let first = !run.outcome_recorded;
         if first {
             change.outcome = Some(outcome_of(&answer));

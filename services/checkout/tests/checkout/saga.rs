@@ -267,6 +267,17 @@ async fn checkout_with_payment_unreachable_is_unavailable_and_cancels_the_order(
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // Decided for good (compensated): the answer says so, so a client does not retry the key
+    // forever, and a retry with the key replays it, saying so too.
+    let decided = Some(checkout::saga::DECIDED_FAILURE_REASON.to_string());
+    assert_eq!(mall_common::error::reason_of(&err), decided, "{err:?}");
+    let again = instance
+        .checkout(&fleet, user)
+        .pay(GOOD_CARD, "no-payment")
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::Unavailable, "{again:?}");
+    assert_eq!(mall_common::error::reason_of(&again), decided, "{again:?}");
     let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
@@ -295,6 +306,11 @@ async fn mark_paid_failing_after_the_charge_refunds_it_and_cancels_the_order() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
     assert!(err.message().contains("refunded"), "{}", err.message());
+    assert_eq!(
+        mall_common::error::reason_of(&err).as_deref(),
+        Some(checkout::saga::DECIDED_FAILURE_REASON),
+        "ABORTED without it would mean \"in progress\""
+    );
     let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);
     assert_eq!(status(&orders[0]), order_pb::OrderStatus::Cancelled);
