@@ -11,7 +11,7 @@
 //! loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
 //!               [--db-prefix P] [--calls N] [--concurrency N] [--rounds N] [--shoppers N]
 //!               [--secs S] [--step-secs S] [--max-shoppers N] [--checkouts N]
-//!               [--fleet-exe A,B] [--real-hashing] [--ignore-pushback]
+//!               [--fleet-exe A,B] [--real-hashing] [--ignore-pushback | --retry-at-once]
 //! loadgen serve-bare --payload-hex H | serve-product [--cache-url U]
 //!               | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]
 //!               [--real-hashing]
@@ -49,7 +49,7 @@ usage:
   loadgen floor [calls|checkout|overload|memory|all] [--mysql-url U] [--redis-url U]
                 [--db-prefix P] [--calls N] [--concurrency N] [--rounds N] [--shoppers N]
                 [--secs S] [--step-secs S] [--max-shoppers N] [--checkouts N]
-                [--fleet-exe A,B] [--real-hashing] [--ignore-pushback]
+                [--fleet-exe A,B] [--real-hashing] [--ignore-pushback | --retry-at-once]
   loadgen serve-bare --payload-hex H | serve-product [--cache-url U]
                 | serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N] [--real-hashing]";
 
