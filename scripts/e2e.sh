@@ -42,7 +42,7 @@
 # E2E_RECOVERY (the checker's recovery window: how long it re-reads a fleet that is still
 # finishing sagas before it calls what is left a violation, default 60); LOADGEN (the loadgen
 # binary, default the release build); E2E_STOCK (units added to every product before the load,
-# default 2000); E2E_MYSQL_URL (what the checker reads, default
+# default 100 per second of load); E2E_MYSQL_URL (what the checker reads, default
 # mysql://root@127.0.0.1:3306); MYSQL_PWD for root's mysql client.
 # Restarting Redis drops every key of that Redis, not only the fleet's: run this on a Redis
 # nobody else is using.
@@ -173,10 +173,11 @@ rm -rf "$FLEET_DIR/metrics" "$FLEET_DIR/check.txt" "$FLEET_DIR/loadgen.json" "$F
 mkdir -p "$FLEET_DIR/metrics"
 
 # More stock than the demo catalog's few units per product, so checkouts keep succeeding for the
-# whole run instead of turning into "insufficient stock" after the first minute (E2E_STOCK more
-# units of every product; 0 keeps the demo stock). Written before the snapshot, so the checker
+# whole run instead of turning into "insufficient stock" (E2E_STOCK more units of every product,
+# by default 100 per second of load: 16 shoppers sell out the most popular products' 2000 units
+# in under four minutes; 0 keeps the demo stock). Written before the snapshot, so the checker
 # counts from it.
-extra_stock=${E2E_STOCK:-2000}
+extra_stock=${E2E_STOCK:-$((duration * 100))}
 if [ "$extra_stock" -gt 0 ]; then
   mysql_root -e "UPDATE fleet_product.products SET stock = stock + $extra_stock"
   say "stock: $extra_stock more units of every product"
