@@ -5,7 +5,7 @@
 //! payment; then a declined card, its compensation (the order CANCELLED, the stock back) and the
 //! cart kept. Any step that misbehaves ends the demo with an error (a non-zero exit).
 //!
-//! `mall demo [--host HOST] [--<service>-addr HOST:PORT]... [--trace]`: the fleet at `HOST`
+//! `mall demo [--host HOST] [--{user,cart,product,order,checkout}-addr HOST:PORT]... [--trace]`: the fleet at `HOST`
 //! (default `127.0.0.1`) on the well-known ports, or any service elsewhere.
 
 use std::collections::BTreeMap;
@@ -29,6 +29,32 @@ const GOOD_CARD: &str = "4111111111111111";
 const DECLINED_CARD: &str = "4000000000000002";
 /// Every call's deadline.
 const DEADLINE: Duration = Duration::from_secs(10);
+
+/// `mall demo`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Where the fleet runs, on the well-known ports.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The user service elsewhere.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub user_addr: Option<String>,
+    /// The cart service elsewhere.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub cart_addr: Option<String>,
+    /// The product service elsewhere.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub product_addr: Option<String>,
+    /// The order service elsewhere.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub order_addr: Option<String>,
+    /// The checkout service elsewhere.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub checkout_addr: Option<String>,
+    /// Print every step's trace id (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set).
+    #[arg(long)]
+    pub trace: bool,
+}
 
 /// Where the demo finds each service.
 #[derive(Debug, Clone)]
@@ -64,45 +90,23 @@ impl Targets {
     }
 
     /// From `mall demo`'s arguments.
-    pub fn from_args(args: &[String]) -> anyhow::Result<Self> {
-        let mut host = "127.0.0.1".to_string();
-        let mut overrides = Vec::new();
-        let mut trace = None;
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_string())),
-                None => (arg.as_str(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next().cloned())
-                    .with_context(|| format!("{flag} needs a value"))
-            };
-            match flag {
-                "--host" => host = value()?,
-                "--trace" => trace = Some(true),
-                _ => match flag
-                    .strip_prefix("--")
-                    .and_then(|f| f.strip_suffix("-addr"))
-                    .and_then(|s| ServiceName::ALL.into_iter().find(|n| n.as_str() == s))
-                {
-                    Some(service) => overrides.push((service.as_str(), value()?)),
-                    None => bail!(
-                        "usage: mall demo [--host HOST] [--<service>-addr HOST:PORT]... [--trace]"
-                    ),
-                },
+    pub fn from_args(args: &DemoArgs) -> Self {
+        let mut targets = Targets::at_host(&args.host);
+        for (service, addr) in [
+            (ServiceName::User, &args.user_addr),
+            (ServiceName::Cart, &args.cart_addr),
+            (ServiceName::Product, &args.product_addr),
+            (ServiceName::Order, &args.order_addr),
+            (ServiceName::Checkout, &args.checkout_addr),
+        ] {
+            if let Some(addr) = addr {
+                targets = targets.with(service.as_str(), addr.clone());
             }
         }
-        let mut targets = Targets::at_host(&host);
-        for (service, addr) in overrides {
-            targets = targets.with(service, addr);
+        if args.trace {
+            targets.trace = true;
         }
-        if let Some(trace) = trace {
-            targets.trace = trace;
-        }
-        Ok(targets)
+        targets
     }
 
     async fn channel(&self, service: &str) -> anyhow::Result<Channel> {

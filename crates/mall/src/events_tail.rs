@@ -11,52 +11,31 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use mall_common::config::{self, EventsSettings, Source};
 use mall_common::events::{self, Envelope, EventBus, Payload, SubscribeOptions};
 
 /// What `mall events tail` was asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct TailArgs {
-    /// Type patterns (`order.*`); empty for all.
+    /// Only events whose type matches (`order.*`, `payment.succeeded`); repeatable; all when
+    /// none is given.
+    #[arg(long = "type", value_name = "PATTERN")]
     pub types: Vec<String>,
-    /// `--url`, overriding `events.url`.
+    /// The bus (memory://, nats://HOST:PORT, kafka://HOST:PORT), overriding `events.url`.
+    #[arg(long)]
     pub url: Option<String>,
-    /// `--namespace`, overriding `events.namespace`.
+    /// Overrides `events.namespace`.
+    #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
 }
-
-/// The usage line.
-pub const USAGE: &str = "usage: mall events tail [--type PATTERN]... [--url memory://|nats://HOST:PORT|kafka://HOST:PORT] [--namespace NS]";
 
 impl TailArgs {
     /// Parses the arguments after `mall events tail`.
     pub fn parse(args: &[String]) -> anyhow::Result<TailArgs> {
-        let mut out = TailArgs {
-            types: Vec::new(),
-            url: None,
-            namespace: None,
-        };
-        let mut iter = args.iter();
-        while let Some(arg) = iter.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_string())),
-                None => (arg.as_str(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| iter.next().cloned())
-                    .with_context(|| format!("{flag} needs a value; {USAGE}"))
-            };
-            match flag {
-                "--type" => out.types.push(value()?),
-                "--url" => out.url = Some(value()?),
-                "--namespace" => out.namespace = Some(value()?),
-                _ => anyhow::bail!("unknown argument `{arg}`; {USAGE}"),
-            }
-        }
-        Ok(out)
+        use clap::{Args, FromArgMatches};
+        let command = TailArgs::augment_args(clap::Command::new("tail").no_binary_name(true));
+        let matches = command.try_get_matches_from(args)?;
+        Ok(TailArgs::from_arg_matches(&matches)?)
     }
 
     /// The subscription these arguments ask for.
@@ -70,9 +49,8 @@ impl TailArgs {
     }
 }
 
-/// `mall events tail …` from the command line (`args` after `tail`).
-pub async fn run(args: &[String]) -> anyhow::Result<()> {
-    let tail = TailArgs::parse(args)?;
+/// `mall events tail …`.
+pub async fn run(tail: &TailArgs) -> anyhow::Result<()> {
     let source = Source::from_process();
     let settings = config::load("mall", config::Settings::defaults("mall"), &source)?;
     let events = EventsSettings {

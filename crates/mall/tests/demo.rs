@@ -48,3 +48,20 @@ async fn a_step_that_cannot_happen_fails_the_demo() {
     );
     fleet.stop().await;
 }
+
+/// `mall --help` and every subcommand's help answer and exit 0 without starting the fleet or
+/// writing a key, a certificate or a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(
+        env!("CARGO_BIN_EXE_mall"),
+        "mall",
+        &[
+            &["help"],
+            &["demo", "--help"],
+            &["events", "tail", "--help"],
+            &["keys", "--help"],
+            &["certs", "--help"],
+        ],
+    );
+}

@@ -41,4 +41,4 @@ pub use fleet::{ADMIN_USER_ID, MYSQL_ENV, NATS_ENV, REDIS_ENV, TestFleet, client
 pub use http::http_get;
 pub use orders::{OrderClient, Orders, order_status};
 pub use payments::{PaymentClient, Payments};
-pub use process::KillOnDrop;
+pub use process::{KillOnDrop, assert_cli_answers};

@@ -443,3 +443,10 @@ async fn accounts_can_be_updated_and_sessions_delivered() {
     assert_eq!(err.code(), Code::InvalidArgument);
     fleet.stop().await;
 }
+
+/// `auth --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_auth"), "auth", &[]);
+}

@@ -647,3 +647,10 @@ async fn concurrent_adds_and_empties_of_different_carts_never_fail() {
     assert!(failures.is_empty(), "{failures:#?}");
     fleet.stop().await;
 }
+
+/// `cart --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_cart"), "cart", &[]);
+}

@@ -2,6 +2,8 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // --help and --version answer here, before anything is opened or bound.
+    mall_common::service_args!();
     // Installed first, so a stop while the service starts is not a silent exit.
     let stop = mall_common::server::shutdown_signal();
     let settings = notification::load_settings().await?;

@@ -290,3 +290,10 @@ async fn a_transient_smtp_failure_is_retried_until_the_mail_is_sent() {
     .await;
     fleet.stop().await;
 }
+
+/// `notification --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_notification"), "notification", &[]);
+}

@@ -880,3 +880,10 @@ async fn a_release_that_failed_while_product_was_down_is_retried_by_the_sweeper(
     fleet.stop().await;
     products.stop().await;
 }
+
+/// `order --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_order"), "order", &[]);
+}

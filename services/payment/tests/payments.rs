@@ -827,3 +827,10 @@ async fn a_charge_and_its_refunds_are_events_and_a_refused_refund_emits_nothing(
     );
     fleet.stop().await;
 }
+
+/// `payment --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_payment"), "payment", &[]);
+}

@@ -537,3 +537,10 @@ async fn info_shows_an_update_at_once_despite_the_cache() {
 
     fleet.stop().await;
 }
+
+/// `user --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_user"), "user", &[]);
+}

@@ -20,6 +20,7 @@
 mod auth;
 mod cache;
 pub mod centre;
+pub mod cli;
 mod client;
 mod database;
 mod discovery;

@@ -7,3 +7,10 @@ mod invariants;
 mod lean;
 mod saga;
 mod support;
+
+/// `checkout --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_checkout"), "checkout", &[]);
+}

@@ -15,3 +15,10 @@ mod near_cache;
 mod shedding;
 mod shutdown;
 mod stall_recovery;
+
+/// `product --help` (and `-h`, `--version`) answer and exit 0 without binding a port or opening
+/// a database; an unknown argument is a usage error.
+#[test]
+fn the_binary_answers_help_without_serving() {
+    mall_testing::assert_cli_answers(env!("CARGO_BIN_EXE_product"), "product", &[]);
+}
