@@ -26,6 +26,8 @@
 #      drain, secrets by reference, discovery) checked on the rendered objects and its
 #      NetworkPolicies against the call graph read from the Rust source (both installed into the
 #      same venv; without PyPI this step fails).
+#   8. .dockerignore leaves secrets and local state out of the build context and the build
+#      inputs in (scripts/check-dockerignore.py, Docker's own matching rules).
 # Installs Debian's `prometheus` (for promtool) and `python3-yaml` when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -1185,5 +1187,8 @@ for label, values in VARIANTS.items():
 if errors:
     sys.exit("\n".join(f"error: {e}" for e in errors))
 EOF
+
+# .dockerignore keeps secrets and local state out of the build context (and the build inputs in).
+python3 "$(dirname "$0")/check-dockerignore.py"
 
 echo "deploy files OK"
