@@ -178,6 +178,10 @@ async fn main_with(args: &[String]) -> anyhow::Result<u8> {
             println!("{USAGE}");
             Ok(0)
         }
+        Some("-V" | "--version") => {
+            println!("loadgen {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
         Some("shop") => {
             let (options, json) = shop_options(&args[1..])?;
             let report = shop::run(options).await?;
@@ -265,6 +269,14 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    /// Help and the version answer without running anything (a benchmark is the default).
+    #[tokio::test]
+    async fn help_and_version_answer_without_running() {
+        for flag in ["--help", "-h", "help", "--version", "-V"] {
+            assert_eq!(main_with(&args(flag)).await.unwrap(), 0, "{flag}");
+        }
     }
 
     #[test]

@@ -68,7 +68,11 @@ async fn stop_signal() -> std::io::Result<()> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        eprintln!("{USAGE}");
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--version" || a == "-V") {
+        println!("fake-consul {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     let addr = match parse_listen(&args) {
