@@ -120,6 +120,9 @@ EOF
   promtool check config "$work/prometheus/prometheus.yml"
 fi
 
+step "promtool check config deploy/prometheus/local.yml (the process fleet's file-based targets)"
+promtool check config deploy/prometheus/local.yml
+
 step "promtool check rules deploy/prometheus/alerts.yml"
 promtool check rules deploy/prometheus/alerts.yml
 

@@ -25,6 +25,10 @@
 # of a fault's end, an instance refusing more than half its calls for more than 10 s outside the
 # fault windows.
 #
+# A real Prometheus (when installed: CI installs Debian's) scrapes every instance through the
+# fleet's file-based targets for the whole run; afterwards every target must be up and every
+# alert rule evaluating without error.
+#
 # Afterwards: let the fleet settle (checkout drives unfinished sagas every 5 s), check every
 # instance is alive, ready and passing again, run the invariant checker (`loadgen check`, which
 # re-reads a fleet still finishing sagas for up to the recovery window), and scrape every instance's /metrics (and the snapshots
@@ -129,6 +133,7 @@ done
 load_pid=""
 stall_pid=""
 scrape_pid=""
+prometheus_pid=""
 load_start=0
 cleanup() {
   local rc=$? log
@@ -136,6 +141,7 @@ cleanup() {
   if [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null; then say "stopped the load"; fi
   if [ -n "$stall_pid" ]; then kill "$stall_pid" 2>/dev/null || true; fi
   if [ -n "$scrape_pid" ]; then kill "$scrape_pid" 2>/dev/null || true; fi
+  if [ -n "$prometheus_pid" ]; then kill "$prometheus_pid" 2>/dev/null || true; fi
   if ! redis_up; then
     say "Redis is down: starting it again"
     start_redis || true
@@ -170,6 +176,20 @@ rm -rf "$FLEET_DIR/metrics" "$FLEET_DIR/check.txt" "$FLEET_DIR/loadgen.json" "$F
   "$FLEET_DIR/faults.tsv" "$FLEET_DIR/scrapes.tsv" "$FLEET_DIR/availability.txt" "$FLEET_DIR/availability-violations.txt"
 : >"$FLEET_DIR/faults.tsv"
 : >"$FLEET_DIR/scrapes.tsv"
+
+# A real Prometheus watches the run through the fleet's file-based targets (scripts/fleet.sh
+# prometheus): at the end every target must be up and every alert rule evaluating without error.
+prometheus_url=""
+if command -v prometheus >/dev/null 2>&1; then
+  prometheus_listen="${E2E_PROMETHEUS_LISTEN:-127.0.0.1:9390}"
+  prometheus_url="http://$prometheus_listen"
+  FLEET_PROMETHEUS_LISTEN="$prometheus_listen" "$fleet" prometheus --log.level=warn \
+    >"$FLEET_DIR/logs/prometheus.log" 2>&1 &
+  prometheus_pid=$!
+  say "prometheus: watching the fleet at $prometheus_url"
+else
+  say "prometheus is not installed: the scrape/rules check is skipped"
+fi
 mkdir -p "$FLEET_DIR/metrics"
 
 # More stock than the demo catalog's few units per product, so checkouts keep succeeding for the
@@ -374,6 +394,12 @@ for _ in $(seq 1 10); do
 done
 "$fleet" status || true
 [ "$healthy_after" = 1 ] || violation "not every instance is alive, ready and passing after the run"
+
+if [ -n "$prometheus_url" ]; then
+  say "prometheus: every target up, every alert rule evaluating"
+  python3 "$repo/scripts/prometheus-check.py" "$prometheus_url" "$FLEET_DIR/prometheus/targets.json" \
+    --wait 60 || violation "prometheus does not see the whole fleet, or a rule fails (above)"
+fi
 
 say "invariants: loadgen check (recovery window ${recovery}s)"
 check_rc=0

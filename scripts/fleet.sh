@@ -10,6 +10,9 @@
 #   scripts/fleet.sh stop <inst>    SIGTERM one instance and wait: exit code, drain time
 #   scripts/fleet.sh start <inst>   start one instance again and wait until it is ready
 #   scripts/fleet.sh logs <inst> [-f]
+#   scripts/fleet.sh prometheus     run Prometheus (foreground) on the fleet: every instance's
+#                                   /metrics and the alert rules (FLEET_PROMETHEUS_LISTEN,
+#                                   default 127.0.0.1:9090; data in <fleet dir>/prometheus/data)
 #   scripts/fleet.sh down [--wipe]  stop everything (SIGTERM, SIGKILL after a grace period);
 #                                   --wipe also drops the fleet_* databases, the fleet's MariaDB
 #                                   user, the Redis `fleet:` keys, the secrets and the logs
@@ -386,7 +389,36 @@ cmd_up() {
   start_wave consul
   start_wave "${WAVE1[@]}"
   start_wave "${WAVE2[@]}"
+  write_prometheus
   say "up: ${#INSTANCES[@]} instances ready and passing in Consul (logs in $fleet_dir/logs)"
+}
+
+# <fleet dir>/prometheus: deploy/prometheus/local.yml as prometheus.yml, the alert rules, and
+# targets.json (file-based discovery: every instance's admin port, labelled with its service).
+write_prometheus() {
+  local dir="$fleet_dir/prometheus" inst sep=""
+  mkdir -p "$dir"
+  cp "$repo/deploy/prometheus/local.yml" "$dir/prometheus.yml"
+  cp "$repo/deploy/prometheus/alerts.yml" "$dir/alerts.yml"
+  {
+    echo "["
+    for inst in "${INSTANCES[@]}"; do
+      [ "$inst" = consul ] && continue
+      printf '%s  {"targets": ["127.0.0.1:%s"], "labels": {"service": "%s", "fleet_instance": "%s"}}\n' \
+        "$sep" "$(admin_port_of "$inst")" "$(service_of "$inst")" "$inst"
+      sep=","
+    done
+    echo "]"
+  } >"$dir/targets.json.tmp"
+  mv "$dir/targets.json.tmp" "$dir/targets.json"
+}
+
+cmd_prometheus() {
+  command -v prometheus >/dev/null 2>&1 || die "prometheus is not installed (Debian: apt-get install prometheus)"
+  [ -f "$fleet_dir/prometheus/targets.json" ] || write_prometheus
+  exec prometheus --config.file="$fleet_dir/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$fleet_dir/prometheus/data" \
+    --web.listen-address="${FLEET_PROMETHEUS_LISTEN:-127.0.0.1:9090}" "$@"
 }
 
 cmd_status() {
@@ -559,7 +591,7 @@ wipe_state() {
   else
     say "Redis is unreachable: keys not removed"
   fi
-  rm -rf "$fleet_dir/logs" "$fleet_dir/secrets.env" "$fleet_dir"/*.exit "$fleet_dir"/*.pid
+  rm -rf "$fleet_dir/logs" "$fleet_dir/prometheus" "$fleet_dir/secrets.env" "$fleet_dir"/*.exit "$fleet_dir"/*.pid
 }
 
 usage() {
@@ -589,6 +621,7 @@ case "$command" in
   stop) instance_arg "${1:-}"; lock; cmd_stop "$1" ;;
   start) instance_arg "${1:-}"; lock; cmd_start "$1" ;;
   logs) instance_arg "${1:-}"; cmd_logs "$@" ;;
+  prometheus) cmd_prometheus "$@" ;;
   -h | --help | help) usage 0 ;;
   *) usage 1 >&2 ;;
 esac
