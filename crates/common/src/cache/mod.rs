@@ -66,7 +66,7 @@ pub trait Cache: Send + Sync + 'static {
 
 /// Keys starting with this are never evicted to make room, only expired: the in-process cache
 /// keeps them apart from its bounded map; Redis must run with `maxmemory-policy noeviction`
-/// (its default), which the README and compose require. Revocations live here.
+/// (its default), which docs/security.md (Revocation) and compose require. Revocations live here.
 pub const UNEVICTABLE_PREFIX: &str = "keep:";
 
 /// The cache handle services hold.

@@ -1,6 +1,6 @@
 //! The lean checkout's statement budget: a successful card checkout costs at most
 //! [`MAX_STATEMENTS`] SQL statements and [`MAX_COMMITS`] commits across every service's
-//! database (issue 13 asks for 12 and 6; see the README's performance section for why this is
+//! database (issue 13 asks for 12 and 6; see docs/benchmarks.md, "A lean checkout", for why this is
 //! the 14 and 7 below: five services write once each, and the saga's row is written before the first
 //! remote write and with the answer), counted by the platform's per-database counters (`mall_common::store::counts_of`:
 //! every statement on `db.pool()` and on a `begin_write` transaction; transaction control is not
