@@ -7,7 +7,9 @@
 //! `mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient`.
 //! Shared messages live in [`common::v1`].
 //!
-//! [`FILE_DESCRIPTOR_SET`] holds the encoded descriptor set of every file, for server reflection.
+//! [`FILE_DESCRIPTOR_SET`] holds the encoded descriptor set of every file, for server reflection;
+//! [`reason`] the refusal reasons of the contract, for the services that send them and the
+//! callers that decide on them.
 
 /// Modules generated from the `tiktokmall.*` protobuf packages.
 pub mod tiktokmall {
@@ -153,6 +155,7 @@ pub use tiktokmall::*;
 /// (feed it to `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tiktokmall_descriptor");
 
+pub mod reason;
 pub mod reference;
 
 /// Fully-qualified names of the seven gRPC services of the contract.

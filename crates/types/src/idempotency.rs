@@ -6,11 +6,6 @@ use serde::{Deserialize, Serialize};
 use crate::ids::visible_ascii;
 use crate::invalid::Invalid;
 
-/// The reason (`google.rpc.ErrorInfo`, domain `tiktokmall`) of an answer that ends the request
-/// under its key for good: a retry with the key replays it, whatever its code (`UNAVAILABLE`,
-/// `ABORTED` …) would otherwise suggest. A client that sees it starts over with a new key.
-pub const DECIDED_FAILURE_REASON: &str = "CHECKOUT_FAILED";
-
 /// A client's retry key: 1..=[`IdempotencyKey::MAX_CHARS`] visible ASCII characters, compared
 /// exactly. Reads as a `&str`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -45,25 +45,8 @@ pub enum Error {
 
 mall_common::as_database_error!(Error);
 
-/// The machine-readable reasons the order service's refusals carry (a `google.rpc.ErrorInfo`
-/// detail, see `mall_common::error`): callers such as checkout decide on these, never on the
-/// message.
-pub mod reason {
-    /// The request broke a rule (the message names the field); nothing was written.
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-    /// No such order for this user.
-    pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
-    /// The order is not PENDING, so it can neither be paid nor cancelled.
-    pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
-    /// The order is not PAID, so it can neither be completed nor refunded.
-    pub const ORDER_NOT_PAID: &str = "ORDER_NOT_PAID";
-    /// A move no status allows (back to PENDING).
-    pub const ILLEGAL_TRANSITION: &str = "ILLEGAL_TRANSITION";
-    /// `MarkOrderPaid` for an order another transaction already paid.
-    pub const PAID_BY_ANOTHER_TRANSACTION: &str = "PAID_BY_ANOTHER_TRANSACTION";
-    /// The order kept changing under a conditional update; retrying may succeed.
-    pub const ORDER_CONTENDED: &str = "ORDER_CONTENDED";
-}
+/// The machine-readable reasons the order service's refusals carry, declared with the contract.
+pub use mall_proto::reason;
 
 impl mall_common::error::ServiceError for Error {
     fn code(&self) -> mall_common::error::ServiceErrorCode {

@@ -78,40 +78,8 @@ pub enum Error {
 
 mall_common::as_database_error!(Error);
 
-/// The machine-readable reasons payment's refusals carry (a `google.rpc.ErrorInfo` detail, see
-/// `mall_common::error`): callers such as checkout decide on these, never on the message.
-pub mod reason {
-    /// The request broke a rule (the message names the field); nothing was charged.
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-    /// The card was declined (for any cause; the message says which); nothing was charged.
-    pub const CARD_DECLINED: &str = "CARD_DECLINED";
-    /// The order already has a payment that this request does not repeat.
-    pub const ORDER_ALREADY_PAID: &str = "ORDER_ALREADY_PAID";
-    /// The order was voided by checkout: nothing was charged.
-    pub const ORDER_VOIDED: &str = "ORDER_VOIDED";
-    /// No such payment.
-    pub const PAYMENT_NOT_FOUND: &str = "PAYMENT_NOT_FOUND";
-    /// A refund named an order or user the payment does not belong to.
-    pub const PAYMENT_MISMATCH: &str = "PAYMENT_MISMATCH";
-    /// A refund asked for more than what remains of the charge.
-    pub const REFUND_EXCEEDS_REMAINING: &str = "REFUND_EXCEEDS_REMAINING";
-    /// Alipay refused the refund; nothing was refunded.
-    pub const ALIPAY_REFUND_REFUSED: &str = "ALIPAY_REFUND_REFUSED";
-    /// The refund request id was used before for another amount.
-    pub const REFUND_REQUEST_CONFLICT: &str = "REFUND_REQUEST_CONFLICT";
-    /// No such order (or another user's).
-    pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
-    /// The order is not PENDING.
-    pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
-    /// The order is not paid with Alipay.
-    pub const NOT_AN_ALIPAY_ORDER: &str = "NOT_AN_ALIPAY_ORDER";
-    /// Alipay is not configured on this deployment.
-    pub const ALIPAY_NOT_CONFIGURED: &str = "ALIPAY_NOT_CONFIGURED";
-    /// A pay link for this order exists for a different amount.
-    pub const PAY_LINK_CONFLICT: &str = "PAY_LINK_CONFLICT";
-    /// The order belongs to another user.
-    pub const OTHER_USERS_ORDER: &str = "OTHER_USERS_ORDER";
-}
+/// The machine-readable reasons payment's refusals carry, declared with the contract.
+pub use mall_proto::reason;
 
 impl mall_common::error::ServiceError for Error {
     fn code(&self) -> mall_common::error::ServiceErrorCode {

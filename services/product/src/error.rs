@@ -31,20 +31,8 @@ pub enum Error {
 
 mall_common::as_database_error!(Error);
 
-/// The machine-readable reasons the catalog's refusals carry (a `google.rpc.ErrorInfo` detail,
-/// see `mall_common::error`): callers such as checkout decide on these, never on the message.
-pub mod reason {
-    /// The request broke a rule (the message names the field).
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-    /// No such (live) product.
-    pub const PRODUCT_NOT_FOUND: &str = "PRODUCT_NOT_FOUND";
-    /// A reservation line asks for more than is in stock; nothing was reserved.
-    pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
-    /// The reservation id was used for different items.
-    pub const RESERVATION_CONFLICT: &str = "RESERVATION_CONFLICT";
-    /// The reservation was released; its id cannot reserve again.
-    pub const RESERVATION_RELEASED: &str = "RESERVATION_RELEASED";
-}
+/// The machine-readable reasons the catalog's refusals carry, declared with the contract.
+pub use mall_proto::reason;
 
 impl mall_common::error::ServiceError for Error {
     fn code(&self) -> mall_common::error::ServiceErrorCode {

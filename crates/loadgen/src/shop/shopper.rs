@@ -343,8 +343,7 @@ fn outcome_unknown(status: &Status) -> bool {
 
 /// Whether checkout says the purchase under this key ended for good (a retry would replay it).
 pub(crate) fn decided(status: &Status) -> bool {
-    mall_common::error::reason_of(status).as_deref()
-        == Some(mall_types::idempotency::DECIDED_FAILURE_REASON)
+    mall_common::error::reason_of(status).as_deref() == Some(mall_proto::reason::CHECKOUT_FAILED)
 }
 
 /// The retry pushback a refusal carries (`grpc-retry-pushback-ms`), if any.

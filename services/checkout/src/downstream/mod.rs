@@ -13,20 +13,8 @@ use std::time::Duration;
 use crate::domain::{Card, Contact, PricedLine};
 use crate::saga::StepError;
 
-/// The reasons of other services' refusals the saga acts on: the `reason` constants of the
-/// product, payment and order error enums, as they travel in `google.rpc.ErrorInfo`.
-pub mod reason {
-    /// Product: a reservation line asks for more than is in stock.
-    pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
-    /// Product: the reservation was released (its order was cancelled meanwhile).
-    pub const RESERVATION_RELEASED: &str = "RESERVATION_RELEASED";
-    /// Payment: the card was declined.
-    pub const CARD_DECLINED: &str = "CARD_DECLINED";
-    /// Order: the order is no longer PENDING (so it cannot be cancelled).
-    pub const ORDER_NOT_PENDING: &str = "ORDER_NOT_PENDING";
-    /// Any service: the request broke one of its rules; nothing was done.
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-}
+/// The reasons of other services' refusals the saga acts on, declared with the contract.
+pub use mall_proto::reason;
 
 /// An order's status as the saga needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ pub type Answer = Result<Done, Status>;
 /// this idempotency key has ended for good — compensated, nothing charged — and a retry with
 /// the key replays this answer. Without it, `UNAVAILABLE` or `ABORTED` still mean "retry with
 /// the same key".
-pub use mall_types::idempotency::DECIDED_FAILURE_REASON;
+pub use mall_proto::reason::CHECKOUT_FAILED as DECIDED_FAILURE_REASON;
 
 /// `status` with [`DECIDED_FAILURE_REASON`], unless it carries a reason already.
 fn decided(status: Status) -> Status {

@@ -903,32 +903,6 @@ async fn checkout_decisions_follow_the_refusal_reason_not_its_text() {
     fleet.stop().await;
 }
 
-#[test]
-fn the_reasons_the_saga_acts_on_are_the_ones_the_services_send() {
-    use checkout::downstream::reason;
-
-    assert_eq!(
-        reason::INSUFFICIENT_STOCK,
-        product::error::reason::INSUFFICIENT_STOCK
-    );
-    assert_eq!(
-        reason::RESERVATION_RELEASED,
-        product::error::reason::RESERVATION_RELEASED
-    );
-    assert_eq!(reason::CARD_DECLINED, payment::error::reason::CARD_DECLINED);
-    assert_eq!(
-        reason::ORDER_NOT_PENDING,
-        order::error::reason::ORDER_NOT_PENDING
-    );
-    for sent in [
-        product::error::reason::INVALID_REQUEST,
-        payment::error::reason::INVALID_REQUEST,
-        order::error::reason::INVALID_REQUEST,
-    ] {
-        assert_eq!(reason::INVALID_REQUEST, sent);
-    }
-}
-
 #[tokio::test]
 async fn a_charge_that_lands_after_checkout_gave_up_is_refused_and_nothing_stays_charged() {
     let fleet = fleet().await;
