@@ -77,6 +77,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p loadgen --features mimalloc --all-targets -- -D warnings
 command -v cargo-machete >/dev/null 2>&1 || cargo install cargo-machete --locked --version 0.9.2
 cargo machete
+# The event buses are features of mall-common: a service that neither publishes nor consumes
+# links neither librdkafka nor the NATS client.
+for pkg in cart user checkout; do
+  if cargo tree -p "$pkg" -e normal --prefix none | grep -Eq '^(rdkafka|async-nats) '; then
+    echo "$pkg links an event-bus client it does not use"; exit 1
+  fi
+done
 
 step "tests on MariaDB + Redis (README: cargo test --workspace)"
 MALL_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 \

@@ -31,8 +31,11 @@ pub struct Platform {
     pub tls: Option<MutualTls>,
     /// The feature flags (`features.*`), as the last reload left them.
     pub features: Features,
-    /// The event bus `events.url` names (the process-wide in-process bus by default).
-    pub events: Arc<dyn crate::events::EventBus>,
+    /// The event bus `events.url` names, connected on first use ([`Platform::events`]): a
+    /// service that neither publishes nor consumes never connects (and may be built without
+    /// the `nats` and `kafka` features).
+    events: crate::config::EventsSettings,
+    bus: Arc<tokio::sync::OnceCell<Arc<dyn crate::events::EventBus>>>,
 }
 
 impl Platform {
@@ -66,7 +69,6 @@ impl Platform {
             backend = ?db.as_ref().map(Database::backend),
             "platform ready"
         );
-        let events = crate::events::connect(&settings.events).await?;
         Ok(Platform {
             db,
             cache,
@@ -75,8 +77,19 @@ impl Platform {
             register,
             tls,
             features: Features::new(&settings.features),
-            events,
+            events: settings.events.clone(),
+            bus: Arc::default(),
         })
+    }
+
+    /// The event bus `events.url` names (the process-wide in-process bus by default), connected
+    /// the first time a service asks for it.
+    pub async fn events(&self) -> anyhow::Result<Arc<dyn crate::events::EventBus>> {
+        let bus = self
+            .bus
+            .get_or_try_init(|| crate::events::connect(&self.events))
+            .await?;
+        Ok(bus.clone())
     }
 
     /// The database of a service that opened one.

@@ -205,7 +205,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         .map_err(|e| anyhow::anyhow!("accounts.argon2: {e}"))?;
     let db = platform.database()?.clone();
     Outbox::install(&db).await?;
-    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
+    let relay = Relay::new(db.clone(), platform.events().await?, &settings.events);
     let accounts = store::Accounts::new(db);
     let revocations = revocations::Revocations::new(
         accounts.clone(),

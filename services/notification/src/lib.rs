@@ -149,7 +149,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let consumer = consumer::Consumer::new(
         notifications,
         mailer,
-        platform.events.clone(),
+        platform.events().await?,
         settings.ext.notification.clone(),
     );
     let mut server = platform.server(&settings);

@@ -199,7 +199,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
         .client::<settle::CartClient>(ServiceName::Cart.as_str())?;
     let db = platform.database()?.clone();
     Outbox::install(&db).await?;
-    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
+    let relay = Relay::new(db.clone(), platform.events().await?, &settings.events);
     let payments = app::Payments::new(
         store::Ledger::new(db),
         platform.cache.clone(),

@@ -93,7 +93,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     let db = platform.database()?.clone();
     Outbox::install(&db).await?;
-    let relay = Relay::new(db.clone(), platform.events.clone(), &settings.events);
+    let relay = Relay::new(db.clone(), platform.events().await?, &settings.events);
     let catalog = store::Catalog::new(db);
     let filled = catalog.backfill().await?;
     if filled != store::Backfilled::default() {

@@ -34,8 +34,10 @@
 //! `nats://host:port` (JetStream: stream `<NAMESPACE>` over `<namespace>.>`), or
 //! `kafka://host:port` (one topic per type, created at connect).
 
+#[cfg(feature = "kafka")]
 mod kafka;
 mod memory;
+#[cfg(feature = "nats")]
 mod nats;
 mod outbox;
 mod relay;
@@ -44,6 +46,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
 pub use kafka::KafkaBus;
 pub use mall_proto::events::v1::envelope::Payload;
 pub use mall_proto::events::v1::{
@@ -51,11 +54,21 @@ pub use mall_proto::events::v1::{
     PaymentRefunded, StockChanged,
 };
 pub use memory::MemoryBus;
+#[cfg(feature = "nats")]
 pub use nats::NatsBus;
 pub use outbox::{Outbox, OutboxRow};
 pub use relay::{Relay, RelayMetrics, RelayRound};
 
 use crate::config::EventsSettings;
+
+/// The refusal of a bus this binary was built without (the `nats` and `kafka` Cargo features of
+/// `mall-common`; the services that publish or consume enable both).
+#[cfg(not(all(feature = "nats", feature = "kafka")))]
+fn not_built_in(feature: &str) -> BusError {
+    BusError::Invalid(format!(
+        "events.url is {feature}:// but this binary was built without mall-common's `{feature}` feature"
+    ))
+}
 
 /// The kinds of events, one per [`Payload`] variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -543,10 +556,16 @@ pub async fn connect(settings: &EventsSettings) -> Result<Arc<dyn EventBus>, Bus
         return Ok(Arc::new(bus.with_namespace(&settings.namespace)));
     }
     if url.starts_with("nats://") {
+        #[cfg(feature = "nats")]
         return Ok(Arc::new(NatsBus::connect(settings).await?));
+        #[cfg(not(feature = "nats"))]
+        return Err(not_built_in("nats"));
     }
     if url.starts_with("kafka://") {
+        #[cfg(feature = "kafka")]
         return Ok(Arc::new(KafkaBus::connect(settings).await?));
+        #[cfg(not(feature = "kafka"))]
+        return Err(not_built_in("kafka"));
     }
     Err(BusError::Invalid(format!(
         "unsupported events.url `{}` (expected memory://, nats:// or kafka://)",
