@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test: build the release `mall` binary, start it on a fresh data directory, call it with
 # the real grpcurl (list services, GetProduct, health, /readyz, register/login/info/logout, a
-# purchase), run `mall demo` against it, stop it with SIGTERM and check it exits cleanly.
+# purchase, the README's five-minute tour as pasted), run `mall demo` against it, stop it with SIGTERM and check it exits cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiktokmall-target}"
@@ -87,6 +87,15 @@ cart=$(grpcurl -plaintext -H "authorization: Bearer $token" -d "{\"user_id\": $u
   127.0.0.1:8002 tiktokmall.cart.v1.CartService/GetCart) || fail "GetCart failed"
 if grep -q '"productId"' <<<"$cart"; then fail "the cart was not emptied: $cart"; fi
 echo "smoke: purchase ok"
+
+# The README's five-minute tour, pasted in order as a reader would (its ```sh blocks, run as one
+# script): every call must succeed and the order must end PAID.
+tour=$(awk '/^## A five-minute tour/ {on = 1; next} /^## / {on = 0} on' README.md \
+  | awk '/^```sh/ {b = 1; next} /^```/ {b = 0; next} b')
+[ -n "$tour" ] || fail "README.md has no five-minute tour"
+tour_out=$(cd "$work" && bash -euo pipefail -c "$tour" 2>&1) || fail "the README's tour failed: $tour_out"
+grep -q 'ORDER_STATUS_PAID' <<<"$tour_out" || fail "the README's tour did not end with a PAID order: $tour_out"
+echo "smoke: the README's tour ok"
 
 # The guided demo against the same release fleet: a purchase and a declined card, every step
 # checked (a non-zero exit fails the smoke test).
