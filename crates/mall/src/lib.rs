@@ -24,9 +24,10 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The services the fleet can run, in start order (a service only calls ones listed before it,
-/// except order's sweeper asking payment about Alipay orders: on port 0 that client has only
-/// payment's configured address, see `docs/ARCHITECTURE.md`).
+/// The services the fleet can run (every one of [`mall_types::ServiceName::ALL`], a test checks)
+/// in start order, not port order: a service only calls ones listed before it, except order's
+/// sweeper asking payment about Alipay orders (on port 0 that client has only payment's
+/// configured address, see `docs/ARCHITECTURE.md`).
 pub const SERVICES: &[&str] = &[
     "auth",
     "product",
@@ -198,5 +199,21 @@ impl Fleet {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mall_types::ServiceName;
+
+    /// [`super::SERVICES`] is a start order, not a second list: it names every service of
+    /// [`ServiceName::ALL`] (port order) exactly once.
+    #[test]
+    fn the_start_order_names_every_service_once() {
+        let mut started: Vec<&str> = super::SERVICES.to_vec();
+        let mut all: Vec<&str> = ServiceName::ALL.iter().map(|s| s.as_str()).collect();
+        started.sort_unstable();
+        all.sort_unstable();
+        assert_eq!(started, all);
     }
 }
