@@ -15,9 +15,22 @@ pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 /// its concurrency limit, with `RESOURCE_EXHAUSTED`) or `deadline` (a deadline shorter than its
 /// calls take, with `DEADLINE_EXCEEDED`). Such a call never ran.
 pub const SHED_HEADER: &str = "x-mall-shed";
-/// With a `limit` refusal: when to try this server again, in whole milliseconds (gRPC's retry
-/// pushback, gRFC A6). About one call's latency here, longer the more calls were refused lately.
+/// With a refusal (`limit` or `queue`): when to try this server again, in whole milliseconds
+/// (gRPC's retry pushback, gRFC A6). About one call's latency here, longer the more calls were
+/// refused lately.
 pub const PUSHBACK_HEADER: &str = "grpc-retry-pushback-ms";
+
+/// The retry pushback ([`PUSHBACK_HEADER`]) a refusal carries, if any and well-formed.
+pub fn retry_pushback(status: &tonic::Status) -> Option<Duration> {
+    let ms = status
+        .metadata()
+        .get(PUSHBACK_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_millis(ms))
+}
 /// Longest request id kept from a caller; longer ones are replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

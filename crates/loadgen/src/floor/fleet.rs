@@ -260,21 +260,9 @@ fn outcome_unknown(status: &tonic::Status) -> bool {
     ) && !crate::shop::shopper::decided(status)
 }
 
-/// The retry pushback a refusal carries, if any.
-fn pushback(status: &tonic::Status) -> Option<Duration> {
-    let ms = status
-        .metadata()
-        .get(mall_common::context::PUSHBACK_HEADER)?
-        .to_str()
-        .ok()?
-        .parse::<u64>()
-        .ok()?;
-    Some(Duration::from_millis(ms))
-}
-
 /// Waits before the next try after `refused`, as `retry` says.
 async fn back_off(refused: &tonic::Status, retry: Retry) {
-    let pause = match (retry, pushback(refused)) {
+    let pause = match (retry, mall_common::context::retry_pushback(refused)) {
         (Retry::AtOnce, _) => return,
         (Retry::Pushback, Some(pause)) => pause.mul_f64(rand::rng().random_range(0.8..1.2)),
         (Retry::Pushback | Retry::Fixed, _) => {

@@ -265,7 +265,7 @@ impl<R: Rng> Session<'_, R> {
                         (now < started + CHECKOUT_RETRY_WINDOW && now < self.hard_stop)
                             .then_some(Duration::ZERO)
                     } else {
-                        let pause = match pushback(&status) {
+                        let pause = match mall_common::context::retry_pushback(&status) {
                             Some(pushback) => pushback.mul_f64(self.rng.random_range(0.8..1.2)),
                             None => backoff.mul_f64(self.rng.random_range(0.5..1.5)),
                         };
@@ -346,18 +346,6 @@ pub(crate) fn decided(status: &Status) -> bool {
     mall_common::error::reason_of(status).as_deref() == Some(mall_proto::reason::CHECKOUT_FAILED)
 }
 
-/// The retry pushback a refusal carries (`grpc-retry-pushback-ms`), if any.
-fn pushback(status: &Status) -> Option<Duration> {
-    let ms = status
-        .metadata()
-        .get(mall_common::context::PUSHBACK_HEADER)?
-        .to_str()
-        .ok()?
-        .parse::<u64>()
-        .ok()?;
-    Some(Duration::from_millis(ms))
-}
-
 /// What checkout's final, uncharged answers say.
 const NOTHING_CHARGED: &str = "nothing was charged";
 
@@ -413,12 +401,15 @@ mod tests {
     #[test]
     fn the_pushback_is_read_from_the_refusal() {
         let mut refused = Status::resource_exhausted("server overloaded; retry later");
-        assert_eq!(pushback(&refused), None);
+        assert_eq!(mall_common::context::retry_pushback(&refused), None);
         refused.metadata_mut().insert(
             mall_common::context::PUSHBACK_HEADER,
             "250".parse().unwrap(),
         );
-        assert_eq!(pushback(&refused), Some(Duration::from_millis(250)));
+        assert_eq!(
+            mall_common::context::retry_pushback(&refused),
+            Some(Duration::from_millis(250))
+        );
         assert!(outcome_unknown(&refused));
     }
 
