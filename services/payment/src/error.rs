@@ -155,16 +155,27 @@ mod tests {
     use super::{Error, reason};
     use crate::domain::{Decline, Notice};
 
+    /// Each refusal keeps its code and message and carries its reason.
+    fn assert_refusals(cases: Vec<(Error, Code, &str, &str)>) {
+        for (error, code, message, why) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+            assert_eq!(reason_of(&status).as_deref(), Some(why), "{message}");
+        }
+    }
+
+    /// Bad requests and declined cards.
     #[test]
-    fn refusals_keep_their_code_and_message_and_carry_a_reason() {
+    fn card_refusals_keep_their_code_and_message_and_carry_a_reason() {
         let notice = [("trade_status".to_string(), "TRADE_SUCCESS".to_string())].into();
         let invalid = Notice::parse(&notice).expect_err("a notice without an order");
         let invalid_message = invalid.to_string();
-        let cases = [
+        assert_refusals(vec![
             (
                 Error::Invalid(invalid),
                 Code::InvalidArgument,
-                invalid_message.as_str(),
+                &invalid_message,
                 reason::INVALID_REQUEST,
             ),
             (
@@ -179,6 +190,13 @@ mod tests {
                 "card declined: insufficient funds",
                 reason::CARD_DECLINED,
             ),
+        ]);
+    }
+
+    /// Charges and refunds against existing payments.
+    #[test]
+    fn charge_and_refund_refusals_keep_their_code_and_message_and_carry_a_reason() {
+        assert_refusals(vec![
             (
                 Error::OrderAlreadyPaid("o1".into()),
                 Code::AlreadyExists,
@@ -209,6 +227,13 @@ mod tests {
                 "refund exceeds the remaining amount",
                 reason::REFUND_EXCEEDS_REMAINING,
             ),
+        ]);
+    }
+
+    /// Orders a payment names, and Alipay.
+    #[test]
+    fn order_and_alipay_refusals_keep_their_code_and_message_and_carry_a_reason() {
+        assert_refusals(vec![
             (
                 Error::AlipayRefused("ACQ.TRADE_STATUS_ERROR".into()),
                 Code::FailedPrecondition,
@@ -248,13 +273,7 @@ mod tests {
                 "order o1 belongs to another user",
                 reason::OTHER_USERS_ORDER,
             ),
-        ];
-        for (error, code, message, why) in cases {
-            let status = Status::from(error);
-            assert_eq!(status.code(), code, "{message}");
-            assert_eq!(status.message(), message);
-            assert_eq!(reason_of(&status).as_deref(), Some(why), "{message}");
-        }
+        ]);
     }
 
     #[test]

@@ -186,8 +186,8 @@ impl Run {
     }
 }
 
-/// Runs the workload and returns its report.
-pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
+/// Refuses options that cannot make a run.
+fn check_options(options: &ShopOptions) -> anyhow::Result<()> {
     anyhow::ensure!(options.users > 0, "--users must be at least 1");
     match options.load {
         Load::Closed { shoppers } => anyhow::ensure!(shoppers > 0, "--shoppers must be at least 1"),
@@ -197,6 +197,12 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
         ),
     }
     anyhow::ensure!(!options.duration.is_zero(), "--duration must be positive");
+    Ok(())
+}
+
+/// Runs the workload and returns its report.
+pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
+    check_options(&options)?;
     options.addrs.ensure_loopback(options.allow_remote).await?;
     api::wait_until_serving(&options.addrs, READY_PATIENCE).await?;
     let api = Api::new(&options.addrs, options.call_deadline)?;
@@ -236,56 +242,13 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
         .progress_every
         .map(|every| tokio::spawn(progress(run.clone(), started, every)));
     let mut tasks = JoinSet::new();
-    let mut dropped = 0;
-    match options.load {
+    let dropped = match options.load {
         Load::Closed { shoppers } => {
-            for i in 0..shoppers {
-                let run = run.clone();
-                let shopper_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                tasks.spawn(async move {
-                    let mut rng = StdRng::seed_from_u64(shopper_seed);
-                    while run.claim() {
-                        let Ok(Some(mut user)) =
-                            tokio::time::timeout_at(run.stop_at, run.pool.take()).await
-                        else {
-                            break;
-                        };
-                        run.one_operation(&mut rng, &mut user).await;
-                        run.pool.put(user);
-                    }
-                });
-            }
+            drive_closed(&run, shoppers, seed, &mut tasks);
+            0
         }
-        Load::Open { rate } => {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut next = started;
-            loop {
-                // Exponential gaps: a Poisson process at `rate`.
-                let u: f64 = rng.random_range(0.0..1.0);
-                next += Duration::from_secs_f64(-(1.0 - u).ln() / rate);
-                if next >= stop_at {
-                    break;
-                }
-                tokio::time::sleep_until(next).await;
-                while tasks.try_join_next().is_some() {}
-                let Some(mut user) = run.pool.try_take() else {
-                    dropped += 1;
-                    continue;
-                };
-                if !run.claim() {
-                    run.pool.put(user);
-                    break;
-                }
-                let run = run.clone();
-                let op_seed: u64 = rng.random();
-                tasks.spawn(async move {
-                    let mut rng = StdRng::seed_from_u64(op_seed);
-                    run.one_operation(&mut rng, &mut user).await;
-                    run.pool.put(user);
-                });
-            }
-        }
-    }
+        Load::Open { rate } => drive_open(&run, rate, seed, started, &mut tasks).await,
+    };
     // Operations in flight finish (each call is deadline-bound, checkout retries stop at
     // `hard_stop`); anything still running well after that is abandoned.
     let give_up = run.hard_stop + options.call_deadline * 3;
@@ -295,27 +258,110 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
     if let Some(progress) = progress {
         progress.abort();
     }
+    let measured = Measured {
+        users: user_count,
+        seed,
+        elapsed,
+        registered_in,
+        load_started_unix,
+        dropped,
+    };
+    Ok(report(&options, &run, &measured))
+}
 
+/// The closed model: `shoppers` tasks, each doing one operation after another until the run
+/// stops.
+fn drive_closed(run: &Arc<Run>, shoppers: usize, seed: u64, tasks: &mut JoinSet<()>) {
+    for i in 0..shoppers {
+        let run = run.clone();
+        let shopper_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(shopper_seed);
+            while run.claim() {
+                let Ok(Some(mut user)) =
+                    tokio::time::timeout_at(run.stop_at, run.pool.take()).await
+                else {
+                    break;
+                };
+                run.one_operation(&mut rng, &mut user).await;
+                run.pool.put(user);
+            }
+        });
+    }
+}
+
+/// The open model: operations arrive as a Poisson process at `rate` per second, each on a
+/// free user; returns how many arrivals found no free user (dropped).
+async fn drive_open(
+    run: &Arc<Run>,
+    rate: f64,
+    seed: u64,
+    started: Instant,
+    tasks: &mut JoinSet<()>,
+) -> u64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut next = started;
+    let mut dropped = 0;
+    loop {
+        // Exponential gaps: a Poisson process at `rate`.
+        let u: f64 = rng.random_range(0.0..1.0);
+        next += Duration::from_secs_f64(-(1.0 - u).ln() / rate);
+        if next >= run.stop_at {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
+        while tasks.try_join_next().is_some() {}
+        let Some(mut user) = run.pool.try_take() else {
+            dropped += 1;
+            continue;
+        };
+        if !run.claim() {
+            run.pool.put(user);
+            break;
+        }
+        let run = run.clone();
+        let op_seed: u64 = rng.random();
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(op_seed);
+            run.one_operation(&mut rng, &mut user).await;
+            run.pool.put(user);
+        });
+    }
+    dropped
+}
+
+/// What a run measured besides its recorder.
+struct Measured {
+    users: usize,
+    seed: u64,
+    elapsed: Duration,
+    registered_in: Duration,
+    load_started_unix: f64,
+    dropped: u64,
+}
+
+/// The report of a finished run.
+fn report(options: &ShopOptions, run: &Run, m: &Measured) -> ShopReport {
     let recorder = run.recorder.lock();
-    let (operations, total) = recorder.rows(&MIX_CALLS, elapsed);
-    let (checkouts, _) = recorder.rows(&[Op::CheckoutEndToEnd], elapsed);
-    let (setup, _) = recorder.rows(&[Op::Register], registered_in);
+    let (operations, total) = recorder.rows(&MIX_CALLS, m.elapsed);
+    let (checkouts, _) = recorder.rows(&[Op::CheckoutEndToEnd], m.elapsed);
+    let (setup, _) = recorder.rows(&[Op::Register], m.registered_in);
     let (faults, faults_left_off) = recorder.fault_rows();
     let (model, shoppers, rate_per_sec) = match options.load {
         Load::Closed { shoppers } => ("closed", Some(shoppers), None),
         Load::Open { rate } => ("open", None, Some(rate)),
     };
-    Ok(ShopReport {
+    ShopReport {
         model: model.into(),
         shoppers,
         rate_per_sec,
-        users: user_count,
-        seed,
-        elapsed_secs: elapsed.as_secs_f64(),
-        load_started_unix,
+        users: m.users,
+        seed: m.seed,
+        elapsed_secs: m.elapsed.as_secs_f64(),
+        load_started_unix: m.load_started_unix,
         retry_at_once: options.retry_at_once,
         operations_done: run.ops_done.load(Ordering::Relaxed),
-        arrivals_dropped: dropped,
+        arrivals_dropped: m.dropped,
         operations,
         total,
         checkouts: checkouts.into_iter().next(),
@@ -323,8 +369,8 @@ pub async fn run(options: ShopOptions) -> anyhow::Result<ShopReport> {
         messages: recorder.message_rows(),
         faults,
         faults_left_off,
-        timeline: recorder.timeline.series(elapsed),
-    })
+        timeline: recorder.timeline.series(m.elapsed),
+    }
 }
 
 /// Every listed product (the shoppers' catalog); refuses an empty one.

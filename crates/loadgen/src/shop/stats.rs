@@ -459,7 +459,22 @@ impl ShopReport {
 
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::new();
+        let mut out = self.heading();
+        self.push_operations(&mut out);
+        self.push_messages(&mut out);
+        if !self.timeline.is_empty() {
+            out.push_str(
+                "\nCheckouts over time (each with its retries, counted when it ended; success \
+                 leaves out those that never connected):\n\n",
+            );
+            out.push_str(&timeline::to_markdown(&self.timeline));
+        }
+        self.push_faults(&mut out);
+        out
+    }
+
+    /// The first line: the load, the users, the operations done, the seed, the retry mode.
+    fn heading(&self) -> String {
         let load = match (self.shoppers, self.rate_per_sec) {
             (Some(n), _) => format!("{n} concurrent shoppers (closed model)"),
             (None, Some(r)) => format!(
@@ -473,11 +488,14 @@ impl ShopReport {
         } else {
             "checkouts retried after a backoff or the server's pushback"
         };
-        let _ = writeln!(
-            out,
-            "Shopper mix: {load}, {} users, {} operations in {:.1} s, seed {}; {retry}\n",
+        format!(
+            "Shopper mix: {load}, {} users, {} operations in {:.1} s, seed {}; {retry}\n\n",
             self.users, self.operations_done, self.elapsed_secs, self.seed
-        );
+        )
+    }
+
+    /// The table of operations: the mix, its total (bold), checkouts end to end, the setup.
+    fn push_operations(&self, out: &mut String) {
         out.push_str(
             "| operation | count | rate (/s) | p50 | p99 | max | statuses |\n\
              |---|---:|---:|---:|---:|---:|---|\n",
@@ -519,42 +537,43 @@ impl ShopReport {
              retries (same idempotency key) and final status. `EmptyCart` follows a refused \
              checkout, `Login` an expired token; `Register` is setup, outside the mix and `all`.\n",
         );
-        if !self.messages.is_empty() {
-            out.push_str("\n| operation | status | message | count |\n|---|---|---|---:|\n");
-            for m in self.messages.iter().take(30) {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} |",
-                    m.operation,
-                    m.status,
-                    m.message.replace('|', "\\|"),
-                    m.count
-                );
-            }
+    }
+
+    /// The most frequent failure messages (at most 30).
+    fn push_messages(&self, out: &mut String) {
+        if self.messages.is_empty() {
+            return;
         }
-        if !self.timeline.is_empty() {
-            out.push_str(
-                "\nCheckouts over time (each with its retries, counted when it ended; success \
-                 leaves out those that never connected):\n\n",
+        out.push_str("\n| operation | status | message | count |\n|---|---|---|---:|\n");
+        for m in self.messages.iter().take(30) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                m.operation,
+                m.status,
+                m.message.replace('|', "\\|"),
+                m.count
             );
-            out.push_str(&timeline::to_markdown(&self.timeline));
         }
+    }
+
+    /// The INTERNAL/UNKNOWN answers, or that there were none.
+    fn push_faults(&self, out: &mut String) {
         if self.faults.is_empty() {
             out.push_str("\nNo INTERNAL or UNKNOWN answer from any service.\n");
-        } else {
-            out.push_str("\nINTERNAL/UNKNOWN answers (bugs in the service answering):\n\n");
-            for f in &self.faults {
-                let _ = writeln!(
-                    out,
-                    "- {} {} ×{}: {}",
-                    f.operation, f.status, f.count, f.message
-                );
-            }
-            if self.faults_left_off > 0 {
-                let _ = writeln!(out, "- ... and {} more", self.faults_left_off);
-            }
+            return;
         }
-        out
+        out.push_str("\nINTERNAL/UNKNOWN answers (bugs in the service answering):\n\n");
+        for f in &self.faults {
+            let _ = writeln!(
+                out,
+                "- {} {} ×{}: {}",
+                f.operation, f.status, f.count, f.message
+            );
+        }
+        if self.faults_left_off > 0 {
+            let _ = writeln!(out, "- ... and {} more", self.faults_left_off);
+        }
     }
 }
 
