@@ -7,9 +7,6 @@ use mall_types::{Email, Invalid};
 
 use crate::error::Error;
 
-/// The one message for an unknown user and a wrong password (no enumeration).
-pub const BAD_CREDENTIALS: &str = "invalid username or password";
-
 /// A username: 4–31 characters of `[A-Za-z0-9_]`.
 pub fn username(value: &str) -> Result<String, Invalid> {
     let ok = (4..=31).contains(&value.len())

@@ -9,7 +9,8 @@ use mall_common::error::{ServiceError, ServiceErrorCode, to_status};
 use mall_types::Invalid;
 use tonic::Status;
 
-use crate::domain::BAD_CREDENTIALS;
+/// The one message for an unknown user and a wrong password (no enumeration).
+pub const BAD_CREDENTIALS: &str = "invalid username or password";
 
 /// Everything that can go wrong in auth.
 #[derive(Debug, thiserror::Error)]

@@ -5,18 +5,17 @@
 
 use mall_common::auth;
 use mall_common::auth::{Access, AccessTable};
-use mall_common::client::{Channel, Clients};
+use mall_common::client::Clients;
 use mall_proto::cart::v1 as pb;
 use mall_proto::cart::v1::cart_service_server::CartService;
 use mall_proto::common::v1::CartItem;
-use mall_proto::product::v1::GetProductReq;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use mall_types::ids::stored_to_api;
 use mall_types::{ProductId, ServiceName};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Addition, LineUpdate, Purchase};
 use crate::error::Error;
+use crate::peers::Catalog;
 use crate::store::{Carts, Removal};
 
 /// Who may call what: every RPC needs a token. End users act on their own cart, admins on
@@ -37,13 +36,11 @@ pub const ACCESS: AccessTable = AccessTable {
     ],
 };
 
-type CatalogClient = ProductCatalogServiceClient<Channel>;
-
 /// The `CartService` implementation.
 #[derive(Clone)]
 pub struct CartApi {
     carts: Carts,
-    clients: Clients,
+    catalog: Catalog,
 }
 
 /// `(product_id, quantity)` of a request's item, `None` when it is missing.
@@ -54,22 +51,9 @@ fn item_fields(item: Option<&CartItem>) -> Option<(u64, i32)> {
 impl CartApi {
     /// A service over `carts`, asking the catalog through `clients`.
     pub fn new(carts: Carts, clients: Clients) -> Self {
-        CartApi { carts, clients }
-    }
-
-    /// Asks the catalog whether `product_id` is a live product. Deleted products are
-    /// `NOT_FOUND` there too, so they cannot be put in a cart.
-    async fn ensure_product_exists(&self, product_id: ProductId) -> Result<(), Error> {
-        let id = product_id.get();
-        let mut catalog = self
-            .clients
-            .client::<CatalogClient>(ServiceName::Product.as_str())
-            .map_err(Error::catalog)?;
-        match catalog.get_product(GetProductReq { id }).await {
-            Ok(resp) if resp.get_ref().product.is_some() => Ok(()),
-            Ok(_) => Err(Error::IncompleteAnswer),
-            Err(status) if status.code() == Code::NotFound => Err(Error::ProductNotFound(id)),
-            Err(status) => Err(Error::catalog(status)),
+        CartApi {
+            carts,
+            catalog: Catalog::new(clients),
         }
     }
 }
@@ -84,7 +68,9 @@ impl CartService for CartApi {
         let req = request.into_inner();
         let addition =
             Addition::parse(req.user_id, item_fields(req.item.as_ref())).map_err(Error::from)?;
-        self.ensure_product_exists(addition.product_id).await?;
+        self.catalog
+            .ensure_product_exists(addition.product_id)
+            .await?;
         self.carts.add(&addition).await?;
         tracing::debug!(
             user = addition.user_id.get(),
@@ -151,7 +137,7 @@ impl CartService for CartApi {
             } => {
                 // Like AddItem: a positive quantity needs a live product, whether the line
                 // exists or is about to be created.
-                self.ensure_product_exists(product_id).await?;
+                self.catalog.ensure_product_exists(product_id).await?;
                 self.carts.set(user_id, product_id, quantity).await?;
             }
         }

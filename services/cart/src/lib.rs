@@ -7,6 +7,7 @@
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod peers;
 pub mod store;
 
 use mall_common::config;

@@ -1,6 +1,6 @@
 //! Everything that can go wrong at the checkout edge, in one enum, and its one mapping to a
 //! `Status` (through `mall_common::error::ServiceError`). The saga's own outcomes are
-//! `saga::StepError` and `saga::Failure`, which map to statuses themselves.
+//! `downstream::StepError` and `saga::Failure`, which map to statuses themselves.
 
 use mall_common::error::{ServiceError, ServiceErrorCode};
 use mall_types::Invalid;

@@ -17,8 +17,8 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::{self, NewOrder, Order, OrderStatus, PaymentMethod, RawLine};
 use crate::error::Error;
+use crate::peers::{ProductClient, release_stock};
 use crate::store::{Orders, Paid};
-use crate::sweeper::{ProductClient, release_stock};
 
 /// Who may call what: placing is a step of checkout (checkout only); paying is checkout's for
 /// card orders and payment's for Alipay orders (payment marks one PAID once Alipay confirmed
@@ -228,7 +228,11 @@ impl OrderService for OrderApi {
         // The cancellation is committed either way; a failed release is retried by the sweeper
         // (`stock_released` stays 0), so the caller is not asked to retry a cancel that cannot
         // be repeated.
-        if let Err(e) = release_stock(&self.orders, &self.product, &id).await {
+        let released = match release_stock(&self.product, &id).await {
+            Ok(()) => self.orders.mark_released(&id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
             tracing::warn!(order = %id, error = %e, "stock release failed; the sweeper will retry");
         }
         Ok(Response::new(pb::CancelOrderResp {}))

@@ -8,7 +8,6 @@ use mall_types::{
     Address, Cents, Email, IdempotencyKey, Invalid, ProductId, Quantity, TextRule, UserId,
 };
 
-use crate::error::Error;
 
 pub use mall_types::money::MAX_ORDER_LINES;
 /// A cancellation reason: one line of up to 500 characters, may be empty.
@@ -73,14 +72,23 @@ impl fmt::Display for OrderStatus {
 }
 
 /// The state machine: PENDING→PAID, PENDING→CANCELLED, PAID→COMPLETED, PAID→REFUNDED. Every
-/// other pair, staying put included, is an [`Error::IllegalTransition`]. Every status change
-/// checks its move here before the conditional `UPDATE` that makes it.
-pub fn transition(from: OrderStatus, to: OrderStatus) -> Result<(), Error> {
+/// other pair, staying put included, is an [`IllegalTransition`]. Every status change checks
+/// its move here before the conditional `UPDATE` that makes it.
+pub fn transition(from: OrderStatus, to: OrderStatus) -> Result<(), IllegalTransition> {
     use OrderStatus::*;
     match (from, to) {
         (Pending, Paid) | (Pending, Cancelled) | (Paid, Completed) | (Paid, Refunded) => Ok(()),
-        _ => Err(Error::IllegalTransition { from, to }),
+        _ => Err(IllegalTransition { from, to }),
     }
+}
+
+/// A status change the state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IllegalTransition {
+    /// The status the order has.
+    pub from: OrderStatus,
+    /// The status asked for.
+    pub to: OrderStatus,
 }
 
 /// How an order is paid. Stored by [`PaymentMethod::as_str`].
@@ -303,6 +311,7 @@ mod tests {
     use mall_types::{OrderId, TransactionId};
 
     use super::*;
+    use crate::error::Error;
 
     fn address() -> Address {
         Address::parse("1 Main St", "Springfield", "", "US", "12345").unwrap()
@@ -329,7 +338,7 @@ mod tests {
                 if legal.contains(&(from, to)) {
                     assert!(result.is_ok(), "{from} -> {to} must be legal");
                 } else {
-                    let err = result.expect_err("illegal move accepted");
+                    let err = Error::from(result.expect_err("illegal move accepted"));
                     assert!(
                         matches!(err, Error::IllegalTransition { from: f, to: t } if f == from && t == to),
                         "{from} -> {to}: {err:?}"

@@ -4,7 +4,7 @@
 
 use mall_types::Invalid;
 
-use crate::domain::OrderStatus;
+use crate::domain::{IllegalTransition, OrderStatus};
 
 /// Everything that can go wrong in the order service.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,15 @@ mall_common::as_database_error!(Error);
 
 /// The machine-readable reasons the order service's refusals carry, declared with the contract.
 pub use mall_proto::reason;
+
+impl From<IllegalTransition> for Error {
+    fn from(t: IllegalTransition) -> Self {
+        Error::IllegalTransition {
+            from: t.from,
+            to: t.to,
+        }
+    }
+}
 
 impl mall_common::error::ServiceError for Error {
     fn code(&self) -> mall_common::error::ServiceErrorCode {

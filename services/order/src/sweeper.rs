@@ -17,47 +17,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mall_common::client::Channel;
 use mall_common::server::Shutdown;
 use mall_common::worker::spawn_periodic;
-use mall_proto::payment::v1::QueryOrderPaymentReq;
-use mall_proto::payment::v1::payment_service_client::PaymentServiceClient;
-use mall_proto::product::v1::ReleaseStockReq;
-use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use mall_types::ids::stored_to_api;
 use mall_types::time::unix_secs;
 use mall_types::{OrderId, TransactionId, UserId};
 
 use crate::domain::PaymentMethod;
 use crate::error::Error;
+use crate::peers::{PaymentClient, ProductClient, order_payment, release_stock};
 use crate::store::{Expired, Orders, Paid};
-
-/// A client for product; calls carry this service's token (ReleaseStock is internal).
-pub type ProductClient = ProductCatalogServiceClient<Channel>;
-/// A client for payment; calls carry this service's token (QueryOrderPayment is internal).
-pub type PaymentClient = PaymentServiceClient<Channel>;
 
 /// Most orders one sweep cancels, and most releases it retries.
 pub const DEFAULT_SWEEP_BATCH: i64 = 100;
 /// How long after a failed (or in-flight) release the sweeper tries it again.
 pub const DEFAULT_RELEASE_RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// Gives a cancelled order's reserved stock back (the reservation id is the order id) and
-/// records it. A failure leaves `stock_released` at 0 for the sweeper to retry.
-pub async fn release_stock(
-    orders: &Orders,
-    product: &ProductClient,
-    order_id: &str,
-) -> Result<(), Error> {
-    product
-        .clone()
-        .release_stock(ReleaseStockReq {
-            reservation_id: order_id.to_string(),
-        })
-        .await
-        .map_err(Error::Product)?;
-    orders.mark_released(order_id).await
-}
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,21 +140,12 @@ impl Sweeper {
                 "no payment client configured",
             )));
         };
-        let answer = payment
-            .clone()
-            .query_order_payment(QueryOrderPaymentReq {
-                order_id: expired.id.clone(),
-                user_id: stored_to_api(expired.user_id),
-            })
-            .await
-            .map_err(Error::Payment)?
-            .into_inner();
-        if !answer.paid {
+        let Some(transaction) = order_payment(payment, &expired.id, expired.user_id).await? else {
             return Ok(None);
-        }
+        };
         let user = UserId::parse(stored_to_api(expired.user_id), "user_id")?;
         let id = OrderId::parse(&expired.id, "order_id")?;
-        let transaction = TransactionId::parse(&answer.transaction_id, "transaction_id")?;
+        let transaction = TransactionId::parse(&transaction, "transaction_id")?;
         if self.orders.mark_paid(user, &id, &transaction).await? == Paid::Now {
             tracing::info!(order = %id, transaction = %transaction, "alipay order found paid by the sweeper");
         }
@@ -188,7 +153,11 @@ impl Sweeper {
     }
 
     async fn release(&self, id: &str, report: &mut SweepReport) {
-        match release_stock(&self.orders, &self.product, id).await {
+        let released = match release_stock(&self.product, id).await {
+            Ok(()) => self.orders.mark_released(id).await,
+            Err(e) => Err(e),
+        };
+        match released {
             Ok(()) => report.released.push(id.to_string()),
             Err(e) => {
                 report.failed_releases += 1;

@@ -1,5 +1,5 @@
 //! The gRPC edge of payments: parse the request into domain types, authorize, call the use
-//! cases in [`crate::app`], map errors to statuses. Access rules are in [`ACCESS`] and are
+//! cases in [`crate::payments`], map errors to statuses. Access rules are in [`ACCESS`] and are
 //! enforced by the server before any handler runs.
 //!
 //! Nothing here logs or returns a card number or CVV: they are only read by
@@ -16,9 +16,11 @@ use mall_types::time::unix_secs;
 use mall_types::{OrderId, ServiceName, TransactionId, UserId};
 use tonic::{Request, Response, Status};
 
-use crate::app::Payments;
-use crate::domain::{AlipayOrder, CardInput, Charge, Payment, Refund};
+use crate::alipay::AlipayOrder;
+use crate::card::{CardInput, Charge};
+use crate::domain::{Payment, Refund};
 use crate::error::Error;
+use crate::payments::Payments;
 use crate::store::Voided;
 
 /// Who may call what: card charges, refunds, voids and lookups are checkout's steps (checkout
@@ -124,7 +126,7 @@ impl PaymentService for PaymentApi {
         )
         .map_err(Error::from)?;
         caller.authorize(req.user_id)?;
-        let pay_url = self.payments.pay_link(&order).await?;
+        let pay_url = self.payments.alipay().pay_link(&order).await?;
         Ok(Response::new(pb::AlipayChargeResp { pay_url }))
     }
 
@@ -133,7 +135,7 @@ impl PaymentService for PaymentApi {
         request: Request<pb::AlipayNotifyReq>,
     ) -> Result<Response<pb::AlipayNotifyResp>, Status> {
         let params: BTreeMap<String, String> = request.into_inner().params.into_iter().collect();
-        let accepted = self.payments.accept_notice(&params).await?;
+        let accepted = self.payments.alipay().accept_notice(&params).await?;
         Ok(Response::new(pb::AlipayNotifyResp { accepted }))
     }
 
@@ -178,7 +180,7 @@ impl PaymentService for PaymentApi {
         let order = OrderId::parse(&req.order_id, "order_id").map_err(Error::from)?;
         let user = UserId::parse(req.user_id, "user_id").map_err(Error::from)?;
         Ok(Response::new(
-            match self.payments.order_payment(&order, user).await? {
+            match self.payments.alipay().order_payment(&order, user).await? {
                 Some(p) => pb::QueryOrderPaymentResp {
                     paid: true,
                     transaction_id: p.transaction_id,

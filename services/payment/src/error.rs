@@ -4,7 +4,7 @@
 
 use mall_types::Invalid;
 
-use crate::domain::Decline;
+use crate::domain::{Decline, RefundRefusal};
 
 /// Everything that can go wrong with a payment.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +141,15 @@ impl mall_common::error::ServiceError for Error {
     }
 }
 
+impl From<RefundRefusal> for Error {
+    fn from(r: RefundRefusal) -> Self {
+        match r {
+            RefundRefusal::NotThisPayment => Error::NotThisPayment,
+            RefundRefusal::ExceedsRemaining => Error::RefundExceedsRemaining,
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         mall_common::error::to_status(&e)
@@ -153,7 +162,8 @@ mod tests {
     use tonic::{Code, Status};
 
     use super::{Error, reason};
-    use crate::domain::{Decline, Notice};
+    use crate::alipay::Notice;
+    use crate::domain::Decline;
 
     /// Each refusal keeps its code and message and carries its reason.
     fn assert_refusals(cases: Vec<(Error, Code, &str, &str)>) {

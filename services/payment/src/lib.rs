@@ -5,224 +5,85 @@
 //! [`build`] reads the Alipay keys, opens the database and cache and binds the server; [`run`]
 //! serves until shutdown. Tests and the `mall` fleet call `build` with port 0.
 
+//! Rooms, from the edges down: `api.rs` (gRPC) and `notify.rs` (Alipay's HTTP notifications)
+//! parse requests; `payments.rs` holds the use cases over all methods, `card.rs` and `alipay/`
+//! what only one method needs; `settle.rs` settles recorded payments with order and cart
+//! (through `peers.rs`, the outgoing calls) and runs the reconciliation worker; `store/` is the
+//! ledger; `domain.rs` and `error.rs` are the vocabulary; `settings.rs` the `payment` section.
+
 pub mod alipay;
 pub mod api;
-pub mod app;
+pub mod card;
 pub mod domain;
 pub mod error;
 pub mod notify;
-pub mod reconcile;
+pub mod payments;
+pub mod peers;
+pub mod settings;
 pub mod settle;
 pub mod store;
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use mall_common::config;
 use mall_common::events::{Outbox, Relay};
 use mall_common::platform::Platform;
 use mall_common::server::BoundServer;
 use mall_proto::payment::v1::payment_service_server::PaymentServiceServer;
 use mall_types::ServiceName;
-use serde::{Deserialize, Serialize};
 
-/// The service name used in config, discovery and the database URL.
-pub const NAME: &str = ServiceName::Payment.as_str();
-
-/// Alipay's sandbox gateway, the default.
-pub const ALIPAY_SANDBOX_GATEWAY: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";
-
-/// The default path of the Alipay notify endpoint on the admin port.
-pub const DEFAULT_NOTIFY_PATH: &str = "/alipay/notify";
-/// The longest wait between two `alipay.trade.query` calls about one trade.
-pub const MAX_QUERY_BACKOFF: Duration = Duration::from_secs(300);
-
-/// Payment's own settings, the `payment` section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Extra {
-    /// `payment.*`
-    pub payment: PaymentSettings,
-}
-
-/// `payment.*`. Alipay is off while its keys are empty: AlipayCharge then answers
-/// `FAILED_PRECONDITION` and AlipayNotify `accepted = false`.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct PaymentSettings {
-    /// Alipay's gateway (sandbox by default; `https://openapi.alipay.com/gateway.do` live).
-    pub alipay_gateway: String,
-    /// The merchant app id. Alipay's ids are all digits, which YAML reads as a number when
-    /// unquoted; both forms are accepted.
-    #[serde(deserialize_with = "string_or_number")]
-    pub alipay_app_id: String,
-    /// The app's RSA private key, PKCS#8 PEM (a secret: give it through
-    /// `MALL__PAYMENT__ALIPAY_PRIVATE_KEY_PEM`; never logged).
-    pub alipay_private_key_pem: String,
-    /// Alipay's RSA public key (SubjectPublicKeyInfo PEM), to verify notifications.
-    pub alipay_public_key_pem: String,
-    /// Where Alipay posts payment notifications (empty: none sent): the public URL of this
-    /// service's notify endpoint (`alipay_notify_path` on the admin port, behind the
-    /// operator's HTTPS proxy).
-    pub alipay_notify_url: String,
-    /// The path of the notify endpoint on the admin port (`POST`, form-encoded, UTF-8).
-    pub alipay_notify_path: String,
-    /// The merchant's seller id (Alipay's `2088…` partner id): when set, notifications for any
-    /// other `seller_id` are refused.
-    #[serde(deserialize_with = "string_or_number")]
-    pub alipay_seller_id: String,
-    /// How long after a pay link `alipay.trade.query` is first asked about its trade; each
-    /// unpaid answer doubles the wait (at most [`MAX_QUERY_BACKOFF`]).
-    #[serde(with = "mall_common::config::duration")]
-    pub alipay_query_after: Duration,
-    /// For how long after a pay link its trade is asked about (then only the notification, the
-    /// order sweeper's question, or a late payment's refund remain).
-    #[serde(with = "mall_common::config::duration")]
-    pub alipay_query_for: Duration,
-    /// How long one order's pay link is reused.
-    #[serde(with = "mall_common::config::duration")]
-    pub pay_url_cache: Duration,
-    /// How often the reconciliation worker looks for payments of cancelled orders.
-    #[serde(with = "mall_common::config::duration")]
-    pub reconcile_interval: Duration,
-    /// How old a payment must be before the worker asks about its order (younger ones are
-    /// still in their checkout).
-    #[serde(with = "mall_common::config::duration")]
-    pub reconcile_after: Duration,
-}
-
-/// A string setting that may arrive as a number (`alipay_app_id: 2021...` unquoted in YAML).
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Unsigned(u64),
-        Signed(i64),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::Text(s) => s,
-        Raw::Unsigned(n) => n.to_string(),
-        Raw::Signed(n) => n.to_string(),
-    })
-}
-
-impl fmt::Debug for PaymentSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let set = |v: &str| if v.trim().is_empty() { "" } else { "***" };
-        f.debug_struct("PaymentSettings")
-            .field("alipay_gateway", &self.alipay_gateway)
-            .field("alipay_app_id", &self.alipay_app_id)
-            .field("alipay_private_key_pem", &set(&self.alipay_private_key_pem))
-            .field(
-                "alipay_public_key_pem",
-                &if self.alipay_public_key_pem.trim().is_empty() {
-                    ""
-                } else {
-                    "<set>"
-                },
-            )
-            .field("alipay_notify_url", &self.alipay_notify_url)
-            .field("alipay_notify_path", &self.alipay_notify_path)
-            .field("alipay_seller_id", &self.alipay_seller_id)
-            .field("alipay_query_after", &self.alipay_query_after)
-            .field("alipay_query_for", &self.alipay_query_for)
-            .field("pay_url_cache", &self.pay_url_cache)
-            .field("reconcile_interval", &self.reconcile_interval)
-            .field("reconcile_after", &self.reconcile_after)
-            .finish()
-    }
-}
-
-impl config::Validate for Extra {
-    fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
-        Ok(())
-    }
-}
-
-/// Payment's settings: the platform sections plus `payment`.
-pub type Settings = config::Settings<Extra>;
-
-/// The built-in defaults.
-pub fn default_settings() -> Settings {
-    config::Settings::with_ext(
-        NAME,
-        Extra {
-            payment: PaymentSettings {
-                alipay_gateway: ALIPAY_SANDBOX_GATEWAY.into(),
-                alipay_app_id: String::new(),
-                alipay_private_key_pem: String::new(),
-                alipay_public_key_pem: String::new(),
-                alipay_notify_url: String::new(),
-                alipay_notify_path: DEFAULT_NOTIFY_PATH.into(),
-                alipay_seller_id: String::new(),
-                alipay_query_after: Duration::from_secs(10),
-                alipay_query_for: Duration::from_secs(30 * 60),
-                pay_url_cache: Duration::from_secs(600),
-                reconcile_interval: Duration::from_secs(30),
-                reconcile_after: Duration::from_secs(120),
-            },
-        },
-    )
-}
-
-/// Loads the settings from the process (`--config`, `MALL_CONFIG`, the config centre, `MALL__*`).
-pub async fn load_settings() -> Result<Settings, config::ConfigError> {
-    config::load_process(NAME, default_settings()).await
-}
+pub use settings::{
+    ALIPAY_SANDBOX_GATEWAY, DEFAULT_NOTIFY_PATH, Extra, NAME, PaymentSettings, Settings,
+    default_settings, load_settings,
+};
 
 /// Reads the Alipay keys, opens the database and cache, and binds the ports.
 pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let p = &settings.ext.payment;
-    if p.pay_url_cache < Duration::from_secs(1) {
-        anyhow::bail!("invalid configuration: `payment.pay_url_cache` must be at least 1s");
-    }
-    if p.reconcile_interval < Duration::from_secs(1) {
-        anyhow::bail!("invalid configuration: `payment.reconcile_interval` must be at least 1s");
-    }
-    if !p.alipay_notify_path.starts_with('/') || p.alipay_notify_path.len() < 2 {
-        anyhow::bail!(
-            "invalid configuration: `payment.alipay_notify_path` must be a path such as /alipay/notify"
-        );
-    }
-    if p.alipay_query_after < Duration::from_secs(1) {
-        anyhow::bail!("invalid configuration: `payment.alipay_query_after` must be at least 1s");
-    }
+    p.check()?;
     // Keys first: a bad one fails start-up before any port is bound.
-    let alipay = Arc::new(alipay::Alipay::from_settings(p)?);
+    let gateway = Arc::new(alipay::Gateway::from_settings(p)?);
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
-    tracing::info!(alipay = ?alipay, "payment ready");
-    let order = platform
-        .clients
-        .client::<settle::OrderClient>(ServiceName::Order.as_str())?;
-    let cart = platform
-        .clients
-        .client::<settle::CartClient>(ServiceName::Cart.as_str())?;
+    tracing::info!(alipay = ?gateway, "payment ready");
+    let peers = peers::Peers {
+        order: platform.clients.client(ServiceName::Order.as_str())?,
+        cart: platform.clients.client(ServiceName::Cart.as_str())?,
+    };
     let db = platform.database()?.clone();
     Outbox::install(&db).await?;
     let relay = Relay::new(db.clone(), platform.events().await?, &settings.events);
-    let payments = app::Payments::new(
-        store::Ledger::new(db),
-        platform.cache.clone(),
-        alipay,
-        app::Timing {
-            pay_link_ttl: p.pay_url_cache,
+    let ledger = store::Ledger::new(db);
+    let (settle_queue, settle_arrivals) = settle::queue();
+    let alipay = alipay::Alipay::new(
+        ledger.clone(),
+        alipay::PayLinks::new(platform.cache.clone(), p.pay_url_cache),
+        gateway,
+        alipay::Timing {
             query_after: p.alipay_query_after,
             query_for: p.alipay_query_for,
         },
-        settle::Peers { order, cart },
+        peers.clone(),
+        settle_queue,
     );
-    let reconciler = reconcile::Reconciler::new(payments.clone(), p.reconcile_after);
+    let payments = payments::Payments::new(ledger.clone(), card::Cards::new(ledger), alipay);
+    let settler = settle::Settler::new(payments.clone(), peers, p.reconcile_after);
     let mut server = platform
         .server(&settings)
         .add_service(
             PaymentServiceServer::new(api::PaymentApi::new(payments.clone())),
             api::ACCESS,
         )
-        .admin_routes(notify::routes(&p.alipay_notify_path, payments));
+        .admin_routes(notify::routes(
+            &p.alipay_notify_path,
+            payments.alipay().clone(),
+        ));
     let relay = relay.register_metrics(server.registry_mut());
     let server = server.bind().await?;
     relay.spawn(server.shutdown_handle());
-    reconciler.spawn(p.reconcile_interval, server.shutdown_handle());
+    settler.spawn(
+        p.reconcile_interval,
+        settle_arrivals,
+        server.shutdown_handle(),
+    );
     Ok(server)
 }
 

@@ -6,7 +6,7 @@
 //! The form is decoded as UTF-8, the charset every pay link this service signs asks for (a
 //! notification that declares another charset, such as GBK, in its `Content-Type` or `charset`
 //! field is answered `fail`). The parameters then go through the same checks as the gRPC
-//! `AlipayNotify` ([`Payments::accept_notice`]): RSA2 signature with Alipay's public key,
+//! `AlipayNotify` ([`Alipay::accept_notice`]): RSA2 signature with Alipay's public key,
 //! `app_id`, `seller_id` when configured, `out_trade_no` an order with a pay link,
 //! `total_amount` its total. `success` is answered only after the payment row is committed
 //! (or was already there: duplicates are idempotent); everything else is `fail`.
@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
-use crate::app::Payments;
+use crate::alipay::Alipay;
 
 /// The body Alipay needs to stop notifying.
 pub const SUCCESS: &str = "success";
@@ -27,8 +27,8 @@ pub const SUCCESS: &str = "success";
 pub const FAIL: &str = "fail";
 
 /// The notify route at `path`.
-pub fn routes(path: &str, payments: Payments) -> Router {
-    Router::new().route(path, post(notify)).with_state(payments)
+pub fn routes(path: &str, alipay: Alipay) -> Router {
+    Router::new().route(path, post(notify)).with_state(alipay)
 }
 
 /// UTF-8 (or no charset named) in a `Content-Type` or `charset` value.
@@ -38,7 +38,7 @@ fn is_utf8(charset: &str) -> bool {
 }
 
 async fn notify(
-    State(payments): State<Payments>,
+    State(alipay): State<Alipay>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
@@ -78,7 +78,7 @@ async fn notify(
         tracing::warn!("alipay notification refused: only UTF-8 is supported");
         return (StatusCode::OK, FAIL);
     }
-    match payments.accept_notice(&params).await {
+    match alipay.accept_notice(&params).await {
         Ok(true) => (StatusCode::OK, SUCCESS),
         Ok(false) => (StatusCode::OK, FAIL),
         Err(e) => {

@@ -8,18 +8,16 @@ use std::time::Duration;
 use mall_common::auth::{self, Tokens};
 use mall_common::auth::{Access, AccessTable};
 use mall_common::cache::{self, SharedCache};
-use mall_common::client::{Channel, Clients};
 use mall_common::platform::Platform;
 use mall_common::reply::success;
 use mall_proto::auth::v1 as auth_pb;
-use mall_proto::auth::v1::auth_service_client::AuthServiceClient;
 use mall_proto::user::v1 as pb;
 use mall_proto::user::v1::user_service_server::UserService;
-use mall_types::ServiceName;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::domain::{Profile, profile_cache_key};
 use crate::error::Error;
+use crate::peers::Auth;
 
 /// Who may call what. Register and Login need no token. Logout, Delete, Update and Info act on
 /// the caller's own account, yet are `Public` here: their token may arrive in the request's
@@ -38,14 +36,12 @@ pub const ACCESS: AccessTable = AccessTable {
     ],
 };
 
-type AuthClient = AuthServiceClient<Channel>;
-
 /// The `UserService` implementation.
 #[derive(Clone)]
 pub struct ProfileApi {
     tokens: Arc<Tokens>,
     cache: SharedCache,
-    clients: Clients,
+    auth: Auth,
     profile_ttl: Duration,
 }
 
@@ -61,16 +57,9 @@ impl ProfileApi {
         ProfileApi {
             tokens: platform.tokens.clone(),
             cache: platform.cache.clone(),
-            clients: platform.clients.clone(),
+            auth: Auth::new(platform.clients.clone()),
             profile_ttl,
         }
-    }
-
-    /// A client for auth; calls carry this service's token.
-    fn auth(&self) -> Result<AuthClient, Error> {
-        Ok(self
-            .clients
-            .client::<AuthClient>(ServiceName::Auth.as_str())?)
     }
 
     /// The end user behind a token-taking RPC: the token is the request's `token` field when
@@ -88,22 +77,8 @@ impl ProfileApi {
 
     /// The profile of `user_id`, from the cache or from auth's `GetAccount`.
     async fn profile(&self, user_id: u64) -> Result<Profile, Error> {
-        let mut auth = self.auth()?;
-        let load = || async move {
-            match auth.get_account(auth_pb::GetAccountReq { user_id }).await {
-                Ok(account) => {
-                    let account = account.into_inner();
-                    Ok(Some(Profile {
-                        user_id: account.user_id,
-                        username: account.username,
-                        email: account.email,
-                        phone: account.phone,
-                    }))
-                }
-                Err(status) if status.code() == Code::NotFound => Ok(None),
-                Err(status) => Err(Error::from(status)),
-            }
-        };
+        let auth = self.auth.clone();
+        let load = || async move { auth.profile(user_id).await };
         cache::read_through(
             self.cache.as_ref(),
             &profile_cache_key(user_id),
@@ -131,18 +106,14 @@ impl UserService for ProfileApi {
     ) -> Result<Response<pb::RegisterResp>, Status> {
         let req = request.into_inner();
         let data = self
-            .auth()?
+            .auth
             .register(auth_pb::RegisterRequest {
                 username: req.username,
                 password: req.password,
                 email: req.email,
                 phone: req.phone,
             })
-            .await
-            .map_err(Error::from)?
-            .into_inner()
-            .data
-            .ok_or(Error::IncompleteAnswer("Register"))?;
+            .await?;
         tracing::info!(user = data.user_id, "user registered");
         Ok(Response::new(pb::RegisterResp {
             base: success(),
@@ -157,16 +128,12 @@ impl UserService for ProfileApi {
     ) -> Result<Response<pb::LoginResp>, Status> {
         let req = request.into_inner();
         let data = self
-            .auth()?
+            .auth
             .login(auth_pb::LoginRequest {
                 username: req.username,
                 password: req.password,
             })
-            .await
-            .map_err(Error::from)?
-            .into_inner()
-            .data
-            .ok_or(Error::IncompleteAnswer("Login"))?;
+            .await?;
         Ok(Response::new(pb::LoginResp {
             base: success(),
             token: data.token,
@@ -192,13 +159,12 @@ impl UserService for ProfileApi {
             // Sent on empty, auth would read this service's own credentials instead.
             return Err(Status::unauthenticated("missing access or refresh token"));
         }
-        self.auth()?
+        self.auth
             .logout(auth_pb::LogoutRequest {
                 token,
                 refresh_token,
             })
-            .await
-            .map_err(Error::from)?;
+            .await?;
         tracing::info!("session ended");
         Ok(Response::new(pb::LogoutResp { base: success() }))
     }
@@ -210,16 +176,11 @@ impl UserService for ProfileApi {
         let user = self
             .authenticate(&request, &request.get_ref().token)
             .await?;
-        let deleted = self
-            .auth()?
-            .delete_account(auth_pb::DeleteAccountReq {
-                user_id: user.user_id,
-            })
-            .await;
+        let deleted = self.auth.delete_account(user.user_id).await;
         // Forget the profile even when the call failed: auth may have deleted the account
         // before the answer was lost, and a stale entry is worse than a miss.
         self.forget_profile(user.user_id).await;
-        deleted.map_err(Error::from)?;
+        deleted?;
         tracing::info!(user = user.user_id, "account deleted");
         Ok(Response::new(pb::DeleteResp { base: success() }))
     }
@@ -233,7 +194,7 @@ impl UserService for ProfileApi {
             .await?;
         let req = request.into_inner();
         let updated = self
-            .auth()?
+            .auth
             .update_account(auth_pb::UpdateAccountReq {
                 user_id: user.user_id,
                 new_username: req.new_username,
@@ -242,7 +203,7 @@ impl UserService for ProfileApi {
             })
             .await;
         self.forget_profile(user.user_id).await;
-        updated.map_err(Error::from)?;
+        updated?;
         tracing::info!(user = user.user_id, "profile updated");
         Ok(Response::new(pb::UpdateResp { base: success() }))
     }

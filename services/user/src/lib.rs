@@ -9,6 +9,7 @@
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod peers;
 
 use std::time::Duration;
 

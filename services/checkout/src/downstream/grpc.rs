@@ -17,9 +17,9 @@ use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use tonic::{Request, Status};
 
+use super::StepError;
 use super::{CARD_METHOD, Downstream, OrderState, PaymentInfo, Settlement};
 use crate::domain::{Card, Contact, PricedLine};
-use crate::saga::StepError;
 
 const CART: &str = "cart";
 const PRODUCT: &str = "product";

@@ -5,13 +5,15 @@
 //! Failures come back as [`StepError`]s, already classified (not sent, unreachable, refused
 //! with a reason), so the saga never reads a status.
 
+mod error;
 pub mod grpc;
+
+pub use self::error::{BUDGET_MESSAGE, STOPPED_MESSAGE, StepError};
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::domain::{Card, Contact, PricedLine};
-use crate::saga::StepError;
 
 /// The reasons of other services' refusals the saga acts on, declared with the contract.
 pub use mall_proto::reason;

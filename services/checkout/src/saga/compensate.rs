@@ -4,8 +4,9 @@
 //! can run the whole compensation again after a partial one.
 
 use super::outcome::{Answer, unless_stopping};
-use super::{CANCEL_REASON, Engine, Failure, Run, StepCall as _, StepError};
+use super::{CANCEL_REASON, Engine, Failure, Run, StepCall as _};
 use crate::domain::{SagaState, Step};
+use crate::downstream::StepError;
 use crate::downstream::{OrderState, reason};
 use crate::metrics::CompensationKind;
 use crate::store::{Change, now_ms};

@@ -5,8 +5,9 @@
 
 use super::StepCall as _;
 use super::outcome::Answer;
-use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run, StepError};
+use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run};
 use crate::domain::{Card, MAX_LINES, Pay, PricedLine, PricingError, SagaState, Step, price_lines};
+use crate::downstream::StepError;
 use crate::downstream::reason;
 use crate::store::{Change, now_ms};
 

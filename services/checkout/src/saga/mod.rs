@@ -51,12 +51,12 @@ use tonic::Status;
 use tracing::Instrument as _;
 
 pub use self::error::{
-    BUDGET_MESSAGE, CHARGE_UNKNOWN_MESSAGE, Failure, INTERRUPTED_MESSAGE, NOT_CHARGED_MESSAGE,
-    REFUNDED_MESSAGE, STOPPED_MESSAGE, StepError, UNSETTLED_MESSAGE,
+    CHARGE_UNKNOWN_MESSAGE, Failure, INTERRUPTED_MESSAGE, NOT_CHARGED_MESSAGE, REFUNDED_MESSAGE,
+    UNSETTLED_MESSAGE,
 };
 pub use self::outcome::{Answer, DECIDED_FAILURE_REASON};
 use crate::domain::{CheckoutInput, Contact, PricedLine, fingerprint, new_saga_id};
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, StepError};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::store::{Change, Inserted, NewSaga, Sagas, Start, now_ms};

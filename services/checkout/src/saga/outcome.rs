@@ -3,8 +3,9 @@
 
 use tonic::{Code, Status};
 
-use super::{Done, Engine, Failure, Run, StepError};
+use super::{Done, Engine, Failure, Run};
 use crate::domain::{SagaState, Step};
+use crate::downstream::StepError;
 use crate::error::Error;
 use crate::metrics::OutcomeKind;
 use crate::store::{Change, Outcome, Saga, now_ms};

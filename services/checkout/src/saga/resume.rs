@@ -6,8 +6,9 @@ use std::time::Instant;
 use tracing::Instrument as _;
 
 use super::outcome::Answer;
-use super::{Engine, Failure, Run, StepError};
+use super::{Engine, Failure, Run};
 use crate::domain::{SagaState, Step};
+use crate::downstream::StepError;
 use crate::downstream::{CARD_METHOD, PaymentInfo, Settlement};
 use crate::store::{Change, Saga, now_ms};
 

@@ -613,7 +613,7 @@ async fn a_slow_catalog_exhausting_the_budget_fails_the_checkout_without_chargin
     // The budget, not the catalog, is what ran out: DEADLINE_EXCEEDED, saying so.
     let err = client.pay(GOOD_CARD, "slow-catalog").await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert_eq!(err.message(), checkout::saga::BUDGET_MESSAGE);
+    assert_eq!(err.message(), checkout::downstream::BUDGET_MESSAGE);
     // Pricing got through, so the order was placed; the saga cancelled it and charged nothing.
     let orders = fleet.orders(user).list().await;
     assert_eq!(orders.len(), 1);

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use checkout::Downstream;
 use checkout::domain::{Card, Contact, PricedLine};
+use checkout::downstream::StepError;
 use checkout::downstream::{OrderState, PaymentInfo, Settlement};
-use checkout::saga::StepError;
 use parking_lot::Mutex;
 use tonic::Status;
 

@@ -1,7 +1,7 @@
 //! The parts of Alipay's open API this service speaks: signing an `alipay.trade.page.pay`
 //! request with the merchant's key, verifying the signature of Alipay's asynchronous
 //! notification with Alipay's public key, and calling the gateway for `alipay.trade.query` and
-//! `alipay.trade.refund` ([`Alipay::query_trade`], [`Alipay::refund_trade`]). All of it is RSA2:
+//! `alipay.trade.refund` ([`Gateway::query_trade`], [`Gateway::refund_trade`]). All of it is RSA2:
 //! RSA PKCS#1 v1.5 over SHA-256 (SHA256withRSA), base64-encoded.
 //!
 //! The string signed is the parameters sorted by key and joined as `k=v` with `&`, values not
@@ -15,22 +15,21 @@ use std::fmt;
 
 use base64::Engine as _;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::rand_core::OsRng;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
-use crate::PaymentSettings;
-use crate::domain::{Civil, PayLinkFor, yuan};
+use super::sign::{private_key, public_key, request_sign_content, signed_response_content};
+use crate::domain::{Civil, yuan};
 use crate::error::Error;
+use crate::settings::PaymentSettings;
 
 /// The API method of a desktop-web payment page.
 pub const METHOD_PAGE_PAY: &str = "alipay.trade.page.pay";
 /// The product code `alipay.trade.page.pay` requires.
 pub const PRODUCT_CODE: &str = "FAST_INSTANT_TRADE_PAY";
 /// Alipay reads `timestamp` as Beijing time (UTC+8).
-const BEIJING_OFFSET_SECS: i64 = 8 * 3_600;
+pub(super) const BEIJING_OFFSET_SECS: i64 = 8 * 3_600;
 
 /// The API method that asks for a trade's status.
 pub const METHOD_QUERY: &str = "alipay.trade.query";
@@ -40,12 +39,12 @@ pub const METHOD_REFUND: &str = "alipay.trade.refund";
 pub const GATEWAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The merchant side: what signs page-pay requests.
-struct Merchant {
-    app_id: String,
-    gateway: String,
-    notify_url: String,
-    seller_id: String,
-    key: SigningKey<Sha256>,
+pub(super) struct Merchant {
+    pub(super) app_id: String,
+    pub(super) gateway: String,
+    pub(super) notify_url: String,
+    pub(super) seller_id: String,
+    pub(super) key: SigningKey<Sha256>,
 }
 
 /// What `alipay.trade.query` says about an order's trade.
@@ -93,51 +92,20 @@ pub enum Verdict {
     OtherApp,
 }
 
-/// Alipay as configured: either side may be missing (see [`Alipay::from_settings`]).
-pub struct Alipay {
-    merchant: Option<Merchant>,
-    alipay_key: Option<VerifyingKey<Sha256>>,
+/// Alipay's gateway as configured: either side may be missing (see [`Gateway::from_settings`]).
+pub struct Gateway {
+    pub(super) merchant: Option<Merchant>,
+    pub(super) alipay_key: Option<VerifyingKey<Sha256>>,
     http: reqwest::Client,
 }
 
-impl fmt::Debug for Alipay {
+impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Alipay")
+        f.debug_struct("Gateway")
             .field("app_id", &self.merchant.as_ref().map(|m| m.app_id.as_str()))
             .field("can_sign", &self.merchant.is_some())
             .field("can_verify", &self.alipay_key.is_some())
             .finish()
-    }
-}
-
-/// PEM from an environment variable may arrive with literal `\n`s.
-fn unescape_pem(text: &str) -> String {
-    text.trim().replace("\\n", "\n")
-}
-
-/// A PKCS#8 private key: PEM, or the bare base64 DER Alipay's key tool prints.
-fn private_key(text: &str) -> Result<RsaPrivateKey, String> {
-    let text = unescape_pem(text);
-    if text.contains("-----BEGIN") {
-        RsaPrivateKey::from_pkcs8_pem(&text).map_err(|e| e.to_string())
-    } else {
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(text.split_whitespace().collect::<String>())
-            .map_err(|_| "neither PEM nor base64".to_string())?;
-        RsaPrivateKey::from_pkcs8_der(&der).map_err(|e| e.to_string())
-    }
-}
-
-/// An X.509 SubjectPublicKeyInfo public key: PEM, or the bare base64 DER Alipay's console shows.
-fn public_key(text: &str) -> Result<RsaPublicKey, String> {
-    let text = unescape_pem(text);
-    if text.contains("-----BEGIN") {
-        RsaPublicKey::from_public_key_pem(&text).map_err(|e| e.to_string())
-    } else {
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(text.split_whitespace().collect::<String>())
-            .map_err(|_| "neither PEM nor base64".to_string())?;
-        RsaPublicKey::from_public_key_der(&der).map_err(|e| e.to_string())
     }
 }
 
@@ -161,50 +129,11 @@ impl From<CallError> for Error {
     }
 }
 
-/// The exact text of the value of `key` (a quoted JSON key) in a gateway answer: from after
-/// `key:` to before the last `,"sign"` (how Alipay's SDKs find the signed content).
-fn signed_response_content<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let start = text.find(key)? + key.len();
-    let rest = text[start..].trim_start().strip_prefix(':')?;
-    let offset = text.len() - rest.len();
-    let end = text.rfind(",\"sign\"")?;
-    (end > offset).then(|| text[offset..end].trim())
-}
-
-/// `k=v` pairs joined with `&`, in key order, values as they are.
-fn join<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    pairs
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The string a request's `sign` covers: every non-empty parameter but `sign`, sorted by key.
-pub fn request_sign_content(params: &BTreeMap<String, String>) -> String {
-    join(
-        params
-            .iter()
-            .filter(|(k, v)| k.as_str() != "sign" && !v.is_empty())
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-}
-
-/// The string a notification's `sign` covers: every parameter but `sign` and `sign_type`,
-/// sorted by key.
-pub fn notification_sign_content(params: &BTreeMap<String, String>) -> String {
-    join(
-        params
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "sign" | "sign_type"))
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-}
-
-impl Alipay {
+impl Gateway {
     /// Reads `payment.*`. Page payments need the app id and the private key; notifications
     /// need Alipay's public key. A side left empty is off (its RPC says so); a key that is set
     /// but unreadable is a start-up error naming the setting (never showing the key).
-    pub fn from_settings(s: &PaymentSettings) -> anyhow::Result<Alipay> {
+    pub fn from_settings(s: &PaymentSettings) -> anyhow::Result<Gateway> {
         let gateway = s.alipay_gateway.trim();
         if !(gateway.starts_with("https://") || gateway.starts_with("http://")) {
             anyhow::bail!("invalid configuration: `payment.alipay_gateway` must be an http(s) URL");
@@ -247,7 +176,7 @@ impl Alipay {
             .timeout(GATEWAY_TIMEOUT)
             .build()
             .map_err(|e| anyhow::anyhow!("alipay http client: {e}"))?;
-        Ok(Alipay {
+        Ok(Gateway {
             merchant,
             alipay_key,
             http,
@@ -452,93 +381,6 @@ impl Alipay {
     pub fn can_sign(&self) -> bool {
         self.merchant.is_some()
     }
-
-    /// The signed parameters of a page-pay request for `order`, at `now` (unix seconds).
-    pub fn page_pay_params(
-        &self,
-        order: &PayLinkFor,
-        now: i64,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        let merchant = self.merchant.as_ref().ok_or(Error::AlipayNotConfigured)?;
-        let biz_content = serde_json::json!({
-            "out_trade_no": order.order_id,
-            "total_amount": yuan(order.amount_cents.get()),
-            "subject": format!("TikTokMall order {}", order.order_id),
-            "product_code": PRODUCT_CODE,
-            // Comes back in the notification: the user the payment is recorded for.
-            "passback_params": order.user_id.to_string(),
-        });
-        let timestamp = Civil::from_unix(now.saturating_add(BEIJING_OFFSET_SECS)).format();
-        let mut params: BTreeMap<String, String> = [
-            ("app_id", merchant.app_id.clone()),
-            ("method", METHOD_PAGE_PAY.to_string()),
-            ("format", "JSON".to_string()),
-            ("charset", "utf-8".to_string()),
-            ("sign_type", "RSA2".to_string()),
-            ("timestamp", timestamp),
-            ("version", "1.0".to_string()),
-            ("notify_url", merchant.notify_url.clone()),
-            ("return_url", order.return_url.clone().unwrap_or_default()),
-            ("biz_content", biz_content.to_string()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let content = request_sign_content(&params);
-        // With an RNG the private-key operation is blinded; the signature is the same.
-        let signature: Signature = merchant
-            .key
-            .try_sign_with_rng(&mut OsRng, content.as_bytes())
-            .map_err(|e| Error::Signing(e.to_string()))?;
-        params.insert(
-            "sign".to_string(),
-            base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-        );
-        Ok(params)
-    }
-
-    /// The URL that opens Alipay's payment page for `order`.
-    pub fn page_pay_url(&self, order: &PayLinkFor, now: i64) -> Result<String, Error> {
-        let merchant = self.merchant.as_ref().ok_or(Error::AlipayNotConfigured)?;
-        let params = self.page_pay_params(order, now)?;
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter())
-            .finish();
-        let joiner = if merchant.gateway.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        Ok(format!("{}{joiner}{query}", merchant.gateway))
-    }
-
-    /// Checks a notification was signed by Alipay (RSA2) for our app.
-    pub fn verify_notification(&self, params: &BTreeMap<String, String>) -> Verdict {
-        let Some(key) = &self.alipay_key else {
-            return Verdict::NotConfigured;
-        };
-        if params.get("sign_type").is_some_and(|t| t != "RSA2") {
-            return Verdict::BadSignature;
-        }
-        let Some(sign) = params.get("sign") else {
-            return Verdict::BadSignature;
-        };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(sign.trim()) else {
-            return Verdict::BadSignature;
-        };
-        let Ok(signature) = Signature::try_from(bytes.as_slice()) else {
-            return Verdict::BadSignature;
-        };
-        let content = notification_sign_content(params);
-        if key.verify(content.as_bytes(), &signature).is_err() {
-            return Verdict::BadSignature;
-        }
-        match (&self.merchant, params.get("app_id")) {
-            (Some(m), app_id) if app_id != Some(&m.app_id) => Verdict::OtherApp,
-            _ => Verdict::Verified,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -546,47 +388,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sign_contents_sort_and_skip_what_alipay_skips() {
-        let params: BTreeMap<String, String> = [
-            ("b", "2"),
-            ("a", "1"),
-            ("sign", "x"),
-            ("sign_type", "RSA2"),
-            ("empty", ""),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(request_sign_content(&params), "a=1&b=2&sign_type=RSA2");
-        assert_eq!(notification_sign_content(&params), "a=1&b=2&empty=");
-    }
-
-    #[test]
-    fn unconfigured_alipay_refuses_politely() {
-        let settings = crate::default_settings().ext.payment;
-        let alipay = Alipay::from_settings(&settings).unwrap();
-        let order = PayLinkFor {
-            order_id: mall_types::OrderId::parse("o1", "order_id").unwrap(),
-            user_id: mall_types::UserId::parse(7, "user_id").unwrap(),
-            amount_cents: mall_types::Cents::new(100).unwrap(),
-            return_url: None,
-        };
-        assert!(matches!(
-            alipay.page_pay_url(&order, 0),
-            Err(Error::AlipayNotConfigured)
-        ));
-        assert_eq!(
-            alipay.verify_notification(&BTreeMap::new()),
-            Verdict::NotConfigured
-        );
-    }
-
-    #[test]
     fn unreadable_keys_fail_start_up_without_echoing_them() {
-        let mut settings = crate::default_settings().ext.payment;
+        let mut settings = crate::settings::default_settings().ext.payment;
         settings.alipay_app_id = "2021000000000000".into();
         settings.alipay_private_key_pem = "not-a-key-SECRETVALUE".into();
-        let err = Alipay::from_settings(&settings).unwrap_err().to_string();
+        let err = Gateway::from_settings(&settings).unwrap_err().to_string();
         assert!(err.contains("payment.alipay_private_key_pem"), "{err}");
         assert!(!err.contains("SECRETVALUE"), "{err}");
     }
