@@ -171,6 +171,12 @@ for p in d["panels"]:
         uid = t.get("datasource", p.get("datasource", {})).get("uid")
         assert uid == "prometheus", f"{path}: panel {p['title']!r} uses datasource {uid!r}"
         assert t.get("expr"), f"{path}: panel {p['title']!r} has a target without expr"
+    # A panel that counts (calls, failures, sagas, events) shows 0 when nothing happened,
+    # not "No data"; a latency panel has nothing to show then, and says so.
+    exprs = [t["expr"] for t in p.get("targets", [])]
+    counts = exprs and not any("histogram_quantile" in e for e in exprs)
+    no_value = p.get("fieldConfig", {}).get("defaults", {}).get("noValue")
+    assert not counts or no_value == "0", f"{path}: panel {p['title']!r} counts but shows no 0"
 print(f"ok {path} ({len(ids)} panels)")
 EOF
 done

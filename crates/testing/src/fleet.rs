@@ -12,7 +12,7 @@ use std::time::Duration;
 use mall::{Endpoints, Fleet};
 use mall_common::client::{Clients, FromChannel};
 use mall_common::config::{self, Source};
-use mall_types::ServiceName;
+use mall_types::{ServiceName, UserId};
 use parking_lot::Mutex;
 use tonic::Status;
 
@@ -329,9 +329,9 @@ impl TestFleet {
         let sid = uuid::Uuid::new_v4().to_string();
         self.tokens()
             .issue_access(
-                ADMIN_USER_ID,
+                UserId::parse(ADMIN_USER_ID, "user_id").expect("admin id"),
                 "test-admin",
-                mall_common::auth::ROLE_ADMIN,
+                mall_common::auth::Role::Admin,
                 &sid,
             )
             .expect("sign admin token")
@@ -343,9 +343,9 @@ impl TestFleet {
         let sid = uuid::Uuid::new_v4().to_string();
         self.tokens()
             .issue_access(
-                user_id,
+                UserId::parse(user_id, "user_id").expect("a positive user id"),
                 &format!("user{user_id}"),
-                mall_common::auth::ROLE_USER,
+                mall_common::auth::Role::User,
                 &sid,
             )
             .expect("sign user token")

@@ -4,7 +4,7 @@
 //! (`i64`) in the database; the conversion both ways lives here and nowhere else: a parsed id is
 //! positive and fits a `BIGINT`, so [`UserId::get`] and [`UserId::db`] cannot fail.
 //!
-//! String ids ([`OrderId`], [`TransactionId`], [`ReservationId`], [`SagaId`]) are 1 to
+//! String ids ([`OrderId`], [`TransactionId`], [`ReservationId`]) are 1 to
 //! `MAX_CHARS` visible ASCII characters (no spaces, no control characters, no non-ASCII), so
 //! they are safe in logs, URLs and SQL parameters alike. Ours are 36-character UUIDs; the
 //! limits leave room for ids chosen by others (Alipay's `trade_no`, a caller's reservation id).
@@ -176,13 +176,6 @@ string_id!(
     "reservation_id"
 );
 
-string_id!(
-    /// A checkout saga's id (a UUIDv7; also the order's idempotency key).
-    SagaId,
-    64,
-    "saga_id"
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +234,6 @@ mod tests {
             ),
             (64, |s| TransactionId::parse(s, "f").map(|_| ())),
             (128, |s| ReservationId::parse(s, "f").map(|_| ())),
-            (64, |s| SagaId::parse(s, "f").map(|_| ())),
         ] {
             assert!(parse("a").is_ok());
             assert!(parse(&"x".repeat(max)).is_ok(), "{max}");

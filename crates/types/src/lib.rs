@@ -9,7 +9,7 @@
 //!
 //! - [`invalid`]: [`Invalid`] `{ field, reason }`, whose message names the field;
 //! - [`ids`]: [`UserId`], [`ProductId`] (the API's `uint64` and the stored `BIGINT` in one
-//!   place), [`OrderId`], [`TransactionId`], [`ReservationId`], [`SagaId`];
+//!   place), [`OrderId`], [`TransactionId`], [`ReservationId`];
 //! - [`money`]: [`Cents`] with checked arithmetic, [`Quantity`] (1..=999), the line limits;
 //! - [`text`]: bounded [`Text`] (single line or multiline) and [`Email`];
 //! - [`address`]: the one shipping [`Address`];
@@ -17,7 +17,8 @@
 //! - [`idempotency`]: a client's [`IdempotencyKey`];
 //! - [`service`]: [`ServiceName`], the eight services and their ports;
 //! - [`role`]: [`Role`] and [`TokenKind`] as tokens carry them;
-//! - [`time`]: the [`Clock`] and unix seconds / milliseconds.
+//! - [`payment`]: [`PaymentMethod`], how an order is paid;
+//! - [`time`]: unix seconds and milliseconds.
 
 mod macros;
 
@@ -27,6 +28,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod invalid;
 pub mod money;
+pub mod payment;
 pub mod role;
 pub mod service;
 pub mod text;
@@ -34,10 +36,10 @@ pub mod time;
 
 pub use address::Address;
 pub use idempotency::IdempotencyKey;
-pub use ids::{OrderId, ProductId, ReservationId, SagaId, TransactionId, UserId};
+pub use ids::{OrderId, ProductId, ReservationId, TransactionId, UserId};
 pub use invalid::Invalid;
 pub use money::{Cents, Quantity};
+pub use payment::PaymentMethod;
 pub use role::{Role, TokenKind};
 pub use service::ServiceName;
 pub use text::{Email, Text, TextRule};
-pub use time::{Clock, SystemClock, TestClock};

@@ -146,9 +146,9 @@ impl AuthService for AuthApi {
                 ..
             }) => pb::ValidateTokenData {
                 valid: true,
-                user_id,
+                user_id: user_id.get(),
                 username,
-                role,
+                role: role.as_str().to_string(),
             },
             Some(Caller::Service { .. }) | None => pb::ValidateTokenData::default(),
         };

@@ -206,12 +206,12 @@ impl Identity {
                 session_end,
             )
             .await?;
-        let user_id = stored_to_api(account.id);
+        let (user_id, role) = account.identity()?;
         let (access, claims) =
             self.tokens
-                .issue_access(user_id, &account.username, &account.role, &family)?;
+                .issue_access(user_id, &account.username, role, &family)?;
         Ok(Session {
-            user_id,
+            user_id: user_id.get(),
             access,
             expires_at: claims.exp,
             refresh,
@@ -363,12 +363,10 @@ impl Identity {
                     .active_account(user_id)
                     .await
                     .map_err(|_| Error::BadRefreshToken)?;
-                let (access, claims) = self.tokens.issue_access(
-                    stored_to_api(account.id),
-                    &account.username,
-                    &account.role,
-                    &family,
-                )?;
+                let (user_id, role) = account.identity()?;
+                let (access, claims) =
+                    self.tokens
+                        .issue_access(user_id, &account.username, role, &family)?;
                 Ok((
                     Session {
                         user_id: stored_to_api(account.id),

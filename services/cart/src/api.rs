@@ -64,10 +64,10 @@ impl CartService for CartApi {
         &self,
         request: Request<pb::AddItemReq>,
     ) -> Result<Response<pb::AddItemResp>, Status> {
-        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
-        let req = request.into_inner();
+        let req = request.get_ref();
         let addition =
             Addition::parse(req.user_id, item_fields(req.item.as_ref())).map_err(Error::from)?;
+        auth::caller(&request)?.authorize(addition.user_id)?;
         self.catalog
             .ensure_product_exists(addition.product_id)
             .await?;
@@ -85,9 +85,8 @@ impl CartService for CartApi {
         &self,
         request: Request<pb::GetCartReq>,
     ) -> Result<Response<pb::GetCartResp>, Status> {
-        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
-        let req = request.into_inner();
-        let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
+        let user_id = domain::user_id(request.get_ref().user_id).map_err(Error::from)?;
+        auth::caller(&request)?.authorize(user_id)?;
         let items = self
             .carts
             .lines(user_id)
@@ -100,7 +99,7 @@ impl CartService for CartApi {
             .collect();
         Ok(Response::new(pb::GetCartResp {
             cart: Some(pb::Cart {
-                user_id: req.user_id,
+                user_id: user_id.get(),
                 items,
             }),
         }))
@@ -110,8 +109,8 @@ impl CartService for CartApi {
         &self,
         request: Request<pb::EmptyCartReq>,
     ) -> Result<Response<pb::EmptyCartResp>, Status> {
-        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
-        let user_id = domain::user_id(request.into_inner().user_id).map_err(Error::from)?;
+        let user_id = domain::user_id(request.get_ref().user_id).map_err(Error::from)?;
+        auth::caller(&request)?.authorize(user_id)?;
         let removed = self.carts.empty(user_id).await?;
         if removed > 0 {
             tracing::debug!(user = user_id.get(), lines = removed, "cart emptied");
@@ -123,9 +122,11 @@ impl CartService for CartApi {
         &self,
         request: Request<pb::UpdateItemReq>,
     ) -> Result<Response<pb::UpdateItemResp>, Status> {
-        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
-        let req = request.into_inner();
-        match LineUpdate::parse(req.user_id, item_fields(req.item.as_ref())).map_err(Error::from)? {
+        let req = request.get_ref();
+        let update =
+            LineUpdate::parse(req.user_id, item_fields(req.item.as_ref())).map_err(Error::from)?;
+        auth::caller(&request)?.authorize(update.user_id())?;
+        match update {
             LineUpdate::Remove {
                 user_id,
                 product_id,
@@ -148,10 +149,10 @@ impl CartService for CartApi {
         &self,
         request: Request<pb::RemoveItemReq>,
     ) -> Result<Response<pb::RemoveItemResp>, Status> {
-        auth::caller(&request)?.authorize(request.get_ref().user_id)?;
-        let req = request.into_inner();
+        let req = request.get_ref();
         let user_id = domain::user_id(req.user_id).map_err(Error::from)?;
         let product_id = ProductId::parse(req.product_id, "product_id").map_err(Error::from)?;
+        auth::caller(&request)?.authorize(user_id)?;
         self.carts.remove(user_id, product_id).await?;
         Ok(Response::new(pb::RemoveItemResp {}))
     }

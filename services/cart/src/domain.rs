@@ -86,6 +86,13 @@ impl LineUpdate {
             quantity,
         })
     }
+
+    /// The cart's owner.
+    pub fn user_id(&self) -> UserId {
+        match self {
+            LineUpdate::Set { user_id, .. } | LineUpdate::Remove { user_id, .. } => *user_id,
+        }
+    }
 }
 
 /// A valid `RemovePurchased`: the units of each product an order bought, to take out of its

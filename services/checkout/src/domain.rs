@@ -1,4 +1,4 @@
-//! Checkout rules: what a valid checkout request is ([`CheckoutInput::parse`]), the saga's
+//! Checkout rules: what a valid checkout request is ([`CheckoutInput`]), the saga's
 //! steps ([`Step`]), how lines are priced ([`price_lines`]) and how a request is fingerprinted
 //! for idempotency ([`fingerprint`]). Requests are parsed into these types at the edge, so the
 //! saga never sees unchecked input.
@@ -8,7 +8,9 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use mall_types::card::{CVV_DIGITS, EXPIRY_MONTHS, NUMBER_DIGITS};
-use mall_types::{Address, Cents, Email, IdempotencyKey, Invalid, Quantity, TextRule, UserId};
+use mall_types::{
+    Address, Cents, Email, IdempotencyKey, Invalid, PaymentMethod, Quantity, TextRule, UserId,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -134,7 +136,7 @@ impl SagaState {
 }
 
 /// Who buys and where it ships: stored with the saga (as JSON), so a resumed saga can place
-/// the order. Every part was parsed by [`CheckoutInput::parse`]; they are kept as plain strings
+/// the order. Every part was parsed by [`Contact::parse`]; they are kept as plain strings
 /// because that is what the order request and the stored JSON carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
@@ -171,11 +173,6 @@ impl fmt::Debug for Card {
     }
 }
 
-/// A raw request address: `(street, city, state, country, zip)`.
-pub type RawAddress<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
-/// A raw request card: `(number, cvv, year, month)`.
-pub type RawCard<'a> = (&'a str, &'a str, i32, i32);
-
 /// How a checkout is paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pay {
@@ -189,29 +186,138 @@ pub enum Pay {
 }
 
 impl Pay {
-    /// The method's name, as order and payment call it.
-    pub fn method(&self) -> &'static str {
+    /// How the checkout is paid, as order and payment name it.
+    pub fn method(&self) -> PaymentMethod {
         match self {
-            Pay::Card(_) => "credit_card",
-            Pay::Alipay { .. } => "alipay",
+            Pay::Card(_) => PaymentMethod::CreditCard,
+            Pay::Alipay { .. } => PaymentMethod::Alipay,
         }
+    }
+
+    /// How a request pays with `method`: a card needs one and no `return_url`; Alipay takes
+    /// no card (an all-empty one is none) and an optional http(s) `return_url`.
+    pub fn parse(
+        method: PaymentMethod,
+        card: Option<CardFields<'_>>,
+        return_url: &str,
+    ) -> Result<Pay, Invalid> {
+        match method {
+            PaymentMethod::Alipay => Pay::alipay(card, return_url),
+            PaymentMethod::CreditCard => {
+                if !return_url.trim().is_empty() {
+                    return Err(Invalid::new(
+                        "return_url",
+                        "is only for payment_method alipay",
+                    ));
+                }
+                let card = card.ok_or_else(|| Invalid::new("credit_card", "is required"))?;
+                Ok(Pay::Card(Card::parse(card)?))
+            }
+        }
+    }
+
+    fn alipay(card: Option<CardFields<'_>>, return_url: &str) -> Result<Pay, Invalid> {
+        if card.is_some_and(|c| !c.is_empty()) {
+            return Err(Invalid::new(
+                "credit_card",
+                "must be empty with payment_method alipay",
+            ));
+        }
+        let url = return_url.trim();
+        if !url.is_empty()
+            && (url.len() > MAX_RETURN_URL_CHARS
+                || !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Invalid::new(
+                "return_url",
+                format!("must be an http(s) URL of at most {MAX_RETURN_URL_CHARS} characters"),
+            ));
+        }
+        Ok(Pay::Alipay {
+            return_url: url.to_string(),
+        })
+    }
+}
+
+/// A card as the request sends it, borrowed. Deliberately not `Debug`: it holds the number and
+/// the CVV.
+#[derive(Clone, Copy)]
+pub struct CardFields<'a> {
+    /// The number.
+    pub number: &'a str,
+    /// The CVV.
+    pub cvv: &'a str,
+    /// Expiry year.
+    pub year: i32,
+    /// Expiry month.
+    pub month: i32,
+}
+
+impl CardFields<'_> {
+    fn is_empty(&self) -> bool {
+        self.number.is_empty() && self.cvv.is_empty() && self.year == 0 && self.month == 0
+    }
+}
+
+impl Card {
+    /// Checks the card's shape (Luhn and expiry are payment's job): number and CVV digits,
+    /// month 1..=12, a positive year.
+    pub fn parse(card: CardFields<'_>) -> Result<Card, Invalid> {
+        let number = digits(card.number, "credit_card.credit_card_number", NUMBER_DIGITS)?;
+        let cvv = digits(card.cvv, "credit_card.credit_card_cvv", CVV_DIGITS)?;
+        if !EXPIRY_MONTHS.contains(&card.month) {
+            return Err(Invalid::new(
+                "credit_card.credit_card_expiration_month",
+                "must be 1..=12",
+            ));
+        }
+        if card.year <= 0 {
+            return Err(Invalid::new(
+                "credit_card.credit_card_expiration_year",
+                "must be a positive year",
+            ));
+        }
+        Ok(Card {
+            number,
+            cvv,
+            year: card.year,
+            month: card.month,
+        })
     }
 }
 
 /// Longest Alipay `return_url` (Alipay's limit).
 pub const MAX_RETURN_URL_CHARS: usize = 256;
 
-/// A valid `Checkout` request.
+/// A valid `Checkout` request (parsed from the wire by `TryFrom<&CheckoutReq>` in `api.rs`).
 #[derive(Debug, Clone)]
 pub struct CheckoutInput {
-    /// The buyer: a parsed [`UserId`], in its stored form (the saga keys rows by it).
-    pub user_id: i64,
+    /// The buyer.
+    pub user_id: UserId,
     /// Names, email and address.
     pub contact: Contact,
     /// The card to charge, or Alipay.
     pub pay: Pay,
     /// The client's retry key, if any.
     pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl Contact {
+    /// Checks the names, the email (kept lower-cased) and the address, in that order.
+    pub fn parse(
+        firstname: &str,
+        lastname: &str,
+        email: &str,
+        address: impl FnOnce() -> Result<Address, Invalid>,
+    ) -> Result<Contact, Invalid> {
+        Ok(Contact {
+            firstname: NAME_TEXT.parse(firstname, "firstname")?.into_string(),
+            lastname: NAME_TEXT.parse(lastname, "lastname")?.into_string(),
+            email: Email::parse(email)?.into_string(),
+            address: address()?,
+        })
+    }
 }
 
 fn digits(value: &str, field: &str, count: RangeInclusive<usize>) -> Result<String, Invalid> {
@@ -226,128 +332,6 @@ fn digits(value: &str, field: &str, count: RangeInclusive<usize>) -> Result<Stri
         ));
     }
     Ok(value.to_string())
-}
-
-impl CheckoutInput {
-    /// Validates a card `Checkout`; the first broken rule names its field.
-    pub fn parse(
-        user: u64,
-        firstname: &str,
-        lastname: &str,
-        mail: &str,
-        address: Option<RawAddress<'_>>,
-        card: Option<RawCard<'_>>,
-        idempotency_key: &str,
-    ) -> Result<Self, Invalid> {
-        Self::parse_paid(
-            user,
-            firstname,
-            lastname,
-            mail,
-            address,
-            card,
-            idempotency_key,
-            ("", ""),
-        )
-    }
-
-    /// Validates a `Checkout` with its `(payment_method, return_url)`: `credit_card` (or empty)
-    /// needs the card; `alipay` takes no card and an optional http(s) `return_url`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn parse_paid(
-        user: u64,
-        firstname: &str,
-        lastname: &str,
-        mail: &str,
-        address: Option<RawAddress<'_>>,
-        card: Option<RawCard<'_>>,
-        idempotency_key: &str,
-        (payment_method, return_url): (&str, &str),
-    ) -> Result<Self, Invalid> {
-        let alipay = match payment_method {
-            "" | "credit_card" => false,
-            "alipay" => true,
-            _ => {
-                return Err(Invalid::new(
-                    "payment_method",
-                    "must be credit_card or alipay",
-                ));
-            }
-        };
-        let user_id = UserId::parse(user, "user_id")?;
-        let firstname = NAME_TEXT.parse(firstname, "firstname")?;
-        let lastname = NAME_TEXT.parse(lastname, "lastname")?;
-        let email = Email::parse(mail)?;
-        let (street, city, state, country, zip) =
-            address.ok_or_else(|| Invalid::new("address", "is required"))?;
-        let address = Address::parse(street, city, state, country, zip)?;
-        let contact = Contact {
-            firstname: firstname.into_string(),
-            lastname: lastname.into_string(),
-            email: email.into_string(),
-            address,
-        };
-        let idempotency_key = IdempotencyKey::optional(idempotency_key)?;
-        if alipay {
-            if card.is_some_and(|(n, c, y, m)| !n.is_empty() || !c.is_empty() || y != 0 || m != 0) {
-                return Err(Invalid::new(
-                    "credit_card",
-                    "must be empty with payment_method alipay",
-                ));
-            }
-            let url = return_url.trim();
-            if !url.is_empty()
-                && (url.len() > MAX_RETURN_URL_CHARS
-                    || !(url.starts_with("https://") || url.starts_with("http://"))
-                    || url.chars().any(|c| c.is_whitespace() || c.is_control()))
-            {
-                return Err(Invalid::new(
-                    "return_url",
-                    format!("must be an http(s) URL of at most {MAX_RETURN_URL_CHARS} characters"),
-                ));
-            }
-            return Ok(CheckoutInput {
-                user_id: user_id.db(),
-                contact,
-                pay: Pay::Alipay {
-                    return_url: url.to_string(),
-                },
-                idempotency_key,
-            });
-        }
-        if !return_url.trim().is_empty() {
-            return Err(Invalid::new(
-                "return_url",
-                "is only for payment_method alipay",
-            ));
-        }
-        let (number, cvv, year, month) =
-            card.ok_or_else(|| Invalid::new("credit_card", "is required"))?;
-        let card = Card {
-            number: digits(number, "credit_card.credit_card_number", NUMBER_DIGITS)?,
-            cvv: digits(cvv, "credit_card.credit_card_cvv", CVV_DIGITS)?,
-            year,
-            month,
-        };
-        if !EXPIRY_MONTHS.contains(&month) {
-            return Err(Invalid::new(
-                "credit_card.credit_card_expiration_month",
-                "must be 1..=12",
-            ));
-        }
-        if year <= 0 {
-            return Err(Invalid::new(
-                "credit_card.credit_card_expiration_year",
-                "must be a positive year",
-            ));
-        }
-        Ok(CheckoutInput {
-            user_id: user_id.db(),
-            contact,
-            pay: Pay::Card(card),
-            idempotency_key,
-        })
-    }
 }
 
 /// A keyed SHA-256 over everything the request says (card number and CVV included), hex. The
@@ -387,7 +371,7 @@ pub fn fingerprint(pepper: &str, input: &CheckoutInput) -> String {
     // an Alipay request also covers its method and return URL.
     let alipay: Vec<&str> = match input.pay {
         Pay::Card(_) => Vec::new(),
-        Pay::Alipay { .. } => vec![input.pay.method(), return_url],
+        Pay::Alipay { .. } => vec![input.pay.method().as_str(), return_url],
     };
     let mut hash = Sha256::new();
     hash.update(pepper.as_bytes());
@@ -470,168 +454,6 @@ pub fn new_saga_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ADDRESS: RawAddress<'static> = ("1 Main St", "Springfield", "IL", "US", "62701");
-    const CARD: RawCard<'static> = ("4111111111111111", "123", 2099, 12);
-
-    fn parse(card: RawCard<'_>) -> Result<CheckoutInput, Invalid> {
-        CheckoutInput::parse(7, "Ann", "Lee", "A@b.co", Some(ADDRESS), Some(card), "")
-    }
-
-    #[test]
-    fn valid_requests_parse() {
-        let input = parse(CARD).unwrap();
-        assert_eq!(input.contact.email, "a@b.co");
-        assert_eq!(input.idempotency_key, None);
-        assert!(!format!("{:?}", input.pay).contains("4111"));
-    }
-
-    #[test]
-    fn bad_requests_name_the_field() {
-        let cases: [(Result<CheckoutInput, Invalid>, &str); 10] = [
-            (
-                CheckoutInput::parse(0, "A", "B", "a@b.co", Some(ADDRESS), Some(CARD), ""),
-                "user_id",
-            ),
-            (
-                CheckoutInput::parse(7, "", "B", "a@b.co", Some(ADDRESS), Some(CARD), ""),
-                "firstname",
-            ),
-            (
-                CheckoutInput::parse(7, "A", " ", "a@b.co", Some(ADDRESS), Some(CARD), ""),
-                "lastname",
-            ),
-            (
-                CheckoutInput::parse(7, "A", "B", "nope", Some(ADDRESS), Some(CARD), ""),
-                "email",
-            ),
-            (
-                CheckoutInput::parse(7, "A", "B", "a@b.co", None, Some(CARD), ""),
-                "address",
-            ),
-            (
-                CheckoutInput::parse(
-                    7,
-                    "A",
-                    "B",
-                    "a@b.co",
-                    Some(("", "c", "", "US", "1")),
-                    Some(CARD),
-                    "",
-                ),
-                "address.street_address",
-            ),
-            (parse(("4111", "123", 2099, 1)), "credit_card_number"),
-            (
-                parse(("4111111111111111", "12", 2099, 1)),
-                "credit_card_cvv",
-            ),
-            (
-                parse(("4111111111111111", "123", 2099, 13)),
-                "credit_card_expiration_month",
-            ),
-            (
-                CheckoutInput::parse(
-                    7,
-                    "A",
-                    "B",
-                    "a@b.co",
-                    Some(ADDRESS),
-                    Some(CARD),
-                    &"k".repeat(129),
-                ),
-                "idempotency_key",
-            ),
-        ];
-        for (result, field) in cases {
-            let err = result.expect_err(field);
-            assert!(err.field().contains(field), "{field}: {err}");
-            assert!(err.to_string().starts_with(err.field()), "{err}");
-        }
-    }
-
-    fn alipay(
-        card: Option<RawCard<'_>>,
-        method: &str,
-        url: &str,
-    ) -> Result<CheckoutInput, Invalid> {
-        CheckoutInput::parse_paid(
-            7,
-            "Ann",
-            "Lee",
-            "A@b.co",
-            Some(ADDRESS),
-            card,
-            "k",
-            (method, url),
-        )
-    }
-
-    #[test]
-    fn alipay_requests_take_no_card_and_an_optional_http_return_url() {
-        let input = alipay(None, "alipay", " https://shop.example/back ").unwrap();
-        assert_eq!(
-            input.pay,
-            Pay::Alipay {
-                return_url: "https://shop.example/back".into()
-            }
-        );
-        assert!(
-            alipay(Some(("", "", 0, 0)), "alipay", "").is_ok(),
-            "an empty card"
-        );
-        assert!(matches!(
-            alipay(Some(CARD), "credit_card", "").unwrap().pay,
-            Pay::Card(_)
-        ));
-        for (what, bad, field) in [
-            (
-                "a card with alipay",
-                alipay(Some(CARD), "alipay", ""),
-                "credit_card",
-            ),
-            (
-                "unknown method",
-                alipay(Some(CARD), "paypal", ""),
-                "payment_method",
-            ),
-            (
-                "not http",
-                alipay(None, "alipay", "javascript:alert(1)"),
-                "return_url",
-            ),
-            (
-                "too long",
-                alipay(None, "alipay", &format!("https://{}", "a".repeat(250))),
-                "return_url",
-            ),
-            (
-                "return url with a card",
-                alipay(Some(CARD), "", "https://shop.example/back"),
-                "return_url",
-            ),
-            ("no card, no alipay", alipay(None, "", ""), "credit_card"),
-        ] {
-            let err = bad.expect_err(what);
-            assert!(err.to_string().starts_with(field), "{what}: {err}");
-        }
-        // An Alipay request never fingerprints like a card one, nor with another return URL.
-        let a = alipay(None, "alipay", "").unwrap();
-        let b = alipay(None, "alipay", "https://shop.example/back").unwrap();
-        let card = alipay(Some(CARD), "", "").unwrap();
-        assert_ne!(fingerprint("p", &a), fingerprint("p", &b));
-        assert_ne!(fingerprint("p", &a), fingerprint("p", &card));
-    }
-
-    #[test]
-    fn fingerprints_cover_the_card_and_depend_on_the_pepper() {
-        let a = parse(CARD).unwrap();
-        let b = parse(("4000000000000002", "123", 2099, 12)).unwrap();
-        assert_eq!(fingerprint("p", &a), fingerprint("p", &a));
-        assert_ne!(fingerprint("p", &a), fingerprint("p", &b));
-        assert_ne!(fingerprint("p", &a), fingerprint("q", &a));
-        assert_eq!(fingerprint("p", &a).len(), 64);
-    }
 
     #[test]
     fn lines_are_priced_from_the_catalog() {

@@ -96,7 +96,7 @@ fn to_pb(order: Order) -> pb::Order {
 /// a service).
 fn acting_for<T>(request: &Request<T>, user: u64) -> Result<UserId, Status> {
     let user_id = UserId::parse(user, "user_id").map_err(Error::from)?;
-    auth::caller(request)?.authorize(user)?;
+    auth::caller(request)?.authorize(user_id)?;
     Ok(user_id)
 }
 

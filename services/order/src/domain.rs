@@ -4,10 +4,10 @@
 
 use std::fmt;
 
+pub use mall_types::PaymentMethod;
 use mall_types::{
     Address, Cents, Email, IdempotencyKey, Invalid, ProductId, Quantity, TextRule, UserId,
 };
-
 
 pub use mall_types::money::MAX_ORDER_LINES;
 /// A cancellation reason: one line of up to 500 characters, may be empty.
@@ -89,47 +89,6 @@ pub struct IllegalTransition {
     pub from: OrderStatus,
     /// The status asked for.
     pub to: OrderStatus,
-}
-
-/// How an order is paid. Stored by [`PaymentMethod::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PaymentMethod {
-    /// Charged by checkout (the default).
-    #[default]
-    CreditCard,
-    /// Paid by the buyer on Alipay's page; payment marks it paid.
-    Alipay,
-}
-
-impl PaymentMethod {
-    /// The stored and API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentMethod::CreditCard => "credit_card",
-            PaymentMethod::Alipay => "alipay",
-        }
-    }
-
-    /// A request's `payment_method`: empty or `credit_card`, or `alipay`.
-    pub fn parse(name: &str) -> Result<Self, Invalid> {
-        match name {
-            "" | "credit_card" => Ok(PaymentMethod::CreditCard),
-            "alipay" => Ok(PaymentMethod::Alipay),
-            _ => Err(Invalid::new(
-                "payment_method",
-                "must be credit_card or alipay",
-            )),
-        }
-    }
-
-    /// The method stored as `name`; `None` for anything else.
-    pub fn from_stored(name: &str) -> Option<Self> {
-        match name {
-            "credit_card" => Some(PaymentMethod::CreditCard),
-            "alipay" => Some(PaymentMethod::Alipay),
-            _ => None,
-        }
-    }
 }
 
 /// A new, unguessable, time-ordered order id (UUIDv7).

@@ -125,7 +125,7 @@ impl PaymentService for PaymentApi {
             &req.return_url,
         )
         .map_err(Error::from)?;
-        caller.authorize(req.user_id)?;
+        caller.authorize(order.user_id)?;
         let pay_url = self.payments.alipay().pay_link(&order).await?;
         Ok(Response::new(pb::AlipayChargeResp { pay_url }))
     }

@@ -9,7 +9,9 @@
 use mall_types::card::{CVV_DIGITS, EXPIRY_MONTHS, NUMBER_DIGITS};
 use mall_types::{Cents, Invalid, OrderId, UserId};
 
-use crate::domain::{CardBrand, CardSummary, Civil, Decline, MAX_CHARGE_CENTS, Method, amount};
+use crate::domain::{
+    CardBrand, CardSummary, Civil, Decline, MAX_CHARGE_CENTS, PaymentMethod, amount,
+};
 use crate::error::Error;
 use crate::store::{Ledger, NewPayment, OnVoided, Recorded};
 
@@ -208,7 +210,7 @@ impl Cards {
             order_id: charge.order_id.clone(),
             user_id: charge.user_id,
             amount_cents: charge.amount_cents,
-            method: Method::CreditCard,
+            method: PaymentMethod::CreditCard,
             card: Some(charge.card.clone()),
         };
         match self.ledger.record(&new, OnVoided::Refuse).await? {
@@ -227,7 +229,11 @@ impl Cards {
                 Err(Error::OrderVoided(charge.order_id.into_string()))
             }
             Recorded::Existing(p)
-                if p.is_repeat(charge.user_id, charge.amount_cents, Method::CreditCard) =>
+                if p.is_repeat(
+                    charge.user_id,
+                    charge.amount_cents,
+                    PaymentMethod::CreditCard,
+                ) =>
             {
                 Ok(p.transaction_id)
             }

@@ -4,6 +4,7 @@
 //! only one method needs lives in its room: card checks in `card.rs`, Alipay's orders and
 //! notifications in `alipay/`.
 
+pub use mall_types::PaymentMethod;
 use mall_types::{Cents, Invalid, OrderId, Text, TextRule, TransactionId, UserId};
 
 /// Highest card charge: far above any order total, far from `i64` overflow.
@@ -31,34 +32,6 @@ impl std::fmt::Display for Decline {
             Decline::Declined => "card declined",
             Decline::InsufficientFunds => "card declined: insufficient funds",
         })
-    }
-}
-
-/// How a payment was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// A card charged through `Charge`.
-    CreditCard,
-    /// An Alipay page payment confirmed by `AlipayNotify`.
-    Alipay,
-}
-
-impl Method {
-    /// The stored and API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::CreditCard => "credit_card",
-            Method::Alipay => "alipay",
-        }
-    }
-
-    /// The method of a stored name.
-    pub fn from_stored(name: &str) -> Option<Method> {
-        match name {
-            "credit_card" => Some(Method::CreditCard),
-            "alipay" => Some(Method::Alipay),
-            _ => None,
-        }
     }
 }
 
@@ -197,7 +170,7 @@ pub struct Payment {
     /// `paid`, `partially_refunded` or `refunded`.
     pub status: String,
     /// How it was paid.
-    pub method: Method,
+    pub method: PaymentMethod,
     /// Card brand (`""` for Alipay).
     pub card_brand: String,
     /// Last 4 card digits (`""` for Alipay).
@@ -209,7 +182,7 @@ pub struct Payment {
 impl Payment {
     /// Is a request for this order by `user` for `amount_cents` with `method` a repeat of this
     /// payment (answered with the same transaction id) rather than a second payment?
-    pub fn is_repeat(&self, user: UserId, amount_cents: Cents, method: Method) -> bool {
+    pub fn is_repeat(&self, user: UserId, amount_cents: Cents, method: PaymentMethod) -> bool {
         self.user_id == user.db()
             && self.amount_cents == amount_cents.get()
             && self.method == method

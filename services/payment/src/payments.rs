@@ -7,7 +7,7 @@ use mall_types::{OrderId, TransactionId};
 
 use crate::alipay::Alipay;
 use crate::card::{Cards, Charge};
-use crate::domain::{Decline, Method, Payment, Refund};
+use crate::domain::{Decline, Payment, PaymentMethod, Refund};
 use crate::error::Error;
 use crate::store::refunds::{RefundStatus, StoredRefund};
 use crate::store::{Ledger, Voided};
@@ -76,8 +76,8 @@ impl Payments {
             .as_ref()
             .map_or_else(|| refund_id.clone(), |r| r.as_str().to_string());
         let status = match payment.method {
-            Method::Alipay => RefundStatus::Pending,
-            Method::CreditCard => RefundStatus::Succeeded,
+            PaymentMethod::Alipay => RefundStatus::Pending,
+            PaymentMethod::CreditCard => RefundStatus::Succeeded,
         };
         let recorded = self
             .ledger
@@ -105,7 +105,7 @@ impl Payments {
             method = payment.method.as_str(),
             "refund recorded"
         );
-        if payment.method == Method::Alipay {
+        if payment.method == PaymentMethod::Alipay {
             let stored = StoredRefund {
                 refund_id: refund_id.clone(),
                 transaction_id: payment.transaction_id.clone(),

@@ -40,7 +40,7 @@ use mall_types::time::unix_secs;
 use tokio::sync::mpsc;
 
 use crate::alipay::SettleQueue;
-use crate::domain::{Method, Payment, Refund};
+use crate::domain::{Payment, PaymentMethod, Refund};
 use crate::error::Error;
 use crate::payments::Payments;
 use crate::peers::Peers;
@@ -111,7 +111,7 @@ impl Settler {
         };
         use order_pb::OrderStatus as S;
         match S::try_from(order.status) {
-            Ok(S::Pending) if payment.method == Method::Alipay => {
+            Ok(S::Pending) if payment.method == PaymentMethod::Alipay => {
                 if let Err(e) = self.peers.mark_order_paid(payment).await {
                     tracing::warn!(order = %payment.order_id, transaction = %payment.transaction_id, error = %e, "MarkOrderPaid failed; will retry");
                     return Settle::Later;
@@ -123,7 +123,7 @@ impl Settler {
             Ok(S::Paid | S::Completed | S::Refunded)
                 if order.transaction_id == payment.transaction_id =>
             {
-                if payment.method == Method::Alipay {
+                if payment.method == PaymentMethod::Alipay {
                     self.clean_cart(payment, &order).await
                 } else {
                     Settle::Settled

@@ -72,7 +72,9 @@ impl ProfileApi {
     async fn authenticate<T>(&self, request: &Request<T>, field: &str) -> Result<EndUser, Error> {
         let token = auth::token_from_field_or_metadata(field, request.metadata());
         let (user_id, _) = self.tokens.verify_end_user(token).await?;
-        Ok(EndUser { user_id })
+        Ok(EndUser {
+            user_id: user_id.get(),
+        })
     }
 
     /// The profile of `user_id`, from the cache or from auth's `GetAccount`.

@@ -333,9 +333,9 @@ async fn token_rpcs_without_a_valid_token_are_unauthenticated() {
     let cache = std::sync::Arc::new(mall_common::cache::MemoryCache::new("t:".into(), 10));
     let (forged, _) = mall_common::auth::Tokens::new(&foreign, cache)
         .issue_access(
-            alice.user_id,
+            mall_types::UserId::parse(alice.user_id, "user_id").unwrap(),
             "alice_1",
-            mall_common::auth::ROLE_USER,
+            mall_common::auth::Role::User,
             "sid",
         )
         .unwrap();

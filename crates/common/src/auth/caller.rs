@@ -1,40 +1,10 @@
-//! Who is calling: the [`Caller`] the server puts in every authenticated request, the claims of
-//! the token it came from, and reading the bearer token off a request.
+//! Who is calling: the [`Caller`] the server puts in every authenticated request, and reading
+//! the bearer token off a request.
 
-use serde::{Deserialize, Serialize};
+use mall_types::{Role, UserId};
 use tonic::Status;
 
-use super::tokens::ROLE_ADMIN;
-
-/// The claims of every token we sign.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Claims {
-    /// User id (access) or service name (service).
-    pub sub: String,
-    /// Username (access) or service name.
-    pub name: String,
-    /// `user`, `admin` or `service`.
-    pub role: String,
-    /// Unique token id (revocation key).
-    pub jti: String,
-    /// Issued at, unix seconds.
-    pub iat: i64,
-    /// Not valid before, unix seconds (= `iat`).
-    pub nbf: i64,
-    /// Expires at, unix seconds.
-    pub exp: i64,
-    /// Session (refresh-token family) of an access token; empty for service tokens.
-    #[serde(default)]
-    pub sid: String,
-    /// `access` or `service`.
-    pub typ: String,
-    /// Always [`ISSUER`](super::tokens::ISSUER).
-    pub iss: String,
-    /// The service a service token is addressed to (the only server that accepts it); absent
-    /// from access tokens, which every service accepts.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub aud: String,
-}
+use super::claims::Claims;
 
 /// Who is calling, as established by the server from the bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +12,11 @@ pub enum Caller {
     /// An end user (or admin) with a valid access token.
     User {
         /// Account id.
-        user_id: u64,
+        user_id: UserId,
         /// Username at the time the token was issued.
         username: String,
-        /// `user` or `admin`.
-        role: String,
+        /// [`Role::User`] or [`Role::Admin`].
+        role: Role,
         /// The token's claims (for logout).
         claims: Box<Claims>,
     },
@@ -59,7 +29,7 @@ pub enum Caller {
 
 impl Caller {
     /// The user id of an end-user caller.
-    pub fn user_id(&self) -> Option<u64> {
+    pub fn user_id(&self) -> Option<UserId> {
         match self {
             Caller::User { user_id, .. } => Some(*user_id),
             Caller::Service { .. } => None,
@@ -68,16 +38,25 @@ impl Caller {
 
     /// True for the `admin` role.
     pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::User { role, .. } if role == ROLE_ADMIN)
+        matches!(
+            self,
+            Caller::User {
+                role: Role::Admin,
+                ..
+            }
+        )
     }
 
     /// May this caller act on `user_id`'s data? Their own data, an admin, or a service acting
-    /// for a user; anyone else is `PERMISSION_DENIED`.
-    pub fn authorize(&self, user_id: u64) -> Result<(), Status> {
+    /// for a user; anyone else is `PERMISSION_DENIED`. It takes a parsed id, so a request is
+    /// parsed (a bad id is `INVALID_ARGUMENT`) before it is authorized, in every service.
+    pub fn authorize(&self, user_id: UserId) -> Result<(), Status> {
         match self {
             Caller::Service { .. } => Ok(()),
             Caller::User { user_id: me, .. } if *me == user_id => Ok(()),
-            Caller::User { role, .. } if role == ROLE_ADMIN => Ok(()),
+            Caller::User {
+                role: Role::Admin, ..
+            } => Ok(()),
             Caller::User { .. } => Err(Status::permission_denied(
                 "not allowed to act on another user's data",
             )),

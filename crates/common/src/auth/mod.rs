@@ -1,9 +1,10 @@
 //! Tokens and callers, used by every service: [`tokens`] signs, verifies and revokes,
 //! [`caller`] is who is calling, [`access`] is who may call which RPC.
 //!
-//! - Access tokens are HS256 JWTs (`sub`, `name`, `role`, `jti`, `iat`, `exp`, plus `sid`, the
-//!   session they belong to). Every service verifies them locally with the shared key — no call
-//!   to auth on the hot path — and checks [`revocation`] in the shared cache (Redis in a fleet,
+//! - Access tokens are EdDSA JWTs signed by auth ([`Claims`]: `sub`, `name`, `role`, `jti`,
+//!   `iat`, `exp`, plus `sid`, the session they belong to). Every service verifies them locally
+//!   with auth's public key — no call to auth on the hot path — and checks [`revocation`] in the
+//!   shared cache (Redis in a fleet,
 //!   the process-wide memory cache in the embedded one), so a logout is seen everywhere at once;
 //!   a cache that lost its revocations fails closed until auth restores them.
 //! - Service tokens (`typ = service`, a minute long, `aud` = the service called) are minted by
@@ -16,9 +17,12 @@
 
 pub mod access;
 pub mod caller;
+pub mod claims;
 pub mod revocation;
 pub mod tokens;
 
 pub use access::{Access, AccessTable};
-pub use caller::{Caller, Claims, bearer, caller, token_from_field_or_metadata};
+pub use caller::{Caller, bearer, caller, token_from_field_or_metadata};
+pub use claims::Claims;
+pub use mall_types::{Role, TokenKind};
 pub use tokens::*;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::caller::Claims;
+use super::claims::Claims;
 use crate::cache::{Cache, CacheError};
 
 /// The epoch marker. Its value is the id of the copy auth made; only its presence matters.

@@ -6,11 +6,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use tonic::Status;
 
 use super::access::Access;
-use super::caller::{Caller, Claims};
+use super::caller::Caller;
+use super::claims::Claims;
 use super::revocation;
 use crate::cache::SharedCache;
 use crate::config::{AccessKeys, AuthSettings};
 use mall_types::time::unix_secs as unix_now;
+use mall_types::{Role, TokenKind, UserId};
 
 pub use crate::config::{DEFAULT_JWT_SECRET, MIN_SECRET_BYTES};
 /// `iss` of every token.
@@ -18,12 +20,6 @@ pub const ISSUER: &str = "tiktokmall";
 /// Allowed clock difference between instances when checking `exp`.
 pub const CLOCK_LEEWAY_SECS: u64 = 5;
 
-/// Role of an end user.
-pub const ROLE_USER: &str = "user";
-/// Role of an administrator.
-pub const ROLE_ADMIN: &str = "admin";
-const TYP_ACCESS: &str = "access";
-const TYP_SERVICE: &str = "service";
 /// PKCS#8 v1 header of an Ed25519 private key; the 32-byte seed follows.
 const ED25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -118,7 +114,7 @@ impl Tokens {
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, Status> {
-        let (algorithm, key) = if claims.typ == TYP_ACCESS {
+        let (algorithm, key) = if claims.typ == TokenKind::Access {
             let key = self.access_signing.as_ref().ok_or_else(|| {
                 Status::failed_precondition(
                     "this service holds no access-token signing key (auth.signing_key)",
@@ -135,22 +131,22 @@ impl Tokens {
     /// Issues an access token for a user session `sid`; returns it with its claims.
     pub fn issue_access(
         &self,
-        user_id: u64,
+        user_id: UserId,
         username: &str,
-        role: &str,
+        role: Role,
         sid: &str,
     ) -> Result<(String, Claims), Status> {
         let now = unix_now();
         let claims = Claims {
             sub: user_id.to_string(),
             name: username.to_string(),
-            role: role.to_string(),
+            role,
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             nbf: now,
             exp: now + i64::try_from(self.access_ttl.as_secs()).unwrap_or(900),
             sid: sid.to_string(),
-            typ: TYP_ACCESS.into(),
+            typ: TokenKind::Access,
             iss: ISSUER.into(),
             aud: String::new(),
         };
@@ -164,13 +160,13 @@ impl Tokens {
         let claims = Claims {
             sub: service.to_string(),
             name: service.to_string(),
-            role: "service".into(),
+            role: Role::Service,
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             nbf: now,
             exp: now + i64::try_from(self.service_ttl.as_secs()).unwrap_or(60),
             sid: String::new(),
-            typ: TYP_SERVICE.into(),
+            typ: TokenKind::Service,
             iss: ISSUER.into(),
             aud: audience.to_string(),
         };
@@ -188,7 +184,7 @@ impl Tokens {
     /// whose session is to be ended (`Logout` after the access token expired).
     pub fn decode_expired_access(&self, token: &str) -> Result<Claims, Status> {
         let claims = self.decode_with(token, true)?;
-        if claims.typ == TYP_SERVICE {
+        if claims.typ == TokenKind::Service {
             return Err(Self::not_an_end_user());
         }
         Ok(claims)
@@ -201,10 +197,18 @@ impl Tokens {
             Algorithm::EdDSA if allow_expired => (
                 &self.access_verifying,
                 &self.expired_access_validation,
-                TYP_ACCESS,
+                TokenKind::Access,
             ),
-            Algorithm::EdDSA => (&self.access_verifying, &self.access_validation, TYP_ACCESS),
-            Algorithm::HS256 => (&self.service_key.1, &self.service_validation, TYP_SERVICE),
+            Algorithm::EdDSA => (
+                &self.access_verifying,
+                &self.access_validation,
+                TokenKind::Access,
+            ),
+            Algorithm::HS256 => (
+                &self.service_key.1,
+                &self.service_validation,
+                TokenKind::Service,
+            ),
             _ => return Err(invalid()),
         };
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
@@ -221,7 +225,7 @@ impl Tokens {
     /// expiry, type, audience); nothing is looked up, so admission can class a call by it.
     pub fn is_service_token_for(&self, token: &str, audience: &str) -> bool {
         self.decode(token)
-            .is_ok_and(|claims| claims.typ == TYP_SERVICE && claims.aud == audience)
+            .is_ok_and(|claims| claims.typ == TokenKind::Service && claims.aud == audience)
     }
 
     /// Decodes `token` and checks it has not been revoked; returns the caller.
@@ -231,28 +235,34 @@ impl Tokens {
 
     /// The caller `claims` (already decoded) stand for, checking an access token's revocation.
     async fn caller_from(&self, claims: Claims) -> Result<Caller, Status> {
-        match claims.typ.as_str() {
-            TYP_SERVICE => Ok(Caller::Service { name: claims.sub }),
-            TYP_ACCESS => {
-                let user_id: u64 = claims
+        match claims.typ {
+            TokenKind::Service => Ok(Caller::Service { name: claims.sub }),
+            TokenKind::Access => {
+                let invalid = || Status::unauthenticated("invalid or expired token");
+                let user_id = claims
                     .sub
-                    .parse()
-                    .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
-                revocation::check(self.cache.as_ref(), &claims, user_id).await?;
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|id| UserId::parse(id, "sub").ok())
+                    .ok_or_else(invalid)?;
+                // An access token speaks for a user or an admin, never a service.
+                if claims.role == Role::Service {
+                    return Err(invalid());
+                }
+                revocation::check(self.cache.as_ref(), &claims, user_id.get()).await?;
                 Ok(Caller::User {
                     user_id,
                     username: claims.name.clone(),
-                    role: claims.role.clone(),
+                    role: claims.role,
                     claims: Box::new(claims),
                 })
             }
-            _ => Err(Status::unauthenticated("invalid or expired token")),
         }
     }
 
     /// Like [`Tokens::verify`], for RPCs that act on the caller's own account: a missing token
     /// is `UNAUTHENTICATED`, a service token `PERMISSION_DENIED`.
-    pub async fn verify_end_user(&self, token: Option<&str>) -> Result<(u64, Claims), Status> {
+    pub async fn verify_end_user(&self, token: Option<&str>) -> Result<(UserId, Claims), Status> {
         let token = token.ok_or_else(|| Status::unauthenticated("missing access token"))?;
         match self.verify(token).await? {
             Caller::User {
@@ -286,7 +296,7 @@ impl Tokens {
         }
         let token = bearer.ok_or_else(|| Status::unauthenticated("missing access token"))?;
         let claims = self.decode(token)?;
-        let caller = if claims.typ == TYP_SERVICE {
+        let caller = if claims.typ == TokenKind::Service {
             Caller::Service {
                 name: service_identity(&claims, &gate)?,
             }
@@ -364,6 +374,10 @@ fn service_identity(claims: &Claims, gate: &Gate<'_>) -> Result<String, Status> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn uid(id: u64) -> UserId {
+        UserId::parse(id, "user_id").unwrap()
+    }
     use mall_types::service::ServiceName;
     use std::sync::Arc;
 
@@ -384,9 +398,11 @@ mod tests {
         settings.signing_key = private.as_str().into();
         let auth = Tokens::new(&settings, cache);
         assert!(!cart.signs_access_tokens() && auth.signs_access_tokens());
-        let err = cart.issue_access(7, "alice", ROLE_USER, "s").unwrap_err();
+        let err = cart
+            .issue_access(uid(7), "alice", Role::User, "s")
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-        let (token, _) = auth.issue_access(7, "alice", ROLE_USER, "s").unwrap();
+        let (token, _) = auth.issue_access(uid(7), "alice", Role::User, "s").unwrap();
         assert_eq!(
             cart.decode(&token).unwrap().sub,
             "7",
@@ -406,7 +422,7 @@ mod tests {
     #[tokio::test]
     async fn a_cache_without_revocation_epoch_fails_closed() {
         let t = tokens();
-        let (token, _) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        let (token, _) = t.issue_access(uid(7), "alice", Role::User, "s1").unwrap();
         t.verify(&token).await.unwrap();
         revocation::withdraw_epoch(t.cache.as_ref()).await.unwrap();
         let err = t.verify(&token).await.unwrap_err();
@@ -419,7 +435,7 @@ mod tests {
     #[tokio::test]
     async fn future_iat_is_refused_and_expired_access_tokens_decode_only_for_logout() {
         let t = tokens();
-        let (token, mut claims) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        let (token, mut claims) = t.issue_access(uid(7), "alice", Role::User, "s1").unwrap();
         assert_eq!(t.decode_expired_access(&token).unwrap(), claims);
         claims.iat += 60;
         claims.nbf = claims.iat - 60;
@@ -445,12 +461,12 @@ mod tests {
     #[tokio::test]
     async fn access_tokens_round_trip_and_revoke() {
         let t = tokens();
-        let (token, claims) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        let (token, claims) = t.issue_access(uid(7), "alice", Role::User, "s1").unwrap();
         let caller = t.verify(&token).await.unwrap();
-        assert_eq!(caller.user_id(), Some(7));
-        assert!(caller.authorize(7).is_ok());
+        assert_eq!(caller.user_id(), Some(uid(7)));
+        assert!(caller.authorize(uid(7)).is_ok());
         assert_eq!(
-            caller.authorize(8).unwrap_err().code(),
+            caller.authorize(uid(8)).unwrap_err().code(),
             tonic::Code::PermissionDenied
         );
         revocation::Revoked::Token(claims.jti.clone())
@@ -467,7 +483,7 @@ mod tests {
     async fn forged_tokens_are_unauthenticated() {
         use base64::Engine as _;
         let t = tokens();
-        let (token, _) = t.issue_access(7, "alice", ROLE_USER, "s1").unwrap();
+        let (token, _) = t.issue_access(uid(7), "alice", Role::User, "s1").unwrap();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let parts: Vec<&str> = token.split('.').collect();
         // Tampered payload (role escalated), original signature.
@@ -495,7 +511,7 @@ mod tests {
             };
             let cache = Arc::new(crate::cache::MemoryCache::new("o:".into(), 10));
             Tokens::new(&s, cache)
-                .issue_access(7, "alice", ROLE_ADMIN, "s1")
+                .issue_access(uid(7), "alice", Role::Admin, "s1")
                 .unwrap()
                 .0
         };
@@ -541,8 +557,8 @@ mod tests {
     #[tokio::test]
     async fn access_levels() {
         let t = tokens();
-        let (user, _) = t.issue_access(1, "u", ROLE_USER, "s").unwrap();
-        let (admin, _) = t.issue_access(2, "a", ROLE_ADMIN, "s").unwrap();
+        let (user, _) = t.issue_access(uid(1), "u", Role::User, "s").unwrap();
+        let (admin, _) = t.issue_access(uid(2), "a", Role::Admin, "s").unwrap();
         let (service, _) = t.issue_service("checkout", "payment").unwrap();
         let gate = PAYMENT_REFUND;
         assert_eq!(code(t.admit(Access::Public, None, gate).await), None);
@@ -620,7 +636,7 @@ mod tests {
             Some(tonic::Code::Unauthenticated)
         );
         // An access token has no audience and is accepted everywhere.
-        let (user, _) = t.issue_access(1, "u", ROLE_USER, "s").unwrap();
+        let (user, _) = t.issue_access(uid(1), "u", Role::User, "s").unwrap();
         assert_eq!(
             code(
                 t.admit(Access::User(&[]), Some(&user), PAYMENT_REFUND)

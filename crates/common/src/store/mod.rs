@@ -9,7 +9,7 @@
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::{AnyPool, Executor, MySql, Sqlite};
+use sqlx::{AnyConnection, AnyPool, Executor, MySql, Sqlite};
 use tracing::Instrument as _;
 
 mod counted;
@@ -89,6 +89,57 @@ pub enum StoreError {
     Scheme(String),
 }
 
+/// Creates the database (or the SQLite file and its directory) unless it exists.
+async fn create_if_missing(backend: Backend, url: &str) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Sqlite => {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+            }
+            if !Sqlite::database_exists(url).await? {
+                Sqlite::create_database(url).await?;
+            }
+        }
+        Backend::MySql => {
+            if !MySql::database_exists(url).await? {
+                // Several services or tests may race to create it; losing is fine.
+                if let Err(e) = MySql::create_database(url).await
+                    && !MySql::database_exists(url).await.unwrap_or(false)
+                {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The settings every pooled connection starts with.
+async fn set_up_session(backend: Backend, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    match backend {
+        // WAL lets readers run beside the writer; writers wait up to 5 s.
+        Backend::Sqlite => {
+            conn.execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            )
+            .await?;
+        }
+        // READ COMMITTED: no statement of ours relies on gap locks, and under REPEATABLE READ
+        // the next-key locks of one user's DELETE or range UPDATE reach into the neighbouring
+        // user's rows and deadlock their inserts. A store that needs a set of rows to hold
+        // still locks a row for it.
+        Backend::MySql => {
+            conn.execute(
+                "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci; \
+                 SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 impl Database {
     /// Opens the database at `url`, creating it (or the SQLite file and its directory) when
     /// missing, and runs the backend's migrations.
@@ -104,55 +155,11 @@ impl Database {
             source,
         };
         let backend = Backend::of_url(url).ok_or_else(|| StoreError::Scheme(redacted.clone()))?;
-        match backend {
-            Backend::Sqlite => {
-                if let Some(dir) = sqlite_parent_dir(url) {
-                    std::fs::create_dir_all(dir).map_err(|e| connect_err(sqlx::Error::Io(e)))?;
-                }
-                if !Sqlite::database_exists(url).await.map_err(connect_err)? {
-                    Sqlite::create_database(url).await.map_err(connect_err)?;
-                }
-            }
-            Backend::MySql => {
-                if !MySql::database_exists(url).await.map_err(connect_err)? {
-                    // Several services or tests may race to create it; losing is fine.
-                    if let Err(e) = MySql::create_database(url).await
-                        && !MySql::database_exists(url).await.unwrap_or(false)
-                    {
-                        return Err(connect_err(e));
-                    }
-                }
-            }
-        }
+        create_if_missing(backend, url).await.map_err(connect_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    match backend {
-                        // WAL lets readers run beside the writer; writers wait up to 5 s.
-                        Backend::Sqlite => {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                        }
-                        // READ COMMITTED: no statement of ours relies on gap locks, and under
-                        // REPEATABLE READ the next-key locks of one user's DELETE or range UPDATE
-                        // reach into the neighbouring user's rows and deadlock their inserts.
-                        // A store that needs a set of rows to hold still locks a row for it.
-                        Backend::MySql => {
-                            conn.execute(
-                                "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci; \
-                                 SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                            )
-                            .await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+            .after_connect(move |conn, _| Box::pin(set_up_session(backend, conn)))
             .connect(url)
             .await
             .map_err(connect_err)?;

@@ -97,9 +97,9 @@ fn admin_token(fleet: &mall::Fleet) -> anyhow::Result<String> {
     let sid = format!("floor-{}", run_id());
     Ok(tokens
         .issue_access(
-            4_000_000_001,
+            mall_types::UserId::parse(4_000_000_001, "user_id")?,
             "floor-admin",
-            mall_common::auth::ROLE_ADMIN,
+            mall_common::auth::Role::Admin,
             &sid,
         )
         .map_err(|s| anyhow::anyhow!("admin token: {}", s.message()))?

@@ -30,7 +30,6 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::stats::CLIENT_DEADLINE_MESSAGE;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -124,6 +123,9 @@ pub fn split_list(list: &str) -> Vec<&str> {
         .filter(|a| !a.is_empty())
         .collect()
 }
+
+/// The message of the status loadgen makes when its own deadline passes.
+pub const CLIENT_DEADLINE_MESSAGE: &str = "loadgen: no answer within the call's deadline";
 
 /// Whether `status` says the call never reached a server: the connection could not be made
 /// (tonic's [`ConnectError`](tonic::ConnectError) somewhere in its source chain).

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tonic::{Code, Status};
 
+use super::api::CLIENT_DEADLINE_MESSAGE;
 use super::mix::Op;
 use super::timeline::{self, Bucket, Timeline};
 
@@ -369,9 +370,6 @@ pub fn outcome_of(status: &Status) -> Outcome {
         Outcome::of(status)
     }
 }
-
-/// The message of the status loadgen makes when its own deadline passes.
-pub const CLIENT_DEADLINE_MESSAGE: &str = "loadgen: no answer within the call's deadline";
 
 /// One row of the report.
 #[derive(Debug, Clone, Serialize)]

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mall_common::auth::{ROLE_ADMIN, Tokens};
+use mall_common::auth::{Role, Tokens};
 use mall_common::cache::MemoryCache;
 use mall_common::config::{AccessKeys, Settings, Source};
 use mall_proto::product::v1 as pb;
@@ -50,7 +50,14 @@ async fn off_loopback_the_development_keys_neither_start_a_server_nor_forge_a_to
         &Settings::defaults("attacker").auth,
         Arc::new(MemoryCache::new("x:".into(), 10)),
     );
-    let (admin, _) = dev.issue_access(1, "mallory", ROLE_ADMIN, "s").unwrap();
+    let (admin, _) = dev
+        .issue_access(
+            mall_types::UserId::parse(1, "user_id").unwrap(),
+            "mallory",
+            Role::Admin,
+            "s",
+        )
+        .unwrap();
     let (service, _) = dev.issue_service("checkout", "product").unwrap();
     let create = pb::CreateProductReq {
         name: "Forged".into(),

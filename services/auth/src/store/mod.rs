@@ -40,6 +40,19 @@ pub struct AccountRow {
 }
 
 impl AccountRow {
+    /// The account's id and role as its tokens carry them; a stored value outside both is a
+    /// corrupt row.
+    pub fn identity(&self) -> Result<(UserId, Role), Error> {
+        let corrupt = |what: &str| {
+            Error::Database(sqlx::Error::Decode(
+                format!("account {} has an invalid {what}", self.id).into(),
+            ))
+        };
+        let id = UserId::from_db(self.id).ok_or_else(|| corrupt("id"))?;
+        let role = self.role.parse::<Role>().map_err(|_| corrupt("role"))?;
+        Ok((id, role))
+    }
+
     /// True unless banned or deleted.
     pub fn is_active(&self) -> bool {
         self.status == "active"

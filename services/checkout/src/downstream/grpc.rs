@@ -17,8 +17,9 @@ use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use tonic::{Request, Status};
 
-use super::StepError;
-use super::{CARD_METHOD, Downstream, OrderState, PaymentInfo, Settlement};
+use mall_types::{PaymentMethod, UserId};
+
+use super::{Downstream, OrderState, PaymentInfo, Settlement, StepError};
 use crate::domain::{Card, Contact, PricedLine};
 
 const CART: &str = "cart";
@@ -75,25 +76,30 @@ fn cart_items(lines: &[PricedLine]) -> Vec<common_pb::CartItem> {
         .collect()
 }
 
-fn payment_info(p: payment_pb::Payment) -> PaymentInfo {
-    PaymentInfo {
+fn payment_info(p: payment_pb::Payment) -> Result<PaymentInfo, StepError> {
+    let unexpected = |what: String| StepError::Unexpected {
+        service: PAYMENT,
+        what,
+    };
+    Ok(PaymentInfo {
+        user_id: UserId::parse(p.user_id, "user_id").map_err(|e| unexpected(e.to_string()))?,
+        method: PaymentMethod::from_stored(&p.payment_method)
+            .ok_or_else(|| unexpected(format!("payment method {:?}", p.payment_method)))?,
         transaction_id: p.transaction_id,
-        user_id: p.user_id,
         amount_cents: p.amount_cents,
         refunded_cents: p.refunded_cents,
-        method: p.payment_method,
-    }
+    })
 }
 
 fn place_order_req(
     saga_id: &str,
-    user_id: u64,
+    user_id: UserId,
     contact: &Contact,
     lines: &[PricedLine],
-    method: &str,
+    method: PaymentMethod,
 ) -> order_pb::PlaceOrderReq {
     order_pb::PlaceOrderReq {
-        user_id,
+        user_id: user_id.get(),
         user_currency: String::new(),
         address: Some(common_address(contact)),
         email: contact.email.clone(),
@@ -108,7 +114,7 @@ fn place_order_req(
             })
             .collect(),
         idempotency_key: saga_id.to_string(),
-        payment_method: method.to_string(),
+        payment_method: method.as_str().to_string(),
     }
 }
 
@@ -116,12 +122,17 @@ fn place_order_req(
 impl Downstream for GrpcDownstream {
     async fn get_cart(
         &self,
-        user_id: u64,
+        user_id: UserId,
         timeout: Duration,
     ) -> Result<Vec<(u64, i32)>, StepError> {
         let resp = self
             .client::<CartServiceClient<Channel>>(CART)?
-            .get_cart(with_timeout(cart_pb::GetCartReq { user_id }, timeout))
+            .get_cart(with_timeout(
+                cart_pb::GetCartReq {
+                    user_id: user_id.get(),
+                },
+                timeout,
+            ))
             .await
             .map_err(failed(CART))?
             .into_inner();
@@ -158,10 +169,10 @@ impl Downstream for GrpcDownstream {
     async fn place_order(
         &self,
         saga_id: &str,
-        user_id: u64,
+        user_id: UserId,
         contact: &Contact,
         lines: &[PricedLine],
-        method: &str,
+        method: PaymentMethod,
         timeout: Duration,
     ) -> Result<String, StepError> {
         let req = place_order_req(saga_id, user_id, contact, lines, method);
@@ -183,14 +194,14 @@ impl Downstream for GrpcDownstream {
     async fn alipay_pay_link(
         &self,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         return_url: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
         let req = payment_pb::AlipayChargeReq {
             order_id: order_id.to_string(),
-            user_id,
+            user_id: user_id.get(),
             amount_cents,
             return_url: return_url.to_string(),
         };
@@ -241,7 +252,7 @@ impl Downstream for GrpcDownstream {
     async fn charge(
         &self,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         card: &Card,
         timeout: Duration,
@@ -254,9 +265,9 @@ impl Downstream for GrpcDownstream {
                 credit_card_expiration_year: card.year,
                 credit_card_expiration_month: card.month,
             }),
-            payment_method: CARD_METHOD.into(),
+            payment_method: PaymentMethod::CreditCard.as_str().into(),
             order_id: order_id.to_string(),
-            user_id,
+            user_id: user_id.get(),
         };
         Ok(self
             .client::<PaymentServiceClient<Channel>>(PAYMENT)?
@@ -271,7 +282,7 @@ impl Downstream for GrpcDownstream {
         &self,
         transaction_id: &str,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         reason: &str,
         timeout: Duration,
@@ -281,7 +292,7 @@ impl Downstream for GrpcDownstream {
             order_id: order_id.to_string(),
             amount_cents,
             reason: reason.to_string(),
-            user_id,
+            user_id: user_id.get(),
             refund_request_id: String::new(),
         };
         Ok(self
@@ -308,7 +319,7 @@ impl Downstream for GrpcDownstream {
             .await
             .map_err(failed(PAYMENT))?
             .into_inner();
-        Ok(payment_info(payment))
+        payment_info(payment)
     }
 
     async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError> {
@@ -323,7 +334,7 @@ impl Downstream for GrpcDownstream {
             .into_inner();
         match (answer.voided, answer.payment) {
             (true, _) => Ok(Settlement::Voided),
-            (false, Some(payment)) => Ok(Settlement::Charged(payment_info(payment))),
+            (false, Some(payment)) => Ok(Settlement::Charged(payment_info(payment)?)),
             (false, None) => Err(StepError::Unexpected {
                 service: PAYMENT,
                 what: "VoidOrder answered neither voided nor a payment".into(),
@@ -333,13 +344,13 @@ impl Downstream for GrpcDownstream {
 
     async fn mark_paid(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         transaction_id: &str,
         timeout: Duration,
     ) -> Result<(), StepError> {
         let req = order_pb::MarkOrderPaidReq {
-            user_id,
+            user_id: user_id.get(),
             order_id: order_id.to_string(),
             transaction_id: transaction_id.to_string(),
         };
@@ -352,12 +363,12 @@ impl Downstream for GrpcDownstream {
 
     async fn order_state(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         timeout: Duration,
     ) -> Result<OrderState, StepError> {
         let req = order_pb::GetOrderReq {
-            user_id,
+            user_id: user_id.get(),
             order_id: order_id.to_string(),
         };
         let order = self
@@ -381,13 +392,13 @@ impl Downstream for GrpcDownstream {
 
     async fn cancel_order(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         reason: &str,
         timeout: Duration,
     ) -> Result<(), StepError> {
         let req = order_pb::CancelOrderReq {
-            user_id,
+            user_id: user_id.get(),
             order_id: order_id.to_string(),
             reason: reason.to_string(),
         };
@@ -400,13 +411,13 @@ impl Downstream for GrpcDownstream {
 
     async fn remove_purchased(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError> {
         let req = cart_pb::RemovePurchasedReq {
-            user_id,
+            user_id: user_id.get(),
             order_id: order_id.to_string(),
             items: cart_items(lines),
         };

@@ -13,6 +13,8 @@ pub use self::error::{BUDGET_MESSAGE, STOPPED_MESSAGE, StepError};
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mall_types::{PaymentMethod, UserId};
+
 use crate::domain::{Card, Contact, PricedLine};
 
 /// The reasons of other services' refusals the saga acts on, declared with the contract.
@@ -37,17 +39,14 @@ pub struct PaymentInfo {
     /// The transaction id.
     pub transaction_id: String,
     /// The payer.
-    pub user_id: u64,
+    pub user_id: UserId,
     /// Charged amount.
     pub amount_cents: i64,
     /// Already refunded.
     pub refunded_cents: i64,
-    /// `credit_card` or `alipay`.
-    pub method: String,
+    /// How it was paid.
+    pub method: PaymentMethod,
 }
-
-/// The payment method of the saga's charges, as payment names it.
-pub const CARD_METHOD: &str = "credit_card";
 
 /// What voiding an order found (`VoidOrder`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +66,11 @@ pub enum Settlement {
 #[async_trait::async_trait]
 pub trait Downstream: Send + Sync {
     /// The cart's lines `(product_id, quantity)` in the order first added.
-    async fn get_cart(&self, user_id: u64, timeout: Duration)
-    -> Result<Vec<(u64, i32)>, StepError>;
+    async fn get_cart(
+        &self,
+        user_id: UserId,
+        timeout: Duration,
+    ) -> Result<Vec<(u64, i32)>, StepError>;
 
     /// Catalog prices of `ids` in one `BatchGetProducts`; missing or deleted ids are absent.
     async fn prices(
@@ -82,10 +84,10 @@ pub trait Downstream: Send + Sync {
     async fn place_order(
         &self,
         saga_id: &str,
-        user_id: u64,
+        user_id: UserId,
         contact: &Contact,
         lines: &[PricedLine],
-        method: &str,
+        method: PaymentMethod,
         timeout: Duration,
     ) -> Result<String, StepError>;
 
@@ -94,7 +96,7 @@ pub trait Downstream: Send + Sync {
     async fn alipay_pay_link(
         &self,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         return_url: &str,
         timeout: Duration,
@@ -115,7 +117,7 @@ pub trait Downstream: Send + Sync {
     async fn charge(
         &self,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         card: &Card,
         timeout: Duration,
@@ -126,7 +128,7 @@ pub trait Downstream: Send + Sync {
         &self,
         transaction_id: &str,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         reason: &str,
         timeout: Duration,
@@ -147,7 +149,7 @@ pub trait Downstream: Send + Sync {
     /// PENDING→PAID by `transaction_id`.
     async fn mark_paid(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         transaction_id: &str,
         timeout: Duration,
@@ -156,7 +158,7 @@ pub trait Downstream: Send + Sync {
     /// The order's status.
     async fn order_state(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         timeout: Duration,
     ) -> Result<OrderState, StepError>;
@@ -164,7 +166,7 @@ pub trait Downstream: Send + Sync {
     /// PENDING→CANCELLED (order also releases the reservation).
     async fn cancel_order(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         reason: &str,
         timeout: Duration,
@@ -174,7 +176,7 @@ pub trait Downstream: Send + Sync {
     /// repeat, however late, changes nothing, so lines added since stay).
     async fn remove_purchased(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         lines: &[PricedLine],
         timeout: Duration,

@@ -99,7 +99,7 @@ impl Engine {
                 &run.lines,
                 // Finds the order placed under the saga id whatever its method; one created
                 // now is cancelled right away.
-                crate::downstream::CARD_METHOD,
+                mall_types::PaymentMethod::CreditCard,
                 run.timing.step,
             )
             .step(&self.inner.metrics, "compensate.find_order", run)

@@ -3,6 +3,8 @@
 //! written (cart and pricing: reads only) a failure is a rejection; from the order on it
 //! compensates (see [`super::compensate`]). No step writes the saga's row: the answer does.
 
+use mall_types::PaymentMethod;
+
 use super::StepCall as _;
 use super::outcome::Answer;
 use super::{Done, Engine, Failure, MARK_PAID_ATTEMPTS, MARK_PAID_BACKOFF, Run};
@@ -131,7 +133,7 @@ impl Engine {
 
     /// Step 3: the PENDING order, under the saga id as its idempotency key (so recovery finds
     /// it again, or compensation cancels it).
-    async fn place_order(&self, run: &mut Run, method: &str) -> Placed {
+    async fn place_order(&self, run: &mut Run, method: PaymentMethod) -> Placed {
         let timeout = match self.within_budget(run) {
             Ok(t) => t,
             Err(e) => return Placed::Refused(e.into()),

@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mall_types::ids::stored_to_api as id_to_api;
+use mall_types::UserId;
 use mall_types::time::unix_secs as unix_now;
 use tonic::Status;
 use tracing::Instrument as _;
@@ -157,7 +157,7 @@ impl<F: Future> StepCall for F {}
 /// One saga being driven (the in-memory mirror of its row).
 struct Run {
     id: String,
-    user_id: i64,
+    user_id: UserId,
     contact: Contact,
     lines: Vec<PricedLine>,
     total: i64,
@@ -170,8 +170,8 @@ struct Run {
 }
 
 impl Run {
-    fn user(&self) -> u64 {
-        id_to_api(self.user_id)
+    fn user(&self) -> UserId {
+        self.user_id
     }
 }
 

@@ -9,7 +9,9 @@ use super::outcome::Answer;
 use super::{Engine, Failure, Run};
 use crate::domain::{SagaState, Step};
 use crate::downstream::StepError;
-use crate::downstream::{CARD_METHOD, PaymentInfo, Settlement};
+use mall_types::PaymentMethod;
+
+use crate::downstream::{PaymentInfo, Settlement};
 use crate::store::{Change, Saga, now_ms};
 
 impl Engine {
@@ -149,5 +151,5 @@ impl Engine {
 fn is_this_sagas(run: &Run, payment: &PaymentInfo) -> bool {
     payment.user_id == run.user()
         && payment.amount_cents == run.total
-        && payment.method == CARD_METHOD
+        && payment.method == PaymentMethod::CreditCard
 }

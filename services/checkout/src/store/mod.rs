@@ -8,6 +8,7 @@
 //! ([`Sagas::update`]): an owner that lost its lease stops instead of racing the new one.
 
 use mall_common::store::{Database, Migrations, is_unique_violation};
+use mall_types::UserId;
 use mall_types::time::{unix_millis, unix_secs};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -47,7 +48,7 @@ pub struct Saga {
     /// Saga id (UUIDv7); the order's idempotency key.
     pub id: String,
     /// The buyer.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The stored idempotency key (`k:…` or `fp:…`).
     pub idempotency_key: String,
     /// Keyed request digest.
@@ -82,7 +83,7 @@ pub struct NewSaga<'a> {
     /// Saga id.
     pub id: &'a str,
     /// The buyer.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The stored idempotency key.
     pub idempotency_key: &'a str,
     /// Keyed request digest.
@@ -213,7 +214,7 @@ fn saga_of(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
     let message: Option<String> = row.try_get("outcome_message")?;
     let corrupt = |what: &str| Error::Corrupt(format!("saga {id}: {what}"));
     Ok(Saga {
-        user_id: row.try_get("user_id")?,
+        user_id: UserId::from_db(row.try_get("user_id")?).ok_or_else(|| corrupt("user_id"))?,
         idempotency_key: row.try_get("idempotency_key")?,
         fingerprint: row.try_get("fingerprint")?,
         state: SagaState::parse(&state).ok_or_else(|| corrupt("state"))?,
@@ -259,11 +260,11 @@ impl Sagas {
     }
 
     /// The saga `user_id` started with `key`.
-    pub async fn find_by_key(&self, user_id: i64, key: &str) -> Result<Option<Saga>, Error> {
+    pub async fn find_by_key(&self, user_id: UserId, key: &str) -> Result<Option<Saga>, Error> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {SAGA_COLUMNS} FROM sagas WHERE user_id = ? AND idempotency_key = ?"
         )))
-        .bind(user_id)
+        .bind(user_id.db())
         .bind(key)
         .fetch_optional(self.db.pool())
         .await?;
@@ -290,7 +291,7 @@ impl Sagas {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id)
-        .bind(new.user_id)
+        .bind(new.user_id.db())
         .bind(new.idempotency_key)
         .bind(new.fingerprint)
         .bind(start.state.as_str())

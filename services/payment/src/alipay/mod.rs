@@ -31,7 +31,7 @@ use mall_types::time::unix_secs;
 use mall_types::{Cents, Invalid, OrderId, TransactionId, UserId};
 use tokio::sync::mpsc;
 
-use crate::domain::{MAX_ALIPAY_CENTS, Method, Payment};
+use crate::domain::{MAX_ALIPAY_CENTS, Payment, PaymentMethod};
 use crate::error::Error;
 use crate::peers::Peers;
 use crate::store::trades::{NewTrade, Trade, TradeState};
@@ -150,7 +150,7 @@ impl Alipay {
                     .to_string(),
             });
         }
-        if order.payment_method != Method::Alipay.as_str() {
+        if order.payment_method != PaymentMethod::Alipay.as_str() {
             return Err(Error::NotAlipayOrder(order_id));
         }
         Ok(order)
@@ -275,7 +275,7 @@ impl Alipay {
             // The same trade again (a duplicate notification, or the poller and a notification
             // both): the payment already recorded.
             Recorded::Existing(p)
-                if p.is_repeat(new.user_id, new.amount_cents, Method::Alipay)
+                if p.is_repeat(new.user_id, new.amount_cents, PaymentMethod::Alipay)
                     && p.transaction_id == new.transaction_id =>
             {
                 Ok(Some(p))
@@ -338,7 +338,7 @@ fn payment_of(trade: &Trade, trade_no: Option<String>) -> Result<NewPayment, Err
         order_id,
         user_id,
         amount_cents: amount,
-        method: Method::Alipay,
+        method: PaymentMethod::Alipay,
         card: None,
     })
 }

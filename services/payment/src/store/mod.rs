@@ -15,7 +15,7 @@ use mall_types::{Cents, OrderId, TransactionId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::domain::{CardSummary, Method, Payment, STATUS_PAID};
+use crate::domain::{CardSummary, Payment, PaymentMethod, STATUS_PAID};
 use crate::error::Error;
 use crate::settings::NAME;
 
@@ -43,7 +43,7 @@ pub struct NewPayment {
     /// Positive amount.
     pub amount_cents: Cents,
     /// How it was paid.
-    pub method: Method,
+    pub method: PaymentMethod,
     /// The card's brand and last 4 digits (card payments).
     pub card: Option<CardSummary>,
 }
@@ -82,12 +82,10 @@ pub enum Voided {
 const CHARGED: &str = "charged";
 const VOIDED: &str = "voided";
 
-/// The source of the ledger's events (`payment.charged` when a payment is recorded, card or
-/// Alipay; `payment.refunded` when a card refund is recorded or Alipay confirms one), appended
-/// to the outbox in the transaction that records it; the aggregate is the order id (one payment
-/// per order).
-
-/// The payment ledger's repository.
+/// The payment ledger's repository. It is the source of payment's events (`payment.charged`
+/// when a payment is recorded, card or Alipay; `payment.refunded` when a card refund is
+/// recorded or Alipay confirms one), appended to the outbox in the transaction that records
+/// it; the aggregate is the order id (one payment per order).
 #[derive(Clone, Debug)]
 pub struct Ledger {
     pub(crate) db: Database,
@@ -102,7 +100,7 @@ pub(crate) fn payment_from_row(row: &AnyRow) -> Result<Payment, sqlx::Error> {
         amount_cents: row.try_get("amount_cents")?,
         refunded_cents: row.try_get("refunded_cents")?,
         status: row.try_get("status")?,
-        method: Method::from_stored(&method).ok_or_else(|| sqlx::Error::ColumnDecode {
+        method: PaymentMethod::from_stored(&method).ok_or_else(|| sqlx::Error::ColumnDecode {
             index: "payment_method".into(),
             source: format!("unknown payment method `{method}`").into(),
         })?,

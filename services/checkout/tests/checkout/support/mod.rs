@@ -18,6 +18,7 @@ use checkout::Downstream;
 use checkout::domain::{Card, Contact, PricedLine};
 use checkout::downstream::StepError;
 use checkout::downstream::{OrderState, PaymentInfo, Settlement};
+use mall_types::{PaymentMethod, UserId};
 use parking_lot::Mutex;
 use tonic::Status;
 
@@ -85,7 +86,7 @@ struct Faulty {
 impl Downstream for Faulty {
     async fn get_cart(
         &self,
-        user_id: u64,
+        user_id: UserId,
         timeout: Duration,
     ) -> Result<Vec<(u64, i32)>, StepError> {
         self.inner.get_cart(user_id, timeout).await
@@ -102,10 +103,10 @@ impl Downstream for Faulty {
     async fn place_order(
         &self,
         saga_id: &str,
-        user_id: u64,
+        user_id: UserId,
         contact: &Contact,
         lines: &[PricedLine],
-        method: &str,
+        method: PaymentMethod,
         timeout: Duration,
     ) -> Result<String, StepError> {
         self.inner
@@ -116,7 +117,7 @@ impl Downstream for Faulty {
     async fn alipay_pay_link(
         &self,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         return_url: &str,
         timeout: Duration,
@@ -145,7 +146,7 @@ impl Downstream for Faulty {
     async fn charge(
         &self,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         card: &Card,
         timeout: Duration,
@@ -188,7 +189,7 @@ impl Downstream for Faulty {
         &self,
         transaction_id: &str,
         order_id: &str,
-        user_id: u64,
+        user_id: UserId,
         amount_cents: i64,
         reason: &str,
         timeout: Duration,
@@ -219,7 +220,7 @@ impl Downstream for Faulty {
 
     async fn mark_paid(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         transaction_id: &str,
         timeout: Duration,
@@ -246,7 +247,7 @@ impl Downstream for Faulty {
 
     async fn order_state(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         timeout: Duration,
     ) -> Result<OrderState, StepError> {
@@ -255,7 +256,7 @@ impl Downstream for Faulty {
 
     async fn cancel_order(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         reason: &str,
         timeout: Duration,
@@ -270,7 +271,7 @@ impl Downstream for Faulty {
 
     async fn remove_purchased(
         &self,
-        user_id: u64,
+        user_id: UserId,
         order_id: &str,
         lines: &[PricedLine],
         timeout: Duration,
