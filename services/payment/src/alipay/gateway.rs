@@ -15,11 +15,10 @@ use std::fmt;
 
 use base64::Engine as _;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::rand_core::OsRng;
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
+use rsa::signature::Verifier;
 use sha2::Sha256;
 
-use super::sign::{private_key, public_key, request_sign_content, signed_response_content};
+use super::sign::{private_key, public_key, sign_request, signed_response_content};
 use crate::domain::{Civil, yuan};
 use crate::error::Error;
 use crate::settings::PaymentSettings;
@@ -221,15 +220,7 @@ impl Gateway {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let content = request_sign_content(&params);
-        let signature: Signature = merchant
-            .key
-            .try_sign_with_rng(&mut OsRng, content.as_bytes())
-            .map_err(|e| Error::Signing(e.to_string()))?;
-        params.insert(
-            "sign".to_string(),
-            base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-        );
+        sign_request(&merchant.key, &mut params)?;
         Ok(params)
     }
 

@@ -7,15 +7,10 @@ use mall_common::cache::SharedCache;
 use mall_types::{Cents, Invalid, OrderId, UserId};
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use rsa::pkcs1v15::Signature;
-use rsa::rand_core::OsRng;
-use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use serde::{Deserialize, Serialize};
 
 use super::gateway::{BEIJING_OFFSET_SECS, Gateway, METHOD_PAGE_PAY, PRODUCT_CODE};
-use super::sign::request_sign_content;
-
+use super::sign::sign_request;
 use crate::domain::{Civil, MAX_ALIPAY_CENTS, amount, yuan};
 use crate::error::Error;
 
@@ -216,16 +211,7 @@ impl Gateway {
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let content = request_sign_content(&params);
-        // With an RNG the private-key operation is blinded; the signature is the same.
-        let signature: Signature = merchant
-            .key
-            .try_sign_with_rng(&mut OsRng, content.as_bytes())
-            .map_err(|e| Error::Signing(e.to_string()))?;
-        params.insert(
-            "sign".to_string(),
-            base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-        );
+        sign_request(&merchant.key, &mut params)?;
         Ok(params)
     }
 

@@ -7,8 +7,14 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use rsa::pkcs1v15::{Signature, SigningKey};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::rand_core::OsRng;
+use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::Sha256;
+
+use crate::error::Error;
 
 /// PEM from an environment variable may arrive with literal `\n`s.
 fn unescape_pem(text: &str) -> String {
@@ -78,6 +84,23 @@ pub fn notification_sign_content(params: &BTreeMap<String, String>) -> String {
             .filter(|(k, _)| !matches!(k.as_str(), "sign" | "sign_type"))
             .map(|(k, v)| (k.as_str(), v.as_str())),
     )
+}
+
+/// Signs a request: its `sign` parameter, RSA2 over [`request_sign_content`]. With an RNG
+/// the private-key operation is blinded; the signature is the same.
+pub(super) fn sign_request(
+    key: &SigningKey<Sha256>,
+    params: &mut BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let content = request_sign_content(params);
+    let signature: Signature = key
+        .try_sign_with_rng(&mut OsRng, content.as_bytes())
+        .map_err(|e| Error::Signing(e.to_string()))?;
+    params.insert(
+        "sign".to_string(),
+        base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+    );
+    Ok(())
 }
 
 #[cfg(test)]
