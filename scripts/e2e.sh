@@ -205,7 +205,7 @@ fi
 
 # The initial stock, for the checker's "stock + units sold = initial stock" (when it takes one).
 check_stock_args=()
-loadgen_usage=$("$loadgen" --help 2>&1 || true)
+loadgen_usage=$("$loadgen" check --help 2>&1 || true)
 if [[ "$loadgen_usage" == *--snapshot* ]]; then
   "$loadgen" check --mysql-url "$mysql_url" --db-prefix fleet_ --snapshot "$FLEET_DIR/initial-stock.json"
   check_stock_args=(--initial-stock "$FLEET_DIR/initial-stock.json")

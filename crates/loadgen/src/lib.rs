@@ -8,7 +8,6 @@
 //! - [`floor`] (`loadgen floor`): benchmarks against the physical floor (a bare tonic server,
 //!   the database's own commit rate), the overload knee and the fleet's memory.
 
-pub mod args;
 pub mod bench;
 pub mod check;
 pub mod floor;

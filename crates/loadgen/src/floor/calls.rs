@@ -222,26 +222,41 @@ pub async fn run(options: &FloorOptions) -> anyhow::Result<CallsReport> {
     })
 }
 
+/// `loadgen drive`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DriveArgs {
+    /// The server, HOST:PORT.
+    #[arg(long, value_name = "A")]
+    pub addr: String,
+    /// The product asked for.
+    #[arg(long)]
+    pub id: u64,
+    /// Calls to make.
+    #[arg(long, default_value_t = 10_000)]
+    pub calls: usize,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// First print the answered product, hex-encoded (for `serve-bare --payload-hex`).
+    #[arg(long)]
+    pub print_payload: bool,
+}
+
 /// `loadgen drive --addr A --id N [--calls N] [--concurrency N] [--print-payload]`: a fixed
 /// number of `GetProduct` calls against one server (a `serve-product` or `serve-bare` run under
 /// a profiler, whose counters are read around the calls); with `--print-payload` it first
 /// prints the answered product, hex-encoded, for `serve-bare --payload-hex`.
-pub async fn drive(args: &[String]) -> anyhow::Result<()> {
-    let flags = crate::args::Flags::parse(
-        args,
-        &["--addr", "--id", "--calls", "--concurrency"],
-        &["--print-payload"],
-    )?;
-    let addr = flags
-        .text("--addr")
-        .ok_or_else(|| anyhow::anyhow!("--addr is required"))?;
-    let id = flags
-        .get::<u64>("--id")?
-        .ok_or_else(|| anyhow::anyhow!("--id is required"))?;
-    let calls = flags.get::<usize>("--calls")?.unwrap_or(10_000);
-    let concurrency = flags.get::<usize>("--concurrency")?.unwrap_or(16).max(1);
-    let c = client(addr)?;
-    if flags.switch("--print-payload") {
+pub async fn drive(args: DriveArgs) -> anyhow::Result<()> {
+    let DriveArgs {
+        addr,
+        id,
+        calls,
+        concurrency,
+        print_payload,
+    } = args;
+    let concurrency = concurrency.max(1);
+    let c = client(&addr)?;
+    if print_payload {
         let product = answered_product(&c, id).await?;
         println!("{}", hex::encode(product.encode_to_vec()));
     }

@@ -26,8 +26,6 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::args::Flags;
-
 /// Everything `loadgen floor` can be told.
 #[derive(Debug, Clone)]
 pub struct FloorOptions {
@@ -88,85 +86,135 @@ impl FloorOptions {
             retry: fleet::Retry::Pushback,
         }
     }
+}
 
-    /// Parses the flags of `loadgen floor <what>` over the defaults.
-    pub fn parse(exe: PathBuf, args: &[String]) -> anyhow::Result<FloorOptions> {
-        let flags = Flags::parse(
-            args,
-            &[
-                "--mysql-url",
-                "--redis-url",
-                "--db-prefix",
-                "--calls",
-                "--concurrency",
-                "--rounds",
-                "--shoppers",
-                "--secs",
-                "--step-secs",
-                "--max-shoppers",
-                "--checkouts",
-                "--fleet-exe",
-            ],
-            &["--real-hashing", "--ignore-pushback", "--retry-at-once"],
-        )?;
+/// Which floor benchmark `loadgen floor` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Which {
+    /// GetProduct through a bare server and the real product service.
+    Calls,
+    /// Checkouts through the whole fleet, with the database's own INSERT rate as baseline.
+    Checkout,
+    /// 1×–8× the knee, clients honouring the pushback or retrying at once, limiter on and off.
+    Overload,
+    /// The fleet's memory under a checkout load, for each `--fleet-exe`.
+    Memory,
+    /// All of them.
+    #[default]
+    All,
+}
+
+/// `loadgen floor`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FloorArgs {
+    /// The benchmark to run.
+    #[arg(value_enum, default_value_t = Which::All)]
+    pub which: Which,
+    /// The MySQL/MariaDB server the fleet's databases are made on.
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: Option<String>,
+    /// The Redis the fleet caches in.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// The prefix of the databases this run creates (and drops).
+    #[arg(long, value_name = "P", value_parser = db_prefix)]
+    pub db_prefix: Option<String>,
+    /// `calls`: GetProducts per server per round.
+    #[arg(long, value_parser = positive)]
+    pub calls: Option<usize>,
+    /// `calls`: concurrent callers.
+    #[arg(long, value_parser = positive)]
+    pub concurrency: Option<usize>,
+    /// `calls`: rounds, alternating the servers.
+    #[arg(long, value_parser = positive)]
+    pub rounds: Option<usize>,
+    /// `checkout` and `memory`: concurrent shoppers.
+    #[arg(long, value_parser = positive)]
+    pub shoppers: Option<usize>,
+    /// `checkout`: length of the load; `overload`: of each multiple (seconds, fractions too).
+    #[arg(long, value_name = "S", value_parser = seconds)]
+    pub secs: Option<Duration>,
+    /// `overload`: length of each knee-search level, in seconds.
+    #[arg(long, value_name = "S", value_parser = seconds)]
+    pub step_secs: Option<Duration>,
+    /// `overload`: the knee search stops here.
+    #[arg(long, value_parser = positive)]
+    pub max_shoppers: Option<usize>,
+    /// `memory`: checkouts per fleet binary.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkouts: Option<u64>,
+    /// `memory`: the binaries whose `serve-fleet` is measured (default: this one).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub fleet_exe: Vec<PathBuf>,
+    /// The fleet hashes passwords at the default Argon2 cost (else cheaply).
+    #[arg(long)]
+    pub real_hashing: bool,
+    /// Refused shoppers come back after a fixed backoff, ignoring the pushback.
+    #[arg(long, conflicts_with = "retry_at_once")]
+    pub ignore_pushback: bool,
+    /// Refused shoppers come back at once.
+    #[arg(long)]
+    pub retry_at_once: bool,
+}
+
+/// A database name prefix: letters, digits and underscores.
+pub fn db_prefix(v: &str) -> Result<String, String> {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(v.to_string())
+    } else {
+        Err("must be letters, digits and underscores".into())
+    }
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a positive number".into()),
+    }
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("must be a positive number of seconds".into()),
+    }
+}
+
+impl FloorOptions {
+    /// `args` over the defaults, with `exe` as the server binary.
+    pub fn from_args(exe: PathBuf, args: &FloorArgs) -> FloorOptions {
         let mut o = FloorOptions::new(exe);
-        o.real_hashing = flags.switch("--real-hashing");
-        o.retry = match (
-            flags.switch("--ignore-pushback"),
-            flags.switch("--retry-at-once"),
-        ) {
-            (true, true) => anyhow::bail!("--ignore-pushback or --retry-at-once, not both"),
-            (true, false) => fleet::Retry::Fixed,
+        if let Some(v) = &args.mysql_url {
+            o.mysql_url = v.trim_end_matches('/').to_string();
+        }
+        if let Some(v) = &args.redis_url {
+            o.redis_url.clone_from(v);
+        }
+        if let Some(v) = &args.db_prefix {
+            o.db_prefix.clone_from(v);
+        }
+        for (given, slot) in [
+            (args.calls, &mut o.calls),
+            (args.concurrency, &mut o.concurrency),
+            (args.rounds, &mut o.rounds),
+            (args.shoppers, &mut o.shoppers),
+            (args.max_shoppers, &mut o.max_shoppers),
+        ] {
+            if let Some(v) = given {
+                *slot = v;
+            }
+        }
+        o.secs = args.secs.unwrap_or(o.secs);
+        o.step_secs = args.step_secs.unwrap_or(o.step_secs);
+        o.checkouts = args.checkouts.unwrap_or(o.checkouts);
+        o.fleet_exes.clone_from(&args.fleet_exe);
+        o.real_hashing = args.real_hashing;
+        o.retry = match (args.ignore_pushback, args.retry_at_once) {
+            (true, _) => fleet::Retry::Fixed,
             (false, true) => fleet::Retry::AtOnce,
             (false, false) => fleet::Retry::Pushback,
         };
-        if let Some(v) = flags.text("--mysql-url") {
-            o.mysql_url = v.trim_end_matches('/').to_string();
-        }
-        if let Some(v) = flags.text("--redis-url") {
-            o.redis_url = v.to_string();
-        }
-        if let Some(v) = flags.text("--db-prefix") {
-            anyhow::ensure!(
-                !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                "--db-prefix must be letters, digits and underscores"
-            );
-            o.db_prefix = v.to_string();
-        }
-        let positive = |name: &str, v: Option<usize>, slot: &mut usize| -> anyhow::Result<()> {
-            if let Some(v) = v {
-                anyhow::ensure!(v > 0, "{name} must be positive");
-                *slot = v;
-            }
-            Ok(())
-        };
-        positive("--calls", flags.get("--calls")?, &mut o.calls)?;
-        positive(
-            "--concurrency",
-            flags.get("--concurrency")?,
-            &mut o.concurrency,
-        )?;
-        positive("--rounds", flags.get("--rounds")?, &mut o.rounds)?;
-        positive("--shoppers", flags.get("--shoppers")?, &mut o.shoppers)?;
-        positive(
-            "--max-shoppers",
-            flags.get("--max-shoppers")?,
-            &mut o.max_shoppers,
-        )?;
-        for (name, slot) in [("--secs", &mut o.secs), ("--step-secs", &mut o.step_secs)] {
-            if let Some(v) = flags.get::<f64>(name)? {
-                anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be positive");
-                *slot = Duration::from_secs_f64(v);
-            }
-        }
-        if let Some(n) = flags.get::<u64>("--checkouts")? {
-            anyhow::ensure!(n > 0, "--checkouts must be positive");
-            o.checkouts = n;
-        }
-        if let Some(list) = flags.text("--fleet-exe") {
-            o.fleet_exes = list.split(',').map(PathBuf::from).collect();
-        }
-        Ok(o)
+        o
     }
 }
 
@@ -228,21 +276,14 @@ pub fn machine_note() -> String {
 }
 
 /// `loadgen floor <calls|checkout|overload|memory|all> [flags]`: runs and prints the tables.
-pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
-    let (what, rest) = match args.split_first() {
-        Some((w, rest)) if !w.starts_with("--") => (w.as_str(), rest),
-        _ => ("all", args),
-    };
-    let options = FloorOptions::parse(exe, rest)?;
-    let (calls, checkout, overload, memory) = match what {
-        "calls" => (true, false, false, false),
-        "checkout" => (false, true, false, false),
-        "overload" => (false, false, true, false),
-        "memory" => (false, false, false, true),
-        "all" => (true, true, true, true),
-        other => anyhow::bail!(
-            "unknown floor benchmark `{other}` (calls, checkout, overload, memory, all)"
-        ),
+pub async fn main(exe: PathBuf, args: FloorArgs) -> anyhow::Result<()> {
+    let options = FloorOptions::from_args(exe, &args);
+    let (calls, checkout, overload, memory) = match args.which {
+        Which::Calls => (true, false, false, false),
+        Which::Checkout => (false, true, false, false),
+        Which::Overload => (false, false, true, false),
+        Which::Memory => (false, false, false, true),
+        Which::All => (true, true, true, true),
     };
     if calls {
         println!("{}", calls::run(&options).await?.to_markdown());
@@ -288,18 +329,23 @@ pub async fn main(exe: PathBuf, args: &[String]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    #[derive(Debug, clap::Parser)]
+    struct Floor {
+        #[command(flatten)]
+        args: FloorArgs,
+    }
+
+    fn parse(line: &str) -> Result<FloorOptions, clap::Error> {
+        use clap::Parser as _;
+        let floor = Floor::try_parse_from(std::iter::once("floor").chain(line.split_whitespace()))?;
+        Ok(FloorOptions::from_args("x".into(), &floor.args))
     }
 
     #[test]
     fn flags_override_the_defaults_and_bad_values_are_refused() {
-        let o = FloorOptions::parse(
-            "x".into(),
-            &args(
-                "--calls 100 --concurrency 3 --shoppers 5 --secs 1.5 --checkouts 70 \
-                 --fleet-exe a,b --db-prefix p_ --mysql-url mysql://h:1/",
-            ),
+        let o = parse(
+            "--calls 100 --concurrency 3 --shoppers 5 --secs 1.5 --checkouts 70 \
+             --fleet-exe a,b --db-prefix p_ --mysql-url mysql://h:1/",
         )
         .unwrap();
         assert_eq!((o.calls, o.concurrency, o.shoppers), (100, 3, 5));
@@ -310,20 +356,23 @@ mod tests {
             (o.db_prefix.as_str(), o.mysql_url.as_str()),
             ("p_", "mysql://h:1")
         );
-        let d = FloorOptions::parse("x".into(), &[]).unwrap();
+        let d = parse("").unwrap();
         assert!(d.db_prefix.starts_with("floor_"), "{}", d.db_prefix);
         assert_eq!((d.calls, d.checkouts, d.max_shoppers), (20_000, 50_000, 64));
+        assert_eq!(
+            parse("--retry-at-once").unwrap().retry,
+            fleet::Retry::AtOnce
+        );
         for bad in [
             "--calls 0",
             "--secs -1",
             "--db-prefix a-b",
             "--rounds x",
             "--nope 1",
+            "--ignore-pushback --retry-at-once",
+            "sideways",
         ] {
-            assert!(
-                FloorOptions::parse("x".into(), &args(bad)).is_err(),
-                "{bad}"
-            );
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 

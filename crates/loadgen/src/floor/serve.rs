@@ -31,8 +31,6 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
-use crate::args::Flags;
-
 /// The stock of every product a floor fleet creates: checkouts never run it out.
 pub const AMPLE_STOCK: u32 = 1_000_000_000;
 
@@ -132,10 +130,45 @@ async fn create_products(fleet: &mall::Fleet, count: usize) -> anyhow::Result<Ve
     Ok(ids)
 }
 
+/// `loadgen serve-product`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProductArgs {
+    /// The shared cache (`memory://` for the in-process one).
+    #[arg(long, value_name = "URL", default_value = "memory://")]
+    pub cache_url: String,
+}
+
+/// `loadgen serve-fleet`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// The MySQL/MariaDB server (no database part).
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: String,
+    /// The prefix of the fleet's database names.
+    #[arg(long, value_name = "P", value_parser = super::db_prefix)]
+    pub db_prefix: String,
+    /// The shared cache (`memory://` for the in-process one).
+    #[arg(long, value_name = "URL", default_value = "memory://")]
+    pub cache_url: String,
+    /// Products to create, priced 1.00 with ample stock.
+    #[arg(long, default_value_t = 20)]
+    pub products: usize,
+    /// Hash passwords at the default Argon2 cost (else cheaply).
+    #[arg(long)]
+    pub real_hashing: bool,
+}
+
+/// `loadgen serve-bare`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BareArgs {
+    /// The product every GetProduct answers, protobuf-encoded, in hex.
+    #[arg(long, value_name = "HEX")]
+    pub payload_hex: String,
+}
+
 /// `loadgen serve-product [--cache-url U]`.
-pub async fn serve_product(args: &[String]) -> anyhow::Result<()> {
-    let flags = Flags::parse(args, &["--cache-url"], &[])?;
-    let cache_url = flags.text("--cache-url").unwrap_or("memory://").to_string();
+pub async fn serve_product(args: ProductArgs) -> anyhow::Result<()> {
+    let cache_url = args.cache_url;
     let dir = tempfile::tempdir()?;
     let env = base_env(
         format!("sqlite://{}/product.db?mode=rwc", dir.path().display()),
@@ -173,31 +206,12 @@ pub async fn serve_product(args: &[String]) -> anyhow::Result<()> {
 
 /// `loadgen serve-fleet --mysql-url U --db-prefix P [--cache-url U] [--products N]
 /// [--real-hashing]`.
-pub async fn serve_fleet(args: &[String]) -> anyhow::Result<()> {
-    let flags = Flags::parse(
-        args,
-        &["--mysql-url", "--db-prefix", "--cache-url", "--products"],
-        &["--real-hashing"],
-    )?;
-    let real_hashing = flags.switch("--real-hashing");
-    let mysql = flags
-        .text("--mysql-url")
-        .ok_or_else(|| anyhow::anyhow!("--mysql-url is required"))?
-        .trim_end_matches('/')
-        .to_string();
-    let prefix = flags
-        .text("--db-prefix")
-        .ok_or_else(|| anyhow::anyhow!("--db-prefix is required"))?
-        .to_string();
-    anyhow::ensure!(
-        !prefix.is_empty()
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "--db-prefix must be letters, digits and underscores"
-    );
-    let cache_url = flags.text("--cache-url").unwrap_or("memory://").to_string();
-    let products = flags.get::<usize>("--products")?.unwrap_or(20).max(1);
+pub async fn serve_fleet(args: FleetArgs) -> anyhow::Result<()> {
+    let real_hashing = args.real_hashing;
+    let mysql = args.mysql_url.trim_end_matches('/').to_string();
+    let prefix = args.db_prefix;
+    let cache_url = args.cache_url;
+    let products = args.products.max(1);
     let template = format!("{mysql}/{prefix}{{service}}");
     let env = base_env(
         template.clone(),
@@ -330,13 +344,8 @@ impl ProductCatalogService for Bare {
 }
 
 /// `loadgen serve-bare --payload-hex H`.
-pub async fn serve_bare(args: &[String]) -> anyhow::Result<()> {
-    let flags = Flags::parse(args, &["--payload-hex"], &[])?;
-    let payload = hex::decode(
-        flags
-            .text("--payload-hex")
-            .ok_or_else(|| anyhow::anyhow!("--payload-hex is required"))?,
-    )?;
+pub async fn serve_bare(args: BareArgs) -> anyhow::Result<()> {
+    let payload = hex::decode(&args.payload_hex)?;
     let product = pb::Product::decode(payload.as_slice())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -19,33 +19,16 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use clap::Parser;
 use mall_testkit::consul::FakeConsul;
 
-/// The address of a local Consul agent.
-const DEFAULT_LISTEN: &str = "127.0.0.1:8500";
-
-const USAGE: &str = "usage: fake-consul [--listen HOST:PORT]   (default 127.0.0.1:8500)";
-
-fn parse_listen(args: &[String]) -> Result<SocketAddr, String> {
-    let mut listen = DEFAULT_LISTEN.to_string();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--listen" => {
-                listen = it
-                    .next()
-                    .ok_or_else(|| "--listen needs a value (HOST:PORT)".to_string())?
-                    .clone();
-            }
-            other => match other.strip_prefix("--listen=") {
-                Some(value) => listen = value.to_string(),
-                None => return Err(format!("unknown argument `{other}`")),
-            },
-        }
-    }
-    listen
-        .parse()
-        .map_err(|_| format!("--listen: `{listen}` is not an IP:port address"))
+/// The subset of a Consul agent's HTTP API that TikTokMall's discovery uses, in memory.
+#[derive(Debug, Parser)]
+#[command(name = "fake-consul", version)]
+struct Cli {
+    /// Where to listen, IP:PORT (a local Consul agent's address by default).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8500")]
+    listen: SocketAddr,
 }
 
 async fn stop_signal() -> std::io::Result<()> {
@@ -66,22 +49,8 @@ async fn stop_signal() -> std::io::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("fake-consul {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    let addr = match parse_listen(&args) {
-        Ok(addr) => addr,
-        Err(e) => {
-            eprintln!("fake-consul: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Help, the version and usage errors are printed here and exit 0, 0 and 2.
+    let addr = Cli::parse().listen;
     let mut fake = match FakeConsul::bind(addr).await {
         Ok(fake) => fake,
         Err(e) => {
@@ -106,31 +75,46 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn parse(args: &[&str]) -> Result<SocketAddr, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fake-consul").chain(args.iter().copied()))
+            .map(|cli| cli.listen)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn listens_on_the_agents_port_by_default() {
         assert_eq!(
-            parse_listen(&[]),
-            Ok(SocketAddr::from(([127, 0, 0, 1], 8500)))
+            parse(&[]).unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 8500))
         );
     }
 
     #[test]
     fn takes_the_address_in_both_spellings() {
-        let want = Ok(SocketAddr::from(([127, 0, 0, 1], 18500)));
-        assert_eq!(parse_listen(&args(&["--listen", "127.0.0.1:18500"])), want);
-        assert_eq!(parse_listen(&args(&["--listen=127.0.0.1:18500"])), want);
+        let want = SocketAddr::from(([127, 0, 0, 1], 18500));
+        assert_eq!(parse(&["--listen", "127.0.0.1:18500"]).unwrap(), want);
+        assert_eq!(parse(&["--listen=127.0.0.1:18500"]).unwrap(), want);
     }
 
     #[test]
-    fn refuses_bad_arguments() {
-        assert!(parse_listen(&args(&["--listen"])).is_err());
-        assert!(parse_listen(&args(&["--listen", "localhost"])).is_err());
-        assert!(parse_listen(&args(&["--port", "1"])).is_err());
+    fn help_and_version_answer_and_bad_arguments_are_usage_errors() {
+        for flag in ["--help", "-h", "--version", "-V"] {
+            assert_eq!(parse(&[flag]).unwrap_err().exit_code(), 0, "{flag}");
+        }
+        for bad in [
+            &["--listen"][..],
+            &["--listen", "localhost"],
+            &["--port", "1"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 }
