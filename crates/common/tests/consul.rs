@@ -3,6 +3,7 @@
 //! the keep-alive, and the resolver's blocking watch across an agent outage. Loopback only,
 //! every wait bounded.
 
+use mall_types::ServiceName;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -305,7 +306,7 @@ async fn consul_client_fails_fast_without_instances_and_follows_registrations() 
     let fake = FakeConsul::start().await;
     let settings = consul_settings(&fake);
     let clients = Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
-    let mut client: HealthClient<Channel> = clients.client("product").expect("client");
+    let mut client: HealthClient<Channel> = clients.client(ServiceName::Product).expect("client");
     let check = HealthCheckRequest {
         service: String::new(),
     };
@@ -377,7 +378,8 @@ async fn the_first_call_of_a_new_client_waits_for_the_first_lookup() {
     for _ in 0..20 {
         let clients =
             Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
-        let mut client: HealthClient<Channel> = clients.client("product").expect("client");
+        let mut client: HealthClient<Channel> =
+            clients.client(ServiceName::Product).expect("client");
         client
             .check(HealthCheckRequest {
                 service: String::new(),

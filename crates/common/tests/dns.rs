@@ -3,6 +3,7 @@
 //! last good instances (and counts the failures); a name that never resolves fails calls fast;
 //! the settings as loaded from the environment. Loopback only, every wait bounded.
 
+use mall_types::ServiceName;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +121,7 @@ async fn localhost_resolves_to_the_server_and_calls_reach_it() {
 
     let settings = dns_settings("localhost", port);
     let clients = Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
-    let mut client: HealthClient<Channel> = clients.client("product").expect("client");
+    let mut client: HealthClient<Channel> = clients.client(ServiceName::Product).expect("client");
     // The first call waits for the first lookup instead of failing.
     client.check(check()).await.expect("reached through dns");
     assert_eq!(
@@ -186,7 +187,7 @@ async fn a_name_that_stops_resolving_keeps_the_last_instances() {
     });
     let resolver = DnsResolver::with_lookup(&settings.discovery.dns, lookup);
     let clients = Clients::new(Arc::new(resolver.clone()), &settings.client, None);
-    let mut client: HealthClient<Channel> = clients.client("product").expect("client");
+    let mut client: HealthClient<Channel> = clients.client(ServiceName::Product).expect("client");
     client.check(check()).await.expect("reached through dns");
 
     let mut rx = resolver.resolve("product").expect("watch");
@@ -246,7 +247,7 @@ async fn a_name_that_never_resolves_fails_calls_fast() {
     assert!(resolver.failures("product") >= 1);
 
     let clients = Clients::new(Arc::new(resolver), &settings.client, None);
-    let mut client: HealthClient<Channel> = clients.client("product").expect("client");
+    let mut client: HealthClient<Channel> = clients.client(ServiceName::Product).expect("client");
     let started = Instant::now();
     let err = client.check(check()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");

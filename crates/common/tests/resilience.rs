@@ -4,6 +4,7 @@
 //! are retried on another instance while `Charge` never is; per-method deadlines apply.
 //! Loopback only, every wait bounded.
 
+use mall_types::ServiceName;
 use std::time::{Duration, Instant};
 
 use mall_common::client::{BreakerState, Channel, Clients};
@@ -150,7 +151,8 @@ async fn a_call_an_instance_shed_goes_to_another_without_counting_against_it() {
     s.client.retry.budget_percent = 100;
     s.client.retry.min_per_sec = 100;
     let clients = clients(&s);
-    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients.client(ServiceName::Payment).expect("client");
 
     for _ in 0..20 {
         payment
@@ -197,7 +199,8 @@ async fn idempotent_reads_are_retried_on_another_instance_and_charge_never_is() 
     // Keep the breaker out of the way: this test counts attempts.
     s.client.breaker.min_calls = 1_000;
     let clients = clients(&s);
-    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients.client(ServiceName::Payment).expect("client");
 
     // GetPayment is idempotent: whichever instance is drawn, the call succeeds.
     for _ in 0..20 {
@@ -241,7 +244,8 @@ async fn retries_stop_when_the_budget_is_spent() {
     s.client.retry.min_per_sec = 2;
     s.client.retry.burst_secs = 1;
     let clients = clients(&s);
-    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients.client(ServiceName::Payment).expect("client");
     let started = Instant::now();
     for _ in 0..10 {
         let _ = payment.get_payment(pay::GetPaymentReq::default()).await;
@@ -267,7 +271,8 @@ async fn per_method_deadlines_replace_the_client_default() {
         .or_default()
         .insert("charge".into(), Duration::from_millis(100));
     let clients = clients(&s);
-    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients.client(ServiceName::Payment).expect("client");
     let started = Instant::now();
     let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
@@ -285,7 +290,8 @@ async fn failures_say_whether_the_request_may_have_reached_the_service() {
 
     // Nobody listens (port 1: no test can bind it): the request cannot have been sent.
     let s = settings("payment", &["127.0.0.1:1".to_string()]);
-    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients(&s).client(ServiceName::Payment).expect("client");
     let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(never_sent(&err), "{err:?}");
@@ -295,7 +301,8 @@ async fn failures_say_whether_the_request_may_have_reached_the_service() {
     let upstream: std::net::SocketAddr = stub.addr().parse().expect("stub address");
     let proxy = LatencyProxy::start(upstream, Duration::ZERO).await;
     let s = settings("payment", &[proxy.addr()]);
-    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients(&s).client(ServiceName::Payment).expect("client");
     payment
         .charge(pay::ChargeReq::default())
         .await
@@ -314,7 +321,8 @@ async fn failures_say_whether_the_request_may_have_reached_the_service() {
     stub.set_reply(Reply::Status(Code::Unavailable));
     let mut s = settings("payment", &[stub.addr()]);
     s.client.breaker.min_calls = 1;
-    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients(&s).client(ServiceName::Payment).expect("client");
     let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
     assert!(!never_sent(&err), "{err:?}");
     let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
@@ -331,7 +339,7 @@ async fn an_answer_that_breaks_off_after_its_headers_is_retried_only_when_idempo
     // broken message reaching the caller.
     let alone = settings("payment", &[broken.addr()]);
     let err = clients(&alone)
-        .client::<PaymentServiceClient<Channel>>("payment")
+        .client::<PaymentServiceClient<Channel>>(ServiceName::Payment)
         .expect("client")
         .get_payment(pay::GetPaymentReq::default())
         .await
@@ -345,7 +353,8 @@ async fn an_answer_that_breaks_off_after_its_headers_is_retried_only_when_idempo
     s.client.breaker.min_calls = 1_000;
     s.client.balance.eject_base = Duration::from_secs(60);
     s.client.balance.eject_max = Duration::from_secs(60);
-    let mut payment: PaymentServiceClient<Channel> = clients(&s).client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients(&s).client(ServiceName::Payment).expect("client");
     for _ in 0..200 {
         payment
             .get_payment(pay::GetPaymentReq::default())
@@ -363,8 +372,9 @@ async fn an_answer_that_breaks_off_after_its_headers_is_retried_only_when_idempo
 
     // Charge is never sent twice, even though its answer broke off.
     let only_broken = settings("payment", &[broken.addr()]);
-    let mut payment: PaymentServiceClient<Channel> =
-        clients(&only_broken).client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> = clients(&only_broken)
+        .client(ServiceName::Payment)
+        .expect("client");
     let err = payment.charge(pay::ChargeReq::default()).await.unwrap_err();
     assert_ne!(err.code(), Code::Ok);
     assert_eq!(broken.calls(CHARGE), 1);
@@ -422,7 +432,8 @@ async fn reconfigured_clients_apply_new_retry_attempts() {
     let mut s = settings("payment", &[a.addr(), b.addr()]);
     s.client.breaker.min_calls = 1_000;
     let clients = clients(&s);
-    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients.client(ServiceName::Payment).expect("client");
     let attempts = || a.calls(GET_PAYMENT) + b.calls(GET_PAYMENT);
     // As started: one attempt per instance.
     let _ = payment.get_payment(pay::GetPaymentReq::default()).await;

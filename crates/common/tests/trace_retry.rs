@@ -5,6 +5,7 @@
 //! filter at `warn`, which must not silence the traces. Its own test binary: the
 //! trace export is process-wide once installed.
 
+use mall_types::ServiceName;
 use std::time::Duration;
 
 use mall_common::client::{Channel, Clients};
@@ -40,7 +41,8 @@ async fn a_retried_call_has_one_attempt_span_per_attempt_under_its_call_span() {
         .insert("payment".into(), vec![down.addr(), up.addr()]);
     s.client.breaker.min_calls = 1_000;
     let clients = Clients::discover(&s.discovery, &s.client, None).expect("clients");
-    let mut payment: PaymentServiceClient<Channel> = clients.client("payment").expect("client");
+    let mut payment: PaymentServiceClient<Channel> =
+        clients.client(ServiceName::Payment).expect("client");
     // Until the failing instance has been drawn once (it is ejected after that).
     for _ in 0..50 {
         payment

@@ -13,6 +13,7 @@
 //! - `round-robin x3, 1 slow` and `mall x3, 1 slow`: one instance behind a latency proxy, with a
 //!   naive round-robin client and with ours (power of two choices over in-flight calls).
 
+use mall_types::ServiceName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -154,7 +155,7 @@ fn mall_client(
         .static_addrs
         .insert("product".into(), addrs.to_vec());
     let clients = Clients::discover(&settings.discovery, &settings.client, None)?;
-    Ok(clients.client("product")?)
+    Ok(clients.client(ServiceName::Product)?)
 }
 
 /// Runs every scenario and returns the report.

@@ -282,7 +282,7 @@ impl TestFleet {
     /// [`TestFleet::start_tls`] fleet its certificate).
     pub fn client_from<T: FromChannel>(&self, caller: &str, name: &str) -> T {
         self.clients_as(caller)
-            .client(name)
+            .client(service(name))
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
     }
 
@@ -290,7 +290,7 @@ impl TestFleet {
     /// [`TOOLS`](mall::certs::TOOLS) certificate in a [`TestFleet::start_tls`] fleet).
     pub fn client_as<T: FromChannel>(&self, name: &str, token: &str) -> T {
         self.clients_as(mall::certs::TOOLS)
-            .client_as(name, token)
+            .client_as(service(name), token)
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
     }
 
@@ -298,7 +298,7 @@ impl TestFleet {
     /// connection (its certificate in a [`TestFleet::start_tls`] fleet).
     pub fn client_from_as<T: FromChannel>(&self, caller: &str, name: &str, token: &str) -> T {
         self.clients_as(caller)
-            .client_as(name, token)
+            .client_as(service(name), token)
             .unwrap_or_else(|e: Status| panic!("client for {name}: {e}"))
     }
 
@@ -453,6 +453,12 @@ pub fn client_at<T: FromChannel>(name: &str, addr: SocketAddr, token: &str) -> T
     client.request_timeout = Duration::from_secs(30);
     Clients::discover(&discovery, &client, None)
         .expect("clients")
-        .client_as::<T>(name, token)
+        .client_as::<T>(service(name), token)
         .unwrap_or_else(|e| panic!("client for {name} at {addr}: {e}"))
+}
+
+/// The service a test names.
+fn service(name: &str) -> ServiceName {
+    name.parse()
+        .unwrap_or_else(|e| panic!("{name} is not a service: {e}"))
 }

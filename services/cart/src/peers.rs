@@ -30,7 +30,7 @@ impl Catalog {
         let id = product_id.get();
         let mut catalog = self
             .clients
-            .client::<CatalogClient>(ServiceName::Product.as_str())
+            .client::<CatalogClient>(ServiceName::Product)
             .map_err(Error::catalog)?;
         match catalog.get_product(GetProductReq { id }).await {
             Ok(resp) if resp.get_ref().product.is_some() => Ok(()),

@@ -105,7 +105,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let orders = store::Orders::new(db);
     let product = platform
         .clients
-        .client::<peers::ProductClient>(ServiceName::Product.as_str())
+        .client::<peers::ProductClient>(ServiceName::Product)
         .context("a client for the product service")?;
     let service = api::OrderApi::new(
         orders.clone(),
@@ -124,7 +124,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     // Alipay orders are left PENDING, never cancelled blind.
     let payment = platform
         .clients
-        .client::<peers::PaymentClient>(ServiceName::Payment.as_str())
+        .client::<peers::PaymentClient>(ServiceName::Payment)
         .context("a client for the payment service")?;
     sweeper::Sweeper::new(orders, product, settings.ext.order.pending_timeout)
         .with_payment(payment)

@@ -854,7 +854,7 @@ async fn a_release_that_failed_while_product_was_down_is_retried_by_the_sweeper(
         Clients::discover(&discovery, &order::default_settings().client, None).expect("clients");
     let down = Sweeper::new(
         orders.clone(),
-        dead.client("product").unwrap(),
+        dead.client(mall_types::ServiceName::Product).unwrap(),
         Duration::from_secs(900),
     )
     .with_release_retry_after(Duration::ZERO);

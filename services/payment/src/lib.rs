@@ -45,8 +45,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<BoundServer> {
     let platform = Platform::open(&settings, Some(&store::MIGRATIONS)).await?;
     tracing::info!(alipay = ?gateway, "payment ready");
     let peers = peers::Peers {
-        order: platform.clients.client(ServiceName::Order.as_str())?,
-        cart: platform.clients.client(ServiceName::Cart.as_str())?,
+        order: platform.clients.client(ServiceName::Order)?,
+        cart: platform.clients.client(ServiceName::Cart)?,
     };
     let db = platform.database()?.clone();
     Outbox::install(&db).await?;

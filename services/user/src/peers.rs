@@ -25,9 +25,7 @@ impl Auth {
     }
 
     fn client(&self) -> Result<AuthClient, Error> {
-        Ok(self
-            .clients
-            .client::<AuthClient>(ServiceName::Auth.as_str())?)
+        Ok(self.clients.client::<AuthClient>(ServiceName::Auth)?)
     }
 
     /// Creates an account (auth checks every field); its id and first tokens.

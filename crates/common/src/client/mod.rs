@@ -1,4 +1,4 @@
-//! Outgoing gRPC: `clients.client::<ProductCatalogServiceClient<Channel>>("product")` gives a
+//! Outgoing gRPC: `clients.client::<ProductCatalogServiceClient<Channel>>(ServiceName::Product)` gives a
 //! ready tonic client for a named service. Each call goes down a stack of layers, one concern
 //! per file, outermost first:
 //!
@@ -32,6 +32,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use mall_types::ServiceName;
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -349,15 +350,19 @@ impl Clients {
         }
     }
 
-    /// A typed client for `service` (e.g. `"product"`), calling as this service.
-    pub fn client<T: FromChannel>(&self, service: &str) -> Result<T, Status> {
-        Ok(T::from_channel(self.channel(service)?))
+    /// A typed client for `service`, calling as this service.
+    pub fn client<T: FromChannel>(&self, service: ServiceName) -> Result<T, Status> {
+        Ok(T::from_channel(self.channel(service.as_str())?))
     }
 
     /// A typed client for `service` that sends `bearer` (an end user's or admin's access
     /// token) instead of the service token.
-    pub fn client_as<T: FromChannel>(&self, service: &str, bearer: &str) -> Result<T, Status> {
-        let shared = self.channel(service)?;
+    pub fn client_as<T: FromChannel>(
+        &self,
+        service: ServiceName,
+        bearer: &str,
+    ) -> Result<T, Status> {
+        let shared = self.channel(service.as_str())?;
         let stack = shared.pool.stack(Credentials::Bearer(Arc::from(bearer)));
         Ok(T::from_channel(Channel {
             pool: shared.pool,

@@ -109,7 +109,7 @@ async fn create_products(fleet: &mall::Fleet, count: usize) -> anyhow::Result<Ve
     let token = admin_token(fleet)?;
     let mut client: ProductCatalogServiceClient<Channel> = fleet
         .clients_as(mall::certs::TOOLS)?
-        .client_as("product", &token)
+        .client_as(mall_types::ServiceName::Product, &token)
         .map_err(|s| anyhow::anyhow!("product client: {}", s.message()))?;
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {

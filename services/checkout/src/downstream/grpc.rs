@@ -17,15 +17,15 @@ use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use tonic::{Request, Status};
 
-use mall_types::{PaymentMethod, UserId};
+use mall_types::{PaymentMethod, ServiceName, UserId};
 
 use super::{Downstream, OrderState, PaymentInfo, Settlement, StepError};
 use crate::domain::{Card, Contact, PricedLine};
 
-const CART: &str = "cart";
-const PRODUCT: &str = "product";
-const ORDER: &str = "order";
-const PAYMENT: &str = "payment";
+const CART: ServiceName = ServiceName::Cart;
+const PRODUCT: ServiceName = ServiceName::Product;
+const ORDER: ServiceName = ServiceName::Order;
+const PAYMENT: ServiceName = ServiceName::Payment;
 
 /// Calls cart, product, order and payment through `clients`, as the checkout service.
 #[derive(Clone)]
@@ -39,14 +39,14 @@ impl GrpcDownstream {
         GrpcDownstream { clients }
     }
 
-    fn client<T: FromChannel>(&self, service: &'static str) -> Result<T, StepError> {
+    fn client<T: FromChannel>(&self, service: ServiceName) -> Result<T, StepError> {
         self.clients.client(service).map_err(failed(service))
     }
 }
 
 /// Classifies a failed call to `service` (see [`StepError::from_status`]).
-fn failed(service: &'static str) -> impl Fn(Status) -> StepError {
-    move |status| StepError::from_status(service, status)
+fn failed(service: ServiceName) -> impl Fn(Status) -> StepError {
+    move |status| StepError::from_status(service.as_str(), status)
 }
 
 fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
@@ -78,7 +78,7 @@ fn cart_items(lines: &[PricedLine]) -> Vec<common_pb::CartItem> {
 
 fn payment_info(p: payment_pb::Payment) -> Result<PaymentInfo, StepError> {
     let unexpected = |what: String| StepError::Unexpected {
-        service: PAYMENT,
+        service: PAYMENT.as_str(),
         what,
     };
     Ok(PaymentInfo {
@@ -186,7 +186,7 @@ impl Downstream for GrpcDownstream {
             .map(|o| o.order_id)
             .filter(|id| !id.is_empty())
             .ok_or_else(|| StepError::Unexpected {
-                service: ORDER,
+                service: ORDER.as_str(),
                 what: "PlaceOrder returned no order id".into(),
             })
     }
@@ -214,7 +214,7 @@ impl Downstream for GrpcDownstream {
             .pay_url;
         if url.is_empty() {
             return Err(StepError::Unexpected {
-                service: PAYMENT,
+                service: PAYMENT.as_str(),
                 what: "AlipayCharge returned no pay_url".into(),
             });
         }
@@ -336,7 +336,7 @@ impl Downstream for GrpcDownstream {
             (true, _) => Ok(Settlement::Voided),
             (false, Some(payment)) => Ok(Settlement::Charged(payment_info(payment)?)),
             (false, None) => Err(StepError::Unexpected {
-                service: PAYMENT,
+                service: PAYMENT.as_str(),
                 what: "VoidOrder answered neither voided nor a payment".into(),
             }),
         }
@@ -379,7 +379,7 @@ impl Downstream for GrpcDownstream {
             .into_inner()
             .order
             .ok_or_else(|| StepError::Unexpected {
-                service: ORDER,
+                service: ORDER.as_str(),
                 what: "GetOrder returned no order".into(),
             })?;
         Ok(match order_pb::OrderStatus::try_from(order.status) {

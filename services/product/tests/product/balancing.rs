@@ -2,6 +2,7 @@
 //! evenly, and an instance made 50 ms slower (behind `mall_testkit::proxy::LatencyProxy`) gets
 //! few of them. Loopback only, bounded in count.
 
+use mall_types::ServiceName;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -44,7 +45,7 @@ async fn call_many(addrs: Vec<String>, id: u64) {
         .static_addrs
         .insert("product".into(), addrs);
     let clients = Clients::discover(&settings.discovery, &settings.client, None).expect("clients");
-    let client: Client = clients.client("product").expect("client");
+    let client: Client = clients.client(ServiceName::Product).expect("client");
     let left = Arc::new(std::sync::atomic::AtomicUsize::new(CALLS));
     let callers: Vec<_> = (0..CALLERS)
         .map(|_| {

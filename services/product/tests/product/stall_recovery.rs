@@ -144,7 +144,7 @@ fn admin_client(fleet: &TestFleet) -> Client {
     client.breaker.min_calls = u32::MAX;
     Clients::discover(&discovery, &client, None)
         .expect("clients")
-        .client_as::<Client>("product", &fleet.admin_token())
+        .client_as::<Client>(mall_types::ServiceName::Product, &fleet.admin_token())
         .unwrap_or_else(|e| panic!("product client: {e}"))
 }
 
