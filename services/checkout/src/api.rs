@@ -52,8 +52,8 @@ impl CheckoutService for CheckoutApi {
         }
         let done = self.engine.checkout(input).await?;
         Ok(Response::new(pb::CheckoutResp {
-            order_id: done.order_id,
-            transaction_id: done.transaction_id,
+            order_id: done.order_id.into_string(),
+            transaction_id: done.transaction_id.map(String::from).unwrap_or_default(),
             pay_url: done.pay_url,
         }))
     }

@@ -418,7 +418,7 @@ pub enum PricingError {
 pub fn price_lines(
     cart: &[(u64, i32)],
     prices: &HashMap<u64, i64>,
-) -> Result<(Vec<PricedLine>, i64), PricingError> {
+) -> Result<(Vec<PricedLine>, Cents), PricingError> {
     if cart.is_empty() {
         return Err(PricingError::EmptyCart);
     }
@@ -443,7 +443,7 @@ pub fn price_lines(
             cost_cents: cost.get(),
         });
     }
-    Ok((lines, total.get()))
+    Ok((lines, total))
 }
 
 /// A new, unguessable, time-ordered saga id (UUIDv7).
@@ -459,7 +459,7 @@ mod tests {
     fn lines_are_priced_from_the_catalog() {
         let prices = HashMap::from([(1, 250), (2, 1_000)]);
         let (lines, total) = price_lines(&[(1, 2), (2, 3)], &prices).unwrap();
-        assert_eq!(total, 3_500);
+        assert_eq!(total.get(), 3_500);
         assert_eq!(lines[1].cost_cents, 3_000);
         assert_eq!(price_lines(&[], &prices), Err(PricingError::EmptyCart));
         assert_eq!(

@@ -17,7 +17,7 @@ use mall_proto::product::v1 as product_pb;
 use mall_proto::product::v1::product_catalog_service_client::ProductCatalogServiceClient;
 use tonic::{Request, Status};
 
-use mall_types::{PaymentMethod, ServiceName, UserId};
+use mall_types::{Cents, OrderId, PaymentMethod, ServiceName, TransactionId, UserId};
 
 use super::{Downstream, OrderState, PaymentInfo, Settlement, StepError};
 use crate::domain::{Card, Contact, PricedLine};
@@ -85,9 +85,12 @@ fn payment_info(p: payment_pb::Payment) -> Result<PaymentInfo, StepError> {
         user_id: UserId::parse(p.user_id, "user_id").map_err(|e| unexpected(e.to_string()))?,
         method: PaymentMethod::from_stored(&p.payment_method)
             .ok_or_else(|| unexpected(format!("payment method {:?}", p.payment_method)))?,
-        transaction_id: p.transaction_id,
-        amount_cents: p.amount_cents,
-        refunded_cents: p.refunded_cents,
+        transaction_id: TransactionId::parse(&p.transaction_id, "transaction_id")
+            .map_err(|e| unexpected(e.to_string()))?,
+        amount_cents: Cents::new(p.amount_cents)
+            .ok_or_else(|| unexpected(format!("amount {}", p.amount_cents)))?,
+        refunded_cents: Cents::new(p.refunded_cents)
+            .ok_or_else(|| unexpected(format!("refunded {}", p.refunded_cents)))?,
     })
 }
 
@@ -174,7 +177,7 @@ impl Downstream for GrpcDownstream {
         lines: &[PricedLine],
         method: PaymentMethod,
         timeout: Duration,
-    ) -> Result<String, StepError> {
+    ) -> Result<OrderId, StepError> {
         let req = place_order_req(saga_id, user_id, contact, lines, method);
         let resp = self
             .client::<OrderServiceClient<Channel>>(ORDER)?
@@ -182,27 +185,25 @@ impl Downstream for GrpcDownstream {
             .await
             .map_err(failed(ORDER))?
             .into_inner();
-        resp.order
-            .map(|o| o.order_id)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| StepError::Unexpected {
-                service: ORDER.as_str(),
-                what: "PlaceOrder returned no order id".into(),
-            })
+        let id = resp.order.map(|o| o.order_id).unwrap_or_default();
+        OrderId::parse(&id, "order_id").map_err(|e| StepError::Unexpected {
+            service: ORDER.as_str(),
+            what: format!("PlaceOrder returned no usable order id: {e}"),
+        })
     }
 
     async fn alipay_pay_link(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         return_url: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
         let req = payment_pb::AlipayChargeReq {
             order_id: order_id.to_string(),
             user_id: user_id.get(),
-            amount_cents,
+            amount_cents: amount_cents.get(),
             return_url: return_url.to_string(),
         };
         let url = self
@@ -223,7 +224,7 @@ impl Downstream for GrpcDownstream {
 
     async fn reserve_stock(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError> {
@@ -238,7 +239,7 @@ impl Downstream for GrpcDownstream {
         Ok(())
     }
 
-    async fn release_stock(&self, order_id: &str, timeout: Duration) -> Result<(), StepError> {
+    async fn release_stock(&self, order_id: &OrderId, timeout: Duration) -> Result<(), StepError> {
         let req = product_pb::ReleaseStockReq {
             reservation_id: order_id.to_string(),
         };
@@ -251,14 +252,14 @@ impl Downstream for GrpcDownstream {
 
     async fn charge(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         card: &Card,
         timeout: Duration,
-    ) -> Result<String, StepError> {
+    ) -> Result<TransactionId, StepError> {
         let req = payment_pb::ChargeReq {
-            amount_cents,
+            amount_cents: amount_cents.get(),
             credit_card: Some(common_pb::CreditCardInfo {
                 credit_card_number: card.number.clone(),
                 credit_card_cvv: card.cvv.clone(),
@@ -269,28 +270,32 @@ impl Downstream for GrpcDownstream {
             order_id: order_id.to_string(),
             user_id: user_id.get(),
         };
-        Ok(self
+        let id = self
             .client::<PaymentServiceClient<Channel>>(PAYMENT)?
             .charge(with_timeout(req, timeout))
             .await
             .map_err(failed(PAYMENT))?
             .into_inner()
-            .transaction_id)
+            .transaction_id;
+        TransactionId::parse(&id, "transaction_id").map_err(|e| StepError::Unexpected {
+            service: PAYMENT.as_str(),
+            what: format!("Charge returned no usable transaction id: {e}"),
+        })
     }
 
     async fn refund(
         &self,
-        transaction_id: &str,
-        order_id: &str,
+        transaction_id: &TransactionId,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         reason: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
         let req = payment_pb::RefundReq {
             transaction_id: transaction_id.to_string(),
             order_id: order_id.to_string(),
-            amount_cents,
+            amount_cents: amount_cents.get(),
             reason: reason.to_string(),
             user_id: user_id.get(),
             refund_request_id: String::new(),
@@ -306,7 +311,7 @@ impl Downstream for GrpcDownstream {
 
     async fn get_payment(
         &self,
-        transaction_id: &str,
+        transaction_id: &TransactionId,
         timeout: Duration,
     ) -> Result<PaymentInfo, StepError> {
         let req = payment_pb::GetPaymentReq {
@@ -322,7 +327,11 @@ impl Downstream for GrpcDownstream {
         payment_info(payment)
     }
 
-    async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError> {
+    async fn void_order(
+        &self,
+        order_id: &OrderId,
+        timeout: Duration,
+    ) -> Result<Settlement, StepError> {
         let req = payment_pb::VoidOrderReq {
             order_id: order_id.to_string(),
         };
@@ -345,8 +354,8 @@ impl Downstream for GrpcDownstream {
     async fn mark_paid(
         &self,
         user_id: UserId,
-        order_id: &str,
-        transaction_id: &str,
+        order_id: &OrderId,
+        transaction_id: &TransactionId,
         timeout: Duration,
     ) -> Result<(), StepError> {
         let req = order_pb::MarkOrderPaidReq {
@@ -364,7 +373,7 @@ impl Downstream for GrpcDownstream {
     async fn order_state(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         timeout: Duration,
     ) -> Result<OrderState, StepError> {
         let req = order_pb::GetOrderReq {
@@ -384,7 +393,14 @@ impl Downstream for GrpcDownstream {
             })?;
         Ok(match order_pb::OrderStatus::try_from(order.status) {
             Ok(order_pb::OrderStatus::Pending) => OrderState::Pending,
-            Ok(order_pb::OrderStatus::Paid) => OrderState::Paid(order.transaction_id),
+            Ok(order_pb::OrderStatus::Paid) => OrderState::Paid(
+                TransactionId::parse(&order.transaction_id, "transaction_id").map_err(|e| {
+                    StepError::Unexpected {
+                        service: ORDER.as_str(),
+                        what: format!("a PAID order without a usable transaction id: {e}"),
+                    }
+                })?,
+            ),
             Ok(order_pb::OrderStatus::Cancelled) => OrderState::Cancelled,
             _ => OrderState::Other(order.status),
         })
@@ -393,7 +409,7 @@ impl Downstream for GrpcDownstream {
     async fn cancel_order(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         reason: &str,
         timeout: Duration,
     ) -> Result<(), StepError> {
@@ -412,7 +428,7 @@ impl Downstream for GrpcDownstream {
     async fn remove_purchased(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError> {

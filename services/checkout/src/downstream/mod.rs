@@ -13,7 +13,7 @@ pub use self::error::{BUDGET_MESSAGE, STOPPED_MESSAGE, StepError};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mall_types::{PaymentMethod, UserId};
+use mall_types::{Cents, OrderId, PaymentMethod, TransactionId, UserId};
 
 use crate::domain::{Card, Contact, PricedLine};
 
@@ -26,7 +26,7 @@ pub enum OrderState {
     /// Still PENDING.
     Pending,
     /// PAID by this transaction.
-    Paid(String),
+    Paid(TransactionId),
     /// CANCELLED.
     Cancelled,
     /// Anything else (COMPLETED, REFUNDED, unknown).
@@ -37,13 +37,13 @@ pub enum OrderState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentInfo {
     /// The transaction id.
-    pub transaction_id: String,
+    pub transaction_id: TransactionId,
     /// The payer.
     pub user_id: UserId,
     /// Charged amount.
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// Already refunded.
-    pub refunded_cents: i64,
+    pub refunded_cents: Cents,
     /// How it was paid.
     pub method: PaymentMethod,
 }
@@ -89,15 +89,15 @@ pub trait Downstream: Send + Sync {
         lines: &[PricedLine],
         method: PaymentMethod,
         timeout: Duration,
-    ) -> Result<String, StepError>;
+    ) -> Result<OrderId, StepError>;
 
     /// The signed Alipay pay link of the PENDING Alipay order (`AlipayCharge` for its total;
     /// payment checks owner, status and total with order). `return_url` may be empty.
     async fn alipay_pay_link(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         return_url: &str,
         timeout: Duration,
     ) -> Result<String, StepError>;
@@ -105,31 +105,31 @@ pub trait Downstream: Send + Sync {
     /// Reserves the lines' stock under the order id.
     async fn reserve_stock(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError>;
 
     /// Gives the order's reservation back (unknown or released: no-op).
-    async fn release_stock(&self, order_id: &str, timeout: Duration) -> Result<(), StepError>;
+    async fn release_stock(&self, order_id: &OrderId, timeout: Duration) -> Result<(), StepError>;
 
     /// Charges the card; returns the transaction id.
     async fn charge(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         card: &Card,
         timeout: Duration,
-    ) -> Result<String, StepError>;
+    ) -> Result<TransactionId, StepError>;
 
     /// Refunds `amount_cents` of the transaction; returns the refund id.
     async fn refund(
         &self,
-        transaction_id: &str,
-        order_id: &str,
+        transaction_id: &TransactionId,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         reason: &str,
         timeout: Duration,
     ) -> Result<String, StepError>;
@@ -137,21 +137,25 @@ pub trait Downstream: Send + Sync {
     /// The payment `transaction_id`.
     async fn get_payment(
         &self,
-        transaction_id: &str,
+        transaction_id: &TransactionId,
         timeout: Duration,
     ) -> Result<PaymentInfo, StepError>;
 
     /// Voids `order_id` at payment unless it was charged: how a saga that stopped during
     /// `Charge` (outcome unknown) settles whether the card was charged, so that a `Charge`
     /// still in flight cannot land after the saga gave up.
-    async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError>;
+    async fn void_order(
+        &self,
+        order_id: &OrderId,
+        timeout: Duration,
+    ) -> Result<Settlement, StepError>;
 
     /// PENDING→PAID by `transaction_id`.
     async fn mark_paid(
         &self,
         user_id: UserId,
-        order_id: &str,
-        transaction_id: &str,
+        order_id: &OrderId,
+        transaction_id: &TransactionId,
         timeout: Duration,
     ) -> Result<(), StepError>;
 
@@ -159,7 +163,7 @@ pub trait Downstream: Send + Sync {
     async fn order_state(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         timeout: Duration,
     ) -> Result<OrderState, StepError>;
 
@@ -167,7 +171,7 @@ pub trait Downstream: Send + Sync {
     async fn cancel_order(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         reason: &str,
         timeout: Duration,
     ) -> Result<(), StepError>;
@@ -177,7 +181,7 @@ pub trait Downstream: Send + Sync {
     async fn remove_purchased(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError>;

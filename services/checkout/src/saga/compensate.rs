@@ -3,6 +3,8 @@
 //! what is left of the charge. Every action is idempotent or guarded, so the recovery worker
 //! can run the whole compensation again after a partial one.
 
+use mall_types::{Cents, OrderId};
+
 use super::outcome::{Answer, unless_stopping};
 use super::{CANCEL_REASON, Engine, Failure, Run, StepCall as _};
 use crate::domain::{SagaState, Step};
@@ -83,7 +85,7 @@ impl Engine {
     /// The saga's order, if it may have one. `PlaceOrder` may have created the order without
     /// the saga learning its id; the saga id as its key names it (or creates it, to be
     /// cancelled right away).
-    pub(super) async fn order_to_undo(&self, run: &mut Run) -> Result<Option<String>, StepError> {
+    pub(super) async fn order_to_undo(&self, run: &mut Run) -> Result<Option<OrderId>, StepError> {
         if let Some(id) = &run.order_id {
             return Ok(Some(id.clone()));
         }
@@ -116,7 +118,7 @@ impl Engine {
     /// Cancels the order. One that is no longer PENDING is already cancelled (an earlier pass),
     /// or PAID, which by this saga's charge means the checkout succeeded (a `MarkOrderPaid`
     /// whose answer was lost).
-    async fn cancel_order(&self, run: &Run, order_id: &str) -> Result<Undone, StepError> {
+    async fn cancel_order(&self, run: &Run, order_id: &OrderId) -> Result<Undone, StepError> {
         let step = run.timing.step;
         let user = run.user();
         let cancelled = self
@@ -148,20 +150,23 @@ impl Engine {
     }
 
     /// Refunds whatever of the saga's charge is not refunded yet.
-    async fn refund_rest(&self, run: &Run, order_id: &str) -> Result<(), StepError> {
+    async fn refund_rest(&self, run: &Run, order_id: &OrderId) -> Result<(), StepError> {
         let Some(tx) = &run.tx else {
             return Ok(());
         };
         let step = run.timing.step;
         let payment = self.down().get_payment(tx, step).await?;
-        let left = payment.amount_cents.saturating_sub(payment.refunded_cents);
-        if left > 0 {
+        let left = payment
+            .amount_cents
+            .checked_sub(payment.refunded_cents)
+            .unwrap_or(Cents::ZERO);
+        if left > Cents::ZERO {
             self.down()
                 .refund(tx, order_id, run.user(), left, CANCEL_REASON, step)
                 .step(&self.inner.metrics, "compensate.refund", run)
                 .await?;
             self.inner.metrics.compensation(CompensationKind::Refund);
-            tracing::info!(saga = %run.id, transaction = %tx, amount_cents = left, "charge refunded");
+            tracing::info!(saga = %run.id, transaction = %tx, amount_cents = left.get(), "charge refunded");
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! written (cart and pricing: reads only) a failure is a rejection; from the order on it
 //! compensates (see [`super::compensate`]). No step writes the saga's row: the answer does.
 
-use mall_types::PaymentMethod;
+use mall_types::{Cents, OrderId, PaymentMethod, TransactionId};
 
 use super::StepCall as _;
 use super::outcome::Answer;
@@ -21,7 +21,7 @@ const CHARGE_REFUSALS: [&str; 2] = [reason::CARD_DECLINED, reason::INVALID_REQUE
 /// How step 3, the order, went.
 enum Placed {
     /// The PENDING order exists.
-    Order(String),
+    Order(OrderId),
     /// The order service refused: nothing was created.
     Refused(Failure),
     /// The order may exist: compensate.
@@ -55,7 +55,7 @@ impl Engine {
     async fn alipay_link(
         &self,
         run: &mut Run,
-        order_id: &str,
+        order_id: &OrderId,
         return_url: &str,
     ) -> Result<Answer, StepError> {
         let timeout = match self.within_budget(run) {
@@ -77,12 +77,12 @@ impl Engine {
                     ..Change::default()
                 };
                 let done = super::Done {
-                    order_id: order_id.to_string(),
-                    transaction_id: String::new(),
+                    order_id: order_id.clone(),
+                    transaction_id: None,
                     pay_url: url,
                 };
                 let answer = self.decide(run, change, Ok(done)).await?;
-                tracing::info!(saga = %run.id, order = order_id, "alipay checkout: pay link given");
+                tracing::info!(saga = %run.id, order = %order_id, "alipay checkout: pay link given");
                 Ok(answer)
             }
             Err(e) if e.ends_drive() => Err(e),
@@ -117,7 +117,7 @@ impl Engine {
         &self,
         run: &Run,
         cart: &[(u64, i32)],
-    ) -> Result<(Vec<PricedLine>, i64), Failure> {
+    ) -> Result<(Vec<PricedLine>, Cents), Failure> {
         let mut ids: Vec<u64> = cart.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -163,7 +163,7 @@ impl Engine {
     }
 
     /// Step 4: the order's stock, reserved under its id.
-    async fn reserve_stock(&self, run: &Run, order_id: &str) -> Result<(), Failure> {
+    async fn reserve_stock(&self, run: &Run, order_id: &OrderId) -> Result<(), Failure> {
         let reserved = match self.within_budget(run) {
             Ok(timeout) => {
                 self.down()
@@ -185,7 +185,7 @@ impl Engine {
     async fn charge(
         &self,
         run: &mut Run,
-        order_id: &str,
+        order_id: &OrderId,
         card: &Card,
     ) -> Result<Answer, StepError> {
         let timeout = match self.within_budget(run) {
@@ -219,11 +219,7 @@ impl Engine {
 
     /// Step 6: charged, so mark the order paid (bounded retries), else refund and cancel.
     pub(super) async fn finish_charged(&self, run: &mut Run) -> Result<Answer, StepError> {
-        let Done {
-            order_id,
-            transaction_id: tx,
-            ..
-        } = charged_ids(run, "charged")?;
+        let (order_id, tx) = charged_ids(run, "charged")?;
         let step = run.timing.step;
         for attempt in 0..MARK_PAID_ATTEMPTS {
             if attempt > 0 {
@@ -250,7 +246,12 @@ impl Engine {
     /// now, success is recorded with the cart left to the worker (`cart_pending`): once per
     /// order, so a late retry cannot touch what the shopper added since.
     pub(super) async fn paid(&self, run: &mut Run) -> Result<Answer, StepError> {
-        let done = charged_ids(run, "paid")?;
+        let (order_id, tx) = charged_ids(run, "paid")?;
+        let done = Done {
+            order_id,
+            transaction_id: Some(tx),
+            pay_url: String::new(),
+        };
         let cleaned = self
             .down()
             .remove_purchased(run.user(), &done.order_id, &run.lines, run.timing.step)
@@ -277,20 +278,16 @@ impl Engine {
         let order = done.order_id.clone();
         let answer = self.decide(run, change, Ok(done)).await?;
         if completed {
-            tracing::info!(saga = %run.id, order, "checkout completed");
+            tracing::info!(saga = %run.id, %order, "checkout completed");
         }
         Ok(answer)
     }
 }
 
 /// The order and transaction of a saga that is `what` (charged, paid): both must be known.
-fn charged_ids(run: &Run, what: &str) -> Result<Done, StepError> {
+fn charged_ids(run: &Run, what: &str) -> Result<(OrderId, TransactionId), StepError> {
     match (&run.order_id, &run.tx) {
-        (Some(order_id), Some(tx)) => Ok(Done {
-            order_id: order_id.clone(),
-            transaction_id: tx.clone(),
-            pay_url: String::new(),
-        }),
+        (Some(order_id), Some(tx)) => Ok((order_id.clone(), tx.clone())),
         _ => Err(
             crate::error::Error::Corrupt(format!("saga {} is {what} without ids", run.id)).into(),
         ),

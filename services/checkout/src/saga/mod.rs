@@ -45,8 +45,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mall_types::UserId;
 use mall_types::time::unix_secs as unix_now;
+use mall_types::{Cents, OrderId, TransactionId, UserId};
 use tonic::Status;
 use tracing::Instrument as _;
 
@@ -94,9 +94,9 @@ pub struct Timing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
     /// The order.
-    pub order_id: String,
-    /// The card charge (empty for Alipay).
-    pub transaction_id: String,
+    pub order_id: OrderId,
+    /// The card charge (`None` for Alipay).
+    pub transaction_id: Option<TransactionId>,
     /// The Alipay pay link (empty for cards).
     pub pay_url: String,
 }
@@ -160,9 +160,9 @@ struct Run {
     user_id: UserId,
     contact: Contact,
     lines: Vec<PricedLine>,
-    total: i64,
-    order_id: Option<String>,
-    tx: Option<String>,
+    total: Cents,
+    order_id: Option<OrderId>,
+    tx: Option<TransactionId>,
     outcome_recorded: bool,
     deadline: Instant,
     /// The timing this run started with (its lease was written with it).
@@ -350,7 +350,7 @@ impl Engine {
             user_id: input.user_id,
             contact: input.contact.clone(),
             lines: Vec::new(),
-            total: 0,
+            total: Cents::ZERO,
             order_id: None,
             tx: None,
             outcome_recorded: false,

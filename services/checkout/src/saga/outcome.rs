@@ -47,12 +47,12 @@ pub(super) fn replay(saga: &Saga) -> Answer {
             match (&saga.order_id, &saga.transaction_id, &saga.pay_url) {
                 (Some(order), Some(tx), _) => Ok(Done {
                     order_id: order.clone(),
-                    transaction_id: tx.clone(),
+                    transaction_id: Some(tx.clone()),
                     pay_url: String::new(),
                 }),
                 (Some(order), None, Some(url)) => Ok(Done {
                     order_id: order.clone(),
-                    transaction_id: String::new(),
+                    transaction_id: None,
                     pay_url: url.clone(),
                 }),
                 _ => Err(Error::Corrupt(format!("saga {} succeeded without ids", saga.id)).into()),

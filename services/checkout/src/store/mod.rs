@@ -8,8 +8,8 @@
 //! ([`Sagas::update`]): an owner that lost its lease stops instead of racing the new one.
 
 use mall_common::store::{Database, Migrations, is_unique_violation};
-use mall_types::UserId;
 use mall_types::time::{unix_millis, unix_secs};
+use mall_types::{Cents, OrderId, TransactionId, UserId};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{Contact, PricedLine, SagaState, Step};
@@ -58,11 +58,11 @@ pub struct Saga {
     /// Progress.
     pub step: Step,
     /// The order, once placed.
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
     /// The payment, once charged.
-    pub transaction_id: Option<String>,
+    pub transaction_id: Option<TransactionId>,
     /// The total, once priced.
-    pub total_cents: Option<i64>,
+    pub total_cents: Option<Cents>,
     /// The priced lines (empty until priced).
     pub lines: Vec<PricedLine>,
     /// Names, email, address.
@@ -106,7 +106,7 @@ pub enum Start<'a> {
         /// The priced lines.
         lines: &'a [PricedLine],
         /// Their total.
-        total: i64,
+        total: Cents,
     },
     /// Refused before any remote write: the recorded answer.
     Rejected(Outcome),
@@ -120,13 +120,13 @@ pub struct Change {
     /// New step.
     pub step: Option<Step>,
     /// The order id.
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
     /// The transaction id.
-    pub transaction_id: Option<String>,
+    pub transaction_id: Option<TransactionId>,
     /// An Alipay checkout's pay link.
     pub pay_url: Option<String>,
     /// Priced lines and their total.
-    pub priced: Option<(Vec<PricedLine>, i64)>,
+    pub priced: Option<(Vec<PricedLine>, Cents)>,
     /// The client's answer.
     pub outcome: Option<Outcome>,
     /// Give the lease up: others may claim the saga from this time (unix ms).
@@ -165,7 +165,7 @@ impl<'a> StartColumns<'a> {
                     serde_json::to_string(lines)
                         .map_err(|e| Error::Corrupt(format!("lines do not serialize: {e}")))?,
                 ),
-                total: Some(*total),
+                total: Some(total.get()),
                 outcome_code: None,
                 outcome_message: None,
                 lease_owner: Some(owner),
@@ -219,9 +219,20 @@ fn saga_of(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
         fingerprint: row.try_get("fingerprint")?,
         state: SagaState::parse(&state).ok_or_else(|| corrupt("state"))?,
         step: Step::parse(&step).ok_or_else(|| corrupt("step"))?,
-        order_id: row.try_get("order_id")?,
-        transaction_id: row.try_get("transaction_id")?,
-        total_cents: row.try_get("total_cents")?,
+        order_id: row
+            .try_get::<Option<String>, _>("order_id")?
+            .map(|id| OrderId::parse(&id, "order_id").map_err(|_| corrupt("order_id")))
+            .transpose()?,
+        transaction_id: row
+            .try_get::<Option<String>, _>("transaction_id")?
+            .map(|id| {
+                TransactionId::parse(&id, "transaction_id").map_err(|_| corrupt("transaction_id"))
+            })
+            .transpose()?,
+        total_cents: row
+            .try_get::<Option<i64>, _>("total_cents")?
+            .map(|c| Cents::new(c).ok_or_else(|| corrupt("total_cents")))
+            .transpose()?,
         lines: match lines {
             Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("lines_json"))?,
             None => Vec::new(),
@@ -384,10 +395,10 @@ impl Sagas {
             query = query.bind(step.as_str());
         }
         if let Some(order_id) = &change.order_id {
-            query = query.bind(order_id.clone());
+            query = query.bind(order_id.to_string());
         }
         if let Some(transaction_id) = &change.transaction_id {
-            query = query.bind(transaction_id.clone());
+            query = query.bind(transaction_id.to_string());
         }
         if let Some(pay_url) = &change.pay_url {
             query = query.bind(pay_url.clone());
@@ -395,7 +406,7 @@ impl Sagas {
         if let Some((lines, total)) = &change.priced {
             let json = serde_json::to_string(lines)
                 .map_err(|e| Error::Corrupt(format!("lines do not serialize: {e}")))?;
-            query = query.bind(json).bind(*total);
+            query = query.bind(json).bind(total.get());
         }
         if let Some(outcome) = &change.outcome {
             query = query

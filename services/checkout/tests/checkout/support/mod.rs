@@ -18,7 +18,7 @@ use checkout::Downstream;
 use checkout::domain::{Card, Contact, PricedLine};
 use checkout::downstream::StepError;
 use checkout::downstream::{OrderState, PaymentInfo, Settlement};
-use mall_types::{PaymentMethod, UserId};
+use mall_types::{Cents, OrderId, PaymentMethod, TransactionId, UserId};
 use parking_lot::Mutex;
 use tonic::Status;
 
@@ -108,7 +108,7 @@ impl Downstream for Faulty {
         lines: &[PricedLine],
         method: PaymentMethod,
         timeout: Duration,
-    ) -> Result<String, StepError> {
+    ) -> Result<OrderId, StepError> {
         self.inner
             .place_order(saga_id, user_id, contact, lines, method, timeout)
             .await
@@ -116,9 +116,9 @@ impl Downstream for Faulty {
 
     async fn alipay_pay_link(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         return_url: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
@@ -129,7 +129,7 @@ impl Downstream for Faulty {
 
     async fn reserve_stock(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError> {
@@ -139,30 +139,31 @@ impl Downstream for Faulty {
         self.inner.reserve_stock(order_id, lines, timeout).await
     }
 
-    async fn release_stock(&self, order_id: &str, timeout: Duration) -> Result<(), StepError> {
+    async fn release_stock(&self, order_id: &OrderId, timeout: Duration) -> Result<(), StepError> {
         self.inner.release_stock(order_id, timeout).await
     }
 
     async fn charge(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         card: &Card,
         timeout: Duration,
-    ) -> Result<String, StepError> {
+    ) -> Result<TransactionId, StepError> {
         if let Some(status) = self.faults.refuse_charge.lock().take() {
             return Err(StepError::from_status("payment", status));
         }
         let delay = self.faults.delay_charge.lock().take();
         if let Some(delay) = delay {
             let (inner, answer) = (self.inner.clone(), self.faults.late_charge_answer.clone());
-            let (order_id, card) = (order_id.to_string(), card.clone());
+            let (order_id, card) = (order_id.clone(), card.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let charged = inner
                     .charge(&order_id, user_id, amount_cents, &card, timeout)
                     .await
+                    .map(String::from)
                     .map_err(StepError::into_status);
                 *answer.lock() = Some(charged);
             });
@@ -187,10 +188,10 @@ impl Downstream for Faulty {
 
     async fn refund(
         &self,
-        transaction_id: &str,
-        order_id: &str,
+        transaction_id: &TransactionId,
+        order_id: &OrderId,
         user_id: UserId,
-        amount_cents: i64,
+        amount_cents: Cents,
         reason: &str,
         timeout: Duration,
     ) -> Result<String, StepError> {
@@ -208,21 +209,25 @@ impl Downstream for Faulty {
 
     async fn get_payment(
         &self,
-        transaction_id: &str,
+        transaction_id: &TransactionId,
         timeout: Duration,
     ) -> Result<PaymentInfo, StepError> {
         self.inner.get_payment(transaction_id, timeout).await
     }
 
-    async fn void_order(&self, order_id: &str, timeout: Duration) -> Result<Settlement, StepError> {
+    async fn void_order(
+        &self,
+        order_id: &OrderId,
+        timeout: Duration,
+    ) -> Result<Settlement, StepError> {
         self.inner.void_order(order_id, timeout).await
     }
 
     async fn mark_paid(
         &self,
         user_id: UserId,
-        order_id: &str,
-        transaction_id: &str,
+        order_id: &OrderId,
+        transaction_id: &TransactionId,
         timeout: Duration,
     ) -> Result<(), StepError> {
         // The call after recording the charge: a crashed instance never makes it.
@@ -248,7 +253,7 @@ impl Downstream for Faulty {
     async fn order_state(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         timeout: Duration,
     ) -> Result<OrderState, StepError> {
         self.inner.order_state(user_id, order_id, timeout).await
@@ -257,7 +262,7 @@ impl Downstream for Faulty {
     async fn cancel_order(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         reason: &str,
         timeout: Duration,
     ) -> Result<(), StepError> {
@@ -272,7 +277,7 @@ impl Downstream for Faulty {
     async fn remove_purchased(
         &self,
         user_id: UserId,
-        order_id: &str,
+        order_id: &OrderId,
         lines: &[PricedLine],
         timeout: Duration,
     ) -> Result<(), StepError> {
