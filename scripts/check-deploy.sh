@@ -868,14 +868,16 @@ fail = errors.append
 
 # --- the call graph, from the code ---------------------------------------------------------------
 # Who calls whom: a client built in services/<caller>/src for ServiceName::<Callee> (or a
-# constant naming it), and every service an RPC's access rule in services/<callee>/src/api.rs
+# constant naming it, `&str` or `ServiceName`), and every service an RPC's access rule in services/<callee>/src/api.rs
 # admits (Access::Internal / Access::User lists).
 code_edges = set()
 for caller in names:
     for path in glob.glob(f"services/{caller}/src/**/*.rs", recursive=True):
         text = open(path).read()
         consts = dict(re.findall(r'const\s+([A-Z_]+)\s*:\s*&str\s*=\s*"(\w+)"', text))
-        for m in re.finditer(r"\.client(?:_as)?(?:::<.*?>)?\(\s*(?:ServiceName::(\w+)\.as_str\(\)|([A-Z_]+)\b)", text):
+        consts.update((k, v.lower()) for k, v in re.findall(
+            r"const\s+([A-Z_]+)\s*:\s*ServiceName\s*=\s*ServiceName::(\w+)", text))
+        for m in re.finditer(r"\.client(?:_as)?(?:::<.*?>)?\(\s*(?:ServiceName::(\w+)(?:\.as_str\(\))?|([A-Z_]+)\b)", text):
             callee = (m.group(1) or "").lower() or consts.get(m.group(2) or "")
             if callee in names and callee != caller:
                 code_edges.add((caller, callee))
