@@ -41,7 +41,8 @@
 //! `WAIT_BUYER_PAY`), [`FakeAlipay::pay`] (paid: `TRADE_SUCCESS`). [`FakeAlipay::requests`]
 //! lists the calls the gateway answered, [`FakeAlipay::refunds`] the refunds of a trade,
 //! [`FakeAlipay::lose_next_responses`] applies requests but answers HTTP 502, as a response
-//! lost on the way back, and [`FakeAlipay::forge_next_responses`] signs answers wrongly.
+//! lost on the way back, [`FakeAlipay::forge_next_responses`] signs answers wrongly, and
+//! [`FakeAlipay::refuse_next_refunds`] refuses refunds as a short merchant balance does.
 //!
 //! # Differences from Alipay's sandbox
 //!
@@ -119,6 +120,7 @@ struct Trades {
     calls: Vec<GatewayCall>,
     lose_responses: usize,
     forge_responses: usize,
+    refuse_refunds: usize,
     next_trade: u64,
 }
 
@@ -265,6 +267,12 @@ impl FakeAlipay {
     /// The next `n` gateway requests are carried out but answered HTTP 502 (a lost response).
     pub fn lose_next_responses(&self, n: usize) {
         self.inner.trades.lock().lose_responses = n;
+    }
+
+    /// The next `n` new refunds are refused as Alipay refuses a refund the merchant's balance
+    /// cannot cover (`code 40004`, `sub_code ACQ.SELLER_BALANCE_NOT_ENOUGH`): nothing moves.
+    pub fn refuse_next_refunds(&self, n: usize) {
+        self.inner.trades.lock().refuse_refunds = n;
     }
 
     /// The next `n` gateway answers carry a signature that does not verify (as a man in the
@@ -460,6 +468,10 @@ fn refund(t: &mut Trades, biz: &Value) -> Value {
     }
     if trade.refunded_cents + amount > trade.total_cents || amount <= 0 {
         return failed("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限");
+    }
+    if t.refuse_refunds > 0 {
+        t.refuse_refunds -= 1;
+        return failed("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足");
     }
     let Some(tr) = t.by_order.get_mut(&trade.out_trade_no) else {
         return failed("ACQ.TRADE_NOT_EXIST", "交易不存在");

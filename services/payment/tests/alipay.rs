@@ -456,6 +456,61 @@ async fn partial_alipay_refunds_summing_to_the_payment_succeed_and_one_more_cent
     shop.stop().await;
 }
 
+/// A refund Alipay refuses leaves the ledger as it was before it: after a partial refund, the
+/// payment still reads the first refund, `partially_refunded` (on MariaDB, which evaluates
+/// `SET` left to right with updated values, giving the amount back once used to read `paid`).
+#[tokio::test]
+async fn a_refund_alipay_refuses_leaves_the_ledger_as_it_was() {
+    let shop = AlipayFleet::start(&[]).await;
+    let user = 7;
+    let (_, resp) = shop.checkout(user, "ali-refused", &[(2_500, 1)]).await;
+    let order_id = resp.order_id;
+    assert_eq!(shop.pay_and_notify(&order_id, 2_500).await, "success");
+    let txn = shop.gateway.trade(&order_id).unwrap().trade_no;
+    let mut client = service(&shop);
+    let refund = |amount_cents: i64, request: &str| pb::RefundReq {
+        transaction_id: txn.clone(),
+        order_id: order_id.clone(),
+        amount_cents,
+        reason: "customer asked".into(),
+        user_id: user,
+        refund_request_id: request.into(),
+    };
+    client
+        .refund(refund(100, "r1"))
+        .await
+        .expect("first refund");
+    shop.gateway.refuse_next_refunds(1);
+    let refused = assert_code!(
+        client.refund(refund(100, "r2")).await,
+        Code::FailedPrecondition,
+        "the seller's balance is short"
+    );
+    assert_eq!(
+        mall_common::error::reason_of(&refused).as_deref(),
+        Some("ALIPAY_REFUND_REFUSED"),
+        "{refused:?}"
+    );
+    let payment = payment_of(&shop, &order_id).await.unwrap();
+    assert_eq!(
+        (payment.refunded_cents, payment.status.as_str()),
+        (100, "partially_refunded")
+    );
+    // The refused request stays refused; a new one for the rest goes through.
+    assert_code!(
+        client.refund(refund(100, "r2")).await,
+        Code::FailedPrecondition,
+        "refused before"
+    );
+    client.refund(refund(2_400, "r3")).await.expect("the rest");
+    let payment = payment_of(&shop, &order_id).await.unwrap();
+    assert_eq!(
+        (payment.refunded_cents, payment.status.as_str()),
+        (2_500, "refunded")
+    );
+    shop.stop().await;
+}
+
 #[tokio::test]
 async fn only_paid_statuses_record_a_payment_and_a_second_trade_for_a_paid_order_is_refused() {
     let shop = AlipayFleet::start(&[]).await;

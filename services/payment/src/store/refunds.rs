@@ -171,9 +171,12 @@ impl Ledger {
         .execute(&mut *tx)
         .await?;
         if failed.rows_affected() == 1 {
+            // `status` first: MySQL evaluates SET left to right with the values already updated
+            // (SQLite with the old ones), so this order reads the same on both.
             sqlx::query(
-                "UPDATE payments SET refunded_cents = refunded_cents - ?, \
+                "UPDATE payments SET \
                  status = CASE WHEN refunded_cents - ? <= 0 THEN 'paid' ELSE 'partially_refunded' END, \
+                 refunded_cents = refunded_cents - ?, \
                  updated_at = ? WHERE transaction_id = ? AND refunded_cents >= ?",
             )
             .bind(refund.amount_cents)
