@@ -64,6 +64,7 @@ fn all_services_and_rpcs_present() {
                 "GetProduct",
                 "SearchProducts",
                 "BatchGetProducts",
+                "ListCategories",
                 "CreateProduct",
                 "UpdateProduct",
                 "DeleteProduct",

@@ -21,18 +21,17 @@ use crate::error::Error;
 use crate::near::NearCache;
 use crate::store::{Catalog, Reserved};
 
-/// Who may call what: browsing is public, writes are admin-only; batch reads and reservations
-/// are checkout's, releases checkout's and order's (its sweeper of expired orders).
+/// Who may call what: browsing (batch reads and categories too) is public, writes are
+/// admin-only; reservations are checkout's, releases checkout's and order's (its sweeper of
+/// expired orders).
 pub const ACCESS: AccessTable = AccessTable {
     service: mall_proto::product::v1::product_catalog_service_server::SERVICE_NAME,
     rules: &[
         ("ListProducts", Access::Public),
         ("GetProduct", Access::Public),
         ("SearchProducts", Access::Public),
-        (
-            "BatchGetProducts",
-            Access::Internal(&[ServiceName::Checkout]),
-        ),
+        ("BatchGetProducts", Access::Public),
+        ("ListCategories", Access::Public),
         ("CreateProduct", Access::Admin),
         ("UpdateProduct", Access::Admin),
         ("DeleteProduct", Access::Admin),
@@ -137,6 +136,23 @@ impl ProductCatalogService for CatalogApi {
             products: products.into_iter().map(to_pb).collect(),
             total,
         }))
+    }
+
+    async fn list_categories(
+        &self,
+        _: Request<pb::ListCategoriesReq>,
+    ) -> Result<Response<pb::ListCategoriesResp>, Status> {
+        let categories = self
+            .catalog
+            .categories()
+            .await?
+            .into_iter()
+            .map(|(name, count)| pb::Category {
+                name,
+                product_count: u64::try_from(count).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListCategoriesResp { categories }))
     }
 
     async fn get_product(

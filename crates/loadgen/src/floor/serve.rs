@@ -341,6 +341,13 @@ impl ProductCatalogService for Bare {
     ) -> Result<Response<pb::ReleaseStockResp>, Status> {
         unimplemented()
     }
+
+    async fn list_categories(
+        &self,
+        _: Request<pb::ListCategoriesReq>,
+    ) -> Result<Response<pb::ListCategoriesResp>, Status> {
+        unimplemented()
+    }
 }
 
 /// `loadgen serve-bare --payload-hex H`.

@@ -210,6 +210,22 @@ impl Catalog {
             .collect())
     }
 
+    /// Every category holding a live product, with how many it holds, in `name_key` order
+    /// (case-insensitive, as categories are matched).
+    pub async fn categories(&self) -> Result<Vec<(String, i64)>, Error> {
+        let rows = sqlx::query(
+            "SELECT c.name, COUNT(p.id) FROM categories c \
+             JOIN product_categories pc ON pc.category_id = c.id \
+             JOIN products p ON p.id = pc.product_id AND p.deleted_at IS NULL \
+             GROUP BY c.id, c.name, c.name_key ORDER BY c.name_key, c.id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// Live products by id order, optionally in the category with key `category` (see
     /// [`crate::domain::category_filter`]), with the total count.
     pub async fn list(

@@ -495,6 +495,54 @@ async fn batch_get_reports_missing_ids() {
     fleet.stop().await;
 }
 
+/// A storefront's reads need no token: a batch of products (a cart's lines in one call), and the
+/// categories with how many live products each holds (deleted ones count for nothing; names
+/// keep their spelling; empty categories are not listed).
+#[tokio::test]
+async fn batch_reads_and_categories_are_public() {
+    let (fleet, mut admin) = fleet().await;
+    let a = create(&mut admin, "lamp", 100, 1, &["Home", "light"]).await;
+    create(&mut admin, "bulb", 200, 1, &["Light"]).await;
+    let c = create(&mut admin, "chair", 300, 1, &["home"]).await;
+    let gone = create(&mut admin, "vase", 400, 1, &["Decor"]).await;
+    admin
+        .delete_product(pb::DeleteProductReq { id: gone.id })
+        .await
+        .unwrap();
+    let mut anyone = fleet.client_as::<Client>("product", "");
+    let batch = anyone
+        .batch_get_products(pb::BatchGetProductsReq {
+            ids: vec![gone.id, c.id, a.id],
+        })
+        .await
+        .expect("public batch read")
+        .into_inner();
+    // In the order asked.
+    assert_eq!(
+        batch
+            .products
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["chair", "lamp"]
+    );
+    assert_eq!(batch.missing_ids, vec![gone.id]);
+    let categories = anyone
+        .list_categories(pb::ListCategoriesReq {})
+        .await
+        .expect("public categories")
+        .into_inner()
+        .categories;
+    let listed: Vec<(&str, u64)> = categories
+        .iter()
+        .map(|c| (c.name.as_str(), c.product_count))
+        .collect();
+    // "light" and "Light", "Home" and "home" are one category each (matched case-insensitively
+    // when created), named as first written.
+    assert_eq!(listed, [("Home", 2), ("light", 2)], "{categories:?}");
+    fleet.stop().await;
+}
+
 #[tokio::test]
 async fn bad_writes_are_invalid_argument_and_write_nothing() {
     let (fleet, mut client) = fleet().await;
