@@ -253,6 +253,7 @@ mod tests {
                 "/tiktokmall.payment.v1.PaymentService/VoidOrder",
                 "/tiktokmall.product.v1.ProductCatalogService/BatchGetProducts",
                 "/tiktokmall.product.v1.ProductCatalogService/GetProduct",
+                "/tiktokmall.product.v1.ProductCatalogService/ListCategories",
                 "/tiktokmall.product.v1.ProductCatalogService/ListProducts",
                 "/tiktokmall.product.v1.ProductCatalogService/ReleaseStock",
                 "/tiktokmall.product.v1.ProductCatalogService/ReserveStock",
