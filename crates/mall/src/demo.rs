@@ -477,6 +477,7 @@ impl Shopper {
                     user_id: self.user_id,
                     page: 1,
                     page_size: 10,
+                    ..Default::default()
                 },
                 |r| orders.list_order(r),
             )

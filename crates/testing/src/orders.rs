@@ -42,6 +42,7 @@ impl Orders {
                 user_id,
                 page: 1,
                 page_size: 100,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("list orders of {user_id}: {e}"))

@@ -177,7 +177,8 @@ impl OrderService for OrderApi {
         let user_id = acting_for(&request, request.get_ref().user_id)?;
         let req = request.into_inner();
         let page = Page::parse(req.page, req.page_size)?;
-        let (orders, total) = self.orders.list(user_id, page).await?;
+        let status = OrderStatus::filter(req.status).map_err(Error::from)?;
+        let (orders, total) = self.orders.list(user_id, status, page).await?;
         Ok(Response::new(pb::ListOrderResp {
             orders: orders.into_iter().map(to_pb).collect(),
             total,

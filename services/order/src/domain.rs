@@ -57,6 +57,21 @@ impl OrderStatus {
     pub fn from_code(code: i64) -> Option<OrderStatus> {
         OrderStatus::ALL.into_iter().find(|s| s.code() == code)
     }
+
+    /// A request's status filter: 0 (unspecified) is any status.
+    pub fn filter(code: i32) -> Result<Option<OrderStatus>, Invalid> {
+        match code {
+            0 => Ok(None),
+            code => OrderStatus::from_code(i64::from(code))
+                .map(Some)
+                .ok_or_else(|| {
+                    Invalid::new(
+                        "status",
+                        "must be an ORDER_STATUS_* value (ORDER_STATUS_UNSPECIFIED for any)",
+                    )
+                }),
+        }
+    }
 }
 
 impl fmt::Display for OrderStatus {

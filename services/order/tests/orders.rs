@@ -145,6 +145,7 @@ async fn list(
             user_id,
             page,
             page_size,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -392,6 +393,63 @@ async fn orders_are_listed_newest_first_in_pages() {
         list(&mut client, 0, 1, 10).await,
         Code::InvalidArgument,
         "user 0"
+    );
+    fleet.stop().await;
+}
+
+/// A storefront's "my orders" tabs: only the orders in one status, paged and counted as such;
+/// an unknown status is refused.
+#[tokio::test]
+async fn orders_are_listed_by_status() {
+    let fleet = fleet().await;
+    let mut client = as_user(&fleet, ALICE);
+    let pending = place_ok(&fleet, ALICE, &[(11, 1, 100)]).await;
+    let cancelled = place_ok(&fleet, ALICE, &[(11, 1, 200)]).await;
+    let paid = place_ok(&fleet, ALICE, &[(11, 1, 300)]).await;
+    cancel(&mut client, ALICE, &cancelled, "changed my mind")
+        .await
+        .unwrap();
+    pay(&mut internal(&fleet), ALICE, &paid, "tx-by-status")
+        .await
+        .unwrap();
+    place_ok(&fleet, BOB, &[(11, 1, 1)]).await;
+    let by = |status: pb::OrderStatus| pb::ListOrderReq {
+        user_id: ALICE,
+        status: status.into(),
+        ..Default::default()
+    };
+    for (status, want) in [
+        (pb::OrderStatus::Pending, vec![pending.clone()]),
+        (pb::OrderStatus::Cancelled, vec![cancelled.clone()]),
+        (pb::OrderStatus::Paid, vec![paid.clone()]),
+        (pb::OrderStatus::Refunded, vec![]),
+        (pb::OrderStatus::Unspecified, vec![paid, cancelled, pending]),
+    ] {
+        let resp = client.list_order(by(status)).await.unwrap().into_inner();
+        let ids: Vec<String> = resp.orders.iter().map(|o| o.order_id.clone()).collect();
+        assert_eq!(ids, want, "{status:?}");
+        assert_eq!(resp.total, want.len() as u64, "{status:?}");
+        assert!(
+            resp.orders
+                .iter()
+                .all(|o| status == pb::OrderStatus::Unspecified || o.status == status as i32),
+            "{status:?}"
+        );
+    }
+    let bad = pb::ListOrderReq {
+        user_id: ALICE,
+        status: 99,
+        ..Default::default()
+    };
+    let status = assert_code!(
+        client.list_order(bad).await,
+        Code::InvalidArgument,
+        "status 99"
+    );
+    assert!(
+        status.message().starts_with("status"),
+        "{}",
+        status.message()
     );
     fleet.stop().await;
 }

@@ -317,16 +317,30 @@ impl Orders {
     }
 
     /// `user_id`'s orders, newest first, with the total count.
-    pub async fn list(&self, user_id: UserId, page: Page) -> Result<(Vec<Order>, u64), Error> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = ?")
-            .bind(user_id.db())
-            .fetch_one(self.db.pool())
-            .await?;
+    pub async fn list(
+        &self,
+        user_id: UserId,
+        status: Option<OrderStatus>,
+        page: Page,
+    ) -> Result<(Vec<Order>, u64), Error> {
+        // `status = ?` or, for any status, a condition every row meets (`? = 0`, bound 0).
+        let (filter, code) = match status {
+            Some(s) => ("status = ?", s.code()),
+            None => ("? = 0", 0),
+        };
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM orders WHERE user_id = ? AND {filter}"
+        )))
+        .bind(user_id.db())
+        .bind(code)
+        .fetch_one(self.db.pool())
+        .await?;
         let rows = sqlx::query_as::<_, OrderRow>(AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? \
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? AND {filter} \
              ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         )))
         .bind(user_id.db())
+        .bind(code)
         .bind(page.limit())
         .bind(page.offset())
         .fetch_all(self.db.pool())
