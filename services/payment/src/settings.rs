@@ -115,7 +115,7 @@ impl fmt::Debug for PaymentSettings {
 
 impl config::Validate for Extra {
     fn validate(&self, _: config::Profile) -> Result<(), config::ConfigError> {
-        Ok(())
+        self.payment.check()
     }
 }
 
@@ -151,26 +151,61 @@ pub async fn load_settings() -> Result<Settings, config::ConfigError> {
 }
 
 impl PaymentSettings {
-    /// The checks start-up makes (a wrong value fails before any port is bound).
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.pay_url_cache < Duration::from_secs(1) {
-            anyhow::bail!("invalid configuration: `payment.pay_url_cache` must be at least 1s");
+    /// The rules of `payment.*` beyond their types (checked when the settings load, and again
+    /// by `build`): a wrong value fails before any port is bound.
+    pub fn check(&self) -> Result<(), config::ConfigError> {
+        let at_least_1s = |d: Duration| d >= Duration::from_secs(1);
+        config::ensure(
+            at_least_1s(self.pay_url_cache),
+            "payment.pay_url_cache",
+            "must be at least 1s",
+        )?;
+        config::ensure(
+            at_least_1s(self.reconcile_interval),
+            "payment.reconcile_interval",
+            "must be at least 1s",
+        )?;
+        config::ensure(
+            self.alipay_notify_path.starts_with('/') && self.alipay_notify_path.len() >= 2,
+            "payment.alipay_notify_path",
+            "must be a path such as /alipay/notify",
+        )?;
+        config::ensure(
+            at_least_1s(self.alipay_query_after),
+            "payment.alipay_query_after",
+            "must be at least 1s",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_and_each_rule_names_its_key() {
+        let defaults = default_settings().ext;
+        assert!(config::Validate::validate(&defaults, config::Profile::Dev).is_ok());
+        type Break = fn(&mut PaymentSettings);
+        let cases: [(&str, Break); 4] = [
+            ("payment.pay_url_cache", |p| {
+                p.pay_url_cache = Duration::ZERO
+            }),
+            ("payment.reconcile_interval", |p| {
+                p.reconcile_interval = Duration::from_millis(500)
+            }),
+            ("payment.alipay_notify_path", |p| {
+                p.alipay_notify_path = "notify".into()
+            }),
+            ("payment.alipay_query_after", |p| {
+                p.alipay_query_after = Duration::ZERO
+            }),
+        ];
+        for (key, break_it) in cases {
+            let mut extra = default_settings().ext;
+            break_it(&mut extra.payment);
+            let err = config::Validate::validate(&extra, config::Profile::Dev).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
         }
-        if self.reconcile_interval < Duration::from_secs(1) {
-            anyhow::bail!(
-                "invalid configuration: `payment.reconcile_interval` must be at least 1s"
-            );
-        }
-        if !self.alipay_notify_path.starts_with('/') || self.alipay_notify_path.len() < 2 {
-            anyhow::bail!(
-                "invalid configuration: `payment.alipay_notify_path` must be a path such as /alipay/notify"
-            );
-        }
-        if self.alipay_query_after < Duration::from_secs(1) {
-            anyhow::bail!(
-                "invalid configuration: `payment.alipay_query_after` must be at least 1s"
-            );
-        }
-        Ok(())
     }
 }
